@@ -1,0 +1,106 @@
+"""Storefront: a small Flask shop selling plans and points packs through Stripe."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask
+
+from .config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+__all__ = ["create_app", "ConfigError"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` overrides settings read from the environment."""
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_mapping(load_settings(instance_path=app.instance_path, overrides=config))
+    register_logging(app)
+    register_extensions(app)
+    register_stripe(app)
+    register_blueprints(app)
+    register_template_helpers(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def register_logging(app: Flask) -> None:
+    logger = logging.getLogger("storefront")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+
+def register_extensions(app: Flask) -> None:
+    from . import models  # noqa: F401  (register the tables on the metadata)
+    from .extensions import csrf, db, limiter, login_manager, migrate
+
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        Path(app.config["SQLALCHEMY_DATABASE_URI"][len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_user(user_id: str):  # only called when the session holds a user id
+        from .models import User
+        try:
+            return db.session.get(User, int(user_id))
+        except (TypeError, ValueError):
+            return None
+
+
+def register_stripe(app: Flask) -> None:
+    from .stripe_gateway import init_gateway
+    init_gateway(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from .web import account, api, auth, shop
+    app.register_blueprint(shop.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(api.bp)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from .web.helpers import format_money
+
+    app.add_template_filter(format_money, "money")
+
+    @app.context_processor
+    def stripe_context() -> dict[str, Any]:
+        return {
+            "stripe_mode": app.config["STRIPE_MODE"],
+            "show_test_banner": app.config["STRIPE_MODE"] != "live",
+        }
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .web.errors import register
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import register
+    register(app)
+    try:
+        from .sandbox.cli import sandbox_cli
+    except ImportError:  # pragma: no cover - the sandbox ships with the repo
+        app.logger.debug("sandbox CLI not available")
+    else:
+        app.cli.add_command(sandbox_cli)

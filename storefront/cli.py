@@ -1,0 +1,104 @@
+"""flask commands: init-db, catalog sync, create-admin, seed-demo."""
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from .extensions import db
+
+DEMO_ADMIN = ("admin@example.com", "Demo Admin", "admin-demo-pass-2024")
+DEMO_BUYER = ("buyer@example.com", "Demo Buyer", "buyer-demo-pass-2024")
+
+
+def run_migrations() -> None:
+    from flask_migrate import upgrade
+    upgrade()
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db_command() -> None:
+    """Create or upgrade the database schema (runs the Alembic migrations)."""
+    run_migrations()
+    click.echo(f"Database is up to date ({_safe_url()}).")
+
+
+def _safe_url() -> str:
+    return db.engine.url.render_as_string(hide_password=True)
+
+
+@click.group("catalog")
+def catalog_cli() -> None:
+    """The product catalog."""
+
+
+@catalog_cli.command("sync")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Catalog file (default: storefront/catalog.toml or $CATALOG_PATH).")
+@click.option("--db-only", is_flag=True, help="Load into the database without talking to Stripe.")
+@with_appcontext
+def catalog_sync_command(path: str | None, db_only: bool) -> None:
+    """Load the catalog file into the DB and sync Stripe products/prices by lookup_key."""
+    from .services.catalog import CatalogError, sync_catalog
+    from .stripe_gateway import GatewayError
+    try:
+        db_report, stripe_report = sync_catalog(path, to_stripe=not db_only)
+    except CatalogError as err:
+        raise click.ClickException(str(err)) from err
+    except GatewayError as err:
+        raise click.ClickException(f"Stripe sync failed: {err.detail or err.user_message}") from err
+    click.echo(f"Database: {db_report.summary()}")
+    if not db_only:
+        click.echo(f"Stripe ({current_app.config['STRIPE_MODE']}): {stripe_report.summary()}")
+        for line in stripe_report.created + stripe_report.updated + stripe_report.archived:
+            click.echo(f"  {line}")
+
+
+@click.command("create-admin")
+@click.argument("email")
+@click.option("--password", default=None, help="Password (prompted if omitted for a new user).")
+@click.option("--name", default=None, help="Display name.")
+@with_appcontext
+def create_admin_command(email: str, password: str | None, name: str | None) -> None:
+    """Create an admin user, or make an existing user an admin."""
+    from .services.accounts import AccountError, create_or_promote_admin, email_exists
+    if password is None and not email_exists(email):
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user, created = create_or_promote_admin(email, password, name)
+    except AccountError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"{'Created' if created else 'Updated'} admin {user.email}.")
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo_command() -> None:
+    """Create the demo admin and demo buyer (idempotent) and print their logins."""
+    from .models import User
+    from .services.accounts import create_or_promote_admin, ensure_stripe_customer, register_user
+    from .services.accounts import email_exists
+    from .stripe_gateway import GatewayError
+
+    email, name, password = DEMO_ADMIN
+    create_or_promote_admin(email, password, name)
+    email, name, password = DEMO_BUYER
+    if not email_exists(email):
+        register_user(email, name, password)
+    for email in (DEMO_ADMIN[0], DEMO_BUYER[0]):
+        user = db.session.scalar(db.select(User).where(User.email == email))
+        try:
+            ensure_stripe_customer(user)
+        except GatewayError:
+            click.echo(f"  (Stripe customer for {email} will be created on first need)")
+    click.echo("Demo logins:")
+    click.echo(f"  admin: {DEMO_ADMIN[0]} / {DEMO_ADMIN[2]}")
+    click.echo(f"  buyer: {DEMO_BUYER[0]} / {DEMO_BUYER[2]}")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(init_db_command)
+    app.cli.add_command(catalog_cli)
+    app.cli.add_command(create_admin_command)
+    app.cli.add_command(seed_demo_command)

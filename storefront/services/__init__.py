@@ -1,0 +1,1 @@
+"""Business rules as plain functions; each public function owns its transaction."""

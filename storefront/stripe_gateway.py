@@ -1,0 +1,237 @@
+"""The ONLY module that imports ``stripe``.
+
+A :class:`StripeGateway` wraps one ``stripe.StripeClient`` built from the app config
+(no global ``stripe.api_key``). Every write carries an idempotency key derived from our
+own ids; every Stripe error leaves this module as one of our own exception types whose
+``user_message`` is safe to show a buyer (never ``str(stripe_error)``).
+
+Later issues add PaymentIntents, Checkout Sessions, webhooks... here, and only here.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any, Iterator, Mapping
+
+import stripe
+from flask import Flask, current_app
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "stripe_gateway"
+
+
+# --------------------------------------------------------------------------- errors
+class GatewayError(Exception):
+    """Base class: something went wrong talking to Stripe."""
+
+    user_message = "Something went wrong with our payment provider. Please try again."
+    http_status = 502
+    code = "payment_provider_error"
+
+    def __init__(self, detail: str = "", *, stripe_code: str | None = None,
+                 decline_code: str | None = None, param: str | None = None,
+                 request_id: str | None = None, user_message: str | None = None):
+        super().__init__(detail or self.user_message)
+        self.detail = detail
+        self.stripe_code = stripe_code
+        self.decline_code = decline_code
+        self.param = param
+        self.request_id = request_id
+        if user_message:
+            self.user_message = user_message
+
+
+class StripeUnavailable(GatewayError):
+    """Network trouble, timeouts, 5xx and rate limits: worth retrying later."""
+
+    user_message = ("Our payment provider is not responding right now. "
+                    "Please try again in a minute.")
+    http_status = 503
+    code = "payment_provider_unavailable"
+
+
+class PaymentDeclined(GatewayError):
+    """The card was declined (or needs another payment method)."""
+
+    user_message = "Your card was declined. Please try another card."
+    http_status = 402
+    code = "card_declined"
+
+
+class StripeRequestInvalid(GatewayError):
+    """Stripe refused the request itself: a bug on our side or stale data."""
+
+    http_status = 400
+    code = "invalid_request"
+
+
+class StripeNotFound(StripeRequestInvalid):
+    user_message = "We could not find that payment record."
+    http_status = 404
+    code = "not_found"
+
+
+class StripeMisconfigured(GatewayError):
+    """Bad or missing API keys: the operator's problem, not the buyer's."""
+
+    user_message = "Payments are temporarily unavailable. We're on it."
+    http_status = 503
+    code = "payment_provider_misconfigured"
+
+
+DECLINE_MESSAGES = {
+    "insufficient_funds": "Your card has insufficient funds. Please try another card.",
+    "lost_card": "Your card was declined. Please try another card.",
+    "stolen_card": "Your card was declined. Please try another card.",
+    "expired_card": "Your card has expired. Please try another card.",
+    "incorrect_cvc": "Your card's security code is incorrect.",
+    "processing_error": "An error occurred while processing your card. Please try again.",
+    "incorrect_number": "Your card number is incorrect.",
+}
+
+
+def _translate(err: "stripe.StripeError") -> GatewayError:
+    kwargs: dict[str, Any] = {
+        "stripe_code": getattr(err, "code", None),
+        "request_id": getattr(err, "request_id", None),
+    }
+    detail = getattr(err, "user_message", None) or str(err)
+    if isinstance(err, stripe.CardError):
+        decline = getattr(err, "error", None)
+        decline_code = getattr(decline, "decline_code", None) if decline else None
+        code = decline_code or getattr(err, "code", None)
+        return PaymentDeclined(detail, decline_code=decline_code, param=getattr(err, "param", None),
+                               user_message=DECLINE_MESSAGES.get(code or ""), **kwargs)
+    if isinstance(err, (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)):
+        return StripeUnavailable(detail, **kwargs)
+    if isinstance(err, (stripe.AuthenticationError, stripe.PermissionError)):
+        return StripeMisconfigured(detail, **kwargs)
+    if isinstance(err, stripe.InvalidRequestError):
+        cls = StripeNotFound if getattr(err, "http_status", None) == 404 else StripeRequestInvalid
+        return cls(detail, param=getattr(err, "param", None), **kwargs)
+    if isinstance(err, stripe.IdempotencyError):
+        return StripeRequestInvalid(detail, **kwargs)
+    status = getattr(err, "http_status", None) or 0
+    if status >= 500 or status == 429:
+        return StripeUnavailable(detail, **kwargs)
+    return GatewayError(detail, **kwargs)
+
+
+def idempotency_key(*parts: Any, payload: Mapping[str, Any] | None = None) -> str:
+    """``a-b-c`` from our own ids; with ``payload`` a short digest of the request is appended
+    so a changed request never replays an older response under the same key."""
+    key = "-".join(str(p) for p in parts)
+    if payload is not None:
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+        key += "-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return key[:255]
+
+
+# --------------------------------------------------------------------------- gateway
+class StripeGateway:
+    def __init__(self, secret_key: str, *, api_base: str | None = None, timeout: float = 10.0,
+                 max_network_retries: int = 2, mode: str = "test"):
+        self.mode = mode
+        self.api_base = api_base
+        http_client = stripe.RequestsClient(timeout=timeout)
+        kwargs: dict[str, Any] = {
+            "max_network_retries": max_network_retries,
+            "http_client": http_client,
+        }
+        if api_base:
+            kwargs["base_addresses"] = {"api": api_base}
+        self._client = stripe.StripeClient(secret_key, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "StripeGateway":
+        return cls(
+            config["STRIPE_SECRET_KEY"],
+            api_base=config.get("STRIPE_API_BASE"),
+            timeout=float(config.get("STRIPE_TIMEOUT", 10.0)),
+            max_network_retries=int(config.get("STRIPE_MAX_NETWORK_RETRIES", 2)),
+            mode=config.get("STRIPE_MODE", "test"),
+        )
+
+    # -- plumbing --------------------------------------------------------------------
+    @property
+    def v1(self):
+        return self._client.v1
+
+    def _call(self, fn, *args, **kwargs) -> dict[str, Any]:
+        try:
+            result = fn(*args, **kwargs)
+        except stripe.StripeError as err:
+            translated = _translate(err)
+            log.warning("stripe call failed: %s (%s, request %s)", type(err).__name__,
+                        translated.stripe_code, translated.request_id)
+            raise translated from err
+        return result.to_dict() if hasattr(result, "to_dict") else result
+
+    @staticmethod
+    def _opts(key: str | None) -> dict[str, Any]:
+        return {"idempotency_key": key} if key else {}
+
+    # -- customers -------------------------------------------------------------------
+    def create_customer(self, *, email: str, name: str, metadata: Mapping[str, str],
+                        idempotency_key: str) -> dict[str, Any]:
+        params = {"email": email, "name": name, "metadata": dict(metadata)}
+        return self._call(self.v1.customers.create, params, self._opts(idempotency_key))
+
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        return self._call(self.v1.customers.retrieve, customer_id)
+
+    def list_customers(self, *, email: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if email:
+            params["email"] = email
+        return list(self._paginate(self.v1.customers.list, params))
+
+    # -- catalog ---------------------------------------------------------------------
+    def list_prices_by_lookup_keys(self, lookup_keys: list[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(lookup_keys), 10):  # Stripe accepts up to 10 keys per call
+            params = {"lookup_keys": lookup_keys[start:start + 10], "limit": 100}
+            out.extend(self._paginate(self.v1.prices.list, params))
+        return out
+
+    def retrieve_product(self, product_id: str) -> dict[str, Any]:
+        return self._call(self.v1.products.retrieve, product_id)
+
+    def create_product(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.products.create, dict(params), self._opts(idempotency_key))
+
+    def update_product(self, product_id: str, params: Mapping[str, Any], *,
+                       idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.products.update, product_id, dict(params),
+                          self._opts(idempotency_key))
+
+    def create_price(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.prices.create, dict(params), self._opts(idempotency_key))
+
+    def update_price(self, price_id: str, params: Mapping[str, Any], *,
+                     idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.prices.update, price_id, dict(params),
+                          self._opts(idempotency_key))
+
+    # -- helpers ---------------------------------------------------------------------
+    def _paginate(self, list_fn, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        params = dict(params)
+        while True:
+            page = self._call(list_fn, params)
+            data = page.get("data", [])
+            yield from data
+            if not page.get("has_more") or not data:
+                return
+            params["starting_after"] = data[-1]["id"]
+
+
+def init_gateway(app: Flask) -> StripeGateway:
+    gateway = StripeGateway.from_config(app.config)
+    app.extensions[EXTENSION_KEY] = gateway
+    return gateway
+
+
+def get_gateway() -> StripeGateway:
+    return current_app.extensions[EXTENSION_KEY]

@@ -1,0 +1,73 @@
+"""One handler for every HTTP error: HTML in the site's look, or JSON for API clients."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from ..stripe_gateway import GatewayError
+from .helpers import wants_json
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: ("bad_request", "The request could not be understood."),
+    401: ("unauthorized", "Please log in to continue."),
+    403: ("forbidden", "You don't have access to this page."),
+    404: ("not_found", "We couldn't find that page."),
+    405: ("method_not_allowed", "That action isn't allowed here."),
+    429: ("rate_limit_exceeded", "Too many requests. Please slow down and try again in a minute."),
+    500: ("internal_error", "Something went wrong on our side. We've been notified; please try again."),
+}
+TITLES = {400: "Bad request", 401: "Log in required", 403: "Forbidden", 404: "Page not found",
+          405: "Not allowed", 429: "Too many requests", 500: "Something went wrong",
+          503: "Temporarily unavailable"}
+
+
+def error_response(status: int, code: str | None = None, message: str | None = None,
+                   error_type: str | None = None):
+    default_code, default_message = MESSAGES.get(status, ("error", "Something went wrong."))
+    code = code or default_code
+    message = message or default_message
+    error_type = error_type or ("api_error" if status >= 500 else "invalid_request_error")
+    if wants_json():
+        return jsonify(error={"code": code, "message": message, "type": error_type}), status
+    return render_template("errors/error.html", status=status, title=TITLES.get(status, "Error"),
+                           message=message), status
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(err: CSRFError):
+        return error_response(400, "csrf_failed",
+                              "Your form expired or was sent from another site. "
+                              "Please go back, reload the page and try again.")
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(err: RateLimitExceeded):
+        return error_response(429, "rate_limit_exceeded", None, "rate_limit_error")
+
+    @app.errorhandler(GatewayError)
+    def gateway_error(err: GatewayError):
+        return error_response(err.http_status if err.http_status >= 400 else 502, err.code,
+                              err.user_message, "payment_provider_error")
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException):
+        status = err.code or 500
+        code, message = MESSAGES.get(status, ("error", err.description))
+        return error_response(status, code, message)
+
+    @app.errorhandler(Exception)
+    def unhandled(err: Exception):
+        if isinstance(err, HTTPException):  # pragma: no cover - handled above
+            return http_error(err)
+        log.exception("unhandled error")
+        return error_response(500)
+
+    @app.errorhandler(InternalServerError)
+    def internal(err):
+        return error_response(500)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField, StringField, ValidationError
+from wtforms.validators import DataRequired, Email, EqualTo, Length
+
+from ..services.accounts import MAX_PASSWORD_LENGTH, password_problems
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class StrongPassword:
+    """Runs the account rules; the other field names give context (email, name)."""
+
+    def __call__(self, form, field):
+        email = getattr(getattr(form, "email", None), "data", "") or ""
+        name = getattr(getattr(form, "name", None), "data", "") or ""
+        problems = password_problems(field.data or "", email=email, name=name)
+        if problems:
+            raise ValidationError(" ".join(problems))
+
+
+class SignupForm(FlaskForm):
+    email = EmailField("Email", filters=[_strip], validators=[
+        DataRequired("Enter your email address."), Email("Enter a valid email address."),
+        Length(max=254)])
+    name = StringField("Name", filters=[_strip], validators=[
+        DataRequired("Tell us your name."), Length(max=100, message="Keep your name under 100 characters.")])
+    password = PasswordField("Password", validators=[
+        DataRequired("Choose a password."), StrongPassword()])
+    confirm = PasswordField("Confirm password", validators=[
+        DataRequired("Type your password again."),
+        EqualTo("password", message="The two passwords don't match.")])
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", filters=[_strip], validators=[
+        DataRequired("Enter your email address."), Length(max=254)])
+    password = PasswordField("Password", validators=[
+        DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)])
+    remember = BooleanField("Keep me logged in on this device")
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired("Enter your current password.")])
+    password = PasswordField("New password", validators=[DataRequired("Choose a new password."), StrongPassword()])
+    confirm = PasswordField("Confirm new password", validators=[
+        DataRequired("Type your new password again."),
+        EqualTo("password", message="The two passwords don't match.")])
+
+
+class PostForm(FlaskForm):
+    """A form with nothing but the CSRF token (log out, buy buttons)."""
