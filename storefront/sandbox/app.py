@@ -1,0 +1,292 @@
+"""The sandbox's WSGI app: Stripe's REST API in front of :class:`~.store.Store`.
+
+One view wraps every endpoint: inject a configured fault, authenticate the key, decode and
+validate the parameters, replay an idempotent result, run the handler in one transaction, expand
+and conformance-check what it returns, and answer with Stripe's JSON (or Stripe's error object).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+
+from flask import Flask, Response, current_app, request
+
+from . import errors
+from .api import ENDPOINTS, Context, Endpoint, new_id
+from .conformance import error_shape_errors, shape_errors
+from .expand import expand
+from .params import decode, validate
+from .store import Store
+from .webhooks import Sender
+
+_CORS = {"Access-Control-Allow-Origin": "*",
+         "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key, "
+                                         "Stripe-Version",
+         "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS"}
+
+
+class Sandbox:
+    """Everything one running sandbox owns: store, webhook sender, clock ticker, counters."""
+
+    def __init__(self, store: Store, *, strict: bool, sender: Sender, tick: float):
+        self.store = store
+        self.strict = strict
+        self.sender = sender
+        self.tick = tick
+        self.conformance = {"checked": 0, "failed": 0, "failures": []}
+        self._counter_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._run_ticker, name="sandbox-clock",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self.sender.start()
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sender.stop()
+        self._ticker.join(timeout=5)
+
+    # --- conformance -----------------------------------------------------------------------
+    def check(self, body: dict, *, is_error: bool = False) -> list[str]:
+        problems = error_shape_errors(body) if is_error else _all_shape_errors(body)
+        with self._counter_lock:
+            self.conformance["checked"] += _count_objects(body)
+            if problems:
+                self.conformance["failed"] += 1
+                self.conformance["failures"].append(problems[:5])
+        return problems
+
+    # --- scheduled jobs (clock) ------------------------------------------------------------
+    def run_due_jobs(self, until: int | None = None) -> int:
+        from .jobs import run_job
+        ran = 0
+        while True:
+            with self.store.transaction():
+                job = self.store.pop_due_job(self.store.now() if until is None else until)
+                if job is None:
+                    return ran
+                due, kind, ref, data = job
+                ctx = Context(self.store, "secret", new_id("req"), None, "")
+                with self.store.frozen_at(max(due, self.store.now()) if until is None else due):
+                    run_job(ctx, kind, ref, data)
+                    for event in ctx.events:
+                        self.check(event)
+            ran += 1
+
+    def _run_ticker(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                self.run_due_jobs()
+            except Exception:  # a job failing must not stop the clock
+                current_app_logger().exception("sandbox job failed")
+
+
+def current_app_logger():
+    import logging
+    return logging.getLogger("storefront.sandbox")
+
+
+def _all_shape_errors(body: dict) -> list[str]:
+    problems = shape_errors(body)
+    if body.get("object") == "event":
+        problems += shape_errors(body["data"]["object"])
+    return problems
+
+
+def _count_objects(body) -> int:
+    if isinstance(body, dict):
+        own = 1 if "object" in body and body.get("object") != "list" else 0
+        return own + sum(_count_objects(v) for v in body.values())
+    if isinstance(body, list):
+        return sum(_count_objects(v) for v in body)
+    return 0
+
+
+def create_sandbox_app(state_path=None, *, strict: bool = False, webhook_timeout: float = 10.0,
+                       webhook_retry_base: float = 2.0, webhook_max_attempts: int = 8,
+                       tick: float = 0.25, public_url: str | None = None,
+                       start_threads: bool = True) -> Flask:
+    """Build the sandbox app. ``strict`` answers 500 for any object that fails conformance."""
+    from . import resources  # noqa: F401  (registers the endpoints)
+    from .control import control
+    from .browser import browser
+
+    app = Flask(__name__, template_folder="templates", static_folder="static",
+                static_url_path="/_sandbox/static")
+    app.config["SANDBOX_PUBLIC_URL"] = public_url
+    store = Store(state_path)
+    sandbox = Sandbox(store, strict=strict, tick=tick,
+                      sender=Sender(store, timeout=webhook_timeout, retry_base=webhook_retry_base,
+                                    max_attempts=webhook_max_attempts))
+    app.extensions["sandbox"] = sandbox
+    for ep in ENDPOINTS:
+        app.add_url_rule(ep.rule, endpoint=f"{ep.method} {ep.rule}", view_func=_view(ep),
+                         methods=[ep.method])
+    app.register_blueprint(control)
+    app.register_blueprint(browser)
+    app.after_request(_cors)
+    app.register_error_handler(404, _unrecognized)
+    app.register_error_handler(405, _unrecognized)
+    if start_threads:
+        sandbox.start()
+    return app
+
+
+def sandbox_of(app=None) -> Sandbox:
+    return (app or current_app).extensions["sandbox"]
+
+
+def base_url() -> str:
+    return current_app.config.get("SANDBOX_PUBLIC_URL") or request.host_url.rstrip("/")
+
+
+# --- the API view ----------------------------------------------------------------------------
+
+def _view(ep: Endpoint):
+    def view(**path_args):
+        sandbox = sandbox_of()
+        try:
+            fault = _take_fault(sandbox.store, request.path)
+            if fault is not None:
+                return fault
+            key_kind = _authenticate(ep)
+            raw = decode(list(request.args.items(multi=True)) +
+                         list(request.form.items(multi=True)))
+            idem_key = request.headers.get("Idempotency-Key") if ep.method == "POST" else None
+            ctx = Context(sandbox.store, key_kind, new_id("req"), idem_key, base_url())
+            return _run(sandbox, ep, ctx, raw, path_args)
+        except errors.StripeError as exc:
+            return _error_response(sandbox, exc)
+
+    view.__name__ = f"{ep.handler.__module__}.{ep.handler.__name__}"
+    return view
+
+
+def _run(sandbox: Sandbox, ep: Endpoint, ctx: Context, raw: dict, path_args: dict) -> Response:
+    store = sandbox.store
+    fingerprint = hashlib.sha256(json.dumps(
+        [ep.method, request.path, raw], sort_keys=True).encode()).hexdigest()
+    with store.transaction():
+        if ctx.idempotency_key:
+            saved = store.idempotent_result(ctx.idempotency_key)
+            if saved is not None:
+                if saved[0] != fingerprint:
+                    raise errors.StripeError(
+                        400, "idempotency_error",
+                        "Keys for idempotent requests can only be used with the same parameters "
+                        "they were first used with. Try using a key other than "
+                        f"'{ctx.idempotency_key}' if you meant to execute a different request.")
+                return _json(saved[2], saved[1], {"Idempotent-Replayed": "true"})
+        params = validate(raw, ep.params, ep.supported)
+        try:
+            result = ep.handler(ctx, params, **path_args)
+            status = 200
+            body = expand(store, result, params.get("expand", []))
+            problems = sandbox.check(body)
+        except errors.StripeError as exc:
+            if not exc.store_result:
+                raise
+            status, body = exc.status, exc.body()
+            problems = sandbox.check(body, is_error=True)
+        for event in ctx.events:
+            problems += sandbox.check(event)
+        if problems and sandbox.strict:
+            raise errors.StripeError(500, "api_error",
+                                     "Sandbox conformance failure: " + "; ".join(problems[:5]))
+        text = json.dumps(body, indent=2)
+        if ctx.idempotency_key:
+            store.save_idempotent_result(ctx.idempotency_key, fingerprint, status, text)
+    return _json(text, status, {"Request-Id": ctx.request_id})
+
+
+def _authenticate(ep: Endpoint) -> str:
+    header = request.headers.get("Authorization", "")
+    key = ""
+    if header.startswith("Bearer "):
+        key = header[len("Bearer "):].strip()
+    elif request.authorization and request.authorization.type == "basic":
+        key = request.authorization.username or ""
+    if not key and ep.publishable:
+        key = request.values.get("key", "")  # Stripe.js may send the key as a parameter
+    if not key:
+        raise errors.unauthorized(
+            "You did not provide an API key. You need to provide your API key in the "
+            "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'"
+            "). See https://stripe.com/docs/api#authentication for details, or we can help at "
+            "https://support.stripe.com/.")
+    if key.startswith("sk_test_") and len(key) > len("sk_test_"):
+        return "secret"
+    if key.startswith("pk_test_") and len(key) > len("pk_test_"):
+        if not ep.publishable:
+            raise errors.unauthorized("This API call cannot be made with a publishable API key. "
+                                      "Please use a secret API key. You can find a list of your "
+                                      "API keys at https://dashboard.stripe.com/account/apikeys.")
+        return "publishable"
+    shown = key[:8] + "*" * max(0, len(key) - 12) + key[-4:] if len(key) > 12 else key
+    raise errors.unauthorized(f"Invalid API Key provided: {shown}")
+
+
+def _take_fault(store: Store, path: str) -> Response | None:
+    """Consume one configured fault matching ``path``, if any (outside the store lock)."""
+    with store.transaction():
+        faults = store.meta_json("faults", [])
+        for fault in faults:
+            if fault["count"] > 0 and path.startswith(fault.get("path_prefix") or "/v1/"):
+                fault["count"] -= 1
+                store.set_meta_json("faults", [f for f in faults if f["count"] > 0])
+                break
+        else:
+            return None
+    mode = fault["mode"]
+    if mode == "timeout":
+        time.sleep(float(fault.get("seconds", 30)))
+        return _json(json.dumps(errors.StripeError(
+            500, "api_error", "The sandbox hung this request on purpose (fault injection)."
+        ).body()), 500, {})
+    if mode == "rate_limit":
+        return _json(json.dumps(errors.StripeError(
+            429, "invalid_request_error", "Too many requests hit the API too quickly. We "
+            "recommend an exponential backoff of your requests.", code="rate_limit").body()),
+            429, {"Stripe-Should-Retry": "true"})
+    return _json(json.dumps(errors.StripeError(
+        500, "api_error", "An unexpected error occurred (sandbox fault injection).").body()),
+        500, {"Stripe-Should-Retry": "true"})
+
+
+def _error_response(sandbox: Sandbox, exc: errors.StripeError) -> Response:
+    body = exc.body()
+    sandbox.check(body, is_error=True)
+    headers = dict(exc.headers)
+    if exc.type == "idempotency_error":
+        headers["Stripe-Should-Retry"] = "false"
+    return _json(json.dumps(body, indent=2), exc.status, headers)
+
+
+def _json(text: str, status: int, headers: dict) -> Response:
+    response = Response(text, status=status, mimetype="application/json")
+    response.headers["Stripe-Version"] = "2026-10-28.endive"
+    for key, value in headers.items():
+        response.headers[key] = value
+    return response
+
+
+def _cors(response: Response) -> Response:
+    if request.path.startswith("/v1/"):
+        response.headers.update(_CORS)
+    return response
+
+
+def _unrecognized(exc):
+    if request.method == "OPTIONS" and request.path.startswith("/v1/"):
+        return Response(status=204, headers=_CORS)
+    if not request.path.startswith("/v1/"):
+        return exc
+    body = errors.invalid_request(
+        f"Unrecognized request URL ({request.method}: {request.path}). Please see "
+        "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+        status=404).body()
+    return _json(json.dumps(body), 404, {})

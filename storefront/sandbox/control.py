@@ -1,0 +1,125 @@
+"""``/_sandbox/``: control routes for tests and demos (local use only, no authentication).
+
+Reset all state, read and advance the clock, inject API faults (the next N calls answer 500,
+hang, or 429), steer webhook delivery (twice, late, held then newest-first, dropped), read the
+delivery log, list the test cards, and read the conformance counters.
+"""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, jsonify, request
+
+from .app import sandbox_of
+from .cards import all_cards
+from .webhooks import delivery_log, release_held
+
+control = Blueprint("sandbox_control", __name__, url_prefix="/_sandbox")
+
+_FAULT_MODES = {"error", "timeout", "rate_limit"}
+_WEBHOOK_FAULTS = {"duplicate", "delay", "hold", "drop"}
+
+
+def _bad(message: str, status: int = 400):
+    return jsonify({"error": {"type": "invalid_request_error", "message": message}}), status
+
+
+@control.get("/health")
+def health():
+    return jsonify({"ok": True, "now": sandbox_of().store.now()})
+
+
+@control.post("/reset")
+def reset():
+    sandbox = sandbox_of()
+    sandbox.store.reset()
+    with sandbox._counter_lock:
+        sandbox.conformance.update(checked=0, failed=0, failures=[])
+    return jsonify({"reset": True})
+
+
+@control.get("/clock")
+def clock():
+    store = sandbox_of().store
+    return jsonify({"now": store.now(), "offset": int(store.meta("clock_offset", "0"))})
+
+
+@control.post("/clock/advance")
+def advance_clock():
+    """Move sandbox time forward, running every job that falls due on the way, in order."""
+    seconds = (request.get_json(silent=True) or {}).get("seconds")
+    if not isinstance(seconds, int) or seconds < 0:
+        return _bad("seconds must be a non-negative integer")
+    sandbox = sandbox_of()
+    store = sandbox.store
+    target = store.now() + seconds
+    ran = sandbox.run_due_jobs(until=target)
+    with store.transaction():
+        store.set_meta("clock_offset", str(target - int(time.time())))
+    ran += sandbox.run_due_jobs()
+    return jsonify({"now": store.now(), "jobs_run": ran})
+
+
+@control.route("/faults", methods=["GET", "POST", "DELETE"])
+def faults():
+    store = sandbox_of().store
+    if request.method == "DELETE":
+        store.set_meta_json("faults", [])
+    elif request.method == "POST":
+        fault = request.get_json(silent=True) or {}
+        if fault.get("mode") not in _FAULT_MODES:
+            return _bad(f"mode must be one of {sorted(_FAULT_MODES)}")
+        count = fault.get("count", 1)
+        if not isinstance(count, int) or count < 1:
+            return _bad("count must be a positive integer")
+        with store.transaction():
+            current = store.meta_json("faults", [])
+            current.append({"mode": fault["mode"], "count": count,
+                            "path_prefix": fault.get("path_prefix") or "/v1/",
+                            "seconds": float(fault.get("seconds", 30))})
+            store.set_meta_json("faults", current)
+    return jsonify({"faults": store.meta_json("faults", [])})
+
+
+@control.route("/webhooks/faults", methods=["GET", "POST", "DELETE"])
+def webhook_faults():
+    store = sandbox_of().store
+    if request.method == "DELETE":
+        store.set_meta_json("webhook_faults", {})
+    elif request.method == "POST":
+        wanted = request.get_json(silent=True) or {}
+        unknown = set(wanted) - _WEBHOOK_FAULTS
+        if unknown:
+            return _bad(f"unknown webhook faults {sorted(unknown)}; use {sorted(_WEBHOOK_FAULTS)}")
+        store.set_meta_json("webhook_faults", wanted)
+    return jsonify({"webhook_faults": store.meta_json("webhook_faults", {})})
+
+
+@control.post("/webhooks/release")
+def release():
+    newest_first = (request.get_json(silent=True) or {}).get("newest_first", True)
+    return jsonify({"released": release_held(sandbox_of().store, bool(newest_first))})
+
+
+@control.post("/webhooks/flush")
+def flush():
+    """Wait until every delivery that is due now has been attempted."""
+    timeout = float((request.get_json(silent=True) or {}).get("timeout", 10))
+    idle = sandbox_of().sender.wait_idle(timeout)
+    return jsonify({"idle": idle}), (200 if idle else 504)
+
+
+@control.get("/deliveries")
+def deliveries():
+    limit = request.args.get("limit", 200, type=int)
+    return jsonify({"deliveries": delivery_log(sandbox_of().store, limit)})
+
+
+@control.get("/test-cards")
+def test_cards():
+    return jsonify({"cards": all_cards()})
+
+
+@control.get("/conformance")
+def conformance():
+    return jsonify(sandbox_of().conformance)

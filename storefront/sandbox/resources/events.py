@@ -1,0 +1,97 @@
+"""Events (list, retrieve) and webhook endpoints (create with a ``whsec_`` secret, list, delete)."""
+from __future__ import annotations
+
+import secrets
+
+from .. import errors
+from ..api import (API_VERSION, Context, apply_metadata, created_filter, endpoint,
+                   list_response, new_id)
+
+
+@endpoint("GET", "/v1/events/<event_id>", params="EventRetrieveParams")
+def retrieve_event(ctx: Context, params: dict, event_id: str) -> dict:
+    ctx.require_secret_key()
+    return ctx.load(event_id, "event")
+
+
+@endpoint("GET", "/v1/events", params="EventListParams",
+          supported=["type", "types", "created", "limit", "starting_after", "ending_before"])
+def list_events(ctx: Context, params: dict) -> dict:
+    ctx.require_secret_key()
+    events = ctx.store.all("event")
+    if "type" in params:
+        wanted = params["type"]
+        if wanted.endswith("*"):
+            events = [e for e in events if e["type"].startswith(wanted[:-1])]
+        else:
+            events = [e for e in events if e["type"] == wanted]
+    if "types" in params:
+        events = [e for e in events if e["type"] in params["types"]]
+    events = created_filter(events, params.get("created"))
+    return list_response(events, "/v1/events", params)
+
+
+def _public_endpoint(endpoint_obj: dict) -> dict:
+    shown = dict(endpoint_obj)
+    shown.pop("secret", None)  # Stripe shows the secret only when the endpoint is created
+    return shown
+
+
+@endpoint("POST", "/v1/webhook_endpoints", params="WebhookEndpointCreateParams",
+          supported=["url", "enabled_events", "description", "metadata", "api_version"])
+def create_webhook_endpoint(ctx: Context, params: dict) -> dict:
+    ctx.require_secret_key()
+    if not params["url"].startswith(("http://", "https://")):
+        raise errors.invalid_request("Invalid URL: URL must be publicly accessible and use http "
+                                     "or https.", param="url", code="url_invalid")
+    if params.get("api_version") not in (None, API_VERSION):
+        raise errors.invalid_request(
+            f"The sandbox speaks only API version {API_VERSION}; it cannot render events for "
+            f"{params['api_version']}.", param="api_version", code="parameter_unsupported")
+    hook = {
+        "id": new_id("we"), "object": "webhook_endpoint", "api_version": API_VERSION,
+        "application": None, "created": ctx.now(), "description": params.get("description"),
+        "enabled_events": params["enabled_events"], "livemode": False, "metadata": {},
+        "secret": "whsec_" + secrets.token_urlsafe(32), "status": "enabled", "url": params["url"],
+    }
+    apply_metadata(hook, params.get("metadata"))
+    ctx.store.put(hook)
+    return hook
+
+
+@endpoint("GET", "/v1/webhook_endpoints/<endpoint_id>", params="WebhookEndpointRetrieveParams")
+def retrieve_webhook_endpoint(ctx: Context, params: dict, endpoint_id: str) -> dict:
+    ctx.require_secret_key()
+    return _public_endpoint(ctx.load(endpoint_id, "webhook_endpoint"))
+
+
+@endpoint("POST", "/v1/webhook_endpoints/<endpoint_id>", params="WebhookEndpointUpdateParams",
+          supported=["url", "enabled_events", "description", "metadata", "disabled"])
+def update_webhook_endpoint(ctx: Context, params: dict, endpoint_id: str) -> dict:
+    ctx.require_secret_key()
+    hook = ctx.load(endpoint_id, "webhook_endpoint")
+    for key in ("url", "enabled_events", "description"):
+        if key in params:
+            hook[key] = params[key]
+    if "disabled" in params:
+        hook["status"] = "disabled" if params["disabled"] else "enabled"
+    apply_metadata(hook, params.get("metadata"))
+    ctx.store.put(hook)
+    return _public_endpoint(hook)
+
+
+@endpoint("GET", "/v1/webhook_endpoints", params="WebhookEndpointListParams",
+          supported=["limit", "starting_after", "ending_before"])
+def list_webhook_endpoints(ctx: Context, params: dict) -> dict:
+    ctx.require_secret_key()
+    hooks = [_public_endpoint(h) for h in ctx.store.all("webhook_endpoint")
+             if not h.get("deleted")]
+    return list_response(hooks, "/v1/webhook_endpoints", params)
+
+
+@endpoint("DELETE", "/v1/webhook_endpoints/<endpoint_id>", params="WebhookEndpointDeleteParams")
+def delete_webhook_endpoint(ctx: Context, params: dict, endpoint_id: str) -> dict:
+    ctx.require_secret_key()
+    ctx.load(endpoint_id, "webhook_endpoint")
+    ctx.store.delete(endpoint_id)
+    return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
