@@ -151,3 +151,21 @@ def created_filter(objects: list[dict], created) -> list[dict]:
               "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
     return [o for o in objects
             if all(checks[op](o["created"], int(v)) for op, v in created.items())]
+
+
+# --- in-process signals between resource modules ---------------------------------------------
+#: signal name -> listeners; e.g. "payment_intent.changed" lets invoices and Checkout Sessions
+#: react when the PaymentIntent they own succeeds, fails or needs action.
+_LISTENERS: dict[str, list[Callable]] = {}
+
+
+def listen(signal: str):
+    def register(fn):
+        _LISTENERS.setdefault(signal, []).append(fn)
+        return fn
+    return register
+
+
+def notify(signal: str, ctx: Context, obj: dict, **details) -> None:
+    for fn in _LISTENERS.get(signal, []):
+        fn(ctx, obj, **details)
