@@ -43,7 +43,7 @@ def list_test_cards() -> tuple[list[dict], str]:
     try:
         with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 (our own sandbox)
             data = json.load(response)
-        cards = data.get("data", data) if isinstance(data, dict) else data
+        cards = (data.get("cards") or data.get("data")) if isinstance(data, dict) else data
         if not isinstance(cards, list):
             raise ValueError("unexpected test-cards payload")
     except Exception as err:  # sandbox down: show the essentials instead of an error

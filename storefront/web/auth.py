@@ -10,6 +10,7 @@ from limits import parse
 from ..extensions import limiter
 from ..models.user import normalize_email
 from ..services import accounts
+from ..stripe_gateway import GatewayError
 from .forms import LoginForm, PostForm, SignupForm
 from .helpers import safe_next_url
 
@@ -84,6 +85,16 @@ def _wait_words(seconds: int) -> str:
     return f"{round(seconds / 60)} minutes"
 
 
+def _heal_stripe_customer(user) -> None:
+    """Best effort: a customer deferred at sign-up (Stripe was down) is created now."""
+    if user.stripe_customer_id:
+        return
+    try:
+        accounts.ensure_stripe_customer(user)
+    except GatewayError as err:
+        current_app.logger.warning("login: Stripe customer for user %s still deferred: %s", user.id, err.code)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
@@ -103,6 +114,7 @@ def login():
         _record_attempt(email, failed=user is None)
         if user is not None:
             login_user(user, remember=form.remember.data)
+            _heal_stripe_customer(user)
             flash(f"Welcome back, {user.name}.", "success")
             return redirect(_next_target())
         form.password.errors.append("That email and password don't match an account.")

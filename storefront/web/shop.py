@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template
-from flask_login import login_required
+from flask_login import current_user, login_required
 
-from ..services import catalog, testcards
+from ..services import accounts, catalog, testcards
 from .forms import PostForm
 
 bp = Blueprint("shop", __name__)
@@ -23,7 +23,9 @@ def buy(lookup_key: str):
     price = catalog.price_by_lookup_key(lookup_key)
     if price is None:
         abort(404)
-    # Buying is built in the next issue; this page confirms what would be bought.
+    # Buying is built in the next issue; the Stripe customer is its first need, so make sure
+    # it exists now (a Stripe outage at sign-up is healed here).
+    accounts.ensure_stripe_customer(current_user)
     return render_template("shop/buy.html", price=price)
 
 

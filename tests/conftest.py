@@ -1,0 +1,222 @@
+"""Test fixtures: the real app against a real sandbox over HTTP (no Stripe mocks).
+
+* Database: ``TEST_DATABASE_URL`` if set (PostgreSQL: the schema is dropped and recreated once
+  per session, tables truncated after each test), else a temporary SQLite file. The schema
+  always comes from running the Alembic migrations, so they are tested too.
+* Stripe: one ``SandboxServer`` per session on a free port, reset before each test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+import stripe
+from sqlalchemy import create_engine, text
+
+from storefront import create_app
+from storefront.extensions import db, limiter
+
+TEST_PASSWORD = "correct-horse-battery"
+
+
+# --------------------------------------------------------------------------- sandbox
+def _start_sandbox(state_path: Path):
+    from storefront.sandbox.testing import SandboxServer
+
+    server = SandboxServer(state_path=str(state_path), port=0)
+    server.start()
+    return server
+
+
+class Sandbox:
+    """Talks to the sandbox: control routes over plain HTTP, the API through the Stripe SDK."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.stripe = stripe.StripeClient("sk_test_sandbox", base_addresses={"api": self.url},
+                                          max_network_retries=0)
+
+    def control(self, method: str, path: str, payload: dict | None = None):
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def reset(self):
+        return self.control("POST", "/_sandbox/reset", {})
+
+    def fault(self, mode: str, count: int = 1, path_prefix: str = "/v1/"):
+        return self.control("POST", "/_sandbox/faults", {"mode": mode, "count": count, "path_prefix": path_prefix})
+
+    def clear_faults(self):
+        return self.control("DELETE", "/_sandbox/faults")
+
+    def customers(self, email: str | None = None) -> list:
+        params = {"limit": 100}
+        if email:
+            params["email"] = email
+        return list(self.stripe.v1.customers.list(params).data)
+
+    def prices(self, **params) -> list:
+        params.setdefault("limit", 100)
+        return list(self.stripe.v1.prices.list(params).auto_paging_iter())
+
+    def products(self, **params) -> list:
+        params.setdefault("limit", 100)
+        return list(self.stripe.v1.products.list(params).auto_paging_iter())
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(tmp_path_factory):
+    server = _start_sandbox(tmp_path_factory.mktemp("sandbox") / "state.sqlite3")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _sandbox(sandbox_server):
+    return Sandbox(sandbox_server.url)
+
+
+@pytest.fixture
+def sandbox(_sandbox):
+    """The sandbox, reset to empty for this test."""
+    _sandbox.reset()
+    yield _sandbox
+    try:
+        _sandbox.clear_faults()
+    except Exception:  # pragma: no cover
+        pass
+
+
+# --------------------------------------------------------------------------- database
+def _prepare_database(tmp_path_factory) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+def make_config(database_url: str, sandbox_url: str, **extra) -> dict:
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "STRIPE_SECRET_KEY": "sk_test_sandbox",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_sandbox",
+        "STRIPE_WEBHOOK_SECRET": None,
+        "STRIPE_API_BASE": sandbox_url,
+        "STRIPE_TIMEOUT": 5.0,
+        "STRIPE_MAX_NETWORK_RETRIES": 0,
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+    config.update(extra)
+    return config
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    return _prepare_database(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def app(database_url, sandbox_server):
+    app = create_app(make_config(database_url, sandbox_server.url))
+    with app.app_context():
+        from flask_migrate import upgrade
+        upgrade()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def _clean_tables(app):
+    with app.app_context():
+        db.session.remove()
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    conn.execute(text(f'DELETE FROM "{table}"'))
+
+
+@pytest.fixture(autouse=True)
+def _isolate(request):
+    """Every test starts with empty tables and fresh rate-limit counters."""
+    yield
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+        _clean_tables(app)
+        with app.app_context():
+            limiter.reset()
+
+
+@pytest.fixture
+def app_ctx(app):
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app, sandbox):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def catalog(app, sandbox):
+    """The default catalog loaded into the DB and synced to the sandbox."""
+    from storefront.services.catalog import sync_catalog
+    with app.app_context():
+        sync_catalog()
+
+
+# --------------------------------------------------------------------------- auth helper
+class AuthActions:
+    def __init__(self, client):
+        self.client = client
+
+    def signup(self, email="buyer@example.com", name="Bea Buyer", password=TEST_PASSWORD, confirm=None, **kw):
+        return self.client.post("/signup", data={"email": email, "name": name, "password": password,
+                                                 "confirm": password if confirm is None else confirm}, **kw)
+
+    def login(self, email="buyer@example.com", password=TEST_PASSWORD, **kw):
+        return self.client.post("/login", data={"email": email, "password": password}, **kw)
+
+    def logout(self):
+        return self.client.post("/logout")
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token_from(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "no csrf_token in page"
+    return match.group(1)
