@@ -182,11 +182,10 @@ def load_into_db(entries: list[CatalogEntry]) -> SyncReport:
 
 # --------------------------------------------------------------------------- Stripe sync
 def _product_params(product: Product) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "name": product.name,
-        "metadata": {"catalog_key": product.key, "category": product.category,
-                     "points": str(product.points), "entitlement": product.entitlement or ""},
-    }
+    metadata = {"catalog_key": product.key, "category": product.category, "points": str(product.points)}
+    if product.entitlement:  # Stripe drops empty metadata values, so only send real ones
+        metadata["entitlement"] = product.entitlement
+    params: dict[str, Any] = {"name": product.name, "metadata": metadata}
     if product.description:
         params["description"] = product.description
     return params
