@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# THE run command: bash scripts/run.sh
+# Creates .venv if needed, migrates the SQLite DB in instance/, starts the Stripe sandbox
+# (unless STRIPE_SECRET_KEY is set), syncs the catalog, seeds the demo users and serves the
+# store on http://127.0.0.1:${PORT:-5000}.
+set -euo pipefail
+source "$(dirname "$0")/_bootstrap.sh"
+
+export FLASK_APP=storefront
+PORT="${PORT:-5000}"
+HOST="${HOST:-127.0.0.1}"
+SANDBOX_PORT="${SANDBOX_PORT:-12111}"
+mkdir -p instance
+
+SANDBOX_PID=""
+cleanup() {
+  if [ -n "$SANDBOX_PID" ] && kill -0 "$SANDBOX_PID" 2>/dev/null; then
+    kill "$SANDBOX_PID" 2>/dev/null || true
+    wait "$SANDBOX_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT INT TERM
+
+if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
+  export STRIPE_API_BASE="${STRIPE_API_BASE:-http://127.0.0.1:$SANDBOX_PORT}"
+  echo "==> starting the Stripe sandbox on $STRIPE_API_BASE (log: instance/sandbox.log)"
+  flask sandbox run --port "$SANDBOX_PORT" --state instance/sandbox.sqlite3 > instance/sandbox.log 2>&1 &
+  SANDBOX_PID=$!
+  for _ in $(seq 1 100); do
+    if python -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+        "$STRIPE_API_BASE/_sandbox/health" 2>/dev/null; then
+      break
+    fi
+    if ! kill -0 "$SANDBOX_PID" 2>/dev/null; then
+      echo "!! the sandbox did not start; see instance/sandbox.log" >&2
+      tail -n 20 instance/sandbox.log >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
+else
+  echo "==> using Stripe with the keys from the environment (no sandbox)"
+fi
+
+echo "==> migrating the database"
+flask init-db
+echo "==> syncing the catalog"
+flask catalog sync
+echo "==> demo users"
+flask seed-demo
+
+echo
+echo "==> Storefront: http://$HOST:$PORT   (Ctrl-C stops the store and the sandbox)"
+echo
+if [ "${USE_GUNICORN:-0}" = "1" ]; then
+  gunicorn -w "${WORKERS:-2}" -b "$HOST:$PORT" wsgi:app
+else
+  flask run --host "$HOST" --port "$PORT"
+fi

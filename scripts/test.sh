@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# THE test command: bash scripts/test.sh [pytest args]
+# Uses SQLite by default; set TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test
+# to run the same suite on PostgreSQL. Browser tests run when Chromium is installed.
+set -euo pipefail
+source "$(dirname "$0")/_bootstrap.sh"
+exec "$VENV/bin/python" -m pytest -q "$@"
