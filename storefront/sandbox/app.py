@@ -35,7 +35,10 @@ class Sandbox:
         self.strict = strict
         self.sender = sender
         self.tick = tick
-        self.conformance = {"checked": 0, "failed": 0, "failures": []}
+        #: responses: API answers sent; checked: answers (and events) checked against the SDK
+        #: model; objects: Stripe objects inside them (nested and expanded ones included)
+        self.conformance = {"responses": 0, "checked": 0, "events": 0, "objects": 0,
+                            "failed": 0, "failures": []}
         self._counter_lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._run_ticker, name="sandbox-clock",
@@ -54,7 +57,8 @@ class Sandbox:
     def check(self, body: dict, *, is_error: bool = False) -> list[str]:
         problems = error_shape_errors(body) if is_error else _all_shape_errors(body)
         with self._counter_lock:
-            self.conformance["checked"] += _count_objects(body)
+            self.conformance["events" if body.get("object") == "event" else "checked"] += 1
+            self.conformance["objects"] += _count_objects(body)
             if problems:
                 self.conformance["failed"] += 1
                 self.conformance["failures"].append(problems[:5])
@@ -128,7 +132,7 @@ def create_sandbox_app(state_path=None, *, strict: bool = False, webhook_timeout
                          methods=[ep.method])
     app.register_blueprint(control)
     app.register_blueprint(browser)
-    app.after_request(_cors)
+    app.after_request(_cors_and_count)
     app.register_error_handler(404, _unrecognized)
     app.register_error_handler(405, _unrecognized)
     if start_threads:
@@ -230,6 +234,12 @@ def _authenticate(ep: Endpoint) -> str:
     raise errors.unauthorized(f"Invalid API Key provided: {shown}")
 
 
+def _fault_response(error: errors.StripeError, headers: dict) -> Response:
+    body = error.body()
+    sandbox_of().check(body, is_error=True)
+    return _json(json.dumps(body), error.status, headers)
+
+
 def _take_fault(store: Store, path: str) -> Response | None:
     """Consume one configured fault matching ``path``, if any (outside the store lock)."""
     with store.transaction():
@@ -244,17 +254,16 @@ def _take_fault(store: Store, path: str) -> Response | None:
     mode = fault["mode"]
     if mode == "timeout":
         time.sleep(float(fault.get("seconds", 30)))
-        return _json(json.dumps(errors.StripeError(
-            500, "api_error", "The sandbox hung this request on purpose (fault injection)."
-        ).body()), 500, {})
+        return _fault_response(errors.StripeError(
+            500, "api_error", "The sandbox hung this request on purpose (fault injection)."), {})
     if mode == "rate_limit":
-        return _json(json.dumps(errors.StripeError(
+        return _fault_response(errors.StripeError(
             429, "invalid_request_error", "Too many requests hit the API too quickly. We "
-            "recommend an exponential backoff of your requests.", code="rate_limit").body()),
-            429, {"Stripe-Should-Retry": "true"})
-    return _json(json.dumps(errors.StripeError(
-        500, "api_error", "An unexpected error occurred (sandbox fault injection).").body()),
-        500, {"Stripe-Should-Retry": "true"})
+            "recommend an exponential backoff of your requests.", code="rate_limit"),
+            {"Stripe-Should-Retry": "true"})
+    return _fault_response(errors.StripeError(
+        500, "api_error", "An unexpected error occurred (sandbox fault injection)."),
+        {"Stripe-Should-Retry": "true"})
 
 
 def _error_response(sandbox: Sandbox, exc: errors.StripeError) -> Response:
@@ -274,9 +283,14 @@ def _json(text: str, status: int, headers: dict) -> Response:
     return response
 
 
-def _cors(response: Response) -> Response:
+def _cors_and_count(response: Response) -> Response:
     if request.path.startswith("/v1/"):
         response.headers.update(_CORS)
+        if request.method == "OPTIONS":
+            return response
+        sandbox = sandbox_of()
+        with sandbox._counter_lock:
+            sandbox.conformance["responses"] += 1
     return response
 
 
@@ -289,4 +303,5 @@ def _unrecognized(exc):
         f"Unrecognized request URL ({request.method}: {request.path}). Please see "
         "https://stripe.com/docs or we can help at https://support.stripe.com/.",
         status=404).body()
+    sandbox_of().check(body, is_error=True)
     return _json(json.dumps(body), 404, {})

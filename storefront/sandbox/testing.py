@@ -13,6 +13,9 @@ from . import create_sandbox_app
 class SandboxServer:
     """A real HTTP sandbox on 127.0.0.1 (``port=0`` picks a free port); ``url`` once started."""
 
+    #: every server started in this process, for the conformance report (pytest_plugin)
+    started: list["SandboxServer"] = []
+
     def __init__(self, state_path=None, port: int = 0, *, strict: bool = True,
                  webhook_retry_base: float = 0.2, webhook_timeout: float = 5.0, **options):
         self.app = create_sandbox_app(state_path, strict=strict,
@@ -31,6 +34,7 @@ class SandboxServer:
         return self.app.extensions["sandbox"]
 
     def start(self) -> "SandboxServer":
+        SandboxServer.started.append(self)
         self.sandbox.start()
         self._thread.start()
         return self
