@@ -184,6 +184,7 @@ def _run(sandbox: Sandbox, ep: Endpoint, ctx: Context, raw: dict, path_args: dic
                         "Keys for idempotent requests can only be used with the same parameters "
                         "they were first used with. Try using a key other than "
                         f"'{ctx.idempotency_key}' if you meant to execute a different request.")
+                sandbox.check(json.loads(saved[2]), is_error=saved[1] != 200)
                 return _json(saved[2], saved[1], {"Idempotent-Replayed": "true"})
         params = validate(raw, ep.params, ep.supported)
         try:
