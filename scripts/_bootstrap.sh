@@ -12,7 +12,6 @@ STAMP="$VENV/.requirements.sha256"
 WANT="$("$VENV/bin/python" -c 'import hashlib,sys;print(hashlib.sha256(open("requirements.txt","rb").read()).hexdigest())')"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "==> installing requirements into $VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
   echo "$WANT" > "$STAMP"
 fi

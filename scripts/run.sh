@@ -13,13 +13,18 @@ SANDBOX_PORT="${SANDBOX_PORT:-12111}"
 mkdir -p instance
 
 SANDBOX_PID=""
+SERVER_PID=""
 cleanup() {
-  if [ -n "$SANDBOX_PID" ] && kill -0 "$SANDBOX_PID" 2>/dev/null; then
-    kill "$SANDBOX_PID" 2>/dev/null || true
-    wait "$SANDBOX_PID" 2>/dev/null || true
-  fi
+  trap - EXIT INT TERM
+  for pid in $SERVER_PID $SANDBOX_PID; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
   export STRIPE_API_BASE="${STRIPE_API_BASE:-http://127.0.0.1:$SANDBOX_PORT}"
@@ -52,8 +57,11 @@ flask seed-demo
 echo
 echo "==> Storefront: http://$HOST:$PORT   (Ctrl-C stops the store and the sandbox)"
 echo
+# The server runs in the background so a signal to this script stops both it and the sandbox.
 if [ "${USE_GUNICORN:-0}" = "1" ]; then
-  gunicorn -w "${WORKERS:-2}" -b "$HOST:$PORT" wsgi:app
+  gunicorn -w "${WORKERS:-2}" -b "$HOST:$PORT" wsgi:app &
 else
-  flask run --host "$HOST" --port "$PORT"
+  flask run --host "$HOST" --port "$PORT" &
 fi
+SERVER_PID=$!
+wait "$SERVER_PID"
