@@ -193,3 +193,62 @@ def tokenization_error(number: str, exp_month: int, exp_year: int, cvc: str,
     if cvc and (not cvc.isdigit() or len(cvc) != cvc_length(brand_of(number))):
         return "invalid_cvc", "cvc"
     return None
+
+
+# --- added for payment methods / charges (payments engineer) ---------------------------------
+
+def setup_decision(card: dict | None) -> Decision:
+    """Saving a card (SetupIntent, after any 3-D Secure): Stripe verifies it with a $0 check.
+
+    Plain declines and fraud blocks fail the setup; ``pm_card_chargeCustomerFail`` (0341) and the
+    authenticate-then-decline cards set up fine and only fail when charged later.
+    """
+    if card is None:
+        return SUCCEED
+    outcome = card["outcome"]
+    if outcome == "declined":
+        return _decline(card)
+    if outcome in ("blocked_by_radar_always", "risk_highest_blocked_depending_on_rules"):
+        return Decision("decline", "card_declined", "fraudulent")
+    if outcome in ("3ds_lookup_processing_error", "3ds_processing_error"):
+        return Decision("decline", "processing_error")
+    return SUCCEED
+
+
+def card_country(card: dict | None) -> str:
+    return "US"
+
+
+def card_funding(card: dict | None, number: str) -> str:
+    if card and card.get("funding"):
+        return card["funding"]
+    return "credit"
+
+
+def checks_of(card: dict | None, *, cvc_given: bool = True) -> dict:
+    """``card.checks`` as Stripe reports them after a charge or a verification."""
+    outcome = (card or {}).get("outcome")
+    checks = {"address_line1_check": None, "address_postal_code_check": None,
+              "cvc_check": "pass" if cvc_given else None}
+    if outcome == "cvc_check_fails":
+        checks["cvc_check"] = "fail"
+    elif outcome == "postal_code_check_fails":
+        checks.update(address_line1_check="pass", address_postal_code_check="fail")
+    elif outcome == "address_line1_check_fails":
+        checks.update(address_line1_check="fail", address_postal_code_check="pass")
+    elif outcome == "address_checks_fail":
+        checks.update(address_line1_check="fail", address_postal_code_check="fail")
+    elif outcome == "address_checks_unavailable":
+        checks.update(address_line1_check="unavailable",
+                      address_postal_code_check="unavailable")
+    return checks
+
+
+def risk_of(card: dict | None) -> tuple[str, int]:
+    """(risk_level, risk_score) Radar gives a charge on ``card``."""
+    outcome = (card or {}).get("outcome")
+    if outcome == "risk_elevated":
+        return "elevated", 65
+    if outcome in ("blocked_by_radar_always", "risk_highest_blocked_depending_on_rules"):
+        return "highest", 95
+    return "normal", 20

@@ -68,7 +68,12 @@ def _listify(node: Any) -> Any:
 
 @functools.lru_cache(maxsize=None)
 def params_class(name: str) -> type:
-    """``"CustomerCreateParams"`` or ``"checkout.SessionCreateParams"`` -> the TypedDict."""
+    """``"CustomerCreateParams"`` or ``"checkout.SessionCreateParams"`` -> the TypedDict.
+
+    A TypedDict class itself is accepted too: an SDK TypedDict extended with what Stripe.js
+    sends but the server-side SDK never does (``client_secret`` on a publishable confirm)."""
+    if isinstance(name, type):
+        return name
     module = stripe.params
     *pkg, cls = name.split(".")
     if pkg:

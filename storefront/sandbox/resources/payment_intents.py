@@ -1,0 +1,654 @@
+"""PaymentIntents: create, retrieve, update, confirm, cancel, list — Stripe's status machine
+requires_payment_method → requires_confirmation → requires_action → processing → succeeded /
+canceled, driven by the test cards (:func:`cards.charge_decision`) and SEPA test IBANs.
+
+Internal API used by invoices and Checkout Sessions: :func:`create_intent`,
+:func:`confirm_intent`, :func:`cancel_intent`, :func:`complete_authentication`. Every status change
+calls ``notify("payment_intent.changed", ctx, pi, previous_status=…)``.
+
+Private bookkeeping in ``pi["_sandbox"]``: ``owner`` (``in_…``/``cs_…`` that created it),
+``off_session``, ``authenticated`` (3-D Secure completed for this attempt), ``return_url``.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from typing_extensions import NotRequired
+from stripe.params import PaymentIntentConfirmParams
+
+from .. import cards, errors
+from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id, notify
+from ..expand import public
+from ..jobs import job
+from . import charges
+from .payment_methods import (attach_to_customer, card_of, create_from_data, is_set_up,
+                              mark_set_up, resolve, sepa_outcome)
+
+ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
+                "vnd", "vuv", "xaf", "xof", "xpf"}
+#: Stripe's minimum charge amounts (smallest unit); other supported currencies: 50
+MINIMUMS = {"usd": 50, "eur": 50, "gbp": 30, "aud": 50, "cad": 50, "chf": 50, "dkk": 250,
+            "hkd": 400, "jpy": 50, "mxn": 1000, "nok": 300, "nzd": 50, "pln": 200, "sek": 300,
+            "sgd": 50, "czk": 1500, "huf": 17500, "brl": 50, "inr": 50, "ron": 200,
+            "bgn": 100, "thb": 1000, "aed": 200, "myr": 200}
+CURRENCIES = set(MINIMUMS) | ZERO_DECIMAL | {"ils", "isk", "try", "zar", "php", "idr", "twd",
+                                             "sar", "qar", "egp", "ngn", "kes", "cop", "pen",
+                                             "ars", "uah", "rsd", "mad", "pkr", "lkr", "bdt"}
+MAX_AMOUNT = 99999999
+SETTLE_DELAY = 5  # seconds of sandbox time a delayed method stays processing
+CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation",
+              "requires_action")
+SUPPORTED_TYPES = ("card", "sepa_debit")
+
+AUTH_FAILURE_MESSAGE = cards.MESSAGES["payment_intent_authentication_failure"]
+
+
+class BrowserConfirmParams(PaymentIntentConfirmParams):
+    """What Stripe.js sends to confirm with a publishable key: the SDK's params + client_secret."""
+    client_secret: NotRequired[str]
+
+
+# --- validation --------------------------------------------------------------------------------
+
+def _format_amount(amount: int, currency: str) -> str:
+    if currency in ZERO_DECIMAL:
+        return f"{amount:,}"
+    symbol = {"usd": "$", "eur": "€", "gbp": "£", "cad": "$", "aud": "$"}.get(currency, "")
+    return f"{symbol}{amount / 100:,.2f}"
+
+
+def check_amount(amount: Any, currency: str) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 1:
+        raise errors.invalid_request("This value must be greater than or equal to 1.",
+                                     param="amount", code="parameter_invalid_integer")
+    minimum = MINIMUMS.get(currency, 50)
+    if amount < minimum:
+        raise errors.invalid_request(
+            f"Amount must be at least {_format_amount(minimum, currency)} {currency}",
+            param="amount", code="amount_too_small")
+    if amount > MAX_AMOUNT:
+        raise errors.invalid_request(
+            f"Amount must be no more than {_format_amount(MAX_AMOUNT, currency)}",
+            param="amount", code="amount_too_large")
+
+
+def check_currency(currency: Any) -> str:
+    value = str(currency or "").lower()
+    if value not in CURRENCIES:
+        raise errors.invalid_request(
+            f"Invalid currency: {value}. Stripe currently supports these currencies: "
+            + ", ".join(sorted(CURRENCIES)), param="currency", code="parameter_invalid")
+    return value
+
+
+def _types_for(currency: str, allowed, automatic: bool) -> list[str]:
+    """``payment_method_types`` of the answer: the compatible ones among ``allowed`` (the
+    ``allowed_payment_method_types`` parameter of this API version), or the automatic set."""
+    if allowed:
+        for i, pm_type in enumerate(allowed):
+            if pm_type not in SUPPORTED_TYPES:
+                raise errors.invalid_request(
+                    f"The payment method type \"{pm_type}\" is valid at Stripe but not "
+                    "supported by the sandbox (card and sepa_debit are).",
+                    param=f"allowed_payment_method_types[{i}]", code="parameter_unsupported")
+        compatible = [t for t in dict.fromkeys(allowed) if t != "sepa_debit" or currency == "eur"]
+        if not compatible:
+            raise errors.invalid_request(
+                f"The currency provided ({currency}) is invalid for every payment method type "
+                "in allowed_payment_method_types; sepa_debit only supports: eur.",
+                param="currency", code="parameter_invalid")
+        return compatible
+    if automatic and currency == "eur":
+        return ["card", "sepa_debit"]
+    return ["card"]
+
+
+def _check_pm_fits(ctx: Context, pi: dict, pm: dict, param: str = "payment_method") -> None:
+    if pm["type"] not in pi["payment_method_types"]:
+        raise errors.invalid_request(
+            f"The PaymentMethod provided ({pm['type']}) is not allowed for this PaymentIntent. "
+            "Please attach a PaymentMethod of one of the following types: "
+            f"{', '.join(pi['payment_method_types'])}. Alternatively update the allowed "
+            "payment_method_types for this PaymentIntent to include "
+            f"\"{pm['type']}\".", param=param, code="payment_intent_incompatible_payment_method")
+    owner = pm.get("customer")
+    if owner and owner != pi.get("customer"):
+        if pi.get("customer"):
+            raise errors.invalid_request(
+                f"The provided PaymentMethod belongs to a different Customer ({owner}) than the "
+                f"one on this PaymentIntent ({pi['customer']}).", param=param,
+                code="payment_method_unexpected_state")
+        raise errors.invalid_request(
+            "The provided PaymentMethod is attached to a Customer. To use it, provide that "
+            f"Customer's ID ({owner}) in the `customer` parameter of the PaymentIntent.",
+            param=param, code="payment_method_unexpected_state")
+    if not owner and (pm.get("_sandbox") or {}).get("used_once"):
+        raise errors.invalid_request(
+            "The provided PaymentMethod was previously used with a PaymentIntent without "
+            "Customer attachment, shared with a connected account without Customer attachment,"
+            " or was detached from a Customer. It may not be used again. To use a "
+            "PaymentMethod multiple times, you must attach it to a Customer first.",
+            param=param, code="payment_method_unexpected_state")
+
+
+_PAST = {"confirm": "confirmed", "cancel": "canceled", "authenticate": "authenticated"}
+
+
+def _unexpected(pi: dict, action: str, allowed: tuple[str, ...]) -> errors.StripeError:
+    exc = errors.invalid_request(
+        f"You cannot {action} this PaymentIntent because it has a status of {pi['status']}. "
+        f"Only a PaymentIntent with one of the following statuses may be "
+        f"{_PAST.get(action, action + 'ed')}: {', '.join(allowed)}.",
+        code="payment_intent_unexpected_state")
+    exc.extra["payment_intent"] = public(pi)
+    return exc
+
+
+# --- internal API ------------------------------------------------------------------------------
+
+def create_intent(ctx: Context, *, amount, currency, customer=None, payment_method=None,
+                  metadata=None, description=None, setup_future_usage=None,
+                  payment_method_types=None, automatic_payment_methods=False, owner=None,
+                  receipt_email=None) -> dict:
+    """Store a new PaymentIntent and emit ``payment_intent.created``."""
+    currency = check_currency(currency)
+    check_amount(amount, currency)
+    if customer is not None:
+        ctx.load(customer, "customer", param="customer")
+    automatic = bool(automatic_payment_methods) and not payment_method_types
+    pi_id = new_id("pi")
+    pi = {
+        "id": pi_id, "object": "payment_intent", "amount": amount, "amount_capturable": 0,
+        "allowed_payment_method_types": list(payment_method_types) if payment_method_types
+        else None,
+        "amount_details": {"tip": {}}, "amount_received": 0, "application": None,
+        "application_fee_amount": None,
+        "automatic_payment_methods": ({"allow_redirects": "always", "enabled": True}
+                                      if automatic else None),
+        "canceled_at": None, "cancellation_reason": None, "capture_method": "automatic",
+        "client_secret": f"{pi_id}_secret_{secrets.token_urlsafe(18).replace('-', 'x')}",
+        "confirmation_method": "automatic", "created": ctx.now(), "currency": currency,
+        "customer": customer, "customer_account": None, "description": description,
+        "excluded_payment_method_types": None, "last_payment_error": None,
+        "latest_charge": None, "livemode": False, "metadata": {}, "next_action": None,
+        "on_behalf_of": None, "payment_method": None,
+        "payment_method_configuration_details": ({"id": "pmc_sandboxdefault", "parent": None}
+                                                 if automatic else None),
+        "payment_method_options": {},
+        "payment_method_types": _types_for(currency, payment_method_types, automatic),
+        "processing": None, "receipt_email": receipt_email, "review": None,
+        "setup_future_usage": setup_future_usage, "shipping": None, "source": None,
+        "statement_descriptor": None, "statement_descriptor_suffix": None,
+        "status": "requires_payment_method", "transfer_data": None, "transfer_group": None,
+        "_sandbox": {"owner": owner, "off_session": False, "authenticated": False,
+                     "return_url": None},
+    }
+    _set_options(pi)
+    apply_metadata(pi, metadata)
+    if payment_method:
+        pm = resolve(ctx, payment_method)
+        _check_pm_fits(ctx, pi, pm)
+        pi["payment_method"] = pm["id"]
+        pi["status"] = "requires_confirmation"
+    ctx.store.put(pi)
+    ctx.emit("payment_intent.created", pi)
+    return pi
+
+
+def _set_options(pi: dict) -> None:
+    options = {}
+    if "card" in pi["payment_method_types"]:
+        options["card"] = {"installments": None, "mandate_options": None, "network": None,
+                           "request_three_d_secure": "automatic"}
+    if "sepa_debit" in pi["payment_method_types"]:
+        options["sepa_debit"] = {}
+    pi["payment_method_options"] = options
+
+
+def _set_status(ctx: Context, pi: dict, status: str) -> str:
+    previous = pi["status"]
+    pi["status"] = status
+    return previous
+
+
+def _changed(ctx: Context, pi: dict, previous_status: str) -> None:
+    ctx.store.put(pi)
+    if pi["status"] != previous_status:
+        notify("payment_intent.changed", ctx, pi, previous_status=previous_status)
+
+
+def _next_action(ctx: Context, pi: dict) -> dict:
+    url = f"{ctx.base_url}/_sandbox/3ds/{pi['id']}"
+    return_url = pi["_sandbox"].get("return_url")
+    if return_url and not pi["_sandbox"].get("use_stripe_sdk"):
+        return {"type": "redirect_to_url",
+                "redirect_to_url": {"return_url": return_url, "url": url}}
+    return {"type": "use_stripe_sdk",
+            "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url, "url": url,
+                               "source": new_id("src"), "intent": pi["id"]}}
+
+
+def confirm_intent(ctx: Context, pi: dict, *, payment_method=None, off_session=False,
+                   return_url=None, raise_on_decline=True, payment_method_data=None,
+                   use_stripe_sdk=None) -> dict:
+    """Confirm ``pi``: charge its PaymentMethod and move its status as Stripe does."""
+    if pi["status"] not in CONFIRMABLE:
+        raise _unexpected(pi, "confirm", CONFIRMABLE)
+    if payment_method_data is not None:
+        pm = create_from_data(ctx, payment_method_data)
+        _check_pm_fits(ctx, pi, pm, "payment_method_data")
+    elif payment_method:
+        pm = resolve(ctx, payment_method)
+        _check_pm_fits(ctx, pi, pm)
+    elif pi.get("payment_method"):
+        pm = ctx.store.get(pi["payment_method"])
+        if pm is None:
+            raise errors.no_such("PaymentMethod", pi["payment_method"], "payment_method")
+        _check_pm_fits(ctx, pi, pm)
+    else:
+        exc = errors.invalid_request(
+            "You cannot confirm this PaymentIntent because it's missing a payment method. To "
+            "confirm the PaymentIntent, provide a payment_method, or update the PaymentIntent "
+            "with a payment method and confirm it again.", param="payment_method",
+            code="payment_intent_unexpected_state")
+        exc.extra["payment_intent"] = public(pi)
+        raise exc
+    if pm["id"] != pi.get("payment_method") or pi["status"] == "requires_payment_method":
+        pi["_sandbox"]["authenticated"] = False
+    pi["payment_method"] = pm["id"]
+    pi["last_payment_error"] = None
+    pi["next_action"] = None
+    pi["_sandbox"]["off_session"] = bool(off_session)
+    if return_url is not None:
+        pi["_sandbox"]["return_url"] = return_url
+    if use_stripe_sdk is not None:
+        pi["_sandbox"]["use_stripe_sdk"] = bool(use_stripe_sdk)
+    return _attempt(ctx, pi, pm, raise_on_decline=raise_on_decline)
+
+
+def _attempt(ctx: Context, pi: dict, pm: dict, *, raise_on_decline: bool) -> dict:
+    """One payment attempt with ``pm`` (after confirm, or after 3-D Secure)."""
+    if pm["type"] == "sepa_debit":
+        return _start_processing(ctx, pi, pm)
+    decision = cards.charge_decision(card_of(pm), off_session=pi["_sandbox"]["off_session"],
+                                     set_up=is_set_up(pm),
+                                     authenticated=pi["_sandbox"]["authenticated"])
+    if decision.action == "authenticate":
+        previous = _set_status(ctx, pi, "requires_action")
+        pi["next_action"] = _next_action(ctx, pi)
+        ctx.store.put(pi)
+        ctx.emit("payment_intent.requires_action", pi)
+        _changed(ctx, pi, previous)
+        return pi
+    if decision.action == "succeed":
+        return _succeed(ctx, pi, pm)
+    return _decline(ctx, pi, pm, decision, raise_on_decline=raise_on_decline)
+
+
+def _save_for_later(ctx: Context, pi: dict, pm: dict) -> dict:
+    """``setup_future_usage``: attach the PaymentMethod to the customer and mark it set up."""
+    if pi.get("setup_future_usage") and pi.get("customer"):
+        if pm.get("customer") != pi["customer"]:
+            pm = _attach_quietly(ctx, pm, pi["customer"])
+        pm = mark_set_up(ctx, pm)
+    elif not pm.get("customer"):
+        pm.setdefault("_sandbox", {})["used_once"] = True
+        ctx.store.put(pm)
+    return pm
+
+
+def _attach_quietly(ctx: Context, pm: dict, customer_id: str) -> dict:
+    """Attach without re-verifying (the successful payment was the verification)."""
+    if pm.get("customer"):
+        return pm
+    pm["customer"] = customer_id
+    if pm["type"] == "card" and pm["card"]["checks"]["cvc_check"] == "unchecked":
+        pm["card"]["checks"]["cvc_check"] = "pass"
+    ctx.store.put(pm)
+    ctx.emit("payment_method.attached", pm)
+    return pm
+
+
+def _succeed(ctx: Context, pi: dict, pm: dict) -> dict:
+    charge = charges.new_charge(ctx, pi, pm, status="succeeded",
+                                authenticated=pi["_sandbox"]["authenticated"])
+    pm = _save_for_later(ctx, pi, pm)
+    previous = _set_status(ctx, pi, "succeeded")
+    pi.update(amount_received=pi["amount"], latest_charge=charge["id"], next_action=None,
+              last_payment_error=None, processing=None)
+    ctx.store.put(pi)
+    ctx.emit("charge.succeeded", charge)
+    ctx.emit("payment_intent.succeeded", pi)
+    charges.after_success(ctx, charge, pm)
+    _changed(ctx, pi, previous)
+    return pi
+
+
+def _error_object(code: str, message: str, pm: dict, *, type_: str = "card_error",
+                  decline_code: str | None = None, charge: str | None = None) -> dict:
+    error = {"code": code, "doc_url": f"https://stripe.com/docs/error-codes/"
+                                      f"{code.replace('_', '-')}",
+             "message": message, "payment_method": public(pm), "type": type_}
+    if decline_code:
+        error["decline_code"] = decline_code
+    if charge:
+        error["charge"] = charge
+    return error
+
+
+def _decline(ctx: Context, pi: dict, pm: dict, decision: cards.Decision, *,
+             raise_on_decline: bool) -> dict:
+    message = decision.message
+    charge = charges.new_charge(ctx, pi, pm, status="failed", code=decision.code,
+                                decline_code=decision.decline_code, message=message,
+                                authenticated=pi["_sandbox"]["authenticated"])
+    previous = _set_status(ctx, pi, "requires_payment_method")
+    pi["last_payment_error"] = _error_object(decision.code, message, pm,
+                                             decline_code=decision.decline_code,
+                                             charge=charge["id"])
+    if charge["outcome"].get("advice_code"):
+        pi["last_payment_error"]["advice_code"] = charge["outcome"]["advice_code"]
+    pi.update(latest_charge=charge["id"], next_action=None, payment_method=None,
+              processing=None)
+    pi["_sandbox"]["authenticated"] = False
+    ctx.store.put(pi)
+    ctx.emit("charge.failed", charge)
+    ctx.emit("payment_intent.payment_failed", pi)
+    _changed(ctx, pi, previous)
+    if raise_on_decline:
+        raise errors.card_error(message, code=decision.code, decline_code=decision.decline_code,
+                                payment_intent=public(pi), payment_method=public(pm),
+                                charge=charge["id"],
+                                advice_code=charge["outcome"].get("advice_code"))
+    return pi
+
+
+def _start_processing(ctx: Context, pi: dict, pm: dict) -> dict:
+    charge = charges.new_charge(ctx, pi, pm, status="pending")
+    if pi.get("setup_future_usage") and pi.get("customer"):
+        pm = mark_set_up(ctx, _attach_quietly(ctx, pm, pi["customer"]))
+    previous = _set_status(ctx, pi, "processing")
+    pi.update(latest_charge=charge["id"], next_action=None, last_payment_error=None)
+    ctx.store.put(pi)
+    ctx.emit("charge.pending", charge)
+    ctx.emit("payment_intent.processing", pi)
+    ctx.store.schedule(ctx.now() + SETTLE_DELAY, "payment_intent.settle", pi["id"])
+    _changed(ctx, pi, previous)
+    return pi
+
+
+@job("payment_intent.settle")
+def _settle(ctx: Context, pi_id: str, data: dict) -> None:
+    """A delayed method's outcome arrives: processing → succeeded or requires_payment_method."""
+    pi = ctx.store.get(pi_id)
+    if pi is None or pi["status"] != "processing":
+        return
+    pm = ctx.store.get(pi["payment_method"])
+    charge = ctx.store.get(pi["latest_charge"])
+    if sepa_outcome(pm) == "fails":
+        code = "insufficient_funds"
+        message = "The customer's account has insufficient funds to cover this payment."
+        charges.fail_pending(ctx, charge, code, message)
+        previous = _set_status(ctx, pi, "requires_payment_method")
+        pi["last_payment_error"] = _error_object(code, message, pm, charge=charge["id"])
+        pi["payment_method"] = None
+        ctx.store.put(pi)
+        ctx.emit("payment_intent.payment_failed", pi)
+    else:
+        charges.succeed_pending(ctx, charge)
+        previous = _set_status(ctx, pi, "succeeded")
+        pi["amount_received"] = pi["amount"]
+        ctx.store.put(pi)
+        ctx.emit("payment_intent.succeeded", pi)
+        charges.after_success(ctx, charge, pm)
+    _changed(ctx, pi, previous)
+
+
+def cancel_intent(ctx: Context, pi: dict, reason=None) -> dict:
+    if pi["status"] not in CANCELABLE:
+        raise _unexpected(pi, "cancel", CANCELABLE)
+    previous = _set_status(ctx, pi, "canceled")
+    pi.update(canceled_at=ctx.now(), cancellation_reason=reason, next_action=None)
+    ctx.store.cancel_jobs("payment_intent.settle", pi["id"])
+    ctx.store.put(pi)
+    ctx.emit("payment_intent.canceled", pi)
+    _changed(ctx, pi, previous)
+    return pi
+
+
+def complete_authentication(ctx: Context, intent_id: str, succeeded: bool) -> dict:
+    """The buyer completed (or failed) 3-D Secure for a PaymentIntent or a SetupIntent."""
+    obj = ctx.store.get(intent_id) if isinstance(intent_id, str) else None
+    if obj is not None and obj.get("object") == "setup_intent":
+        from .setup_intents import complete_setup_authentication
+        return complete_setup_authentication(ctx, obj, succeeded)
+    if obj is None or obj.get("object") != "payment_intent":
+        raise errors.no_such("payment_intent", intent_id)
+    pi = obj
+    if pi["status"] != "requires_action":
+        raise _unexpected(pi, "authenticate", ("requires_action",))
+    pm = ctx.store.get(pi["payment_method"])
+    pi["next_action"] = None
+    if succeeded:
+        pi["_sandbox"]["authenticated"] = True
+        return _attempt(ctx, pi, pm, raise_on_decline=False)
+    previous = _set_status(ctx, pi, "requires_payment_method")
+    pi["last_payment_error"] = _error_object("payment_intent_authentication_failure",
+                                             AUTH_FAILURE_MESSAGE, pm,
+                                             type_="invalid_request_error")
+    pi["payment_method"] = None
+    pi["_sandbox"]["authenticated"] = False
+    ctx.store.put(pi)
+    ctx.emit("payment_intent.payment_failed", pi)
+    _changed(ctx, pi, previous)
+    return pi
+
+
+# --- endpoints ---------------------------------------------------------------------------------
+
+def _check_client_secret(ctx: Context, intent: dict, given: str | None, kind: str) -> None:
+    """A publishable key must present the intent's client_secret (Stripe.js does)."""
+    if ctx.key_kind == "secret":
+        if given is not None and given != intent["client_secret"]:
+            raise errors.invalid_request(
+                f"The client_secret provided does not match the client_secret associated with "
+                f"the {kind}.", param="client_secret")
+        return
+    if not given:
+        raise errors.invalid_request(
+            f"The client_secret parameter is required when using a publishable key to "
+            f"retrieve or confirm this {kind}.", param="client_secret",
+            code="parameter_missing")
+    if given != intent["client_secret"]:
+        raise errors.invalid_request(
+            f"The client_secret provided does not match the client_secret associated with the "
+            f"{kind}.", param="client_secret")
+
+
+def _load(ctx: Context, pi_id: str) -> dict:
+    return ctx.load(pi_id, "payment_intent", label="payment_intent")
+
+
+_PM_DATA = ["payment_method_data[type]", "payment_method_data[card][number]",
+            "payment_method_data[card][exp_month]", "payment_method_data[card][exp_year]",
+            "payment_method_data[card][cvc]", "payment_method_data[billing_details]",
+            "payment_method_data[sepa_debit][iban]", "payment_method_data[metadata]",
+            "payment_method_data[allow_redisplay]"]
+
+
+@endpoint("POST", "/v1/payment_intents", params="PaymentIntentCreateParams",
+          supported=["amount", "currency", "customer", "automatic_payment_methods",
+                     "allowed_payment_method_types", "payment_method", "confirm", "off_session",
+                     "setup_future_usage", "metadata", "description", "receipt_email",
+                     "return_url", "capture_method", "use_stripe_sdk", "mandate_data"]
+          + _PM_DATA)
+def create_payment_intent(ctx: Context, params: dict) -> dict:
+    ctx.require_secret_key()
+    for key in ("amount", "currency"):
+        if key not in params:
+            raise errors.missing_param(key)
+    if params.get("capture_method", "automatic") != "automatic":
+        raise errors.invalid_request(
+            f"capture_method={params['capture_method']} is valid at Stripe but not supported "
+            "by the sandbox (only automatic capture is).", param="capture_method",
+            code="parameter_unsupported")
+    confirm = params.get("confirm", False)
+    for key in ("off_session", "return_url"):
+        if key in params and not confirm:
+            raise errors.invalid_request(
+                f"You can only pass `{key}` when `confirm=true`.", param=key)
+    automatic_param = params.get("automatic_payment_methods")
+    allowed = params.get("allowed_payment_method_types")
+    if automatic_param is not None and automatic_param.get("enabled") and allowed:
+        raise errors.invalid_request(
+            "You may only specify one of these parameters: automatic_payment_methods, "
+            "allowed_payment_method_types.", param="automatic_payment_methods")
+    automatic = automatic_param["enabled"] if automatic_param is not None else not allowed
+    off_session = params.get("off_session", False)
+    if off_session and params.get("setup_future_usage") == "on_session":
+        raise errors.invalid_request(
+            "You cannot set `setup_future_usage` to `on_session` when `off_session` is true.",
+            param="setup_future_usage")
+    pi = create_intent(
+        ctx, amount=params["amount"], currency=params["currency"],
+        customer=params.get("customer"), payment_method=params.get("payment_method"),
+        metadata=params.get("metadata"), description=params.get("description"),
+        setup_future_usage=params.get("setup_future_usage"),
+        payment_method_types=allowed,
+        automatic_payment_methods=automatic, receipt_email=params.get("receipt_email"))
+    if automatic_param is not None and automatic_param.get("allow_redirects") and \
+            pi["automatic_payment_methods"]:
+        pi["automatic_payment_methods"]["allow_redirects"] = automatic_param["allow_redirects"]
+        ctx.store.put(pi)
+    if confirm:
+        pi = confirm_intent(ctx, pi, off_session=bool(off_session),
+                            return_url=params.get("return_url"),
+                            payment_method_data=params.get("payment_method_data"),
+                            use_stripe_sdk=params.get("use_stripe_sdk"))
+    elif params.get("payment_method_data"):
+        pm = create_from_data(ctx, params["payment_method_data"])
+        _check_pm_fits(ctx, pi, pm, "payment_method_data")
+        pi.update(payment_method=pm["id"], status="requires_confirmation")
+        ctx.store.put(pi)
+    return pi
+
+
+@endpoint("GET", "/v1/payment_intents/<pi_id>", params="PaymentIntentRetrieveParams",
+          publishable=True, supported=["client_secret"])
+def retrieve_payment_intent(ctx: Context, params: dict, pi_id: str) -> dict:
+    pi = _load(ctx, pi_id)
+    _check_client_secret(ctx, pi, params.get("client_secret"), "PaymentIntent")
+    return pi
+
+
+@endpoint("POST", "/v1/payment_intents/<pi_id>", params="PaymentIntentUpdateParams",
+          supported=["amount", "currency", "customer", "description", "metadata",
+                     "payment_method", "allowed_payment_method_types", "receipt_email",
+                     "setup_future_usage"])
+def update_payment_intent(ctx: Context, params: dict, pi_id: str) -> dict:
+    ctx.require_secret_key()
+    pi = _load(ctx, pi_id)
+    changing_money = {"amount", "currency", "payment_method", "allowed_payment_method_types",
+                      "customer", "setup_future_usage"} & set(params)
+    if changing_money and pi["status"] not in CONFIRMABLE:
+        raise errors.invalid_request(
+            f"This PaymentIntent's {sorted(changing_money)[0]} could not be updated because it "
+            f"has a status of {pi['status']}. You may only update the "
+            f"{sorted(changing_money)[0]} of a PaymentIntent with one of the following "
+            "statuses: requires_payment_method, requires_confirmation, requires_action.",
+            param=sorted(changing_money)[0], code="payment_intent_unexpected_state")
+    previous_status = pi["status"]
+    if "currency" in params:
+        pi["currency"] = check_currency(params["currency"])
+    if "amount" in params or "currency" in params:
+        check_amount(params.get("amount", pi["amount"]), pi["currency"])
+        pi["amount"] = params.get("amount", pi["amount"])
+    if "customer" in params:
+        if params["customer"]:
+            ctx.load(params["customer"], "customer", param="customer")
+        pi["customer"] = params["customer"] or None
+    if "allowed_payment_method_types" in params:
+        allowed = params["allowed_payment_method_types"] or None
+        pi["allowed_payment_method_types"] = allowed
+        pi["payment_method_types"] = _types_for(pi["currency"], allowed, not allowed)
+        if allowed:
+            pi["automatic_payment_methods"] = None
+            pi["payment_method_configuration_details"] = None
+        _set_options(pi)
+    elif "currency" in params:
+        pi["payment_method_types"] = _types_for(pi["currency"],
+                                                pi.get("allowed_payment_method_types"),
+                                                bool(pi["automatic_payment_methods"]))
+        _set_options(pi)
+    for key in ("description", "receipt_email"):
+        if key in params:
+            pi[key] = params[key] or None
+    if "setup_future_usage" in params:
+        pi["setup_future_usage"] = params["setup_future_usage"] or None
+    if "metadata" in params:
+        apply_metadata(pi, params["metadata"])
+    if "payment_method" in params:
+        if params["payment_method"]:
+            pm = resolve(ctx, params["payment_method"])
+            _check_pm_fits(ctx, pi, pm)
+            pi["payment_method"] = pm["id"]
+            pi["status"] = "requires_confirmation"
+        else:
+            pi["payment_method"] = None
+            pi["status"] = "requires_payment_method"
+        pi["next_action"] = None
+        pi["_sandbox"]["authenticated"] = False
+    elif changing_money and pi["status"] == "requires_action":
+        pi["status"] = "requires_confirmation" if pi["payment_method"] else \
+            "requires_payment_method"
+        pi["next_action"] = None
+    _changed(ctx, pi, previous_status)
+    return pi
+
+
+@endpoint("POST", "/v1/payment_intents/<pi_id>/confirm", params=BrowserConfirmParams,
+          publishable=True,
+          supported=["payment_method", "off_session", "return_url", "setup_future_usage",
+                     "receipt_email", "client_secret", "use_stripe_sdk", "mandate_data"]
+          + _PM_DATA)
+def confirm_payment_intent(ctx: Context, params: dict, pi_id: str) -> dict:
+    pi = _load(ctx, pi_id)
+    _check_client_secret(ctx, pi, params.get("client_secret"), "PaymentIntent")
+    if ctx.key_kind == "publishable" and "off_session" in params:
+        raise errors.invalid_request("off_session cannot be used with a publishable key.",
+                                     param="off_session")
+    if params.get("payment_method") and params.get("payment_method_data"):
+        raise errors.invalid_request("You may only specify one of these parameters: "
+                                     "payment_method, payment_method_data.",
+                                     param="payment_method_data")
+    if "setup_future_usage" in params:
+        pi["setup_future_usage"] = params["setup_future_usage"] or None
+    if "receipt_email" in params:
+        pi["receipt_email"] = params["receipt_email"] or None
+    if "mandate_data" in params:  # kept; the sandbox creates no Mandate objects
+        pi["_sandbox"]["mandate_data"] = params["mandate_data"]
+    return confirm_intent(ctx, pi, payment_method=params.get("payment_method"),
+                          off_session=bool(params.get("off_session", False)),
+                          return_url=params.get("return_url"),
+                          payment_method_data=params.get("payment_method_data"),
+                          use_stripe_sdk=params.get("use_stripe_sdk"))
+
+
+@endpoint("POST", "/v1/payment_intents/<pi_id>/cancel", params="PaymentIntentCancelParams",
+          supported=["cancellation_reason"])
+def cancel_payment_intent(ctx: Context, params: dict, pi_id: str) -> dict:
+    ctx.require_secret_key()
+    return cancel_intent(ctx, _load(ctx, pi_id), params.get("cancellation_reason"))
+
+
+@endpoint("GET", "/v1/payment_intents", params="PaymentIntentListParams",
+          supported=["customer", "limit", "starting_after", "ending_before", "created"])
+def list_payment_intents(ctx: Context, params: dict) -> dict:
+    ctx.require_secret_key()
+    intents = ctx.store.all("payment_intent")
+    if params.get("customer"):
+        intents = [p for p in intents if p.get("customer") == params["customer"]]
+    intents = created_filter(intents, params.get("created"))
+    return list_response(intents, "/v1/payment_intents", params)
