@@ -148,3 +148,59 @@ def authenticate(intent_id):
     except errors.StripeError as exc:
         return jsonify(exc.body()), exc.status
     return jsonify(body)
+
+
+@control.post("/checkout/<session_id>/pay")
+def checkout_pay(session_id):
+    """Pay a Checkout Session as its hosted page would: JSON ``{"payment_method": "pm_…"}``.
+
+    Answers the session after the attempt (200), or ``{"error", "session"}`` with Stripe's status
+    (402 for a decline, 400 for an expired or complete session, 404 for an unknown one).
+    """
+    import json as _json
+
+    from flask import Response
+
+    from . import errors
+    from .api import Context, new_id
+    from .app import base_url
+    from .expand import public
+    from .resources.checkout import complete_session
+
+    sandbox = sandbox_of()
+    store = sandbox.store
+    payment_method = (request.get_json(silent=True) or {}).get("payment_method")
+    if not payment_method:
+        return _bad("payment_method is required")
+    ctx = Context(store, "secret", new_id("req"), None, base_url())
+    with store.transaction():
+        session = store.get(session_id)
+        if session is None or session.get("object") != "checkout.session":
+            body, status = errors.no_such("checkout.session", session_id).body(), 404
+        else:
+            try:
+                body, status = public(complete_session(ctx, session, payment_method)), 200
+            except errors.StripeError as exc:
+                if not exc.store_result and exc.status != 402:
+                    raise _Rollback(exc)
+                body = {**exc.body(), "session": public(store.get(session_id))}
+                status = exc.status
+        for event in ctx.events:
+            sandbox.check(event)
+    return Response(_json.dumps(body), status=status, mimetype="application/json")
+
+
+class _Rollback(Exception):
+    def __init__(self, error):
+        super().__init__(error.message)
+        self.error = error
+
+
+@control.errorhandler(_Rollback)
+def _rolled_back(exc):
+    session_id = request.view_args.get("session_id") if request.view_args else None
+    store = sandbox_of().store
+    session = store.get(session_id) if session_id else None
+    from .expand import public
+    body = {**exc.error.body(), "session": public(session) if session else None}
+    return jsonify(body), exc.error.status
