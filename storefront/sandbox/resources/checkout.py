@@ -32,7 +32,7 @@ _CREATE = ["mode", "line_items[][price]", "line_items[][quantity]",
            "client_reference_id", "metadata", "payment_intent_data[metadata]",
            "payment_intent_data[setup_future_usage]", "payment_intent_data[description]",
            "subscription_data[metadata]", "subscription_data[description]", "success_url",
-           "cancel_url", "expires_at", "payment_method_types", "currency", "locale",
+           "cancel_url", "expires_at", "allowed_payment_method_types", "currency", "locale",
            "customer_creation", "ui_mode"]
 
 
@@ -109,7 +109,7 @@ def create_session(ctx: Context, params: dict) -> dict:
     if mode == "setup":
         if params.get("line_items"):
             raise _fail("You cannot pass `line_items` in `setup` mode.", "line_items")
-        if not params.get("currency") and not params.get("payment_method_types"):
+        if not params.get("currency"):
             raise errors.missing_param("currency")
         items = []
     else:
@@ -160,7 +160,8 @@ def create_session(ctx: Context, params: dict) -> dict:
         "payment_method_collection": "always" if mode == "subscription" else None,
         "payment_method_configuration_details": None,
         "payment_method_options": {},
-        "payment_method_types": params.get("payment_method_types") or ["card"],
+        "allowed_payment_method_types": params.get("allowed_payment_method_types"),
+        "payment_method_types": params.get("allowed_payment_method_types") or ["card"],
         "payment_status": "unpaid", "phone_number_collection": {"enabled": False},
         "recovered_from": None, "saved_payment_method_options": None, "setup_intent": None,
         "shipping_address_collection": None, "shipping_cost": None, "shipping_options": [],

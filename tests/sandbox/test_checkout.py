@@ -1,0 +1,248 @@
+"""Checkout Sessions through the official SDK: create, line items, pay, decline, expire, modes."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import stripe
+
+
+@pytest.fixture
+def prices(client):
+    one_time = client.v1.prices.create(params={
+        "currency": "usd", "unit_amount": 2500, "product_data": {"name": "T-shirt"}})
+    monthly = client.v1.prices.create(params={
+        "currency": "usd", "unit_amount": 1000, "product_data": {"name": "Starter"},
+        "recurring": {"interval": "month"}})
+    return {"one_time": one_time, "monthly": monthly}
+
+
+def pay(sandbox, session_id: str, payment_method: str) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"{sandbox.url}/_sandbox/checkout/{session_id}/pay",
+        data=json.dumps({"payment_method": payment_method}).encode(), method="POST",
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def payment_session(client, prices, **extra):
+    params = {"mode": "payment", "line_items": [{"price": prices["one_time"].id, "quantity": 2}],
+              "success_url": "https://shop.test/ok?session_id={CHECKOUT_SESSION_ID}",
+              "cancel_url": "https://shop.test/cart"}
+    params.update(extra)
+    return client.v1.checkout.sessions.create(params=params)
+
+
+def test_create_payment_session(client, sandbox, prices):
+    session = payment_session(client, prices, client_reference_id="order-7",
+                              metadata={"order_id": "7"}, customer_email="buyer@shop.test")
+    assert session.id.startswith("cs_test_")
+    assert session.object == "checkout.session"
+    assert (session.mode, session.status, session.payment_status) == ("payment", "open", "unpaid")
+    assert session.amount_subtotal == session.amount_total == 5000
+    assert session.currency == "usd"
+    assert session.url == f"{sandbox.url}/c/pay/{session.id}"
+    assert session.success_url == "https://shop.test/ok?session_id={CHECKOUT_SESSION_ID}"
+    assert session.cancel_url == "https://shop.test/cart"
+    assert session.client_reference_id == "order-7"
+    assert session.metadata.to_dict() == {"order_id": "7"}
+    assert session.customer_email == "buyer@shop.test"
+    assert session.payment_intent is None  # created when the buyer pays, as Stripe does now
+    assert 24 * 3600 - 5 <= session.expires_at - session.created <= 24 * 3600
+    assert "line_items" not in session  # includable: only when expanded
+    again = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["line_items"]})
+    (item,) = again.line_items.data
+    assert (item.object, item.quantity, item.amount_total, item.description) == \
+        ("item", 2, 5000, "T-shirt")
+    assert item.price.id == prices["one_time"].id
+    listed = client.v1.checkout.sessions.line_items.list(session.id)
+    assert [i.id for i in listed.data] == [item.id]
+    assert listed.url == f"/v1/checkout/sessions/{session.id}/line_items"
+    sessions = client.v1.checkout.sessions.list(params={"status": "open"})
+    assert [s.id for s in sessions.data] == [session.id]
+
+
+def test_price_data_and_subscription_mode(client, prices):
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "subscription", "success_url": "https://shop.test/ok",
+        "line_items": [{"quantity": 1, "price_data": {
+            "currency": "eur", "unit_amount": 1500, "product_data": {"name": "Advanced"},
+            "recurring": {"interval": "month"}}}]})
+    assert (session.mode, session.amount_total, session.currency) == ("subscription", 1500, "eur")
+    (item,) = client.v1.checkout.sessions.line_items.list(session.id).data
+    assert item.price.recurring.interval == "month"
+    assert item.description == "Advanced"
+
+
+@pytest.mark.parametrize("case, param, message", [
+    ("missing", "line_items[0][price]", "No such price"),
+    ("inactive", "line_items[0][price]", "inactive"),
+    ("recurring_in_payment", "line_items[0][price]", "recurring price"),
+    ("one_time_in_subscription", "line_items", "at least one recurring price"),
+    ("expires_too_soon", "expires_at", "at least 30 minutes"),
+    ("expires_too_late", "expires_at", "less than 24 hours"),
+])
+def test_create_refusals(client, prices, case, param, message):
+    params = {"mode": "payment", "success_url": "https://shop.test/ok",
+              "line_items": [{"price": prices["one_time"].id, "quantity": 1}]}
+    if case == "missing":
+        params["line_items"][0]["price"] = "price_doesnotexist"
+    elif case == "inactive":
+        client.v1.prices.update(prices["one_time"].id, params={"active": False})
+    elif case == "recurring_in_payment":
+        params["line_items"][0]["price"] = prices["monthly"].id
+    elif case == "one_time_in_subscription":
+        params["mode"] = "subscription"
+    elif case == "expires_too_soon":
+        params["expires_at"] = int(time.time()) + 600
+    elif case == "expires_too_late":
+        params["expires_at"] = int(time.time()) + 25 * 3600
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.checkout.sessions.create(params=params)
+    assert raised.value.http_status == 400
+    assert raised.value.param == param
+    assert message in raised.value.user_message
+    if case == "missing":
+        assert raised.value.code == "resource_missing"
+
+
+def test_unsupported_parameter_is_refused(client, prices):
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        payment_session(client, prices, allow_promotion_codes=True)
+    assert raised.value.code == "parameter_unsupported"
+
+
+def test_pay_completes_session_and_sends_webhook(client, sandbox, prices, endpoint, receiver):
+    session = payment_session(client, prices, payment_intent_data={"metadata": {"order": "9"}})
+    status, paid = pay(sandbox, session.id, "pm_card_visa")
+    assert status == 200
+    assert (paid["status"], paid["payment_status"]) == ("complete", "paid")
+    assert paid["url"] is None
+    session = client.v1.checkout.sessions.retrieve(session.id,
+                                                   params={"expand": ["payment_intent"]})
+    assert session.payment_intent.status == "succeeded"
+    assert session.payment_intent.amount == 5000
+    assert session.payment_intent.metadata.to_dict() == {"order": "9"}
+    assert sandbox.flush_webhooks()
+    assert receiver.wait_for(lambda r: "checkout.session.completed" in r.types())
+    raw = next(r for r in receiver.requests
+               if json.loads(r["body"])["type"] == "checkout.session.completed")
+    event = stripe.Webhook.construct_event(raw["body"], raw["headers"]["Stripe-Signature"],
+                                           endpoint.secret)
+    assert event.data.object.id == session.id
+    assert event.data.object.payment_status == "paid"
+    assert receiver.types().index("payment_intent.succeeded") < \
+        receiver.types().index("checkout.session.completed")
+    # a complete session refuses to take money twice
+    status, body = pay(sandbox, session.id, "pm_card_visa")
+    assert status == 400
+    assert "already complete" in body["error"]["message"]
+    assert body["session"]["status"] == "complete"
+
+
+def test_decline_leaves_session_open(client, sandbox, prices):
+    session = payment_session(client, prices)
+    status, body = pay(sandbox, session.id, "pm_card_chargeDeclined")
+    assert status == 402
+    assert body["error"]["type"] == "card_error"
+    assert body["error"]["decline_code"] == "generic_decline"
+    assert (body["session"]["status"], body["session"]["payment_status"]) == ("open", "unpaid")
+    status, body = pay(sandbox, session.id, "pm_card_visa")
+    assert status == 200 and body["status"] == "complete"
+    assert client.v1.payment_intents.retrieve(body["payment_intent"]).status == "succeeded"
+
+
+def test_three_d_secure_completes_after_authentication(client, sandbox, prices):
+    session = payment_session(client, prices)
+    status, body = pay(sandbox, session.id, "pm_card_authenticationRequired")
+    assert status == 200 and body["status"] == "open"
+    pi = client.v1.payment_intents.retrieve(body["payment_intent"])
+    assert pi.status == "requires_action"
+    sandbox.control("POST", f"authenticate/{pi.id}", {"outcome": "complete"})
+    session = client.v1.checkout.sessions.retrieve(session.id)
+    assert (session.status, session.payment_status) == ("complete", "paid")
+
+
+def test_expire_by_api(client, sandbox, prices, endpoint, receiver):
+    session = payment_session(client, prices)
+    expired = client.v1.checkout.sessions.expire(session.id)
+    assert expired.status == "expired" and expired.url is None
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.checkout.sessions.expire(session.id)
+    assert "status of \"expired\"" in raised.value.user_message
+    status, body = pay(sandbox, session.id, "pm_card_visa")
+    assert status == 400 and "expired" in body["error"]["message"]
+    assert sandbox.flush_webhooks()
+    assert receiver.wait_for(lambda r: "checkout.session.expired" in r.types())
+    assert client.v1.payment_intents.list().data == []
+
+
+def test_expire_by_clock(client, sandbox, prices):
+    session = payment_session(client, prices, expires_at=int(time.time()) + 3600)
+    sandbox.advance_clock(1800)
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "open"
+    sandbox.advance_clock(1900)
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "expired"
+    events = client.v1.events.list(params={"type": "checkout.session.expired"}).data
+    assert len(events) == 1 and events[0].created >= session.expires_at
+
+
+def test_subscription_mode_creates_active_subscription(client, sandbox, prices, endpoint,
+                                                       receiver):
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "subscription", "customer_email": "sub@shop.test",
+        "success_url": "https://shop.test/ok?session_id={CHECKOUT_SESSION_ID}",
+        "line_items": [{"price": prices["monthly"].id, "quantity": 1}],
+        "subscription_data": {"metadata": {"plan": "starter"}}})
+    status, body = pay(sandbox, session.id, "pm_card_visa")
+    assert status == 200
+    assert (body["status"], body["payment_status"]) == ("complete", "paid")
+    session = client.v1.checkout.sessions.retrieve(
+        session.id, params={"expand": ["subscription", "invoice", "customer"]})
+    assert session.customer.email == "sub@shop.test"
+    assert session.subscription.status == "active"
+    assert session.subscription.metadata.to_dict() == {"plan": "starter"}
+    assert session.subscription.default_payment_method
+    assert session.invoice.status == "paid" and session.invoice.amount_paid == 1000
+    assert session.invoice.billing_reason == "subscription_create"
+    assert sandbox.flush_webhooks()
+    assert receiver.wait_for(lambda r: "checkout.session.completed" in r.types())
+    types = receiver.types()
+    for expected in ("customer.created", "customer.subscription.created", "invoice.paid"):
+        assert expected in types
+
+
+def test_delayed_method_completes_unpaid_then_succeeds(client, sandbox):
+    price = client.v1.prices.create(params={"currency": "eur", "unit_amount": 1200,
+                                            "product_data": {"name": "Mug"}})
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "payment", "allowed_payment_method_types": ["card", "sepa_debit"],
+        "success_url": "https://shop.test/ok",
+        "line_items": [{"price": price.id, "quantity": 1}]})
+    pm = client.v1.payment_methods.create(params={
+        "type": "sepa_debit", "sepa_debit": {"iban": "DE89370400440532013000"},
+        "billing_details": {"name": "Jenny Rosen", "email": "jenny@shop.test"}})
+    status, body = pay(sandbox, session.id, pm.id)
+    assert status == 200
+    assert (body["status"], body["payment_status"]) == ("complete", "unpaid")
+    sandbox.advance_clock(3600)
+    session = client.v1.checkout.sessions.retrieve(session.id)
+    assert session.payment_status == "paid"
+    types = [e.type for e in client.v1.events.list().data]
+    assert "checkout.session.async_payment_succeeded" in types
+    assert "checkout.session.completed" in types
+
+
+def test_unknown_session(client, sandbox):
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.checkout.sessions.retrieve("cs_test_nope")
+    assert raised.value.http_status == 404
+    status, body = pay(sandbox, "cs_test_nope", "pm_card_visa")
+    assert status == 404
