@@ -122,34 +122,6 @@ def conformance():
     return jsonify(sandbox_of().conformance)
 
 
-@control.post("/authenticate/<intent_id>")
-def authenticate(intent_id):
-    """Finish 3-D Secure for a PaymentIntent or SetupIntent in ``requires_action``:
-    ``{"outcome": "complete"}`` or ``{"outcome": "fail"}`` (what the challenge page's buttons do).
-    Answers the intent as the API would, or Stripe's error object."""
-    from . import errors
-    from .api import Context, new_id
-    from .app import base_url
-    from .expand import expand
-    from .resources.payment_intents import complete_authentication
-
-    outcome = (request.get_json(silent=True) or {}).get("outcome")
-    if outcome not in ("complete", "fail"):
-        return _bad('outcome must be "complete" or "fail"')
-    sandbox = sandbox_of()
-    ctx = Context(sandbox.store, "secret", new_id("req"), None, base_url())
-    try:
-        with sandbox.store.transaction():
-            intent = complete_authentication(ctx, intent_id, outcome == "complete")
-            body = expand(sandbox.store, intent, [])
-            sandbox.check(body)
-            for event in ctx.events:
-                sandbox.check(event)
-    except errors.StripeError as exc:
-        return jsonify(exc.body()), exc.status
-    return jsonify(body)
-
-
 @control.post("/checkout/<session_id>/pay")
 def checkout_pay(session_id):
     """Pay a Checkout Session as its hosted page would: JSON ``{"payment_method": "pm_…"}``.
@@ -204,3 +176,37 @@ def _rolled_back(exc):
     from .expand import public
     body = {**exc.error.body(), "session": public(session) if session else None}
     return jsonify(body), exc.error.status
+
+
+@control.post("/authenticate/<intent_id>")
+def authenticate(intent_id):
+    """Finish 3-D Secure for a PaymentIntent or SetupIntent in ``requires_action``:
+    ``{"outcome": "complete"}`` or ``{"outcome": "fail"}`` (what the challenge page's buttons do).
+    Answers the intent as the API would, or Stripe's error object."""
+    from . import errors
+    from .api import Context, new_id
+    from .app import base_url
+    from .expand import expand
+    from .resources.payment_intents import complete_authentication
+
+    outcome = (request.get_json(silent=True) or {}).get("outcome")
+    if outcome not in ("complete", "fail"):
+        return _bad('outcome must be "complete" or "fail"')
+    sandbox = sandbox_of()
+    ctx = Context(sandbox.store, "secret", new_id("req"), None, base_url())
+    with sandbox._counter_lock:  # it answers an intent as the API does: count and check it
+        sandbox.conformance["responses"] += 1
+    try:
+        with sandbox.store.transaction():
+            intent = complete_authentication(ctx, intent_id, outcome == "complete")
+            body = expand(sandbox.store, intent, [])
+            problems = sandbox.check(body)
+            for event in ctx.events:
+                problems += sandbox.check(event)
+            if problems and sandbox.strict:
+                raise errors.StripeError(500, "api_error", "Sandbox conformance failure: "
+                                         + "; ".join(problems[:5]))
+    except errors.StripeError as exc:
+        sandbox.check(exc.body(), is_error=True)
+        return jsonify(exc.body()), exc.status
+    return jsonify(body)

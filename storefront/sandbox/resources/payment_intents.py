@@ -14,8 +14,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from stripe.params import PaymentIntentConfirmParams, PaymentIntentConfirmParamsPaymentMethodData, PaymentMethodCreateParamsCard
 from typing_extensions import NotRequired
-from stripe.params import PaymentIntentConfirmParams
 
 from .. import cards, errors
 from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id, notify
@@ -45,9 +45,22 @@ SUPPORTED_TYPES = ("card", "sepa_debit")
 AUTH_FAILURE_MESSAGE = cards.MESSAGES["payment_intent_authentication_failure"]
 
 
-class BrowserConfirmParams(PaymentIntentConfirmParams):
-    """What Stripe.js sends to confirm with a publishable key: the SDK's params + client_secret."""
-    client_secret: NotRequired[str]
+class _BrowserPaymentMethodData(PaymentIntentConfirmParamsPaymentMethodData, total=False):
+    """Stripe.js sends the raw card in ``payment_method_data[card]`` (publishable key only)."""
+
+
+class BrowserConfirmParams(PaymentIntentConfirmParams, total=False):
+    """What Stripe.js sends to confirm with a publishable key: the SDK's params, the intent's
+    ``client_secret``, and ``payment_method_data[card][…]`` (raw card details)."""
+
+
+# TypedDict subclasses carry their parents' annotations as text: resolve them where the SDK
+# wrote them, and add Stripe.js's fields as real types.
+_BrowserPaymentMethodData.__module__ = PaymentIntentConfirmParamsPaymentMethodData.__module__
+BrowserConfirmParams.__module__ = PaymentIntentConfirmParams.__module__
+_BrowserPaymentMethodData.__annotations__["card"] = NotRequired[PaymentMethodCreateParamsCard]
+BrowserConfirmParams.__annotations__["client_secret"] = NotRequired[str]
+BrowserConfirmParams.__annotations__["payment_method_data"] = NotRequired[_BrowserPaymentMethodData]
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -174,7 +187,7 @@ def create_intent(ctx: Context, *, amount, currency, customer=None, payment_meth
         "excluded_payment_method_types": None, "last_payment_error": None,
         "latest_charge": None, "livemode": False, "metadata": {}, "next_action": None,
         "on_behalf_of": None, "payment_method": None,
-        "payment_method_configuration_details": ({"id": "pmc_sandboxdefault", "parent": None}
+        "payment_method_configuration_details": ({"id": "pmc_1DefaultConfiguration", "parent": None}
                                                  if automatic else None),
         "payment_method_options": {},
         "payment_method_types": _types_for(currency, payment_method_types, automatic),

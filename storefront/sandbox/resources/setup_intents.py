@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import secrets
 
+from stripe.params import SetupIntentConfirmParams, SetupIntentConfirmParamsPaymentMethodData, PaymentMethodCreateParamsCard
 from typing_extensions import NotRequired
-from stripe.params import SetupIntentConfirmParams
 
 from .. import cards, errors
 from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id, notify
@@ -23,9 +23,22 @@ SUPPORTED_TYPES = ("card", "sepa_debit")
 AUTH_FAILURE_MESSAGE = cards.MESSAGES["setup_intent_authentication_failure"]
 
 
-class BrowserSetupConfirmParams(SetupIntentConfirmParams):
-    """What Stripe.js sends to confirm with a publishable key: the SDK's params + client_secret."""
-    client_secret: NotRequired[str]
+class _BrowserPaymentMethodData(SetupIntentConfirmParamsPaymentMethodData, total=False):
+    """Stripe.js sends the raw card in ``payment_method_data[card]`` (publishable key only)."""
+
+
+class BrowserSetupConfirmParams(SetupIntentConfirmParams, total=False):
+    """What Stripe.js sends to confirm with a publishable key: the SDK's params, the intent's
+    ``client_secret``, and ``payment_method_data[card][…]`` (raw card details)."""
+
+
+# TypedDict subclasses carry their parents' annotations as text: resolve them where the SDK
+# wrote them, and add Stripe.js's fields as real types.
+_BrowserPaymentMethodData.__module__ = SetupIntentConfirmParamsPaymentMethodData.__module__
+BrowserSetupConfirmParams.__module__ = SetupIntentConfirmParams.__module__
+_BrowserPaymentMethodData.__annotations__["card"] = NotRequired[PaymentMethodCreateParamsCard]
+BrowserSetupConfirmParams.__annotations__["client_secret"] = NotRequired[str]
+BrowserSetupConfirmParams.__annotations__["payment_method_data"] = NotRequired[_BrowserPaymentMethodData]
 
 
 def _types(payment_method_types, automatic: bool) -> list[str]:
@@ -74,7 +87,7 @@ def create_setup(ctx: Context, *, customer=None, payment_method=None, usage="off
         "flow_directions": None, "last_setup_error": None, "latest_attempt": None,
         "livemode": False, "mandate": None, "metadata": {}, "next_action": None,
         "on_behalf_of": None, "payment_method": None,
-        "payment_method_configuration_details": ({"id": "pmc_sandboxdefault", "parent": None}
+        "payment_method_configuration_details": ({"id": "pmc_1DefaultConfiguration", "parent": None}
                                                  if automatic else None),
         "allowed_payment_method_types": list(payment_method_types) if payment_method_types
         else None,
