@@ -246,3 +246,29 @@ def test_unknown_session(client, sandbox):
     assert raised.value.http_status == 404
     status, body = pay(sandbox, "cs_test_nope", "pm_card_visa")
     assert status == 404
+
+
+def test_subscription_mode_with_three_d_secure_and_a_decline_first(client, sandbox, prices,
+                                                                   endpoint, receiver):
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "subscription", "customer_email": "3ds@shop.test",
+        "success_url": "https://shop.test/ok",
+        "line_items": [{"price": prices["monthly"].id, "quantity": 1},
+                       {"price": prices["one_time"].id, "quantity": 1}]})
+    assert session.amount_total == 3500
+    status, body = pay(sandbox, session.id, "pm_card_chargeCustomerFail")
+    assert status == 402 and body["session"]["status"] == "open"
+    status, body = pay(sandbox, session.id, "pm_card_authenticationRequired")
+    assert status == 200 and body["status"] == "open"
+    invoice = client.v1.invoices.retrieve(body["invoice"], params={"expand": ["payments"]})
+    assert invoice.total == 3500 and len(invoice.lines.data) == 2
+    pi_id = invoice.payments.data[0].payment.payment_intent
+    assert client.v1.payment_intents.retrieve(pi_id).status == "requires_action"
+    sandbox.control("POST", f"authenticate/{pi_id}", {"outcome": "complete"})
+    session = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["subscription"]})
+    assert (session.status, session.payment_status) == ("complete", "paid")
+    assert session.subscription.status == "active"
+    assert len(client.v1.customers.list(params={"email": "3ds@shop.test"}).data) == 1
+    assert sandbox.flush_webhooks()
+    assert receiver.wait_for(lambda r: "checkout.session.completed" in r.types())
+    assert receiver.types().count("checkout.session.completed") == 1

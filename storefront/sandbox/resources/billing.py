@@ -888,6 +888,10 @@ def update_subscription(ctx: Context, params: dict, sub_id: str) -> dict:
         raise errors.invalid_request(
             f"A canceled subscription can only update its cancellation_details and metadata.",
             param=next(iter(k for k in params if k != "expand"), None))
+    if params.get("payment_behavior") == "pending_if_incomplete":
+        raise errors.invalid_request(
+            "payment_behavior=pending_if_incomplete (pending updates) is valid at Stripe but not "
+            "supported by the sandbox.", param="payment_behavior", code="parameter_unsupported")
     base_url(ctx)
     before = copy.deepcopy(sub)
     if "metadata" in params:

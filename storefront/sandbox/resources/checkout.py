@@ -280,6 +280,7 @@ def _customer_for(ctx: Context, session: dict) -> dict:
     session["customer_details"] = {"address": None, "business_name": None, "email": email,
                                    "individual_name": None, "name": None, "phone": None,
                                    "tax_exempt": "none", "tax_ids": []}
+    ctx.store.put(session)
     return customer
 
 
