@@ -918,8 +918,10 @@ def update_subscription(ctx: Context, params: dict, sub_id: str) -> dict:
         sub["cancel_at"] = period_of(sub)[1] if params["cancel_at_period_end"] else None
         if params["cancel_at_period_end"]:
             sub["cancellation_details"]["reason"] = "cancellation_requested"
+            sub["canceled_at"] = ctx.now()  # Stripe stamps the request, not the period end
         else:
             sub["cancellation_details"] = {"comment": None, "feedback": None, "reason": None}
+            sub["canceled_at"] = None
     invoice_now = None
     if params.get("items"):
         behavior = params.get("proration_behavior", "create_prorations")
