@@ -129,7 +129,8 @@ def create_sandbox_app(state_path=None, *, strict: bool = False, webhook_timeout
     app.extensions["sandbox"] = sandbox
     for ep in ENDPOINTS:
         app.add_url_rule(ep.rule, endpoint=f"{ep.method} {ep.rule}", view_func=_view(ep),
-                         methods=[ep.method])
+                         methods=[ep.method],
+                         provide_automatic_options=False)  # CORS preflight: _unrecognized
     app.register_blueprint(control)
     app.register_blueprint(browser)
     app.after_request(_cors_and_count)
