@@ -136,7 +136,7 @@ def sepa_outcome(pm: dict) -> str:
 def card_from_raw(ctx: Context, raw: dict, params: dict, *, param_prefix: str = "card") -> dict:
     """Tokenize ``card[number|exp_month|exp_year|cvc]`` as Stripe.js does (publishable key)."""
     if ctx.key_kind != "publishable":
-        raise errors.StripeError(402, "invalid_request_error", RAW_CARD_MESSAGE)
+        raise errors.invalid_request(RAW_CARD_MESSAGE)
     for key in ("number", "exp_month", "exp_year"):
         if key not in raw:
             raise errors.missing_param(f"{param_prefix}[{key}]")
