@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_template_helpers(app)
     register_errorhandlers(app)
     register_commands(app)
+    register_page_cache(app)
     return app
 
 
@@ -93,6 +94,12 @@ def register_template_helpers(app: Flask) -> None:
 def register_errorhandlers(app: Flask) -> None:
     from .web.errors import register
     register(app)
+
+
+def register_page_cache(app: Flask) -> None:
+    from .services.catalog import catalog_rows
+    from .web import page_cache
+    page_cache.install(app, catalog_rows)
 
 
 def register_commands(app: Flask) -> None:

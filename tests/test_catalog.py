@@ -185,3 +185,39 @@ def test_buy_requires_login_and_known_product(client, auth, catalog):
 ])
 def test_money_filter(amount, currency, expected):
     assert format_money(amount, currency) == expected
+
+
+def test_anonymous_buy_button_goes_to_login_then_review(app, client, auth, catalog):
+    html = client.get("/").get_data(as_text=True)
+    assert 'method="get" action="/buy/points_medium"' in html  # no session needed to browse
+    response = client.get("/buy/points_medium")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=%2Fbuy%2Fpoints_medium"
+    auth.signup(email="rev@example.com")
+    auth.logout()
+    response = client.post("/login?next=/buy/points_medium",
+                           data={"email": "rev@example.com", "password": "correct-horse-battery"})
+    assert response.headers["Location"] == "/buy/points_medium"
+    page = client.get("/buy/points_medium").get_data(as_text=True)
+    assert "Medium Points Pack" in page and 'method="post" action="/buy/points_medium"' in page
+    # signed in, the home page buttons are CSRF-protected POSTs
+    assert 'method="post" action="/buy/points_medium"' in client.get("/").get_data(as_text=True)
+
+
+def test_anonymous_catalog_cache_serves_same_bytes_and_sees_changes(app, runner, sandbox, tmp_path):
+    assert runner.invoke(args=["catalog", "sync", "--db-only"]).exit_code == 0
+    client = app.test_client(use_cookies=False)
+    first = client.get("/")
+    statements, stop = count_queries(app)
+    try:
+        second = client.get("/")
+        assert len(statements) == 1  # the fast path still runs the catalog query
+    finally:
+        stop()
+    assert second.data == first.data and second.headers["Content-Type"].startswith("text/html")
+    assert client.head("/").status_code == 200
+    changed = tmp_path / "catalog.toml"
+    changed.write_text(DEFAULT_CATALOG.read_text().replace("amount = 1200", "amount = 1300"))
+    assert runner.invoke(args=["catalog", "sync", "--db-only", "--file", str(changed)]).exit_code == 0
+    html = client.get("/").get_data(as_text=True)
+    assert "$13.00" in html and "$12.00" not in html

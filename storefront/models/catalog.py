@@ -47,11 +47,8 @@ class Product(db.Model):
     @property
     def grants(self) -> str:
         """What the buyer gets, in plain words."""
-        if self.kind == "subscription":
-            return f"{self.points:,} points each paid month"
-        if self.entitlement:
-            return f"{self.entitlement.title()} features forever + {self.points:,} points"
-        return f"{self.points:,} points"
+        from ..services.catalog import describe_grants
+        return describe_grants(self.kind, self.points, self.entitlement)
 
 
 class Price(db.Model):

@@ -119,6 +119,55 @@ def read_catalog_file(path: str | Path | None = None) -> list[CatalogEntry]:
     return parse_catalog(path.read_text(encoding="utf-8"))
 
 
+@dataclass(frozen=True)
+class CatalogItem:
+    """One thing on sale, as the shop pages show it (plain values, hashable)."""
+
+    lookup_key: str
+    name: str
+    description: str
+    category: str
+    kind: str
+    points: int
+    entitlement: str | None
+    unit_amount: int
+    currency: str
+    interval: str | None
+
+    @property
+    def grants(self) -> str:
+        return describe_grants(self.kind, self.points, self.entitlement)
+
+
+def describe_grants(kind: str, points: int, entitlement: str | None) -> str:
+    if kind == "subscription":
+        return f"{points:,} points each paid month"
+    if entitlement:
+        return f"{entitlement.title()} features forever + {points:,} points"
+    return f"{points:,} points"
+
+
+_ITEM_COLUMNS = (Price.lookup_key, Product.name, Product.description, Product.category, Product.kind,
+                 Product.points, Product.entitlement, Price.unit_amount, Price.currency, Price.interval)
+_ITEMS_QUERY = (
+    select(*_ITEM_COLUMNS)
+    .join(Product, Price.product_id == Product.id)
+    .where(Price.active.is_(True), Product.active.is_(True))
+    .order_by(Product.sort_order, Product.id)
+)
+
+
+def catalog_rows(connection=None) -> tuple[tuple, ...]:
+    """What's on sale as plain tuples: ONE cheap Core query (no ORM identity map work).
+    The result doubles as the cache key of the rendered catalog."""
+    executor = connection if connection is not None else db.session
+    return tuple(tuple(row) for row in executor.execute(_ITEMS_QUERY))
+
+
+def catalog_items(rows: tuple[tuple, ...] | None = None) -> list[CatalogItem]:
+    return [CatalogItem(*row) for row in (catalog_rows() if rows is None else rows)]
+
+
 def active_prices() -> list[Price]:
     """Everything on sale, plans first, with its product: ONE query."""
     stmt = (

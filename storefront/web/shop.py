@@ -1,23 +1,47 @@
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, make_response, render_template, request, session
 from flask_login import current_user, login_required
 
 from ..services import accounts, catalog, testcards
-from .forms import PostForm
+from . import page_cache
 
 bp = Blueprint("shop", __name__)
+
+def _render_index(rows: tuple[tuple, ...]) -> str:
+    items = catalog.catalog_items(rows)
+    return render_template("shop/index.html",
+                           plans=[i for i in items if i.category == "plan"],
+                           packs=[i for i in items if i.category == "points"])
 
 
 @bp.get("/")
 def index():
-    prices = catalog.active_prices()  # the page's one query
-    plans = [p for p in prices if p.product.category == "plan"]
-    packs = [p for p in prices if p.product.category == "points"]
-    return render_template("shop/index.html", plans=plans, packs=packs, buy_form=PostForm())
+    rows = catalog.catalog_rows()  # the page's one query
+    if current_user.is_authenticated or session:
+        # Personal page: CSRF-protected buy forms, flashed messages, the user's name.
+        return _render_index(rows)
+    # Anonymous: the same bytes for everyone until the catalog changes. Hand them to the
+    # WSGI fast path (web/page_cache.py), which serves the next anonymous visits itself.
+    response = make_response(_render_index(rows))
+    cache = current_app.extensions.get(page_cache.EXTENSION_KEY)
+    if cache is not None and not request.cookies and not request.query_string:
+        response.vary.add("Cookie")
+        cache.store(rows, response.status, list(response.headers.items()), response.get_data())
+    return response
 
 
-@bp.route("/buy/<lookup_key>", methods=["GET", "POST"])
+@bp.get("/buy/<lookup_key>")
+@login_required
+def review(lookup_key: str):
+    """Review what is about to be bought (anonymous buy buttons land here after log-in)."""
+    price = catalog.price_by_lookup_key(lookup_key)
+    if price is None:
+        abort(404)
+    return render_template("shop/buy.html", price=price, started=False)
+
+
+@bp.post("/buy/<lookup_key>")
 @login_required
 def buy(lookup_key: str):
     price = catalog.price_by_lookup_key(lookup_key)
@@ -26,7 +50,7 @@ def buy(lookup_key: str):
     # Buying is built in the next issue; the Stripe customer is its first need, so make sure
     # it exists now (a Stripe outage at sign-up is healed here).
     accounts.ensure_stripe_customer(current_user)
-    return render_template("shop/buy.html", price=price)
+    return render_template("shop/buy.html", price=price, started=True)
 
 
 @bp.get("/test-cards")

@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""Benchmark: the catalog page vs. a bare Flask hello-world, same gunicorn settings.
+
+    python bench/bench_catalog.py [--duration 10] [--connections 50] [--workers 2]
+
+Seeds a throw-away SQLite database (migrations + `flask catalog sync --db-only`; the
+sandbox is not needed for GET /), serves the store and the hello-world app with gunicorn,
+loads each with `wrk --latency` and prints requests/s, p50, p99 and the ratio.
+Targets (issue 3): catalog >= 0.6x hello-world, catalog p99 < 25 ms, one DB query per page.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early ({proc.returncode})")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+def gunicorn(app_spec: str, port: int, env: dict, args) -> subprocess.Popen:
+    cmd = [str(BIN / "gunicorn"), "-w", str(args.workers), "-k", args.worker_class,
+           "--threads", str(args.threads), "-b", f"127.0.0.1:{port}",
+           "--backlog", "2048", "--keep-alive", "5", "--log-level", "warning", app_spec]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def to_ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, args) -> dict:
+    # short warm-up so both apps are measured hot
+    subprocess.run(["wrk", "-t2", f"-c{args.connections}", "-d2s", url], capture_output=True, check=True)
+    out = subprocess.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else "", "raw": out}
+
+
+def queries_per_catalog_page(env: dict) -> int:
+    code = (
+        "from sqlalchemy import event\n"
+        "from storefront import create_app\n"
+        "from storefront.extensions import db\n"
+        "app = create_app()\n"
+        "seen = []\n"
+        "with app.app_context():\n"
+        "    event.listen(db.engine, 'before_cursor_execute', lambda *a: seen.append(a[2]))\n"
+        "client = app.test_client()\n"
+        "assert client.get('/').status_code == 200\n"
+        "seen.clear()\n"
+        "assert client.get('/').status_code == 200\n"
+        "print(len(seen))\n"
+    )
+    out = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", default="sync")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--show-wrk", action="store_true", help="print wrk's full output")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="storefront-bench-"))
+    env = dict(os.environ, FLASK_APP="storefront", DATABASE_URL=f"sqlite:///{workdir}/bench.sqlite3",
+               SECRET_KEY="bench-secret", PYTHONPATH=str(ROOT))
+    for name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_API_BASE", "TEST_DATABASE_URL"):
+        env.pop(name, None)
+    subprocess.run([str(BIN / "flask"), "init-db"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([str(BIN / "flask"), "catalog", "sync", "--db-only"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    queries = queries_per_catalog_page(env)
+
+    results = {}
+    for name, spec, url_path in (("hello-world", "bench.hello_app:app", "/"), ("catalog", "wsgi:app", "/")):
+        port = free_port()
+        proc = gunicorn(spec, port, env, args)
+        url = f"http://127.0.0.1:{port}{url_path}"
+        try:
+            wait_until_up(url, proc)
+            results[name] = run_wrk(url, args)
+        finally:
+            stop(proc)
+        if args.show_wrk:
+            print(results[name]["raw"])
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    hello, catalog = results["hello-world"], results["catalog"]
+    ratio = catalog["rps"] / hello["rps"]
+    print(f"gunicorn -w {args.workers} -k {args.worker_class} --threads {args.threads}; "
+          f"wrk -t2 -c{args.connections} -d{args.duration}s --latency; {os.cpu_count()} CPUs")
+    print(f"{'':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, r in results.items():
+        print(f"{name:12} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>7} {r['socket_errors']}")
+    print(f"ratio catalog / hello-world: {ratio:.2f}  (target >= 0.60)")
+    print(f"catalog p99: {catalog['p99']:.2f} ms  (target < 25 ms)")
+    print(f"DB queries per catalog page: {queries}  (target 1)")
+    ok = ratio >= 0.6 and catalog["p99"] < 25 and queries == 1 and catalog["non2xx"] == 0
+    print("RESULT:", "targets met" if ok else "targets NOT met")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
