@@ -188,6 +188,10 @@ class TestShop:
                                               key=json.dumps(PUBLISHABLE_KEY),
                                               redirect_status=html.escape(
                                                   query.get("redirect_status", "")))
+                    elif parts.path == "/favicon.ico":
+                        self.send_response(204)
+                        self.end_headers()
+                        return
                     elif parts.path in ("/success", "/cancel"):
                         body = (f"<!doctype html><title>{parts.path[1:]}</title>"
                                 f"<h1 id='landed'>{parts.path[1:]}</h1>"
@@ -220,7 +224,7 @@ class TestShop:
         params = {"amount": int(query.get("amount", 1999)),
                   "currency": query.get("currency", "usd")}
         if query.get("types"):
-            params["payment_method_types"] = query["types"].split(",")
+            params["allowed_payment_method_types"] = query["types"].split(",")
         else:
             params["automatic_payment_methods"] = {"enabled": True}
         intent = self.client.v1.payment_intents.create(params=params)
@@ -233,7 +237,7 @@ class TestShop:
     def setup_page(self, query: dict) -> str:
         customer = self.client.v1.customers.create(params={"email": "saver@example.com"})
         intent = self.client.v1.setup_intents.create(params={
-            "customer": customer.id, "payment_method_types": ["card"]})
+            "customer": customer.id, "allowed_payment_method_types": ["card"]})
         self.intents.append(intent)
         return self._render("Save a card", "Save card", {
             "publishableKey": PUBLISHABLE_KEY, "clientSecret": intent.client_secret,

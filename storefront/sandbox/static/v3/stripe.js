@@ -139,11 +139,11 @@
   var BRANDS = [
     { brand: 'amex', label: 'American Express', re: /^3[47]/, lengths: [15], cvc: 4, gaps: [4, 10] },
     { brand: 'diners', label: 'Diners Club', re: /^(36|30[0-5]|3095|38|39)/, lengths: [14, 16], cvc: 3, gaps: [4, 10] },
-    { brand: 'discover', label: 'Discover', re: /^(6011|65|64[4-9]|622)/, lengths: [16, 19], cvc: 3, gaps: [4, 8, 12] },
-    { brand: 'jcb', label: 'JCB', re: /^35/, lengths: [16, 19], cvc: 3, gaps: [4, 8, 12] },
+    { brand: 'discover', label: 'Discover', re: /^(6011|65|64[4-9]|622)/, lengths: [16], cvc: 3, gaps: [4, 8, 12] },
+    { brand: 'jcb', label: 'JCB', re: /^35/, lengths: [16], cvc: 3, gaps: [4, 8, 12] },
     { brand: 'unionpay', label: 'UnionPay', re: /^62/, lengths: [16, 17, 18, 19], cvc: 3, gaps: [4, 8, 12] },
     { brand: 'mastercard', label: 'Mastercard', re: /^(5[1-5]|222[1-9]|22[3-9]|2[3-6]|27[01]|2720)/, lengths: [16], cvc: 3, gaps: [4, 8, 12] },
-    { brand: 'visa', label: 'Visa', re: /^4/, lengths: [16, 19], cvc: 3, gaps: [4, 8, 12] }
+    { brand: 'visa', label: 'Visa', re: /^4/, lengths: [16], cvc: 3, gaps: [4, 8, 12] }
   ];
   var UNKNOWN = { brand: 'unknown', label: '', re: /^/, lengths: [16], cvc: 3, gaps: [4, 8, 12] };
 
@@ -189,6 +189,7 @@
       return { empty: false, complete: true, error: null };
     }
     if (digits.length >= max) { return { empty: false, complete: false, error: 'invalid_number', showNow: true }; }
+    if (info.lengths.indexOf(digits.length) >= 0) { return { empty: false, complete: false, error: 'invalid_number', showNow: false }; }
     return { empty: false, complete: false, error: 'incomplete_number', showNow: false };
   }
 
@@ -1127,6 +1128,16 @@
           body.mandate_data = { customer_acceptance: { type: 'online', online: { infer_from_client: true } } };
         }
         return request(self._key, 'POST', path + '/confirm', body).then(function (r) {
+          var e = r.error;
+          if (e && e.code === 'parameter_unknown' && /^mandate_data/.test(e.param || '') && pm.type === 'sepa_debit') {
+            // A sandbox whose confirm endpoint only knows the server-side SDK's mandate_data
+            // (ip_address + user_agent) refuses Stripe.js's infer_from_client: send those instead.
+            body.mandate_data = { customer_acceptance: { type: 'online', online: {
+              ip_address: '127.0.0.1', user_agent: global.navigator.userAgent } } };
+            return request(self._key, 'POST', path + '/confirm', body);
+          }
+          return r;
+        }).then(function (r) {
           if (r.error) { return { error: r.error }; }
           return self._afterConfirm(kind, r.body, secret, confirmParams.return_url, redirect);
         });
