@@ -110,6 +110,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-class", default="sync")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate hello-world/catalog this many times; report the median round")
     parser.add_argument("--show-wrk", action="store_true", help="print wrk's full output")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -125,24 +127,37 @@ def main() -> int:
                    capture_output=True)
     queries = queries_per_catalog_page(env)
 
-    results = {}
-    for name, spec, url_path in (("hello-world", "bench.hello_app:app", "/"), ("catalog", "wsgi:app", "/")):
-        port = free_port()
-        proc = gunicorn(spec, port, env, args)
-        url = f"http://127.0.0.1:{port}{url_path}"
-        try:
-            wait_until_up(url, proc)
-            results[name] = run_wrk(url, args)
-        finally:
+    # Both servers stay up; the loads alternate so background noise hits both alike.
+    servers = {}
+    rounds: dict[str, list[dict]] = {"hello-world": [], "catalog": []}
+    try:
+        for name, spec in (("hello-world", "bench.hello_app:app"), ("catalog", "wsgi:app")):
+            port = free_port()
+            servers[name] = (gunicorn(spec, port, env, args), f"http://127.0.0.1:{port}/")
+            wait_until_up(servers[name][1], servers[name][0])
+        for _ in range(args.rounds):
+            for name, (_, url) in servers.items():
+                result = run_wrk(url, args)
+                rounds[name].append(result)
+                if args.show_wrk:
+                    print(result["raw"])
+    finally:
+        for proc, _ in servers.values():
             stop(proc)
-        if args.show_wrk:
-            print(results[name]["raw"])
-    shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
+    results = {name: {key: median([r[key] for r in rs]) for key in ("rps", "p50", "p99", "non2xx")}
+               | {"socket_errors": rs[-1]["socket_errors"]} for name, rs in rounds.items()}
+    for name, rs in rounds.items():
+        print(f"{name:12} rounds req/s: " + ", ".join(f"{r['rps']:.0f}" for r in rs))
 
     hello, catalog = results["hello-world"], results["catalog"]
     ratio = catalog["rps"] / hello["rps"]
     print(f"gunicorn -w {args.workers} -k {args.worker_class} --threads {args.threads}; "
-          f"wrk -t2 -c{args.connections} -d{args.duration}s --latency; {os.cpu_count()} CPUs")
+          f"wrk -t2 -c{args.connections} -d{args.duration}s --latency; {os.cpu_count()} CPUs; "
+          f"median of {args.rounds} rounds per figure")
     print(f"{'':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, r in results.items():
         print(f"{name:12} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>7} {r['socket_errors']}")
