@@ -111,7 +111,7 @@ def new_charge(ctx: Context, pi: dict, pm: dict, *, status: str, code: str | Non
         "paid": status == "succeeded", "payment_intent": pi["id"], "payment_method": pm["id"],
         "payment_method_details": details, "receipt_email": pi.get("receipt_email"),
         "receipt_number": None,
-        "receipt_url": f"{ctx.base_url}/_sandbox/receipts/{charge_id}" if ctx.base_url else None,
+        "receipt_url": None,  # the sandbox renders no receipts
         "refunded": False, "review": None, "shipping": None, "source_transfer": None,
         "statement_descriptor": None, "statement_descriptor_suffix": None, "status": status,
         "transfer_data": None, "transfer_group": None,
