@@ -16,6 +16,15 @@ from ..extensions import db
 from .base import UTCDateTime, utcnow
 
 KINDS = ("subscription", "one_time")
+
+
+def describe_grants(kind: str, points: int, entitlement: str | None) -> str:
+    """What a product gives the buyer, in plain words."""
+    if kind == "subscription":
+        return f"{points:,} points each paid month"
+    if entitlement:
+        return f"{entitlement.title()} features forever + {points:,} points"
+    return f"{points:,} points"
 CATEGORIES = ("plan", "points")
 
 
@@ -47,7 +56,6 @@ class Product(db.Model):
     @property
     def grants(self) -> str:
         """What the buyer gets, in plain words."""
-        from ..services.catalog import describe_grants
         return describe_grants(self.kind, self.points, self.entitlement)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
 from ..models import Price, Product
+from ..models.catalog import describe_grants
 from ..stripe_gateway import get_gateway, idempotency_key
 
 log = logging.getLogger(__name__)
@@ -137,14 +138,6 @@ class CatalogItem:
     @property
     def grants(self) -> str:
         return describe_grants(self.kind, self.points, self.entitlement)
-
-
-def describe_grants(kind: str, points: int, entitlement: str | None) -> str:
-    if kind == "subscription":
-        return f"{points:,} points each paid month"
-    if entitlement:
-        return f"{entitlement.title()} features forever + {points:,} points"
-    return f"{points:,} points"
 
 
 _ITEM_COLUMNS = (Price.lookup_key, Product.name, Product.description, Product.category, Product.kind,
