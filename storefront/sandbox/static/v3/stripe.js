@@ -520,8 +520,12 @@
 
     // SEPA panel
     var sepa = h('div', { 'class': 'sbx-panel sbx-hidden', 'data-method': 'sepa_debit', role: 'tabpanel' });
-    sepa.appendChild(h('div', { 'class': 'sbx-row' }, [this._field('name', 'Full name', { attrs: { type: 'text', autocomplete: 'name', placeholder: 'First and last name', value: bd.name || '' } })]));
-    sepa.appendChild(h('div', { 'class': 'sbx-row' }, [this._field('email', 'Email', { attrs: { type: 'email', autocomplete: 'email', value: bd.email || '' } })]));
+    if (this._billingOption('name') !== 'never') {
+      sepa.appendChild(h('div', { 'class': 'sbx-row' }, [this._field('name', 'Full name', { attrs: { type: 'text', autocomplete: 'name', placeholder: 'First and last name', value: bd.name || '' } })]));
+    }
+    if (this._billingOption('email') !== 'never') {
+      sepa.appendChild(h('div', { 'class': 'sbx-row' }, [this._field('email', 'Email', { attrs: { type: 'email', autocomplete: 'email', value: bd.email || '' } })]));
+    }
     sepa.appendChild(h('div', { 'class': 'sbx-row' }, [this._field('iban', 'IBAN', { attrs: { type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'DE00 0000 0000 0000 0000 00' } })]));
     var business = (this._options.business || {}).name || 'the merchant';
     sepa.appendChild(h('p', { 'class': 'sbx-note', text: 'By providing your payment information and confirming this payment, you authorise ' + business +
@@ -631,7 +635,7 @@
       if (st.complete || st.showNow) { self._touched.iban = true; }
       self._fieldChanged('iban');
     });
-    ['name', 'email'].forEach(function (k) { F[k].input.addEventListener('input', function () { self._fieldChanged(k); }); });
+    ['name', 'email'].forEach(function (k) { if (F[k]) { F[k].input.addEventListener('input', function () { self._fieldChanged(k); }); } });
     Object.keys(F).forEach(function (k) {
       F[k].input.addEventListener('blur', function () {
         var v = F[k].input.value;
@@ -699,7 +703,9 @@
   };
 
   PaymentElement.prototype._activeKeys = function () {
-    return this._selected === 'sepa_debit' ? ['name', 'email', 'iban'] : ['number', 'expiry', 'cvc', 'postal'];
+    var F = this._fields;
+    return this._selected === 'sepa_debit' ? ['name', 'email', 'iban'].filter(function (k) { return F[k]; })
+                                           : ['number', 'expiry', 'cvc', 'postal'];
   };
 
   PaymentElement.prototype._showError = function (key, force) {
@@ -764,8 +770,10 @@
       if (!billing.email && dv.email) { billing.email = dv.email; }
     } else if (this._selected === 'sepa_debit') {
       params.sepa_debit = { iban: F.iban.input.value.replace(/\s/g, '') };
-      billing.name = billing.name || F.name.input.value.trim();
-      billing.email = billing.email || F.email.input.value.trim();
+      if (F.name) { billing.name = billing.name || F.name.input.value.trim(); }
+      if (F.email) { billing.email = billing.email || F.email.input.value.trim(); }
+      if (!billing.name && dv.name) { billing.name = dv.name; }
+      if (!billing.email && dv.email) { billing.email = dv.email; }
     }
     if (Object.keys(billing).length) { params.billing_details = billing; }
     if (extra.metadata) { params.metadata = extra.metadata; }

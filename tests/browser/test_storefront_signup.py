@@ -1,8 +1,9 @@
-"""Headless Chromium against the real store and the sandbox: a newcomer signs up."""
+"""Headless Chromium against the real store and the sandbox: a newcomer signs up.
+
+Uses the browser fixtures of tests/browser/conftest.py (`page`, skipped without Chromium) and
+the store fixtures of tests/conftest.py (`app`, `sandbox`)."""
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 
 import pytest
@@ -10,11 +11,6 @@ from werkzeug.serving import make_server
 
 from storefront import create_app
 from tests.conftest import make_config
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed")
-
 
 @pytest.fixture
 def live_store(app, database_url, sandbox_server, sandbox):
@@ -29,17 +25,6 @@ def live_store(app, database_url, sandbox_server, sandbox):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(5)
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
-        page.set_default_timeout(15000)
-        yield page
-        browser.close()
 
 
 def test_newcomer_signs_up_and_sandbox_holds_the_customer(live_store, page, sandbox, app):
