@@ -226,3 +226,48 @@ def test_integration_errors_are_thrown(page, shop):
     assert "secret key" in messages[1][1]
     assert "return_url" in messages[3][1]
     assert "one Element of type payment" in messages[4][1]
+
+
+def test_every_test_card_number_is_complete_with_its_brand(page, shop):
+    """Each documented test card number is accepted by the Payment Element as Stripe.js does."""
+    import json
+    from pathlib import Path
+
+    import storefront.sandbox as sandbox_package
+
+    cards = json.loads((Path(sandbox_package.__file__).parent / "data" / "test-cards.json")
+                       .read_text())
+    numbers = [c for c in cards if c["number"] and c["outcome"] != "declined_invalid_number"]
+    open_pay_page(page, shop)
+    page.get_by_label("Expiration date").fill("12 / 34")
+    page.get_by_label("ZIP").fill("12345")
+    labels = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express",
+              "discover": "Discover", "diners": "Diners Club", "jcb": "JCB",
+              "unionpay": "UnionPay"}
+    for card in numbers:
+        page.get_by_label("Card number").fill(card["number"])
+        page.get_by_label("Security code").fill("1234" if card["brand"] == "amex" else "123")
+        state = page.evaluate("""() => [window.changeEvents.at(-1).complete,
+            document.querySelector('[data-field=number] .sbx-brand').textContent,
+            document.querySelector('[data-field=number] input').getAttribute('aria-invalid')]""")
+        assert state == [True, labels[card["brand"]], "false"], (card["number"], state)
+
+
+def test_redirect_to_url_challenge_opened_top_level(page, shop, stripe_client):
+    """A server-side confirm with a return_url gets ``redirect_to_url``: the challenge page,
+    opened top-level, sends the buyer back to return_url with Stripe's query parameters."""
+    intent = stripe_client.v1.payment_intents.create(params={
+        "amount": 1200, "currency": "usd", "payment_method": "pm_card_authenticationRequired",
+        "confirm": True, "return_url": f"{shop.url}/return",
+        "allowed_payment_method_types": ["card"]})
+    assert intent.status == "requires_action"
+    assert intent.next_action.type == "redirect_to_url"
+    page.goto(intent.next_action.redirect_to_url.url)
+    expect(page.get_by_role("heading", name="3D Secure 2 Test Page")).to_be_visible()
+    expect(page.get_by_text("$12.00")).to_be_visible()
+    page.get_by_role("button", name="Complete authentication").click()
+    page.wait_for_url(re.compile(r"/return\?"))
+    query = dict(re.findall(r"[?&]([^=]+)=([^&]*)", page.url))
+    assert query["payment_intent"] == intent.id
+    assert query["redirect_status"] == "succeeded"
+    expect(page.locator("#status")).to_have_text("succeeded")

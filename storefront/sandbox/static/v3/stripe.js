@@ -152,7 +152,7 @@
       if (BRANDS[i].re.test(digits)) {
         var b = BRANDS[i];
         if (b.brand === 'diners' && /^36/.test(digits)) { return Object.assign({}, b, { lengths: [14], gaps: [4, 10] }); }
-        if (b.brand === 'diners') { return Object.assign({}, b, { lengths: [16], gaps: [4, 8, 12] }); }
+        if (b.brand === 'diners') { return Object.assign({}, b, { lengths: [14, 16], gaps: digits.length > 14 ? [4, 8, 12] : [4, 10] }); }
         return b;
       }
     }
