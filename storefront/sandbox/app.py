@@ -11,7 +11,7 @@ import json
 import threading
 import time
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 
 from . import errors
 from .api import ENDPOINTS, Context, Endpoint, new_id
@@ -37,8 +37,8 @@ class Sandbox:
         self.tick = tick
         #: responses: API answers sent; checked: answers (and events) checked against the SDK
         #: model; objects: Stripe objects inside them (nested and expanded ones included)
-        self.conformance = {"responses": 0, "checked": 0, "events": 0, "objects": 0,
-                            "failed": 0, "failures": []}
+        self.conformance = {"responses": 0, "checked": 0, "events": 0, "control": 0,
+                            "objects": 0, "failed": 0, "failures": [], "unchecked": []}
         self._counter_lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._run_ticker, name="sandbox-clock",
@@ -55,9 +55,20 @@ class Sandbox:
 
     # --- conformance -----------------------------------------------------------------------
     def check(self, body: dict, *, is_error: bool = False) -> list[str]:
+        """Check an answer; API answers count as ``checked``, control-route answers as
+        ``control``, so ``checked`` can be compared with ``responses``."""
+        api_answer = has_request_context() and request.path.startswith("/v1/")
+        if api_answer:
+            g.sandbox_answer_checked = True
+        return self._check(body, "checked" if api_answer else "control", is_error)
+
+    def check_event(self, event: dict) -> list[str]:
+        return self._check(event, "events", False)
+
+    def _check(self, body: dict, counter: str, is_error: bool) -> list[str]:
         problems = error_shape_errors(body) if is_error else _all_shape_errors(body)
         with self._counter_lock:
-            self.conformance["events" if body.get("object") == "event" else "checked"] += 1
+            self.conformance[counter] += 1
             self.conformance["objects"] += _count_objects(body)
             if problems:
                 self.conformance["failed"] += 1
@@ -78,7 +89,7 @@ class Sandbox:
                 with self.store.frozen_at(max(due, self.store.now()) if until is None else due):
                     run_job(ctx, kind, ref, data)
                     for event in ctx.events:
-                        self.check(event)
+                        self.check_event(event)
             ran += 1
 
     def _run_ticker(self) -> None:
@@ -199,7 +210,7 @@ def _run(sandbox: Sandbox, ep: Endpoint, ctx: Context, raw: dict, path_args: dic
             status, body = exc.status, exc.body()
             problems = sandbox.check(body, is_error=True)
         for event in ctx.events:
-            problems += sandbox.check(event)
+            problems += sandbox.check_event(event)
         if problems and sandbox.strict:
             raise errors.StripeError(500, "api_error",
                                      "Sandbox conformance failure: " + "; ".join(problems[:5]))
@@ -293,6 +304,9 @@ def _cors_and_count(response: Response) -> Response:
         sandbox = sandbox_of()
         with sandbox._counter_lock:
             sandbox.conformance["responses"] += 1
+            if not g.get("sandbox_answer_checked"):
+                sandbox.conformance["unchecked"].append(f"{request.method} {request.path} "
+                                                        f"{response.status_code}")
     return response
 
 

@@ -14,15 +14,18 @@ from .testing import SandboxServer
 
 
 def totals() -> dict:
-    keys = ("responses", "checked", "events", "objects", "failed")
+    keys = ("responses", "checked", "events", "control", "objects", "failed")
     summed = {key: 0 for key in keys}
     failures: list = []
+    unchecked: list = []
     for server in SandboxServer.started:
         counts = server.sandbox.conformance
         for key in keys:
             summed[key] += counts[key]
         failures.extend(counts["failures"])
+        unchecked.extend(counts["unchecked"])
     summed["failures"] = failures
+    summed["unchecked"] = unchecked
     return summed
 
 
@@ -31,7 +34,8 @@ def _problem(counts: dict) -> str | None:
         return f"{counts['failed']} sandbox answers did not fit the SDK's model: " \
                f"{counts['failures'][:3]}"
     if counts["checked"] < counts["responses"]:
-        return f"only {counts['checked']} of {counts['responses']} sandbox answers were checked"
+        return (f"only {counts['checked']} of {counts['responses']} sandbox answers were "
+                f"checked; unchecked: {counts['unchecked'][:5]}")
     return None
 
 
@@ -42,9 +46,10 @@ def pytest_terminal_summary(terminalreporter):
     share = 100.0 * counts["checked"] / counts["responses"]
     terminalreporter.write_sep("-", "Stripe sandbox conformance")
     terminalreporter.write_line(
-        f"{counts['checked']} of {counts['responses']} API answers ({share:.1f}%) and "
-        f"{counts['events']} events checked against stripe-python's typed model "
-        f"({counts['objects']} Stripe objects in them); {counts['failed']} failed.")
+        f"{counts['checked']} of {counts['responses']} API answers ({share:.1f}%), "
+        f"{counts['events']} events and {counts['control']} control-route answers checked "
+        f"against stripe-python's typed model ({counts['objects']} Stripe objects in them); "
+        f"{counts['failed']} failed.")
     problem = _problem(counts)
     if problem:
         terminalreporter.write_line("CONFORMANCE FAILURE: " + problem, red=True)

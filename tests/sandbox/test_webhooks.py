@@ -54,6 +54,7 @@ def test_failed_delivery_is_retried_with_backoff_and_logged(sandbox, client, rec
     receiver.statuses = [500, 503]
     client.v1.customers.create(params={"email": "retry@example.com"})
     assert receiver.wait_for(lambda r: len(r.requests) == 3, timeout=10)
+    assert receiver.wait_for(lambda r: sandbox.deliveries()[0]["status"] == "delivered")
     log = sandbox.deliveries()[0]
     assert log["status"] == "delivered" and log["attempts"] == 3
     assert [a["status"] for a in log["attempt_log"]] == [500, 503, 200]
