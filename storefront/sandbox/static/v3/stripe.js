@@ -248,7 +248,8 @@
     '.sbx-input::placeholder{color:#87898f}',
     '.sbx-input[aria-invalid="true"]{border-color:var(--sbx-danger);color:var(--sbx-danger);box-shadow:0 0 0 1px var(--sbx-danger)}',
     '.sbx-number{padding-right:110px}',
-    '.sbx-brand{position:absolute;right:10px;bottom:11px;font-size:11px;font-weight:700;letter-spacing:.04em;padding:2px 6px;border-radius:4px;',
+    '.sbx-input-wrap{position:relative}',
+    '.sbx-brand{position:absolute;right:10px;top:50%;transform:translateY(-50%);font-size:11px;font-weight:700;letter-spacing:.04em;padding:2px 6px;border-radius:4px;',
     'background:#f1f3f5;color:#1a1f36;text-transform:uppercase;pointer-events:none}',
     '.sbx-brand[data-brand="visa"]{background:#1a1f71;color:#fff}.sbx-brand[data-brand="mastercard"]{background:#eb001b;color:#fff}',
     '.sbx-brand[data-brand="amex"]{background:#2e77bb;color:#fff}.sbx-brand[data-brand="discover"]{background:#ff6000;color:#fff}',
@@ -500,7 +501,10 @@
       autocomplete: 'cc-number', placeholder: '1234 1234 1234 1234', spellcheck: 'false', 'class': 'sbx-input sbx-number' } });
     this._brand = h('span', { 'class': 'sbx-brand sbx-hidden', 'data-brand': 'unknown', 'aria-hidden': 'true' });
     this._brandText = h('span', { 'class': 'sbx-sr', 'aria-live': 'polite' });
-    numberWrap.insertBefore(this._brand, this._fields.number.error);
+    var numberBox = h('div', { 'class': 'sbx-input-wrap' });
+    numberWrap.insertBefore(numberBox, this._fields.number.input);
+    numberBox.appendChild(this._fields.number.input);
+    numberBox.appendChild(this._brand);
     numberWrap.appendChild(this._brandText);
     card.appendChild(h('div', { 'class': 'sbx-row' }, [numberWrap]));
     card.appendChild(h('div', { 'class': 'sbx-row' }, [
