@@ -271,3 +271,19 @@ def test_redirect_to_url_challenge_opened_top_level(page, shop, stripe_client):
     assert query["payment_intent"] == intent.id
     assert query["redirect_status"] == "succeeded"
     expect(page.locator("#status")).to_have_text("succeeded")
+
+
+def test_closing_the_challenge_fails_authentication(page, shop, stripe_client):
+    open_pay_page(page, shop, "redirect=if_required")
+    fill_card(page, "4000 0027 6000 3184")
+    page.click("#submit")
+    dialog, frame = challenge_frame(page)
+    expect(dialog).to_have_attribute("aria-modal", "true")
+    close = page.get_by_role("button", name="Cancel authentication")
+    page.keyboard.press("Tab")  # focus stays inside the dialog
+    assert page.evaluate("document.activeElement.closest('[role=dialog]') !== null")
+    close.click()
+    expect(page.locator("#message")).to_have_text(AUTH_FAILED)
+    expect(dialog).to_have_count(0)
+    assert stripe_client.v1.payment_intents.retrieve(shop.intents[-1].id).status == \
+        "requires_payment_method"
