@@ -172,6 +172,8 @@ def _view(ep: Endpoint):
             key_kind = _authenticate(ep)
             raw = decode(list(request.args.items(multi=True)) +
                          list(request.form.items(multi=True)))
+            if key_kind == "publishable":
+                raw.pop("key", None)  # Stripe.js may authenticate with a ``key`` parameter
             idem_key = request.headers.get("Idempotency-Key") if ep.method == "POST" else None
             ctx = Context(sandbox.store, key_kind, new_id("req"), idem_key, base_url())
             return _run(sandbox, ep, ctx, raw, path_args)

@@ -262,31 +262,6 @@ class _Refused(Exception):
         self.error = error
 
 
-def _attach_for_subscription(ctx, session: dict, pm_id: str, email: str | None) -> dict:
-    """Subscription mode: the customer exists and holds the card before the session is paid.
-
-    ``complete_session`` expects a browser-created PaymentMethod to be attached to the
-    session's customer already (test tokens are attached on the way), as Checkout does when the
-    buyer subscribes: create the customer (with the email typed on the page) and attach.
-    """
-    from .resources.customers import create_customer
-    from .resources.payment_methods import attach_to_customer
-
-    store = ctx.store
-    if not session.get("customer"):
-        address = session.get("customer_email") or email
-        customer = create_customer(ctx, {"email": address} if address else {})
-        session["customer"] = customer["id"]
-        session["customer_details"] = {
-            "address": None, "business_name": None, "email": address, "individual_name": None,
-            "name": None, "phone": None, "tax_exempt": "none", "tax_ids": []}
-        store.put(session)
-    pm = store.get(pm_id)
-    if pm is not None and pm.get("object") == "payment_method" and not pm.get("customer"):
-        attach_to_customer(ctx, pm_id, session["customer"])
-    return store.get(session["id"])
-
-
 @browser.post("/c/pay/<session_id>/confirm")
 def checkout_confirm(session_id: str):
     """Pay the session with a PaymentMethod the page created: ``{"payment_method", "email"}``."""
@@ -321,8 +296,6 @@ def checkout_confirm(session_id: str):
                     "tax_exempt": "none", "tax_ids": []}
                 store.put(session)
             try:
-                if session["mode"] == "subscription":
-                    session = _attach_for_subscription(ctx, session, pm_id, email)
                 session = complete_session(ctx, session, pm_id)
             except errors.StripeError as exc:
                 if exc.status != 402 and not exc.store_result:

@@ -113,6 +113,26 @@ def _is_typeddict(tp) -> bool:
     return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__total__")
 
 
+# --- what only Stripe.js sends -------------------------------------------------------------
+
+class BrowserMandateOnline(typing.TypedDict, total=False):
+    """Stripe.js asks Stripe to take the IP address and user agent from the browser's request
+    (``infer_from_client``); the server-side SDK must send them itself."""
+    infer_from_client: bool
+    ip_address: str
+    user_agent: str
+
+
+class BrowserCustomerAcceptance(typing.TypedDict, total=False):
+    type: typing.Required[typing.Literal["online", "offline"]]
+    online: BrowserMandateOnline
+    accepted_at: int
+
+
+class BrowserMandateData(typing.TypedDict, total=False):
+    customer_acceptance: typing.Required[BrowserCustomerAcceptance]
+
+
 # --- validation ----------------------------------------------------------------------------
 
 class _Invalid(Exception):

@@ -250,3 +250,11 @@ def test_failed_validation_is_not_saved_for_replay(client):
                                             "product_data": {"name": "Fixed"}},
                                     options={"idempotency_key": "retry-me"})
     assert price.unit_amount == 100
+
+
+def test_publishable_key_may_come_as_a_key_parameter_like_stripe_js(sandbox):
+    status, _, body = _raw(sandbox, "POST", "/v1/payment_methods",
+                           data=b"type=card&card[number]=4242424242424242&card[exp_month]=12"
+                                b"&card[exp_year]=2040&card[cvc]=123&key=pk_test_browser")
+    assert status == 200, body
+    assert body["card"]["last4"] == "4242"

@@ -274,7 +274,7 @@ def _customer_for(ctx: Context, session: dict) -> dict:
     if session.get("customer"):
         return ctx.store.get(session["customer"])
     from .customers import create_customer
-    email = session.get("customer_email")
+    email = session.get("customer_email") or (session.get("customer_details") or {}).get("email")
     customer = create_customer(ctx, {"email": email} if email else {})
     session["customer"] = customer["id"]
     session["customer_details"] = {"address": None, "business_name": None, "email": email,
@@ -332,11 +332,21 @@ def _return_url(ctx: Context, session: dict) -> str:
     return f"{billing.base_url(ctx)}/c/pay/{session['id']}"
 
 
+def _attach_collected(ctx: Context, pm_id: str, customer_id: str) -> str:
+    """The card the buyer typed on the page is attached to the customer, as Checkout does;
+    a card that belongs to someone else is refused."""
+    pm = ctx.store.get(pm_id)
+    if pm is not None and pm.get("object") == "payment_method" and not pm.get("customer"):
+        from .payment_methods import attach_to_customer
+        attach_to_customer(ctx, pm_id, customer_id)
+    return billing._attach_pm(ctx, pm_id, customer_id, "payment_method")
+
+
 def _complete_subscription(ctx: Context, session: dict, pm: str) -> dict:
     sub = ctx.store.get(session["subscription"]) if session.get("subscription") else None
     if sub is None or sub["status"] != "incomplete":
         customer = _customer_for(ctx, session)
-        pm_id = billing._attach_pm(ctx, pm, customer["id"], "payment_method")
+        pm_id = _attach_collected(ctx, pm, customer["id"])
         recurring = [(i["price"], i["quantity"], None)
                      for i in session["_sandbox"]["line_items"]
                      if i["price"]["type"] == "recurring"]
@@ -358,7 +368,7 @@ def _complete_subscription(ctx: Context, session: dict, pm: str) -> dict:
         session["invoice"] = sub["latest_invoice"]
         ctx.store.put(session)
     else:
-        pm_id = billing._attach_pm(ctx, pm, sub["customer"], "payment_method")
+        pm_id = _attach_collected(ctx, pm, sub["customer"])
         before = copy.deepcopy(sub)
         sub["default_payment_method"] = pm_id
         billing._save_sub(ctx, sub, before)

@@ -17,6 +17,7 @@ from typing import Any
 from stripe.params import PaymentIntentConfirmParams, PaymentIntentConfirmParamsPaymentMethodData, PaymentMethodCreateParamsCard
 from typing_extensions import NotRequired
 
+from ..params import BrowserMandateData
 from .. import cards, errors
 from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id, notify
 from ..expand import public
@@ -60,6 +61,7 @@ _BrowserPaymentMethodData.__module__ = PaymentIntentConfirmParamsPaymentMethodDa
 BrowserConfirmParams.__module__ = PaymentIntentConfirmParams.__module__
 _BrowserPaymentMethodData.__annotations__["card"] = NotRequired[PaymentMethodCreateParamsCard]
 BrowserConfirmParams.__annotations__["client_secret"] = NotRequired[str]
+BrowserConfirmParams.__annotations__["mandate_data"] = NotRequired[BrowserMandateData]
 BrowserConfirmParams.__annotations__["payment_method_data"] = NotRequired[_BrowserPaymentMethodData]
 
 

@@ -12,6 +12,7 @@ import secrets
 from stripe.params import SetupIntentConfirmParams, SetupIntentConfirmParamsPaymentMethodData, PaymentMethodCreateParamsCard
 from typing_extensions import NotRequired
 
+from ..params import BrowserMandateData
 from .. import cards, errors
 from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id, notify
 from ..expand import public
@@ -38,6 +39,7 @@ _BrowserPaymentMethodData.__module__ = SetupIntentConfirmParamsPaymentMethodData
 BrowserSetupConfirmParams.__module__ = SetupIntentConfirmParams.__module__
 _BrowserPaymentMethodData.__annotations__["card"] = NotRequired[PaymentMethodCreateParamsCard]
 BrowserSetupConfirmParams.__annotations__["client_secret"] = NotRequired[str]
+BrowserSetupConfirmParams.__annotations__["mandate_data"] = NotRequired[BrowserMandateData]
 BrowserSetupConfirmParams.__annotations__["payment_method_data"] = NotRequired[_BrowserPaymentMethodData]
 
 

@@ -1140,16 +1140,6 @@
           body.mandate_data = { customer_acceptance: { type: 'online', online: { infer_from_client: true } } };
         }
         return request(self._key, 'POST', path + '/confirm', body).then(function (r) {
-          var e = r.error;
-          if (e && e.code === 'parameter_unknown' && /^mandate_data/.test(e.param || '') && pm.type === 'sepa_debit') {
-            // A sandbox whose confirm endpoint only knows the server-side SDK's mandate_data
-            // (ip_address + user_agent) refuses Stripe.js's infer_from_client: send those instead.
-            body.mandate_data = { customer_acceptance: { type: 'online', online: {
-              ip_address: '127.0.0.1', user_agent: global.navigator.userAgent } } };
-            return request(self._key, 'POST', path + '/confirm', body);
-          }
-          return r;
-        }).then(function (r) {
           if (r.error) { return { error: r.error }; }
           return self._afterConfirm(kind, r.body, secret, confirmParams.return_url, redirect);
         });
