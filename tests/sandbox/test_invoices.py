@@ -157,3 +157,23 @@ def test_billing_portal_session(client, sandbox, price, customer):
     with pytest.raises(stripe.InvalidRequestError) as raised:
         client.v1.billing_portal.sessions.create(params={"customer": "cus_missing"})
     assert raised.value.code == "resource_missing"
+
+
+def test_browser_decline_on_first_invoice_is_an_invoice_payment_failure(client, sandbox, price,
+                                                                        customer):
+    """Stripe.js confirms the first invoice's PaymentIntent with the publishable key; a decline
+    leaves the intent in requires_payment_method and must still fail the invoice's attempt."""
+    sub = client.v1.subscriptions.create(params={
+        "customer": customer.id, "items": [{"price": price.id}],
+        "payment_behavior": "default_incomplete",
+        "expand": ["latest_invoice.confirmation_secret"]})
+    secret = sub.latest_invoice.confirmation_secret.client_secret
+    browser = stripe.StripeClient("pk_test_browser", base_addresses={"api": sandbox.url},
+                                  max_network_retries=0)
+    pi_id = secret.split("_secret_")[0]
+    with pytest.raises(stripe.CardError):
+        browser.v1.payment_intents.confirm(pi_id, params={
+            "client_secret": secret, "payment_method": "pm_card_chargeDeclined"})
+    types = [e.type for e in client.v1.events.list(params={"limit": 100}).data]
+    assert "invoice.payment_failed" in types
+    assert client.v1.subscriptions.retrieve(sub.id).status == "incomplete"

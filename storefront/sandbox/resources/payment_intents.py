@@ -228,9 +228,11 @@ def _set_status(ctx: Context, pi: dict, status: str) -> str:
     return previous
 
 
-def _changed(ctx: Context, pi: dict, previous_status: str) -> None:
+def _changed(ctx: Context, pi: dict, previous_status: str, *, attempt_failed: bool = False) -> None:
+    """Tell owners (invoices, Checkout Sessions) about a new status -- or a failed attempt,
+    which may leave the status as it was (a decline from ``requires_payment_method``)."""
     ctx.store.put(pi)
-    if pi["status"] != previous_status:
+    if pi["status"] != previous_status or attempt_failed:
         notify("payment_intent.changed", ctx, pi, previous_status=previous_status)
 
 
@@ -371,7 +373,7 @@ def _decline(ctx: Context, pi: dict, pm: dict, decision: cards.Decision, *,
     ctx.store.put(pi)
     ctx.emit("charge.failed", charge)
     ctx.emit("payment_intent.payment_failed", pi)
-    _changed(ctx, pi, previous)
+    _changed(ctx, pi, previous, attempt_failed=True)
     if raise_on_decline:
         raise errors.card_error(message, code=decision.code, decline_code=decision.decline_code,
                                 payment_intent=public(pi), payment_method=public(pm),
