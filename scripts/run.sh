@@ -53,6 +53,17 @@ echo "==> syncing the catalog"
 flask catalog sync
 echo "==> demo users"
 flask seed-demo
+if [ -n "$SANDBOX_PID" ]; then
+  echo "==> registering the store's webhook endpoint with the sandbox"
+  flask stripe register-webhook "http://$HOST:$PORT/api/stripe/webhook" \
+    --secret-file instance/webhook_secret
+  STRIPE_WEBHOOK_SECRET="$(cat instance/webhook_secret)"
+  export STRIPE_WEBHOOK_SECRET
+elif [ -z "${STRIPE_WEBHOOK_SECRET:-}" ]; then
+  echo "!! STRIPE_WEBHOOK_SECRET is not set: the store will refuse every webhook." >&2
+  echo "   Register https://<your host>/api/stripe/webhook in Stripe's dashboard (or with" >&2
+  echo "   'flask stripe register-webhook URL') and set the signing secret." >&2
+fi
 
 echo
 echo "==> Storefront: http://$HOST:$PORT   (Ctrl-C stops the store and the sandbox)"

@@ -71,11 +71,9 @@ def register_stripe(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .web import account, api, auth, shop
-    app.register_blueprint(shop.bp)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(account.bp)
-    app.register_blueprint(api.bp)
+    from .web import account, api, auth, orders, pay, shop, webhooks
+    for blueprint in (shop.bp, auth.bp, account.bp, orders.bp, pay.bp, api.bp, webhooks.bp):
+        app.register_blueprint(blueprint)
 
 
 def register_template_helpers(app: Flask) -> None:

@@ -1,6 +1,8 @@
 """flask commands: init-db, catalog sync, create-admin, seed-demo."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
@@ -97,7 +99,35 @@ def seed_demo_command() -> None:
     click.echo(f"  buyer: {DEMO_BUYER[0]} / {DEMO_BUYER[2]}")
 
 
+@click.group("stripe")
+def stripe_cli() -> None:
+    """Stripe (or sandbox) setup."""
+
+
+@stripe_cli.command("register-webhook")
+@click.argument("url")
+@click.option("--secret-file", type=click.Path(dir_okay=False), default=None,
+              help="Write the endpoint's signing secret to this file (mode 600) instead of "
+                   "printing it.")
+@with_appcontext
+def register_webhook_command(url: str, secret_file: str | None) -> None:
+    """Register URL (e.g. https://shop.example/api/stripe/webhook) as a webhook endpoint."""
+    from .services.webhooks import ENABLED_EVENTS, register_endpoint
+
+    endpoint, secret = register_endpoint(url)
+    click.echo(f"Webhook endpoint {endpoint['id']} -> {url} ({len(ENABLED_EVENTS)} event types)")
+    if secret_file:
+        path = Path(secret_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secret + "\n", encoding="utf-8")
+        path.chmod(0o600)
+        click.echo(f"Signing secret written to {path}; set STRIPE_WEBHOOK_SECRET from it.")
+    else:
+        click.echo(f"STRIPE_WEBHOOK_SECRET={secret}")
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(stripe_cli)
     app.cli.add_command(init_db_command)
     app.cli.add_command(catalog_cli)
     app.cli.add_command(create_admin_command)

@@ -32,8 +32,11 @@ class GatewayError(Exception):
 
     def __init__(self, detail: str = "", *, stripe_code: str | None = None,
                  decline_code: str | None = None, param: str | None = None,
-                 request_id: str | None = None, user_message: str | None = None):
+                 request_id: str | None = None, user_message: str | None = None,
+                 payment_intent: dict | None = None):
         super().__init__(detail or self.user_message)
+        #: for a declined confirm: the PaymentIntent as Stripe left it (no second fetch needed)
+        self.payment_intent = payment_intent
         self.detail = detail
         self.stripe_code = stripe_code
         self.decline_code = decline_code
@@ -73,6 +76,14 @@ class StripeNotFound(StripeRequestInvalid):
     code = "not_found"
 
 
+class WebhookSignatureInvalid(GatewayError):
+    """A webhook whose Stripe-Signature is missing, wrong or too old."""
+
+    user_message = "Invalid webhook signature."
+    http_status = 400
+    code = "invalid_signature"
+
+
 class StripeMisconfigured(GatewayError):
     """Bad or missing API keys: the operator's problem, not the buyer's."""
 
@@ -82,6 +93,11 @@ class StripeMisconfigured(GatewayError):
 
 
 DECLINE_MESSAGES = {
+    "generic_decline": "Your card was declined. Please try another card.",
+    "card_declined": "Your card was declined. Please try another card.",
+    "fraudulent": "Your card was declined. Please try another card.",
+    "authentication_required": "Your bank needs you to confirm this payment. Please try again "
+                               "and complete the authentication.",
     "insufficient_funds": "Your card has insufficient funds. Please try another card.",
     "lost_card": "Your card was declined. Please try another card.",
     "stolen_card": "Your card was declined. Please try another card.",
@@ -102,8 +118,11 @@ def _translate(err: "stripe.StripeError") -> GatewayError:
         decline = getattr(err, "error", None)
         decline_code = getattr(decline, "decline_code", None) if decline else None
         code = decline_code or getattr(err, "code", None)
+        body = err.json_body if isinstance(err.json_body, dict) else {}
         return PaymentDeclined(detail, decline_code=decline_code, param=getattr(err, "param", None),
-                               user_message=DECLINE_MESSAGES.get(code or ""), **kwargs)
+                               user_message=DECLINE_MESSAGES.get(code or "") or detail,
+                               payment_intent=(body.get("error") or {}).get("payment_intent"),
+                               **kwargs)
     if isinstance(err, (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)):
         return StripeUnavailable(detail, **kwargs)
     if isinstance(err, (stripe.AuthenticationError, stripe.PermissionError)):
@@ -214,6 +233,85 @@ class StripeGateway:
                      idempotency_key: str) -> dict[str, Any]:
         return self._call(self.v1.prices.update, price_id, dict(params),
                           self._opts(idempotency_key))
+
+    # -- payments ---------------------------------------------------------------------
+    def create_payment_intent(self, *, amount: int, currency: str, customer: str,
+                              metadata: Mapping[str, str], description: str,
+                              setup_future_usage: str | None,
+                              idempotency_key: str) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "amount": amount, "currency": currency, "customer": customer,
+            "metadata": dict(metadata), "description": description,
+            "automatic_payment_methods": {"enabled": True},
+        }
+        if setup_future_usage:
+            params["setup_future_usage"] = setup_future_usage
+        return self._call(self.v1.payment_intents.create, params, self._opts(idempotency_key))
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        return self._call(self.v1.payment_intents.retrieve, payment_intent_id)
+
+    def confirm_payment_intent(self, payment_intent_id: str, *, payment_method: str,
+                               return_url: str, idempotency_key: str) -> dict[str, Any]:
+        """Confirm on the server with a saved card. A decline raises :class:`PaymentDeclined`."""
+        params = {"payment_method": payment_method, "return_url": return_url}
+        return self._call(self.v1.payment_intents.confirm, payment_intent_id, params,
+                          self._opts(idempotency_key))
+
+    def create_checkout_session(self, params: Mapping[str, Any], *,
+                                idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.checkout.sessions.create, dict(params),
+                          self._opts(idempotency_key))
+
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
+        return self._call(self.v1.checkout.sessions.retrieve, session_id)
+
+    def expire_checkout_session(self, session_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.checkout.sessions.expire, session_id, {},
+                          self._opts(idempotency_key))
+
+    # -- saved cards -------------------------------------------------------------------
+    def list_cards(self, customer_id: str) -> list[dict[str, Any]]:
+        return list(self._paginate(self.v1.payment_methods.list,
+                                   {"customer": customer_id, "type": "card", "limit": 100}))
+
+    def retrieve_payment_method(self, payment_method_id: str) -> dict[str, Any]:
+        return self._call(self.v1.payment_methods.retrieve, payment_method_id)
+
+    # -- webhooks ----------------------------------------------------------------------
+    @staticmethod
+    def verify_webhook(payload: bytes, signature: str | None, secret: str | None,
+                       tolerance: int = 300) -> dict[str, Any]:
+        """Check ``Stripe-Signature`` over the raw body; return the event as a plain dict.
+
+        Verification is Stripe's own (``WebhookSignature.verify_header``); parsing is plain
+        JSON, so a burst of events costs an HMAC and a ``json.loads`` each.
+        """
+        if not secret:
+            raise WebhookSignatureInvalid("no webhook signing secret is configured")
+        try:
+            stripe.WebhookSignature.verify_header(payload, signature, secret, tolerance)
+        except stripe.SignatureVerificationError as err:
+            raise WebhookSignatureInvalid(str(err)) from err
+        try:
+            event = json.loads(payload)
+        except ValueError as err:
+            raise WebhookSignatureInvalid("the webhook body is not JSON") from err
+        if not isinstance(event, dict) or event.get("object") != "event":
+            raise WebhookSignatureInvalid("the webhook body is not a Stripe event")
+        return event
+
+    def create_webhook_endpoint(self, *, url: str, enabled_events: list[str],
+                                idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.webhook_endpoints.create,
+                          {"url": url, "enabled_events": enabled_events},
+                          self._opts(idempotency_key))
+
+    def list_webhook_endpoints(self) -> list[dict[str, Any]]:
+        return list(self._paginate(self.v1.webhook_endpoints.list, {"limit": 100}))
+
+    def delete_webhook_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        return self._call(self.v1.webhook_endpoints.delete, endpoint_id)
 
     # -- helpers ---------------------------------------------------------------------
     def _paginate(self, list_fn, params: dict[str, Any]) -> Iterator[dict[str, Any]]:

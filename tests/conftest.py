@@ -220,3 +220,72 @@ def csrf_token_from(html: str) -> str:
     match = CSRF_RE.search(html)
     assert match, "no csrf_token in page"
     return match.group(1)
+
+
+# --------------------------------------------------------------------------- live server
+class LiveServer:
+    """The app served over real HTTP on a free port, so the sandbox can deliver webhooks to it
+    and a browser can load it."""
+
+    def __init__(self, app):
+        from werkzeug.serving import make_server
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    server = LiveServer(app)
+    app.config["SERVER_NAME"] = None
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhooks(app, sandbox, live_server):
+    """The store's webhook endpoint registered with the sandbox (as the run command does); the
+    app verifies deliveries with its signing secret. Yields the secret."""
+    from storefront.services.webhooks import register_endpoint
+    with app.app_context():
+        endpoint, secret = register_endpoint(live_server.url + "/api/stripe/webhook")
+    app.config["STRIPE_WEBHOOK_SECRET"] = secret
+    yield secret
+    app.config["STRIPE_WEBHOOK_SECRET"] = None
+
+
+def sign_payload(payload: str, secret: str, timestamp: int | None = None) -> str:
+    """A Stripe-Signature header, computed as Stripe does (for forged/stale/replay tests)."""
+    import hashlib
+    import hmac
+    import time
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+@pytest.fixture
+def buyer(client, auth, catalog):
+    """A signed-up, logged-in buyer (with a Stripe customer) on ``client``."""
+    auth.signup()
+    return client
+
+
+def browser_confirm(sandbox, payment_intent_id: str, payment_method: str = "pm_card_visa"):
+    """Confirm a PaymentIntent as Stripe.js does from the buyer's browser (publishable key +
+    client secret)."""
+    secret_client = sandbox.stripe
+    pi = secret_client.v1.payment_intents.retrieve(payment_intent_id)
+    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url},
+                                  max_network_retries=0)
+    try:
+        return browser.v1.payment_intents.confirm(
+            payment_intent_id, params={"client_secret": pi.client_secret,
+                                       "payment_method": payment_method})
+    except stripe.CardError as err:
+        return err

@@ -1,6 +1,10 @@
-"""One module per aggregate. Orders, ledger, subscriptions and Stripe events join later."""
+"""One module per aggregate."""
 from .base import utcnow
 from .catalog import Price, Product
+from .ledger import PointsEntry
+from .order import Order, OrderTransition
+from .stripe_event import StripeEvent
 from .user import User
 
-__all__ = ["Price", "Product", "User", "utcnow"]
+__all__ = ["Order", "OrderTransition", "PointsEntry", "Price", "Product", "StripeEvent", "User",
+           "utcnow"]

@@ -28,6 +28,10 @@ class User(UserMixin, db.Model):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: sum of the user's points ledger, kept in step by services.points in the same transaction
+    points_balance: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: set when a Lifetime purchase is paid: Professional features forever
+    lifetime_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     @validates("email")
     def _normalize_email(self, _key: str, value: str) -> str:

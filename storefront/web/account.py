@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from ..services import accounts
+from ..services import accounts, points
 from .forms import ChangePasswordForm
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -30,3 +30,12 @@ def change_password():
             flash("Your password has been changed.", "success")
             return redirect(url_for("account.profile"))
     return render_template("account/profile.html", form=form), 400
+
+
+@bp.get("/points")
+@login_required
+def points_history():
+    before = request.args.get("before", type=int)
+    entries = points.history(current_user.id, limit=50, before_id=before)
+    return render_template("account/points.html", entries=entries,
+                           next_before=entries[-1].id if len(entries) == 50 else None)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, make_response, render_template, request, session
+from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template,
+                   request, session, url_for)
 from flask_login import current_user, login_required
 
-from ..services import accounts, catalog, testcards
+from ..services import catalog, purchase, testcards
 from . import page_cache
+from .orders import checkout_return_urls
 
 bp = Blueprint("shop", __name__)
 
@@ -38,19 +40,27 @@ def review(lookup_key: str):
     price = catalog.price_by_lookup_key(lookup_key)
     if price is None:
         abort(404)
-    return render_template("shop/buy.html", price=price, started=False)
+    return render_template("shop/buy.html", price=price)
 
 
 @bp.post("/buy/<lookup_key>")
 @login_required
 def buy(lookup_key: str):
+    """Start paying: on our page (Payment Element) or on Stripe's (Checkout redirect)."""
     price = catalog.price_by_lookup_key(lookup_key)
     if price is None:
         abort(404)
-    # Buying is built in the next issue; the Stripe customer is its first need, so make sure
-    # it exists now (a Stripe outage at sign-up is healed here).
-    accounts.ensure_stripe_customer(current_user)
-    return render_template("shop/buy.html", price=price, started=True)
+    try:
+        if request.form.get("method") == "checkout":
+            order, url = purchase.start_checkout(current_user, price,
+                                                 return_urls=checkout_return_urls)
+            return redirect(url, code=303)
+        order = purchase.start_payment(current_user, lookup_key,
+                                       save_card=request.form.get("save_card") == "1")
+    except purchase.PurchaseError as err:
+        flash(err.message, "error")
+        return render_template("shop/buy.html", price=price), err.status
+    return redirect(url_for("pay.page", public_id=order.public_id), code=303)
 
 
 @bp.get("/test-cards")

@@ -1,0 +1,121 @@
+"""Orders: one per purchase attempt, with a status that only moves forward.
+
+An order copies the amount, currency and points from our catalog when it is created, so what
+the buyer pays and gets never depends on the browser or on later catalog changes. Every status
+change is recorded as an :class:`OrderTransition` naming its cause (a Stripe event id, a sync
+from the status page, the buyer, an admin).
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from .base import UTCDateTime, utcnow
+
+STATUSES = ("pending", "requires_action", "processing", "paid", "failed", "canceled", "expired",
+            "refunded", "partially_refunded", "disputed")
+METHODS = ("payment_element", "saved_card", "checkout", "subscription_invoice")
+
+#: where each status may go next; everything else is refused (orders only move forward).
+#: ``failed`` is not a dead end: the buyer may retry the same payment with another card.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"requires_action", "processing", "paid", "failed", "canceled",
+                          "expired"}),
+    "requires_action": frozenset({"processing", "paid", "failed", "canceled", "expired"}),
+    "failed": frozenset({"requires_action", "processing", "paid", "canceled", "expired"}),
+    "processing": frozenset({"paid", "failed", "canceled"}),
+    "paid": frozenset({"partially_refunded", "refunded", "disputed"}),
+    "partially_refunded": frozenset({"refunded", "disputed"}),
+    "disputed": frozenset({"partially_refunded", "refunded"}),
+    "canceled": frozenset(),
+    "expired": frozenset(),
+    "refunded": frozenset(),
+}
+#: states the status page stops polling at (the buyer has an answer)
+SETTLED = frozenset({"paid", "failed", "canceled", "expired", "refunded", "partially_refunded",
+                     "disputed"})
+
+
+def new_order_id() -> str:
+    """Public order id: 128 random bits, URL-safe (not guessable, unlike the row id)."""
+    return "ord_" + secrets.token_urlsafe(16)
+
+
+class Order(db.Model):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("amount_refunded >= 0 and amount_refunded <= amount",
+                        name="refund_within_amount"),
+        CheckConstraint("status in ('" + "', '".join(STATUSES) + "')", name="status"),
+        Index("ix_orders_user_created", "user_id", "created_at"),
+        Index("ix_orders_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=new_order_id)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    price_id: Mapped[int] = mapped_column(ForeignKey("prices.id"))
+    # what was bought, copied from the catalog at purchase time
+    lookup_key: Mapped[str] = mapped_column(String(64))
+    product_name: Mapped[str] = mapped_column(String(120))
+    points: Mapped[int] = mapped_column(Integer, default=0)
+    entitlement: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(24), default="pending")
+    amount_refunded: Mapped[int] = mapped_column(Integer, default=0)
+    failure_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    failure_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Stripe's side of it
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True,
+                                                                  nullable=True)
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True,
+                                                                    nullable=True)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True,
+                                                           nullable=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True,
+                                                                nullable=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True, nullable=True)
+    #: ``created`` of the newest Stripe event applied: an older event changes nothing
+    last_event_created: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: when the status page last asked Stripe (one fetch per order every few seconds at most)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: bumped by every locked update (the lock itself: see services.fulfilment.locked_order)
+    lock_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    user = relationship("User")
+    price = relationship("Price")
+    transitions: Mapped[list["OrderTransition"]] = relationship(
+        back_populates="order", order_by="OrderTransition.id")
+
+    @property
+    def settled(self) -> bool:
+        return self.status in SETTLED
+
+    def can_move_to(self, status: str) -> bool:
+        return status in TRANSITIONS[self.status]
+
+
+class OrderTransition(db.Model):
+    """One step in an order's history: from, to, and what caused it."""
+    __tablename__ = "order_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    to_status: Mapped[str] = mapped_column(String(24))
+    #: ``event:evt_…``, ``sync``, ``buyer``, ``admin:<email>``, ``checkout`` …
+    source: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="transitions")

@@ -1,0 +1,27 @@
+"""Every webhook event Stripe sent us, stored by its Stripe id before it is processed."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from .base import UTCDateTime, utcnow
+
+
+class StripeEvent(db.Model):
+    __tablename__ = "stripe_events"
+    __table_args__ = (Index("ix_stripe_events_received", "received_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(100), index=True)
+    object_id: Mapped[str | None] = mapped_column(String(255), index=True, nullable=True)
+    created: Mapped[int] = mapped_column(Integer)
+    livemode: Mapped[bool] = mapped_column(default=False)
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

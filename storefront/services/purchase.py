@@ -1,0 +1,320 @@
+"""Buying a points pack or the Lifetime plan: orders built from OUR catalog, paid at Stripe.
+
+Three ways to pay, one order model:
+
+* :func:`start_payment` -- a PaymentIntent for the catalog amount; the buyer pays on our page
+  with the Payment Element (optionally saving the card);
+* :func:`pay_with_saved_card` -- the server confirms that PaymentIntent with one of the
+  buyer's own saved cards (3-D Secure comes back as ``requires_action`` for the page);
+* :func:`start_checkout` -- a Checkout Session; the buyer pays on Stripe's page.
+
+The Stripe object is created *before* the order row: if Stripe fails, nothing is stored and
+nothing can be charged; if our insert failed after Stripe answered, the PaymentIntent or
+Session is never shown to the buyer, so it can never be paid. Amounts come only from the
+catalog row; the browser sends a lookup key (or a Stripe price id for the JSON API), never an
+amount.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable
+
+from sqlalchemy import or_, select, update
+
+from ..extensions import db
+from ..models import Order, OrderTransition, Price, User
+from ..models.base import utcnow
+from ..models.order import new_order_id
+from ..stripe_gateway import GatewayError, PaymentDeclined, get_gateway, idempotency_key
+from . import accounts, fulfilment
+
+log = logging.getLogger(__name__)
+
+#: the status page asks Stripe about one order at most this often, whoever polls
+SYNC_INTERVAL = timedelta(seconds=3)
+PAYABLE = ("pending", "failed", "requires_action")
+#: states Stripe may still move: ``failed`` too, since the buyer may retry with another card
+SYNCABLE = ("pending", "requires_action", "processing", "failed")
+MIN_AMOUNT = {"usd": 50, "eur": 50, "gbp": 30}
+MAX_AMOUNT = 99_999_999
+SUPPORTED_CURRENCIES = frozenset({"usd", "eur", "gbp"})
+
+
+class PurchaseError(Exception):
+    """A purchase cannot go ahead; ``message`` is for the buyer, ``code`` for JSON clients."""
+
+    def __init__(self, message: str, *, code: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+@dataclass
+class PaymentStep:
+    """What the page does next after a server-side confirm."""
+    order: Order
+    status: str                      # the order's status
+    client_secret: str | None = None  # for stripe.handleNextAction when status is requires_action
+    message: str | None = None
+
+
+# --- catalog checks -------------------------------------------------------------------------------
+
+def _one_time_price(price: Price | None) -> Price:
+    if price is None or not price.active or not price.product.active:
+        raise PurchaseError("That product is not for sale.", code="price_not_found", status=404)
+    if price.interval:
+        raise PurchaseError("Plans are subscriptions; choose a plan from your account page.",
+                            code="subscription_not_supported", status=400)
+    check_amount(price)
+    return price
+
+
+def check_amount(price: Price) -> None:
+    """Refuse prices Stripe would refuse, before asking Stripe."""
+    if price.currency not in SUPPORTED_CURRENCIES:
+        raise PurchaseError(f"{price.currency.upper()} is not a supported currency.",
+                            code="currency_not_supported")
+    if price.unit_amount < MIN_AMOUNT.get(price.currency, 50):
+        raise PurchaseError("That amount is below the minimum we can charge.",
+                            code="amount_too_small")
+    if price.unit_amount > MAX_AMOUNT:
+        raise PurchaseError("That amount is above the maximum we can charge.",
+                            code="amount_too_large")
+
+
+def price_for_lookup_key(lookup_key: str) -> Price:
+    return _one_time_price(db.session.scalar(select(Price).where(Price.lookup_key == lookup_key)))
+
+
+def price_for_stripe_id(stripe_price_id: str) -> Price:
+    return _one_time_price(db.session.scalar(
+        select(Price).where(Price.stripe_price_id == stripe_price_id)))
+
+
+def _check_buyer(user: User, price: Price) -> str:
+    if price.product.entitlement and user.lifetime_since is not None:
+        raise PurchaseError("You already own the Lifetime plan.", code="already_owned",
+                            status=409)
+    try:
+        return accounts.ensure_stripe_customer(user)
+    except GatewayError as err:
+        raise _unavailable(err) from err
+
+
+def _unavailable(err: GatewayError) -> PurchaseError:
+    return PurchaseError(err.user_message + " Nothing was charged.", code=err.code,
+                         status=err.http_status if err.http_status >= 400 else 502)
+
+
+def _new_order(user: User, price: Price, public_id: str, method: str, **stripe_ids) -> Order:
+    product = price.product
+    order = Order(public_id=public_id, user_id=user.id, price_id=price.id,
+                  lookup_key=price.lookup_key, product_name=product.name, points=product.points,
+                  entitlement=product.entitlement, amount=price.unit_amount,
+                  currency=price.currency, method=method, status="pending", **stripe_ids)
+    db.session.add(order)
+    db.session.add(OrderTransition(order=order, from_status=None, to_status="pending",
+                                   source="buyer", reason=f"{method} started"))
+    db.session.commit()
+    return order
+
+
+def _metadata(user: User, price: Price, public_id: str) -> dict[str, str]:
+    return {"order_id": public_id, "user_id": str(user.id), "lookup_key": price.lookup_key}
+
+
+# --- paying on our page -----------------------------------------------------------------------------
+
+def start_payment(user: User, lookup_key: str, *, save_card: bool = False) -> Order:
+    """Create the PaymentIntent (catalog amount) and its order; the page confirms it."""
+    price = price_for_lookup_key(lookup_key)
+    customer = _check_buyer(user, price)
+    public_id = new_order_id()
+    try:
+        pi = get_gateway().create_payment_intent(
+            amount=price.unit_amount, currency=price.currency, customer=customer,
+            metadata=_metadata(user, price, public_id), description=price.product.name,
+            setup_future_usage="off_session" if save_card else None,
+            idempotency_key=idempotency_key("order", public_id, "payment-intent"))
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    return _new_order(user, price, public_id, "payment_element",
+                      stripe_payment_intent_id=pi["id"])
+
+
+def client_secret(order: Order) -> str:
+    """The PaymentIntent's client secret, fetched when the pay page needs it (never stored)."""
+    try:
+        return get_gateway().retrieve_payment_intent(order.stripe_payment_intent_id)["client_secret"]
+    except GatewayError as err:
+        raise _unavailable(err) from err
+
+
+def saved_cards(user: User) -> list[dict]:
+    """The buyer's cards at Stripe (empty if Stripe is unreachable: the page still works)."""
+    if not user.stripe_customer_id:
+        return []
+    try:
+        return get_gateway().list_cards(user.stripe_customer_id)
+    except GatewayError as err:
+        log.warning("saved cards unavailable: %s", err.code)
+        return []
+
+
+def pay_with_saved_card(user: User, order: Order, payment_method_id: str, *, attempt: str,
+                        return_url: str) -> PaymentStep:
+    """Confirm ``order``'s PaymentIntent with one of ``user``'s saved cards.
+
+    ``attempt`` is a nonce from the pay form: a double-submitted form confirms once.
+    """
+    if order.status not in PAYABLE or order.stripe_payment_intent_id is None:
+        raise PurchaseError("This order can no longer be paid.", code="order_not_payable",
+                            status=409)
+    gateway = get_gateway()
+    try:
+        card = gateway.retrieve_payment_method(payment_method_id)
+    except GatewayError as err:
+        raise PurchaseError("We couldn't find that card.", code="card_not_found",
+                            status=404) from err
+    if not user.stripe_customer_id or card.get("customer") != user.stripe_customer_id:
+        raise PurchaseError("We couldn't find that card.", code="card_not_found", status=404)
+    if order.method != "saved_card":
+        db.session.execute(update(Order).where(Order.id == order.id).values(method="saved_card"))
+        db.session.commit()
+    try:
+        pi = gateway.confirm_payment_intent(
+            order.stripe_payment_intent_id, payment_method=payment_method_id,
+            return_url=return_url,
+            idempotency_key=idempotency_key("order", order.public_id, "confirm", attempt))
+    except PaymentDeclined as err:
+        pi = err.payment_intent or gateway.retrieve_payment_intent(order.stripe_payment_intent_id)
+        order = apply(pi, source="buyer")
+        return PaymentStep(order, order.status, message=err.user_message)
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    order = apply(pi, source="buyer")
+    secret = pi.get("client_secret") if pi.get("status") == "requires_action" else None
+    return PaymentStep(order, order.status, client_secret=secret)
+
+
+# --- Checkout redirect ------------------------------------------------------------------------------
+
+def start_checkout(user: User, price: Price, *,
+                   return_urls: Callable[[str], tuple[str, str]]) -> tuple[Order, str]:
+    """A Checkout Session for ``price`` and its order; returns (order, the session's url).
+
+    ``return_urls(order_public_id)`` gives the success and cancel URLs (Stripe replaces
+    ``{CHECKOUT_SESSION_ID}`` in the success URL itself).
+    """
+    price = _one_time_price(price)
+    if not price.stripe_price_id:
+        raise PurchaseError("That product is not available for Checkout yet.",
+                            code="price_not_found", status=404)
+    customer = _check_buyer(user, price)
+    public_id = new_order_id()
+    metadata = _metadata(user, price, public_id)
+    success_url, cancel_url = return_urls(public_id)
+    try:
+        session = get_gateway().create_checkout_session({
+            "mode": "payment", "customer": customer, "client_reference_id": public_id,
+            "line_items": [{"price": price.stripe_price_id, "quantity": 1}],
+            "metadata": metadata, "payment_intent_data": {"metadata": metadata},
+            "success_url": success_url, "cancel_url": cancel_url,
+        }, idempotency_key=idempotency_key("order", public_id, "checkout-session"))
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    order = _new_order(user, price, public_id, "checkout",
+                       stripe_checkout_session_id=session["id"])
+    return order, session["url"]
+
+
+def cancel_checkout(order: Order) -> Order:
+    """The buyer came back through ``cancel_url``: expire the session so it can't be paid
+    later, and cancel the order. If it was paid meanwhile, record that instead."""
+    if order.status not in PAYABLE or not order.stripe_checkout_session_id:
+        return order
+    gateway = get_gateway()
+    try:
+        session = gateway.expire_checkout_session(
+            order.stripe_checkout_session_id,
+            idempotency_key=idempotency_key("order", order.public_id, "expire"))
+    except GatewayError:
+        try:
+            session = gateway.retrieve_checkout_session(order.stripe_checkout_session_id)
+        except GatewayError as err:
+            raise _unavailable(err) from err
+        return apply_session(session, source="sync")
+    with transaction():
+        locked = fulfilment.lock_order(order.id)
+        if session.get("status") == "expired":
+            fulfilment.move(locked, "canceled", source="buyer", reason="Left Checkout")
+        else:
+            fulfilment.apply_checkout_session(session, source="sync")
+    return db.session.get(Order, order.id)
+
+
+# --- applying and syncing ------------------------------------------------------------------------
+
+class transaction:
+    """``with transaction():`` one unit of work; commits, or rolls back on any error."""
+
+    def __enter__(self):
+        db.session.commit()  # end any implicit transaction: the order lock comes first
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        return False
+
+
+def apply(pi: dict, *, source: str) -> Order:
+    with transaction():
+        order = fulfilment.apply_payment_intent(pi, source=source)
+    return db.session.get(Order, order.id, populate_existing=True)
+
+
+def apply_session(session: dict, *, source: str) -> Order:
+    with transaction():
+        order = fulfilment.apply_checkout_session(session, source=source)
+    return db.session.get(Order, order.id, populate_existing=True)
+
+
+def sync_if_due(order: Order) -> Order:
+    """Ask Stripe about an unsettled order, at most once per ``SYNC_INTERVAL`` whoever polls.
+
+    The slot is claimed with a conditional UPDATE, so concurrent polls make one call. A poll
+    that does not win the slot answers from the database.
+    """
+    if order.status not in SYNCABLE:
+        return order
+    now = utcnow()
+    claimed = db.session.execute(
+        update(Order).where(Order.id == order.id,
+                            or_(Order.synced_at.is_(None), Order.synced_at < now - SYNC_INTERVAL))
+        .values(synced_at=now).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    if not claimed:
+        return order
+    gateway = get_gateway()
+    try:
+        if order.stripe_payment_intent_id:
+            return apply(gateway.retrieve_payment_intent(order.stripe_payment_intent_id),
+                         source="sync")
+        if order.stripe_checkout_session_id:
+            return apply_session(gateway.retrieve_checkout_session(
+                order.stripe_checkout_session_id), source="sync")
+    except GatewayError as err:
+        log.warning("sync of order %s failed: %s", order.public_id, err.code)
+    return db.session.get(Order, order.id, populate_existing=True)
+
+
+def new_attempt_nonce() -> str:
+    return secrets.token_urlsafe(12)

@@ -1,0 +1,129 @@
+"""Stripe webhooks: verify, store by event id, then process in one transaction.
+
+1. The raw body's ``Stripe-Signature`` is checked (400 without a valid one, or when the
+   timestamp is outside the tolerance).
+2. The event is stored by its Stripe id before anything else, so we have a record of what
+   Stripe told us even if processing fails. A repeat of an event already processed answers
+   200 and does nothing.
+3. Processing dispatches on the type to :mod:`.fulfilment` and marks the event processed in the
+   same transaction. A failure rolls that back, records the error and answers 500, so Stripe
+   retries. Events about objects we don't know are logged and acknowledged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import StripeEvent
+from ..models.base import utcnow
+from ..stripe_gateway import get_gateway, idempotency_key
+from . import fulfilment
+
+log = logging.getLogger(__name__)
+
+#: the events the store listens to (registered with the webhook endpoint)
+ENABLED_EVENTS = [
+    "payment_intent.succeeded", "payment_intent.processing", "payment_intent.payment_failed",
+    "payment_intent.canceled", "payment_intent.requires_action",
+    "checkout.session.completed", "checkout.session.expired",
+    "checkout.session.async_payment_succeeded", "checkout.session.async_payment_failed",
+    "charge.succeeded", "charge.failed", "charge.refunded", "charge.dispute.created",
+]
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: dict
+
+
+def _handler(event_type: str) -> Callable | None:
+    if event_type.startswith("payment_intent."):
+        return fulfilment.apply_payment_intent
+    if event_type.startswith("checkout.session."):
+        return lambda obj, **kw: fulfilment.apply_checkout_session(obj, event_type=event_type,
+                                                                   **kw)
+    return {"charge.succeeded": fulfilment.apply_charge, "charge.failed": fulfilment.apply_charge,
+            "charge.refunded": fulfilment.apply_refund,
+            "charge.dispute.created": fulfilment.apply_dispute}.get(event_type)
+
+
+def receive(payload: bytes, signature: str | None) -> Outcome:
+    """Handle one delivery; the view turns the outcome into the HTTP answer."""
+    secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
+    event = get_gateway().verify_webhook(payload, signature, secret)  # WebhookSignatureInvalid
+    stored = _store(event, payload)
+    if stored.processed_at is not None:
+        return Outcome(200, {"received": True, "duplicate": True})
+    return process(stored.id)
+
+
+def _store(event: dict, payload: bytes) -> StripeEvent:
+    obj = (event.get("data") or {}).get("object") or {}
+    row = StripeEvent(stripe_id=event["id"], type=event.get("type", ""),
+                      object_id=obj.get("id") if isinstance(obj, dict) else None,
+                      created=int(event.get("created") or 0),
+                      livemode=bool(event.get("livemode")), payload=payload.decode("utf-8"))
+    db.session.add(row)
+    try:
+        db.session.commit()
+        return row
+    except IntegrityError:  # seen before (or arriving twice right now)
+        db.session.rollback()
+        return db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == event["id"]))
+
+
+def process(event_row_id: int, *, source_prefix: str = "event") -> Outcome:
+    """Run the handler for a stored event in one transaction (also used to replay one)."""
+    db.session.commit()
+    row = db.session.get(StripeEvent, event_row_id)
+    event = json.loads(row.payload)
+    handler = _handler(row.type)
+    try:
+        if handler is None:
+            log.info("webhook %s: %s not handled, acknowledged", row.stripe_id, row.type)
+        else:
+            order = handler(event["data"]["object"], source=f"{source_prefix}:{row.stripe_id}",
+                            event_created=row.created)
+            if order is None:
+                log.info("webhook %s: %s is about an object we don't know; acknowledged",
+                         row.stripe_id, row.type)
+        db.session.execute(update(StripeEvent).where(StripeEvent.id == row.id).values(
+            processed_at=utcnow(), error=None, attempts=StripeEvent.attempts + 1))
+        db.session.commit()
+    except Exception as err:  # noqa: BLE001 - any failure must answer 500 so Stripe retries
+        db.session.rollback()
+        log.exception("webhook %s (%s) failed", row.stripe_id, row.type)
+        db.session.execute(update(StripeEvent).where(StripeEvent.id == row.id).values(
+            error=f"{type(err).__name__}: {err}"[:2000], attempts=StripeEvent.attempts + 1))
+        db.session.commit()
+        return Outcome(500, {"received": True, "processed": False})
+    return Outcome(200, {"received": True, "processed": True})
+
+
+# --- registering the endpoint ---------------------------------------------------------------------
+
+def register_endpoint(url: str) -> tuple[dict, str | None]:
+    """Create a webhook endpoint for ``url`` at Stripe (or the sandbox) for :data:`ENABLED_EVENTS`.
+
+    Stripe shows an endpoint's signing secret only when it is created, so an existing endpoint
+    for the same URL is replaced. Returns (endpoint, secret).
+    """
+    gateway = get_gateway()
+    replaced = []
+    for endpoint in gateway.list_webhook_endpoints():
+        if endpoint.get("url") == url:
+            gateway.delete_webhook_endpoint(endpoint["id"])
+            replaced.append(endpoint["id"])
+    endpoint = gateway.create_webhook_endpoint(
+        url=url, enabled_events=ENABLED_EVENTS,
+        idempotency_key=idempotency_key("webhook-endpoint",
+                                        payload={"url": url, "replaces": replaced}))
+    return endpoint, endpoint.get("secret")

@@ -1,0 +1,112 @@
+"""Orders: the status page that polls, its JSON, the Checkout return, the buyer's history."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Order
+from ..services import purchase
+from .helpers import format_money
+
+bp = Blueprint("orders", __name__, url_prefix="/orders")
+
+#: the seed front-end contract's statuses, from our order states
+BUYER_STATUS = {
+    "pending": "unpaid", "requires_action": "requires_action", "processing": "processing",
+    "paid": "paid", "failed": "failed", "canceled": "canceled", "expired": "expired",
+    "refunded": "refunded", "partially_refunded": "refunded", "disputed": "paid",
+}
+
+
+def checkout_return_urls(public_id: str) -> tuple[str, str]:
+    """Where Stripe Checkout sends the buyer back: the status page, or the cancel route."""
+    success = url_for("orders.show", public_id=public_id, _external=True)
+    return (success + "?session_id={CHECKOUT_SESSION_ID}",
+            url_for("orders.checkout_canceled", public_id=public_id, _external=True))
+
+
+def own_order(public_id: str) -> Order:
+    """The order, if it is the current user's (or the user is an admin); 404 otherwise, so
+    another buyer's order ids reveal nothing."""
+    order = db.session.scalar(select(Order).where(Order.public_id == public_id))
+    if order is None or (order.user_id != current_user.id and not current_user.is_admin):
+        abort(404)
+    return order
+
+
+def buyer_message(order: Order) -> str:
+    amount = format_money(order.amount, order.currency)
+    status = order.status
+    if status == "pending":
+        return f"We're waiting for your payment of {amount}."
+    if status == "requires_action":
+        return "Your bank asks you to confirm this payment. Finish authentication to continue."
+    if status == "processing":
+        return (f"Your payment of {amount} is processing. Bank debits can take a while; "
+                "we'll add your points as soon as it clears.")
+    if status == "paid":
+        granted = f" {order.points:,} points were added to your balance." if order.points else ""
+        lifetime = (f" {order.entitlement.title()} features are yours forever."
+                    if order.entitlement else "")
+        return f"Payment of {amount} received.{granted}{lifetime}"
+    if status == "failed":
+        reason = order.failure_message or "The payment was declined."
+        return f"{reason} You have not been charged. You can try again with another card."
+    if status == "canceled":
+        return "This order was canceled. You have not been charged."
+    if status == "expired":
+        return "This checkout expired before it was paid. You have not been charged."
+    if status in ("refunded", "partially_refunded"):
+        return f"{format_money(order.amount_refunded, order.currency)} of {amount} was refunded."
+    if status == "disputed":
+        return "This payment is disputed with your bank; its points are on hold."
+    return status
+
+
+def status_payload(order: Order) -> dict:
+    return {"status": BUYER_STATUS[order.status], "order_status": order.status,
+            "message": buyer_message(order), "settled": order.settled,
+            "points_credited": order.points if order.paid_at else 0,
+            "pay_url": url_for("pay.page", public_id=order.public_id)
+            if order.status in purchase.PAYABLE else None}
+
+
+@bp.get("/")
+@login_required
+def index():
+    orders = db.session.scalars(select(Order).where(Order.user_id == current_user.id)
+                                .order_by(Order.created_at.desc()).limit(100)).all()
+    return render_template("orders/index.html", orders=orders)
+
+
+@bp.get("/<public_id>")
+@login_required
+def show(public_id: str):
+    order = purchase.sync_if_due(own_order(public_id))
+    return render_template("orders/show.html", order=order, status=status_payload(order))
+
+
+@bp.get("/<public_id>/status")
+@login_required
+def status(public_id: str):
+    """One indexed read; asks Stripe only when the order is unsettled and a sync is due."""
+    order = purchase.sync_if_due(own_order(public_id))
+    return jsonify(status_payload(order))
+
+
+@bp.get("/<public_id>/canceled")
+@login_required
+def checkout_canceled(public_id: str):
+    """Checkout's cancel_url: the session is expired at Stripe and the order canceled."""
+    order = own_order(public_id)
+    try:
+        order = purchase.cancel_checkout(order)
+    except purchase.PurchaseError as err:
+        flash(err.message, "error")
+        return redirect(url_for("orders.show", public_id=public_id))
+    if order.status == "canceled":
+        flash("Checkout canceled. You have not been charged.", "info")
+        return redirect(url_for("shop.review", lookup_key=order.lookup_key))
+    return redirect(url_for("orders.show", public_id=public_id))
