@@ -1,0 +1,294 @@
+"""Webhooks and exactly-once fulfilment: signed deliveries from the sandbox to the running
+store, duplicates, out-of-order events, races with the status poll, forged signatures."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from storefront.extensions import db
+from storefront.models import Order, OrderTransition, PointsEntry, StripeEvent, User
+from storefront.services import fulfilment, purchase
+
+from .conftest import browser_confirm, sign_payload
+
+
+def flush(sandbox):
+    assert sandbox.control("POST", "/_sandbox/webhooks/flush", {"timeout": 15})["idle"]
+
+
+def order_row(app) -> Order:
+    with app.app_context():
+        order = db.session.scalar(select(Order).order_by(Order.id.desc()))
+        db.session.expunge(order)
+        return order
+
+
+def counts(app) -> dict:
+    with app.app_context():
+        return {
+            "balance": db.session.scalar(select(User.points_balance).order_by(User.id.desc())),
+            "ledger": db.session.scalar(select(func.count(PointsEntry.id))),
+            "paid_transitions": db.session.scalar(select(func.count(OrderTransition.id))
+                                                  .where(OrderTransition.to_status == "paid")),
+            "events": db.session.scalar(select(func.count(StripeEvent.id))),
+        }
+
+
+def bought(buyer, app, lookup_key="points_medium") -> Order:
+    assert buyer.post(f"/buy/{lookup_key}").status_code == 303
+    return order_row(app)
+
+
+def sandbox_event(sandbox, event_type: str) -> dict:
+    events = sandbox.stripe.v1.events.list(params={"type": event_type, "limit": 1}).data
+    assert events, f"no {event_type} event at the sandbox"
+    return events[0].to_dict()
+
+
+def post_event(client, event: dict, secret: str, timestamp: int | None = None):
+    payload = json.dumps(event)
+    return client.post("/api/stripe/webhook", data=payload, content_type="application/json",
+                       headers={"Stripe-Signature": sign_payload(payload, secret, timestamp)})
+
+
+# --- the happy path over real HTTP ------------------------------------------------------------
+
+def test_signed_webhook_alone_fulfils_the_order(app, buyer, sandbox, webhooks):
+    order = bought(buyer, app)
+    browser_confirm(sandbox, order.stripe_payment_intent_id)
+    flush(sandbox)
+    order = order_row(app)
+    assert order.status == "paid" and order.stripe_charge_id.startswith("ch_")
+    assert counts(app)["balance"] == 550 and counts(app)["ledger"] == 1
+    with app.app_context():
+        sources = db.session.scalars(select(OrderTransition.source)
+                                     .where(OrderTransition.to_status == "paid")).all()
+        stored = db.session.scalars(select(StripeEvent)).all()
+    assert sources[0].startswith("event:evt_")
+    assert {e.type for e in stored} >= {"payment_intent.succeeded", "charge.succeeded"}
+    assert all(e.processed_at is not None and e.error is None for e in stored)
+    deliveries = sandbox.control("GET", "/_sandbox/deliveries")["deliveries"]
+    assert deliveries and all(d["last_status"] == 200 for d in deliveries)
+
+
+def test_checkout_completed_webhook_fulfils(app, buyer, sandbox, webhooks):
+    buyer.post("/buy/points_large", data={"method": "checkout"})
+    order = order_row(app)
+    sandbox.control("POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay",
+                    {"payment_method": "pm_card_visa"})
+    flush(sandbox)
+    order = order_row(app)
+    assert order.status == "paid" and order.stripe_payment_intent_id.startswith("pi_")
+    assert counts(app)["balance"] == 1400
+
+
+# --- duplicates, order, races -------------------------------------------------------------------
+
+def test_the_same_event_three_times_credits_once(app, buyer, client, sandbox, webhooks):
+    sandbox.control("POST", "/_sandbox/webhooks/faults", {"duplicate": True})
+    order = bought(buyer, app)
+    browser_confirm(sandbox, order.stripe_payment_intent_id)
+    flush(sandbox)  # every event arrived twice
+    event = sandbox_event(sandbox, "payment_intent.succeeded")
+    third = post_event(client, event, webhooks)  # and once more, late
+    assert third.status_code == 200 and third.get_json()["duplicate"] is True
+    with app.app_context():
+        stored = db.session.scalar(select(func.count(StripeEvent.id))
+                                   .where(StripeEvent.stripe_id == event["id"]))
+    assert stored == 1
+    assert counts(app)["balance"] == 550 and counts(app)["ledger"] == 1
+    assert counts(app)["paid_transitions"] == 1
+
+
+def test_events_out_of_order_end_in_the_right_state(app, buyer, sandbox, webhooks):
+    """A decline, then 3-D Secure, then success -- delivered newest first."""
+    sandbox.control("POST", "/_sandbox/webhooks/faults", {"hold": True})
+    order = bought(buyer, app)
+    browser_confirm(sandbox, order.stripe_payment_intent_id, "pm_card_chargeDeclined")
+    browser_confirm(sandbox, order.stripe_payment_intent_id, "pm_card_authenticationRequired")
+    sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}",
+                    {"outcome": "complete"})
+    sandbox.control("DELETE", "/_sandbox/webhooks/faults")
+    released = sandbox.control("POST", "/_sandbox/webhooks/release", {"newest_first": True})
+    assert released["released"] >= 5
+    flush(sandbox)
+    order = order_row(app)
+    assert order.status == "paid"
+    assert counts(app)["balance"] == 550 and counts(app)["paid_transitions"] == 1
+    with app.app_context():
+        history = db.session.scalars(select(OrderTransition.to_status)
+                                     .where(OrderTransition.order_id == order.id)
+                                     .order_by(OrderTransition.id)).all()
+    assert history == ["pending", "paid"]  # the older failure and action arrived too late
+
+
+def test_an_event_older_than_the_state_we_hold_changes_nothing(app, buyer, sandbox):
+    order = bought(buyer, app)
+    pi = sandbox.stripe.v1.payment_intents.retrieve(order.stripe_payment_intent_id).to_dict()
+    with app.app_context():
+        fulfilment.apply_payment_intent({**pi, "status": "processing"}, source="event:evt_new",
+                                        event_created=2000)
+        db.session.commit()
+        fulfilment.apply_payment_intent({**pi, "status": "requires_payment_method",
+                                         "last_payment_error": {"code": "card_declined",
+                                                                "message": "Declined"}},
+                                        source="event:evt_old", event_created=1000)
+        db.session.commit()
+    assert order_row(app).status == "processing"
+
+
+def test_webhook_and_status_poll_racing(app, client, auth, catalog, sandbox, webhooks,
+                                        monkeypatch):
+    """Four deliveries of the event and four polls that each sync, all at once: one credit."""
+    auth.signup()
+    order = bought(client, app)
+    sandbox.control("POST", "/_sandbox/webhooks/faults", {"hold": True})  # we deliver it ourselves
+    browser_confirm(sandbox, order.stripe_payment_intent_id)
+    event = sandbox_event(sandbox, "payment_intent.succeeded")
+    monkeypatch.setattr(purchase, "SYNC_INTERVAL", purchase.timedelta(0))
+    cookie = client.get_cookie("session").value
+    barrier = threading.Barrier(8)
+    answers = []
+
+    def deliver():
+        with app.test_client() as c:
+            barrier.wait()
+            answers.append(post_event(c, event, webhooks).status_code)
+
+    def poll():
+        with app.test_client() as c:
+            c.set_cookie("session", cookie)
+            barrier.wait()
+            answers.append(c.get(f"/orders/{order.public_id}/status").status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)] + \
+              [threading.Thread(target=poll) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert answers == [200] * 8
+    assert order_row(app).status == "paid"
+    assert counts(app)["balance"] == 550
+    assert counts(app)["ledger"] == 1 and counts(app)["paid_transitions"] == 1
+
+
+# --- signatures ---------------------------------------------------------------------------------
+
+def test_forged_stale_and_missing_signatures_are_refused(app, buyer, client, sandbox, webhooks):
+    order = bought(buyer, app)
+    sandbox.control("POST", "/_sandbox/webhooks/faults", {"hold": True})
+    browser_confirm(sandbox, order.stripe_payment_intent_id)
+    event = sandbox_event(sandbox, "payment_intent.succeeded")
+    assert post_event(client, event, "whsec_forged").status_code == 400
+    assert post_event(client, event, webhooks, timestamp=int(time.time()) - 3600).status_code == 400
+    unsigned = client.post("/api/stripe/webhook", data=json.dumps(event),
+                           content_type="application/json")
+    assert unsigned.status_code == 400
+    assert unsigned.get_json()["error"]["code"] == "invalid_signature"
+    payload = json.dumps(event)
+    tampered = payload.replace('"amount": 500', '"amount": 1')
+    response = client.post("/api/stripe/webhook", data=tampered, content_type="application/json",
+                           headers={"Stripe-Signature": sign_payload(payload, webhooks)})
+    assert response.status_code == 400
+    assert counts(app)["events"] == 0 and order_row(app).status == "pending"
+
+
+def test_without_a_signing_secret_every_webhook_is_refused(app, client, sandbox):
+    app.config["STRIPE_WEBHOOK_SECRET"] = None
+    response = client.post("/api/stripe/webhook", data="{}", content_type="application/json",
+                           headers={"Stripe-Signature": "t=1,v1=abc"})
+    assert response.status_code == 400
+
+
+# --- failures and unknown objects -----------------------------------------------------------------
+
+def test_event_for_an_unknown_object_is_stored_and_acknowledged(app, client, sandbox, webhooks):
+    event = {"id": "evt_unknown_1", "object": "event", "type": "payment_intent.succeeded",
+             "created": int(time.time()), "livemode": False, "api_version": "2026-10-28.endive",
+             "data": {"object": {"id": "pi_not_ours", "object": "payment_intent",
+                                 "status": "succeeded", "metadata": {}}}}
+    response = post_event(client, event, webhooks)
+    assert response.status_code == 200
+    with app.app_context():
+        stored = db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == "evt_unknown_1"))
+        assert stored.processed_at is not None
+
+
+def test_a_failing_handler_answers_500_and_the_retry_succeeds(app, buyer, client, sandbox,
+                                                              webhooks, monkeypatch):
+    order = bought(buyer, app)
+    sandbox.control("POST", "/_sandbox/webhooks/faults", {"hold": True})
+    browser_confirm(sandbox, order.stripe_payment_intent_id)
+    event = sandbox_event(sandbox, "payment_intent.succeeded")
+    real = fulfilment.apply_payment_intent
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(fulfilment, "apply_payment_intent", broken)
+    assert post_event(client, event, webhooks).status_code == 500
+    with app.app_context():
+        stored = db.session.scalar(select(StripeEvent))
+        assert stored.processed_at is None and "database hiccup" in stored.error
+    assert order_row(app).status == "pending" and counts(app)["ledger"] == 0
+    monkeypatch.setattr(fulfilment, "apply_payment_intent", real)
+    retry = post_event(client, event, webhooks)  # Stripe retries the same event
+    assert retry.status_code == 200 and retry.get_json()["processed"] is True
+    assert order_row(app).status == "paid" and counts(app)["balance"] == 550
+
+
+def test_sandbox_retries_a_failed_delivery_until_the_store_accepts(app, buyer, sandbox, webhooks,
+                                                                    monkeypatch):
+    order = bought(buyer, app)
+    calls = {"n": 0}
+    real = fulfilment.apply_payment_intent
+
+    def flaky(pi, **kwargs):
+        if pi.get("status") == "succeeded" and calls["n"] == 0:
+            calls["n"] += 1
+            raise RuntimeError("first attempt fails")
+        return real(pi, **kwargs)
+
+    monkeypatch.setattr(fulfilment, "apply_payment_intent", flaky)
+    browser_confirm(sandbox, order.stripe_payment_intent_id)
+    deadline = time.time() + 15
+    while time.time() < deadline and order_row(app).status != "paid":
+        time.sleep(0.1)
+    assert order_row(app).status == "paid" and counts(app)["balance"] == 550
+    retried = [d for d in sandbox.control("GET", "/_sandbox/deliveries")["deliveries"]
+               if d["event_type"] == "payment_intent.succeeded"]
+    assert retried[0]["attempts"] == 2
+    assert [a["status"] for a in retried[0]["attempt_log"]] == [500, 200]
+
+
+# --- refunds and disputes ---------------------------------------------------------------------------
+
+def test_partial_then_full_refund_claws_points_back_in_proportion(app, buyer, sandbox, webhooks):
+    order = bought(buyer, app)  # $5.00 for 550 points
+    browser_confirm(sandbox, order.stripe_payment_intent_id)
+    flush(sandbox)
+    sandbox.stripe.v1.refunds.create(params={"payment_intent": order.stripe_payment_intent_id,
+                                             "amount": 200})
+    flush(sandbox)
+    assert order_row(app).status == "partially_refunded"
+    assert counts(app)["balance"] == 550 - 220
+    sandbox.stripe.v1.refunds.create(params={"payment_intent": order.stripe_payment_intent_id})
+    flush(sandbox)
+    order = order_row(app)
+    assert order.status == "refunded" and order.amount_refunded == 500
+    assert counts(app)["balance"] == 0
+
+
+def test_a_dispute_marks_the_order_and_freezes_its_points(app, buyer, sandbox, webhooks):
+    order = bought(buyer, app)
+    browser_confirm(sandbox, order.stripe_payment_intent_id, "pm_card_createDispute")
+    flush(sandbox)
+    sandbox.control("POST", "/_sandbox/clock/advance", {"seconds": 5})
+    flush(sandbox)
+    assert order_row(app).status == "disputed"
+    assert counts(app)["balance"] == 0
