@@ -3,8 +3,9 @@ from .base import utcnow
 from .catalog import Price, Product
 from .ledger import PointsEntry
 from .order import Order, OrderTransition
+from .refund import Refund
 from .stripe_event import StripeEvent
 from .user import User
 
-__all__ = ["Order", "OrderTransition", "PointsEntry", "Price", "Product", "StripeEvent", "User",
+__all__ = ["Order", "OrderTransition", "PointsEntry", "Price", "Product", "Refund", "StripeEvent", "User",
            "utcnow"]

@@ -54,6 +54,10 @@ class Order(db.Model):
         CheckConstraint("status in ('" + "', '".join(STATUSES) + "')", name="status"),
         Index("ix_orders_user_created", "user_id", "created_at"),
         Index("ix_orders_status_created", "status", "created_at"),
+        # the admin purchases table: newest first, by product, and revenue by payment day
+        Index("ix_orders_created_id", "created_at", "id"),
+        Index("ix_orders_lookup_key_created", "lookup_key", "created_at"),
+        Index("ix_orders_paid_at", "paid_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
