@@ -5,7 +5,8 @@ from .ledger import PointsEntry
 from .order import Order, OrderTransition
 from .refund import Refund
 from .stripe_event import StripeEvent
+from .subscription import Subscription
 from .user import User
 
-__all__ = ["Order", "OrderTransition", "PointsEntry", "Price", "Product", "Refund", "StripeEvent", "User",
-           "utcnow"]
+__all__ = ["Order", "OrderTransition", "PointsEntry", "Price", "Product", "Refund", "StripeEvent",
+           "Subscription", "User", "utcnow"]
