@@ -1,6 +1,6 @@
 """PaymentIntents through the official SDK: the status machine, every test card's charge outcome,
 3-D Secure (complete / fail), off-session payments, publishable-key rules, idempotent confirms,
-the delayed SEPA method on the sandbox clock, and signed webhooks."""
+the delayed methods (SEPA, ACH Direct Debit) on the sandbox clock, and signed webhooks."""
 from __future__ import annotations
 
 import json
@@ -193,7 +193,7 @@ def test_status_machine_create_update_confirm(client):
     assert pi.status == "requires_payment_method"
     assert pi.client_secret.startswith(pi.id + "_secret_")
     assert pi.automatic_payment_methods.enabled is True
-    assert pi.payment_method_types == ["card"]
+    assert pi.payment_method_types == ["card", "us_bank_account"]
     assert pi.capture_method == "automatic" and pi.amount_received == 0
     pi = client.v1.payment_intents.update(pi.id, params={"amount": 2500,
                                                          "payment_method": "pm_card_visa",
@@ -581,3 +581,182 @@ def test_payment_webhooks_are_delivered_and_signed(client, sandbox, receiver, en
         assert wanted in types
     succeeded = next(e for e in receiver.events() if e["type"] == "payment_intent.succeeded")
     assert "_sandbox" not in json.dumps(succeeded)
+
+
+# --- ACH Direct Debit (us_bank_account, delayed) -----------------------------------------------
+
+ACH_ONLINE_MANDATE = {"customer_acceptance": {"type": "online",
+                                              "online": {"infer_from_client": True}}}
+
+
+def ach_pm(client, account: str = "000123456789", **bank) -> stripe.PaymentMethod:
+    return client.v1.payment_methods.create(params={
+        "type": "us_bank_account",
+        "us_bank_account": {"routing_number": "110000000", "account_number": account,
+                            "account_holder_type": "individual", **bank},
+        "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"}})
+
+
+def _ach(client, account: str) -> stripe.PaymentIntent:
+    return client.v1.payment_intents.create(params={
+        "amount": 2500, "currency": "usd", "allowed_payment_method_types": ["us_bank_account"],
+        "confirm": True, "mandate_data": {"customer_acceptance": {"type": "offline"}},
+        "payment_method_data": {"type": "us_bank_account",
+                                "us_bank_account": {"routing_number": "110000000",
+                                                    "account_number": account},
+                                "billing_details": {"name": "Jenny Rosen",
+                                                    "email": "jenny@example.com"}}})
+
+
+def test_ach_payment_method_created_with_a_publishable_key(publishable_client, client):
+    pm = ach_pm(publishable_client, account_type="savings")
+    assert pm.type == "us_bank_account" and pm.id.startswith("pm_")
+    bank = pm.us_bank_account
+    assert bank.bank_name == "STRIPE TEST BANK" and bank.last4 == "6789"
+    assert bank.routing_number == "110000000" and bank.account_type == "savings"
+    assert bank.account_holder_type == "individual" and bank.fingerprint
+    assert bank.networks.preferred == "ach" and bank.networks.supported == ["ach"]
+    assert pm.billing_details.name == "Jenny Rosen"
+    assert "account_number" not in json.dumps(pm.to_dict())  # never shown back
+    again = ach_pm(publishable_client, account_type="savings")
+    assert again.us_bank_account.fingerprint == bank.fingerprint
+    assert client.v1.payment_methods.retrieve(pm.id).us_bank_account.last4 == "6789"
+
+
+@pytest.mark.parametrize("bank, param, code", [
+    ({"routing_number": "110000001"}, "us_bank_account[routing_number]", "routing_number_invalid"),
+    ({"routing_number": "11000000"}, "us_bank_account[routing_number]", "routing_number_invalid"),
+    ({"account_number": "12a4"}, "us_bank_account[account_number]", "account_number_invalid"),
+    ({"account_number": "123"}, "us_bank_account[account_number]", "account_number_invalid"),
+])
+def test_ach_invalid_account_details_are_refused(publishable_client, bank, param, code):
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        ach_pm(publishable_client, **bank)
+    assert info.value.param == param and info.value.code == code
+
+
+def test_ach_needs_a_name_and_the_account_numbers(client):
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.payment_methods.create(params={
+            "type": "us_bank_account",
+            "us_bank_account": {"routing_number": "110000000", "account_number": "000123456789"}})
+    assert info.value.param == "billing_details[name]"
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.payment_methods.create(params={
+            "type": "us_bank_account", "us_bank_account": {"routing_number": "110000000"},
+            "billing_details": {"name": "Jenny Rosen"}})
+    assert info.value.param == "us_bank_account[account_number]"
+
+
+def test_usd_automatic_methods_offer_ach_and_eur_does_not(client):
+    usd = client.v1.payment_intents.create(params={
+        "amount": 2500, "currency": "usd", "automatic_payment_methods": {"enabled": True}})
+    assert usd.payment_method_types == ["card", "us_bank_account"]
+    assert usd.payment_method_options.us_bank_account.verification_method == "automatic"
+    eur = client.v1.payment_intents.create(params={
+        "amount": 2500, "currency": "eur", "automatic_payment_methods": {"enabled": True}})
+    assert eur.payment_method_types == ["card", "sepa_debit"]
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.payment_intents.create(params={
+            "amount": 2500, "currency": "eur",
+            "allowed_payment_method_types": ["us_bank_account"]})
+    assert info.value.param == "currency"
+    card_only = client.v1.payment_intents.create(params={
+        "amount": 2500, "currency": "usd", "allowed_payment_method_types": ["card"]})
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.payment_intents.confirm(card_only.id, params={
+            "payment_method": ach_pm(client).id, "mandate_data": ACH_ONLINE_MANDATE})
+    assert info.value.code == "payment_intent_incompatible_payment_method"
+
+
+def test_ach_confirm_needs_a_mandate(client):
+    pi = client.v1.payment_intents.create(params={
+        "amount": 2500, "currency": "usd", "automatic_payment_methods": {"enabled": True}})
+    pm = ach_pm(client)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.payment_intents.confirm(pi.id, params={"payment_method": pm.id})
+    assert info.value.param == "mandate_data"
+    assert client.v1.payment_intents.retrieve(pi.id).status == "requires_payment_method"
+
+
+def test_ach_processing_then_succeeds(client, publishable_client, sandbox):
+    """As Stripe.js confirms it: publishable key, client secret, online mandate inferred."""
+    customer = client.v1.customers.create(params={"email": "jenny@example.com"})
+    pi = client.v1.payment_intents.create(params={
+        "amount": 1999, "currency": "usd", "customer": customer.id,
+        "automatic_payment_methods": {"enabled": True}})
+    pm = ach_pm(publishable_client)
+    pi = publishable_client.v1.payment_intents.confirm(pi.id, params={
+        "client_secret": pi.client_secret, "payment_method": pm.id,
+        "mandate_data": ACH_ONLINE_MANDATE})
+    assert pi.status == "processing" and pi.amount_received == 0
+    charge = client.v1.charges.retrieve(pi.latest_charge)
+    assert charge.id.startswith("py_") and charge.status == "pending" and not charge.paid
+    details = charge.payment_method_details
+    assert details.type == "us_bank_account"
+    assert details.us_bank_account.bank_name == "STRIPE TEST BANK"
+    assert details.us_bank_account.last4 == "6789"
+    assert details.us_bank_account.routing_number == "110000000"
+    sandbox.advance_clock(10)
+    pi = client.v1.payment_intents.retrieve(pi.id)
+    assert pi.status == "succeeded" and pi.amount_received == 1999
+    charge = client.v1.charges.retrieve(pi.latest_charge)
+    assert charge.status == "succeeded" and charge.paid and charge.amount_captured == 1999
+    types = event_types(client)
+    assert types.index("payment_intent.processing") < types.index("payment_intent.succeeded")
+    assert types.index("charge.pending") < types.index("charge.succeeded")
+
+
+@pytest.mark.parametrize("account, code", [
+    ("000111111116", "no_account"), ("000111111113", "account_closed"),
+    ("000222222227", "insufficient_funds"),
+])
+def test_ach_processing_then_fails(client, sandbox, account, code):
+    pi = _ach(client, account)
+    assert pi.status == "processing"
+    assert client.v1.charges.retrieve(pi.latest_charge).status == "pending"
+    sandbox.advance_clock(10)
+    pi = client.v1.payment_intents.retrieve(pi.id)
+    assert pi.status == "requires_payment_method" and pi.amount_received == 0
+    error = pi.last_payment_error
+    assert error.code == code and error.message
+    assert error.payment_method.type == "us_bank_account"
+    assert error.payment_method.us_bank_account.last4 == account[-4:]
+    charge = client.v1.charges.retrieve(pi.latest_charge)
+    assert charge.status == "failed" and charge.failure_code == code
+    types = event_types(client)
+    assert "charge.pending" in types and "charge.failed" in types
+    assert types.index("payment_intent.processing") < types.index("payment_intent.payment_failed")
+    assert "payment_intent.succeeded" not in types
+
+
+def test_ach_canceled_while_processing_is_refused_and_settles(client, sandbox):
+    pi = _ach(client, "000123456789")
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.payment_intents.cancel(pi.id)
+    assert info.value.code == "payment_intent_unexpected_state"
+    sandbox.advance_clock(10)
+    assert client.v1.payment_intents.retrieve(pi.id).status == "succeeded"
+
+
+def test_ach_saved_for_later_with_setup_future_usage(client, sandbox):
+    customer = client.v1.customers.create(params={"email": "jenny@example.com"})
+    pi = client.v1.payment_intents.create(params={
+        "amount": 2500, "currency": "usd", "customer": customer.id,
+        "setup_future_usage": "off_session", "automatic_payment_methods": {"enabled": True}})
+    pm = ach_pm(client)
+    pi = client.v1.payment_intents.confirm(pi.id, params={"payment_method": pm.id,
+                                                          "mandate_data": ACH_ONLINE_MANDATE})
+    assert pi.status == "processing"
+    assert client.v1.payment_methods.retrieve(pm.id).customer == customer.id
+    listed = client.v1.customers.payment_methods.list(customer.id,
+                                                     params={"type": "us_bank_account"})
+    assert [p.id for p in listed.data] == [pm.id]
+    # later, off-session: no new mandate needed for a bank account already set up
+    again = client.v1.payment_intents.create(params={
+        "amount": 2500, "currency": "usd", "customer": customer.id, "payment_method": pm.id,
+        "allowed_payment_method_types": ["us_bank_account"], "confirm": True,
+        "off_session": True})
+    assert again.status == "processing"
+    sandbox.advance_clock(10)
+    assert client.v1.payment_intents.retrieve(again.id).status == "succeeded"

@@ -11,7 +11,7 @@ from .. import cards, errors
 from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id
 from ..expand import includable
 from ..jobs import job
-from .payment_methods import card_of, sepa_outcome
+from .payment_methods import card_of, delayed_outcome, is_delayed
 
 #: seconds of sandbox time before a card's after-effects arrive
 DISPUTE_DELAY = 2
@@ -80,6 +80,11 @@ def _card_details(pm: dict, amount: int, status: str, authenticated: bool) -> di
     }
 
 
+def _date(timestamp: int) -> str:
+    import datetime
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).date().isoformat()
+
+
 def new_charge(ctx: Context, pi: dict, pm: dict, *, status: str, code: str | None = None,
                decline_code: str | None = None, message: str | None = None,
                authenticated: bool = False) -> dict:
@@ -88,13 +93,21 @@ def new_charge(ctx: Context, pi: dict, pm: dict, *, status: str, code: str | Non
     card = card_of(pm)
     if pm["type"] == "card":
         details = {"card": _card_details(pm, amount, status, authenticated), "type": "card"}
+    elif pm["type"] == "us_bank_account":
+        bank = pm["us_bank_account"]
+        details = {"us_bank_account": {
+            "account_holder_type": bank["account_holder_type"],
+            "account_type": bank["account_type"], "bank_name": bank["bank_name"],
+            "expected_debit_date": _date(ctx.now()), "fingerprint": bank["fingerprint"],
+            "last4": bank["last4"], "mandate": None, "payment_reference": None,
+            "routing_number": bank["routing_number"]}, "type": "us_bank_account"}
     else:
         sepa = pm["sepa_debit"]
         details = {"sepa_debit": {"bank_code": sepa["bank_code"],
                                   "branch_code": sepa["branch_code"], "country": sepa["country"],
                                   "fingerprint": sepa["fingerprint"], "last4": sepa["last4"],
                                   "mandate": None}, "type": "sepa_debit"}
-    charge_id = new_id("py" if pm["type"] == "sepa_debit" else "ch")
+    charge_id = new_id("py" if is_delayed(pm) else "ch")
     charge = {
         "id": charge_id, "object": "charge", "amount": amount,
         "amount_captured": amount if status == "succeeded" else 0, "amount_refunded": 0,
@@ -148,7 +161,7 @@ def after_success(ctx: Context, charge: dict, pm: dict) -> None:
     card = card_of(pm)
     outcome = (card or {}).get("outcome")
     due = ctx.now() + DISPUTE_DELAY
-    if pm["type"] == "sepa_debit" and sepa_outcome(pm) == "disputed":
+    if is_delayed(pm) and delayed_outcome(pm) == "disputed":
         ctx.store.schedule(due, "charge.dispute", charge["id"], reason="general")
     if outcome == "succeeds_then_disputed":
         reason = "product_not_received" if "ProductNotReceived" in (card.get("pm_id") or "") \

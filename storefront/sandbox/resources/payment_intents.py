@@ -1,6 +1,8 @@
 """PaymentIntents: create, retrieve, update, confirm, cancel, list — Stripe's status machine
 requires_payment_method → requires_confirmation → requires_action → processing → succeeded /
-canceled, driven by the test cards (:func:`cards.charge_decision`) and SEPA test IBANs.
+canceled, driven by the test cards (:func:`cards.charge_decision`) and the bank debits' test
+accounts (SEPA IBANs, ACH account numbers), which stay ``processing`` until the sandbox clock
+settles them (:data:`DELAYED_FAILURES`).
 
 Internal API used by invoices and Checkout Sessions: :func:`create_intent`,
 :func:`confirm_intent`, :func:`cancel_intent`, :func:`complete_authentication`. Every status change
@@ -23,8 +25,8 @@ from ..api import Context, apply_metadata, created_filter, endpoint, list_respon
 from ..expand import public
 from ..jobs import job
 from . import charges
-from .payment_methods import (attach_to_customer, card_of, create_from_data, is_set_up,
-                              mark_set_up, resolve, sepa_outcome)
+from .payment_methods import (attach_to_customer, card_of, create_from_data, delayed_outcome,
+                              is_delayed, is_set_up, mark_set_up, resolve)
 
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
                 "vnd", "vuv", "xaf", "xof", "xpf"}
@@ -41,7 +43,17 @@ SETTLE_DELAY = 5  # seconds of sandbox time a delayed method stays processing
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation",
               "requires_action")
-SUPPORTED_TYPES = ("card", "sepa_debit")
+SUPPORTED_TYPES = ("card", "sepa_debit", "us_bank_account")
+#: the one currency a type is limited to (Stripe: SEPA is EUR-only, ACH USD-only)
+TYPE_CURRENCY = {"sepa_debit": "eur", "us_bank_account": "usd"}
+#: a failed bank debit's code -> the message Stripe gives
+DELAYED_FAILURES = {
+    "insufficient_funds": "The customer's account has insufficient funds to cover this payment.",
+    "no_account": "The customer's bank account could not be located.",
+    "account_closed": "The customer's bank account has been closed.",
+    "debit_not_authorized": "The customer has notified their bank that this payment was "
+                            "unauthorized.",
+}
 
 AUTH_FAILURE_MESSAGE = cards.MESSAGES["payment_intent_authentication_failure"]
 
@@ -106,17 +118,20 @@ def _types_for(currency: str, allowed, automatic: bool) -> list[str]:
             if pm_type not in SUPPORTED_TYPES:
                 raise errors.invalid_request(
                     f"The payment method type \"{pm_type}\" is valid at Stripe but not "
-                    "supported by the sandbox (card and sepa_debit are).",
+                    "supported by the sandbox (card, sepa_debit and us_bank_account are).",
                     param=f"allowed_payment_method_types[{i}]", code="parameter_unsupported")
-        compatible = [t for t in dict.fromkeys(allowed) if t != "sepa_debit" or currency == "eur"]
+        compatible = [t for t in dict.fromkeys(allowed)
+                      if TYPE_CURRENCY.get(t, currency) == currency]
         if not compatible:
+            only = "; ".join(f"{t} only supports: {TYPE_CURRENCY[t]}" for t in allowed
+                             if t in TYPE_CURRENCY)
             raise errors.invalid_request(
                 f"The currency provided ({currency}) is invalid for every payment method type "
-                "in allowed_payment_method_types; sepa_debit only supports: eur.",
+                f"in allowed_payment_method_types; {only}.",
                 param="currency", code="parameter_invalid")
         return compatible
-    if automatic and currency == "eur":
-        return ["card", "sepa_debit"]
+    if automatic:  # as for an account in the US with these methods turned on
+        return ["card"] + [t for t, c in TYPE_CURRENCY.items() if c == currency]
     return ["card"]
 
 
@@ -219,6 +234,10 @@ def _set_options(pi: dict) -> None:
                            "request_three_d_secure": "automatic"}
     if "sepa_debit" in pi["payment_method_types"]:
         options["sepa_debit"] = {}
+    if "us_bank_account" in pi["payment_method_types"]:
+        options["us_bank_account"] = {
+            "financial_connections": {"permissions": ["payment_method"], "prefetch": []},
+            "mandate_options": {}, "verification_method": "automatic"}
     pi["payment_method_options"] = options
 
 
@@ -249,8 +268,12 @@ def _next_action(ctx: Context, pi: dict) -> dict:
 
 def confirm_intent(ctx: Context, pi: dict, *, payment_method=None, off_session=False,
                    return_url=None, raise_on_decline=True, payment_method_data=None,
-                   use_stripe_sdk=None) -> dict:
-    """Confirm ``pi``: charge its PaymentMethod and move its status as Stripe does."""
+                   use_stripe_sdk=None, check_mandate=False) -> dict:
+    """Confirm ``pi``: charge its PaymentMethod and move its status as Stripe does.
+
+    ``check_mandate`` (API confirms): an ACH debit needs the customer's mandate -- either
+    ``mandate_data`` on this request (kept in ``pi["_sandbox"]``) or a PaymentMethod already
+    set up for later use."""
     if pi["status"] not in CONFIRMABLE:
         raise _unexpected(pi, "confirm", CONFIRMABLE)
     if payment_method_data is not None:
@@ -272,6 +295,12 @@ def confirm_intent(ctx: Context, pi: dict, *, payment_method=None, off_session=F
             code="payment_intent_unexpected_state")
         exc.extra["payment_intent"] = public(pi)
         raise exc
+    if check_mandate and pm["type"] == "us_bank_account" and not is_set_up(pm) and \
+            not pi["_sandbox"].get("mandate_data"):
+        raise errors.invalid_request(
+            "A mandate is required to debit a us_bank_account PaymentMethod: pass mandate_data"
+            "[customer_acceptance] when confirming (Stripe.js does this for you).",
+            param="mandate_data", code="parameter_missing")
     if pm["id"] != pi.get("payment_method") or pi["status"] == "requires_payment_method":
         pi["_sandbox"]["authenticated"] = False
     pi["payment_method"] = pm["id"]
@@ -287,7 +316,7 @@ def confirm_intent(ctx: Context, pi: dict, *, payment_method=None, off_session=F
 
 def _attempt(ctx: Context, pi: dict, pm: dict, *, raise_on_decline: bool) -> dict:
     """One payment attempt with ``pm`` (after confirm, or after 3-D Secure)."""
-    if pm["type"] == "sepa_debit":
+    if is_delayed(pm):
         return _start_processing(ctx, pi, pm)
     decision = cards.charge_decision(card_of(pm), off_session=pi["_sandbox"]["off_session"],
                                      set_up=is_set_up(pm),
@@ -398,15 +427,16 @@ def _start_processing(ctx: Context, pi: dict, pm: dict) -> dict:
 
 @job("payment_intent.settle")
 def _settle(ctx: Context, pi_id: str, data: dict) -> None:
-    """A delayed method's outcome arrives: processing → succeeded or requires_payment_method."""
+    """A delayed method's (SEPA, ACH) outcome arrives: processing → succeeded or
+    requires_payment_method, with the test account's failure code."""
     pi = ctx.store.get(pi_id)
     if pi is None or pi["status"] != "processing":
         return
     pm = ctx.store.get(pi["payment_method"])
     charge = ctx.store.get(pi["latest_charge"])
-    if sepa_outcome(pm) == "fails":
-        code = "insufficient_funds"
-        message = "The customer's account has insufficient funds to cover this payment."
+    code = delayed_outcome(pm)
+    if code in DELAYED_FAILURES:
+        message = DELAYED_FAILURES[code]
         charges.fail_pending(ctx, charge, code, message)
         previous = _set_status(ctx, pi, "requires_payment_method")
         pi["last_payment_error"] = _error_object(code, message, pm, charge=charge["id"])
@@ -492,7 +522,11 @@ _PM_DATA = ["payment_method_data[type]", "payment_method_data[card][number]",
             "payment_method_data[card][exp_month]", "payment_method_data[card][exp_year]",
             "payment_method_data[card][cvc]", "payment_method_data[billing_details]",
             "payment_method_data[sepa_debit][iban]", "payment_method_data[metadata]",
-            "payment_method_data[allow_redisplay]"]
+            "payment_method_data[allow_redisplay]",
+            "payment_method_data[us_bank_account][routing_number]",
+            "payment_method_data[us_bank_account][account_number]",
+            "payment_method_data[us_bank_account][account_holder_type]",
+            "payment_method_data[us_bank_account][account_type]"]
 
 
 @endpoint("POST", "/v1/payment_intents", params="PaymentIntentCreateParams",
@@ -539,11 +573,14 @@ def create_payment_intent(ctx: Context, params: dict) -> dict:
             pi["automatic_payment_methods"]:
         pi["automatic_payment_methods"]["allow_redirects"] = automatic_param["allow_redirects"]
         ctx.store.put(pi)
+    if params.get("mandate_data"):  # kept; the sandbox creates no Mandate objects
+        pi["_sandbox"]["mandate_data"] = params["mandate_data"]
+        ctx.store.put(pi)
     if confirm:
         pi = confirm_intent(ctx, pi, off_session=bool(off_session),
                             return_url=params.get("return_url"),
                             payment_method_data=params.get("payment_method_data"),
-                            use_stripe_sdk=params.get("use_stripe_sdk"))
+                            use_stripe_sdk=params.get("use_stripe_sdk"), check_mandate=True)
     elif params.get("payment_method_data"):
         pm = create_from_data(ctx, params["payment_method_data"])
         _check_pm_fits(ctx, pi, pm, "payment_method_data")
@@ -650,7 +687,7 @@ def confirm_payment_intent(ctx: Context, params: dict, pi_id: str) -> dict:
                           off_session=bool(params.get("off_session", False)),
                           return_url=params.get("return_url"),
                           payment_method_data=params.get("payment_method_data"),
-                          use_stripe_sdk=params.get("use_stripe_sdk"))
+                          use_stripe_sdk=params.get("use_stripe_sdk"), check_mandate=True)
 
 
 @endpoint("POST", "/v1/payment_intents/<pi_id>/cancel", params="PaymentIntentCancelParams",

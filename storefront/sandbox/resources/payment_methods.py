@@ -1,10 +1,13 @@
-"""PaymentMethods: create (cards from the browser, SEPA Direct Debit), retrieve, update, list,
-attach, detach; and Stripe's ``pm_card_…`` test ids, usable wherever a PaymentMethod id is.
+"""PaymentMethods: create (cards from the browser, SEPA Direct Debit, ACH Direct Debit
+``us_bank_account``), retrieve, update, list, attach, detach; and Stripe's ``pm_card_…`` test
+ids, usable wherever a PaymentMethod id is.
 
 The test card behind a card PaymentMethod is kept in ``pm["_sandbox"]`` (private, never shown):
 ``number`` (to find its test-card behaviour) and ``set_up`` (saved with authentication through a
 SetupIntent or ``setup_future_usage``, so cards that need 3-D Secure "unless set up" charge
-off-session without it). SEPA PaymentMethods keep the IBAN's scripted outcome there.
+off-session without it). Bank debits ("delayed methods": SEPA, ACH) keep the test account's
+scripted outcome there as ``delayed_outcome``: ``succeeds``, ``disputed`` or the failure code
+the debit ends with (:func:`delayed_outcome`).
 """
 from __future__ import annotations
 
@@ -26,6 +29,14 @@ SEPA_IBANS = {
     "DE35370400440532013002": "disputed",
     "AT591904300235473203": "succeeds", "DE08370400440532013003": "succeeds",
 }
+#: Stripe's ACH Direct Debit test account numbers (routing 110000000) -> the debit's outcome
+ACH_TEST_ROUTING_NUMBER = "110000000"
+ACH_ACCOUNTS = {
+    "000123456789": "succeeds", "000111111116": "no_account", "000111111113": "account_closed",
+    "000222222227": "insufficient_funds", "000333333335": "debit_not_authorized",
+}
+#: payment method types that stay ``processing`` until the bank answers (sandbox clock)
+DELAYED_TYPES = ("sepa_debit", "us_bank_account")
 _BANK_CODE_LENGTH = {"DE": 8, "AT": 5, "FR": 5, "ES": 4, "NL": 4, "IT": 6, "BE": 3}
 
 
@@ -127,8 +138,19 @@ def mark_set_up(ctx: Context, pm: dict) -> dict:
     return ctx.store.put(pm)
 
 
-def sepa_outcome(pm: dict) -> str:
-    return (pm.get("_sandbox") or {}).get("sepa_outcome", "succeeds")
+def is_delayed(pm: dict | None) -> bool:
+    """A bank debit: confirming it goes ``processing`` and settles later."""
+    return bool(pm) and pm.get("type") in DELAYED_TYPES
+
+
+def delayed_outcome(pm: dict | None) -> str:
+    """What a bank debit from ``pm`` does when it settles: ``succeeds``, ``disputed`` (succeeds,
+    then the customer disputes it) or the failure code it ends with."""
+    sandbox = (pm or {}).get("_sandbox") or {}
+    if "delayed_outcome" in sandbox:
+        return sandbox["delayed_outcome"]
+    legacy = sandbox.get("sepa_outcome", "succeeds")  # states stored before ACH existed
+    return "insufficient_funds" if legacy == "fails" else legacy
 
 
 # --- raw card details (publishable key only) --------------------------------------------------
@@ -183,7 +205,65 @@ def new_sepa_pm(ctx: Context, params: dict) -> dict:
         "fingerprint": _fingerprint("iban", iban),
         "generated_from": {"charge": None, "setup_attempt": None}, "last4": iban[-4:],
     }
-    pm["_sandbox"] = {"sepa_outcome": SEPA_IBANS.get(iban, "succeeds"), "set_up": False}
+    outcome = SEPA_IBANS.get(iban, "succeeds")
+    pm["_sandbox"] = {"delayed_outcome": "insufficient_funds" if outcome == "fails" else outcome,
+                      "set_up": False}
+    return pm
+
+
+def _routing_ok(routing: str) -> bool:
+    """An ABA routing number: 9 digits with the 3-7-1 checksum."""
+    if len(routing) != 9 or not routing.isdigit():
+        return False
+    digits = [int(c) for c in routing]
+    weights = (3, 7, 1) * 3
+    return sum(d * w for d, w in zip(digits, weights)) % 10 == 0
+
+
+def new_us_bank_account_pm(ctx: Context, params: dict, *,
+                           param_prefix: str = "us_bank_account") -> dict:
+    """ACH Direct Debit from account and routing numbers (Stripe.js' manual entry, or a
+    secret key). The sandbox treats Stripe's test accounts as verified: no micro-deposits."""
+    given = params.get("us_bank_account") or {}
+    if not given:
+        raise errors.missing_param(param_prefix)
+    if given.get("financial_connections_account"):
+        raise errors.invalid_request(
+            "Financial Connections accounts are valid at Stripe but not supported by the "
+            "sandbox; send routing_number and account_number.",
+            param=f"{param_prefix}[financial_connections_account]",
+            code="parameter_unsupported")
+    routing = str(given.get("routing_number") or "").strip()
+    account = str(given.get("account_number") or "").strip()
+    if not routing:
+        raise errors.missing_param(f"{param_prefix}[routing_number]")
+    if not account:
+        raise errors.missing_param(f"{param_prefix}[account_number]")
+    if not _routing_ok(routing):
+        raise errors.invalid_request("Routing number must have 9 digits and be a valid ABA "
+                                     "routing number.", param=f"{param_prefix}[routing_number]",
+                                     code="routing_number_invalid")
+    if not account.isdigit() or not 4 <= len(account) <= 17:
+        raise errors.invalid_request("The bank account number must be 4 to 17 digits.",
+                                     param=f"{param_prefix}[account_number]",
+                                     code="account_number_invalid")
+    billing = params.get("billing_details") or {}
+    if not billing.get("name"):
+        raise errors.invalid_request(
+            "Missing required param: billing_details[name]. Name is required for "
+            "us_bank_account PaymentMethods.", param="billing_details[name]",
+            code="parameter_missing")
+    pm = _base(ctx, "us_bank_account", params)
+    pm["us_bank_account"] = {
+        "account_holder_type": given.get("account_holder_type") or "individual",
+        "account_type": given.get("account_type") or "checking",
+        "bank_name": "STRIPE TEST BANK" if routing == ACH_TEST_ROUTING_NUMBER else None,
+        "financial_connections_account": None,
+        "fingerprint": _fingerprint("ach", routing, account), "last4": account[-4:],
+        "networks": {"preferred": "ach", "supported": ["ach"]},
+        "routing_number": routing, "status_details": {},
+    }
+    pm["_sandbox"] = {"delayed_outcome": ACH_ACCOUNTS.get(account, "succeeds"), "set_up": False}
     return pm
 
 
@@ -200,6 +280,8 @@ def create_from_data(ctx: Context, data: dict, *, param: str = "payment_method_d
         pm = card_from_raw(ctx, card, data, param_prefix=f"{param}[card]")
     elif pm_type == "sepa_debit":
         pm = new_sepa_pm(ctx, data)
+    elif pm_type == "us_bank_account":
+        pm = new_us_bank_account_pm(ctx, data, param_prefix=f"{param}[us_bank_account]")
     elif pm_type is None:
         raise errors.missing_param(f"{param}[type]")
     else:
@@ -265,7 +347,9 @@ def detach(ctx: Context, pm: dict) -> dict:
 
 @endpoint("POST", "/v1/payment_methods", params="PaymentMethodCreateParams", publishable=True,
           supported=["type", "card[number]", "card[exp_month]", "card[exp_year]", "card[cvc]",
-                     "card[token]", "sepa_debit[iban]", "billing_details", "metadata",
+                     "card[token]", "sepa_debit[iban]", "us_bank_account[routing_number]",
+                     "us_bank_account[account_number]", "us_bank_account[account_holder_type]",
+                     "us_bank_account[account_type]", "billing_details", "metadata",
                      "allow_redisplay"])
 def create_payment_method(ctx: Context, params: dict) -> dict:
     pm_type = params.get("type")
@@ -285,10 +369,13 @@ def create_payment_method(ctx: Context, params: dict) -> dict:
             pm = card_from_raw(ctx, card, params)
     elif pm_type == "sepa_debit":
         pm = new_sepa_pm(ctx, params)
+    elif pm_type == "us_bank_account":
+        pm = new_us_bank_account_pm(ctx, params)
     else:
         raise errors.invalid_request(
             f"The payment method type {pm_type} is valid at Stripe but not supported by the "
-            "sandbox (card and sepa_debit are).", param="type", code="parameter_unsupported")
+            "sandbox (card, sepa_debit and us_bank_account are).", param="type",
+            code="parameter_unsupported")
     return ctx.store.put(pm)
 
 

@@ -3,7 +3,7 @@
  *
  * Implements, with Stripe.js's public names, arguments, promises and result shapes, the parts
  * of https://js.stripe.com/v3/ a store uses: Stripe(key), stripe.elements(...), the Payment
- * Element (card and SEPA Direct Debit), confirmPayment / confirmSetup, createPaymentMethod,
+ * Element (card, SEPA Direct Debit and US bank account), confirmPayment / confirmSetup, createPaymentMethod,
  * handleNextAction, retrievePaymentIntent / retrieveSetupIntent, and a 3-D Secure challenge
  * overlay. It talks only to the sandbox it was loaded from (the origin of its own <script src>).
  * No build step, no dependencies, no external requests.
@@ -53,7 +53,10 @@
     invalid_email: 'Your email address is invalid.',
     incomplete_iban: 'Your IBAN is incomplete.',
     invalid_iban: 'Your IBAN is invalid.',
-    invalid_iban_country_code: 'Your IBAN is invalid.'
+    invalid_iban_country_code: 'Your IBAN is invalid.',
+    incomplete_routing_number: 'Your routing number is incomplete.',
+    invalid_routing_number: 'Your routing number is invalid.',
+    incomplete_account_number: 'Your account number is incomplete.'
   };
 
   function validationError(code, param) {
@@ -439,8 +442,17 @@
                    ['BE', 'Belgium'], ['DE', 'Germany'], ['ES', 'Spain'], ['FR', 'France'], ['IE', 'Ireland'],
                    ['IT', 'Italy'], ['NL', 'Netherlands'], ['AU', 'Australia'], ['JP', 'Japan']];
   var POSTAL_COUNTRIES = { US: 'ZIP', GB: 'Postal code', CA: 'Postal code' };
-  var METHOD_LABELS = { card: 'Card', sepa_debit: 'SEPA Direct Debit' };
-  var METHOD_ICONS = { card: '\u25AD', sepa_debit: '\u20AC' };
+  var METHOD_LABELS = { card: 'Card', sepa_debit: 'SEPA Direct Debit', us_bank_account: 'US bank account' };
+  var METHOD_ICONS = { card: '\u25AD', sepa_debit: '\u20AC', us_bank_account: '\u2302' };
+  // Bank debits need the customer's mandate; Stripe.js asks Stripe to take it from the browser.
+  var MANDATE_TYPES = ['sepa_debit', 'us_bank_account'];
+
+  function routingOk(routing) {  // ABA routing number: 9 digits, 3-7-1 checksum
+    if (!/^\d{9}$/.test(routing)) { return false; }
+    var w = [3, 7, 1], sum = 0;
+    for (var i = 0; i < 9; i++) { sum += Number(routing[i]) * w[i % 3]; }
+    return sum % 10 === 0;
+  }
 
   function PaymentElement(elements, type, options) {
     BaseElement.call(this, elements, type, options);
@@ -537,9 +549,35 @@
     this._sepaPanel = sepa;
     root.appendChild(sepa);
 
+    // US bank account (ACH Direct Debit) panel: account details entered by hand
+    var ach = h('div', { 'class': 'sbx-panel sbx-hidden', 'data-method': 'us_bank_account', role: 'tabpanel' });
+    if (this._billingOption('name') !== 'never') {
+      ach.appendChild(h('div', { 'class': 'sbx-row' }, [this._field('ach_name', 'Full name', { attrs: { type: 'text', autocomplete: 'name', placeholder: 'First and last name', value: bd.name || '' } })]));
+    }
+    if (this._billingOption('email') !== 'never') {
+      ach.appendChild(h('div', { 'class': 'sbx-row' }, [this._field('ach_email', 'Email', { attrs: { type: 'email', autocomplete: 'email', value: bd.email || '' } })]));
+    }
+    ach.appendChild(h('div', { 'class': 'sbx-row' }, [
+      this._field('routing', 'Routing number', { attrs: { type: 'text', inputmode: 'numeric', autocomplete: 'off', spellcheck: 'false', placeholder: '110000000' } }),
+      this._field('account', 'Account number', { attrs: { type: 'text', inputmode: 'numeric', autocomplete: 'off', spellcheck: 'false', placeholder: '000123456789' } })
+    ]));
+    var accountType = this._field('account_type', 'Account type', { tag: 'select', attrs: { 'class': 'sbx-input sbx-select' } });
+    [['checking', 'Checking'], ['savings', 'Savings']].forEach(function (o) {
+      self._fields.account_type.input.appendChild(h('option', { value: o[0], text: o[1] }));
+    });
+    ach.appendChild(h('div', { 'class': 'sbx-row' }, [accountType]));
+    ach.appendChild(h('p', { 'class': 'sbx-note', 'data-mandate': 'us_bank_account', text: 'By confirming this payment, you authorize ' + business +
+      ' to debit the bank account specified above for any amount owed for charges arising from your use of ' + business +
+      '\u2019s services and/or purchase of products from ' + business + ', pursuant to ' + business +
+      '\u2019s website and terms, until this authorization is revoked. You may amend or cancel this authorization at any time by providing notice to ' +
+      business + ' with 30 (thirty) days notice. (Sandbox: no money moves.)' }));
+    this._achPanel = ach;
+    root.appendChild(ach);
+
     this._wireInputs();
     this._updatePostal();
     this._renderTabs();
+    this._showSelected();
   };
 
   PaymentElement.prototype._renderTabs = function () {
@@ -574,9 +612,17 @@
     this._changed(true);
   };
 
+  // Only the chosen method's form is in the page (as in Stripe's iframe): the others are kept
+  // aside, with what was typed in them, so labels such as "Full name" stay unique.
   PaymentElement.prototype._showSelected = function () {
-    this._cardPanel.classList.toggle('sbx-hidden', this._selected !== 'card');
-    this._sepaPanel.classList.toggle('sbx-hidden', this._selected !== 'sepa_debit');
+    var self = this;
+    var panels = { card: this._cardPanel, sepa_debit: this._sepaPanel, us_bank_account: this._achPanel };
+    Object.keys(panels).forEach(function (t) {
+      var panel = panels[t], chosen = t === self._selected;
+      panel.classList.toggle('sbx-hidden', !chosen);
+      if (!chosen && panel.parentNode) { panel.parentNode.removeChild(panel); }
+      if (chosen && !panel.parentNode && self._root) { self._root.insertBefore(panel, self._tabs.nextSibling); }
+    });
   };
 
   PaymentElement.prototype._updatePostal = function () {
@@ -639,7 +685,17 @@
       if (st.complete || st.showNow) { self._touched.iban = true; }
       self._fieldChanged('iban');
     });
-    ['name', 'email'].forEach(function (k) { if (F[k]) { F[k].input.addEventListener('input', function () { self._fieldChanged(k); }); } });
+    ['name', 'email', 'ach_name', 'ach_email'].forEach(function (k) { if (F[k]) { F[k].input.addEventListener('input', function () { self._fieldChanged(k); }); } });
+    [['routing', 9], ['account', 17]].forEach(function (pair) {
+      var k = pair[0], input = F[k].input;
+      input.addEventListener('input', function () {
+        input.value = onlyDigits(input.value).slice(0, pair[1]);
+        var st = self._state(k);
+        if (st.complete || st.showNow) { self._touched[k] = true; }
+        self._fieldChanged(k);
+      });
+    });
+    F.account_type.input.addEventListener('change', function () { self._fieldChanged('account_type'); });
     Object.keys(F).forEach(function (k) {
       F[k].input.addEventListener('blur', function () {
         var v = F[k].input.value;
@@ -702,14 +758,27 @@
         if (!v) { return { empty: true, complete: false, error: 'incomplete_email' }; }
         return /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v) ? { empty: false, complete: true, error: null } : { empty: false, complete: false, error: 'invalid_email' };
       case 'iban': return this._ibanState();
+      case 'ach_name': return v ? { empty: false, complete: true, error: null } : { empty: true, complete: false, error: 'incomplete_name' };
+      case 'ach_email':
+        if (!v) { return { empty: true, complete: false, error: 'incomplete_email' }; }
+        return /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v) ? { empty: false, complete: true, error: null } : { empty: false, complete: false, error: 'invalid_email' };
+      case 'routing':
+        if (!v) { return { empty: true, complete: false, error: 'incomplete_routing_number' }; }
+        if (v.length < 9) { return { empty: false, complete: false, error: 'incomplete_routing_number' }; }
+        return routingOk(v) ? { empty: false, complete: true, error: null } : { empty: false, complete: false, error: 'invalid_routing_number', showNow: true };
+      case 'account':
+        if (!v) { return { empty: true, complete: false, error: 'incomplete_account_number' }; }
+        return v.length >= 4 ? { empty: false, complete: true, error: null } : { empty: false, complete: false, error: 'incomplete_account_number' };
+      case 'account_type': return { empty: false, complete: true, error: null };
     }
     return { empty: true, complete: true, error: null };
   };
 
   PaymentElement.prototype._activeKeys = function () {
     var F = this._fields;
-    return this._selected === 'sepa_debit' ? ['name', 'email', 'iban'].filter(function (k) { return F[k]; })
-                                           : ['number', 'expiry', 'cvc', 'postal'];
+    if (this._selected === 'sepa_debit') { return ['name', 'email', 'iban'].filter(function (k) { return F[k]; }); }
+    if (this._selected === 'us_bank_account') { return ['ach_name', 'ach_email', 'routing', 'account'].filter(function (k) { return F[k]; }); }
+    return ['number', 'expiry', 'cvc', 'postal'];
   };
 
   PaymentElement.prototype._showError = function (key, force) {
@@ -776,6 +845,13 @@
       params.sepa_debit = { iban: F.iban.input.value.replace(/\s/g, '') };
       if (F.name) { billing.name = billing.name || F.name.input.value.trim(); }
       if (F.email) { billing.email = billing.email || F.email.input.value.trim(); }
+      if (!billing.name && dv.name) { billing.name = dv.name; }
+      if (!billing.email && dv.email) { billing.email = dv.email; }
+    } else if (this._selected === 'us_bank_account') {
+      params.us_bank_account = { routing_number: F.routing.input.value.trim(), account_number: F.account.input.value.trim(),
+                                 account_holder_type: 'individual', account_type: F.account_type.input.value };
+      if (F.ach_name) { billing.name = billing.name || F.ach_name.input.value.trim(); }
+      if (F.ach_email) { billing.email = billing.email || F.ach_email.input.value.trim(); }
       if (!billing.name && dv.name) { billing.name = dv.name; }
       if (!billing.email && dv.email) { billing.email = dv.email; }
     }
@@ -1136,7 +1212,7 @@
           // payment_method: {card: element} style is not supported; send what we can.
           delete body.payment_method;
         }
-        if (pm.type === 'sepa_debit' && !body.mandate_data) {
+        if (MANDATE_TYPES.indexOf(pm.type) >= 0 && !body.mandate_data) {
           body.mandate_data = { customer_acceptance: { type: 'online', online: { infer_from_client: true } } };
         }
         return request(self._key, 'POST', path + '/confirm', body).then(function (r) {
