@@ -74,6 +74,8 @@ def register_blueprints(app: Flask) -> None:
     from .web import account, api, auth, orders, pay, shop, webhooks
     for blueprint in (shop.bp, auth.bp, account.bp, orders.bp, pay.bp, api.bp, webhooks.bp):
         app.register_blueprint(blueprint)
+    from .web import account_billing  # saved cards, subscriptions, invoices
+    app.register_blueprint(account_billing.bp)
 
 
 def register_template_helpers(app: Flask) -> None:

@@ -278,6 +278,80 @@ class StripeGateway:
     def retrieve_payment_method(self, payment_method_id: str) -> dict[str, Any]:
         return self._call(self.v1.payment_methods.retrieve, payment_method_id)
 
+    def detach_payment_method(self, payment_method_id: str, *,
+                              idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.payment_methods.detach, payment_method_id, {},
+                          self._opts(idempotency_key))
+
+    def set_default_payment_method(self, customer_id: str, payment_method_id: str, *,
+                                   idempotency_key: str) -> dict[str, Any]:
+        params = {"invoice_settings": {"default_payment_method": payment_method_id}}
+        return self._call(self.v1.customers.update, customer_id, params,
+                          self._opts(idempotency_key))
+
+    def create_setup_intent(self, *, customer: str, metadata: Mapping[str, str],
+                            idempotency_key: str) -> dict[str, Any]:
+        params = {"customer": customer, "usage": "off_session", "metadata": dict(metadata),
+                  "automatic_payment_methods": {"enabled": True}}
+        return self._call(self.v1.setup_intents.create, params, self._opts(idempotency_key))
+
+    def retrieve_setup_intent(self, setup_intent_id: str) -> dict[str, Any]:
+        return self._call(self.v1.setup_intents.retrieve, setup_intent_id)
+
+    # -- subscriptions and invoices (account) ---------------------------------------------
+    def create_subscription(self, *, customer: str, price: str, metadata: Mapping[str, str],
+                            idempotency_key: str) -> dict[str, Any]:
+        """``default_incomplete``: the first invoice waits for the buyer (its
+        ``confirmation_secret`` is expanded); the card that pays it becomes the
+        subscription's default (``save_default_payment_method=on_subscription``)."""
+        params = {"customer": customer, "items": [{"price": price}],
+                  "payment_behavior": "default_incomplete",
+                  "payment_settings": {"save_default_payment_method": "on_subscription"},
+                  "metadata": dict(metadata),
+                  "expand": ["latest_invoice.confirmation_secret", "latest_invoice.payments"]}
+        return self._call(self.v1.subscriptions.create, params, self._opts(idempotency_key))
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        return self._call(self.v1.subscriptions.retrieve, subscription_id)
+
+    def list_subscriptions(self, customer_id: str) -> list[dict[str, Any]]:
+        return list(self._paginate(self.v1.subscriptions.list,
+                                   {"customer": customer_id, "status": "all", "limit": 100}))
+
+    def update_subscription(self, subscription_id: str, params: Mapping[str, Any], *,
+                            idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.subscriptions.update, subscription_id, dict(params),
+                          self._opts(idempotency_key))
+
+    def cancel_subscription(self, subscription_id: str, *,
+                            idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.subscriptions.cancel, subscription_id, {},
+                          self._opts(idempotency_key))
+
+    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """With ``payments`` expanded: the PaymentIntent that pays it."""
+        return self._call(self.v1.invoices.retrieve, invoice_id, {"expand": ["payments"]})
+
+    def list_customer_invoices(self, customer_id: str, *, limit: int = 24) -> list[dict[str, Any]]:
+        page = self._call(self.v1.invoices.list, {"customer": customer_id, "limit": limit})
+        return list(page.get("data", []))
+
+    def preview_invoice(self, *, subscription: str, item_id: str, price: str,
+                        proration_behavior: str) -> dict[str, Any]:
+        params = {"subscription": subscription,
+                  "subscription_details": {"items": [{"id": item_id, "price": price}],
+                                           "proration_behavior": proration_behavior}}
+        return self._call(self.v1.invoices.create_preview, params)
+
+    def preview_upcoming(self, subscription: str) -> dict[str, Any]:
+        return self._call(self.v1.invoices.create_preview, {"subscription": subscription})
+
+    def create_billing_portal_session(self, *, customer: str, return_url: str,
+                                      idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.billing_portal.sessions.create,
+                          {"customer": customer, "return_url": return_url},
+                          self._opts(idempotency_key))
+
     # -- webhooks ----------------------------------------------------------------------
     @staticmethod
     def verify_webhook(payload: bytes, signature: str | None, secret: str | None,

@@ -18,13 +18,17 @@ processing, the status sync, the purchase service) owns the transaction.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
-from ..models import Order, OrderTransition, User
+from ..models import Order, OrderTransition, Price, Subscription, User
 from ..models.base import utcnow
+from ..models.subscription import LIVE_STATUSES
+from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
 from . import points
 
 log = logging.getLogger(__name__)
@@ -96,12 +100,21 @@ def _deliver(order: Order, source: str) -> None:
     """What a paid order grants: its points (once) and, for Lifetime, the entitlement."""
     order.paid_at = order.paid_at or utcnow()
     order.failure_code = order.failure_message = None
-    points.record(order.user_id, order.points, key=f"order:{order.public_id}:purchase",
-                  reason="purchase", order_id=order.id, note=f"{order.product_name} ({source})")
+    if order.stripe_invoice_id:  # a subscription invoice: one month of the plan's points
+        points.record(order.user_id, order.points, key=invoice_points_key(order.stripe_invoice_id),
+                      reason="subscription", order_id=order.id,
+                      note=f"{order.product_name}, invoice {order.stripe_invoice_id} ({source})")
+    else:
+        points.record(order.user_id, order.points, key=f"order:{order.public_id}:purchase",
+                      reason="purchase", order_id=order.id,
+                      note=f"{order.product_name} ({source})")
+    if order.stripe_subscription_id:
+        _subscription_paid(order)
     if order.entitlement:  # a one-time plan: its features forever (the Lifetime plan)
         db.session.execute(update(User).where(User.id == order.user_id,
                                               User.lifetime_since.is_(None))
                            .values(lifetime_since=utcnow()))
+        end_subscriptions_for_lifetime(order.user_id, reason=order.public_id)
 
 
 def _stale(order: Order, event_created: int | None) -> bool:
@@ -174,6 +187,11 @@ def apply_checkout_session(session: dict, *, source: str, event_created: int | N
         return order
     if session.get("payment_intent") and order.stripe_payment_intent_id is None:
         order.stripe_payment_intent_id = _id(session["payment_intent"])
+    if session.get("mode") == "subscription":  # its first invoice: credited by invoice id
+        if session.get("invoice") and order.stripe_invoice_id is None:
+            order.stripe_invoice_id = _id(session["invoice"])
+        if session.get("subscription") and order.stripe_subscription_id is None:
+            order.stripe_subscription_id = _id(session["subscription"])
     status = status_of_checkout_session(session, event_type)
     if status == "paid" and not _amount_matches(order, session.get("amount_total"),
                                                  session.get("currency")):
@@ -252,3 +270,270 @@ def apply_dispute(dispute: dict, *, source: str, event_created: int | None = Non
                           reason="dispute", order_id=order.id,
                           note=f"Points frozen while the payment is disputed ({dispute.get('id')})")
     return order
+
+
+# --- subscriptions and their invoices --------------------------------------------------------------
+#
+# A paid subscription invoice is an Order (method ``subscription_invoice``) for what the invoice
+# charged, with the plan's monthly points from our catalog, credited under the ledger key
+# ``invoice:<in_id>`` -- whichever of the webhook, the status poll or the account page's sync
+# sees it first. The order row is created with INSERT ... ON CONFLICT DO NOTHING on its unique
+# ``stripe_invoice_id``, then locked and moved to ``paid`` like any other order.
+
+def invoice_points_key(invoice_id: str) -> str:
+    return f"invoice:{invoice_id}"
+
+
+def _ts(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(int(value), timezone.utc) if value else None
+
+
+def subscription_of_invoice(invoice: dict) -> str | None:
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return _id(details.get("subscription"))
+
+
+def _invoice_metadata(invoice: dict) -> dict:
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return details.get("metadata") or {}
+
+
+def invoice_payment_intent(invoice: dict) -> str | None:
+    """The PaymentIntent paying an invoice (``payments`` expanded, or the confirmation secret)."""
+    for payment in ((invoice.get("payments") or {}).get("data") or []):
+        pi = _id((payment.get("payment") or {}).get("payment_intent"))
+        if pi:
+            return pi
+    secret = (invoice.get("confirmation_secret") or {}).get("client_secret") or ""
+    return secret.split("_secret_")[0] or None
+
+
+def _line_price_id(line: dict) -> str | None:
+    pricing = line.get("pricing") or {}
+    return _id((pricing.get("price_details") or {}).get("price")) or _id(line.get("price"))
+
+
+def _is_proration(line: dict) -> bool:
+    parent = line.get("parent") or {}
+    details = parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
+    return bool(details.get("proration"))
+
+
+def plan_price_of_invoice(invoice: dict) -> Price | None:
+    """Our catalog price for the plan an invoice bills (its non-proration line's Stripe price)."""
+    lines = ((invoice.get("lines") or {}).get("data") or [])
+    ordered = [ln for ln in lines if not _is_proration(ln)] + [ln for ln in lines if _is_proration(ln)]
+    for line in ordered:
+        stripe_price = _line_price_id(line)
+        if stripe_price:
+            price = db.session.scalar(select(Price).where(Price.stripe_price_id == stripe_price))
+            if price is not None:
+                return price
+    return None
+
+
+def _user_id_for_customer(customer: Any) -> int | None:
+    customer_id = _id(customer)
+    if not customer_id:
+        return None
+    return db.session.scalar(select(User.id).where(User.stripe_customer_id == customer_id))
+
+
+def _insert_ignoring_conflict(table, values: dict, conflict_column: str) -> bool:
+    """INSERT ... ON CONFLICT (col) DO NOTHING; True if this call inserted the row."""
+    dialect = db.session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(**values).on_conflict_do_nothing(
+        index_elements=[conflict_column])
+    return db.session.execute(stmt).rowcount == 1
+
+
+def invoice_order_values(user_id: int, price: Price, invoice: dict, *, status: str = "pending"
+                         ) -> dict:
+    from ..models.order import new_order_id
+    product = price.product
+    amount = int(invoice.get("amount_paid") or 0) if invoice.get("status") == "paid" \
+        else int(invoice.get("amount_due") or 0)
+    return dict(public_id=new_order_id(), user_id=user_id, price_id=price.id,
+                lookup_key=price.lookup_key, product_name=product.name, points=product.points,
+                entitlement=None, amount=amount,
+                currency=(invoice.get("currency") or price.currency).lower(),
+                method="subscription_invoice", status=status, amount_refunded=0,
+                stripe_invoice_id=invoice["id"],
+                stripe_subscription_id=subscription_of_invoice(invoice),
+                stripe_payment_intent_id=invoice_payment_intent(invoice),
+                created_at=utcnow(), updated_at=utcnow(), lock_version=0)
+
+
+def ensure_invoice_order(invoice: dict, *, source: str) -> int | None:
+    """The order id for a subscription invoice, creating the row (``pending``) if needed.
+
+    A first invoice already has one: created with the subscription on our page (found by
+    ``stripe_invoice_id``) or with the Checkout Session (found by the subscription's
+    ``metadata.order_id``).
+    """
+    found = db.session.scalar(select(Order.id).where(Order.stripe_invoice_id == invoice["id"]))
+    if found is not None:
+        return found
+    public_id = _invoice_metadata(invoice).get("order_id")
+    if public_id:
+        found = db.session.scalar(select(Order.id).where(Order.public_id == public_id,
+                                                         Order.stripe_invoice_id.is_(None)))
+        if found is not None:
+            return found
+    user_id = _user_id_for_customer(invoice.get("customer"))
+    price = plan_price_of_invoice(invoice)
+    if user_id is None or price is None:
+        log.info("invoice %s: no buyer or plan of ours (%s)", invoice.get("id"), source)
+        return None
+    values = invoice_order_values(user_id, price, invoice)
+    if values["amount"] <= 0:
+        return None
+    if _insert_ignoring_conflict(Order.__table__, values, "stripe_invoice_id"):
+        order_id = db.session.scalar(select(Order.id).where(Order.stripe_invoice_id == invoice["id"]))
+        db.session.add(OrderTransition(order_id=order_id, from_status=None, to_status="pending",
+                                       source=source[:120], reason="subscription invoice"))
+        return order_id
+    return db.session.scalar(select(Order.id).where(Order.stripe_invoice_id == invoice["id"]))
+
+
+def apply_invoice(invoice: dict, *, source: str, event_created: int | None = None) -> Order | None:
+    """A subscription invoice as Stripe has it now. Paid: its order is paid and the plan's
+    monthly points credited once (``invoice:<in_id>``). Anything else: noted on its order, if
+    it has one (the PaymentIntent's own status drives a pending order)."""
+    if not subscription_of_invoice(invoice):
+        return None
+    if invoice.get("status") != "paid":
+        found = db.session.scalar(select(Order.id).where(Order.stripe_invoice_id == invoice["id"]))
+        return lock_order(found) if found is not None else None
+    if int(invoice.get("amount_paid") or 0) <= 0:  # paid from credit: the month is still paid
+        return _credit_free_invoice(invoice, source)
+    order_id = ensure_invoice_order(invoice, source=source)
+    if order_id is None:
+        return None
+    order = lock_order(order_id)
+    if order.stripe_invoice_id is None:
+        order.stripe_invoice_id = invoice["id"]
+    order.stripe_subscription_id = order.stripe_subscription_id or subscription_of_invoice(invoice)
+    if order.stripe_payment_intent_id is None:
+        pi = invoice_payment_intent(invoice)
+        if pi and db.session.scalar(select(Order.id).where(
+                Order.stripe_payment_intent_id == pi)) is None:
+            order.stripe_payment_intent_id = pi
+    if order.status != "paid" and order.can_move_to("paid"):
+        order.amount = int(invoice["amount_paid"])  # what the invoice charged
+        order.currency = (invoice.get("currency") or order.currency).lower()
+    move(order, "paid", source=source, reason=f"Invoice {invoice['id']} paid")
+    return order
+
+
+def _credit_free_invoice(invoice: dict, source: str) -> None:
+    user_id = _user_id_for_customer(invoice.get("customer"))
+    price = plan_price_of_invoice(invoice)
+    if user_id is None or price is None:
+        return None
+    points.record(user_id, price.product.points, key=invoice_points_key(invoice["id"]),
+                  reason="subscription",
+                  note=f"{price.product.name}, invoice {invoice['id']} ({source})")
+    return None
+
+
+def _subscription_paid(order: Order) -> None:
+    """The first (or an overdue) invoice is paid: the subscription is active as far as we know
+    now, unless another of its invoices is still unpaid. The next fetch from Stripe confirms it;
+    fetches started before this moment are older news (``fetched_at``)."""
+    unpaid = db.session.scalar(select(Order.id).where(
+        Order.stripe_subscription_id == order.stripe_subscription_id, Order.id != order.id,
+        Order.status.in_(("pending", "requires_action", "failed", "processing"))).limit(1))
+    if unpaid is not None:
+        return
+    db.session.execute(update(Subscription).where(
+        Subscription.stripe_subscription_id == order.stripe_subscription_id,
+        Subscription.status.in_(("incomplete", "past_due", "unpaid")))
+        .values(status="active", fetched_at=utcnow())
+        .execution_options(synchronize_session=False))
+
+
+def lock_subscription(row_id: int) -> Subscription:
+    db.session.execute(update(Subscription).where(Subscription.id == row_id)
+                       .values(lock_version=Subscription.lock_version + 1)
+                       .execution_options(synchronize_session=False))
+    return db.session.execute(select(Subscription).where(Subscription.id == row_id)
+                              .execution_options(populate_existing=True)).scalar_one()
+
+
+def _sub_stripe_price(sub: dict) -> str | None:
+    items = ((sub.get("items") or {}).get("data") or [])
+    return _id(items[0].get("price")) if items else None
+
+
+def apply_subscription(sub: dict, *, source: str, fetched_at: datetime | None = None,
+                       event_created: int | None = None) -> Subscription | None:
+    """Mirror a subscription object freshly fetched from Stripe into our row.
+
+    ``fetched_at`` is when that fetch was *started*: an answer to an earlier request than the
+    one already applied is older news and changes nothing, so duplicate and out-of-order
+    webhooks (each of which re-fetches) leave the newest state. A subscription we have not
+    seen (started through Checkout) gets its row here, if the customer is one of our buyers.
+    """
+    row_id = db.session.scalar(select(Subscription.id)
+                               .where(Subscription.stripe_subscription_id == sub["id"]))
+    if row_id is None:
+        user_id = _user_id_for_customer(sub.get("customer"))
+        if user_id is None:
+            log.info("subscription %s: not one of our buyers (%s)", sub.get("id"), source)
+            return None
+        from ..models.subscription import new_subscription_id
+        _insert_ignoring_conflict(Subscription.__table__, dict(
+            public_id=new_subscription_id(), user_id=user_id, stripe_subscription_id=sub["id"],
+            status=sub.get("status") or "incomplete", cancel_at_period_end=False,
+            lock_version=0, created_at=utcnow(), updated_at=utcnow()), "stripe_subscription_id")
+        row_id = db.session.scalar(select(Subscription.id)
+                                   .where(Subscription.stripe_subscription_id == sub["id"]))
+    row = lock_subscription(row_id)
+    if fetched_at is not None:
+        if row.fetched_at is not None and fetched_at < row.fetched_at:
+            log.info("subscription %s: older answer ignored (%s)", sub["id"], source)
+            return row
+        row.fetched_at = fetched_at
+    stripe_price = _sub_stripe_price(sub)
+    if stripe_price and stripe_price != row.stripe_price_id:
+        row.stripe_price_id = stripe_price
+        row.price_id = db.session.scalar(select(Price.id)
+                                         .where(Price.stripe_price_id == stripe_price))
+    items = ((sub.get("items") or {}).get("data") or [])
+    if items:
+        row.current_period_start = _ts(items[0].get("current_period_start"))
+        row.current_period_end = _ts(items[0].get("current_period_end"))
+    row.status = sub.get("status") or row.status
+    row.cancel_at_period_end = bool(sub.get("cancel_at_period_end"))
+    row.canceled_at = _ts(sub.get("canceled_at"))
+    row.ended_at = _ts(sub.get("ended_at"))
+    row.latest_invoice_id = _id(sub.get("latest_invoice")) or row.latest_invoice_id
+    return row
+
+
+def end_subscriptions_for_lifetime(user_id: int, *, reason: str) -> None:
+    """A Lifetime purchase is paid: the buyer's live subscription stops at the end of the period
+    it has paid for (an unpaid one is canceled now). Best effort: if Stripe cannot be reached,
+    ``services.subscriptions.enforce_lifetime`` retries when the buyer opens their account."""
+    rows = db.session.scalars(select(Subscription).where(
+        Subscription.user_id == user_id, Subscription.status.in_(LIVE_STATUSES),
+        and_(Subscription.cancel_at_period_end.is_(False)))).all()
+    gateway = get_gateway()
+    for row in rows:
+        started = utcnow()
+        try:
+            if row.status == "incomplete":
+                sub = gateway.cancel_subscription(
+                    row.stripe_subscription_id,
+                    idempotency_key=idempotency_key("lifetime", reason, row.stripe_subscription_id))
+            else:
+                sub = gateway.update_subscription(
+                    row.stripe_subscription_id, {"cancel_at_period_end": True},
+                    idempotency_key=idempotency_key("lifetime", reason, row.stripe_subscription_id))
+        except GatewayError as err:
+            log.warning("lifetime: could not end subscription %s now: %s",
+                        row.stripe_subscription_id, err.code)
+            continue
+        apply_subscription(sub, source=f"lifetime:{reason}", fetched_at=started)

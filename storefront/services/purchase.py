@@ -183,7 +183,7 @@ def pay_with_saved_card(user: User, order: Order, payment_method_id: str, *, att
                             status=404) from err
     if not user.stripe_customer_id or card.get("customer") != user.stripe_customer_id:
         raise PurchaseError("We couldn't find that card.", code="card_not_found", status=404)
-    if order.method != "saved_card":
+    if order.method not in ("saved_card", "subscription_invoice"):
         db.session.execute(update(Order).where(Order.id == order.id).values(method="saved_card"))
         db.session.commit()
     try:

@@ -24,7 +24,7 @@ from ..extensions import db
 from ..models import StripeEvent
 from ..models.base import utcnow
 from ..stripe_gateway import get_gateway, idempotency_key
-from . import fulfilment
+from . import fulfilment, subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ ENABLED_EVENTS = [
     "checkout.session.completed", "checkout.session.expired",
     "checkout.session.async_payment_succeeded", "checkout.session.async_payment_failed",
     "charge.succeeded", "charge.failed", "charge.refunded", "charge.dispute.created",
+    "customer.subscription.created", "customer.subscription.updated",
+    "customer.subscription.deleted", "invoice.paid", "invoice.payment_failed",
 ]
 
 
@@ -47,6 +49,10 @@ class Outcome:
 def _handler(event_type: str) -> Callable | None:
     if event_type.startswith("payment_intent."):
         return fulfilment.apply_payment_intent
+    if event_type.startswith("customer.subscription."):  # re-fetched: out-of-order safe
+        return subscriptions.on_subscription_event
+    if event_type in ("invoice.paid", "invoice.payment_failed"):
+        return subscriptions.on_invoice_event
     if event_type.startswith("checkout.session."):
         return lambda obj, **kw: fulfilment.apply_checkout_session(obj, event_type=event_type,
                                                                    **kw)

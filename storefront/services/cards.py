@@ -1,0 +1,201 @@
+"""Saved cards: listed from Stripe, added with a SetupIntent, defaulted, removed.
+
+Nothing about a card is stored in our database. The list (brand, last 4, expiry and which one
+is the default) is kept in this process for :data:`CACHE_SECONDS` per buyer so the cards page
+and the pay page don't ask Stripe on every view; every change made here drops that buyer's
+entry. Every action first checks the card belongs to the buyer's Stripe customer
+(:func:`own_card`): another buyer's card id answers "not found", exactly like an unknown id.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Subscription, User
+from ..models.subscription import LIVE_STATUSES
+from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
+from . import accounts
+
+log = logging.getLogger(__name__)
+
+CACHE_SECONDS = 30.0
+
+_cache: dict[int, tuple[float, list["Card"]]] = {}
+_cache_lock = threading.Lock()
+
+
+class CardError(Exception):
+    """A card action that cannot go ahead; ``message`` is for the buyer."""
+
+    def __init__(self, message: str, *, code: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+def _not_found() -> CardError:
+    return CardError("We couldn't find that card.", code="card_not_found", status=404)
+
+
+def _unavailable(err: GatewayError) -> CardError:
+    return CardError(err.user_message, code=err.code,
+                     status=err.http_status if err.http_status >= 400 else 502)
+
+
+@dataclass(frozen=True)
+class Card:
+    id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    is_default: bool
+
+    @property
+    def expired(self) -> bool:
+        today = date.today()
+        return (self.exp_year, self.exp_month) < (today.year, today.month)
+
+    @property
+    def label(self) -> str:
+        return f"{self.brand.title()} ending in {self.last4}"
+
+
+def _card(pm: dict, default_id: str | None) -> Card:
+    card = pm.get("card") or {}
+    return Card(id=pm["id"], brand=card.get("brand") or "card", last4=card.get("last4") or "????",
+                exp_month=int(card.get("exp_month") or 0), exp_year=int(card.get("exp_year") or 0),
+                is_default=pm["id"] == default_id)
+
+
+def invalidate(user_id: int) -> None:
+    with _cache_lock:
+        _cache.pop(user_id, None)
+
+
+def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
+    """The buyer's cards at Stripe, default first. Raises :class:`CardError` if Stripe is down."""
+    if not user.stripe_customer_id:
+        return []
+    now = time.monotonic()
+    if not fresh:
+        with _cache_lock:
+            hit = _cache.get(user.id)
+        if hit and hit[0] > now:
+            return hit[1]
+    gateway = get_gateway()
+    try:
+        customer = gateway.retrieve_customer(user.stripe_customer_id)
+        methods = gateway.list_cards(user.stripe_customer_id)
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    default_id = (customer.get("invoice_settings") or {}).get("default_payment_method")
+    default_id = default_id.get("id") if isinstance(default_id, dict) else default_id
+    cards = sorted((_card(pm, default_id) for pm in methods), key=lambda c: not c.is_default)
+    with _cache_lock:
+        _cache[user.id] = (now + CACHE_SECONDS, cards)
+    return cards
+
+
+def own_card(user: User, payment_method_id: str) -> dict:
+    """The payment method, if it is one of ``user``'s cards; else :class:`CardError` 404."""
+    if not payment_method_id or not payment_method_id.startswith("pm_") or \
+            not user.stripe_customer_id:
+        raise _not_found()
+    try:
+        pm = get_gateway().retrieve_payment_method(payment_method_id)
+    except GatewayError as err:
+        if err.http_status == 404 or err.code in ("not_found", "invalid_request"):
+            raise _not_found() from err
+        raise _unavailable(err) from err
+    customer = pm.get("customer")
+    customer = customer.get("id") if isinstance(customer, dict) else customer
+    if customer != user.stripe_customer_id:
+        raise _not_found()
+    return pm
+
+
+# --- adding a card -------------------------------------------------------------------------------
+
+def start_setup(user: User) -> dict:
+    """A SetupIntent for the buyer's customer; the page confirms it with the Payment Element
+    (3-D Secure if the card asks). Returns the SetupIntent (its ``client_secret`` for the page)."""
+    try:
+        customer = accounts.ensure_stripe_customer(user)
+        return get_gateway().create_setup_intent(
+            customer=customer, metadata={"user_id": str(user.id)},
+            idempotency_key=idempotency_key("setup-intent", user.public_id,
+                                            secrets.token_urlsafe(12)))
+    except GatewayError as err:
+        raise _unavailable(err) from err
+
+
+def finish_setup(user: User, setup_intent_id: str) -> tuple[str, Card | None]:
+    """Stripe.js came back from ``confirmSetup``: read the SetupIntent (it must be the buyer's)
+    and report ``(status, card)``. The buyer's first card becomes their default."""
+    if not setup_intent_id or not setup_intent_id.startswith("seti_"):
+        raise _not_found()
+    gateway = get_gateway()
+    try:
+        si = gateway.retrieve_setup_intent(setup_intent_id)
+    except GatewayError as err:
+        raise _not_found() if err.http_status == 404 else _unavailable(err) from err
+    customer = si.get("customer")
+    customer = customer.get("id") if isinstance(customer, dict) else customer
+    if not user.stripe_customer_id or customer != user.stripe_customer_id:
+        raise _not_found()
+    invalidate(user.id)
+    if si.get("status") != "succeeded":
+        return si.get("status") or "unknown", None
+    pm_id = si.get("payment_method")
+    pm_id = pm_id.get("id") if isinstance(pm_id, dict) else pm_id
+    cards = list_cards(user, fresh=True)
+    if pm_id and not any(c.is_default for c in cards):
+        set_default(user, pm_id)
+        cards = list_cards(user, fresh=True)
+    return "succeeded", next((c for c in cards if c.id == pm_id), None)
+
+
+# --- default and removal -------------------------------------------------------------------------
+
+def set_default(user: User, payment_method_id: str) -> None:
+    """The buyer's default card: ``invoice_settings.default_payment_method`` on their customer,
+    and on their live subscription, so renewals charge the card they chose."""
+    own_card(user, payment_method_id)
+    gateway = get_gateway()
+    nonce = secrets.token_urlsafe(8)  # the SDK's own retries reuse it; a later click is new
+    try:
+        gateway.set_default_payment_method(
+            user.stripe_customer_id, payment_method_id,
+            idempotency_key=idempotency_key("customer", user.stripe_customer_id, "default",
+                                            payment_method_id, nonce))
+        for sub_id in db.session.scalars(select(Subscription.stripe_subscription_id).where(
+                Subscription.user_id == user.id,
+                Subscription.status.in_(LIVE_STATUSES))).all():
+            gateway.update_subscription(
+                sub_id, {"default_payment_method": payment_method_id},
+                idempotency_key=idempotency_key("subscription", sub_id, "default",
+                                                payment_method_id, nonce))
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    finally:
+        invalidate(user.id)
+
+
+def remove(user: User, payment_method_id: str) -> None:
+    own_card(user, payment_method_id)
+    try:
+        get_gateway().detach_payment_method(
+            payment_method_id, idempotency_key=idempotency_key("detach", payment_method_id))
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    finally:
+        invalidate(user.id)

@@ -1,0 +1,507 @@
+"""Subscriptions: start (on our page or through Checkout), change plan, cancel, resume, pay an
+overdue invoice, and keep our record in step with Stripe.
+
+* Starting on our page creates the Stripe subscription first (``default_incomplete``: its first
+  invoice waits for the buyer), then the order for that first invoice; the buyer pays it on the
+  usual pay page (Payment Element or a saved card, 3-D Secure included) and the usual status
+  page polls it. Checkout (``mode=subscription``) creates the order first, as for one-offs, and
+  learns the invoice when the session completes.
+* Each paid invoice is an order credited once by invoice id (``services.fulfilment``).
+* Our ``Subscription`` row is only ever written from a subscription object fetched from Stripe
+  (``fulfilment.apply_subscription``), whatever the webhook said.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Order, OrderTransition, Price, Product, Subscription, User
+from ..models.base import utcnow
+from ..models.order import new_order_id
+from ..models.subscription import LIVE_STATUSES
+from ..stripe_gateway import GatewayError, StripeNotFound, get_gateway, idempotency_key
+from . import accounts, fulfilment
+from .purchase import check_amount, transaction
+
+log = logging.getLogger(__name__)
+
+#: how proration works on a plan change (see README: "Account: saved cards and subscriptions")
+PRORATION_BEHAVIOR = "create_prorations"
+#: the account page asks Stripe about a buyer's subscriptions at most this often (per process)
+SYNC_SECONDS = 10.0
+_synced: dict[int, float] = {}
+_synced_lock = threading.Lock()
+
+
+class SubscriptionError(Exception):
+    """An action that cannot go ahead; ``message`` is for the buyer, ``code`` for JSON."""
+
+    def __init__(self, message: str, *, code: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+def _unavailable(err: GatewayError, suffix: str = "") -> SubscriptionError:
+    return SubscriptionError(err.user_message + suffix, code=err.code,
+                             status=err.http_status if err.http_status >= 400 else 502)
+
+
+def _not_found() -> SubscriptionError:
+    return SubscriptionError("We couldn't find that subscription.", code="subscription_not_found",
+                             status=404)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+def plans() -> list[Price]:
+    """The subscription plans on sale, cheapest first."""
+    return list(db.session.scalars(
+        select(Price).join(Price.product)
+        .where(Price.active.is_(True), Product.active.is_(True), Price.interval.is_not(None))
+        .order_by(Price.unit_amount)))
+
+
+def plan_price(lookup_key: str) -> Price:
+    price = db.session.scalar(select(Price).join(Price.product).where(
+        Price.lookup_key == lookup_key, Price.active.is_(True), Product.active.is_(True)))
+    if price is None or not price.interval or not price.stripe_price_id:
+        raise SubscriptionError("That plan is not available.", code="price_not_found", status=404)
+    check_amount(price)
+    return price
+
+
+def live_subscription(user_id: int) -> Subscription | None:
+    return db.session.scalar(select(Subscription).where(
+        Subscription.user_id == user_id, Subscription.status.in_(LIVE_STATUSES))
+        .order_by(Subscription.id.desc()).limit(1))
+
+
+def own_subscription(user: User, public_id: str) -> Subscription:
+    """The subscription if it is ``user``'s (admins: anyone's); 404 otherwise."""
+    row = db.session.scalar(select(Subscription).where(Subscription.public_id == public_id))
+    if row is None or (row.user_id != user.id and not user.is_admin):
+        raise _not_found()
+    return row
+
+
+def past_due_subscription(user_id: int) -> Subscription | None:
+    return db.session.scalar(select(Subscription).where(
+        Subscription.user_id == user_id, Subscription.status.in_(("past_due", "unpaid")))
+        .limit(1))
+
+
+# --- syncing with Stripe -------------------------------------------------------------------------
+
+def _apply(sub: dict, *, source: str, fetched_at: datetime) -> Subscription | None:
+    with transaction():
+        row = fulfilment.apply_subscription(sub, source=source, fetched_at=fetched_at)
+        row_id = row.id if row is not None else None
+    return db.session.get(Subscription, row_id, populate_existing=True) if row_id else None
+
+
+def refresh(stripe_subscription_id: str, *, source: str) -> Subscription | None:
+    """Fetch the subscription from Stripe and apply it."""
+    started = utcnow()
+    sub = get_gateway().retrieve_subscription(stripe_subscription_id)
+    return _apply(sub, source=source, fetched_at=started)
+
+
+def apply_paid_invoice(invoice: dict, *, source: str) -> Order | None:
+    with transaction():
+        order = fulfilment.apply_invoice(invoice, source=source)
+        order_id = order.id if order is not None else None
+    return db.session.get(Order, order_id, populate_existing=True) if order_id else None
+
+
+def sync(user: User, *, force: bool = False) -> None:
+    """Ask Stripe about the buyer's subscriptions and recent invoices (at most every
+    ``SYNC_SECONDS`` per process): catches up on anything a lost webhook would have told us,
+    e.g. a subscription started through Checkout or a renewal. Never raises."""
+    if not user.stripe_customer_id:
+        return
+    now = time.monotonic()
+    with _synced_lock:
+        if not force and _synced.get(user.id, 0) > now:
+            return
+        _synced[user.id] = now + SYNC_SECONDS
+    gateway = get_gateway()
+    try:
+        started = utcnow()
+        subs = gateway.list_subscriptions(user.stripe_customer_id)
+        for sub in subs:
+            _apply(sub, source="sync", fetched_at=started)
+        if subs:
+            for invoice in gateway.list_customer_invoices(user.stripe_customer_id, limit=12):
+                if invoice.get("status") == "paid" and \
+                        fulfilment.subscription_of_invoice(invoice) and \
+                        not _invoice_credited(invoice["id"]):
+                    apply_paid_invoice(gateway.retrieve_invoice(invoice["id"]), source="sync")
+        enforce_lifetime(user)
+    except GatewayError as err:
+        log.warning("subscription sync for user %s failed: %s", user.id, err.code)
+
+
+def _invoice_credited(invoice_id: str) -> bool:
+    from . import points
+    return points.recorded(fulfilment.invoice_points_key(invoice_id))
+
+
+def enforce_lifetime(user: User) -> None:
+    """A Lifetime owner with a subscription still set to renew: stop it at the period's end
+    (normally done when Lifetime is paid; this retries if Stripe was down then)."""
+    if user.lifetime_since is None:
+        return
+    row = live_subscription(user.id)
+    if row is None or row.cancel_at_period_end:
+        return
+    with transaction():
+        fulfilment.end_subscriptions_for_lifetime(user.id, reason=f"user-{user.public_id}")
+
+
+# --- webhooks (always re-fetch: the event's copy may be stale) -------------------------------
+
+def on_subscription_event(obj: dict, *, source: str, event_created: int | None = None):
+    """``customer.subscription.created|updated|deleted``: apply Stripe's current state.
+    Runs inside the webhook's transaction."""
+    started = utcnow()
+    try:
+        sub = get_gateway().retrieve_subscription(obj["id"])
+    except StripeNotFound:
+        sub = obj  # deleted at Stripe for good: the event's copy is all there is
+    return fulfilment.apply_subscription(sub, source=source, fetched_at=started)
+
+
+def on_invoice_event(obj: dict, *, source: str, event_created: int | None = None):
+    """``invoice.paid|payment_failed``: the invoice (paid: its order, points once) and its
+    subscription (``active`` / ``past_due``), both as Stripe has them now."""
+    sub_id = fulfilment.subscription_of_invoice(obj)
+    if not sub_id:
+        return None
+    gateway = get_gateway()
+    invoice = gateway.retrieve_invoice(obj["id"])
+    started = utcnow()
+    sub = gateway.retrieve_subscription(sub_id)
+    # locks in the same order as everywhere else: the order first, then the subscription
+    order = fulfilment.apply_invoice(invoice, source=source)
+    row = fulfilment.apply_subscription(sub, source=source, fetched_at=started)
+    return order or row
+
+
+# --- starting a subscription -----------------------------------------------------------------------
+
+def _check_buyer(user: User, price: Price) -> tuple[str, Subscription | None]:
+    """Refuse a second live subscription and Lifetime owners; returns (customer, an
+    unpaid subscription to replace or resume)."""
+    if user.lifetime_since is not None:
+        raise SubscriptionError("You own the Lifetime plan: there is nothing to subscribe to.",
+                                code="already_owned", status=409)
+    existing = live_subscription(user.id)
+    if existing is not None and existing.status != "incomplete":
+        raise SubscriptionError("You already have a subscription. Change its plan instead.",
+                                code="already_subscribed", status=409)
+    try:
+        return accounts.ensure_stripe_customer(user), existing
+    except GatewayError as err:
+        raise _unavailable(err, " Nothing was charged.") from err
+
+
+def _unpaid_first_order(row: Subscription) -> Order | None:
+    return db.session.scalar(select(Order).where(
+        Order.stripe_subscription_id == row.stripe_subscription_id,
+        Order.status.in_(("pending", "requires_action", "failed"))).order_by(Order.id).limit(1))
+
+
+def _drop_unpaid(user: User, row: Subscription) -> None:
+    """The buyer started another plan before paying the first: cancel the unpaid one (its
+    open invoice is voided, so it can never be charged)."""
+    try:
+        cancel_now(row, by=f"buyer:{user.id}", reason="replaced")
+    except SubscriptionError as err:
+        if err.status != 404:
+            raise
+
+
+def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
+    """Start ``lookup_key``'s plan; returns the order for its first invoice (pay it next).
+
+    ``attempt`` is a nonce from the form: a double-submitted form makes one subscription.
+    """
+    price = plan_price(lookup_key)
+    customer, unpaid = _check_buyer(user, price)
+    if unpaid is not None:
+        if unpaid.price_id == price.id:
+            order = _unpaid_first_order(unpaid)
+            if order is not None:
+                return order
+        _drop_unpaid(user, unpaid)
+    started = utcnow()
+    try:
+        sub = get_gateway().create_subscription(
+            customer=customer, price=price.stripe_price_id,
+            metadata={"user_id": str(user.id), "lookup_key": price.lookup_key},
+            idempotency_key=idempotency_key("subscription", user.public_id, price.lookup_key,
+                                            attempt))
+    except GatewayError as err:
+        raise _unavailable(err, " Nothing was charged.") from err
+    invoice = sub.get("latest_invoice") or {}
+    if not isinstance(invoice, dict) or not invoice.get("id"):
+        raise SubscriptionError("Our payment provider did not return an invoice. Nothing was "
+                                "charged.", code="invoice_missing", status=502)
+    with transaction():
+        fulfilment.apply_subscription(sub, source="buyer", fetched_at=started)
+        order_id = fulfilment.ensure_invoice_order(invoice, source="buyer")
+    if order_id is None:
+        raise SubscriptionError("That plan is not available.", code="price_not_found",
+                                status=404)
+    return db.session.get(Order, order_id, populate_existing=True)
+
+
+def start_checkout(user: User, lookup_key: str, *,
+                   return_urls: Callable[[str], tuple[str, str]]) -> tuple[Order, str]:
+    """A Checkout Session in ``subscription`` mode and the order for its first invoice."""
+    price = plan_price(lookup_key)
+    customer, unpaid = _check_buyer(user, price)
+    if unpaid is not None:
+        _drop_unpaid(user, unpaid)
+    public_id = new_order_id()
+    metadata = {"order_id": public_id, "user_id": str(user.id), "lookup_key": price.lookup_key}
+    success_url, cancel_url = return_urls(public_id)
+    try:
+        session = get_gateway().create_checkout_session({
+            "mode": "subscription", "customer": customer, "client_reference_id": public_id,
+            "line_items": [{"price": price.stripe_price_id, "quantity": 1}],
+            "metadata": metadata, "subscription_data": {"metadata": metadata},
+            "success_url": success_url, "cancel_url": cancel_url,
+        }, idempotency_key=idempotency_key("order", public_id, "checkout-session"))
+    except GatewayError as err:
+        raise _unavailable(err, " Nothing was charged.") from err
+    product = price.product
+    order = Order(public_id=public_id, user_id=user.id, price_id=price.id,
+                  lookup_key=price.lookup_key, product_name=product.name, points=product.points,
+                  entitlement=None, amount=price.unit_amount, currency=price.currency,
+                  method="subscription_invoice", status="pending",
+                  stripe_checkout_session_id=session["id"])
+    db.session.add(order)
+    db.session.add(OrderTransition(order=order, from_status=None, to_status="pending",
+                                   source="buyer", reason="subscription checkout started"))
+    db.session.commit()
+    return order, session["url"]
+
+
+# --- changing, canceling, resuming --------------------------------------------------------------------
+
+@dataclass
+class Preview:
+    """What a plan change costs, as Stripe computes it."""
+    price: Price
+    amount_due: int
+    currency: str
+    next_payment_at: datetime | None
+    proration_date: int | None
+    lines: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def adjustment(self) -> int:
+        """The proration part of the next invoice (negative: a credit)."""
+        return sum(amount for _, amount in self.lines[:-1]) if len(self.lines) > 1 else 0
+
+
+def _stripe_sub(row: Subscription) -> dict:
+    try:
+        return get_gateway().retrieve_subscription(row.stripe_subscription_id)
+    except GatewayError as err:
+        raise _unavailable(err) from err
+
+
+def _changeable(row: Subscription, price: Price) -> None:
+    if row.status not in ("active", "trialing"):
+        raise SubscriptionError("Only an active subscription can change plan.",
+                                code="subscription_not_active", status=409)
+    if row.cancel_at_period_end:
+        raise SubscriptionError("Resume your subscription before changing its plan.",
+                                code="subscription_canceling", status=409)
+    if row.price_id == price.id:
+        raise SubscriptionError("You are already on that plan.", code="same_plan", status=409)
+
+
+def preview_change(row: Subscription, lookup_key: str) -> Preview:
+    price = plan_price(lookup_key)
+    _changeable(row, price)
+    sub = _stripe_sub(row)
+    item = sub["items"]["data"][0]
+    try:
+        invoice = get_gateway().preview_invoice(
+            subscription=row.stripe_subscription_id, item_id=item["id"],
+            price=price.stripe_price_id, proration_behavior=PRORATION_BEHAVIOR)
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    lines = [(line.get("description") or "", int(line.get("amount") or 0))
+             for line in invoice["lines"]["data"]]
+    proration_starts = [line["period"]["start"] for line in invoice["lines"]["data"]
+                        if fulfilment._is_proration(line)]
+    return Preview(price=price, amount_due=int(invoice.get("amount_due") or 0),
+                   currency=invoice.get("currency") or price.currency,
+                   next_payment_at=fulfilment._ts(invoice.get("next_payment_attempt")
+                                                  or invoice.get("period_end")),
+                   proration_date=min(proration_starts) if proration_starts else None,
+                   lines=lines)
+
+
+def change_plan(row: Subscription, lookup_key: str, *, attempt: str,
+                proration_date: int | None = None) -> Subscription:
+    """Move to another plan now; the prorated difference (as previewed: same
+    ``proration_date``) is settled on the next invoice."""
+    price = plan_price(lookup_key)
+    _changeable(row, price)
+    sub = _stripe_sub(row)
+    item = sub["items"]["data"][0]
+    params: dict = {"items": [{"id": item["id"], "price": price.stripe_price_id}],
+                    "proration_behavior": PRORATION_BEHAVIOR}
+    if proration_date:
+        params["proration_date"] = int(proration_date)
+    return _update(row, params, "change", price.lookup_key, attempt)
+
+
+def _update(row: Subscription, params: dict, *key_parts) -> Subscription:
+    started = utcnow()
+    try:
+        sub = get_gateway().update_subscription(
+            row.stripe_subscription_id, params,
+            idempotency_key=idempotency_key("subscription", row.stripe_subscription_id,
+                                            *key_parts, payload=params))
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    return _apply(sub, source="buyer", fetched_at=started)
+
+
+def cancel_at_period_end(row: Subscription, *, attempt: str) -> Subscription:
+    if row.status not in ("active", "trialing", "past_due"):
+        raise SubscriptionError("This subscription is not active.", code="subscription_not_active",
+                                status=409)
+    return _update(row, {"cancel_at_period_end": True}, "cancel", attempt)
+
+
+def resume(row: Subscription, *, attempt: str) -> Subscription:
+    if not row.cancel_at_period_end or row.status not in ("active", "trialing", "past_due"):
+        raise SubscriptionError("This subscription is not set to end.", code="not_canceling",
+                                status=409)
+    user = db.session.get(User, row.user_id)
+    if user is not None and user.lifetime_since is not None:
+        raise SubscriptionError("You own the Lifetime plan: this subscription is no longer "
+                                "needed.", code="already_owned", status=409)
+    return _update(row, {"cancel_at_period_end": False}, "resume", attempt)
+
+
+def cancel_now(row: Subscription, *, by: str, reason: str = "admin") -> Subscription:
+    """End the subscription immediately (admins; also an unpaid one being replaced)."""
+    if row.status not in LIVE_STATUSES:
+        raise SubscriptionError("This subscription has already ended.", code="subscription_ended",
+                                status=409)
+    started = utcnow()
+    try:
+        sub = get_gateway().cancel_subscription(
+            row.stripe_subscription_id,
+            idempotency_key=idempotency_key("subscription", row.stripe_subscription_id, "cancel-now"))
+    except StripeNotFound:
+        return refresh(row.stripe_subscription_id, source=by) or row
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    log.info("subscription %s canceled now by %s (%s)", row.stripe_subscription_id, by, reason)
+    return _apply(sub, source=by, fetched_at=started)
+
+
+def admin_cancel_now(admin: User, row: Subscription) -> Subscription:
+    if not admin.is_admin:
+        raise _not_found()
+    return cancel_now(row, by=f"admin:{admin.email}")
+
+
+# --- an overdue invoice ---------------------------------------------------------------------------
+
+def open_invoice_order(row: Subscription) -> Order:
+    """The order for the subscription's unpaid invoice (created on first need), to pay on the
+    usual pay page with another card."""
+    gateway = get_gateway()
+    try:
+        sub = gateway.retrieve_subscription(row.stripe_subscription_id)
+        invoice_id = sub.get("latest_invoice")
+        invoice_id = invoice_id.get("id") if isinstance(invoice_id, dict) else invoice_id
+        invoice = gateway.retrieve_invoice(invoice_id) if invoice_id else None
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    if invoice is None or invoice.get("status") != "open":
+        _apply(sub, source="buyer", fetched_at=utcnow())
+        raise SubscriptionError("There is nothing to pay: your subscription is up to date.",
+                                code="nothing_due", status=409)
+    with transaction():
+        order_id = fulfilment.ensure_invoice_order(invoice, source="buyer")
+    if order_id is None:
+        raise SubscriptionError("We couldn't find that invoice.", code="invoice_not_found",
+                                status=404)
+    return db.session.get(Order, order_id, populate_existing=True)
+
+
+# --- invoices and the billing portal -------------------------------------------------------------
+
+@dataclass
+class InvoiceRow:
+    id: str
+    number: str | None
+    created: datetime | None
+    amount_due: int
+    amount_paid: int
+    currency: str
+    status: str
+    hosted_invoice_url: str | None
+
+
+def invoices(user: User) -> list[InvoiceRow]:
+    if not user.stripe_customer_id:
+        return []
+    try:
+        found = get_gateway().list_customer_invoices(user.stripe_customer_id, limit=24)
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    return [InvoiceRow(id=i["id"], number=i.get("number"), created=fulfilment._ts(i.get("created")),
+                       amount_due=int(i.get("amount_due") or 0),
+                       amount_paid=int(i.get("amount_paid") or 0),
+                       currency=i.get("currency") or "usd", status=i.get("status") or "",
+                       hosted_invoice_url=i.get("hosted_invoice_url"))
+            for i in found if i.get("status") != "draft"]
+
+
+def upcoming_amount(row: Subscription) -> int | None:
+    """The next renewal's amount as Stripe will bill it (pending prorations included)."""
+    if row.status not in ("active", "trialing", "past_due") or row.cancel_at_period_end:
+        return None
+    try:
+        invoice = get_gateway().preview_upcoming(row.stripe_subscription_id)
+    except GatewayError as err:
+        log.info("upcoming invoice unavailable: %s", err.code)
+        return None
+    return int(invoice.get("amount_due") or 0)
+
+
+def portal_url(user: User, return_url: str) -> str:
+    try:
+        customer = accounts.ensure_stripe_customer(user)
+        session = get_gateway().create_billing_portal_session(
+            customer=customer, return_url=return_url,
+            idempotency_key=idempotency_key("portal", user.public_id, secrets.token_urlsafe(8)))
+    except GatewayError as err:
+        raise _unavailable(err) from err
+    return session["url"]
+
+
+def new_attempt_nonce() -> str:
+    return secrets.token_urlsafe(12)

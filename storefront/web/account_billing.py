@@ -1,0 +1,243 @@
+"""Account billing: saved cards, the subscription (start, change, cancel, resume, pay an overdue
+invoice), invoices and the billing portal. Thin views over ``services.cards`` and
+``services.subscriptions``; every POST carries the CSRF token (``CSRFProtect``)."""
+from __future__ import annotations
+
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
+                   request, url_for)
+from flask_login import current_user, login_required
+
+from ..services import cards, subscriptions
+from .helpers import wants_json
+from .orders import checkout_return_urls
+
+bp = Blueprint("billing", __name__, url_prefix="/account")
+
+
+@bp.app_context_processor
+def billing_context() -> dict:
+    """For base.html: the past-due banner (one indexed query, signed-in visitors only)."""
+    if not current_user.is_authenticated:
+        return {"past_due_subscription": None}
+    return {"past_due_subscription": subscriptions.past_due_subscription(current_user.id)}
+
+
+def _refuse(err):
+    """A service refusal: JSON for scripts, else a flash and back to the billing page."""
+    if wants_json():
+        return jsonify(error={"code": err.code, "message": err.message,
+                              "type": "invalid_request_error"}), err.status
+    if err.status == 404:
+        abort(404)
+    flash(err.message, "error")
+    return redirect(url_for("billing.index"))
+
+
+def _own(public_id: str):
+    try:
+        return subscriptions.own_subscription(current_user, public_id)
+    except subscriptions.SubscriptionError:
+        abort(404)
+
+
+def _stripe_js() -> dict:
+    return {"publishable_key": current_app.config["STRIPE_PUBLISHABLE_KEY"],
+            "stripe_js_url": current_app.config["STRIPE_JS_URL"]}
+
+
+# --- the billing page -----------------------------------------------------------------------------
+
+@bp.get("/billing")
+@login_required
+def index():
+    subscriptions.sync(current_user)
+    sub = subscriptions.live_subscription(current_user.id)
+    upcoming = subscriptions.upcoming_amount(sub) if sub is not None else None
+    try:
+        invoice_rows, invoices_error = subscriptions.invoices(current_user), None
+    except subscriptions.SubscriptionError as err:
+        invoice_rows, invoices_error = [], err.message
+    return render_template("account/billing.html", subscription=sub, upcoming=upcoming,
+                           plans=subscriptions.plans(), invoices=invoice_rows,
+                           invoices_error=invoices_error,
+                           attempt=subscriptions.new_attempt_nonce())
+
+
+@bp.post("/subscribe/<lookup_key>")
+@login_required
+def subscribe(lookup_key: str):
+    """Start a plan: pay on our page (the first invoice's pay page) or through Checkout."""
+    try:
+        if request.form.get("method") == "checkout":
+            _order, url = subscriptions.start_checkout(current_user, lookup_key,
+                                                       return_urls=checkout_return_urls)
+            return redirect(url, code=303)
+        order = subscriptions.subscribe(current_user, lookup_key,
+                                        attempt=request.form.get("attempt")
+                                        or subscriptions.new_attempt_nonce())
+    except subscriptions.SubscriptionError as err:
+        return _refuse(err)
+    return redirect(url_for("pay.page", public_id=order.public_id), code=303)
+
+
+@bp.get("/subscription/<public_id>/change/<lookup_key>")
+@login_required
+def change_preview(public_id: str, lookup_key: str):
+    sub = _own(public_id)
+    try:
+        preview = subscriptions.preview_change(sub, lookup_key)
+    except subscriptions.SubscriptionError as err:
+        return _refuse(err)
+    return render_template("account/change_plan.html", subscription=sub, preview=preview,
+                           attempt=subscriptions.new_attempt_nonce())
+
+
+@bp.post("/subscription/<public_id>/change")
+@login_required
+def change(public_id: str):
+    sub = _own(public_id)
+    try:
+        subscriptions.change_plan(sub, request.form.get("plan", ""),
+                                  attempt=request.form.get("attempt") or "",
+                                  proration_date=request.form.get("proration_date", type=int))
+    except subscriptions.SubscriptionError as err:
+        return _refuse(err)
+    flash("Your plan has changed. The difference is on your next invoice.", "success")
+    return redirect(url_for("billing.index"), code=303)
+
+
+@bp.post("/subscription/<public_id>/cancel")
+@login_required
+def cancel(public_id: str):
+    sub = _own(public_id)
+    try:
+        sub = subscriptions.cancel_at_period_end(sub, attempt=request.form.get("attempt") or "")
+    except subscriptions.SubscriptionError as err:
+        return _refuse(err)
+    when = sub.current_period_end.strftime("%Y-%m-%d") if sub.current_period_end else "the period end"
+    flash(f"Your subscription will end on {when}. You can resume it until then.", "info")
+    return redirect(url_for("billing.index"), code=303)
+
+
+@bp.post("/subscription/<public_id>/resume")
+@login_required
+def resume(public_id: str):
+    sub = _own(public_id)
+    try:
+        subscriptions.resume(sub, attempt=request.form.get("attempt") or "")
+    except subscriptions.SubscriptionError as err:
+        return _refuse(err)
+    flash("Your subscription will renew as usual.", "success")
+    return redirect(url_for("billing.index"), code=303)
+
+
+@bp.post("/subscription/<public_id>/cancel-now")
+@login_required
+def cancel_now(public_id: str):
+    """Admins only: end a subscription immediately (buyers get 404, as for a missing one)."""
+    if not current_user.is_admin:
+        abort(404)
+    sub = _own(public_id)
+    try:
+        subscriptions.admin_cancel_now(current_user, sub)
+    except subscriptions.SubscriptionError as err:
+        return _refuse(err)
+    flash("The subscription was canceled now.", "success")
+    return redirect(request.referrer if request.referrer and
+                    request.referrer.startswith(request.host_url) else url_for("billing.index"),
+                    code=303)
+
+
+@bp.post("/subscription/<public_id>/pay")
+@login_required
+def pay_overdue(public_id: str):
+    """The past-due banner's button: the open invoice's pay page (another card, 3-D Secure)."""
+    sub = _own(public_id)
+    try:
+        order = subscriptions.open_invoice_order(sub)
+    except subscriptions.SubscriptionError as err:
+        return _refuse(err)
+    return redirect(url_for("pay.page", public_id=order.public_id), code=303)
+
+
+@bp.post("/billing/portal")
+@login_required
+def portal():
+    try:
+        url = subscriptions.portal_url(current_user, url_for("billing.index", _external=True))
+    except subscriptions.SubscriptionError as err:
+        return _refuse(err)
+    return redirect(url, code=303)
+
+
+# --- saved cards ------------------------------------------------------------------------------------
+
+def _cards_refuse(err: cards.CardError):
+    if wants_json():
+        return jsonify(error={"code": err.code, "message": err.message,
+                              "type": "invalid_request_error"}), err.status
+    if err.status == 404:
+        abort(404)
+    flash(err.message, "error")
+    return redirect(url_for("billing.cards_page"))
+
+
+@bp.get("/cards")
+@login_required
+def cards_page():
+    try:
+        found, error = cards.list_cards(current_user), None
+    except cards.CardError as err:
+        found, error = [], err.message
+    return render_template("account/cards.html", cards=found, cards_error=error)
+
+
+@bp.get("/cards/new")
+@login_required
+def new_card():
+    try:
+        setup_intent = cards.start_setup(current_user)
+    except cards.CardError as err:
+        return _cards_refuse(err)
+    return render_template("account/new_card.html", client_secret=setup_intent["client_secret"],
+                           return_url=url_for("billing.card_added", _external=True),
+                           **_stripe_js())
+
+
+@bp.get("/cards/added")
+@login_required
+def card_added():
+    """Where ``stripe.confirmSetup`` returns (``setup_intent`` in the query)."""
+    try:
+        status, card = cards.finish_setup(current_user, request.args.get("setup_intent", ""))
+    except cards.CardError as err:
+        return _cards_refuse(err)
+    if status == "succeeded":
+        flash(f"{card.label if card else 'Your card'} was saved.", "success")
+    elif status == "processing":
+        flash("Your card is being checked; it will show here shortly.", "info")
+    else:
+        flash("Your card was not saved. Please try again or use another card.", "error")
+    return redirect(url_for("billing.cards_page"), code=303)
+
+
+@bp.post("/cards/<payment_method>/default")
+@login_required
+def default_card(payment_method: str):
+    try:
+        cards.set_default(current_user, payment_method)
+    except cards.CardError as err:
+        return _cards_refuse(err)
+    flash("Your default card was changed.", "success")
+    return redirect(url_for("billing.cards_page"), code=303)
+
+
+@bp.post("/cards/<payment_method>/remove")
+@login_required
+def remove_card(payment_method: str):
+    try:
+        cards.remove(current_user, payment_method)
+    except cards.CardError as err:
+        return _cards_refuse(err)
+    flash("The card was removed.", "success")
+    return redirect(url_for("billing.cards_page"), code=303)
