@@ -71,8 +71,9 @@ def register_stripe(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .web import account, api, auth, orders, pay, shop, webhooks
-    for blueprint in (shop.bp, auth.bp, account.bp, orders.bp, pay.bp, api.bp, webhooks.bp):
+    from .web import account, admin, api, auth, orders, pay, shop, webhooks
+    for blueprint in (shop.bp, auth.bp, account.bp, orders.bp, pay.bp, api.bp, webhooks.bp,
+                      admin.bp):
         app.register_blueprint(blueprint)
     from .web import account_billing  # saved cards, subscriptions, invoices
     app.register_blueprint(account_billing.bp)

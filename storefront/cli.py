@@ -1,4 +1,4 @@
-"""flask commands: init-db, catalog sync, create-admin, seed-demo."""
+"""flask commands: init-db, catalog sync, create-admin, seed-demo, reconcile, replay-event."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -126,9 +126,46 @@ def register_webhook_command(url: str, secret_file: str | None) -> None:
         click.echo(f"STRIPE_WEBHOOK_SECRET={secret}")
 
 
+@click.command("reconcile")
+@click.option("--days", default=3, show_default=True, type=click.IntRange(1, 90),
+              help="How many days of Stripe objects to compare with our orders.")
+@with_appcontext
+def reconcile_command(days: int) -> None:
+    """Repair orders a lost webhook left behind (applies Stripe's state; prints changes)."""
+    from .services.reconcile import ReconcileError, reconcile
+    try:
+        report = reconcile(days)
+    except ReconcileError as err:
+        raise click.ClickException(str(err)) from err
+    for change in report.changes:
+        click.echo(f"  {change}")
+    for error in report.errors:
+        click.echo(f"  error: {error}", err=True)
+    click.echo(report.summary())
+
+
+@click.command("replay-event")
+@click.argument("event_id")
+@with_appcontext
+def replay_event_command(event_id: str) -> None:
+    """Run a stored Stripe event's handler again (EVENT_ID: evt_...)."""
+    from .models import StripeEvent
+    from .services.webhooks import process
+    row = db.session.scalar(db.select(StripeEvent).where(StripeEvent.stripe_id == event_id))
+    if row is None:
+        raise click.ClickException(f"No stored event {event_id}.")
+    outcome = process(row.id, source_prefix="replay")
+    if outcome.status != 200:
+        db.session.refresh(row)
+        raise click.ClickException(f"Replaying {event_id} failed: {row.error}")
+    click.echo(f"Replayed {event_id} ({row.type}).")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(stripe_cli)
     app.cli.add_command(init_db_command)
     app.cli.add_command(catalog_cli)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(seed_demo_command)
+    app.cli.add_command(reconcile_command)
+    app.cli.add_command(replay_event_command)

@@ -1,0 +1,118 @@
+"""Buyers for the admin: a searchable list, one buyer's story, manual points adjustments."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import aliased
+
+from ..extensions import db
+from ..models import Order, PointsEntry, User
+from . import points
+from .purchase import transaction
+
+PAGE_SIZE = 50
+MAX_ADJUSTMENT = 1_000_000
+
+
+class AdjustmentError(Exception):
+    """The adjustment cannot be recorded; the message is for the admin."""
+
+
+@dataclass
+class BuyersPage:
+    rows: list
+    next_before: int | None
+
+
+def buyers_page(q: str | None = None, before: int | None = None,
+                size: int = PAGE_SIZE) -> BuyersPage:
+    """Newest accounts first (keyset on id); each with balance and number of orders.
+    Two queries: the page of users, then the order counts for just those users."""
+    query = select(User.id, User.public_id, User.email, User.name, User.points_balance,
+                   User.is_admin, User.created_at, User.lifetime_since)
+    if q:
+        term = q.strip().lower()
+        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(or_(User.email.like(f"%{escaped}%", escape="\\"),
+                                func.lower(User.name).like(f"%{escaped}%", escape="\\")))
+    if before:
+        query = query.where(User.id < before)
+    rows = db.session.execute(query.order_by(User.id.desc()).limit(size + 1)).all()
+    more = len(rows) > size
+    rows = rows[:size]
+    counts = dict(db.session.execute(
+        select(Order.user_id, func.count(Order.id)).where(Order.user_id.in_([r.id for r in rows]))
+        .group_by(Order.user_id)).all()) if rows else {}
+    out = [{"row": r, "orders": counts.get(r.id, 0)} for r in rows]
+    return BuyersPage(out, rows[-1].id if more and rows else None)
+
+
+def buyer_by_public_id(public_id: str) -> User | None:
+    return db.session.scalar(select(User).where(User.public_id == public_id))
+
+
+def recent_orders(user_id: int, limit: int = 50) -> list[Order]:
+    return list(db.session.scalars(select(Order).where(Order.user_id == user_id)
+                                   .order_by(Order.created_at.desc(), Order.id.desc())
+                                   .limit(limit)))
+
+
+def ledger(user_id: int, *, limit: int = 100, before: int | None = None) -> list:
+    """Entries newest first, with the admin who made an adjustment and the order's public id."""
+    admin = aliased(User)
+    query = (select(PointsEntry, admin.name.label("admin_name"),
+                    admin.email.label("admin_email"), Order.public_id.label("order_public_id"))
+             .outerjoin(admin, admin.id == PointsEntry.created_by_id)
+             .outerjoin(Order, Order.id == PointsEntry.order_id)
+             .where(PointsEntry.user_id == user_id))
+    if before:
+        query = query.where(PointsEntry.id < before)
+    return db.session.execute(query.order_by(PointsEntry.id.desc()).limit(limit)).all()
+
+
+def subscription_of(user_id: int):
+    """The buyer's subscriptions if the subscriptions model (issue 6) exists, else None."""
+    try:
+        from ..models.subscription import Subscription  # type: ignore
+    except ImportError:
+        return None
+    column = getattr(Subscription, "user_id", None)
+    if column is None:
+        return None
+    try:
+        return list(db.session.scalars(select(Subscription).where(column == user_id)
+                                       .order_by(Subscription.id.desc()).limit(10)))
+    except Exception:  # noqa: BLE001 - a model still in the making must not break the page
+        db.session.rollback()
+        return None
+
+
+def parse_points(text: str | None) -> int:
+    raw = (text or "").strip().replace(",", "").replace(" ", "")
+    try:
+        value = int(raw)
+    except ValueError as err:
+        raise AdjustmentError("Points must be a whole number, e.g. 500 or -200.") from err
+    if value == 0:
+        raise AdjustmentError("An adjustment of zero points changes nothing.")
+    if abs(value) > MAX_ADJUSTMENT:
+        raise AdjustmentError(f"At most {MAX_ADJUSTMENT:,} points at a time.")
+    return value
+
+
+def adjust_points(user: User, *, amount_text: str | None, reason: str | None, nonce: str,
+                  admin: User) -> bool:
+    """Add (or take) points by hand. The reason is required and recorded with the admin; the
+    form's nonce makes the ledger key unique, so a double-submitted form records once.
+    Returns False if this form was already recorded."""
+    amount = parse_points(amount_text)
+    reason = (reason or "").strip()
+    if len(reason) < 3:
+        raise AdjustmentError("Say why (at least a few words): the buyer sees it in their "
+                              "points history.")
+    if not nonce or len(nonce) > 64:
+        raise AdjustmentError("The form is missing its token; reload the page and try again.")
+    with transaction():
+        return points.record(user.id, amount, key=f"adjust:{user.public_id}:{nonce}",
+                             reason="adjustment", note=reason[:500], created_by_id=admin.id)

@@ -1,0 +1,192 @@
+"""Refunds from the admin order page: validated, idempotent, confirmed by Stripe.
+
+1. The admin types an amount in major units (``12.50``); :func:`parse_amount` turns it into
+   integer minor units with :class:`~decimal.Decimal` (never a float).
+2. :func:`request_refund` takes the order's lock, checks the amount against what is left --
+   ``amount - amount_refunded`` minus refunds still in flight (asked of Stripe, not yet
+   confirmed by ``charge.refunded``) -- and writes a :class:`Refund` row whose unique
+   idempotency key derives from the order, the form's nonce and the amount. A double-submitted
+   form finds that row (or loses the insert race on the unique key) and refunds nothing more.
+3. Stripe is asked with that same key, so even two requests that both reach Stripe make one
+   refund. The order does not change here: it becomes ``partially_refunded`` / ``refunded``
+   (points clawed back in proportion, see :func:`fulfilment.apply_refund`) when Stripe confirms
+   with ``charge.refunded``, or when :func:`sync_order` fetches the charge.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import Order, User
+from ..models.base import utcnow
+from ..models.refund import LIVE, REASONS, Refund
+from ..stripe_gateway import GatewayError, StripeRequestInvalid, get_gateway, idempotency_key
+from ..web.helpers import ZERO_DECIMAL
+from . import fulfilment
+from .purchase import transaction
+
+log = logging.getLogger(__name__)
+
+#: orders Stripe can refund (a disputed charge cannot be refunded: Stripe refuses)
+REFUNDABLE = ("paid", "partially_refunded")
+
+
+class RefundError(Exception):
+    """The refund cannot go ahead; the message is for the admin."""
+
+
+@dataclass
+class RefundResult:
+    refund: Refund
+    duplicate: bool  # the same form was already submitted: nothing new was asked of Stripe
+
+
+def parse_amount(text: str | None, currency: str) -> int:
+    """``"12.50"`` (major units) -> ``1250`` minor units; refuses anything else."""
+    raw = (text or "").strip().replace(",", "")
+    if raw.startswith(("$", "€", "£")):
+        raw = raw[1:].strip()
+    try:
+        value = Decimal(raw)
+    except InvalidOperation as err:
+        raise RefundError("Type the amount as a number, e.g. 12.50.") from err
+    if not value.is_finite() or value <= 0:
+        raise RefundError("The amount must be more than zero.")
+    digits = 0 if currency.lower() in ZERO_DECIMAL else 2
+    minor = value.scaleb(digits)
+    if minor != minor.to_integral_value():
+        raise RefundError(f"{currency.upper()} amounts have at most {digits} decimal places.")
+    return int(minor)
+
+
+def in_flight(order: Order) -> int:
+    """Refunds we asked for that Stripe has not confirmed to us yet (approximation: our live
+    refunds beyond what the order records as refunded)."""
+    ours = db.session.scalar(select(func.coalesce(func.sum(Refund.amount), 0))
+                             .where(Refund.order_id == order.id, Refund.status.in_(LIVE))) or 0
+    return max(0, ours - order.amount_refunded)
+
+
+def refundable_amount(order: Order) -> int:
+    if order.status not in REFUNDABLE or not order.stripe_payment_intent_id:
+        return 0
+    return max(0, order.amount - order.amount_refunded - in_flight(order))
+
+
+def request_refund(order_id: int, *, amount_text: str | None, reason: str | None, nonce: str,
+                   admin: User, note: str | None = None) -> RefundResult:
+    if not nonce or len(nonce) > 64:
+        raise RefundError("The form is missing its token; reload the page and try again.")
+    if reason and reason not in REASONS:
+        raise RefundError("Choose one of Stripe's refund reasons.")
+    with transaction():
+        order = fulfilment.lock_order(order_id)
+        amount = parse_amount(amount_text, order.currency)
+        key = idempotency_key("refund", order.public_id, nonce, amount)
+        existing = db.session.scalar(select(Refund).where(Refund.idempotency_key == key))
+        if existing is None:
+            if order.status not in REFUNDABLE or not order.stripe_payment_intent_id:
+                raise RefundError(f"A {order.status.replace('_', ' ')} order cannot be refunded.")
+            left = max(0, order.amount - order.amount_refunded - in_flight(order))
+            if amount > left:
+                raise RefundError(f"At most {_fmt(left, order.currency)} can be refunded "
+                                  "(refunds already made or in flight are taken off).")
+            existing = Refund(order_id=order.id, amount=amount, currency=order.currency,
+                              reason=reason or None, note=(note or "").strip()[:500] or None,
+                              status="requested", idempotency_key=key, created_by_id=admin.id)
+            db.session.add(existing)
+            try:
+                db.session.flush()
+            except IntegrityError:  # the same form, submitted at the same moment
+                db.session.rollback()
+                return RefundResult(db.session.scalar(
+                    select(Refund).where(Refund.idempotency_key == key)), duplicate=True)
+            duplicate = False
+        else:
+            duplicate = True
+        refund_id = existing.id
+    refund = db.session.get(Refund, refund_id)
+    if duplicate and refund.stripe_refund_id:
+        return RefundResult(refund, duplicate=True)
+    _ask_stripe(refund)
+    return RefundResult(db.session.get(Refund, refund_id), duplicate=duplicate)
+
+
+def _ask_stripe(refund: Refund) -> None:
+    order = refund.order
+    try:
+        answer = get_gateway().create_refund(
+            payment_intent=order.stripe_payment_intent_id, amount=refund.amount,
+            reason=refund.reason, idempotency_key=refund.idempotency_key,
+            metadata={"order_id": order.public_id, "refund_row": str(refund.id)})
+    except StripeRequestInvalid as err:  # Stripe said no: nothing was refunded
+        with transaction():
+            row = db.session.get(Refund, refund.id)
+            row.status, row.error = "failed", (err.detail or err.user_message)[:2000]
+        raise RefundError(f"Stripe refused the refund: {err.detail or err.user_message}") from err
+    except GatewayError as err:  # no answer: it may or may not exist; the same key is safe
+        with transaction():
+            row = db.session.get(Refund, refund.id)
+            row.error = f"{err.code}: no answer from Stripe yet"
+        raise RefundError("Stripe did not answer. The refund is kept as requested; submitting "
+                          "the same form again, or “Sync with Stripe”, is safe.") from err
+    with transaction():
+        row = db.session.get(Refund, refund.id)
+        row.stripe_refund_id = answer["id"]
+        row.status = answer.get("status") or "pending"
+        row.error = None
+
+
+def sync_order(order_id: int) -> Order:
+    """Ask Stripe about an order now: its PaymentIntent (or Checkout Session), its charge
+    (refunds), and our refund rows -- each applied through :mod:`.fulfilment`."""
+    gateway = get_gateway()
+    order = db.session.get(Order, order_id)
+    if order.stripe_payment_intent_id:
+        pi = gateway.retrieve_payment_intent(order.stripe_payment_intent_id)
+        with transaction():
+            fulfilment.apply_payment_intent(pi, source="sync")
+    elif order.stripe_checkout_session_id:
+        session = gateway.retrieve_checkout_session(order.stripe_checkout_session_id)
+        with transaction():
+            fulfilment.apply_checkout_session(session, source="sync")
+    order = db.session.get(Order, order_id, populate_existing=True)
+    if order.stripe_charge_id:
+        charge = gateway.retrieve_charge(order.stripe_charge_id)
+        with transaction():
+            if charge.get("amount_refunded"):
+                fulfilment.apply_refund(charge, source="sync")
+        sync_refund_rows(order, list(gateway.list_refunds(charge=order.stripe_charge_id)))
+    return db.session.get(Order, order_id, populate_existing=True)
+
+
+def sync_refund_rows(order: Order, stripe_refunds: list[dict]) -> None:
+    """Bring our refund rows in line with Stripe's refunds for the order's charge."""
+    by_row = {(r.get("metadata") or {}).get("refund_row"): r for r in stripe_refunds}
+    by_id = {r["id"]: r for r in stripe_refunds}
+    with transaction():
+        for row in db.session.scalars(select(Refund).where(Refund.order_id == order.id)):
+            found = by_id.get(row.stripe_refund_id) or by_row.get(str(row.id))
+            if found is not None:
+                row.stripe_refund_id = found["id"]
+                row.status = found.get("status") or row.status
+                row.error = found.get("failure_reason") or None
+            elif row.status == "requested" and row.created_at < utcnow() - timedelta(minutes=1):
+                row.status = "failed"  # Stripe never made it: no longer in flight
+                row.error = "Stripe has no such refund"
+
+
+def for_order(order_id: int) -> list[Refund]:
+    return list(db.session.scalars(select(Refund).where(Refund.order_id == order_id)
+                                   .order_by(Refund.id)))
+
+
+def _fmt(amount: int, currency: str) -> str:
+    from ..web.helpers import format_money
+    return format_money(amount, currency)

@@ -1,0 +1,248 @@
+"""The admin area (``/admin``): dashboard, purchases, orders and refunds, buyers and points,
+Stripe events and replay, reconciliation. Admins only: anonymous visitors are sent to the log-in
+page, everyone else gets 403 -- for every route of this blueprint, checked before any view runs.
+Every POST carries the CSRF token (the app-wide ``CSRFProtect``)."""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+
+from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template,
+                   request, stream_with_context, url_for)
+from flask_login import current_user
+from sqlalchemy import or_, select
+
+from ..extensions import db, login_manager
+from ..models import Order, OrderTransition, PointsEntry, StripeEvent
+from ..models.order import METHODS, STATUSES
+from ..models.refund import REASONS
+from ..services import admin_reports, buyers, reconcile, refunds, webhooks
+from ..stripe_gateway import GatewayError, get_gateway
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+EVENT_SOURCE = re.compile(r"^(?:event|replay):(evt_[A-Za-z0-9_]+)$")
+EVENTS_PAGE = 50
+
+
+@bp.before_request
+def admins_only():
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if not current_user.is_admin:
+        abort(403)
+    return None
+
+
+@bp.after_request
+def no_store(response):
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@bp.context_processor
+def helpers():
+    gateway = get_gateway()
+    return {"nonce": lambda: secrets.token_urlsafe(12), "dashboard_url": gateway.dashboard_url,
+            "stripe_mode": current_app.config["STRIPE_MODE"]}
+
+
+# --- dashboard ------------------------------------------------------------------------------------
+
+@bp.get("/")
+def dashboard():
+    return render_template("admin/dashboard.html", d=admin_reports.dashboard())
+
+
+# --- purchases ------------------------------------------------------------------------------------
+
+@bp.get("/purchases")
+def purchases():
+    filters = admin_reports.PurchaseFilters.from_args(request.args)
+    for error in filters.errors:
+        flash(error, "warning")
+    page = admin_reports.purchases_page(filters, request.args.get("after"))
+    totals = admin_reports.purchases_totals(filters)
+    return render_template("admin/purchases.html", f=filters, page=page, totals=totals,
+                           products=admin_reports.product_choices(), statuses=STATUSES,
+                           methods=METHODS)
+
+
+@bp.get("/purchases.csv")
+def purchases_csv():
+    filters = admin_reports.PurchaseFilters.from_args(request.args)
+    return Response(stream_with_context(admin_reports.purchases_csv(filters)),
+                    mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="purchases.csv"'})
+
+
+# --- one order ------------------------------------------------------------------------------------
+
+def _order(public_id: str) -> Order:
+    order = db.session.scalar(select(Order).where(Order.public_id == public_id))
+    if order is None:
+        abort(404)
+    return order
+
+
+@bp.get("/orders/<public_id>")
+def order(public_id: str):
+    order = _order(public_id)
+    transitions = db.session.scalars(select(OrderTransition)
+                                     .where(OrderTransition.order_id == order.id)
+                                     .order_by(OrderTransition.id)).all()
+    event_ids = {m.group(1) for t in transitions if (m := EVENT_SOURCE.match(t.source))}
+    stripe_ids = [i for i in (order.stripe_payment_intent_id, order.stripe_checkout_session_id,
+                              order.stripe_charge_id, order.stripe_invoice_id) if i]
+    events = db.session.scalars(
+        select(StripeEvent).where(or_(StripeEvent.object_id.in_(stripe_ids),
+                                      StripeEvent.stripe_id.in_(event_ids)))
+        .order_by(StripeEvent.created, StripeEvent.id)).all() if stripe_ids or event_ids else []
+    event_rows = {e.stripe_id: e.id for e in events}
+    entries = db.session.scalars(select(PointsEntry).where(PointsEntry.order_id == order.id)
+                                 .order_by(PointsEntry.id)).all()
+    return render_template(
+        "admin/order.html", order=order, transitions=transitions, events=events,
+        event_rows=event_rows, event_source=EVENT_SOURCE, entries=entries,
+        refunds=refunds.for_order(order.id), refundable=refunds.refundable_amount(order),
+        in_flight=refunds.in_flight(order), reasons=REASONS,
+        amount_default=admin_reports.major(refunds.refundable_amount(order), order.currency))
+
+
+@bp.post("/orders/<public_id>/refund")
+def refund(public_id: str):
+    order = _order(public_id)
+    try:
+        result = refunds.request_refund(
+            order.id, amount_text=request.form.get("amount"), reason=request.form.get("reason"),
+            nonce=request.form.get("nonce", ""), admin=current_user, note=request.form.get("note"))
+    except refunds.RefundError as err:
+        flash(str(err), "error")
+    else:
+        if result.duplicate:
+            flash("That refund was already submitted; nothing more was refunded.", "info")
+        else:
+            flash("Refund sent to Stripe. The order changes when Stripe confirms it.", "success")
+    return redirect(url_for("admin.order", public_id=public_id))
+
+
+@bp.post("/orders/<public_id>/sync")
+def sync(public_id: str):
+    order = _order(public_id)
+    before = order.status
+    try:
+        order = refunds.sync_order(order.id)
+    except GatewayError as err:
+        flash(f"Stripe could not be asked: {err.user_message}", "error")
+    else:
+        flash(f"Synced with Stripe: {before.replace('_', ' ')} → "
+              f"{order.status.replace('_', ' ')}." if before != order.status
+              else "Synced with Stripe: nothing changed.", "success")
+    return redirect(url_for("admin.order", public_id=public_id))
+
+
+# --- buyers ---------------------------------------------------------------------------------------
+
+@bp.get("/buyers")
+def buyers_index():
+    q = (request.args.get("q") or "").strip()[:254]
+    page = buyers.buyers_page(q or None, request.args.get("before", type=int))
+    return render_template("admin/buyers.html", q=q, page=page)
+
+
+@bp.get("/buyers/<public_id>")
+def buyer(public_id: str):
+    user = buyers.buyer_by_public_id(public_id) or abort(404)
+    return render_template("admin/buyer.html", user=user,
+                           orders=buyers.recent_orders(user.id),
+                           ledger=buyers.ledger(user.id, before=request.args.get("before", type=int)),
+                           subscriptions=buyers.subscription_of(user.id))
+
+
+@bp.post("/buyers/<public_id>/points")
+def adjust_points(public_id: str):
+    user = buyers.buyer_by_public_id(public_id) or abort(404)
+    try:
+        recorded = buyers.adjust_points(user, amount_text=request.form.get("points"),
+                                        reason=request.form.get("reason"),
+                                        nonce=request.form.get("nonce", ""), admin=current_user)
+    except buyers.AdjustmentError as err:
+        flash(str(err), "error")
+    else:
+        flash("Points adjusted." if recorded else
+              "That adjustment was already recorded; nothing changed.",
+              "success" if recorded else "info")
+    return redirect(url_for("admin.buyer", public_id=public_id))
+
+
+# --- Stripe events --------------------------------------------------------------------------------
+
+@bp.get("/events")
+def events():
+    kind = (request.args.get("type") or "").strip()[:100]
+    q = (request.args.get("q") or "").strip()[:255]
+    problem = request.args.get("problem") == "1"
+    before = request.args.get("before", type=int)
+    query = select(StripeEvent.id, StripeEvent.stripe_id, StripeEvent.type,
+                   StripeEvent.object_id, StripeEvent.received_at, StripeEvent.processed_at,
+                   StripeEvent.error, StripeEvent.attempts)
+    if kind:
+        query = query.where(StripeEvent.type == kind)
+    if q:
+        query = query.where(or_(StripeEvent.stripe_id == q, StripeEvent.object_id == q))
+    if problem:
+        query = query.where(or_(StripeEvent.processed_at.is_(None), StripeEvent.error.is_not(None)))
+    if before:
+        query = query.where(StripeEvent.id < before)
+    rows = db.session.execute(query.order_by(StripeEvent.id.desc()).limit(EVENTS_PAGE + 1)).all()
+    more = len(rows) > EVENTS_PAGE
+    rows = rows[:EVENTS_PAGE]
+    return render_template("admin/events.html", rows=rows, kind=kind, q=q, problem=problem,
+                           next_before=rows[-1].id if more else None,
+                           handled=webhooks.ENABLED_EVENTS)
+
+
+@bp.get("/events/<int:event_id>")
+def event(event_id: int):
+    row = db.session.get(StripeEvent, event_id) or abort(404)
+    try:
+        pretty = json.dumps(json.loads(row.payload), indent=2, sort_keys=True)
+    except ValueError:
+        pretty = row.payload
+    orders = db.session.scalars(select(Order).where(or_(
+        Order.stripe_payment_intent_id == row.object_id,
+        Order.stripe_checkout_session_id == row.object_id,
+        Order.stripe_charge_id == row.object_id,
+        Order.stripe_invoice_id == row.object_id)).limit(5)).all() if row.object_id else []
+    return render_template("admin/event.html", row=row, pretty=pretty, orders=orders)
+
+
+@bp.post("/events/<int:event_id>/replay")
+def replay(event_id: int):
+    row = db.session.get(StripeEvent, event_id) or abort(404)
+    outcome = webhooks.process(row.id, source_prefix="replay")
+    if outcome.status == 200:
+        flash(f"Replayed {row.stripe_id}: the handler ran again.", "success")
+    else:
+        flash(f"Replaying {row.stripe_id} failed; the error is recorded below.", "error")
+    return redirect(url_for("admin.event", event_id=event_id))
+
+
+# --- reconciliation -------------------------------------------------------------------------------
+
+@bp.get("/reconcile")
+def reconcile_form():
+    return render_template("admin/reconcile.html", report=None, days=3)
+
+
+@bp.post("/reconcile")
+def reconcile_run():
+    days = request.form.get("days", type=int) or 3
+    try:
+        report = reconcile.reconcile(days)
+    except reconcile.ReconcileError as err:
+        flash(str(err), "error")
+        return render_template("admin/reconcile.html", report=None, days=days), 400
+    return render_template("admin/reconcile.html", report=report, days=days)
+
