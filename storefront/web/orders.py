@@ -4,9 +4,10 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
-from ..models import Order
+from ..models import Order, User
 from ..services import purchase
 from .helpers import format_money
 
@@ -33,6 +34,24 @@ def own_order(public_id: str) -> Order:
     order = db.session.scalar(select(Order).where(Order.public_id == public_id))
     if order is None or (order.user_id != current_user.id and not current_user.is_admin):
         abort(404)
+    return order
+
+
+def own_order_with_balance(public_id: str) -> Order:
+    """:func:`own_order`, reading the owner's points balance in the same statement.
+
+    The logged-in user's row is read first (by Flask-Login), the order afterwards; a webhook
+    committing in between would give a page saying "paid" with the balance from before the
+    payment -- and the status page stops polling once paid. Reading both at once keeps the
+    header's balance at least as new as the order's state (still one indexed read)."""
+    row = db.session.execute(
+        select(Order, User.points_balance).join(User, User.id == Order.user_id)
+        .where(Order.public_id == public_id)).first()
+    if row is None or (row[0].user_id != current_user.id and not current_user.is_admin):
+        abort(404)
+    order, balance = row
+    if order.user_id == current_user.id:
+        set_committed_value(current_user._get_current_object(), "points_balance", balance)
     return order
 
 
@@ -84,7 +103,7 @@ def index():
 @bp.get("/<public_id>")
 @login_required
 def show(public_id: str):
-    order = purchase.sync_if_due(own_order(public_id))
+    order = purchase.sync_if_due(own_order_with_balance(public_id))
     return render_template("orders/show.html", order=order, status=status_payload(order))
 
 
@@ -92,8 +111,11 @@ def show(public_id: str):
 @login_required
 def status(public_id: str):
     """One indexed read; asks Stripe only when the order is unsettled and a sync is due."""
-    order = purchase.sync_if_due(own_order(public_id))
-    return jsonify(status_payload(order))
+    order = purchase.sync_if_due(own_order_with_balance(public_id))
+    payload = status_payload(order)
+    # for the header's balance chip (the viewer's own; no extra query unless a sync committed)
+    payload["points_balance"] = current_user.points_balance
+    return jsonify(payload)
 
 
 @bp.get("/<public_id>/canceled")
