@@ -11,7 +11,15 @@
   var payLink = root.querySelector('[data-pay-link]');
   var delay = 2000, maxDelay = 10000, giveUpAfter = 3 * 60 * 1000, started = Date.now();
 
+  function renderBalance(balance) {
+    // the header's "1,234 pts" chip: its last text node follows a visually-hidden label
+    var chip = document.querySelector('.points-chip');
+    if (typeof balance !== 'number' || !chip || !chip.lastChild) { return; }
+    chip.lastChild.nodeValue = balance.toLocaleString('en-US') + ' pts';
+  }
+
   function render(state) {
+    renderBalance(state.points_balance);
     badge.textContent = state.status.replace(/_/g, ' ');
     badge.className = 'status status-' + state.order_status;
     message.textContent = state.message;
