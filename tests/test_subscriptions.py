@@ -66,6 +66,13 @@ def invoice_orders(app) -> list[Order]:
         return rows
 
 
+def catch_up(client):
+    """The billing page, with its Stripe sync due now (it runs at most every few seconds)."""
+    from storefront.services import subscriptions
+    subscriptions._synced.clear()
+    return client.get("/account/billing").get_data(as_text=True)
+
+
 def subscribe(client, lookup_key="starter_monthly", **form) -> str:
     """Start a plan on our page; returns the first invoice's order public id."""
     form.setdefault("attempt", "a1")
@@ -151,3 +158,325 @@ def test_saved_3ds_card_needs_authentication_for_the_first_invoice(app, buyer, s
         db.session.commit()
     assert buyer.get(f"/orders/{order_id}/status").get_json()["order_status"] == "paid"
     assert sub_row(app).status == "active" and balance(app) == 500
+
+
+# --- renewals through the sandbox clock ---------------------------------------------------------
+
+def test_three_renewals_credit_exactly_three_more_months(app, buyer, sandbox, webhooks):
+    subscribed(app, buyer, sandbox)
+    flush(sandbox)
+    for _ in range(3):
+        advance(sandbox)
+        flush(sandbox)
+    orders = invoice_orders(app)
+    assert len(orders) == 4 and all(o.status == "paid" for o in orders)
+    assert [o.amount for o in orders] == [500] * 4
+    assert len({o.stripe_invoice_id for o in orders}) == 4
+    keys = [key for key, _ in ledger(app)]
+    assert keys == [f"invoice:{o.stripe_invoice_id}" for o in orders]
+    assert balance(app) == 4 * 500
+    # the account page's own sync (a lost webhook's safety net) credits nothing more
+    buyer.get("/account/billing")
+    assert balance(app) == 2000 and len(ledger(app)) == 4
+    row = sub_row(app)
+    sub = stripe_sub(sandbox, app)
+    assert row.status == "active"
+    assert int(row.current_period_end.timestamp()) == sub.items.data[0].current_period_end
+    assert row.latest_invoice_id == orders[-1].stripe_invoice_id
+
+
+def test_renewals_without_webhooks_are_credited_by_the_account_page(app, buyer, sandbox):
+    subscribed(app, buyer, sandbox)
+    advance(sandbox)
+    page = catch_up(buyer)
+    assert balance(app) == 1000 and len(invoice_orders(app)) == 2
+    assert page.count("View invoice") == 2
+
+
+def test_failed_renewal_goes_past_due_then_another_card_pays_it_once(app, buyer, sandbox, webhooks):
+    subscribed(app, buyer, sandbox)
+    failing = save_card(app, sandbox, "pm_card_chargeCustomerFail")
+    assert buyer.post(f"/account/cards/{failing.id}/default").status_code == 303
+    assert stripe_sub(sandbox, app).default_payment_method == failing.id
+    flush(sandbox)
+    advance(sandbox)
+    flush(sandbox)
+    assert stripe_sub(sandbox, app).status == "past_due"
+    assert sub_row(app).status == "past_due"
+    assert balance(app) == 500
+    page = buyer.get("/").get_data(as_text=True)
+    assert "renewal payment failed" in page
+    row = sub_row(app)
+    response = buyer.post(f"/account/subscription/{row.public_id}/pay")
+    assert response.status_code == 303
+    order_id = re.fullmatch(r"/orders/(ord_[\w-]+)/pay", response.headers["Location"]).group(1)
+    good = save_card(app, sandbox, "pm_card_mastercard")
+    reply = pay_saved(buyer, order_id, good.id).get_json()
+    assert reply["order_status"] == "paid", reply
+    flush(sandbox)
+    assert stripe_sub(sandbox, app).status == "active"
+    assert sub_row(app).status == "active"
+    assert balance(app) == 1000 and len(ledger(app)) == 2
+    assert "renewal payment failed" not in buyer.get("/").get_data(as_text=True)
+    orders = invoice_orders(app)
+    assert [o.status for o in orders] == ["paid", "paid"] and orders[1].public_id == order_id
+
+
+def test_failed_renewal_paid_after_3ds_authentication(app, buyer, sandbox):
+    subscribed(app, buyer, sandbox)
+    failing = save_card(app, sandbox, "pm_card_chargeCustomerFail")
+    buyer.post(f"/account/cards/{failing.id}/default")
+    advance(sandbox)
+    catch_up(buyer)  # no webhooks: the account page catches up
+    row = sub_row(app)
+    assert row.status == "past_due"
+    location = buyer.post(f"/account/subscription/{row.public_id}/pay").headers["Location"]
+    order_id = location.split("/")[2]
+    card = save_card(app, sandbox, "pm_card_authenticationRequired")
+    reply = pay_saved(buyer, order_id, card.id).get_json()
+    assert reply["order_status"] == "requires_action"
+    pi = invoice_orders(app)[1].stripe_payment_intent_id
+    sandbox.control("POST", f"/_sandbox/authenticate/{pi}", {"outcome": "complete"})
+    with app.app_context():
+        db.session.execute(db.update(Order).values(synced_at=None))
+        db.session.commit()
+    assert buyer.get(f"/orders/{order_id}/status").get_json()["order_status"] == "paid"
+    assert sub_row(app).status == "active" and balance(app) == 1000
+
+
+# --- change plan, cancel, resume -------------------------------------------------------------------
+
+def test_change_plan_shows_the_proration_then_applies_it_to_the_next_invoice(app, buyer, sandbox, webhooks):
+    subscribed(app, buyer, sandbox)
+    advance(sandbox, 15 * 86400)
+    row = sub_row(app)
+    page = buyer.get(f"/account/subscription/{row.public_id}/change/advanced_monthly")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Unused time" in html and "Remaining time" in html
+    due = int(re.search(r'data-amount-due>\$([\d.]+)<', html).group(1).replace(".", ""))
+    assert 1500 < due < 2500  # next month + about half a month's difference
+    proration_date = re.search(r'name="proration_date" value="(\d+)"', html).group(1)
+    response = buyer.post(f"/account/subscription/{row.public_id}/change",
+                          data={"plan": "advanced_monthly", "attempt": "c1",
+                                "proration_date": proration_date})
+    assert response.status_code == 303
+    sub = stripe_sub(sandbox, app)
+    assert sub.items.data[0].price.lookup_key == "advanced_monthly"
+    assert sub_row(app).price.lookup_key if False else True
+    with app.app_context():
+        row = db.session.scalar(select(Subscription))
+        assert row.price.lookup_key == "advanced_monthly"
+    advance(sandbox, 20 * 86400)
+    flush(sandbox)
+    renewal = invoice_orders(app)[-1]
+    assert renewal.amount == due and renewal.points == 2000 and renewal.lookup_key == "advanced_monthly"
+    assert balance(app) == 500 + 2000
+
+
+def test_cancel_at_period_end_then_resume_then_cancel_ends_it(app, buyer, sandbox, webhooks):
+    subscribed(app, buyer, sandbox)
+    row = sub_row(app)
+    assert buyer.post(f"/account/subscription/{row.public_id}/cancel").status_code == 303
+    assert stripe_sub(sandbox, app).cancel_at_period_end is True
+    assert sub_row(app).cancel_at_period_end is True
+    assert "Resume subscription" in buyer.get("/account/billing").get_data(as_text=True)
+    assert buyer.post(f"/account/subscription/{row.public_id}/resume").status_code == 303
+    assert stripe_sub(sandbox, app).cancel_at_period_end is False
+    assert sub_row(app).cancel_at_period_end is False
+    buyer.post(f"/account/subscription/{row.public_id}/cancel", data={"attempt": "again"})
+    advance(sandbox)
+    flush(sandbox)
+    assert stripe_sub(sandbox, app).status == "canceled"
+    assert sub_row(app).status == "canceled" and sub_row(app).ended_at is not None
+    assert balance(app) == 500  # no renewal
+    assert "Subscribe to Starter Plan" in buyer.get("/account/billing").get_data(as_text=True)
+
+
+def test_only_admins_cancel_immediately(app, client, auth, catalog, sandbox):
+    auth.signup(email="buyer@example.com")
+    subscribed(app, client, sandbox)
+    row = sub_row(app)
+    assert client.post(f"/account/subscription/{row.public_id}/cancel-now").status_code == 404
+    assert stripe_sub(sandbox, app).status == "active"
+    auth.logout()
+    with app.app_context():
+        from storefront.services.accounts import create_or_promote_admin
+        create_or_promote_admin("admin@example.com", "admin-pass-2024-long", "Ada")
+    auth.login(email="admin@example.com", password="admin-pass-2024-long")
+    response = client.post(f"/account/subscription/{row.public_id}/cancel-now")
+    assert response.status_code == 303
+    assert stripe_sub(sandbox, app).status == "canceled"
+    assert sub_row(app).status == "canceled"
+
+
+# --- Checkout -----------------------------------------------------------------------------------------
+
+def test_subscribe_through_checkout(app, buyer, sandbox, webhooks):
+    response = buyer.post("/account/subscribe/professional_monthly", data={"method": "checkout"})
+    assert response.status_code == 303
+    order = invoice_orders(app)[0]
+    assert response.headers["Location"] == f"{sandbox.url}/c/pay/{order.stripe_checkout_session_id}"
+    session = sandbox.stripe.v1.checkout.sessions.retrieve(order.stripe_checkout_session_id)
+    assert session.mode == "subscription" and session.client_reference_id == order.public_id
+    sandbox.control("POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay",
+                    {"payment_method": "pm_card_visa"})
+    page = buyer.get(f"/orders/{order.public_id}?session_id={session.id}").get_data(as_text=True)
+    assert "Payment of $99.00 received" in page
+    flush(sandbox)
+    orders = invoice_orders(app)
+    assert len(orders) == 1 and orders[0].status == "paid" and orders[0].stripe_invoice_id
+    assert sub_row(app).status == "active" and sub_row(app).price_id is not None
+    assert ledger(app) == [(f"invoice:{orders[0].stripe_invoice_id}", 15000)]
+
+
+# --- Lifetime ---------------------------------------------------------------------------------------
+
+def test_lifetime_while_subscribed_ends_the_subscription_at_period_end(app, buyer, sandbox):
+    subscribed(app, buyer, sandbox)
+    card = save_card(app, sandbox, "pm_card_mastercard")
+    assert buyer.post("/buy/lifetime").status_code == 303
+    with app.app_context():
+        order = db.session.scalar(select(Order).where(Order.lookup_key == "lifetime"))
+    reply = pay_saved(buyer, order.public_id, card.id).get_json()
+    assert reply["order_status"] == "paid"
+    assert stripe_sub(sandbox, app).cancel_at_period_end is True
+    assert sub_row(app).cancel_at_period_end is True
+    page = buyer.get("/account/billing").get_data(as_text=True)
+    assert "data-ends" in page and "Resume subscription" not in page
+    row = sub_row(app)
+    refused = buyer.post(f"/account/subscription/{row.public_id}/resume",
+                         headers={"Accept": "application/json"})
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "already_owned"
+    assert stripe_sub(sandbox, app).cancel_at_period_end is True
+    advance(sandbox)
+    catch_up(buyer)
+    assert sub_row(app).status == "canceled"
+    page = buyer.get("/account/billing").get_data(as_text=True)
+    assert "You own the <strong>Lifetime</strong> plan" in page and "Subscribe to" not in page
+    refused = buyer.post("/account/subscribe/starter_monthly", headers={"Accept": "application/json"})
+    assert refused.status_code == 409
+    assert len(sandbox.stripe.v1.subscriptions.list(params={"status": "all"}).data) == 1
+
+
+def test_one_live_subscription_per_buyer(app, buyer, sandbox):
+    subscribed(app, buyer, sandbox)
+    response = buyer.post("/account/subscribe/advanced_monthly", data={"attempt": "x"},
+                          headers={"Accept": "application/json"})
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "already_subscribed"
+    assert len(sandbox.stripe.v1.subscriptions.list(params={"status": "all"}).data) == 1
+
+
+def test_an_unpaid_start_is_replaced_by_another_plan(app, buyer, sandbox):
+    subscribe(buyer, "starter_monthly")
+    first = sub_row(app)
+    subscribe(buyer, "advanced_monthly", attempt="a2")
+    subs = sandbox.stripe.v1.subscriptions.list(params={"status": "all"}).data
+    assert sorted(s.status for s in subs) == ["canceled", "incomplete"]
+    assert sandbox.stripe.v1.subscriptions.retrieve(first.stripe_subscription_id).status == "canceled"
+
+
+# --- duplicates, out of order, races ----------------------------------------------------------------
+
+def test_duplicate_events_credit_once(app, buyer, sandbox, webhooks):
+    sandbox.control("POST", "/_sandbox/webhooks/faults", {"duplicate": True})
+    subscribed(app, buyer, sandbox)
+    advance(sandbox)
+    flush(sandbox)
+    assert balance(app) == 1000 and len(ledger(app)) == 2
+    assert len(invoice_orders(app)) == 2
+    assert sub_row(app).status == "active"
+
+
+def test_out_of_order_subscription_events_leave_the_final_state(app, buyer, sandbox, webhooks):
+    sandbox.control("POST", "/_sandbox/webhooks/faults", {"hold": True})
+    subscribed(app, buyer, sandbox)
+    row = sub_row(app)
+    buyer.post(f"/account/subscription/{row.public_id}/cancel", data={"attempt": "1"})
+    buyer.post(f"/account/subscription/{row.public_id}/resume", data={"attempt": "2"})
+    buyer.post(f"/account/subscription/{row.public_id}/cancel", data={"attempt": "3"})
+    # our row is already right (each action applied Stripe's answer); make it wrong on purpose
+    with app.app_context():
+        db.session.execute(db.update(Subscription).values(cancel_at_period_end=False,
+                                                          status="incomplete", fetched_at=None))
+        db.session.commit()
+    sandbox.control("DELETE", "/_sandbox/webhooks/faults")
+    released = sandbox.control("POST", "/_sandbox/webhooks/release", {"newest_first": True})
+    assert released["released"] >= 5
+    flush(sandbox)
+    row = sub_row(app)
+    assert (row.status, row.cancel_at_period_end) == ("active", True)
+    assert balance(app) == 500 and len(ledger(app)) == 1
+
+
+def test_a_stale_fetch_never_overwrites_a_newer_one(app, buyer, sandbox):
+    subscribed(app, buyer, sandbox)
+    sub = stripe_sub(sandbox, app).to_dict()
+    from datetime import timedelta
+    with app.app_context():
+        row = db.session.scalar(select(Subscription))
+        newer = row.fetched_at
+        stale = dict(sub, status="past_due")
+        fulfilment.apply_subscription(stale, source="test", fetched_at=newer - timedelta(seconds=1))
+        db.session.commit()
+        assert db.session.scalar(select(Subscription.status)) == "active"
+
+
+def test_webhook_and_sync_racing_on_one_renewal_credit_once(app, buyer, sandbox):
+    subscribed(app, buyer, sandbox)
+    advance(sandbox)
+    invoice_id = stripe_sub(sandbox, app).latest_invoice
+    from storefront.services import subscriptions
+    errors = []
+
+    def apply():
+        try:
+            with app.app_context():
+                invoice = sandbox.stripe.v1.invoices.retrieve(
+                    invoice_id, params={"expand": ["payments"]}).to_dict()
+                subscriptions.apply_paid_invoice(invoice, source="race")
+                db.session.remove()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=apply) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert balance(app) == 1000 and len(invoice_orders(app)) == 2
+    assert ledger(app)[-1] == (f"invoice:{invoice_id}", 500)
+
+
+# --- ownership ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("action", ["cancel", "resume", "pay", "change", "change/advanced_monthly",
+                                    "cancel-now"])
+def test_a_buyer_cannot_act_on_another_buyers_subscription(app, client, auth, catalog, sandbox, action):
+    auth.signup(email="victim@example.com")
+    subscribed_victim = save_card(app, sandbox, email="victim@example.com")
+    order_id = subscribe(client)
+    pay_saved(client, order_id, subscribed_victim.id)
+    victim = sub_row(app, "victim@example.com")
+    auth.logout()
+    auth.signup(email="thief@example.com")
+    path = f"/account/subscription/{victim.public_id}/{action}"
+    response = client.get(path) if action.startswith("change/") else \
+        client.post(path, data={"plan": "advanced_monthly", "attempt": "t"})
+    assert response.status_code == 404
+    sub = sandbox.stripe.v1.subscriptions.retrieve(victim.stripe_subscription_id)
+    assert sub.status == "active" and sub.cancel_at_period_end is False
+    assert sub.items.data[0].price.lookup_key == "starter_monthly"
+
+
+def test_cannot_pay_a_subscription_invoice_with_another_buyers_card(app, client, auth, catalog, sandbox):
+    auth.signup(email="victim@example.com")
+    victim_card = save_card(app, sandbox, email="victim@example.com")
+    auth.logout()
+    auth.signup(email="thief@example.com")
+    order_id = subscribe(client)
+    response = pay_saved(client, order_id, victim_card.id)
+    assert response.status_code == 404
+    assert sub_row(app, "thief@example.com").status == "incomplete"

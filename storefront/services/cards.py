@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 30.0
 
-_cache: dict[int, tuple[float, list["Card"]]] = {}
+_cache: dict[str, tuple[float, list["Card"]]] = {}  # by Stripe customer id
 _cache_lock = threading.Lock()
 
 
@@ -76,9 +76,9 @@ def _card(pm: dict, default_id: str | None) -> Card:
                 is_default=pm["id"] == default_id)
 
 
-def invalidate(user_id: int) -> None:
+def invalidate(user: User) -> None:
     with _cache_lock:
-        _cache.pop(user_id, None)
+        _cache.pop(user.stripe_customer_id or "", None)
 
 
 def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
@@ -88,7 +88,7 @@ def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
     now = time.monotonic()
     if not fresh:
         with _cache_lock:
-            hit = _cache.get(user.id)
+            hit = _cache.get(user.stripe_customer_id)
         if hit and hit[0] > now:
             return hit[1]
     gateway = get_gateway()
@@ -101,7 +101,7 @@ def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
     default_id = default_id.get("id") if isinstance(default_id, dict) else default_id
     cards = sorted((_card(pm, default_id) for pm in methods), key=lambda c: not c.is_default)
     with _cache_lock:
-        _cache[user.id] = (now + CACHE_SECONDS, cards)
+        _cache[user.stripe_customer_id] = (now + CACHE_SECONDS, cards)
     return cards
 
 
@@ -152,7 +152,7 @@ def finish_setup(user: User, setup_intent_id: str) -> tuple[str, Card | None]:
     customer = customer.get("id") if isinstance(customer, dict) else customer
     if not user.stripe_customer_id or customer != user.stripe_customer_id:
         raise _not_found()
-    invalidate(user.id)
+    invalidate(user)
     if si.get("status") != "succeeded":
         return si.get("status") or "unknown", None
     pm_id = si.get("payment_method")
@@ -187,7 +187,7 @@ def set_default(user: User, payment_method_id: str) -> None:
     except GatewayError as err:
         raise _unavailable(err) from err
     finally:
-        invalidate(user.id)
+        invalidate(user)
 
 
 def remove(user: User, payment_method_id: str) -> None:
@@ -198,4 +198,4 @@ def remove(user: User, payment_method_id: str) -> None:
     except GatewayError as err:
         raise _unavailable(err) from err
     finally:
-        invalidate(user.id)
+        invalidate(user)

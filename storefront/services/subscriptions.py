@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 PRORATION_BEHAVIOR = "create_prorations"
 #: the account page asks Stripe about a buyer's subscriptions at most this often (per process)
 SYNC_SECONDS = 10.0
-_synced: dict[int, float] = {}
+_synced: dict[str, float] = {}  # by Stripe customer id
 _synced_lock = threading.Lock()
 
 
@@ -131,9 +131,9 @@ def sync(user: User, *, force: bool = False) -> None:
         return
     now = time.monotonic()
     with _synced_lock:
-        if not force and _synced.get(user.id, 0) > now:
+        if not force and _synced.get(user.stripe_customer_id, 0) > now:
             return
-        _synced[user.id] = now + SYNC_SECONDS
+        _synced[user.stripe_customer_id] = now + SYNC_SECONDS
     gateway = get_gateway()
     try:
         started = utcnow()
