@@ -58,6 +58,8 @@ class Order(db.Model):
         Index("ix_orders_created_id", "created_at", "id"),
         Index("ix_orders_lookup_key_created", "lookup_key", "created_at"),
         Index("ix_orders_paid_at", "paid_at"),
+        # covers the purchases totals (count, collected, refunded per currency) by status
+        Index("ix_orders_status_totals", "status", "currency", "amount", "amount_refunded"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
