@@ -129,6 +129,7 @@ def sync(user: User, *, force: bool = False) -> None:
     e.g. a subscription started through Checkout or a renewal. Never raises."""
     if not user.stripe_customer_id:
         return
+    force = force or _unknown_subscription(user.id)
     now = time.monotonic()
     with _synced_lock:
         if not force and _synced.get(user.stripe_customer_id, 0) > now:
@@ -149,6 +150,16 @@ def sync(user: User, *, force: bool = False) -> None:
         enforce_lifetime(user)
     except GatewayError as err:
         log.warning("subscription sync for user %s failed: %s", user.id, err.code)
+
+
+def _unknown_subscription(user_id: int) -> bool:
+    """An order names a subscription we have no row for (started through Checkout, its
+    webhook not here yet): worth asking Stripe now rather than in a few seconds."""
+    return db.session.scalar(
+        select(Order.id).outerjoin(Subscription, Subscription.stripe_subscription_id
+                                   == Order.stripe_subscription_id)
+        .where(Order.user_id == user_id, Order.stripe_subscription_id.is_not(None),
+               Subscription.id.is_(None)).limit(1)) is not None
 
 
 def _invoice_credited(invoice_id: str) -> bool:
