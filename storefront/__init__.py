@@ -99,8 +99,9 @@ def register_errorhandlers(app: Flask) -> None:
 
 def register_page_cache(app: Flask) -> None:
     from .services.catalog import catalog_rows
-    from .web import page_cache
+    from .web import page_cache, status_fast_path
     page_cache.install(app, catalog_rows)
+    status_fast_path.install(app)  # GET /orders/<id>/status when no Stripe sync is due
 
 
 def register_commands(app: Flask) -> None:

@@ -1,0 +1,144 @@
+"""A WSGI fast path for the status poll, ``GET /orders/<public_id>/status``.
+
+The status page polls this JSON every few seconds while an order is open, and the answer is
+usually "nothing new": no Stripe sync is due, so the Flask view would only read the order. This
+middleware gives that answer without entering Flask: it verifies the session cookie with the
+app's own signing serializer, runs ONE indexed read (the order joined to its owner, for the
+header's balance) and, when the buyer is the order's owner and no sync is due, writes the same
+JSON the view writes (``orders.status_payload``).
+
+Everything else falls through to Flask, unchanged: no or an invalid session, a session that
+Flask-Login would touch (another browser's identifier under session protection, or a
+remember-me cookie without a session user), an admin looking at someone else's order, an
+unknown order (404), and any order a sync is due for (the view claims the sync slot and asks
+Stripe). Disabled when app-wide rate limits are configured (they must see every request) or
+with ``STATUS_FAST_PATH=False``.
+"""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from hashlib import sha512
+from types import SimpleNamespace
+from typing import Callable, Iterable
+
+from flask import Flask
+from sqlalchemy import select
+
+_PATH = re.compile(r"^/orders/([A-Za-z0-9_-]{1,40})/status$")
+
+
+class StatusFastPath:
+    def __init__(self, app: Flask, wsgi_app: Callable):
+        from ..models import Order, User
+        from ..models.order import SETTLED
+        from ..services.purchase import SYNC_INTERVAL, SYNCABLE
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.cookie_name = app.config.get("SESSION_COOKIE_NAME", "session")
+        self.serializer = app.session_interface.get_signing_serializer(app)
+        self.max_age = int(app.permanent_session_lifetime.total_seconds())
+        self.protection = getattr(app, "login_manager", None) and app.login_manager.session_protection
+        self.syncable = frozenset(SYNCABLE)
+        self.settled = frozenset(SETTLED)
+        self.sync_interval: timedelta = SYNC_INTERVAL
+        self.query = (
+            select(Order.user_id, Order.public_id, Order.status, Order.amount, Order.currency,
+                   Order.points, Order.entitlement, Order.failure_message,
+                   Order.amount_refunded, Order.paid_at, Order.synced_at, User.points_balance)
+            .join(User, User.id == Order.user_id))
+        self._public_id_col = Order.public_id
+        self._engine = None
+
+    # -- the session, as Flask and Flask-Login would read it ----------------------------------
+    def _session(self, environ: dict) -> dict | None:
+        from werkzeug.http import parse_cookie
+        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
+        value = cookies.get(self.cookie_name)
+        if not value or self.serializer is None:
+            return None
+        try:
+            return self.serializer.loads(value, max_age=self.max_age)
+        except Exception:  # bad signature, expired, garbage: Flask starts an empty session
+            return None
+
+    @staticmethod
+    def _identifier(environ: dict) -> str:
+        """Flask-Login's ``_create_identifier`` (0.6), from the WSGI environ."""
+        address = environ.get("HTTP_X_FORWARDED_FOR", environ.get("REMOTE_ADDR"))
+        if address is not None:
+            address = address.encode("utf-8").split(b",")[0].strip()
+        agent = environ.get("HTTP_USER_AGENT")
+        if agent is not None:
+            agent = agent.encode("utf-8")
+        return sha512(f"{address}|{agent}".encode("utf8")).hexdigest()
+
+    def _user_id(self, environ: dict) -> int | None:
+        session = self._session(environ)
+        if not session or "_user_id" not in session:
+            return None
+        if self.protection in ("basic", "strong") and \
+                session.get("_id") != self._identifier(environ):
+            return None  # Flask-Login would mark the session non-fresh (or drop it)
+        if session.get("_permanent"):
+            return None  # Flask refreshes a permanent session's cookie on every request
+        try:
+            return int(session["_user_id"])
+        except (TypeError, ValueError):
+            return None
+
+    # -- WSGI ---------------------------------------------------------------------------------
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        match = _PATH.match(environ.get("PATH_INFO", ""))
+        if match and environ.get("REQUEST_METHOD") == "GET" and environ.get("HTTP_COOKIE"):
+            answer = self._answer(environ, match.group(1))
+            if answer is not None:
+                start_response("200 OK", [("Content-Type", "application/json"),
+                                          ("Content-Length", str(len(answer))),
+                                          ("Vary", "Cookie")])
+                return [answer]
+        return self.wsgi_app(environ, start_response)
+
+    def _answer(self, environ: dict, public_id: str) -> bytes | None:
+        user_id = self._user_id(environ)
+        if user_id is None:
+            return None
+        if self._engine is None:
+            with self.app.app_context():
+                from ..extensions import db
+                self._engine = db.engine
+        with self._engine.connect() as conn:
+            row = conn.execute(self.query.where(self._public_id_col == public_id)).first()
+        if row is None or row.user_id != user_id:
+            return None  # 404, or an admin: the view decides
+        if row.status in self.syncable:
+            from ..models.base import utcnow
+            if row.synced_at is None or row.synced_at < utcnow() - self.sync_interval:
+                return None  # a sync is due: the view asks Stripe
+        return self._payload(environ, row)
+
+    def _payload(self, environ: dict, row) -> bytes:
+        from .orders import BUYER_STATUS, buyer_message
+        from ..services.purchase import PAYABLE
+        order = SimpleNamespace(status=row.status, amount=row.amount, currency=row.currency,
+                                points=row.points, entitlement=row.entitlement,
+                                failure_message=row.failure_message,
+                                amount_refunded=row.amount_refunded)
+        pay_url = (f"{environ.get('SCRIPT_NAME', '')}/orders/{row.public_id}/pay"
+                   if row.status in PAYABLE else None)
+        payload = {"status": BUYER_STATUS[row.status], "order_status": row.status,
+                   "message": buyer_message(order), "settled": row.status in self.settled,
+                   "points_credited": row.points if row.paid_at else 0, "pay_url": pay_url,
+                   "points_balance": row.points_balance}
+        provider = self.app.json  # as jsonify formats it: compact unless debugging
+        pretty = (provider.compact is None and self.app.debug) or provider.compact is False
+        layout = {"indent": 2} if pretty else {"separators": (",", ":")}
+        return (provider.dumps(payload, **layout) + "\n").encode()
+
+
+def install(app: Flask) -> None:
+    if not app.config.get("STATUS_FAST_PATH", True):
+        return
+    if app.config.get("RATELIMIT_DEFAULT") or app.config.get("RATELIMIT_APPLICATION"):
+        return
+    app.wsgi_app = StatusFastPath(app, app.wsgi_app)  # type: ignore[method-assign]

@@ -1,0 +1,107 @@
+"""The status poll's WSGI fast path (web/status_fast_path.py): byte-for-byte the view's answer
+when no Stripe sync is due, and Flask's own handling for everything else."""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from storefront.extensions import db
+from storefront.models import Order, Price, User
+from storefront.models.base import utcnow
+from storefront.web.status_fast_path import StatusFastPath
+
+
+def _order(app, email="buyer@example.com", *, status="paid", synced_ago=None) -> str:
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == email))
+        price = db.session.scalar(select(Price).where(Price.lookup_key == "points_medium"))
+        order = Order(user_id=user.id, price_id=price.id, lookup_key=price.lookup_key,
+                      product_name=price.product.name, points=price.product.points,
+                      amount=price.unit_amount, currency=price.currency, method="payment_element",
+                      status=status, stripe_payment_intent_id=f"pi_fast_{secrets.token_hex(6)}",
+                      paid_at=utcnow() if status == "paid" else None,
+                      synced_at=None if synced_ago is None else utcnow() - synced_ago)
+        if status == "paid":
+            user.points_balance = order.points
+        db.session.add(order)
+        db.session.commit()
+        return order.public_id
+
+
+@pytest.fixture
+def view_calls(app, monkeypatch):
+    """Counts the Flask view's calls (the fast path never enters Flask)."""
+    calls = []
+    view = app.view_functions["orders.status"]
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return view(*args, **kwargs)
+    monkeypatch.setitem(app.view_functions, "orders.status", counting)
+    return calls
+
+
+def test_installed(app):
+    assert isinstance(app.wsgi_app, StatusFastPath)
+
+
+@pytest.mark.parametrize("status", ["paid", "refunded", "canceled"])
+def test_settled_order_answered_without_flask_exactly_as_the_view(app, buyer, view_calls,
+                                                                  monkeypatch, status):
+    public_id = _order(app, status=status)
+    fast = buyer.get(f"/orders/{public_id}/status")
+    assert fast.status_code == 200 and view_calls == []
+    monkeypatch.setattr(app, "wsgi_app", app.wsgi_app.wsgi_app)  # Flask only
+    slow = buyer.get(f"/orders/{public_id}/status")
+    assert len(view_calls) == 1
+    assert fast.get_data() == slow.get_data()
+    assert fast.mimetype == slow.mimetype == "application/json"
+    if status == "paid":
+        assert fast.get_json()["points_balance"] == fast.get_json()["points_credited"] == 550
+
+
+def test_open_order_recently_synced_is_answered_from_the_database(app, buyer, view_calls,
+                                                                  monkeypatch):
+    public_id = _order(app, status="processing", synced_ago=timedelta(seconds=1))
+    fast = buyer.get(f"/orders/{public_id}/status")
+    assert view_calls == [] and fast.get_json()["status"] == "processing"
+    monkeypatch.setattr(app, "wsgi_app", app.wsgi_app.wsgi_app)
+    assert buyer.get(f"/orders/{public_id}/status").get_data() == fast.get_data()
+
+
+@pytest.mark.parametrize("synced_ago", [None, timedelta(minutes=1)])
+def test_open_order_due_for_a_sync_goes_to_the_view(app, buyer, view_calls, synced_ago):
+    public_id = _order(app, status="pending", synced_ago=synced_ago)
+    assert buyer.get(f"/orders/{public_id}/status").status_code == 200
+    assert len(view_calls) == 1  # the view claimed the slot (and asked Stripe)
+
+
+def test_failed_order_keeps_its_pay_link(app, buyer, view_calls, monkeypatch):
+    public_id = _order(app, status="failed", synced_ago=timedelta(seconds=1))
+    fast = buyer.get(f"/orders/{public_id}/status")
+    assert view_calls == [] and fast.get_json()["pay_url"] == f"/orders/{public_id}/pay"
+    monkeypatch.setattr(app, "wsgi_app", app.wsgi_app.wsgi_app)
+    assert buyer.get(f"/orders/{public_id}/status").get_data() == fast.get_data()
+
+
+def test_everything_else_falls_through_to_flask(app, client, auth, catalog, view_calls):
+    auth.signup(email="other@example.com")
+    theirs = _order(app, "other@example.com")
+    auth.logout()
+    auth.signup()
+    assert client.get(f"/orders/{theirs}/status").status_code == 404  # not the owner
+    assert client.get("/orders/ord_unknown/status").status_code == 404
+    assert len(view_calls) == 2
+    mine = _order(app)
+    assert client.get(f"/orders/{mine}/status").status_code == 200
+    assert len(view_calls) == 2  # the fast path
+    # another browser's identifier: Flask-Login's session protection must see it
+    assert client.get(f"/orders/{mine}/status",
+                      headers={"User-Agent": "another browser"}).status_code == 200
+    assert len(view_calls) == 3
+    client.set_cookie("session", "tampered")
+    response = client.get(f"/orders/{mine}/status")
+    assert response.status_code in (302, 401) and len(view_calls) == 4  # login_required
