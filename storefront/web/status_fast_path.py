@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from typing import Callable, Iterable
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 _PATH = re.compile(r"^/orders/([A-Za-z0-9_-]{1,40})/status$")
 
@@ -42,12 +42,16 @@ class StatusFastPath:
         self.syncable = frozenset(SYNCABLE)
         self.settled = frozenset(SETTLED)
         self.sync_interval: timedelta = SYNC_INTERVAL
+        # Built once, on the plain tables (no ORM annotations to adapt per row), with a bound
+        # parameter, so each poll reuses the compiled statement.
+        orders, users = Order.__table__.c, User.__table__.c
         self.query = (
-            select(Order.user_id, Order.public_id, Order.status, Order.amount, Order.currency,
-                   Order.points, Order.entitlement, Order.failure_message,
-                   Order.amount_refunded, Order.paid_at, Order.synced_at, User.points_balance)
-            .join(User, User.id == Order.user_id))
-        self._public_id_col = Order.public_id
+            select(orders.user_id, orders.public_id, orders.status, orders.amount,
+                   orders.currency, orders.points, orders.entitlement, orders.failure_message,
+                   orders.amount_refunded, orders.paid_at, orders.synced_at,
+                   users.points_balance)
+            .join_from(Order.__table__, User.__table__, users.id == orders.user_id)
+            .where(orders.public_id == bindparam("public_id")))
         self._engine = None
 
     # -- the session, as Flask and Flask-Login would read it ----------------------------------
@@ -108,7 +112,7 @@ class StatusFastPath:
                 from ..extensions import db
                 self._engine = db.engine
         with self._engine.connect() as conn:
-            row = conn.execute(self.query.where(self._public_id_col == public_id)).first()
+            row = conn.execute(self.query, {"public_id": public_id}).first()
         if row is None or row.user_id != user_id:
             return None  # 404, or an admin: the view decides
         if row.status in self.syncable:
