@@ -17,6 +17,7 @@ with ``STATUS_FAST_PATH=False``.
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from hashlib import sha512
 from types import SimpleNamespace
@@ -26,6 +27,8 @@ from flask import Flask
 from sqlalchemy import bindparam, select
 
 _PATH = re.compile(r"^/orders/([A-Za-z0-9_-]{1,40})/status$")
+#: verified session cookies and rendered answers kept (each cache is emptied when full)
+_CACHE_SIZE = 4096
 
 
 class StatusFastPath:
@@ -53,6 +56,10 @@ class StatusFastPath:
             .join_from(Order.__table__, User.__table__, users.id == orders.user_id)
             .where(orders.public_id == bindparam("public_id")))
         self._engine = None
+        # cookie value -> (session, signed at): a cookie's signature is checked once; its age
+        # is checked on every use. Rows -> JSON bytes: the answer for the same row is the same.
+        self._sessions: dict[str, tuple[dict, float]] = {}
+        self._answers: dict[tuple, bytes] = {}
 
     # -- the session, as Flask and Flask-Login would read it ----------------------------------
     def _session(self, environ: dict) -> dict | None:
@@ -61,10 +68,19 @@ class StatusFastPath:
         value = cookies.get(self.cookie_name)
         if not value or self.serializer is None:
             return None
+        known = self._sessions.get(value)
+        if known is not None:
+            session, signed_at = known
+            return session if time.time() - signed_at <= self.max_age else None
         try:
-            return self.serializer.loads(value, max_age=self.max_age)
+            session, signed_at = self.serializer.loads(value, max_age=self.max_age,
+                                                       return_timestamp=True)
         except Exception:  # bad signature, expired, garbage: Flask starts an empty session
             return None
+        if len(self._sessions) >= _CACHE_SIZE:
+            self._sessions.clear()
+        self._sessions[value] = (session, signed_at.timestamp())
+        return session
 
     @staticmethod
     def _identifier(environ: dict) -> str:
@@ -119,7 +135,14 @@ class StatusFastPath:
             from ..models.base import utcnow
             if row.synced_at is None or row.synced_at < utcnow() - self.sync_interval:
                 return None  # a sync is due: the view asks Stripe
-        return self._payload(environ, row)
+        key = (environ.get("SCRIPT_NAME", ""), *row)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._payload(environ, row)
+            if len(self._answers) >= _CACHE_SIZE:
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
 
     def _payload(self, environ: dict, row) -> bytes:
         from .orders import BUYER_STATUS, buyer_message
