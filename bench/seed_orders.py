@@ -157,28 +157,39 @@ def measure(app, admin_id: int, runs: int) -> list[tuple[str, float, int]]:
     engine = None
     with app.app_context():
         engine = db.engine
-    counter = {"n": 0}
+    counter = {"n": 0, "started": 0.0, "sql": 0.0, "slowest": 0.0}
 
     def count(*_args, **_kwargs):
         counter["n"] += 1
+        counter["started"] = time.perf_counter()
+
+    def done(*_args, **_kwargs):
+        took = (time.perf_counter() - counter["started"]) * 1000
+        counter["sql"] += took
+        counter["slowest"] = max(counter["slowest"], took)
 
     event.listen(engine, "before_cursor_execute", count)
+    event.listen(engine, "after_cursor_execute", done)
     out = []
     try:
         for label, url in pages:
-            times, queries = [], set()
+            times, sql, slowest, queries = [], [], [], set()
             client.get(url)  # warm
             for _ in range(runs):
-                counter["n"] = 0
+                counter.update(n=0, sql=0.0, slowest=0.0)
                 started = time.perf_counter()
                 response = client.get(url)
                 times.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200, (url, response.status_code)
                 queries.add(counter["n"])
+                sql.append(counter["sql"])
+                slowest.append(counter["slowest"])
             assert len(queries) == 1, f"{label}: query count varies {queries}"
-            out.append((label, statistics.median(times), queries.pop()))
+            out.append((label, statistics.median(times), queries.pop(), statistics.median(sql),
+                        statistics.median(slowest)))
     finally:
         event.remove(engine, "before_cursor_execute", count)
+        event.remove(engine, "after_cursor_execute", done)
     return out
 
 
@@ -223,13 +234,16 @@ def main() -> None:
         results[target] = measure(app, admin_id, args.runs)
     small, large = results[args.small], results[args.orders]
     print()
-    header = f"{'page':32} {f'{args.small:,} orders':>22} {f'{args.orders:,} orders':>22}"
-    print(header)
-    print(f"{'':32} {'ms (median)':>12} {'queries':>9} {'ms (median)':>12} {'queries':>9}")
+    print(f"{'':32} {f'{args.small:,} orders':^30} | {f'{args.orders:,} orders':^30}")
+    print(f"{'page':32} {'ms':>7} {'queries':>7} {'sql ms':>7} {'max q':>6} | "
+          f"{'ms':>7} {'queries':>7} {'sql ms':>7} {'max q':>6}")
     grew = False
-    for (label, t1, q1), (_, t2, q2) in zip(small, large):
+    for (label, t1, q1, s1, m1), (_, t2, q2, s2, m2) in zip(small, large):
         grew |= q2 != q1
-        print(f"{label:32} {t1:12.1f} {q1:9d} {t2:12.1f} {q2:9d}")
+        print(f"{label:32} {t1:7.1f} {q1:7d} {s1:7.1f} {m1:6.1f} | "
+              f"{t2:7.1f} {q2:7d} {s2:7.1f} {m2:6.1f}")
+    print("(ms: median server time per request; sql ms: time inside the database driver; "
+          "max q: the slowest statement -- the totals aggregate over the filtered set)")
     print()
     print("query count: " + ("GREW with the number of orders!" if grew else
                              "constant (does not grow with the number of orders)"))
