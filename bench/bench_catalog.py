@@ -70,11 +70,13 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, args) -> dict:
+def run_wrk(url: str, args, extra: list[str] | tuple = ()) -> dict:
+    """``extra``: more wrk arguments, e.g. ``["-H", "Cookie: session=…"]``."""
     # short warm-up so both apps are measured hot
-    subprocess.run(["wrk", "-t2", f"-c{args.connections}", "-d2s", url], capture_output=True, check=True)
-    out = subprocess.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
+    subprocess.run(["wrk", "-t2", f"-c{args.connections}", "-d2s", *extra, url], capture_output=True,
+                   check=True)
+    out = subprocess.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+                          *extra, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
@@ -103,65 +105,95 @@ def queries_per_catalog_page(env: dict) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def server_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The gunicorn + wrk options every benchmark script shares."""
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-class", default="sync")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3,
-                        help="alternate hello-world/catalog this many times; report the median round")
+                        help="alternate hello-world/the page this many times; report the median round")
     parser.add_argument("--show-wrk", action="store_true", help="print wrk's full output")
-    args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    return parser
 
-    workdir = Path(tempfile.mkdtemp(prefix="storefront-bench-"))
-    env = dict(os.environ, FLASK_APP="storefront", DATABASE_URL=f"sqlite:///{workdir}/bench.sqlite3",
-               SECRET_KEY="bench-secret", PYTHONPATH=str(ROOT))
+
+def bench_env(database_url: str, **extra) -> dict:
+    """The environment of a throw-away store (sandbox mode, no Stripe keys)."""
+    env = dict(os.environ, FLASK_APP="storefront", DATABASE_URL=database_url,
+               SECRET_KEY="bench-secret", PYTHONPATH=str(ROOT), **extra)
     for name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_API_BASE", "TEST_DATABASE_URL"):
         env.pop(name, None)
+    return env
+
+
+def seed_store(env: dict) -> None:
+    """Migrations + the catalog in the DB (the sandbox is not needed)."""
     subprocess.run([str(BIN / "flask"), "init-db"], cwd=ROOT, env=env, check=True, capture_output=True)
     subprocess.run([str(BIN / "flask"), "catalog", "sync", "--db-only"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    queries = queries_per_catalog_page(env)
 
-    # Both servers stay up; the loads alternate so background noise hits both alike.
+
+def compare_with_hello_world(name: str, path: str, env: dict, args,
+                             wrk_extra: list[str] | tuple = ()) -> dict:
+    """Serve hello-world and the store with the same gunicorn settings, load ``path`` on the
+    store and ``/`` on hello-world in alternating rounds (background noise hits both alike),
+    print the table and return the median figures by name (plus ``"ratio"``)."""
     servers = {}
-    rounds: dict[str, list[dict]] = {"hello-world": [], "catalog": []}
+    rounds: dict[str, list[dict]] = {"hello-world": [], name: []}
     try:
-        for name, spec in (("hello-world", "bench.hello_app:app"), ("catalog", "wsgi:app")):
+        for label, spec, url_path in (("hello-world", "bench.hello_app:app", "/"),
+                                      (name, "wsgi:app", path)):
             port = free_port()
-            servers[name] = (gunicorn(spec, port, env, args), f"http://127.0.0.1:{port}/")
-            wait_until_up(servers[name][1], servers[name][0])
+            proc = gunicorn(spec, port, env, args)
+            wait_until_up(f"http://127.0.0.1:{port}/healthz" if spec == "wsgi:app"
+                          else f"http://127.0.0.1:{port}/", proc)
+            servers[label] = (proc, f"http://127.0.0.1:{port}{url_path}")
         for _ in range(args.rounds):
-            for name, (_, url) in servers.items():
-                result = run_wrk(url, args)
-                rounds[name].append(result)
+            for label, (_, url) in servers.items():
+                result = run_wrk(url, args, wrk_extra if label == name else ())
+                rounds[label].append(result)
                 if args.show_wrk:
                     print(result["raw"])
     finally:
         for proc, _ in servers.values():
             stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
+
     def median(values):
         return sorted(values)[len(values) // 2]
 
-    results = {name: {key: median([r[key] for r in rs]) for key in ("rps", "p50", "p99", "non2xx")}
-               | {"socket_errors": rs[-1]["socket_errors"]} for name, rs in rounds.items()}
-    for name, rs in rounds.items():
-        print(f"{name:12} rounds req/s: " + ", ".join(f"{r['rps']:.0f}" for r in rs))
-
-    hello, catalog = results["hello-world"], results["catalog"]
-    ratio = catalog["rps"] / hello["rps"]
+    results = {label: {key: median([r[key] for r in rs]) for key in ("rps", "p50", "p99", "non2xx")}
+               | {"socket_errors": rs[-1]["socket_errors"]} for label, rs in rounds.items()}
+    for label, rs in rounds.items():
+        print(f"{label:12} rounds req/s: " + ", ".join(f"{r['rps']:.0f}" for r in rs))
     print(f"gunicorn -w {args.workers} -k {args.worker_class} --threads {args.threads}; "
           f"wrk -t2 -c{args.connections} -d{args.duration}s --latency; {os.cpu_count()} CPUs; "
           f"median of {args.rounds} rounds per figure")
     print(f"{'':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for name, r in results.items():
-        print(f"{name:12} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>7} {r['socket_errors']}")
-    print(f"ratio catalog / hello-world: {ratio:.2f}  (target >= 0.60)")
+    for label, r in results.items():
+        print(f"{label:12} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>7} {r['socket_errors']}")
+    results["ratio"] = results[name]["rps"] / results["hello-world"]["rps"]
+    print(f"ratio {name} / hello-world: {results['ratio']:.2f}")
+    return results
+
+
+def main() -> int:
+    parser = server_options(argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="storefront-bench-"))
+    env = bench_env(f"sqlite:///{workdir}/bench.sqlite3")
+    try:
+        seed_store(env)
+        queries = queries_per_catalog_page(env)
+        results = compare_with_hello_world("catalog", "/", env, args)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    catalog, ratio = results["catalog"], results["ratio"]
+    print("target: catalog >= 0.60x hello-world")
     print(f"catalog p99: {catalog['p99']:.2f} ms  (target < 25 ms)")
     print(f"DB queries per catalog page: {queries}  (target 1)")
     ok = ratio >= 0.6 and catalog["p99"] < 25 and queries == 1 and catalog["non2xx"] == 0

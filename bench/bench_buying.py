@@ -1,0 +1,355 @@
+#!/usr/bin/env python
+"""Benchmarks of buying: the status poll, and a burst of Stripe webhooks on PostgreSQL.
+
+    python bench/bench_buying.py status   [--duration 10] [--connections 50] [--rounds 3]
+    python bench/bench_buying.py webhooks [--events 2000] [--duplicates 200] [--senders 32]
+                                          [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+    python bench/bench_buying.py          # both
+
+status
+    ``GET /orders/<id>/status`` for a logged-in buyer's PAID order (no Stripe sync is due, so
+    it is answered by web/status_fast_path.py from one indexed read), loaded with wrk
+    carrying the buyer's session cookie, against a bare Flask hello-world with the same
+    gunicorn settings (throw-away SQLite DB, alternating rounds; helpers of bench_catalog.py).
+    Target: >= 0.5x hello-world.
+
+webhooks
+    A throw-away PostgreSQL database with N pending orders (spread over 50 buyers); N distinct
+    signed ``payment_intent.succeeded`` events, plus some exact re-deliveries, POSTed
+    concurrently (in random order) to ``/api/stripe/webhook`` served by gunicorn. Prints the
+    deliveries and distinct events accepted per second, then checks exactly-once: every order
+    paid with one ``-> paid`` transition, exactly N purchase entries in the points ledger, each
+    buyer's balance equal to the sum of their orders' points, every event stored once and
+    processed. Target: >= 300 events/s.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_catalog import (bench_env, compare_with_hello_world, free_port,  # noqa: E402
+                                 gunicorn, seed_store, server_options, stop, wait_until_up)
+
+USER_AGENT = "storefront-bench"
+PASSWORD = "bench-password-2024"
+WEBHOOK_SECRET = "whsec_storefront_bench"
+
+
+@contextlib.contextmanager
+def store_app(env: dict):
+    """The store app in this process, configured from ``env`` as gunicorn's will be."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        from storefront import create_app
+        from storefront.extensions import db
+        app = create_app()
+        with app.app_context():
+            yield app
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def make_buyers(count: int) -> list:
+    from werkzeug.security import generate_password_hash
+
+    from storefront.extensions import db
+    from storefront.models import User
+    password_hash = generate_password_hash(PASSWORD, method="scrypt")  # once, not per buyer
+    users = [User(email=f"bench-buyer-{i}@example.com", name=f"Bench Buyer {i}",
+                  password_hash=password_hash, stripe_customer_id=f"cus_bench_{i}")
+             for i in range(count)]
+    db.session.add_all(users)
+    db.session.commit()
+    return users
+
+
+def make_orders(users: list, count: int, *, status: str, lookup_key: str = "points_small") -> list:
+    from sqlalchemy import select
+
+    from storefront.extensions import db
+    from storefront.models import Order, Price
+    from storefront.models.base import utcnow
+    from storefront.models.order import new_order_id
+    price = db.session.scalar(select(Price).where(Price.lookup_key == lookup_key))
+    orders = []
+    for i in range(count):
+        public_id = new_order_id()
+        orders.append(Order(
+            public_id=public_id, user_id=users[i % len(users)].id, price_id=price.id,
+            lookup_key=price.lookup_key, product_name=price.product.name,
+            points=price.product.points, amount=price.unit_amount, currency=price.currency,
+            method="payment_element", status=status, stripe_payment_intent_id=f"pi_bench_{public_id}",
+            paid_at=utcnow() if status == "paid" else None))
+    db.session.add_all(orders)
+    db.session.commit()
+    return orders
+
+
+# --- the status poll -----------------------------------------------------------------------------
+
+def log_in(app, email: str) -> str:
+    """Log in through the real form (CSRF and all); the session cookie's value."""
+    client = app.test_client()
+    headers = {"User-Agent": USER_AGENT}
+    page = client.get("/login", headers=headers).get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    answer = client.post("/login", data={"email": email, "password": PASSWORD,
+                                         "csrf_token": token}, headers=headers)
+    assert answer.status_code == 302, f"log-in failed ({answer.status_code})"
+    return client.get_cookie("session").value
+
+
+def queries_per_status_poll(app, cookie: str, path: str) -> tuple[list[str], dict]:
+    """The SQL one poll runs, as gunicorn's workers would run it (no app context around)."""
+    from sqlalchemy import event
+
+    from storefront.extensions import db
+    seen: list[str] = []
+    answers = []
+    engine = db.engine
+
+    def poll():  # a thread of its own: no app context (and no cached user) leaks in
+        client = app.test_client()
+        client.set_cookie("session", cookie)
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        answers.append(client.get(path, headers=headers))
+
+    listener = lambda *a: seen.append(a[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        thread = threading.Thread(target=poll)
+        thread.start()
+        thread.join()
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert answers and answers[0].status_code == 200, answers
+    return seen, answers[0].get_json()
+
+
+def bench_status(args) -> bool:
+    workdir = Path(tempfile.mkdtemp(prefix="storefront-bench-"))
+    env = bench_env(f"sqlite:///{workdir}/bench.sqlite3")
+    try:
+        seed_store(env)
+        with store_app(env) as app:
+            (buyer,) = make_buyers(1)
+            (order,) = make_orders([buyer], 1, status="paid")
+            path = f"/orders/{order.public_id}/status"
+            cookie = log_in(app, buyer.email)
+            queries, body = queries_per_status_poll(app, cookie, path)
+        print(f"GET {path} -> {json.dumps(body)}")
+        print(f"DB queries per poll: {len(queries)}")
+        for sql in queries:
+            print("   ", " ".join(sql.split())[:110])
+        results = compare_with_hello_world(
+            "status", path, env, args,
+            wrk_extra=["-H", f"Cookie: session={cookie}", "-H", f"User-Agent: {USER_AGENT}",
+                       "-H", "Accept: application/json"])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    ok = (results["ratio"] >= 0.5 and results["status"]["non2xx"] == 0 and body["status"] == "paid"
+          and len(queries) <= 2)
+    print("target: status poll >= 0.50x hello-world, <= 2 queries, no errors ->",
+          "met" if ok else "NOT met")
+    return ok
+
+
+# --- the webhook burst ---------------------------------------------------------------------------
+
+def signed(payload: bytes, secret: str, timestamp: int) -> str:
+    """A ``Stripe-Signature`` header, computed as Stripe does."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def succeeded_event(order, created: int) -> bytes:
+    pi = {"id": order.stripe_payment_intent_id, "object": "payment_intent",
+          "amount": order.amount, "amount_received": order.amount, "currency": order.currency,
+          "status": "succeeded", "latest_charge": "ch_" + order.stripe_payment_intent_id[3:],
+          "metadata": {"order_id": order.public_id}, "livemode": False}
+    event = {"id": "evt_" + order.stripe_payment_intent_id[3:], "object": "event",
+             "api_version": "2026-10-28.endive", "created": created, "livemode": False,
+             "pending_webhooks": 1, "type": "payment_intent.succeeded",
+             "data": {"object": pi}, "request": {"id": None, "idempotency_key": None}}
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def post_all(port: int, deliveries: list[tuple[bytes, str]], senders: int) -> tuple[float, dict]:
+    def send(delivery: tuple[bytes, str]) -> int:
+        body, signature = delivery
+        for attempt in range(3):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                connection.request("POST", "/api/stripe/webhook", body=body, headers={
+                    "Content-Type": "application/json", "Stripe-Signature": signature,
+                    "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})
+                response = connection.getresponse()
+                response.read()
+                return response.status
+            except OSError:
+                if attempt == 2:
+                    return 599
+                time.sleep(0.05)
+            finally:
+                connection.close()
+        return 599
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=senders) as pool:
+        statuses = list(pool.map(send, deliveries))
+    elapsed = time.perf_counter() - started
+    counts: dict[int, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return elapsed, counts
+
+
+def check_exactly_once(n_orders: int) -> list[str]:
+    """Problems found in the books after the burst (empty: exactly once held)."""
+    from sqlalchemy import func, select
+
+    from storefront.extensions import db
+    from storefront.models import Order, OrderTransition, PointsEntry, StripeEvent, User
+    problems = []
+    count = lambda q: db.session.scalar(q)  # noqa: E731
+    paid = count(select(func.count(Order.id)).where(Order.status == "paid"))
+    if paid != n_orders:
+        problems.append(f"{paid} of {n_orders} orders paid")
+    moves = count(select(func.count(OrderTransition.id)).where(OrderTransition.to_status == "paid"))
+    twice = count(select(func.count()).select_from(
+        select(OrderTransition.order_id).where(OrderTransition.to_status == "paid")
+        .group_by(OrderTransition.order_id).having(func.count() > 1).subquery()))
+    if moves != n_orders or twice:
+        problems.append(f"{moves} '-> paid' transitions, {twice} orders paid more than once")
+    entries = count(select(func.count(PointsEntry.id)).where(PointsEntry.reason == "purchase"))
+    if entries != n_orders:
+        problems.append(f"{entries} purchase entries in the ledger, expected {n_orders}")
+    wrong = count(select(func.count(User.id)).where(User.points_balance != select(
+        func.coalesce(func.sum(PointsEntry.amount), 0)).where(PointsEntry.user_id == User.id)
+        .scalar_subquery()))
+    if wrong:
+        problems.append(f"{wrong} buyers' balance differs from their ledger")
+    stored = count(select(func.count(StripeEvent.id)))
+    unprocessed = count(select(func.count(StripeEvent.id)).where(StripeEvent.processed_at.is_(None)))
+    if stored != n_orders or unprocessed:
+        problems.append(f"{stored} events stored (expected {n_orders}), {unprocessed} unprocessed")
+    return problems
+
+
+@contextlib.contextmanager
+def throwaway_postgres(server_url: str, name: str):
+    """A fresh database ``name`` on the server of ``server_url``; dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def webhook_server_args(args) -> argparse.Namespace:
+    if args.webhook_threads <= 1:
+        return args
+    return argparse.Namespace(**{**vars(args), "worker_class": "gthread",
+                                 "threads": args.webhook_threads})
+
+
+def bench_webhooks(args) -> bool:
+    n, duplicates = args.events, args.duplicates
+    with throwaway_postgres(args.postgres, "storefront_bench_webhooks") as database_url:
+        env = bench_env(database_url, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+        seed_store(env)
+        with store_app(env):
+            orders = make_orders(make_buyers(min(50, n)), n, status="pending")
+            created = int(time.time())
+            events = [succeeded_event(order, created) for order in orders]
+        rng = random.Random(5)
+        payloads = events + rng.sample(events, duplicates)  # exact re-deliveries
+        rng.shuffle(payloads)
+        now = int(time.time())
+        deliveries = [(body, signed(body, WEBHOOK_SECRET, now)) for body in payloads]
+
+        port = free_port()
+        # Waiting on PostgreSQL's commits (two per delivery: stored, then applied) is I/O:
+        # threads let one worker's requests overlap those waits (and share WAL flushes).
+        server = gunicorn("wsgi:app", port, env, webhook_server_args(args))
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/healthz", server)
+            elapsed, statuses = post_all(port, deliveries, args.senders)
+        finally:
+            stop(server)
+        with store_app(env):
+            problems = check_exactly_once(n)
+
+    accepted = statuses.get(200, 0)
+    served = webhook_server_args(args)
+    print(f"gunicorn -w {served.workers} -k {served.worker_class} --threads {served.threads}; "
+          f"PostgreSQL; {args.senders} concurrent senders; {os.cpu_count()} CPUs")
+    print(f"{len(deliveries)} deliveries ({n} distinct events + {duplicates} re-deliveries) "
+          f"in {elapsed:.2f} s; answers: {dict(sorted(statuses.items()))}")
+    print(f"accepted: {accepted / elapsed:,.0f} deliveries/s, {n / elapsed:,.0f} distinct events/s "
+          f"(signature checked, stored, applied; p/delivery {1000 * elapsed / len(deliveries):.2f} ms)")
+    print("exactly once:", "; ".join(problems) if problems else
+          f"every order paid once, {n} purchase entries in the ledger, balances match, "
+          f"{n} events stored and processed")
+    ok = not problems and accepted == len(deliveries) and n / elapsed >= 300
+    print("target: >= 300 events/s, exactly once ->", "met" if ok else "NOT met")
+    return ok
+
+
+def main() -> int:
+    parser = server_options(argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    parser.add_argument("which", nargs="?", choices=("status", "webhooks", "all"), default="all")
+    parser.add_argument("--events", type=int, default=2000, help="distinct events (= orders)")
+    parser.add_argument("--duplicates", type=int, default=200, help="re-deliveries among them")
+    parser.add_argument("--senders", type=int, default=32, help="concurrent webhook senders")
+    parser.add_argument("--webhook-threads", type=int, default=8,
+                        help="gunicorn gthread threads per worker for the webhook burst "
+                             "(1: the sync workers of --worker-class/--threads)")
+    parser.add_argument("--postgres", default=os.environ.get(
+        "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+        help="a PostgreSQL server (any database on it) where a throw-away database is made")
+    args = parser.parse_args()
+    if args.which in ("status", "all") and not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    ok = True
+    if args.which in ("status", "all"):
+        print("== status poll ==")
+        ok &= bench_status(args)
+    if args.which in ("webhooks", "all"):
+        print("== webhook burst ==")
+        ok &= bench_webhooks(args)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
