@@ -270,6 +270,58 @@ class StripeGateway:
         return self._call(self.v1.checkout.sessions.expire, session_id, {},
                           self._opts(idempotency_key))
 
+    # -- refunds and reconciliation (admin) --------------------------------------------
+    def create_refund(self, *, payment_intent: str, amount: int, reason: str | None,
+                      idempotency_key: str,
+                      metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"payment_intent": payment_intent, "amount": amount}
+        if reason:
+            params["reason"] = reason
+        if metadata:
+            params["metadata"] = dict(metadata)
+        return self._call(self.v1.refunds.create, params, self._opts(idempotency_key))
+
+    def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
+        return self._call(self.v1.charges.retrieve, charge_id)
+
+    def list_refunds(self, *, charge: str | None = None,
+                     created_gte: int | None = None) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": 100}
+        if charge:
+            params["charge"] = charge
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        return self._paginate(self.v1.refunds.list, params)
+
+    def list_payment_intents(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        return self._paginate(self.v1.payment_intents.list,
+                              {"limit": 100, "created": {"gte": created_gte}})
+
+    def list_checkout_sessions(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        return self._paginate(self.v1.checkout.sessions.list,
+                              {"limit": 100, "created": {"gte": created_gte}})
+
+    def list_invoices(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        return self._paginate(self.v1.invoices.list,
+                              {"limit": 100, "created": {"gte": created_gte}})
+
+    def list_disputes(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        return self._paginate(self.v1.disputes.list,
+                              {"limit": 100, "created": {"gte": created_gte}})
+
+    def dashboard_url(self, object_id: str | None) -> str | None:
+        """Stripe's dashboard page for an object (test or live); None in sandbox mode, where
+        there is no dashboard (and the sandbox's JSON needs the secret key)."""
+        if not object_id or self.mode == "sandbox":
+            return None
+        prefix = "https://dashboard.stripe.com" + ("/test" if self.mode != "live" else "")
+        kind = object_id.split("_", 1)[0]
+        path = {"pi": "payments", "ch": "payments", "py": "payments", "cus": "customers",
+                "in": "invoices", "sub": "subscriptions", "evt": "events", "dp": "disputes",
+                "du": "disputes", "re": "refunds", "prod": "products", "price": "prices",
+                "cs": "checkout/sessions"}.get(kind)
+        return f"{prefix}/{path}/{object_id}" if path else None
+
     # -- saved cards -------------------------------------------------------------------
     def list_cards(self, customer_id: str) -> list[dict[str, Any]]:
         return list(self._paginate(self.v1.payment_methods.list,
