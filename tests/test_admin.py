@@ -216,7 +216,8 @@ def test_partial_then_full_refund_from_the_order_page(app, admin, buyer, sandbox
     assert sorted(r.amount for r in at_stripe) == [200, 300]
     # the buyer sees why points went away
     history = buyer.get("/account/points").get_data(as_text=True)
-    assert "Refund of" in history and "-220" in history and "-330" in history
+    assert "$2.00 of $5.00 refunded" in history and "$5.00 of $5.00 refunded" in history
+    assert "-220" in history and "-330" in history
     # the timeline names the events behind each change, linked to the stored event
     page = admin.get(f"/admin/orders/{order.public_id}").get_data(as_text=True)
     assert "Fully refunded." in page

@@ -246,7 +246,14 @@ def _claw_back(order: Order, refunded: int) -> None:
     if due < 0:
         points.record(order.user_id, due, key=f"order:{order.public_id}:refund:{refunded}",
                       reason="refund", order_id=order.id,
-                      note=f"Refund of {refunded} {order.currency} on {order.product_name}")
+                      note=f"{order.product_name}: {_money(refunded, order.currency)} of "
+                           f"{_money(order.amount, order.currency)} refunded, points taken back "
+                           "in proportion")
+
+
+def _money(amount: int, currency: str) -> str:
+    from ..web.helpers import format_money
+    return format_money(amount, currency)
 
 
 def _entries(order: Order):
