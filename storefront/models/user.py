@@ -4,7 +4,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import Boolean, Integer, String, false
-from sqlalchemy.orm import Mapped, mapped_column, validates
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
@@ -32,6 +32,12 @@ class User(UserMixin, db.Model):
     points_balance: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: set when a Lifetime purchase is paid: Professional features forever
     lifetime_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: the subscription whose renewal failed, if any (for the site-wide banner): loaded with
+    #: the user in the same query, so signed-in pages pay nothing extra for it
+    past_due_subscription = relationship(
+        "Subscription", viewonly=True, uselist=False, lazy="joined",
+        primaryjoin="and_(User.id == foreign(Subscription.user_id), "
+                    "Subscription.status.in_(('past_due', 'unpaid')))")
 
     @validates("email")
     def _normalize_email(self, _key: str, value: str) -> str:

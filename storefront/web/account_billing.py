@@ -16,10 +16,10 @@ bp = Blueprint("billing", __name__, url_prefix="/account")
 
 @bp.app_context_processor
 def billing_context() -> dict:
-    """For base.html: the past-due banner (one indexed query, signed-in visitors only)."""
+    """For base.html: the past-due banner (loaded with the signed-in user: no extra query)."""
     if not current_user.is_authenticated:
         return {"past_due_subscription": None}
-    return {"past_due_subscription": subscriptions.past_due_subscription(current_user.id)}
+    return {"past_due_subscription": current_user.past_due_subscription}
 
 
 def _refuse(err):
