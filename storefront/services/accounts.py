@@ -114,7 +114,7 @@ def ensure_stripe_customer(user: User) -> str:
     try:
         stmt = select(User).where(User.id == user_id)
         if is_postgres:
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update(of=User)  # not the eager-joined subscription
         locked = db.session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
         if locked.stripe_customer_id:
             db.session.commit()
