@@ -127,8 +127,7 @@ def test_buy_page_is_where_a_deferred_customer_appears(app, client, auth, sandbo
     auth.signup(email="deferred@example.com")
     assert sandbox.customers(email="deferred@example.com") == []
     response = client.post("/buy/points_small")
-    assert response.status_code == 200
-    assert "coming soon" in response.get_data(as_text=True).lower()
+    assert response.status_code == 303  # on to the pay page
     customers = sandbox.customers(email="deferred@example.com")
     assert len(customers) == 1
     with app.app_context():

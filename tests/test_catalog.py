@@ -174,8 +174,10 @@ def test_buy_requires_login_and_known_product(client, auth, catalog):
     assert response.status_code == 302 and "/login?next=" in response.headers["Location"]
     auth.signup(email="b@example.com")
     assert client.post("/buy/nope").status_code == 404
-    page = client.post("/buy/lifetime").get_data(as_text=True)
+    page = client.get("/buy/lifetime").get_data(as_text=True)
     assert "Lifetime Plan" in page and "$400.00" in page
+    response = client.post("/buy/lifetime")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/pay")
 
 
 @pytest.mark.parametrize("amount,currency,expected", [
@@ -200,8 +202,8 @@ def test_anonymous_buy_button_goes_to_login_then_review(app, client, auth, catal
     assert response.headers["Location"] == "/buy/points_medium"
     page = client.get("/buy/points_medium").get_data(as_text=True)
     assert "Medium Points Pack" in page and 'method="post" action="/buy/points_medium"' in page
-    # signed in, the home page buttons are CSRF-protected POSTs
-    assert 'method="post" action="/buy/points_medium"' in client.get("/").get_data(as_text=True)
+    # signed in too, the home page buttons open the product page; only its form POSTs
+    assert 'method="get" action="/buy/points_medium"' in client.get("/").get_data(as_text=True)
 
 
 def test_anonymous_catalog_cache_serves_same_bytes_and_sees_changes(app, runner, sandbox, tmp_path):

@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime, timezone
 
 from sqlalchemy import DateTime
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeDecorator
 
 
@@ -35,3 +36,15 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+def insert_or_ignore(session, table, values: dict, conflict_column: str) -> bool:
+    """``INSERT … ON CONFLICT (conflict_column) DO NOTHING`` in one statement, on PostgreSQL
+    and SQLite alike. True if this call inserted the row (False: it already existed, perhaps
+    inserted a moment ago by a concurrent transaction)."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table).values(**values).on_conflict_do_nothing(
+        index_elements=[conflict_column]).returning(table.c[conflict_column])
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING
+    return session.execute(statement).first() is not None

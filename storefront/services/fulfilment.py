@@ -22,11 +22,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import and_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
 from ..models import Order, OrderTransition, Price, Subscription, User
-from ..models.base import utcnow
+from ..models.base import insert_or_ignore, utcnow
 from ..models.subscription import LIVE_STATUSES
 from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
 from . import points
@@ -346,15 +345,6 @@ def _user_id_for_customer(customer: Any) -> int | None:
     return db.session.scalar(select(User.id).where(User.stripe_customer_id == customer_id))
 
 
-def _insert_ignoring_conflict(table, values: dict, conflict_column: str) -> bool:
-    """INSERT ... ON CONFLICT (col) DO NOTHING; True if this call inserted the row."""
-    dialect = db.session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).values(**values).on_conflict_do_nothing(
-        index_elements=[conflict_column])
-    return db.session.execute(stmt).rowcount == 1
-
-
 def invoice_order_values(user_id: int, price: Price, invoice: dict, *, status: str = "pending"
                          ) -> dict:
     from ..models.order import new_order_id
@@ -396,7 +386,7 @@ def ensure_invoice_order(invoice: dict, *, source: str) -> int | None:
     values = invoice_order_values(user_id, price, invoice)
     if values["amount"] <= 0:
         return None
-    if _insert_ignoring_conflict(Order.__table__, values, "stripe_invoice_id"):
+    if insert_or_ignore(db.session, Order.__table__, values, "stripe_invoice_id"):
         order_id = db.session.scalar(select(Order.id).where(Order.stripe_invoice_id == invoice["id"]))
         db.session.add(OrderTransition(order_id=order_id, from_status=None, to_status="pending",
                                        source=source[:120], reason="subscription invoice"))
@@ -491,7 +481,7 @@ def apply_subscription(sub: dict, *, source: str, fetched_at: datetime | None = 
             log.info("subscription %s: not one of our buyers (%s)", sub.get("id"), source)
             return None
         from ..models.subscription import new_subscription_id
-        _insert_ignoring_conflict(Subscription.__table__, dict(
+        insert_or_ignore(db.session, Subscription.__table__, dict(
             public_id=new_subscription_id(), user_id=user_id, stripe_subscription_id=sub["id"],
             status=sub.get("status") or "incomplete", cancel_at_period_end=False,
             lock_version=0, created_at=utcnow(), updated_at=utcnow()), "stripe_subscription_id")

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import PointsEntry, User
+from ..models.base import insert_or_ignore, utcnow
 
 
 def record(user_id: int, amount: int, *, key: str, reason: str, order_id: int | None = None,
@@ -17,19 +17,13 @@ def record(user_id: int, amount: int, *, key: str, reason: str, order_id: int | 
     """
     if amount == 0:
         return False
-    if db.session.scalar(select(PointsEntry.id).where(PointsEntry.key == key)) is not None:
-        return False
-    entry = PointsEntry(user_id=user_id, amount=amount, key=key, reason=reason,
-                        order_id=order_id, note=note, created_by_id=created_by_id)
-    try:
-        with db.session.begin_nested():
-            db.session.add(entry)
-            db.session.flush()
-    except IntegrityError:
-        return False
-    db.session.execute(update(User).where(User.id == user_id)
-                       .values(points_balance=User.points_balance + amount))
-    return True
+    inserted = insert_or_ignore(db.session, PointsEntry.__table__, dict(
+        user_id=user_id, amount=amount, key=key, reason=reason, order_id=order_id, note=note,
+        created_by_id=created_by_id, created_at=utcnow()), "key")
+    if inserted:
+        db.session.execute(update(User).where(User.id == user_id)
+                           .values(points_balance=User.points_balance + amount))
+    return inserted
 
 
 def recorded(key: str) -> bool:

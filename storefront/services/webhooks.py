@@ -2,12 +2,13 @@
 
 1. The raw body's ``Stripe-Signature`` is checked (400 without a valid one, or when the
    timestamp is outside the tolerance).
-2. The event is stored by its Stripe id before anything else, so we have a record of what
-   Stripe told us even if processing fails. A repeat of an event already processed answers
-   200 and does nothing.
-3. Processing dispatches on the type to :mod:`.fulfilment` and marks the event processed in the
-   same transaction. A failure rolls that back, records the error and answers 500, so Stripe
-   retries. Events about objects we don't know are logged and acknowledged.
+2. The event is stored by its Stripe id before anything else (the transaction's first
+   statement, unique on the id). A repeat of an event already processed answers 200 and does
+   nothing.
+3. Processing dispatches on the type to :mod:`.fulfilment` / :mod:`.subscriptions` in the same
+   transaction, which commits the event as processed together with its effects. A failure rolls
+   that back, stores the event with the error, and answers 500, so Stripe retries. Events about
+   objects we don't know are logged and acknowledged.
 """
 from __future__ import annotations
 
@@ -18,11 +19,10 @@ from typing import Callable
 
 from flask import current_app
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import StripeEvent
-from ..models.base import utcnow
+from ..models.base import insert_or_ignore, utcnow
 from ..stripe_gateway import get_gateway, idempotency_key
 from . import fulfilment, subscriptions
 
@@ -62,45 +62,82 @@ def _handler(event_type: str) -> Callable | None:
 
 
 def receive(payload: bytes, signature: str | None) -> Outcome:
-    """Handle one delivery; the view turns the outcome into the HTTP answer."""
+    """Handle one delivery; the view turns the outcome into the HTTP answer.
+
+    One transaction stores the event (first statement, unique on its Stripe id), runs its
+    handler and commits both -- one commit per event. If the handler fails, that transaction is
+    rolled back and the event is stored with the error in a second one, and we answer 500 so
+    Stripe retries.
+    """
     secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
     event = get_gateway().verify_webhook(payload, signature, secret)  # WebhookSignatureInvalid
-    stored = _store(event, payload)
-    if stored.processed_at is not None:
-        return Outcome(200, {"received": True, "duplicate": True})
-    return process(stored.id)
+    db.session.commit()  # start clean: the event's INSERT opens the transaction
+    values = _row_values(event, payload)
+    if not insert_or_ignore(db.session, StripeEvent.__table__, values, "stripe_id"):
+        db.session.rollback()  # seen before, or arriving twice right now
+        return _repeat(event)
+    return _run(event, source=f"event:{event['id']}", payload=payload)
 
 
-def _store(event: dict, payload: bytes) -> StripeEvent:
+def _row_values(event: dict, payload: bytes) -> dict:
     obj = (event.get("data") or {}).get("object") or {}
-    row = StripeEvent(stripe_id=event["id"], type=event.get("type", ""),
-                      object_id=obj.get("id") if isinstance(obj, dict) else None,
-                      created=int(event.get("created") or 0),
-                      livemode=bool(event.get("livemode")), payload=payload.decode("utf-8"))
-    db.session.add(row)
+    return dict(stripe_id=event["id"], type=event.get("type", ""),
+                object_id=obj.get("id") if isinstance(obj, dict) else None,
+                created=int(event.get("created") or 0), livemode=bool(event.get("livemode")),
+                payload=payload.decode("utf-8"), received_at=utcnow(), processed_at=utcnow(),
+                attempts=1, error=None)
+
+
+def _repeat(event: dict) -> Outcome:
+    row = db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == event["id"]))
+    if row is not None and row.processed_at is not None:
+        return Outcome(200, {"received": True, "duplicate": True})
+    if row is None:  # the first delivery is still running: let Stripe retry this one later
+        return Outcome(409, {"received": True, "processed": False})
+    return process(row.id)  # an earlier attempt failed: this is Stripe's retry
+
+
+def _dispatch(event: dict, source: str) -> None:
+    handler = _handler(event.get("type", ""))
+    if handler is None:
+        log.info("webhook %s: %s not handled, acknowledged", event["id"], event.get("type"))
+        return
+    result = handler(event["data"]["object"], source=source, event_created=event.get("created"))
+    if result is None:
+        log.info("webhook %s: %s is about an object we don't know; acknowledged",
+                 event["id"], event.get("type"))
+
+
+def _run(event: dict, *, source: str, payload: bytes) -> Outcome:
+    """Dispatch inside the transaction that stored the event; on failure store the error."""
     try:
+        _dispatch(event, source)
         db.session.commit()
-        return row
-    except IntegrityError:  # seen before (or arriving twice right now)
+    except Exception as err:  # noqa: BLE001 - any failure must answer 500 so Stripe retries
         db.session.rollback()
-        return db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == event["id"]))
+        log.exception("webhook %s (%s) failed", event["id"], event.get("type"))
+        _record_failure(event, payload, err)
+        return Outcome(500, {"received": True, "processed": False})
+    return Outcome(200, {"received": True, "processed": True})
+
+
+def _record_failure(event: dict, payload: bytes, err: Exception) -> None:
+    error = f"{type(err).__name__}: {err}"[:2000]
+    values = {**_row_values(event, payload), "processed_at": None, "error": error}
+    if not insert_or_ignore(db.session, StripeEvent.__table__, values, "stripe_id"):
+        db.session.execute(update(StripeEvent).where(StripeEvent.stripe_id == event["id"])
+                           .values(error=error, attempts=StripeEvent.attempts + 1))
+    db.session.commit()
 
 
 def process(event_row_id: int, *, source_prefix: str = "event") -> Outcome:
-    """Run the handler for a stored event in one transaction (also used to replay one)."""
+    """Run a stored event's handler again in one transaction (a retry, or an admin's replay);
+    safe because every handler is idempotent."""
     db.session.commit()
     row = db.session.get(StripeEvent, event_row_id)
     event = json.loads(row.payload)
-    handler = _handler(row.type)
     try:
-        if handler is None:
-            log.info("webhook %s: %s not handled, acknowledged", row.stripe_id, row.type)
-        else:
-            order = handler(event["data"]["object"], source=f"{source_prefix}:{row.stripe_id}",
-                            event_created=row.created)
-            if order is None:
-                log.info("webhook %s: %s is about an object we don't know; acknowledged",
-                         row.stripe_id, row.type)
+        _dispatch(event, f"{source_prefix}:{row.stripe_id}")
         db.session.execute(update(StripeEvent).where(StripeEvent.id == row.id).values(
             processed_at=utcnow(), error=None, attempts=StripeEvent.attempts + 1))
         db.session.commit()

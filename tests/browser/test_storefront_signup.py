@@ -57,9 +57,13 @@ def test_newcomer_signs_up_and_sandbox_holds_the_customer(live_store, page, sand
         assert len(customers) == 1 and customers[0].id == user.stripe_customer_id
         assert customers[0].metadata["user_id"] == str(user.id)
 
-    # the buy button is a CSRF-protected POST; then log out (also a POST with CSRF)
+    # the buy button opens the product page; confirming there (a CSRF-protected POST) opens
+    # the pay page; then log out (also a POST with CSRF)
     page.locator("form[action='/buy/points_small'] button").click()
-    assert "coming soon" in page.content().lower()
+    assert "How would you like to pay?" in page.content()
+    page.get_by_role("button", name="Continue to payment").click()
+    page.wait_for_url("**/orders/ord_*/pay")
+    assert "Pay for Small Points Pack" in page.locator("h1").inner_text()
     page.get_by_role("button", name="Log out").click()
     assert "You have been logged out" in page.locator(".flashes").inner_text()
 
