@@ -133,6 +133,31 @@ class BrowserMandateData(typing.TypedDict, total=False):
     customer_acceptance: typing.Required[BrowserCustomerAcceptance]
 
 
+def browser_confirm_params(confirm: type, payment_method_data: type) -> type:
+    """The SDK's confirm TypedDict (PaymentIntent or SetupIntent) extended with what Stripe.js
+    sends with a publishable key: the intent's ``client_secret``, raw card details in
+    ``payment_method_data[card]``, and ``mandate_data`` with ``infer_from_client``."""
+    from stripe.params import PaymentMethodCreateParamsCard
+
+    class BrowserPaymentMethodData(payment_method_data, total=False):
+        pass
+
+    class BrowserConfirmParams(confirm, total=False):
+        pass
+
+    # A TypedDict subclass carries its parents' annotations as the SDK wrote them (text):
+    # resolve them in the SDK's module; the added fields are real types.
+    BrowserPaymentMethodData.__module__ = payment_method_data.__module__
+    BrowserConfirmParams.__module__ = confirm.__module__
+    BrowserPaymentMethodData.__annotations__["card"] = typing.NotRequired[
+        PaymentMethodCreateParamsCard]
+    BrowserConfirmParams.__annotations__.update(
+        client_secret=typing.NotRequired[str],
+        mandate_data=typing.NotRequired[BrowserMandateData],
+        payment_method_data=typing.NotRequired[BrowserPaymentMethodData])
+    return BrowserConfirmParams
+
+
 # --- validation ----------------------------------------------------------------------------
 
 class _Invalid(Exception):

@@ -16,13 +16,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from stripe.params import PaymentIntentConfirmParams, PaymentIntentConfirmParamsPaymentMethodData, PaymentMethodCreateParamsCard
-from typing_extensions import NotRequired
+from stripe.params import PaymentIntentConfirmParams, PaymentIntentConfirmParamsPaymentMethodData
 
-from ..params import BrowserMandateData
 from .. import cards, errors
 from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id, notify
 from ..expand import public
+from ..params import browser_confirm_params
 from ..jobs import job
 from . import charges
 from .payment_methods import (attach_to_customer, card_of, create_from_data, delayed_outcome,
@@ -58,23 +57,8 @@ DELAYED_FAILURES = {
 AUTH_FAILURE_MESSAGE = cards.MESSAGES["payment_intent_authentication_failure"]
 
 
-class _BrowserPaymentMethodData(PaymentIntentConfirmParamsPaymentMethodData, total=False):
-    """Stripe.js sends the raw card in ``payment_method_data[card]`` (publishable key only)."""
-
-
-class BrowserConfirmParams(PaymentIntentConfirmParams, total=False):
-    """What Stripe.js sends to confirm with a publishable key: the SDK's params, the intent's
-    ``client_secret``, and ``payment_method_data[card][…]`` (raw card details)."""
-
-
-# TypedDict subclasses carry their parents' annotations as text: resolve them where the SDK
-# wrote them, and add Stripe.js's fields as real types.
-_BrowserPaymentMethodData.__module__ = PaymentIntentConfirmParamsPaymentMethodData.__module__
-BrowserConfirmParams.__module__ = PaymentIntentConfirmParams.__module__
-_BrowserPaymentMethodData.__annotations__["card"] = NotRequired[PaymentMethodCreateParamsCard]
-BrowserConfirmParams.__annotations__["client_secret"] = NotRequired[str]
-BrowserConfirmParams.__annotations__["mandate_data"] = NotRequired[BrowserMandateData]
-BrowserConfirmParams.__annotations__["payment_method_data"] = NotRequired[_BrowserPaymentMethodData]
+#: what Stripe.js sends to confirm with a publishable key (client_secret, raw card details)
+BrowserConfirmParams = browser_confirm_params(PaymentIntentConfirmParams, PaymentIntentConfirmParamsPaymentMethodData)
 
 
 # --- validation --------------------------------------------------------------------------------

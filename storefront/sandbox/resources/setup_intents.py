@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import secrets
 
-from stripe.params import SetupIntentConfirmParams, SetupIntentConfirmParamsPaymentMethodData, PaymentMethodCreateParamsCard
-from typing_extensions import NotRequired
+from stripe.params import SetupIntentConfirmParams, SetupIntentConfirmParamsPaymentMethodData
 
-from ..params import BrowserMandateData
 from .. import cards, errors
 from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id, notify
 from ..expand import public
+from ..params import browser_confirm_params
 from .payment_intents import _check_client_secret
 from .payment_methods import card_of, create_from_data, mark_set_up, resolve
 
@@ -24,23 +23,8 @@ SUPPORTED_TYPES = ("card", "sepa_debit")
 AUTH_FAILURE_MESSAGE = cards.MESSAGES["setup_intent_authentication_failure"]
 
 
-class _BrowserPaymentMethodData(SetupIntentConfirmParamsPaymentMethodData, total=False):
-    """Stripe.js sends the raw card in ``payment_method_data[card]`` (publishable key only)."""
-
-
-class BrowserSetupConfirmParams(SetupIntentConfirmParams, total=False):
-    """What Stripe.js sends to confirm with a publishable key: the SDK's params, the intent's
-    ``client_secret``, and ``payment_method_data[card][…]`` (raw card details)."""
-
-
-# TypedDict subclasses carry their parents' annotations as text: resolve them where the SDK
-# wrote them, and add Stripe.js's fields as real types.
-_BrowserPaymentMethodData.__module__ = SetupIntentConfirmParamsPaymentMethodData.__module__
-BrowserSetupConfirmParams.__module__ = SetupIntentConfirmParams.__module__
-_BrowserPaymentMethodData.__annotations__["card"] = NotRequired[PaymentMethodCreateParamsCard]
-BrowserSetupConfirmParams.__annotations__["client_secret"] = NotRequired[str]
-BrowserSetupConfirmParams.__annotations__["mandate_data"] = NotRequired[BrowserMandateData]
-BrowserSetupConfirmParams.__annotations__["payment_method_data"] = NotRequired[_BrowserPaymentMethodData]
+#: what Stripe.js sends to confirm with a publishable key (client_secret, raw card details)
+BrowserSetupConfirmParams = browser_confirm_params(SetupIntentConfirmParams, SetupIntentConfirmParamsPaymentMethodData)
 
 
 def _types(payment_method_types, automatic: bool) -> list[str]:
