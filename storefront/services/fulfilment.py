@@ -73,9 +73,17 @@ def status_of_checkout_session(session: dict, event_type: str | None = None) -> 
 
 def lock_order(order_id: int) -> Order:
     """Take the order's lock (first statement of the transaction) and return it fresh."""
-    db.session.execute(update(Order).where(Order.id == order_id)
-                       .values(lock_version=Order.lock_version + 1)
-                       .execution_options(synchronize_session=False))
+    return _lock_where(Order.id, order_id)
+
+
+def _lock_where(column, value) -> Order | None:
+    """Lock the order whose ``column`` is ``value`` and load it: one UPDATE … RETURNING (a row
+    lock on PostgreSQL, the write lock on SQLite), then the fresh row."""
+    order_id = db.session.execute(
+        update(Order).where(column == value).values(lock_version=Order.lock_version + 1)
+        .returning(Order.id).execution_options(synchronize_session=False)).scalar()
+    if order_id is None:
+        return None
     return db.session.execute(select(Order).where(Order.id == order_id)
                               .execution_options(populate_existing=True)).scalar_one()
 
@@ -137,27 +145,27 @@ def _amount_matches(order: Order, amount: int | None, currency: str | None) -> b
 
 # --- finding the order --------------------------------------------------------------------------
 
-def _order_id_for(*, payment_intent: str | None = None, session: str | None = None,
-                  charge: str | None = None, public_id: str | None = None) -> int | None:
+def _lock_matching(*, payment_intent: str | None = None, session: str | None = None,
+                   charge: str | None = None, public_id: str | None = None) -> Order | None:
+    """The order a Stripe object is about -- by the first of its ids that matches -- locked."""
     for column, value in ((Order.stripe_payment_intent_id, payment_intent),
                           (Order.stripe_checkout_session_id, session),
                           (Order.stripe_charge_id, charge), (Order.public_id, public_id)):
         if value:
-            found = db.session.scalar(select(Order.id).where(column == value))
-            if found is not None:
-                return found
+            order = _lock_where(column, value)
+            if order is not None:
+                return order
     return None
 
 
 # --- applying Stripe objects ----------------------------------------------------------------------
 
 def apply_payment_intent(pi: dict, *, source: str, event_created: int | None = None) -> Order | None:
-    order_id = _order_id_for(payment_intent=pi.get("id"),
-                             public_id=(pi.get("metadata") or {}).get("order_id"))
-    if order_id is None:
+    order = _lock_matching(payment_intent=pi.get("id"),
+                           public_id=(pi.get("metadata") or {}).get("order_id"))
+    if order is None:
         log.info("no order for PaymentIntent %s (%s)", pi.get("id"), source)
         return None
-    order = lock_order(order_id)
     if _stale(order, event_created):
         return order
     if order.stripe_payment_intent_id is None:  # created by Checkout
@@ -176,12 +184,11 @@ def apply_payment_intent(pi: dict, *, source: str, event_created: int | None = N
 
 def apply_checkout_session(session: dict, *, source: str, event_created: int | None = None,
                            event_type: str | None = None) -> Order | None:
-    order_id = _order_id_for(session=session.get("id"),
-                             public_id=session.get("client_reference_id"))
-    if order_id is None:
+    order = _lock_matching(session=session.get("id"),
+                           public_id=session.get("client_reference_id"))
+    if order is None:
         log.info("no order for Checkout Session %s (%s)", session.get("id"), source)
         return None
-    order = lock_order(order_id)
     if _stale(order, event_created):
         return order
     if session.get("payment_intent") and order.stripe_payment_intent_id is None:
@@ -205,11 +212,10 @@ def apply_checkout_session(session: dict, *, source: str, event_created: int | N
 
 def apply_charge(charge: dict, *, source: str, event_created: int | None = None) -> Order | None:
     """``charge.succeeded`` / ``charge.failed``: note the charge; the PaymentIntent decides."""
-    order_id = _order_id_for(payment_intent=_id(charge.get("payment_intent")),
-                             charge=charge.get("id"))
-    if order_id is None:
+    order = _lock_matching(payment_intent=_id(charge.get("payment_intent")),
+                           charge=charge.get("id"))
+    if order is None:
         return None
-    order = lock_order(order_id)
     if order.stripe_charge_id is None:
         order.stripe_charge_id = charge["id"]
     return order
@@ -221,12 +227,11 @@ def apply_refund(charge: dict, *, source: str, event_created: int | None = None)
     The claw-back is keyed by the refunded total, so the same refund seen twice takes points
     back once, and a later, larger refund takes only the difference.
     """
-    order_id = _order_id_for(payment_intent=_id(charge.get("payment_intent")),
-                             charge=charge.get("id"))
-    if order_id is None:
+    order = _lock_matching(payment_intent=_id(charge.get("payment_intent")),
+                           charge=charge.get("id"))
+    if order is None:
         log.info("no order for refunded charge %s", charge.get("id"))
         return None
-    order = lock_order(order_id)
     refunded = min(int(charge.get("amount_refunded") or 0), order.amount)
     if refunded <= order.amount_refunded:
         return order  # an older or repeated refund event
@@ -262,12 +267,11 @@ def _entries(order: Order):
 
 def apply_dispute(dispute: dict, *, source: str, event_created: int | None = None) -> Order | None:
     """``charge.dispute.created``: the order is disputed and its remaining points frozen."""
-    order_id = _order_id_for(payment_intent=_id(dispute.get("payment_intent")),
-                             charge=_id(dispute.get("charge")))
-    if order_id is None:
+    order = _lock_matching(payment_intent=_id(dispute.get("payment_intent")),
+                           charge=_id(dispute.get("charge")))
+    if order is None:
         log.info("no order for dispute %s", dispute.get("id"))
         return None
-    order = lock_order(order_id)
     if move(order, "disputed", source=source, reason=f"Dispute {dispute.get('id')}: "
                                                        f"{dispute.get('reason')}"):
         remaining = points.total_for_order(order.id)
