@@ -141,6 +141,15 @@ def list_response(objects: list[dict], url: str, params: dict) -> dict:
     return {"object": "list", "data": page, "has_more": has_more, "url": url}
 
 
+def equal_filter(objects: list[dict], params: dict, keys) -> list[dict]:
+    """A list call's equality filters (``customer=cus_…``, ``active=false``); an empty
+    value filters nothing."""
+    for key in keys:
+        if params.get(key) not in (None, ""):
+            objects = [o for o in objects if o.get(key) == params[key]]
+    return objects
+
+
 def created_filter(objects: list[dict], created) -> list[dict]:
     """``created`` as an exact timestamp or a ``{gt, gte, lt, lte}`` range."""
     if created is None:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .. import errors
-from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id
+from ..api import (Context, apply_metadata, created_filter, endpoint, equal_filter,
+                   list_response, new_id)
 
 _PRODUCT_FIELDS = ["name", "description", "active", "metadata", "default_price"]
 
@@ -185,9 +186,7 @@ def update_price(ctx: Context, params: dict, price_id: str) -> dict:
 def list_prices(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     prices = ctx.store.all("price")
-    for key in ("active", "currency", "product", "type"):
-        if key in params:
-            prices = [p for p in prices if p[key] == params[key]]
+    prices = equal_filter(prices, params, ("active", "currency", "product", "type"))
     if "lookup_keys" in params:
         prices = [p for p in prices if p.get("lookup_key") in params["lookup_keys"]]
     prices = created_filter(prices, params.get("created"))

@@ -8,7 +8,8 @@ card's after-effects.
 from __future__ import annotations
 
 from .. import cards, errors
-from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id
+from ..api import (Context, apply_metadata, created_filter, endpoint, equal_filter,
+                   list_response, new_id)
 from ..expand import includable
 from ..jobs import job
 from .payment_methods import card_of, delayed_outcome, is_delayed
@@ -192,9 +193,7 @@ def retrieve_charge(ctx: Context, params: dict, charge_id: str) -> dict:
 def list_charges(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     charges = ctx.store.all("charge")
-    for key in ("customer", "payment_intent"):
-        if params.get(key):
-            charges = [c for c in charges if c.get(key) == params[key]]
+    charges = equal_filter(charges, params, ("customer", "payment_intent"))
     charges = created_filter(charges, params.get("created"))
     return list_response(charges, "/v1/charges", params)
 
@@ -314,9 +313,7 @@ def update_refund(ctx: Context, params: dict, refund_id: str) -> dict:
 def list_refunds(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     refunds = ctx.store.all("refund")
-    for key in ("charge", "payment_intent"):
-        if params.get(key):
-            refunds = [r for r in refunds if r.get(key) == params[key]]
+    refunds = equal_filter(refunds, params, ("charge", "payment_intent"))
     refunds = created_filter(refunds, params.get("created"))
     return list_response(refunds, "/v1/refunds", params)
 
@@ -442,8 +439,6 @@ def retrieve_dispute(ctx: Context, params: dict, dispute_id: str) -> dict:
 def list_disputes(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     disputes = ctx.store.all("dispute")
-    for key in ("charge", "payment_intent"):
-        if params.get(key):
-            disputes = [d for d in disputes if d.get(key) == params[key]]
+    disputes = equal_filter(disputes, params, ("charge", "payment_intent"))
     disputes = created_filter(disputes, params.get("created"))
     return list_response(disputes, "/v1/disputes", params)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 
 from .. import errors
-from ..api import (Context, apply_metadata, created_filter, endpoint, list_response, listen,
-                   new_id)
+from ..api import (Context, apply_metadata, created_filter, endpoint, equal_filter,
+                   list_response, listen, new_id)
 from ..expand import includable
 from ..jobs import job
 from . import billing
@@ -197,9 +197,8 @@ def retrieve_session(ctx: Context, params: dict, session_id: str) -> dict:
 def list_sessions(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     sessions = ctx.store.all("checkout.session")
-    for key in ("customer", "payment_intent", "subscription", "status"):
-        if key in params:
-            sessions = [s for s in sessions if s.get(key) == params[key]]
+    sessions = equal_filter(sessions, params,
+                            ("customer", "payment_intent", "subscription", "status"))
     sessions = created_filter(sessions, params.get("created"))
     return list_response(sessions, "/v1/checkout/sessions", params)
 

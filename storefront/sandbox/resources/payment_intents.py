@@ -239,15 +239,17 @@ def _changed(ctx: Context, pi: dict, previous_status: str, *, attempt_failed: bo
         notify("payment_intent.changed", ctx, pi, previous_status=previous_status)
 
 
-def _next_action(ctx: Context, pi: dict) -> dict:
-    url = f"{ctx.base_url}/_sandbox/3ds/{pi['id']}"
-    return_url = pi["_sandbox"].get("return_url")
-    if return_url and not pi["_sandbox"].get("use_stripe_sdk"):
+def next_action(ctx: Context, intent: dict) -> dict:
+    """3-D Secure's ``next_action`` for a PaymentIntent or SetupIntent: the sandbox's challenge
+    page, as a redirect when a return_url was given, else for Stripe.js to open."""
+    url = f"{ctx.base_url}/_sandbox/3ds/{intent['id']}"
+    return_url = intent["_sandbox"].get("return_url")
+    if return_url and not intent["_sandbox"].get("use_stripe_sdk"):
         return {"type": "redirect_to_url",
                 "redirect_to_url": {"return_url": return_url, "url": url}}
     return {"type": "use_stripe_sdk",
             "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url, "url": url,
-                               "source": new_id("src"), "intent": pi["id"]}}
+                               "source": new_id("src"), "intent": intent["id"]}}
 
 
 def confirm_intent(ctx: Context, pi: dict, *, payment_method=None, off_session=False,
@@ -307,7 +309,7 @@ def _attempt(ctx: Context, pi: dict, pm: dict, *, raise_on_decline: bool) -> dic
                                      authenticated=pi["_sandbox"]["authenticated"])
     if decision.action == "authenticate":
         previous = _set_status(ctx, pi, "requires_action")
-        pi["next_action"] = _next_action(ctx, pi)
+        pi["next_action"] = next_action(ctx, pi)
         ctx.store.put(pi)
         ctx.emit("payment_intent.requires_action", pi)
         _changed(ctx, pi, previous)

@@ -12,10 +12,11 @@ import secrets
 from stripe.params import SetupIntentConfirmParams, SetupIntentConfirmParamsPaymentMethodData
 
 from .. import cards, errors
-from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id, notify
+from ..api import (Context, apply_metadata, created_filter, endpoint, equal_filter,
+                   list_response, new_id, notify)
 from ..expand import public
 from ..params import browser_confirm_params
-from .payment_intents import _check_client_secret
+from .payment_intents import _check_client_secret, next_action
 from .payment_methods import card_of, create_from_data, mark_set_up, resolve
 
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
@@ -101,17 +102,6 @@ def _changed(ctx: Context, si: dict, previous_status: str) -> None:
         notify("setup_intent.changed", ctx, si, previous_status=previous_status)
 
 
-def _next_action(ctx: Context, si: dict) -> dict:
-    url = f"{ctx.base_url}/_sandbox/3ds/{si['id']}"
-    return_url = si["_sandbox"].get("return_url")
-    if return_url and not si["_sandbox"].get("use_stripe_sdk"):
-        return {"type": "redirect_to_url",
-                "redirect_to_url": {"return_url": return_url, "url": url}}
-    return {"type": "use_stripe_sdk",
-            "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url, "url": url,
-                               "source": new_id("src"), "intent": si["id"]}}
-
-
 def confirm_setup(ctx: Context, si: dict, *, payment_method=None, payment_method_data=None,
                   return_url=None, use_stripe_sdk=None, raise_on_decline=True) -> dict:
     if si["status"] not in CONFIRMABLE:
@@ -152,7 +142,7 @@ def _attempt(ctx: Context, si: dict, pm: dict, *, raise_on_decline: bool) -> dic
     if pm["type"] == "card" and not si["_sandbox"]["authenticated"] \
             and cards.setup_needs_authentication(card):
         si["status"] = "requires_action"
-        si["next_action"] = _next_action(ctx, si)
+        si["next_action"] = next_action(ctx, si)
         ctx.store.put(si)
         ctx.emit("setup_intent.requires_action", si)
         _changed(ctx, si, previous)
@@ -357,8 +347,6 @@ def cancel_setup_intent(ctx: Context, params: dict, si_id: str) -> dict:
 def list_setup_intents(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     intents = ctx.store.all("setup_intent")
-    for key in ("customer", "payment_method"):
-        if params.get(key):
-            intents = [s for s in intents if s.get(key) == params[key]]
+    intents = equal_filter(intents, params, ("customer", "payment_method"))
     intents = created_filter(intents, params.get("created"))
     return list_response(intents, "/v1/setup_intents", params)
