@@ -111,7 +111,9 @@ def _unavailable(err: GatewayError) -> PurchaseError:
                          status=err.http_status if err.http_status >= 400 else 502)
 
 
-def _new_order(user: User, price: Price, public_id: str, method: str, **stripe_ids) -> Order:
+def new_order(user: User, price: Price, public_id: str, method: str, *, reason: str | None = None,
+              **stripe_ids) -> Order:
+    """The order row for a purchase Stripe has already accepted, with its first transition."""
     product = price.product
     order = Order(public_id=public_id, user_id=user.id, price_id=price.id,
                   lookup_key=price.lookup_key, product_name=product.name, points=product.points,
@@ -119,13 +121,28 @@ def _new_order(user: User, price: Price, public_id: str, method: str, **stripe_i
                   currency=price.currency, method=method, status="pending", **stripe_ids)
     db.session.add(order)
     db.session.add(OrderTransition(order=order, from_status=None, to_status="pending",
-                                   source="buyer", reason=f"{method} started"))
+                                   source="buyer", reason=reason or f"{method} started"))
     db.session.commit()
     return order
 
 
-def _metadata(user: User, price: Price, public_id: str) -> dict[str, str]:
+def order_metadata(user: User, price: Price, public_id: str) -> dict[str, str]:
     return {"order_id": public_id, "user_id": str(user.id), "lookup_key": price.lookup_key}
+
+
+def create_checkout_session(customer: str, price: Price, metadata: dict[str, str], *, mode: str,
+                            return_urls: Callable[[str], tuple[str, str]]) -> dict:
+    """A Checkout Session for one unit of ``price``. Our order id travels in its metadata and
+    in that of what it creates (the PaymentIntent, or the subscription). Raises GatewayError."""
+    public_id = metadata["order_id"]
+    success_url, cancel_url = return_urls(public_id)
+    created = "payment_intent_data" if mode == "payment" else "subscription_data"
+    return get_gateway().create_checkout_session({
+        "mode": mode, "customer": customer, "client_reference_id": public_id,
+        "line_items": [{"price": price.stripe_price_id, "quantity": 1}],
+        "metadata": metadata, created: {"metadata": metadata},
+        "success_url": success_url, "cancel_url": cancel_url,
+    }, idempotency_key=idempotency_key("order", public_id, "checkout-session"))
 
 
 # --- paying on our page -----------------------------------------------------------------------------
@@ -138,12 +155,12 @@ def start_payment(user: User, lookup_key: str, *, save_card: bool = False) -> Or
     try:
         pi = get_gateway().create_payment_intent(
             amount=price.unit_amount, currency=price.currency, customer=customer,
-            metadata=_metadata(user, price, public_id), description=price.product.name,
+            metadata=order_metadata(user, price, public_id), description=price.product.name,
             setup_future_usage="off_session" if save_card else None,
             idempotency_key=idempotency_key("order", public_id, "payment-intent"))
     except GatewayError as err:
         raise _unavailable(err) from err
-    return _new_order(user, price, public_id, "payment_element",
+    return new_order(user, price, public_id, "payment_element",
                       stripe_payment_intent_id=pi["id"])
 
 
@@ -217,19 +234,14 @@ def start_checkout(user: User, price: Price, *,
                             code="price_not_found", status=404)
     customer = _check_buyer(user, price)
     public_id = new_order_id()
-    metadata = _metadata(user, price, public_id)
-    success_url, cancel_url = return_urls(public_id)
     try:
-        session = get_gateway().create_checkout_session({
-            "mode": "payment", "customer": customer, "client_reference_id": public_id,
-            "line_items": [{"price": price.stripe_price_id, "quantity": 1}],
-            "metadata": metadata, "payment_intent_data": {"metadata": metadata},
-            "success_url": success_url, "cancel_url": cancel_url,
-        }, idempotency_key=idempotency_key("order", public_id, "checkout-session"))
+        session = create_checkout_session(customer, price,
+                                          order_metadata(user, price, public_id),
+                                          mode="payment", return_urls=return_urls)
     except GatewayError as err:
         raise _unavailable(err) from err
-    order = _new_order(user, price, public_id, "checkout",
-                       stripe_checkout_session_id=session["id"])
+    order = new_order(user, price, public_id, "checkout",
+                      stripe_checkout_session_id=session["id"])
     return order, session["url"]
 
 

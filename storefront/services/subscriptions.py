@@ -23,13 +23,14 @@ from typing import Callable
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Order, OrderTransition, Price, Product, Subscription, User
+from ..models import Order, Price, Product, Subscription, User
 from ..models.base import utcnow
 from ..models.order import new_order_id
 from ..models.subscription import LIVE_STATUSES
 from ..stripe_gateway import GatewayError, StripeNotFound, get_gateway, idempotency_key
 from . import accounts, fulfilment
-from .purchase import check_amount, transaction
+from .purchase import (check_amount, create_checkout_session, new_order, order_metadata,
+                       transaction)
 
 log = logging.getLogger(__name__)
 
@@ -285,27 +286,15 @@ def start_checkout(user: User, lookup_key: str, *,
     if unpaid is not None:
         _drop_unpaid(user, unpaid)
     public_id = new_order_id()
-    metadata = {"order_id": public_id, "user_id": str(user.id), "lookup_key": price.lookup_key}
-    success_url, cancel_url = return_urls(public_id)
     try:
-        session = get_gateway().create_checkout_session({
-            "mode": "subscription", "customer": customer, "client_reference_id": public_id,
-            "line_items": [{"price": price.stripe_price_id, "quantity": 1}],
-            "metadata": metadata, "subscription_data": {"metadata": metadata},
-            "success_url": success_url, "cancel_url": cancel_url,
-        }, idempotency_key=idempotency_key("order", public_id, "checkout-session"))
+        session = create_checkout_session(customer, price,
+                                          order_metadata(user, price, public_id),
+                                          mode="subscription", return_urls=return_urls)
     except GatewayError as err:
         raise _unavailable(err, " Nothing was charged.") from err
-    product = price.product
-    order = Order(public_id=public_id, user_id=user.id, price_id=price.id,
-                  lookup_key=price.lookup_key, product_name=product.name, points=product.points,
-                  entitlement=None, amount=price.unit_amount, currency=price.currency,
-                  method="subscription_invoice", status="pending",
-                  stripe_checkout_session_id=session["id"])
-    db.session.add(order)
-    db.session.add(OrderTransition(order=order, from_status=None, to_status="pending",
-                                   source="buyer", reason="subscription checkout started"))
-    db.session.commit()
+    order = new_order(user, price, public_id, "subscription_invoice",
+                      reason="subscription checkout started",
+                      stripe_checkout_session_id=session["id"])
     return order, session["url"]
 
 
