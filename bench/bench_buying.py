@@ -44,8 +44,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_catalog import (bench_env, compare_with_hello_world, free_port,  # noqa: E402
-                                 gunicorn, seed_store, server_options, stop, wait_until_up)
+from bench.bench_catalog import (  # noqa: E402
+    bench_env,
+    compare_with_hello_world,
+    free_port,
+    gunicorn,
+    seed_store,
+    server_options,
+    stop,
+    wait_until_up,
+)
 
 USER_AGENT = "storefront-bench"
 PASSWORD = "bench-password-2024"

@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ class Seeder:
             .join(Product, Product.id == Price.product_id).where(Price.interval.is_(None))).all()
         self.user_ids: list[int] = []
         self.statuses = [s for s, w in STATUSES for _ in range(w)]
-        self.now = datetime.now(timezone.utc)
+        self.now = datetime.now(UTC)
 
     def users(self, n: int) -> None:
         from storefront.models import User
@@ -138,7 +138,7 @@ def measure(app, admin_id: int, runs: int) -> list[tuple[str, float, int]]:
                                     .order_by(Order.id.desc()).limit(1)).one()
         email = db.session.scalar(text("select email from users where id = :id"),
                                   {"id": sample.user_id})
-        month_ago = (datetime.now(timezone.utc) - timedelta(days=30)).date().isoformat()
+        month_ago = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
     client = app.test_client()
     with client.session_transaction() as session:
         session["_user_id"] = str(admin_id)

@@ -127,8 +127,8 @@ def create_sandbox_app(state_path=None, *, strict: bool = False, webhook_timeout
                        start_threads: bool = True) -> Flask:
     """Build the sandbox app. ``strict`` answers 500 for any object that fails conformance."""
     from . import resources  # noqa: F401  (registers the endpoints)
-    from .control import control
     from .browser import browser
+    from .control import control
 
     app = Flask(__name__, template_folder="templates", static_folder="static",
                 static_url_path="/_sandbox/static")

@@ -48,7 +48,7 @@ def all_cards() -> list[dict]:
     return json.loads(_DATA.read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def by_number(number: str) -> dict | None:
     for card in all_cards():
         if card["number"] == number:
@@ -56,7 +56,7 @@ def by_number(number: str) -> dict | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def by_token(pm_id: str) -> dict | None:
     """A ``pm_card_…`` test id (or alias) -> its card, with ``pm_card_visa`` style brand ids."""
     for card in all_cards():

@@ -21,7 +21,7 @@ _NONE = type(None)
 _MAX_DEPTH = 12
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_for(object_name: str):
     entry = OBJECT_CLASSES.get(object_name)
     if isinstance(entry, tuple):  # lazily imported: (module, class name)
@@ -29,7 +29,7 @@ def model_for(object_name: str):
     return entry
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fields(cls) -> dict:
     fields = {}
     for klass in reversed(cls.__mro__):

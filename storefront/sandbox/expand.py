@@ -8,7 +8,7 @@ unless expanded; their resource module registers a function that computes them.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 from . import errors
 from .api import type_of

@@ -7,7 +7,7 @@ A resource module registers a job kind with :func:`job` and schedules it with
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from .api import Context
 

@@ -16,7 +16,8 @@ import re
 import sys
 import types
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import stripe.params  # the SDK's request schema; the sandbox uses it only as a schema
 
@@ -66,7 +67,7 @@ def _listify(node: Any) -> Any:
 
 # --- schema lookup -------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def params_class(name: str) -> type:
     """``"CustomerCreateParams"`` or ``"checkout.SessionCreateParams"`` -> the TypedDict.
 
@@ -81,7 +82,7 @@ def params_class(name: str) -> type:
     return getattr(module, cls)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict:
     """Field name -> (annotation, module namespace to resolve its forward references in)."""
     hints = {}
@@ -186,14 +187,14 @@ def _coerce(value: Any, tp, path: str, ns) -> Any:
         if value in allowed:
             return value
         raise _Invalid(f"Invalid {path}: must be one of {', '.join(map(str, allowed))}", path)
-    if origin in (list, typing.List):
+    if origin is list:  # typing.List[...] has origin list too
         (item,) = typing.get_args(tp) or (Any,)
         if isinstance(value, dict):  # sparse indexes
             value = list(value.values())
         if not isinstance(value, list):
             raise _Invalid(f"Invalid array for {path}.", path)
         return [_coerce(v, item, f"{path}[{i}]", ns) for i, v in enumerate(value)]
-    if origin in (dict, typing.Dict):
+    if origin is dict:
         if not isinstance(value, dict):
             raise _Invalid(f"Invalid object for {path}.", path)
         return dict(value)

@@ -15,7 +15,7 @@ from .testing import SandboxServer
 
 def totals() -> dict:
     keys = ("responses", "checked", "events", "control", "objects", "failed")
-    summed = {key: 0 for key in keys}
+    summed = dict.fromkeys(keys, 0)
     failures: list = []
     unchecked: list = []
     for server in SandboxServer.started:

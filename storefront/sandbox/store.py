@@ -13,8 +13,8 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -52,7 +52,7 @@ class Store:
 
     # --- transactions ---------------------------------------------------------------------
     @contextlib.contextmanager
-    def transaction(self) -> Iterator["Store"]:
+    def transaction(self) -> Iterator[Store]:
         with self.lock:
             outermost = self._depth == 0
             if outermost:

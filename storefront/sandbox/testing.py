@@ -1,9 +1,9 @@
 """Run a sandbox in a background thread for tests: ``SandboxServer(state_path).start()``."""
 from __future__ import annotations
 
+import json
 import threading
 import urllib.request
-import json
 
 from werkzeug.serving import make_server
 
@@ -14,7 +14,7 @@ class SandboxServer:
     """A real HTTP sandbox on 127.0.0.1 (``port=0`` picks a free port); ``url`` once started."""
 
     #: every server started in this process, for the conformance report (pytest_plugin)
-    started: list["SandboxServer"] = []
+    started: list[SandboxServer] = []
 
     def __init__(self, state_path=None, port: int = 0, *, strict: bool = True,
                  webhook_retry_base: float = 0.2, webhook_timeout: float = 5.0, **options):
@@ -33,7 +33,7 @@ class SandboxServer:
     def sandbox(self):
         return self.app.extensions["sandbox"]
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         SandboxServer.started.append(self)
         self.sandbox.start()
         self._thread.start()

@@ -104,7 +104,7 @@ def delivery_log(store: Store, limit: int = 200) -> list[dict]:
 class Sender:
     """Background thread that delivers due webhooks; one per sandbox app."""
 
-    _instances: list["Sender"] = []
+    _instances: list[Sender] = []
 
     def __init__(self, store: Store, *, timeout: float = 10.0, retry_base: float = 2.0,
                  max_attempts: int = 8):

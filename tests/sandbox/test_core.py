@@ -1,9 +1,9 @@
 """The sandbox's request pipeline: auth, parameters, errors, idempotency, pagination, expand."""
 from __future__ import annotations
 
+import json
 import threading
 import urllib.request
-import json
 
 import pytest
 import stripe

@@ -61,7 +61,7 @@ def test_publishable_key_cannot_read_or_list(publishable_client, client):
 
 def test_test_ids_make_fresh_payment_methods(client):
     pm = client.v1.payment_methods.retrieve("pm_card_mastercard")
-    year = datetime.datetime.now(datetime.timezone.utc).year
+    year = datetime.datetime.now(datetime.UTC).year
     assert pm.id != "pm_card_mastercard" and pm.id.startswith("pm_")
     assert pm.card.brand == "mastercard" and pm.card.last4 == "4444"
     assert (pm.card.exp_month, pm.card.exp_year) >= (12, year + 3)

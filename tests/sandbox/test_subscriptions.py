@@ -1,7 +1,7 @@
 """Subscriptions through the official SDK, renewals driven by the sandbox clock."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import stripe
@@ -37,7 +37,7 @@ def subscribe(client, customer, price, pm="pm_card_visa", **extra) -> stripe.Sub
 
 
 def months_later(ts: int, n: int) -> int:
-    start = datetime.fromtimestamp(ts, timezone.utc)
+    start = datetime.fromtimestamp(ts, UTC)
     year, month = divmod(start.month - 1 + n, 12)
     import calendar
     day = min(start.day, calendar.monthrange(start.year + year, month + 1)[1])

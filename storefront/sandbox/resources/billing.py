@@ -21,13 +21,12 @@ from __future__ import annotations
 import calendar
 import copy
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import abort, current_app
 
 from .. import errors
-from ..api import (Context, apply_metadata, created_filter, endpoint, list_response, listen,
-                   new_id, notify)
+from ..api import Context, apply_metadata, created_filter, endpoint, list_response, listen, new_id, notify
 from ..browser import browser
 from ..expand import includable, public
 from ..jobs import job
@@ -60,7 +59,7 @@ def add_interval(anchor: int, interval: str, count: int, n: int) -> int:
         return anchor + 86400 * count * n
     if interval == "week":
         return anchor + 7 * 86400 * count * n
-    start = datetime.fromtimestamp(anchor, timezone.utc)
+    start = datetime.fromtimestamp(anchor, UTC)
     months = count * n * (12 if interval == "year" else 1)
     years, month0 = divmod(start.month - 1 + months, 12)
     year, month = start.year + years, month0 + 1
@@ -79,7 +78,7 @@ def money(amount: int, currency: str) -> str:
 
 
 def _date(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%-d %b %Y")
+    return datetime.fromtimestamp(ts, UTC).strftime("%-d %b %Y")
 
 
 def _diff(before: dict, after: dict) -> dict:
@@ -626,7 +625,7 @@ def _resolve_items(ctx: Context, items: list[dict], param: str = "items") -> lis
             raise errors.missing_param(f"{where}[price]")
         if price["type"] != "recurring":
             raise errors.invalid_request(
-                f"The price specified is set to `type=one_time` but this field only accepts "
+                "The price specified is set to `type=one_time` but this field only accepts "
                 "prices with `type=recurring`.", param=f"{where}[price]")
         quantity = spec.get("quantity", 1)
         if quantity < 0:
@@ -886,7 +885,7 @@ def update_subscription(ctx: Context, params: dict, sub_id: str) -> dict:
     sub = ctx.load(sub_id, "subscription")
     if sub["status"] in ("canceled", "incomplete_expired"):
         raise errors.invalid_request(
-            f"A canceled subscription can only update its cancellation_details and metadata.",
+            "A canceled subscription can only update its cancellation_details and metadata.",
             param=next(iter(k for k in params if k != "expand"), None))
     if params.get("payment_behavior") == "pending_if_incomplete":
         raise errors.invalid_request(

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from .. import errors
-from ..api import (Context, apply_metadata, created_filter, endpoint, equal_filter,
-                   list_response, new_id)
+from ..api import Context, apply_metadata, created_filter, endpoint, equal_filter, list_response, new_id
 
 _PRODUCT_FIELDS = ["name", "description", "active", "metadata", "default_price"]
 
@@ -27,7 +26,7 @@ def _new_product(ctx: Context, params: dict) -> dict:
 def create_product(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     if params.get("id") and ctx.store.get(params["id"]):
-        raise errors.invalid_request(f"Product already exists.", param="id",
+        raise errors.invalid_request("Product already exists.", param="id",
                                      code="resource_already_exists")
     product = ctx.store.put(_new_product(ctx, params))
     ctx.emit("product.created", product)

@@ -8,8 +8,7 @@ card's after-effects.
 from __future__ import annotations
 
 from .. import cards, errors
-from ..api import (Context, apply_metadata, created_filter, endpoint, equal_filter,
-                   list_response, new_id)
+from ..api import Context, apply_metadata, created_filter, endpoint, equal_filter, list_response, new_id
 from ..expand import includable
 from ..jobs import job
 from .payment_methods import card_of, delayed_outcome, is_delayed
@@ -83,7 +82,7 @@ def _card_details(pm: dict, amount: int, status: str, authenticated: bool) -> di
 
 def _date(timestamp: int) -> str:
     import datetime
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).date().isoformat()
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).date().isoformat()
 
 
 def new_charge(ctx: Context, pi: dict, pm: dict, *, status: str, code: str | None = None,
@@ -388,7 +387,7 @@ def _create_dispute(ctx: Context, charge_id: str, data: dict) -> None:
                                "network": details["card"]["brand"]}, "type": "card"}
     else:
         pm_details = None
-    evidence = {key: None for key in _EVIDENCE_KEYS}
+    evidence = dict.fromkeys(_EVIDENCE_KEYS)
     evidence["enhanced_evidence"] = {}
     dispute = {
         "id": new_id("dp"), "object": "dispute", "amount": charge["amount"],

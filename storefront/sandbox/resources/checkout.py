@@ -13,8 +13,7 @@ from __future__ import annotations
 import copy
 
 from .. import errors
-from ..api import (Context, apply_metadata, created_filter, endpoint, equal_filter,
-                   list_response, listen, new_id)
+from ..api import Context, apply_metadata, created_filter, endpoint, equal_filter, list_response, listen, new_id
 from ..expand import includable
 from ..jobs import job
 from . import billing

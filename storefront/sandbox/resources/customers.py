@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import secrets
 
-from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id
 from .. import errors
+from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id
 
 _FIELDS = ["email", "name", "description", "phone", "metadata",
            "invoice_settings[default_payment_method]", "preferred_locales"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 import secrets
 
 from .. import errors
-from ..api import (API_VERSION, Context, apply_metadata, created_filter, endpoint,
-                   list_response, new_id)
+from ..api import API_VERSION, Context, apply_metadata, created_filter, endpoint, list_response, new_id
 
 
 @endpoint("GET", "/v1/events/<event_id>", params="EventRetrieveParams")

@@ -21,11 +21,18 @@ from stripe.params import PaymentIntentConfirmParams, PaymentIntentConfirmParams
 from .. import cards, errors
 from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id, notify
 from ..expand import public
-from ..params import browser_confirm_params
 from ..jobs import job
+from ..params import browser_confirm_params
 from . import charges
-from .payment_methods import (attach_to_customer, card_of, create_from_data, delayed_outcome,
-                              is_delayed, is_set_up, mark_set_up, resolve)
+from .payment_methods import (
+    card_of,
+    create_from_data,
+    delayed_outcome,
+    is_delayed,
+    is_set_up,
+    mark_set_up,
+    resolve,
+)
 
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
                 "vnd", "vuv", "xaf", "xof", "xpf"}

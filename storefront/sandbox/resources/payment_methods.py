@@ -105,7 +105,7 @@ def from_test_id(ctx: Context, pm_id: str) -> dict | None:
 
 def _year(ctx: Context) -> int:
     import datetime
-    return datetime.datetime.fromtimestamp(ctx.now(), datetime.timezone.utc).year
+    return datetime.datetime.fromtimestamp(ctx.now(), datetime.UTC).year
 
 
 def resolve(ctx: Context, pm_id: str, *, param: str = "payment_method") -> dict:
@@ -168,7 +168,7 @@ def card_from_raw(ctx: Context, raw: dict, params: dict, *, param_prefix: str = 
     if exp_year < 100:
         exp_year += 2000
     import datetime
-    today = datetime.datetime.fromtimestamp(ctx.now(), datetime.timezone.utc)
+    today = datetime.datetime.fromtimestamp(ctx.now(), datetime.UTC)
     problem = cards.tokenization_error(number, exp_month, exp_year, cvc, today.year, today.month)
     if problem:
         code, field = problem

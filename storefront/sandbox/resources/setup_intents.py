@@ -12,8 +12,7 @@ import secrets
 from stripe.params import SetupIntentConfirmParams, SetupIntentConfirmParamsPaymentMethodData
 
 from .. import cards, errors
-from ..api import (Context, apply_metadata, created_filter, endpoint, equal_filter,
-                   list_response, new_id, notify)
+from ..api import Context, apply_metadata, created_filter, endpoint, equal_filter, list_response, new_id, notify
 from ..expand import public
 from ..params import browser_confirm_params
 from .payment_intents import _check_client_secret, next_action
