@@ -302,18 +302,17 @@ def test_sync_with_stripe_applies_a_refund_whose_webhook_was_lost(app, admin, bu
 
 @pytest.mark.parametrize("text,currency,expected", [
     ("12.50", "usd", 1250), ("12.5", "usd", 1250), ("$1,000", "usd", 100000), ("3", "usd", 300),
-    ("0.01", "usd", 1), ("500", "jpy", 500)])
+    ("0.01", "usd", 1), ("500", "jpy", 500), ("1,234.50", "usd", 123450)])
 def test_refund_amounts_are_parsed_to_minor_units(text, currency, expected):
     assert refunds_service.parse_amount(text, currency) == expected
 
 
 @pytest.mark.parametrize("text,currency", [("", "usd"), ("abc", "usd"), ("-1", "usd"),
                                            ("0", "usd"), ("1.001", "usd"), ("1.5", "jpy"),
-                                           ("NaN", "usd"), ("Infinity", "usd"), ("1e3", "jpy")])
+                                           ("NaN", "usd"), ("Infinity", "usd"), ("1e3", "jpy"),
+                                           ("1,50", "usd"), ("1_000", "usd"), ("١", "usd"),
+                                           ("9" * 5000, "usd"), ("€5", "usd")])
 def test_bad_refund_amounts_are_refused(text, currency):
-    if text == "1e3":  # a valid (if odd) way to write 1000 yen
-        assert refunds_service.parse_amount(text, currency) == 1000
-        return
     with pytest.raises(refunds_service.RefundError):
         refunds_service.parse_amount(text, currency)
 

@@ -18,11 +18,11 @@ from typing import Iterator
 from sqlalchemy import case, func, or_, select, tuple_
 from sqlalchemy.sql import Select
 
+from .. import money
 from ..extensions import db
 from ..models import Order, Price, Product, User
 from ..models.order import METHODS, STATUSES
 from ..models.base import utcnow
-from ..web.helpers import ZERO_DECIMAL
 
 PAGE_SIZE = 50
 #: statuses in which money was received (refunds are counted separately)
@@ -202,12 +202,8 @@ CSV_HEADER = ["created_at", "order_id", "email", "product", "lookup_key", "metho
 
 
 def major(amount: int, currency: str) -> str:
-    """Integer minor units -> "12.50" (no symbol, for CSV)."""
-    if currency.lower() in ZERO_DECIMAL:
-        return str(amount)
-    sign = "-" if amount < 0 else ""
-    amount = abs(amount)
-    return f"{sign}{amount // 100}.{amount % 100:02d}"
+    """Integer minor units -> "12.50" (no symbol, for CSV; the currency's own digits)."""
+    return money.format_plain(amount, currency)
 
 
 def _cell(value) -> str:

@@ -17,17 +17,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from .. import money
 from ..extensions import db
 from ..models import Order, User
 from ..models.base import utcnow
 from ..models.refund import LIVE, REASONS, Refund
 from ..stripe_gateway import GatewayError, StripeRequestInvalid, get_gateway, idempotency_key
-from ..web.helpers import ZERO_DECIMAL
 from . import fulfilment
 from .purchase import transaction
 
@@ -48,21 +47,12 @@ class RefundResult:
 
 
 def parse_amount(text: str | None, currency: str) -> int:
-    """``"12.50"`` (major units) -> ``1250`` minor units; refuses anything else."""
-    raw = (text or "").strip().replace(",", "")
-    if raw.startswith(("$", "€", "£")):
-        raw = raw[1:].strip()
+    """``"12.50"`` (major units) -> ``1250`` minor units, exactly (:func:`money.parse_money`:
+    ``1,50`` or ``1_000`` are refused, never guessed); anything else -> :class:`RefundError`."""
     try:
-        value = Decimal(raw)
-    except InvalidOperation as err:
-        raise RefundError("Type the amount as a number, e.g. 12.50.") from err
-    if not value.is_finite() or value <= 0:
-        raise RefundError("The amount must be more than zero.")
-    digits = 0 if currency.lower() in ZERO_DECIMAL else 2
-    minor = value.scaleb(digits)
-    if minor != minor.to_integral_value():
-        raise RefundError(f"{currency.upper()} amounts have at most {digits} decimal places.")
-    return int(minor)
+        return money.parse_money(text, currency)
+    except money.MoneyError as err:
+        raise RefundError(err.message) from err
 
 
 def in_flight(order: Order) -> int:

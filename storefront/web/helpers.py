@@ -4,25 +4,21 @@ from urllib.parse import urlsplit
 
 from flask import request
 
-# ISO 4217 currencies without minor units (Stripe's list of zero-decimal currencies).
-ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$", "inr": "₹"}
+from ..money import ZERO_DECIMAL, MoneyError
+from ..money import format_money as _format_money
+
+__all__ = ["ZERO_DECIMAL", "format_money", "safe_next_url", "wants_json"]
 
 
 def format_money(amount: int | None, currency: str = "usd") -> str:
-    """Integer minor units + ISO currency -> "$1,234.50". The only place amounts get formatted."""
+    """The ``money`` template filter: integer minor units + ISO currency -> "$1,234.50"
+    (``None`` -> ""). Formatting itself lives in :mod:`storefront.money`."""
     if amount is None:
         return ""
-    currency = (currency or "usd").lower()
-    negative = amount < 0
-    amount = abs(int(amount))
-    if currency in ZERO_DECIMAL:
-        number = f"{amount:,}"
-    else:
-        number = f"{amount // 100:,}.{amount % 100:02d}"
-    symbol = SYMBOLS.get(currency)
-    text = f"{symbol}{number}" if symbol else f"{number} {currency.upper()}"
-    return f"-{text}" if negative else text
+    try:
+        return _format_money(int(amount), currency or "usd")
+    except MoneyError:  # not a currency code: show what we have rather than fail the page
+        return f"{amount} {str(currency)[:8].upper()}"
 
 
 def safe_next_url(target: str | None) -> str | None:
