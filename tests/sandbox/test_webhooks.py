@@ -1,6 +1,7 @@
 """Events and signed webhook delivery: at least once, retried with backoff, logged, faultable."""
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -41,6 +42,18 @@ def test_endpoint_secret_shown_only_at_creation(client, endpoint):
     assert [e.id for e in listed] == [endpoint.id]
 
 
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "http:///no-host"])
+def test_endpoint_url_must_be_http_on_create_and_on_update(client, endpoint, url):
+    """The sender urlopen()s the stored URL: a file: or ftp: URL must never get that far."""
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.webhook_endpoints.create(params={"url": url, "enabled_events": ["*"]})
+    assert raised.value.code == "url_invalid"
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.webhook_endpoints.update(endpoint.id, params={"url": url})
+    assert raised.value.code == "url_invalid"
+    assert client.v1.webhook_endpoints.retrieve(endpoint.id).url == endpoint.url
+
+
 def test_only_enabled_events_are_delivered(sandbox, client, receiver):
     client.v1.webhook_endpoints.create(params={"url": receiver.url,
                                                "enabled_events": ["product.created"]})
@@ -58,7 +71,7 @@ def test_failed_delivery_is_retried_with_backoff_and_logged(sandbox, client, rec
     log = sandbox.deliveries()[0]
     assert log["status"] == "delivered" and log["attempts"] == 3
     assert [a["status"] for a in log["attempt_log"]] == [500, 503, 200]
-    gaps = [b["at"] - a["at"] for a, b in zip(log["attempt_log"], log["attempt_log"][1:])]
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(log["attempt_log"])]
     assert gaps[1] > gaps[0]  # exponential backoff
     bodies = {r["body"] for r in receiver.requests}
     assert len(bodies) == 1  # the same event each time

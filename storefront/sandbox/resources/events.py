@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import secrets
+import urllib.parse
 
 from .. import errors
 from ..api import API_VERSION, Context, apply_metadata, created_filter, endpoint, list_response, new_id
@@ -36,13 +37,19 @@ def _public_endpoint(endpoint_obj: dict) -> dict:
     return shown
 
 
+def _check_url(url: str) -> None:
+    """The sender urlopen()s this URL, so only http(s) with a host gets stored (never file: or ftp:)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise errors.invalid_request("Invalid URL: URL must be publicly accessible and use http "
+                                     "or https.", param="url", code="url_invalid")
+
+
 @endpoint("POST", "/v1/webhook_endpoints", params="WebhookEndpointCreateParams",
           supported=["url", "enabled_events", "description", "metadata", "api_version"])
 def create_webhook_endpoint(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
-    if not params["url"].startswith(("http://", "https://")):
-        raise errors.invalid_request("Invalid URL: URL must be publicly accessible and use http "
-                                     "or https.", param="url", code="url_invalid")
+    _check_url(params["url"])
     if params.get("api_version") not in (None, API_VERSION):
         raise errors.invalid_request(
             f"The sandbox speaks only API version {API_VERSION}; it cannot render events for "
@@ -69,6 +76,8 @@ def retrieve_webhook_endpoint(ctx: Context, params: dict, endpoint_id: str) -> d
 def update_webhook_endpoint(ctx: Context, params: dict, endpoint_id: str) -> dict:
     ctx.require_secret_key()
     hook = ctx.load(endpoint_id, "webhook_endpoint")
+    if "url" in params:
+        _check_url(params["url"])
     for key in ("url", "enabled_events", "description"):
         if key in params:
             hook[key] = params[key]
