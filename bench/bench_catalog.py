@@ -11,6 +11,7 @@ Targets (issue 3): catalog >= 0.6x hello-world, catalog p99 < 25 ms, one DB quer
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import re
 import shutil
@@ -40,9 +41,10 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30) -> None
         if proc.poll() is not None:
             raise SystemExit(f"server exited early ({proc.returncode})")
         try:
-            urllib.request.urlopen(url, timeout=1).read()
+            with urllib.request.urlopen(url, timeout=1) as response:
+                response.read()
             return
-        except Exception:
+        except (OSError, http.client.HTTPException):  # not listening yet, reset, half-started
             time.sleep(0.2)
     raise SystemExit(f"{url} did not answer within {timeout}s")
 

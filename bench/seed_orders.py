@@ -238,7 +238,7 @@ def main() -> None:
     print(f"{'page':32} {'ms':>7} {'queries':>7} {'sql ms':>7} {'max q':>6} | "
           f"{'ms':>7} {'queries':>7} {'sql ms':>7} {'max q':>6}")
     grew = False
-    for (label, t1, q1, s1, m1), (_, t2, q2, s2, m2) in zip(small, large):
+    for (label, t1, q1, s1, m1), (_, t2, q2, s2, m2) in zip(small, large, strict=True):
         grew |= q2 != q1
         print(f"{label:32} {t1:7.1f} {q1:7d} {s1:7.1f} {m1:6.1f} | "
               f"{t2:7.1f} {q2:7d} {s2:7.1f} {m2:6.1f}")

@@ -96,7 +96,7 @@ class Sandbox:
         while not self._stop.wait(self.tick):
             try:
                 self.run_due_jobs()
-            except Exception:  # a job failing must not stop the clock
+            except Exception:  # noqa: BLE001 - a job failing must not stop the clock (it is logged)
                 current_app_logger().exception("sandbox job failed")
 
 

@@ -299,7 +299,7 @@ def checkout_confirm(session_id: str):
                 session = complete_session(ctx, session, pm_id)
             except errors.StripeError as exc:
                 if exc.status != 402 and not exc.store_result:
-                    raise _Refused(exc)
+                    raise _Refused(exc) from exc
                 declined = exc  # the failed attempt is kept, as at Stripe
             _check_events(ctx)
             session = _session(session_id)

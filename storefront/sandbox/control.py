@@ -154,7 +154,7 @@ def checkout_pay(session_id):
                 body, status = public(complete_session(ctx, session, payment_method)), 200
             except errors.StripeError as exc:
                 if not exc.store_result and exc.status != 402:
-                    raise _Rollback(exc)
+                    raise _Rollback(exc) from exc
                 body = {**exc.body(), "session": public(store.get(session_id))}
                 status = exc.status
         for event in ctx.events:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.request
+from typing import ClassVar
 
 from werkzeug.serving import make_server
 
@@ -14,7 +15,7 @@ class SandboxServer:
     """A real HTTP sandbox on 127.0.0.1 (``port=0`` picks a free port); ``url`` once started."""
 
     #: every server started in this process, for the conformance report (pytest_plugin)
-    started: list[SandboxServer] = []
+    started: ClassVar[list[SandboxServer]] = []
 
     def __init__(self, state_path=None, port: int = 0, *, strict: bool = True,
                  webhook_retry_base: float = 0.2, webhook_timeout: float = 5.0, **options):
@@ -48,10 +49,10 @@ class SandboxServer:
     # --- control routes, as any test would call them over HTTP ------------------------------
     def control(self, method: str, path: str, payload: dict | None = None) -> dict:
         data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 - self.url is always http://127.0.0.1:<port>
             f"{self.url}/_sandbox/{path.lstrip('/')}", data=data, method=method,
             headers={"Content-Type": "application/json"} if data else {})
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - as above
             return json.loads(response.read() or b"{}")
 
     def reset(self) -> None:

@@ -244,7 +244,7 @@ def test_unknown_session(client, sandbox):
     with pytest.raises(stripe.InvalidRequestError) as raised:
         client.v1.checkout.sessions.retrieve("cs_test_nope")
     assert raised.value.http_status == 404
-    status, body = pay(sandbox, "cs_test_nope", "pm_card_visa")
+    status, _ = pay(sandbox, "cs_test_nope", "pm_card_visa")
     assert status == 404
 
 

@@ -56,7 +56,7 @@ def test_invoice_shape(client, sandbox, price, customer):
     assert pi.status == "succeeded" and pi.amount == 3998 and pi.customer == customer.id
     assert client.v1.invoice_payments.retrieve(payment.id).invoice == invoice.id
     lines = client.v1.invoices.line_items.list(invoice.id)
-    assert [l.id for l in lines.data] == [line.id]
+    assert [ln.id for ln in lines.data] == [line.id]
     # a paid invoice has no confirmation secret left to use
     again = client.v1.invoices.retrieve(invoice.id, params={"expand": ["confirmation_secret"]})
     assert again.confirmation_secret is None
@@ -129,7 +129,7 @@ def test_preview_always_invoice_shows_only_the_prorations(client, sandbox, price
             "items": [{"id": item.id, "price": bigger.id}], "proration_date": at,
             "proration_behavior": "always_invoice"}})
     assert preview.billing_reason == "subscription_update"
-    assert [l.amount < 0 for l in preview.lines.data] == [True, False]
+    assert [ln.amount < 0 for ln in preview.lines.data] == [True, False]
     assert preview.lines.data[0].description.startswith("Unused time on 1 × Starter after")
     updated = client.v1.subscriptions.update(sub.id, params={
         "items": [{"id": item.id, "price": bigger.id}], "proration_date": at,

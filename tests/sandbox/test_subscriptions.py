@@ -213,10 +213,10 @@ def test_plan_change_with_prorations_matches_the_preview(client, sandbox, plans,
         "customer": customer.id, "subscription": sub.id,
         "subscription_details": {"items": [{"id": item.id, "price": plans["Advanced"].id}],
                                  "proration_date": proration_date}})
-    proration_lines = [l for l in preview.lines.data
-                       if l.parent.subscription_item_details.proration]
+    proration_lines = [ln for ln in preview.lines.data
+                       if ln.parent.subscription_item_details.proration]
     assert len(proration_lines) == 2
-    preview_proration = sum(l.amount for l in proration_lines)
+    preview_proration = sum(ln.amount for ln in proration_lines)
     share = (item.current_period_end - proration_date) / \
         (item.current_period_end - item.current_period_start)
     assert preview_proration == round(2500 * share) - round(1000 * share)
@@ -235,12 +235,12 @@ def test_plan_change_with_prorations_matches_the_preview(client, sandbox, plans,
     sandbox.advance_clock(item.current_period_end - item.current_period_start)
     renewal = client.v1.invoices.list(params={"subscription": sub.id}).data[0]
     assert renewal.billing_reason == "subscription_cycle" and renewal.status == "paid"
-    renewal_prorations = [l for l in renewal.lines.data
-                          if l.parent.subscription_item_details.proration]
-    assert sum(l.amount for l in renewal_prorations) == preview_proration
+    renewal_prorations = [ln for ln in renewal.lines.data
+                          if ln.parent.subscription_item_details.proration]
+    assert sum(ln.amount for ln in renewal_prorations) == preview_proration
     assert renewal.total == preview.total
-    assert sorted(l.description for l in renewal_prorations) == \
-        sorted(l.description for l in proration_lines)
+    assert sorted(ln.description for ln in renewal_prorations) == \
+        sorted(ln.description for ln in proration_lines)
 
 
 def test_plan_change_always_invoice_charges_now(client, sandbox, plans, customer):

@@ -217,7 +217,7 @@ def _routing_ok(routing: str) -> bool:
         return False
     digits = [int(c) for c in routing]
     weights = (3, 7, 1) * 3
-    return sum(d * w for d, w in zip(digits, weights)) % 10 == 0
+    return sum(d * w for d, w in zip(digits, weights, strict=True)) % 10 == 0
 
 
 def new_us_bank_account_pm(ctx: Context, params: dict, *,
