@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import overload
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -82,6 +83,13 @@ class Store:
         row = self._db.execute("SELECT data FROM objects WHERE id = ?", (object_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def require(self, object_id: str) -> dict:
+        """An object the state itself refers to (a re-read, a parent): missing is a sandbox bug."""
+        obj = self.get(object_id)
+        if obj is None:
+            raise LookupError(f"the sandbox state refers to {object_id}, which is not stored")
+        return obj
+
     def put(self, obj: dict) -> dict:
         with self.transaction():
             data = json.dumps(obj, separators=(",", ":"))
@@ -109,6 +117,11 @@ class Store:
         return value
 
     # --- meta, clock ----------------------------------------------------------------------
+    @overload
+    def meta(self, key: str) -> str | None: ...
+    @overload
+    def meta(self, key: str, default: str) -> str: ...
+
     def meta(self, key: str, default: str | None = None) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default

@@ -21,7 +21,9 @@ from __future__ import annotations
 import calendar
 import copy
 import html
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import abort, current_app
 
@@ -195,7 +197,7 @@ def _attach_pm(ctx: Context, pm_id: str, customer_id: str, param: str) -> str:
 
 def _new_item(ctx: Context, sub_id: str, price: dict, quantity: int, metadata,
               start: int, end: int) -> dict:
-    item = {
+    item: dict[str, Any] = {
         "id": new_id("si"), "object": "subscription_item", "billing_thresholds": None,
         "created": ctx.now(), "current_period_end": end, "current_period_start": start,
         "discounts": [], "metadata": {}, "plan": _plan(price), "price": price,
@@ -269,7 +271,7 @@ def _line(ctx: Context, *, invoice_id: str | None, sub: dict | None, item: dict 
     }
 
 
-def _item_line(ctx: Context, invoice_id, sub: dict, item: dict, start: int, end: int,
+def _item_line(ctx: Context, invoice_id, sub: dict | None, item: dict, start: int, end: int,
                price: dict | None = None, quantity: int | None = None) -> dict:
     price = price or item["price"]
     quantity = item["quantity"] if quantity is None else quantity
@@ -419,7 +421,7 @@ def _finalize(ctx: Context, invoice: dict, *, setup_future_usage: str | None = "
         ctx.store.put(invoice)
         ctx.emit("invoice.finalized", invoice)
         _mark_paid(ctx, invoice, None)
-    return ctx.store.get(invoice["id"])
+    return ctx.store.require(invoice["id"])
 
 
 def _subscription_of(ctx: Context, invoice: dict) -> dict | None:
@@ -428,7 +430,7 @@ def _subscription_of(ctx: Context, invoice: dict) -> dict | None:
 
 
 def _mark_paid(ctx: Context, invoice: dict, pi: dict | None) -> None:
-    invoice = ctx.store.get(invoice["id"])
+    invoice = ctx.store.require(invoice["id"])
     if invoice["status"] == "paid":
         return
     now = ctx.now()
@@ -440,7 +442,7 @@ def _mark_paid(ctx: Context, invoice: dict, pi: dict | None) -> None:
     invoice["status_transitions"]["paid_at"] = now
     payment_id = invoice["_sandbox"].get("invoice_payment")
     if payment_id:
-        payment = ctx.store.get(payment_id)
+        payment = ctx.store.require(payment_id)
         payment["status"] = "paid"
         payment["amount_paid"] = payment["amount_requested"]
         payment["status_transitions"]["paid_at"] = now
@@ -478,7 +480,7 @@ def _after_invoice_paid(ctx: Context, sub: dict, invoice: dict, pi: dict | None)
 
 
 def _payment_failed(ctx: Context, invoice: dict, pi: dict | None) -> None:
-    invoice = ctx.store.get(invoice["id"])
+    invoice = ctx.store.require(invoice["id"])
     if invoice["status"] != "open":
         return
     invoice["attempt_count"] += 1
@@ -524,25 +526,25 @@ def attempt_payment(ctx: Context, invoice: dict, *, payment_method: str | None,
                     off_session: bool, raise_on_decline: bool) -> dict:
     """Charge an open invoice's PaymentIntent; the listener moves the invoice. Returns the
     fresh invoice. Without a payment method the attempt fails as Stripe's would."""
-    invoice = ctx.store.get(invoice["id"])
+    invoice = ctx.store.require(invoice["id"])
     pi_id = invoice["_sandbox"].get("payment_intent")
     if invoice["status"] != "open" or not pi_id:
         return invoice
     if payment_method is None:
         _payment_failed(ctx, invoice, None)
-        return ctx.store.get(invoice["id"])
-    pi = ctx.store.get(pi_id)
+        return ctx.store.require(invoice["id"])
+    pi = ctx.store.require(pi_id)
     if pi["status"] in ("succeeded", "processing"):
-        return ctx.store.get(invoice["id"])
+        return ctx.store.require(invoice["id"])
     try:
         _pi_module().confirm_intent(ctx, pi, payment_method=payment_method,
                                     off_session=off_session, raise_on_decline=raise_on_decline)
     except errors.StripeError as exc:
         if exc.store_result:  # a decline: the attempt stands (and is answered 402)
-            _failed_attempt(ctx, ctx.store.get(invoice["id"]), ctx.store.get(pi_id))
+            _failed_attempt(ctx, ctx.store.require(invoice["id"]), ctx.store.require(pi_id))
         raise
-    _failed_attempt(ctx, ctx.store.get(invoice["id"]), ctx.store.get(pi_id))
-    return ctx.store.get(invoice["id"])
+    _failed_attempt(ctx, ctx.store.require(invoice["id"]), ctx.store.require(pi_id))
+    return ctx.store.require(invoice["id"])
 
 
 def _failure_key(pi: dict) -> str:
@@ -566,7 +568,7 @@ def _failed_attempt(ctx: Context, invoice: dict, pi: dict) -> None:
 
 
 def _void(ctx: Context, invoice: dict) -> None:
-    invoice = ctx.store.get(invoice["id"])
+    invoice = ctx.store.require(invoice["id"])
     if invoice["status"] != "open":
         return
     pi_id = invoice["_sandbox"].get("payment_intent")
@@ -577,11 +579,11 @@ def _void(ctx: Context, invoice: dict) -> None:
     payment_id = invoice["_sandbox"].get("invoice_payment")
     now = ctx.now()
     if payment_id:
-        payment = ctx.store.get(payment_id)
+        payment = ctx.store.require(payment_id)
         payment["status"] = "canceled"
         payment["status_transitions"]["canceled_at"] = now
         ctx.store.put(payment)
-    invoice = ctx.store.get(invoice["id"])
+    invoice = ctx.store.require(invoice["id"])
     invoice.update(status="void", amount_remaining=0, auto_advance=False)
     invoice["status_transitions"]["voided_at"] = now
     ctx.store.put(invoice)
@@ -652,7 +654,7 @@ def create_subscription_internal(ctx: Context, *, customer: dict, items: list[tu
                                  description: str | None = None,
                                  cancel_at_period_end: bool = False,
                                  save_default_payment_method: str | None = None,
-                                 extra_lines: list[tuple] = (),
+                                 extra_lines: Sequence[tuple[dict, int]] = (),
                                  checkout_session: str | None = None) -> dict:
     """Create a subscription and its first invoice (finalized, with its PaymentIntent). For
     ``allow_incomplete`` / ``error_if_incomplete`` the invoice is charged now with the default
@@ -717,7 +719,7 @@ def create_subscription_internal(ctx: Context, *, customer: dict, items: list[tu
         invoice["_sandbox"]["checkout_session"] = checkout_session
         ctx.store.put(invoice)
     invoice = _finalize(ctx, invoice)
-    sub = ctx.store.get(sub_id)
+    sub = ctx.store.require(sub_id)
     if sub["status"] == "incomplete":
         ctx.store.schedule(now + INCOMPLETE_EXPIRY, "subscription.incomplete_expire", sub_id)
         if payment_behavior in ("allow_incomplete", "error_if_incomplete"):
@@ -729,7 +731,7 @@ def create_subscription_internal(ctx: Context, *, customer: dict, items: list[tu
                                           off_session=off_session, raise_on_decline=False)
                 if payment_behavior == "error_if_incomplete" and invoice["status"] != "paid":
                     raise _payment_error(ctx, invoice)
-    return ctx.store.get(sub_id)
+    return ctx.store.require(sub_id)
 
 
 def _no_payment_method() -> errors.StripeError:
@@ -942,7 +944,7 @@ def update_subscription(ctx: Context, params: dict, sub_id: str) -> dict:
     _save_sub(ctx, sub, before)
     if invoice_now:
         _invoice_update_now(ctx, sub, invoice_now, params)
-    return ctx.store.get(sub_id)
+    return ctx.store.require(sub_id)
 
 
 def _invoice_update_now(ctx: Context, sub: dict, lines: list[dict], params: dict) -> None:
@@ -952,7 +954,7 @@ def _invoice_update_now(ctx: Context, sub: dict, lines: list[dict], params: dict
     invoice = _create_invoice(ctx, customer=customer, sub=sub,
                               billing_reason="subscription_update", lines=lines,
                               period_start=now, period_end=now)
-    sub = ctx.store.get(sub["id"])
+    sub = ctx.store.require(sub["id"])
     before = copy.deepcopy(sub)
     sub["latest_invoice"] = invoice["id"]
     _save_sub(ctx, sub, before)
@@ -1012,7 +1014,7 @@ def cancel_subscription(ctx: Context, params: dict, sub_id: str) -> dict:
     if sub["status"] == "incomplete":
         for invoice in _open_invoices(ctx, sub_id):
             _void(ctx, invoice)
-        sub = ctx.store.get(sub_id)
+        sub = ctx.store.require(sub_id)
     return cancel_subscription_internal(ctx, sub, reason="cancellation_requested",
                                         comment=details.get("comment"),
                                         feedback=details.get("feedback"))
@@ -1054,7 +1056,7 @@ def renew(ctx: Context, sub: dict) -> dict:
         pm = _default_pm(ctx, invoice, ctx.store.get(sub["id"]))
         attempt_payment(ctx, invoice, payment_method=pm, off_session=True,
                         raise_on_decline=False)
-    return ctx.store.get(sub["id"])
+    return ctx.store.require(sub["id"])
 
 
 @job("subscription.incomplete_expire")
@@ -1064,7 +1066,7 @@ def _incomplete_expire_job(ctx: Context, sub_id: str, data: dict) -> None:
         return
     for invoice in _open_invoices(ctx, sub_id):
         _void(ctx, invoice)
-    sub = ctx.store.get(sub_id)
+    sub = ctx.store.require(sub_id)
     before = copy.deepcopy(sub)
     sub["status"] = "incomplete_expired"
     sub["ended_at"] = ctx.now()
@@ -1142,7 +1144,7 @@ def pay_invoice(ctx: Context, params: dict, invoice_id: str) -> dict:
         if pi and pi["status"] not in ("succeeded", "canceled", "processing"):
             _pi_module().cancel_intent(ctx, pi)
         _mark_paid(ctx, invoice, None)
-        return ctx.store.get(invoice_id)
+        return ctx.store.require(invoice_id)
     sub = _subscription_of(ctx, invoice)
     pm = params.get("payment_method") or _default_pm(ctx, invoice, sub)
     if pm is None:
@@ -1184,7 +1186,7 @@ def create_preview(ctx: Context, params: dict) -> dict:
         if params.get("customer") and params["customer"] != sub["customer"]:
             raise errors.invalid_request("The subscription does not belong to this customer.",
                                          param="subscription")
-        customer = ctx.store.get(sub["customer"])
+        customer = ctx.store.require(sub["customer"])
         if sub["status"] in ("canceled", "incomplete_expired"):
             raise errors.invalid_request(
                 "No upcoming invoices for customer: " + sub["customer"],
@@ -1232,9 +1234,10 @@ def create_preview(ctx: Context, params: dict) -> dict:
     else:
         if not params.get("customer"):
             raise errors.missing_param("customer")
-        customer = ctx.store.get(params["customer"])
-        if customer is None or customer.get("object") != "customer":
+        found = ctx.store.get(params["customer"])
+        if found is None or found.get("object") != "customer":
             raise bad_reference("customer", params["customer"], "customer")
+        customer = found
         if not details.get("items"):
             raise errors.invalid_request("No upcoming invoices for customer: " + customer["id"],
                                          code="invoice_upcoming_none", status=404)

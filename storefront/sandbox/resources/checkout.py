@@ -270,7 +270,7 @@ def _not_payable(session: dict) -> errors.StripeError:
 def _customer_for(ctx: Context, session: dict) -> dict:
     """Subscription mode (or ``customer_creation=always``) creates the customer on payment."""
     if session.get("customer"):
-        return ctx.store.get(session["customer"])
+        return ctx.store.require(session["customer"])
     from .customers import create_customer
     email = session.get("customer_email") or (session.get("customer_details") or {}).get("email")
     customer = create_customer(ctx, {"email": email} if email else {})
@@ -290,12 +290,12 @@ def complete_session(ctx: Context, session: dict, payment_method_id: str) -> dic
     is ``requires_action``). A decline raises Stripe's 402 card error (the attempt is kept);
     an expired or complete session raises a 400 and takes nothing.
     """
-    session = ctx.store.get(session["id"])
+    session = ctx.store.require(session["id"])
     if session["status"] != "open":
         raise _not_payable(session)
     if session["expires_at"] <= ctx.now():
         expire_session_internal(ctx, session)
-        raise _not_payable(ctx.store.get(session["id"]))
+        raise _not_payable(ctx.store.require(session["id"]))
     mode = session["mode"]
     if mode == "payment":
         return _complete_payment(ctx, session, payment_method_id)
@@ -320,10 +320,10 @@ def _complete_payment(ctx: Context, session: dict, pm: str) -> dict:
         session["payment_intent"] = pi["id"]
         ctx.store.put(session)
     if pi["status"] in ("succeeded", "processing"):
-        return ctx.store.get(session["id"])
+        return ctx.store.require(session["id"])
     payment_intents.confirm_intent(ctx, pi, payment_method=pm,
                                    return_url=_return_url(ctx, session), raise_on_decline=True)
-    return ctx.store.get(session["id"])
+    return ctx.store.require(session["id"])
 
 
 def _return_url(ctx: Context, session: dict) -> str:
@@ -372,14 +372,14 @@ def _complete_subscription(ctx: Context, session: dict, pm: str) -> dict:
         billing._save_sub(ctx, sub, before)
     invoice = ctx.store.get(session["invoice"])
     if invoice["status"] == "open":
-        pi = ctx.store.get(invoice["_sandbox"]["payment_intent"])
+        pi = ctx.store.require(invoice["_sandbox"]["payment_intent"])
         from . import payment_intents
         payment_intents.confirm_intent(ctx, pi, payment_method=pm_id,
                                        return_url=_return_url(ctx, session),
                                        raise_on_decline=True)
     elif invoice["status"] == "paid":
-        _finish(ctx, ctx.store.get(session["id"]), paid=True)
-    return ctx.store.get(session["id"])
+        _finish(ctx, ctx.store.require(session["id"]), paid=True)
+    return ctx.store.require(session["id"])
 
 
 def _complete_setup(ctx: Context, session: dict, pm: str) -> dict:
@@ -387,9 +387,9 @@ def _complete_setup(ctx: Context, session: dict, pm: str) -> dict:
         session.get("customer_email") else None
     if customer is not None:
         billing._attach_pm(ctx, pm, customer["id"], "payment_method")
-    session = ctx.store.get(session["id"]) if customer is None else session
+    session = ctx.store.require(session["id"]) if customer is None else session
     _finish(ctx, session, paid=False)
-    return ctx.store.get(session["id"])
+    return ctx.store.require(session["id"])
 
 
 def _finish(ctx: Context, session: dict, *, paid: bool) -> None:

@@ -276,9 +276,10 @@ def confirm_intent(ctx: Context, pi: dict, *, payment_method=None, off_session=F
         pm = resolve(ctx, payment_method)
         _check_pm_fits(ctx, pi, pm)
     elif pi.get("payment_method"):
-        pm = ctx.store.get(pi["payment_method"])
-        if pm is None:
+        stored = ctx.store.get(pi["payment_method"])
+        if stored is None:
             raise errors.no_such("PaymentMethod", pi["payment_method"], "payment_method")
+        pm = stored
         _check_pm_fits(ctx, pi, pm)
     else:
         exc = errors.invalid_request(

@@ -117,7 +117,10 @@ def confirm_setup(ctx: Context, si: dict, *, payment_method=None, payment_method
         pm = resolve(ctx, payment_method)
         _check_pm_fits(si, pm)
     elif si.get("payment_method"):
-        pm = ctx.store.get(si["payment_method"])
+        stored = ctx.store.get(si["payment_method"])
+        if stored is None:
+            raise errors.no_such("PaymentMethod", si["payment_method"], "payment_method")
+        pm = stored
         _check_pm_fits(si, pm)
     else:
         exc = errors.invalid_request(
