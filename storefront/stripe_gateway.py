@@ -389,10 +389,13 @@ class StripeGateway:
         return list(page.get("data", []))
 
     def preview_invoice(self, *, subscription: str, item_id: str, price: str,
-                        proration_behavior: str) -> dict[str, Any]:
-        params = {"subscription": subscription,
-                  "subscription_details": {"items": [{"id": item_id, "price": price}],
-                                           "proration_behavior": proration_behavior}}
+                        proration_behavior: str, proration_date: int | None = None
+                        ) -> dict[str, Any]:
+        details: dict[str, Any] = {"items": [{"id": item_id, "price": price}],
+                                   "proration_behavior": proration_behavior}
+        if proration_date is not None:
+            details["proration_date"] = proration_date
+        params = {"subscription": subscription, "subscription_details": details}
         return self._call(self.v1.invoices.create_preview, params)
 
     def preview_upcoming(self, subscription: str) -> dict[str, Any]:

@@ -246,32 +246,223 @@ def test_failed_renewal_paid_after_3ds_authentication(app, buyer, sandbox):
 
 # --- change plan, cancel, resume -------------------------------------------------------------------
 
-def test_change_plan_shows_the_proration_then_applies_it_to_the_next_invoice(app, buyer, sandbox, webhooks):
+AMOUNT_DUE = re.compile(r'data-amount-due>\$([\d,]+\.\d\d)<')
+PREVIEW_TOKEN = re.compile(r'name="preview" value="([^"]+)"')
+
+
+def cents(text: str) -> int:
+    return int(text.replace(",", "").replace(".", ""))
+
+
+def preview(client, row, plan):
+    """The change-plan page: (html, amount shown, signed preview token)."""
+    page = client.get(f"/account/subscription/{row.public_id}/change/{plan}")
+    assert page.status_code == 200, page.get_data(as_text=True)[:300]
+    html = page.get_data(as_text=True)
+    return html, cents(AMOUNT_DUE.search(html).group(1)), PREVIEW_TOKEN.search(html).group(1)
+
+
+def confirm(client, row, token, **forged):
+    return client.post(f"/account/subscription/{row.public_id}/change",
+                       data={"preview": token, **forged})
+
+
+def period(sandbox, app) -> tuple[int, int]:
+    item = stripe_sub(sandbox, app).items.data[0]
+    return item.current_period_start, item.current_period_end
+
+
+def upcoming(sandbox, app):
+    return sandbox.stripe.v1.invoices.create_preview(
+        params={"subscription": sub_row(app).stripe_subscription_id})
+
+
+def proration_total(invoice) -> int:
+    return sum(line.amount for line in invoice.lines.data
+               if line.parent.subscription_item_details.proration)
+
+
+def stripe_invoices(sandbox, app):
+    return sorted(sandbox.stripe.v1.invoices.list(
+        params={"customer": customer_id(app), "limit": 100}).data, key=lambda i: i.created)
+
+
+def test_an_upgrade_is_charged_now_as_previewed_and_the_renewal_is_the_new_price(
+        app, buyer, sandbox, webhooks):
     subscribed(app, buyer, sandbox)
     advance(sandbox, 15 * 86400)
     row = sub_row(app)
-    page = buyer.get(f"/account/subscription/{row.public_id}/change/advanced_monthly")
-    assert page.status_code == 200
-    html = page.get_data(as_text=True)
-    assert "Unused time" in html and "Remaining time" in html
-    due = int(re.search(r'data-amount-due>\$([\d.]+)<', html).group(1).replace(".", ""))
-    assert 1500 < due < 2500  # next month + about half a month's difference
-    proration_date = re.search(r'name="proration_date" value="(\d+)"', html).group(1)
-    response = buyer.post(f"/account/subscription/{row.public_id}/change",
-                          data={"plan": "advanced_monthly", "attempt": "c1",
-                                "proration_date": proration_date})
-    assert response.status_code == 303
+    html, due, token = preview(buyer, row, "advanced_monthly")
+    assert "Charged now" in html and "Unused time" in html and "Remaining time" in html
+    assert 300 < due < 700  # about half a month of the $10 difference
+    assert 'name="proration_date"' not in html
+    response = confirm(buyer, row, token)
+    assert response.status_code == 303 and response.headers["Location"] == "/account/billing"
+    flash_page = buyer.get("/account/billing").get_data(as_text=True)
+    assert f"${due // 100}.{due % 100:02d} was charged now" in flash_page
     sub = stripe_sub(sandbox, app)
     assert sub.items.data[0].price.lookup_key == "advanced_monthly"
-    assert sub_row(app).price.lookup_key if False else True
-    with app.app_context():
-        row = db.session.scalar(select(Subscription))
-        assert row.price.lookup_key == "advanced_monthly"
+    upgrade = stripe_invoices(sandbox, app)[-1]
+    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == \
+        ("subscription_update", "paid", due)
+    orders = invoice_orders(app)
+    assert [(o.amount, o.status, o.points) for o in orders] == [(500, "paid", 500), (due, "paid", 0)]
+    assert orders[1].lookup_key == "advanced_monthly"
+    assert balance(app) == 500  # points follow the monthly invoices
+    # the same preview confirmed again changes nothing more
+    again = confirm(buyer, row, token, plan="advanced_monthly")
+    assert again.status_code in (303, 409)
+    assert len(stripe_invoices(sandbox, app)) == 2
     advance(sandbox, 20 * 86400)
     flush(sandbox)
     renewal = invoice_orders(app)[-1]
-    assert renewal.amount == due and renewal.points == 2000 and renewal.lookup_key == "advanced_monthly"
+    assert (renewal.amount, renewal.points, renewal.lookup_key) == (1500, 2000, "advanced_monthly")
     assert balance(app) == 500 + 2000
+    catch_up(buyer)
+    assert balance(app) == 2500 and len(invoice_orders(app)) == 3
+
+
+def test_a_downgrade_credits_the_next_invoice_as_previewed(app, buyer, sandbox, webhooks):
+    subscribed(app, buyer, sandbox, "advanced_monthly")
+    advance(sandbox, 20 * 86400)
+    row = sub_row(app)
+    html, due, token = preview(buyer, row, "starter_monthly")
+    assert "Your next invoice" in html and "Nothing is charged now" in html
+    assert confirm(buyer, row, token).status_code == 303
+    assert len(stripe_invoices(sandbox, app)) == 1  # nothing charged now
+    assert upcoming(sandbox, app).amount_due == due
+    assert stripe_sub(sandbox, app).items.data[0].price.lookup_key == "starter_monthly"
+
+
+def test_a_buyer_cannot_choose_the_proration_date_of_a_downgrade(app, buyer, sandbox):
+    """The $99 credit: Professional -> Starter near the period end, the form's
+    ``proration_date`` set to the period start. Only the server's preview counts."""
+    subscribed(app, buyer, sandbox, "professional_monthly")
+    start, end = period(sandbox, app)
+    advance(sandbox, (end - start) - 2 * 86400)  # two days before the renewal
+    row = sub_row(app)
+    html, _due, token = preview(buyer, row, "starter_monthly")
+    shown = [cents(m) * (-1 if sign else 1) for sign, m in
+             re.findall(r'<td class="num">(-?)\$([\d,]+\.\d\d)</td>', html)]
+    honest = sum(shown[:-1])  # the lines but the next month's
+    assert -1000 < honest < 0
+    response = confirm(buyer, row, token, plan="starter_monthly", proration_date=str(start),
+                       attempt="forged")
+    assert response.status_code == 303
+    assert proration_total(upcoming(sandbox, app)) == honest  # not -$94.00
+
+
+def test_a_buyer_cannot_choose_the_proration_date_of_an_upgrade(app, buyer, sandbox):
+    """The $99 renewal: Starter -> Professional with the form's ``proration_date`` near the
+    period end. The upgrade is charged now, at the previewed amount and date."""
+    subscribed(app, buyer, sandbox)
+    start, end = period(sandbox, app)
+    advance(sandbox, 10 * 86400)
+    row = sub_row(app)
+    _html, due, token = preview(buyer, row, "professional_monthly")
+    assert due > 5000
+    response = confirm(buyer, row, token, plan="professional_monthly",
+                       proration_date=str(end - 60), attempt="forged")
+    assert response.status_code == 303
+    upgrade = stripe_invoices(sandbox, app)[-1]
+    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == \
+        ("subscription_update", "paid", due)
+    assert upcoming(sandbox, app).amount_due == 9900
+
+
+@pytest.mark.parametrize("spoil", ["tampered", "expired", "price_changed", "plan_changed", "missing"])
+def test_a_stale_preview_is_refused_and_shown_again(app, buyer, sandbox, spoil, monkeypatch):
+    from storefront.models import Price
+    from storefront.services import subscriptions
+    subscribed(app, buyer, sandbox)
+    advance(sandbox, 5 * 86400)
+    row = sub_row(app)
+    _html, due, token = preview(buyer, row, "advanced_monthly")
+    if spoil == "tampered":
+        token = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    elif spoil == "expired":
+        monkeypatch.setattr(subscriptions, "PREVIEW_MAX_AGE", -1)
+    elif spoil == "price_changed":
+        with app.app_context():
+            db.session.execute(db.update(Price).where(Price.lookup_key == "advanced_monthly")
+                               .values(unit_amount=1400))
+            db.session.commit()
+    elif spoil == "plan_changed":  # another tab moved to Professional since this preview
+        _h, _d, other = preview(buyer, row, "professional_monthly")
+        assert confirm(buyer, row, other).status_code == 303
+    elif spoil == "missing":
+        token = ""
+    invoices_before = len(stripe_invoices(sandbox, app))
+    lookup_before = stripe_sub(sandbox, app).items.data[0].price.lookup_key
+    response = confirm(buyer, row, token, plan="advanced_monthly", proration_date="1")
+    html = response.get_data(as_text=True)
+    if spoil == "price_changed":
+        # our catalog and Stripe disagree: no preview can be shown, nothing changes
+        assert response.status_code in (303, 409)
+    else:
+        assert response.status_code == 409, html[:300]
+        assert "review the change again" in html and "data-preview-stale" in html
+        assert PREVIEW_TOKEN.search(html)  # a fresh preview to confirm instead
+    assert stripe_sub(sandbox, app).items.data[0].price.lookup_key == lookup_before
+    assert len(stripe_invoices(sandbox, app)) == invoices_before
+    as_json = buyer.post(f"/account/subscription/{row.public_id}/change",
+                         data={"preview": token}, headers={"Accept": "application/json"})
+    assert as_json.status_code == 409
+    assert as_json.get_json()["error"]["code"] in ("preview_stale", "price_not_found")
+
+
+def test_an_upgrade_then_cancel_at_period_end_is_still_paid(app, buyer, sandbox, webhooks):
+    """Issue 10, finding 6: Starter paid, upgraded to Professional, canceled at period end:
+    the upgrade's prorated amount is invoiced and paid at once, not lost with the renewal."""
+    subscribed(app, buyer, sandbox)
+    advance(sandbox, 12 * 86400)
+    row = sub_row(app)
+    _html, due, token = preview(buyer, row, "professional_monthly")
+    assert confirm(buyer, row, token).status_code == 303
+    assert buyer.post(f"/account/subscription/{row.public_id}/cancel",
+                      data={"attempt": "end"}).status_code == 303
+    advance(sandbox, 25 * 86400)
+    flush(sandbox)
+    assert stripe_sub(sandbox, app).status == "canceled"
+    invoices = stripe_invoices(sandbox, app)
+    assert [(i.billing_reason, i.status, i.amount_paid) for i in invoices] == [
+        ("subscription_create", "paid", 500), ("subscription_update", "paid", due)]
+    assert [(o.amount, o.status) for o in invoice_orders(app)] == [(500, "paid"), (due, "paid")]
+    assert balance(app) == 500
+
+
+@pytest.mark.parametrize("card", ["pm_card_authenticationRequired", "pm_card_chargeCustomerFail"])
+def test_an_upgrade_the_bank_does_not_charge_sends_the_buyer_to_pay_it(app, buyer, sandbox, card):
+    subscribed(app, buyer, sandbox)
+    hard = save_card(app, sandbox, card)
+    assert buyer.post(f"/account/cards/{hard.id}/default").status_code == 303
+    advance(sandbox, 10 * 86400)
+    row = sub_row(app)
+    _html, due, token = preview(buyer, row, "advanced_monthly")
+    response = confirm(buyer, row, token)
+    assert response.status_code == 303
+    order_id = re.fullmatch(r"/orders/(ord_[\w-]+)/pay", response.headers["Location"]).group(1)
+    order = invoice_orders(app)[-1]
+    assert (order.public_id, order.amount, order.points) == (order_id, due, 0)
+    page = buyer.get(response.headers["Location"]).get_data(as_text=True)
+    assert "still needs to be paid" in page
+    if card == "pm_card_authenticationRequired":
+        reply = pay_saved(buyer, order_id, hard.id).get_json()
+        assert reply["order_status"] == "requires_action"
+        sandbox.control("POST", f"/_sandbox/authenticate/{invoice_orders(app)[-1].stripe_payment_intent_id}",
+                        {"outcome": "complete"})
+        with app.app_context():
+            db.session.execute(db.update(Order).values(synced_at=None))
+            db.session.commit()
+        assert buyer.get(f"/orders/{order_id}/status").get_json()["order_status"] == "paid"
+    else:
+        good = save_card(app, sandbox, "pm_card_mastercard")
+        assert pay_saved(buyer, order_id, good.id).get_json()["order_status"] == "paid"
+    upgrade = stripe_invoices(sandbox, app)[-1]
+    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == \
+        ("subscription_update", "paid", due)
+    catch_up(buyer)
+    assert sub_row(app).status == "active" and balance(app) == 500
 
 
 def test_cancel_at_period_end_then_resume_then_cancel_ends_it(app, buyer, sandbox, webhooks):

@@ -332,7 +332,9 @@ def _is_proration(line: dict) -> bool:
 def plan_price_of_invoice(invoice: dict) -> Price | None:
     """Our catalog price for the plan an invoice bills (its non-proration line's Stripe price)."""
     lines = ((invoice.get("lines") or {}).get("data") or [])
-    ordered = [ln for ln in lines if not _is_proration(ln)] + [ln for ln in lines if _is_proration(ln)]
+    # a proration-only invoice (an upgrade charged now) bills the new plan: its charge line first
+    ordered = [ln for ln in lines if not _is_proration(ln)] + sorted(
+        (ln for ln in lines if _is_proration(ln)), key=lambda ln: -int(ln.get("amount") or 0))
     for line in ordered:
         stripe_price = _line_price_id(line)
         if stripe_price:
@@ -356,7 +358,8 @@ def invoice_order_values(user_id: int, price: Price, invoice: dict, *, status: s
     amount = int(invoice.get("amount_paid") or 0) if invoice.get("status") == "paid" \
         else int(invoice.get("amount_due") or 0)
     return dict(public_id=new_order_id(), user_id=user_id, price_id=price.id,
-                lookup_key=price.lookup_key, product_name=product.name, points=product.points,
+                lookup_key=price.lookup_key, product_name=product.name,
+                points=0 if is_plan_change_invoice(invoice) else product.points,
                 entitlement=None, amount=amount,
                 currency=(invoice.get("currency") or price.currency).lower(),
                 method="subscription_invoice", status=status, amount_refunded=0,
@@ -428,7 +431,16 @@ def apply_invoice(invoice: dict, *, source: str, event_created: int | None = Non
     return order
 
 
+def is_plan_change_invoice(invoice: dict) -> bool:
+    """An upgrade's proration invoice (``always_invoice``): money for the plan change only.
+    Points follow the monthly invoices (the next one credits the new plan's points), so it
+    credits none -- else an upgrade-downgrade round trip would mint a month of points."""
+    return invoice.get("billing_reason") == "subscription_update"
+
+
 def _credit_free_invoice(invoice: dict, source: str) -> None:
+    if is_plan_change_invoice(invoice):
+        return None
     user_id = _user_id_for_customer(invoice.get("customer"))
     price = plan_price_of_invoice(invoice)
     if user_id is None or price is None:

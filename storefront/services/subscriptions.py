@@ -12,7 +12,9 @@ overdue invoice, and keep our record in step with Stripe.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import secrets
 import threading
 import time
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from ..extensions import db
@@ -27,15 +31,21 @@ from ..models import Order, Price, Product, Subscription, User
 from ..models.base import utcnow
 from ..models.order import new_order_id
 from ..models.subscription import LIVE_STATUSES
-from ..stripe_gateway import GatewayError, StripeNotFound, get_gateway, idempotency_key
+from ..stripe_gateway import (GatewayError, StripeNotFound, StripeRequestInvalid, get_gateway,
+                              idempotency_key)
 from . import accounts, fulfilment
 from .purchase import (check_amount, create_checkout_session, new_order, order_metadata,
                        transaction)
 
 log = logging.getLogger(__name__)
 
-#: how proration works on a plan change (see README: "Account: saved cards and subscriptions")
-PRORATION_BEHAVIOR = "create_prorations"
+#: how proration works on a plan change (see README: "Account: saved cards and subscriptions"):
+#: an upgrade invoices (and charges) the difference now, a downgrade credits the next invoice
+UPGRADE_PRORATION = "always_invoice"
+DOWNGRADE_PRORATION = "create_prorations"
+#: a plan-change preview can be confirmed for this long; then the buyer reviews it again
+PREVIEW_MAX_AGE = 600
+_PREVIEW_SALT = "storefront.subscriptions.plan-change-preview"
 #: the account page asks Stripe about a buyer's subscriptions at most this often (per process)
 SYNC_SECONDS = 10.0
 _synced: dict[str, float] = {}  # by Stripe customer id
@@ -164,8 +174,12 @@ def _unknown_subscription(user_id: int) -> bool:
 
 
 def _invoice_credited(invoice_id: str) -> bool:
+    """Credited, or paid without points (an upgrade's invoice): nothing left to apply."""
     from . import points
-    return points.recorded(fulfilment.invoice_points_key(invoice_id))
+    return points.recorded(fulfilment.invoice_points_key(invoice_id)) or db.session.scalar(
+        select(Order.id).where(Order.stripe_invoice_id == invoice_id,
+                               Order.status.in_(("paid", "partially_refunded", "refunded",
+                                                 "disputed"))).limit(1)) is not None
 
 
 def enforce_lifetime(user: User) -> None:
@@ -248,6 +262,7 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
 
     ``attempt`` is a nonce from the form: a double-submitted form makes one subscription.
     """
+    attempt = _attempt(attempt)
     price = plan_price(lookup_key)
     customer, unpaid = _check_buyer(user, price)
     if unpaid is not None:
@@ -302,18 +317,38 @@ def start_checkout(user: User, lookup_key: str, *,
 
 @dataclass
 class Preview:
-    """What a plan change costs, as Stripe computes it."""
+    """What a plan change costs, as Stripe computes it, and the signed ``token`` that lets the
+    buyer confirm exactly that (the server's own ``proration_date``, never the form's)."""
     price: Price
     amount_due: int
     currency: str
     next_payment_at: datetime | None
     proration_date: int | None
+    behavior: str
     lines: list[tuple[str, int]] = field(default_factory=list)
+    token: str = ""
+
+    @property
+    def charged_now(self) -> bool:
+        """An upgrade: ``amount_due`` is invoiced and charged on confirmation."""
+        return self.behavior == UPGRADE_PRORATION
 
     @property
     def adjustment(self) -> int:
-        """The proration part of the next invoice (negative: a credit)."""
+        """The proration part (negative: a credit): every line of an upgrade's invoice, all
+        but the next period's line of a downgrade's next invoice."""
+        if self.charged_now:
+            return sum(amount for _, amount in self.lines)
         return sum(amount for _, amount in self.lines[:-1]) if len(self.lines) > 1 else 0
+
+
+class PreviewStale(SubscriptionError):
+    """The confirmed preview is not what Stripe would charge now (expired, tampered with, or
+    prices / the plan changed): the buyer must review a fresh one."""
+
+    def __init__(self, message: str = "Prices changed since you looked: please review the "
+                                      "change again."):
+        super().__init__(message, code="preview_stale", status=409)
 
 
 def _stripe_sub(row: Subscription) -> dict:
@@ -334,42 +369,149 @@ def _changeable(row: Subscription, price: Price) -> None:
         raise SubscriptionError("You are already on that plan.", code="same_plan", status=409)
 
 
+def _behavior(row: Subscription, price: Price) -> str:
+    """Upgrades are charged now, downgrades credited to the next invoice (same interval:
+    the sandbox and our catalog only change plans within one)."""
+    current = db.session.get(Price, row.price_id) if row.price_id else None
+    if current is not None and price.unit_amount > current.unit_amount:
+        return UPGRADE_PRORATION
+    return DOWNGRADE_PRORATION
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_PREVIEW_SALT)
+
+
+def _stripe_preview(row: Subscription, price: Price, item_id: str, behavior: str,
+                    proration_date: int | None) -> dict:
+    try:
+        return get_gateway().preview_invoice(
+            subscription=row.stripe_subscription_id, item_id=item_id,
+            price=price.stripe_price_id, proration_behavior=behavior,
+            proration_date=proration_date)
+    except StripeRequestInvalid as err:
+        if proration_date is not None:  # e.g. the period rolled over since the preview
+            raise PreviewStale() from err
+        raise _unavailable(err) from err
+    except GatewayError as err:
+        raise _unavailable(err) from err
+
+
 def preview_change(row: Subscription, lookup_key: str) -> Preview:
+    """Stripe's numbers for moving ``row`` to ``lookup_key`` now, with a signed token over
+    them (subscription, from and to price, ``proration_date``, amount, issued-at)."""
     price = plan_price(lookup_key)
     _changeable(row, price)
     sub = _stripe_sub(row)
     item = sub["items"]["data"][0]
-    try:
-        invoice = get_gateway().preview_invoice(
-            subscription=row.stripe_subscription_id, item_id=item["id"],
-            price=price.stripe_price_id, proration_behavior=PRORATION_BEHAVIOR)
-    except GatewayError as err:
-        raise _unavailable(err) from err
+    behavior = _behavior(row, price)
+    invoice = _stripe_preview(row, price, item["id"], behavior, None)
     lines = [(line.get("description") or "", int(line.get("amount") or 0))
              for line in invoice["lines"]["data"]]
     proration_starts = [line["period"]["start"] for line in invoice["lines"]["data"]
                         if fulfilment._is_proration(line)]
-    return Preview(price=price, amount_due=int(invoice.get("amount_due") or 0),
-                   currency=invoice.get("currency") or price.currency,
-                   next_payment_at=fulfilment._ts(invoice.get("next_payment_attempt")
-                                                  or invoice.get("period_end")),
-                   proration_date=min(proration_starts) if proration_starts else None,
-                   lines=lines)
+    preview = Preview(price=price, amount_due=int(invoice.get("amount_due") or 0),
+                      currency=invoice.get("currency") or price.currency,
+                      next_payment_at=None if behavior == UPGRADE_PRORATION else fulfilment._ts(
+                          invoice.get("next_payment_attempt") or invoice.get("period_end")),
+                      proration_date=min(proration_starts) if proration_starts else None,
+                      behavior=behavior, lines=lines)
+    preview.token = _serializer().dumps(_claims(row, price, preview, item["id"]))
+    return preview
 
 
-def change_plan(row: Subscription, lookup_key: str, *, attempt: str,
-                proration_date: int | None = None) -> Subscription:
-    """Move to another plan now; the prorated difference (as previewed: same
-    ``proration_date``) is settled on the next invoice."""
-    price = plan_price(lookup_key)
+def _claims(row: Subscription, price: Price, preview: Preview, item_id: str) -> dict:
+    return {"u": row.user_id, "s": row.public_id, "ss": row.stripe_subscription_id,
+            "si": item_id, "from": row.price_id, "to": price.lookup_key,
+            "sp": price.stripe_price_id, "ua": price.unit_amount, "b": preview.behavior,
+            "d": preview.proration_date, "a": preview.amount_due, "c": preview.currency}
+
+
+def _verified(row: Subscription, token: str | None) -> dict:
+    if not token or len(token) > 2000:
+        raise PreviewStale()
+    try:
+        claims = _serializer().loads(token, max_age=PREVIEW_MAX_AGE)
+    except SignatureExpired as err:
+        raise PreviewStale("That preview has expired: please review the change again.") from err
+    except BadSignature as err:
+        raise PreviewStale() from err
+    if not isinstance(claims, dict) or claims.get("s") != row.public_id or \
+            claims.get("u") != row.user_id or \
+            claims.get("ss") != row.stripe_subscription_id:
+        raise PreviewStale()
+    return claims
+
+
+@dataclass
+class ChangeResult:
+    subscription: Subscription
+    #: an upgrade's invoice that is still to pay (declined, or 3-D Secure): pay it next
+    unpaid_order: Order | None = None
+    charged: int = 0
+    currency: str = "usd"
+
+
+def change_plan(row: Subscription, token: str | None) -> ChangeResult:
+    """Apply the previewed change, and only that: the token says which plan, which
+    ``proration_date`` and what amount; Stripe is asked again with that date and must give
+    the same amount, else :class:`PreviewStale` (nothing changes). Upgrades are invoiced and
+    charged now (``always_invoice``); if that charge needs the buyer (3-D Secure, a decline)
+    the result names the invoice's order to pay on the usual pay page. The token is the
+    attempt: the same preview confirmed twice is one change at Stripe."""
+    claims = _verified(row, token)
+    attempt = hashlib.sha256(str(token).encode()).hexdigest()[:24]
+    price = plan_price(str(claims.get("to") or ""))
+    if (price.stripe_price_id, price.unit_amount) != (claims.get("sp"), claims.get("ua")) or \
+            row.price_id != claims.get("from"):
+        raise PreviewStale()
     _changeable(row, price)
+    behavior = _behavior(row, price)
+    if behavior != claims.get("b"):
+        raise PreviewStale()
     sub = _stripe_sub(row)
     item = sub["items"]["data"][0]
+    if item["id"] != claims.get("si"):
+        raise PreviewStale()
+    proration_date = claims.get("d")
+    proration_date = int(proration_date) if isinstance(proration_date, int) else None
+    again = _stripe_preview(row, price, item["id"], behavior, proration_date)
+    if int(again.get("amount_due") or 0) != claims.get("a") or \
+            (again.get("currency") or price.currency) != claims.get("c"):
+        raise PreviewStale()
     params: dict = {"items": [{"id": item["id"], "price": price.stripe_price_id}],
-                    "proration_behavior": PRORATION_BEHAVIOR}
-    if proration_date:
-        params["proration_date"] = int(proration_date)
-    return _update(row, params, "change", price.lookup_key, attempt)
+                    "proration_behavior": behavior}
+    if proration_date is not None:
+        params["proration_date"] = proration_date
+    updated = _update(row, params, "change", price.lookup_key, attempt)
+    result = ChangeResult(subscription=updated, currency=str(claims.get("c") or "usd"))
+    if behavior == UPGRADE_PRORATION:
+        _settle_upgrade_invoice(updated, result)
+    return result
+
+
+def _settle_upgrade_invoice(row: Subscription, result: ChangeResult) -> None:
+    """Record the upgrade's invoice now: paid -> its order (no points: points follow monthly
+    invoices); still open -> its order, for the buyer to pay (3-D Secure or another card)."""
+    gateway = get_gateway()
+    try:
+        sub = gateway.retrieve_subscription(row.stripe_subscription_id)
+        invoice_id = sub.get("latest_invoice")
+        invoice_id = invoice_id.get("id") if isinstance(invoice_id, dict) else invoice_id
+        invoice = gateway.retrieve_invoice(invoice_id) if invoice_id else None
+    except GatewayError as err:  # the webhook or the billing page's sync will record it
+        log.warning("upgrade invoice of %s not fetched: %s", row.stripe_subscription_id, err.code)
+        return
+    if invoice is None or invoice.get("billing_reason") != "subscription_update":
+        return
+    if invoice.get("status") == "paid":
+        apply_paid_invoice(invoice, source="buyer")
+        result.charged = int(invoice.get("amount_paid") or 0)
+    elif invoice.get("status") == "open":
+        with transaction():
+            order_id = fulfilment.ensure_invoice_order(invoice, source="buyer")
+        if order_id is not None:
+            result.unpaid_order = db.session.get(Order, order_id, populate_existing=True)
 
 
 def _update(row: Subscription, params: dict, *key_parts) -> Subscription:
@@ -388,7 +530,7 @@ def cancel_at_period_end(row: Subscription, *, attempt: str) -> Subscription:
     if row.status not in ("active", "trialing", "past_due"):
         raise SubscriptionError("This subscription is not active.", code="subscription_not_active",
                                 status=409)
-    return _update(row, {"cancel_at_period_end": True}, "cancel", attempt)
+    return _update(row, {"cancel_at_period_end": True}, "cancel", _attempt(attempt))
 
 
 def resume(row: Subscription, *, attempt: str) -> Subscription:
@@ -399,7 +541,7 @@ def resume(row: Subscription, *, attempt: str) -> Subscription:
     if user is not None and user.lifetime_since is not None:
         raise SubscriptionError("You own the Lifetime plan: this subscription is no longer "
                                 "needed.", code="already_owned", status=409)
-    return _update(row, {"cancel_at_period_end": False}, "resume", attempt)
+    return _update(row, {"cancel_at_period_end": False}, "resume", _attempt(attempt))
 
 
 def cancel_now(row: Subscription, *, by: str, reason: str = "admin") -> Subscription:
@@ -505,3 +647,14 @@ def portal_url(user: User, return_url: str) -> str:
 
 def new_attempt_nonce() -> str:
     return secrets.token_urlsafe(12)
+
+
+_ATTEMPT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _attempt(attempt: str | None) -> str:
+    """A form's nonce goes into an Idempotency-Key: ASCII letters, digits, ``-`` and ``_``."""
+    if not attempt or not _ATTEMPT.fullmatch(attempt):
+        raise SubscriptionError("The form is missing its token; reload the page and try again.",
+                                code="invalid_attempt", status=400)
+    return attempt

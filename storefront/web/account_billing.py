@@ -8,7 +8,7 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_login import current_user, login_required
 
 from ..services import cards, subscriptions
-from .helpers import wants_json
+from .helpers import format_money, wants_json
 from .orders import checkout_return_urls
 
 bp = Blueprint("billing", __name__, url_prefix="/account")
@@ -88,22 +88,48 @@ def change_preview(public_id: str, lookup_key: str):
         preview = subscriptions.preview_change(sub, lookup_key)
     except subscriptions.SubscriptionError as err:
         return _refuse(err)
-    return render_template("account/change_plan.html", subscription=sub, preview=preview,
-                           attempt=subscriptions.new_attempt_nonce())
+    return render_template("account/change_plan.html", subscription=sub, preview=preview)
 
 
 @bp.post("/subscription/<public_id>/change")
 @login_required
 def change(public_id: str):
+    """Confirm a preview: only its signed token says what changes (plan, ``proration_date``,
+    amount); a stale one shows a fresh preview (409) and changes nothing."""
     sub = _own(public_id)
     try:
-        subscriptions.change_plan(sub, request.form.get("plan", ""),
-                                  attempt=request.form.get("attempt") or "",
-                                  proration_date=request.form.get("proration_date", type=int))
+        result = subscriptions.change_plan(sub, request.form.get("preview"))
+    except subscriptions.PreviewStale as err:
+        return _stale_preview(sub, err)
     except subscriptions.SubscriptionError as err:
         return _refuse(err)
-    flash("Your plan has changed. The difference is on your next invoice.", "success")
+    if result.unpaid_order is not None:
+        order = result.unpaid_order
+        flash(f"Your plan has changed. The difference of {format_money(order.amount, order.currency)} "
+              "still needs to be paid: confirm it with your bank or use another card.", "warning")
+        return redirect(url_for("pay.page", public_id=order.public_id), code=303)
+    if result.charged:
+        flash(f"Your plan has changed. {format_money(result.charged, result.currency)} was "
+              "charged now; your next invoice is the new plan's usual price.", "success")
+    else:
+        flash("Your plan has changed. The credit for unused time is on your next invoice.",
+              "success")
     return redirect(url_for("billing.index"), code=303)
+
+
+def _stale_preview(sub, err: subscriptions.SubscriptionError):
+    """Prices changed (or the preview expired or was altered): show today's preview for the
+    plan the form named, to review again; nothing was changed."""
+    if wants_json():
+        return jsonify(error={"code": err.code, "message": err.message,
+                              "type": "invalid_request_error"}), err.status
+    try:
+        fresh = subscriptions.preview_change(sub, (request.form.get("plan") or "")[:100])
+    except subscriptions.SubscriptionError:
+        flash(err.message, "warning")
+        return redirect(url_for("billing.index"), code=303)
+    return render_template("account/change_plan.html", subscription=sub, preview=fresh,
+                           stale=err.message), err.status
 
 
 @bp.post("/subscription/<public_id>/cancel")
@@ -111,7 +137,8 @@ def change(public_id: str):
 def cancel(public_id: str):
     sub = _own(public_id)
     try:
-        sub = subscriptions.cancel_at_period_end(sub, attempt=request.form.get("attempt") or "")
+        sub = subscriptions.cancel_at_period_end(sub, attempt=request.form.get("attempt")
+                                                   or subscriptions.new_attempt_nonce())
     except subscriptions.SubscriptionError as err:
         return _refuse(err)
     when = sub.current_period_end.strftime("%Y-%m-%d") if sub.current_period_end else "the period end"
@@ -124,7 +151,8 @@ def cancel(public_id: str):
 def resume(public_id: str):
     sub = _own(public_id)
     try:
-        subscriptions.resume(sub, attempt=request.form.get("attempt") or "")
+        subscriptions.resume(sub, attempt=request.form.get("attempt")
+                             or subscriptions.new_attempt_nonce())
     except subscriptions.SubscriptionError as err:
         return _refuse(err)
     flash("Your subscription will renew as usual.", "success")
