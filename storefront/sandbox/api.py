@@ -29,7 +29,7 @@ class Endpoint:
     method: str
     rule: str
     handler: Callable
-    params: str | None
+    params: str | type | None  # the SDK's TypedDict name, or a TypedDict (params.params_class)
     supported: tuple[str, ...]
     publishable: bool
 
@@ -37,7 +37,7 @@ class Endpoint:
 ENDPOINTS: list[Endpoint] = []
 
 
-def endpoint(method: str, rule: str, *, params: str | None = None, supported=(),
+def endpoint(method: str, rule: str, *, params: str | type | None = None, supported=(),
              publishable: bool = False):
     def register(handler):
         ENDPOINTS.append(Endpoint(method, rule, handler, params, tuple(supported), publishable))
@@ -101,7 +101,9 @@ def apply_metadata(obj: dict, new: dict | str | None) -> None:
     """Stripe's metadata update: merge; an empty string unsets a key; '' as a whole clears."""
     if new is None:
         return
-    if new == "":
+    if isinstance(new, str):  # the schema admits only '' here
+        if new:
+            raise errors.invalid_request("Invalid object", param="metadata", code="parameter_invalid")
         obj["metadata"] = {}
         return
     merged = dict(obj.get("metadata") or {})

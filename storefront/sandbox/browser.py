@@ -209,8 +209,9 @@ def checkout_page(session_id: str):
                                message="This Checkout Session does not exist."), 404
     state = _session_state(session)
     # Back from a top-level 3-D Secure redirect (the PaymentIntent's return_url is this page).
-    if state == "complete" and request.args.get("redirect_status") and _success_url(session):
-        return redirect(_success_url(session), code=302)
+    success_url = _success_url(session)
+    if state == "complete" and request.args.get("redirect_status") and success_url:
+        return redirect(success_url, code=302)
     methods = [t for t in session.get("payment_method_types") or ["card"]
                if t in ("card", "sepa_debit")] or ["card"]
     config = {
@@ -296,14 +297,13 @@ def checkout_confirm(session_id: str):
                     "tax_exempt": "none", "tax_ids": []}
                 store.put(session)
             try:
-                session = complete_session(ctx, session, pm_id)
+                complete_session(ctx, session, pm_id)
             except errors.StripeError as exc:
                 if exc.status != 402 and not exc.store_result:
                     raise _Refused(exc) from exc
                 declined = exc  # the failed attempt is kept, as at Stripe
             _check_events(ctx)
-            session = _session(session_id)
-            body = _status_body(session)
+            body = _status_body(store.require(session_id))
     except _Refused as refused:
         return jsonify({"error": {"message": refused.error.message,
                                   "code": refused.error.code}}), refused.error.status

@@ -107,6 +107,11 @@ class Decision:
     decline_code: str | None = None
 
     @property
+    def error_code(self) -> str:
+        """The error ``code`` a decline answers with (a decline always has one)."""
+        return self.code or "card_declined"
+
+    @property
     def message(self) -> str:
         return MESSAGES.get(self.decline_code or "", MESSAGES.get(self.code or "",
                                                                  "Your card was declined."))

@@ -164,7 +164,7 @@ def shape_errors(obj: dict) -> list[str]:
                           [f"list.data[{i}]: not an object"])
         return errors
     cls = model_for(name) if isinstance(name, str) else None
-    if cls is None:
+    if cls is None or not isinstance(name, str):
         return [f"unknown object type {name!r}"]
     errors = []
     if obj.get("deleted") is True:  # deleted objects: {id, object, deleted}

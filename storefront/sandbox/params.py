@@ -68,7 +68,7 @@ def _listify(node: Any) -> Any:
 # --- schema lookup -------------------------------------------------------------------------
 
 @functools.cache
-def params_class(name: str) -> type:
+def params_class(name: str | type) -> type:
     """``"CustomerCreateParams"`` or ``"checkout.SessionCreateParams"`` -> the TypedDict.
 
     A TypedDict class itself is accepted too: an SDK TypedDict extended with what Stripe.js
@@ -140,11 +140,11 @@ def browser_confirm_params(confirm: type, payment_method_data: type) -> type:
     ``payment_method_data[card]``, and ``mandate_data`` with ``infer_from_client``."""
     from stripe.params import PaymentMethodCreateParamsCard
 
-    class BrowserPaymentMethodData(payment_method_data, total=False):
-        pass
-
-    class BrowserConfirmParams(confirm, total=False):
-        pass
+    # Built with types.new_class: a static `class X(base, total=False)` needs a base the type
+    # checker knows as a TypedDict, and these bases are chosen at run time.
+    BrowserPaymentMethodData = types.new_class("BrowserPaymentMethodData", (payment_method_data,),
+                                               {"total": False})
+    BrowserConfirmParams = types.new_class("BrowserConfirmParams", (confirm,), {"total": False})
 
     # A TypedDict subclass carries its parents' annotations as the SDK wrote them (text):
     # resolve them in the SDK's module; the added fields are real types.
@@ -251,7 +251,7 @@ def _validate_dict(value: dict, cls: type, path: str) -> dict:
     return out
 
 
-def validate(raw: dict, params: str | None, supported: Iterable[str] = ()) -> dict:
+def validate(raw: dict, params: str | type | None, supported: Iterable[str] = ()) -> dict:
     """Check ``raw`` against the SDK's TypedDict ``params`` and the sandbox's ``supported`` paths.
 
     ``supported`` lists dotted-bracket paths the handler implements (``"metadata"``,

@@ -8,6 +8,8 @@ if any answer went unchecked or any check failed. Enable with
 """
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from .testing import SandboxServer
@@ -15,7 +17,7 @@ from .testing import SandboxServer
 
 def totals() -> dict:
     keys = ("responses", "checked", "events", "control", "objects", "failed")
-    summed = dict.fromkeys(keys, 0)
+    summed: dict[str, Any] = dict.fromkeys(keys, 0)
     failures: list = []
     unchecked: list = []
     for server in SandboxServer.started:

@@ -42,7 +42,7 @@ def _outcome(card: dict | None, status: str, decline_code: str | None,
             outcome.update(network_status="declined_by_network", reason=reason,
                            type="issuer_declined",
                            seller_message=_SELLER_MESSAGES.get(
-                               reason, f"The bank returned the decline code `{reason}`."))
+                               reason or "", f"The bank returned the decline code `{reason}`."))
             if reason in ("generic_decline", "fraudulent", "lost_card", "stolen_card"):
                 outcome["advice_code"] = "do_not_try_again"
             elif reason in ("insufficient_funds", "card_velocity_exceeded",
@@ -158,8 +158,8 @@ def fail_pending(ctx: Context, charge: dict, code: str, message: str) -> dict:
 
 def after_success(ctx: Context, charge: dict, pm: dict) -> None:
     """Schedule what the card does after a successful payment (disputes, fraud warnings)."""
-    card = card_of(pm)
-    outcome = (card or {}).get("outcome")
+    card = card_of(pm) or {}
+    outcome = card.get("outcome")
     due = ctx.now() + DISPUTE_DELAY
     if is_delayed(pm) and delayed_outcome(pm) == "disputed":
         ctx.store.schedule(due, "charge.dispute", charge["id"], reason="general")
@@ -383,7 +383,7 @@ def _create_dispute(ctx: Context, charge_id: str, data: dict) -> None:
                                "case_type": "inquiry" if inquiry else "chargeback",
                                "network_reason_code": {"fraudulent": "10.4",
                                                        "product_not_received": "13.1"}
-                               .get(data.get("reason"), "13.3"),
+                               .get(data.get("reason") or "", "13.3"),
                                "network": details["card"]["brand"]}, "type": "card"}
     else:
         pm_details = None

@@ -370,7 +370,7 @@ def _complete_subscription(ctx: Context, session: dict, pm: str) -> dict:
         before = copy.deepcopy(sub)
         sub["default_payment_method"] = pm_id
         billing._save_sub(ctx, sub, before)
-    invoice = ctx.store.get(session["invoice"])
+    invoice = ctx.store.require(session["invoice"])
     if invoice["status"] == "open":
         pi = ctx.store.require(invoice["_sandbox"]["payment_intent"])
         from . import payment_intents

@@ -219,7 +219,7 @@ def create_intent(ctx: Context, *, amount, currency, customer=None, payment_meth
 
 
 def _set_options(pi: dict) -> None:
-    options = {}
+    options: dict[str, dict[str, Any]] = {}
     if "card" in pi["payment_method_types"]:
         options["card"] = {"installments": None, "mandate_options": None, "network": None,
                            "request_three_d_secure": "automatic"}
@@ -381,11 +381,11 @@ def _error_object(code: str, message: str, pm: dict, *, type_: str = "card_error
 def _decline(ctx: Context, pi: dict, pm: dict, decision: cards.Decision, *,
              raise_on_decline: bool) -> dict:
     message = decision.message
-    charge = charges.new_charge(ctx, pi, pm, status="failed", code=decision.code,
+    charge = charges.new_charge(ctx, pi, pm, status="failed", code=decision.error_code,
                                 decline_code=decision.decline_code, message=message,
                                 authenticated=pi["_sandbox"]["authenticated"])
     previous = _set_status(ctx, pi, "requires_payment_method")
-    pi["last_payment_error"] = _error_object(decision.code, message, pm,
+    pi["last_payment_error"] = _error_object(decision.error_code, message, pm,
                                              decline_code=decision.decline_code,
                                              charge=charge["id"])
     if charge["outcome"].get("advice_code"):
@@ -398,7 +398,7 @@ def _decline(ctx: Context, pi: dict, pm: dict, decision: cards.Decision, *,
     ctx.emit("payment_intent.payment_failed", pi)
     _changed(ctx, pi, previous, attempt_failed=True)
     if raise_on_decline:
-        raise errors.card_error(message, code=decision.code, decline_code=decision.decline_code,
+        raise errors.card_error(message, code=decision.error_code, decline_code=decision.decline_code,
                                 payment_intent=public(pi), payment_method=public(pm),
                                 charge=charge["id"],
                                 advice_code=charge["outcome"].get("advice_code"))
@@ -426,8 +426,8 @@ def _settle(ctx: Context, pi_id: str, data: dict) -> None:
     pi = ctx.store.get(pi_id)
     if pi is None or pi["status"] != "processing":
         return
-    pm = ctx.store.get(pi["payment_method"])
-    charge = ctx.store.get(pi["latest_charge"])
+    pm = ctx.store.require(pi["payment_method"])
+    charge = ctx.store.require(pi["latest_charge"])
     code = delayed_outcome(pm)
     if code in DELAYED_FAILURES:
         message = DELAYED_FAILURES[code]
@@ -470,7 +470,7 @@ def complete_authentication(ctx: Context, intent_id: str, succeeded: bool) -> di
     pi = obj
     if pi["status"] != "requires_action":
         raise _unexpected(pi, "authenticate", ("requires_action",))
-    pm = ctx.store.get(pi["payment_method"])
+    pm = ctx.store.require(pi["payment_method"])
     pi["next_action"] = None
     if succeeded:
         pi["_sandbox"]["authenticated"] = True

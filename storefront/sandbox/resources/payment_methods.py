@@ -140,7 +140,7 @@ def mark_set_up(ctx: Context, pm: dict) -> dict:
 
 def is_delayed(pm: dict | None) -> bool:
     """A bank debit: confirming it goes ``processing`` and settles later."""
-    return bool(pm) and pm.get("type") in DELAYED_TYPES
+    return pm is not None and pm.get("type") in DELAYED_TYPES
 
 
 def delayed_outcome(pm: dict | None) -> str:
@@ -311,7 +311,7 @@ def attach_to_customer(ctx: Context, pm_id: str, customer_id: str) -> dict:
     if pm["type"] == "card":
         decision = cards.setup_decision(card_of(pm))
         if decision.action == "decline":  # Stripe verifies the card when it is attached
-            raise errors.card_error(decision.message, code=decision.code,
+            raise errors.card_error(decision.message, code=decision.error_code,
                                     decline_code=decision.decline_code)
         if pm["card"]["checks"]["cvc_check"] == "unchecked":
             pm["card"]["checks"]["cvc_check"] = "pass"

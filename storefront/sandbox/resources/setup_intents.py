@@ -154,8 +154,8 @@ def _attempt(ctx: Context, si: dict, pm: dict, *, raise_on_decline: bool) -> dic
         message = decision.message
         si["status"] = "requires_payment_method"
         si["last_setup_error"] = {
-            "code": decision.code, "doc_url": "https://stripe.com/docs/error-codes/"
-                                              + decision.code.replace("_", "-"),
+            "code": decision.error_code, "doc_url": "https://stripe.com/docs/error-codes/"
+                                                    + decision.error_code.replace("_", "-"),
             "message": message, "payment_method": public(pm), "type": "card_error"}
         if decision.decline_code:
             si["last_setup_error"]["decline_code"] = decision.decline_code
@@ -164,7 +164,7 @@ def _attempt(ctx: Context, si: dict, pm: dict, *, raise_on_decline: bool) -> dic
         ctx.emit("setup_intent.setup_failed", si)
         _changed(ctx, si, previous)
         if raise_on_decline:
-            raise errors.card_error(message, code=decision.code,
+            raise errors.card_error(message, code=decision.error_code,
                                     decline_code=decision.decline_code,
                                     setup_intent=public(si), payment_method=public(pm))
         return si
@@ -187,7 +187,7 @@ def complete_setup_authentication(ctx: Context, si: dict, succeeded: bool) -> di
         raise errors.invalid_request(
             f"You cannot authenticate this SetupIntent because it has a status of "
             f"{si['status']}.", code="setup_intent_unexpected_state")
-    pm = ctx.store.get(si["payment_method"])
+    pm = ctx.store.require(si["payment_method"])
     si["next_action"] = None
     if succeeded:
         si["_sandbox"]["authenticated"] = True
