@@ -18,7 +18,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` overrides settings read from the environment."""
     app = Flask(
         __name__,
-        instance_path=str(ROOT / "instance"),
+        instance_path=str((config or {}).get("INSTANCE_PATH") or ROOT / "instance"),
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
@@ -54,15 +54,15 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"
-    login_manager.session_protection = "basic"
+    # "strong": a session cookie replayed from another address or browser is dropped, with
+    # the remember-me cookie of that request.
+    login_manager.session_protection = "strong"
 
     @login_manager.user_loader
-    def load_user(user_id: str):  # only called when the session holds a user id
-        from .models import User
-        try:
-            return db.session.get(User, int(user_id))
-        except (TypeError, ValueError):
-            return None
+    def load_user(user_id: str):  # the session's or the remember-me cookie's User.get_id()
+        from .services.accounts import user_for_session
+        max_age = max(app.config["REMEMBER_COOKIE_DURATION"], app.permanent_session_lifetime)
+        return user_for_session(user_id, max_age)
 
 
 def register_stripe(app: Flask) -> None:

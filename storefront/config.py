@@ -8,11 +8,19 @@
 * ``sk_live_`` key         -> "live": refuses to start without a webhook secret or
                               a real SECRET_KEY, and forces secure cookies.
 
+``SECRET_KEY`` signs sessions, remember-me cookies and CSRF tokens, so no value that was ever
+written in this repository may sign anything: test and live modes refuse to start without a
+long random one, and sandbox mode without one generates a random key once and keeps it in
+``instance/secret_key`` (mode 0600; ``instance/`` is not in git).
+
 Nothing here runs at import time; ``create_app`` calls ``load_settings``.
 """
 from __future__ import annotations
 
+import logging
 import os
+import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -21,7 +29,16 @@ SANDBOX_API_BASE = "http://127.0.0.1:12111"
 SANDBOX_SECRET_KEY = "sk_test_sandbox"
 SANDBOX_PUBLISHABLE_KEY = "pk_test_sandbox"
 STRIPE_DEFAULT_JS_URL = "https://js.stripe.com/v3/"
-DEV_SECRET_KEY = "dev-only-not-secret-change-me"
+#: Keys published in this repository (old defaults, tests, benchmarks): refused in every mode.
+PUBLISHED_SECRET_KEYS = frozenset({
+    "dev-only-not-secret-change-me", "test-secret-key", "a-long-random-secret-value",
+    "bench-secret", "bench", "change-me", "secret", "dev",
+})
+MIN_SECRET_KEY_BYTES = 32
+SECRET_KEY_FILE = "secret_key"
+SECRET_KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+
+log = logging.getLogger(__name__)
 
 # Names read from the environment (all optional outside live mode).
 ENV_NAMES = (
@@ -36,7 +53,12 @@ ENV_NAMES = (
     "RATELIMIT_STORAGE_URI",
     "LOGIN_LIMIT_PER_ACCOUNT",
     "LOGIN_LIMIT_PER_IP",
+    "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL",
+    "SIGNUP_LIMIT_PER_IP",
     "CATALOG_PATH",
+    "MAX_CONTENT_LENGTH",
+    "TRUSTED_HOSTS",
+    "EXTERNAL_URL",
 )
 
 
@@ -58,8 +80,12 @@ def _defaults(instance_path: str) -> dict[str, Any]:
         "STRIPE_MAX_NETWORK_RETRIES": 2,
         "RATELIMIT_STORAGE_URI": "memory://",
         "RATELIMIT_HEADERS_ENABLED": False,
+        # failed log-ins per (account, IP): an attacker elsewhere can't lock the owner out
         "LOGIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
         "LOGIN_LIMIT_PER_IP": "30 per 5 minutes",
+        # failed log-ins per account from everywhere: a ceiling on distributed guessing
+        "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL": "100 per hour",
+        "SIGNUP_LIMIT_PER_IP": "10 per hour",
         "CATALOG_PATH": str(Path(__file__).with_name("catalog.toml")),
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": None,
@@ -69,14 +95,24 @@ def _defaults(instance_path: str) -> dict[str, Any]:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": False,
+        "REMEMBER_COOKIE_DURATION": timedelta(days=30),
+        # A session cookie is refused once it is this old since it was last written.
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
         "INSTANCE_PATH": instance_path,
+        # request bodies: forms and JSON are small (413 above this; see web/security.py)
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+        # Host headers we answer (comma-separated in the environment); None = localhost +
+        # the host of EXTERNAL_URL. EXTERNAL_URL (https://shop.example) is where absolute
+        # URLs given to Stripe point.
+        "TRUSTED_HOSTS": None,
+        "EXTERNAL_URL": None,
     }
 
 
 def _coerce(name: str, value: Any) -> Any:
     if name == "STRIPE_TIMEOUT":
         return float(value)
-    if name == "STRIPE_MAX_NETWORK_RETRIES":
+    if name in ("STRIPE_MAX_NETWORK_RETRIES", "MAX_CONTENT_LENGTH"):
         return int(value)
     return value
 
@@ -149,9 +185,71 @@ def load_settings(
     settings["STRIPE_TEST_MODE"] = mode != "live"
 
     _check(settings)
-    if not settings.get("SECRET_KEY"):
-        settings["SECRET_KEY"] = DEV_SECRET_KEY
+    _check_secret_key(settings, instance_path)
     return settings
+
+
+def secret_key_problem(key: str | None) -> str | None:
+    """Why ``key`` must not sign cookies, or None when it is fit."""
+    if not key:
+        return "SECRET_KEY is not set"
+    if key in PUBLISHED_SECRET_KEYS:
+        return "SECRET_KEY is a value published in the repository"
+    if len(key.encode("utf-8")) < MIN_SECRET_KEY_BYTES:
+        return f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes"
+    if len(set(key)) < 8:
+        return "SECRET_KEY repeats too few characters to be random"
+    return None
+
+
+def _check_secret_key(settings: dict[str, Any], instance_path: str) -> None:
+    """Test and live modes need a real SECRET_KEY; sandbox mode makes one in instance/."""
+    key = settings.get("SECRET_KEY")
+    mode = settings["STRIPE_MODE"]
+    if mode == "sandbox" and not key:
+        settings["SECRET_KEY"] = sandbox_secret_key(instance_path)
+        return
+    problem = secret_key_problem(key)
+    if problem is None:
+        return
+    if mode != "sandbox" or key in PUBLISHED_SECRET_KEYS:
+        raise ConfigError(f"Refusing to start in {mode} mode: {problem}; it must be at least "
+                          f"{MIN_SECRET_KEY_BYTES} random bytes ({SECRET_KEY_HINT}).")
+    log.warning("SECRET_KEY is weak (%s); fine for a local sandbox only.", problem)
+
+
+def sandbox_secret_key(instance_path: str) -> str:
+    """The sandbox's own random key: made once, kept in ``instance/secret_key`` (0600).
+
+    Two processes starting together (the run script starts the sandbox and the CLI at once)
+    agree on one key: the file appears complete or not at all (written aside, then linked).
+    """
+    folder = Path(instance_path)
+    path = folder / SECRET_KEY_FILE
+    for _ in range(2):
+        try:
+            existing = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            existing = ""
+        if existing:
+            if secret_key_problem(existing) is not None:
+                raise ConfigError(f"{path} does not hold a usable key; delete it to make a new one.")
+            return existing
+        folder.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32)
+        temp = folder / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(key + "\n")
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                continue  # another process won: read its key
+            return key
+        finally:
+            temp.unlink(missing_ok=True)
+    raise ConfigError(f"Could not create or read {path}.")  # pragma: no cover
 
 
 def _check(settings: dict[str, Any]) -> None:
@@ -163,8 +261,10 @@ def _check(settings: dict[str, Any]) -> None:
             problems.append("STRIPE_WEBHOOK_SECRET is required with a live key")
         if not publishable.startswith("pk_live_"):
             problems.append("STRIPE_PUBLISHABLE_KEY must be a pk_live_ key with a live secret key")
-        if not settings.get("SECRET_KEY") or settings["SECRET_KEY"] == DEV_SECRET_KEY:
-            problems.append("SECRET_KEY must be set to a long random value in live mode")
+        key_problem = secret_key_problem(settings.get("SECRET_KEY"))
+        if key_problem:
+            problems.append(f"{key_problem}; it must be at least {MIN_SECRET_KEY_BYTES} random "
+                            f"bytes ({SECRET_KEY_HINT})")
         base = settings.get("STRIPE_API_BASE")
         if base and not _is_stripe_host(base):
             problems.append("STRIPE_API_BASE must be Stripe's own API in live mode")

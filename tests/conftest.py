@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import threading
 import urllib.request
 from pathlib import Path
@@ -22,6 +23,8 @@ from storefront import create_app
 from storefront.extensions import db, limiter
 
 TEST_PASSWORD = "correct-horse-battery"
+#: random per test run: no key written in the repository signs anything, not even in tests
+TEST_SECRET_KEY = secrets.token_hex(32)
 
 
 # --------------------------------------------------------------------------- sandbox
@@ -113,7 +116,7 @@ def _prepare_database(tmp_path_factory) -> str:
 def make_config(database_url: str, sandbox_url: str, **extra) -> dict:
     config = {
         "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
+        "SECRET_KEY": TEST_SECRET_KEY,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "STRIPE_SECRET_KEY": "sk_test_sandbox",
         "STRIPE_PUBLISHABLE_KEY": "pk_test_sandbox",

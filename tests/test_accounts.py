@@ -268,19 +268,44 @@ def test_login_required_redirects_with_next(client, sandbox):
     assert response.headers["Location"].startswith("/login?next=")
 
 
-def test_login_is_throttled_per_account(app, client, auth, sandbox):
+IP_A = {"REMOTE_ADDR": "10.0.0.1"}
+IP_B = {"REMOTE_ADDR": "10.0.0.2"}
+
+
+def test_login_is_throttled_per_account_and_ip_so_nobody_can_lock_the_owner_out(app, client, auth,
+                                                                                sandbox):
     auth.signup(email="victim@example.com")
     auth.logout()
+    attacker = app.test_client()
     for _ in range(5):
-        assert auth.login(email="victim@example.com", password="wrong-password-1").status_code == 401
-    response = auth.login(email="victim@example.com")  # even the right password waits
+        response = attacker.post("/login", data={"email": "victim@example.com",
+                                                 "password": "wrong-password-1"}, environ_base=IP_A)
+        assert response.status_code == 401
+    response = attacker.post("/login", data={"email": "victim@example.com", "password": TEST_PASSWORD},
+                             environ_base=IP_A)  # from the attacker's IP even the right one waits
     assert response.status_code == 429
-    assert "Too many login attempts" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert "Too many login attempts" in page and "reset" not in page.lower()
     assert int(response.headers["Retry-After"]) > 0
-    # another IP is throttled too, for this account
-    other = app.test_client()
-    response = other.post("/login", data={"email": "victim@example.com", "password": TEST_PASSWORD},
-                          environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    # the owner, elsewhere, logs in
+    owner = app.test_client()
+    response = owner.post("/login", data={"email": "victim@example.com", "password": TEST_PASSWORD},
+                          environ_base=IP_B)
+    assert response.status_code == 302
+
+
+def test_login_has_a_per_account_ceiling_across_ips(app, auth, sandbox, monkeypatch):
+    monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL", "6 per hour")
+    auth.signup(email="target@example.com")
+    auth.logout()
+    for i in range(6):  # 3 IPs, 2 failures each: under the per-(account, IP) limit
+        response = app.test_client().post(
+            "/login", data={"email": "target@example.com", "password": "wrong-password-1"},
+            environ_base={"REMOTE_ADDR": f"10.0.1.{i // 2}"})
+        assert response.status_code == 401
+    response = app.test_client().post("/login", data={"email": "target@example.com",
+                                                      "password": TEST_PASSWORD},
+                                      environ_base={"REMOTE_ADDR": "10.0.2.1"})
     assert response.status_code == 429
 
 
@@ -310,3 +335,191 @@ def test_change_password(app, client, auth, sandbox):
     auth.logout()
     assert auth.login(email="pw@example.com").status_code == 401
     assert auth.login(email="pw@example.com", password="a-brand-new-pass").status_code == 302
+
+
+# --------------------------------------------------------------------------- sign-up throttle
+def test_signup_is_throttled_per_ip_and_a_flood_creates_nothing(app, sandbox, monkeypatch):
+    assert app.config["SIGNUP_LIMIT_PER_IP"] == "10 per hour"  # the default
+    monkeypatch.setitem(app.config, "SIGNUP_LIMIT_PER_IP", "3 per hour")
+
+    def signup(i, environ=IP_A):
+        return app.test_client().post("/signup", environ_base=environ, data={
+            "email": f"flood{i}@example.com", "name": "Flood", "password": TEST_PASSWORD,
+            "confirm": TEST_PASSWORD})
+
+    assert [signup(i).status_code for i in range(3)] == [302, 302, 302]
+    for i in range(3, 6):
+        response = signup(i)
+        assert response.status_code == 429
+        assert "Too many accounts were created from your network" in response.get_data(as_text=True)
+        assert int(response.headers["Retry-After"]) > 0
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 3
+    assert len(sandbox.customers()) == 3  # the throttled requests made no Stripe customer
+    assert signup(9, IP_B).status_code == 302  # another network is not affected
+
+
+# --------------------------------------------------------------------------- control characters
+@pytest.mark.parametrize("field,value", [
+    ("name", "Bea\u202eyub"),          # right-to-left override
+    ("name", "Bea\u2066Buyer\u2069"),  # bidi isolates
+    ("name", "Bea\x00Buyer"),          # NUL
+    ("name", "Bea\nBuyer"),
+    ("name", "Bea\u200bBuyer"),        # zero-width space
+    ("email", "bea\u200b@example.com"),
+    ("email", "bea\u202e@example.com"),
+])
+def test_control_characters_in_names_and_emails_are_refused(app, auth, sandbox, field, value):
+    data = {"email": "ctl@example.com", "name": "Bea Buyer", field: value}
+    response = auth.signup(**data)
+    assert response.status_code == 400
+    assert "invisible or control character" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 0
+    assert sandbox.customers() == []
+
+
+def test_a_name_with_a_zero_width_non_joiner_is_accepted(app, auth, sandbox):
+    assert auth.signup(email="mehr@example.com", name="Mehr\u200cnaz").status_code == 302
+
+
+def test_login_refuses_control_characters_in_the_email(app, client, sandbox):
+    response = client.post("/login", data={"email": "a\x00@example.com", "password": TEST_PASSWORD})
+    assert response.status_code == 400
+    assert "invisible or control character" in response.get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- sessions end
+def _cookie(client, name):
+    cookie = client.get_cookie(name)
+    return cookie.value if cookie is not None else None
+
+
+def _replay(app, session=None, remember=None):
+    """A fresh browser holding only the given cookie values (a stolen copy)."""
+    other = app.test_client()
+    if session:
+        other.set_cookie("session", session)
+    if remember:
+        other.set_cookie("remember_token", remember)
+    return other
+
+
+def _signed_in(client) -> bool:
+    return client.get("/account/").status_code == 200
+
+
+def test_logout_ends_the_session_and_its_remember_cookie(app, client, auth, sandbox):
+    auth.signup(email="leave@example.com")
+    auth.logout()
+    response = client.post("/login", data={"email": "leave@example.com", "password": TEST_PASSWORD,
+                                           "remember": "y"})
+    assert response.status_code == 302
+    session_cookie, remember_cookie = _cookie(client, "session"), _cookie(client, "remember_token")
+    assert session_cookie and remember_cookie
+    # copies work while the session lasts (the replay is a fair test) ...
+    assert _signed_in(_replay(app, session=session_cookie))
+    assert _signed_in(_replay(app, remember=remember_cookie))
+    auth.logout()
+    assert not _signed_in(client)
+    # ... and are dead after log-out
+    assert not _signed_in(_replay(app, session=session_cookie))
+    assert not _signed_in(_replay(app, remember=remember_cookie))
+    assert not _signed_in(_replay(app, session=session_cookie, remember=remember_cookie))
+
+
+def test_remember_cookie_lasts_30_days_and_sign_in_stamps_are_checked(app, client, auth, sandbox):
+    import time
+
+    from flask_login.utils import encode_cookie
+
+    auth.signup(email="stamp@example.com")
+    auth.logout()
+    response = client.post("/login", data={"email": "stamp@example.com", "password": TEST_PASSWORD,
+                                           "remember": "y"})
+    set_cookie = next(v for v in response.headers.getlist("Set-Cookie") if v.startswith("remember_token="))
+    expires = client.get_cookie("remember_token").expires
+    assert 29 * 86400 < expires.timestamp() - time.time() <= 30 * 86400 + 60, set_cookie
+    with app.app_context():
+        user = get_user("stamp@example.com")
+        stale = f"{user.id}:{user.session_token}:{int(time.time()) - 31 * 86400}"
+        fresh = f"{user.id}:{user.session_token}:{int(time.time())}"
+        wrong = f"{user.id}:{'x' * 32}:{int(time.time())}"
+        old_style = str(user.id)  # what the remember cookie held before session tokens
+        with app.test_request_context():
+            cookies = {name: encode_cookie(value)
+                       for name, value in [("stale", stale), ("fresh", fresh), ("wrong", wrong),
+                                           ("old", old_style)]}
+    assert _signed_in(_replay(app, remember=cookies["fresh"]))  # the forging is right ...
+    for name in ("stale", "wrong", "old"):  # ... and only a current, in-date stamp signs in
+        assert not _signed_in(_replay(app, remember=cookies[name])), name
+
+
+def test_password_change_ends_every_other_session_and_keeps_this_one(app, auth, sandbox):
+    auth.signup(email="two@example.com")
+    device_a, device_b = app.test_client(), app.test_client()
+    for device in (device_a, device_b):
+        assert device.post("/login", data={"email": "two@example.com", "password": TEST_PASSWORD,
+                                           "remember": "y"}).status_code == 302
+    b_session, b_remember = _cookie(device_b, "session"), _cookie(device_b, "remember_token")
+    response = device_a.post("/account/password", data={
+        "current_password": TEST_PASSWORD, "password": "a-brand-new-pass", "confirm": "a-brand-new-pass"})
+    assert response.status_code == 302
+    assert _signed_in(device_a)
+    assert _signed_in(_replay(app, remember=_cookie(device_a, "remember_token")))  # renewed for A
+    assert not _signed_in(device_b)
+    assert not _signed_in(_replay(app, session=b_session))
+    assert not _signed_in(_replay(app, remember=b_remember))
+
+
+def test_an_admin_ends_a_buyers_sessions(app, auth, client, sandbox):
+    from .test_admin import ADMIN_EMAIL
+    with app.app_context():
+        accounts.create_or_promote_admin(ADMIN_EMAIL, TEST_PASSWORD, "Ada Admin")
+    admin = app.test_client()
+    assert admin.post("/login", data={"email": ADMIN_EMAIL, "password": TEST_PASSWORD}).status_code == 302
+    auth.signup(email="lost-laptop@example.com")
+    client.post("/logout")
+    client.post("/login", data={"email": "lost-laptop@example.com", "password": TEST_PASSWORD,
+                                "remember": "y"})
+    remember_cookie = _cookie(client, "remember_token")
+    assert _signed_in(client)
+    with app.app_context():
+        public_id = get_user("lost-laptop@example.com").public_id
+    page = admin.get(f"/admin/buyers/{public_id}").get_data(as_text=True)
+    assert f'/admin/buyers/{public_id}/sessions/end' in page
+    assert client.post(f"/admin/buyers/{public_id}/sessions/end").status_code == 403  # buyers can't
+    response = admin.post(f"/admin/buyers/{public_id}/sessions/end", follow_redirects=True)
+    assert response.status_code == 200
+    assert "signed out on every device" in response.get_data(as_text=True)
+    assert not _signed_in(client)
+    assert not _signed_in(_replay(app, remember=remember_cookie))
+    assert admin.get("/admin/").status_code == 200  # the admin's own session is untouched
+    assert client.post("/login", data={"email": "lost-laptop@example.com",
+                                       "password": TEST_PASSWORD}).status_code == 302
+
+
+def test_login_renews_the_csrf_secret(app, client, auth, sandbox, csrf_on):
+    token = csrf_token_from(client.get("/signup").get_data(as_text=True))
+    client.post("/signup", data={"csrf_token": token, "email": "csrf2@example.com", "name": "C",
+                                 "password": TEST_PASSWORD, "confirm": TEST_PASSWORD})
+    assert _signed_in(client)
+    # the token of the anonymous page no longer works for the signed-in session
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 400
+    assert _signed_in(client)
+    fresh = csrf_token_from(client.get("/").get_data(as_text=True))
+    assert fresh != token
+    assert client.post("/logout", data={"csrf_token": fresh}).status_code == 302
+    assert not _signed_in(client)
+
+
+def test_the_status_fast_path_ends_with_the_session_too(app, client, auth, sandbox, catalog):
+    auth.signup(email="poll@example.com")
+    response = client.post("/buy/points_small")
+    assert response.status_code == 303
+    status_url = response.headers["Location"].rsplit("/", 1)[0] + "/status"
+    old_session = _cookie(client, "session")
+    assert client.get(status_url).status_code == 200
+    assert _replay(app, session=old_session).get(status_url).status_code == 200
+    auth.logout()
+    assert _replay(app, session=old_session).get(status_url).status_code in (302, 401)

@@ -1,15 +1,18 @@
 """Accounts: sign-up, authentication, passwords, admins and the user's Stripe customer."""
 from __future__ import annotations
 
+import hmac
 import logging
 import re
+import time
+from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import User
-from ..models.user import normalize_email
+from ..models.user import new_session_token, normalize_email
 from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
 
 log = logging.getLogger(__name__)
@@ -166,7 +169,53 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     if current_password == new_password:
         raise WeakPassword("Choose a password different from your current one.")
     user.set_password(new_password)
+    user.session_token = new_session_token()  # every other device is signed out
     db.session.commit()
+
+
+# --------------------------------------------------------------------------- sessions
+_SESSION_ID = re.compile(r"([0-9]{1,18}):([A-Za-z0-9_-]{16,64}):([0-9]{1,12})")
+#: a stamp this far in the future is refused (clock skew between workers is smaller)
+_FUTURE_SKEW = 300
+
+
+def user_for_session(value: str, max_age: timedelta) -> User | None:
+    """The user a session or remember-me cookie names, if that sign-in is still valid.
+
+    ``value`` is ``User.get_id()`` as stored at sign-in: the user id, the user's session
+    token then, and the sign-in time. A renewed token (log-out, password change, an admin
+    ending the sessions) or a sign-in older than ``max_age`` ends it.
+    """
+    parsed = parse_session_id(value, max_age)
+    if parsed is None:
+        return None
+    user = db.session.get(User, parsed[0])
+    if user is None or not same_token(user.session_token, parsed[1]):
+        return None
+    return user
+
+
+def parse_session_id(value: object, max_age: timedelta) -> tuple[int, str] | None:
+    """(user id, session token) from a well-formed, unexpired ``User.get_id()`` value."""
+    match = _SESSION_ID.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    age = time.time() - int(match.group(3))
+    if age > max_age.total_seconds() or age < -_FUTURE_SKEW:
+        return None
+    return int(match.group(1)), match.group(2)
+
+
+def same_token(expected: str | None, given: str) -> bool:
+    return expected is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def end_sessions(user: User) -> None:
+    """Sign the user out everywhere: every session and remember-me cookie stops working."""
+    db.session.execute(update(User).where(User.id == user.id)
+                       .values(session_token=new_session_token()))
+    db.session.commit()
+    db.session.refresh(user)
 
 
 def create_or_promote_admin(email: str, password: str | None, name: str | None) -> tuple[User, bool]:

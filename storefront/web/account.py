@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..services import accounts, points
+from .auth import sign_in
 from .forms import ChangePasswordForm
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -27,7 +28,10 @@ def change_password():
         except accounts.AccountError as err:
             form.current_password.errors.append(str(err))
         else:
-            flash("Your password has been changed.", "success")
+            # The new session token signed out every other device; this one carries on.
+            remember = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
+            sign_in(current_user._get_current_object(), remember=remember)
+            flash("Your password has been changed. Every other device has been signed out.", "success")
             return redirect(url_for("account.profile"))
     return render_template("account/profile.html", form=form), 400
 

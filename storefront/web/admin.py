@@ -176,6 +176,17 @@ def adjust_points(public_id: str):
     return redirect(url_for("admin.buyer", public_id=public_id))
 
 
+@bp.post("/buyers/<public_id>/sessions/end")
+def end_sessions(public_id: str):
+    """Sign the buyer out everywhere (a stolen laptop, a shared computer)."""
+    from ..services import accounts
+    user = buyers.buyer_by_public_id(public_id) or abort(404)
+    accounts.end_sessions(user)
+    current_app.logger.info("admin %s ended every session of user %s", current_user.id, user.id)
+    flash(f"{user.email} is signed out on every device.", "success")
+    return redirect(url_for("admin.buyer", public_id=public_id))
+
+
 # --- Stripe events --------------------------------------------------------------------------------
 
 @bp.get("/events")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from limits import parse
@@ -17,8 +17,24 @@ from .helpers import safe_next_url
 bp = Blueprint("auth", __name__)
 
 OFFSITE_NEXT_MESSAGE = "That link pointed outside this site, so we brought you to the home page instead."
-THROTTLED_MESSAGE = ("Too many login attempts. For your security, please wait {wait} and try again "
-                     "(or reset your password).")
+THROTTLED_MESSAGE = "Too many login attempts. For your security, please wait {wait} and try again."
+SIGNUP_THROTTLED_MESSAGE = ("Too many accounts were created from your network. Please wait {wait} "
+                            "and try again.")
+
+
+def sign_in(user, *, remember: bool = False) -> None:
+    """Start a fresh session for ``user``: nothing of the anonymous session survives (its CSRF
+    secret included), and the session carries the user's current session token."""
+    session.clear()
+    login_user(user, remember=remember, fresh=True)
+
+
+def sign_out() -> None:
+    """End this session, its remember-me cookie and every other sign-in of the user."""
+    if current_user.is_authenticated:
+        accounts.end_sessions(current_user._get_current_object())
+    logout_user()
+    session.clear()
 
 
 def _next_target() -> str:
@@ -36,6 +52,11 @@ def signup():
         return redirect(url_for("shop.index"))
     form = SignupForm()
     if form.validate_on_submit():
+        wait = _signup_throttled()
+        if wait is not None:
+            flash(SIGNUP_THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
+            return _throttled_response("auth/signup.html", form, wait)
+        _hit(_signup_limit(), "signup-ip", get_remote_address())
         try:
             user = accounts.register_user(form.email.data, form.name.data, form.password.data)
         except accounts.EmailTaken as err:
@@ -43,7 +64,7 @@ def signup():
         except accounts.WeakPassword as err:
             form.password.errors.append(str(err))
         else:
-            login_user(user)
+            sign_in(user)
             flash(f"Welcome, {user.name}! Your account is ready.", "success")
             return redirect(_next_target())
     status = 400 if form.is_submitted() else 200
@@ -51,18 +72,25 @@ def signup():
 
 
 # --------------------------------------------------------------------------- throttling
-def _limits():
-    return (parse(current_app.config["LOGIN_LIMIT_PER_IP"]),
-            parse(current_app.config["LOGIN_LIMIT_PER_ACCOUNT"]))
+# Log-in: every attempt counts against the IP; failures count against (account, IP), so
+# an attacker elsewhere can't lock the owner out, and against the account from everywhere
+# under a much higher ceiling (LOGIN_LIMIT_PER_ACCOUNT_GLOBAL, empty = none) that bounds
+# guessing from many addresses. Sign-up: each accepted submission counts against the IP.
+def _login_checks(email: str) -> list[tuple[object, str, str]]:
+    config = current_app.config
+    ip = get_remote_address() or "-"
+    checks = [(parse(config["LOGIN_LIMIT_PER_IP"]), "login-ip", ip),
+              (parse(config["LOGIN_LIMIT_PER_ACCOUNT"]), "login-account-ip", f"{email}|{ip}")]
+    if config.get("LOGIN_LIMIT_PER_ACCOUNT_GLOBAL"):
+        checks.append((parse(config["LOGIN_LIMIT_PER_ACCOUNT_GLOBAL"]), "login-account", email))
+    return checks
 
 
-def _throttled(email: str) -> int | None:
-    """Seconds to wait if this IP or this account is throttled, else None."""
+def _wait_for(checks) -> int | None:
+    """Seconds to wait if any of ``checks`` (limit, namespace, key) is used up, else None."""
     if not limiter.enabled:
         return None
-    per_ip, per_account = _limits()
     strategy = limiter.limiter
-    checks = ((per_ip, "login-ip", get_remote_address()), (per_account, "login-account", email))
     for item, namespace, ident in checks:
         if not strategy.test(item, namespace, ident):
             reset_at = strategy.get_window_stats(item, namespace, ident).reset_time
@@ -70,13 +98,36 @@ def _throttled(email: str) -> int | None:
     return None
 
 
+def _hit(item, namespace: str, ident: str) -> None:
+    if limiter.enabled:
+        limiter.limiter.hit(item, namespace, ident)
+
+
+def _throttled(email: str) -> int | None:
+    return _wait_for(_login_checks(email))
+
+
 def _record_attempt(email: str, *, failed: bool) -> None:
-    if not limiter.enabled:
-        return
-    per_ip, per_account = _limits()
-    limiter.limiter.hit(per_ip, "login-ip", get_remote_address())
+    per_ip, *per_account = _login_checks(email)
+    _hit(*per_ip)
     if failed:
-        limiter.limiter.hit(per_account, "login-account", email)
+        for check in per_account:
+            _hit(*check)
+
+
+def _signup_limit():
+    return parse(current_app.config["SIGNUP_LIMIT_PER_IP"])
+
+
+def _signup_throttled() -> int | None:
+    return _wait_for([(_signup_limit(), "signup-ip", get_remote_address() or "-")])
+
+
+def _throttled_response(template: str, form, wait: int):
+    response = current_app.make_response(
+        (render_template(template, form=form, next=safe_next_url(request.args.get("next"))), 429))
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 def _wait_words(seconds: int) -> str:
@@ -106,14 +157,11 @@ def login():
         wait = _throttled(email)
         if wait is not None:
             flash(THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
-            response = current_app.make_response(
-                (render_template("auth/login.html", form=form, next=safe_next_url(request.args.get("next"))), 429))
-            response.headers["Retry-After"] = str(wait)
-            return response
+            return _throttled_response("auth/login.html", form, wait)
         user = accounts.authenticate(email, form.password.data)
         _record_attempt(email, failed=user is None)
         if user is not None:
-            login_user(user, remember=form.remember.data)
+            sign_in(user, remember=bool(form.remember.data))
             _heal_stripe_customer(user)
             flash(f"Welcome back, {user.name}.", "success")
             return redirect(_next_target())
@@ -129,6 +177,6 @@ def login():
 def logout():
     form = PostForm()
     if form.validate_on_submit():
-        logout_user()
-        flash("You have been logged out.", "info")
+        sign_out()
+        flash("You have been logged out, on every device.", "info")
     return redirect(url_for("shop.index"))

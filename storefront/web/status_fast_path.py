@@ -35,13 +35,18 @@ class StatusFastPath:
     def __init__(self, app: Flask, wsgi_app: Callable):
         from ..models import Order, User
         from ..models.order import SETTLED
+        from ..services.accounts import parse_session_id, same_token
         from ..services.purchase import SYNC_INTERVAL, SYNCABLE
+        self.parse_session_id = parse_session_id
+        self.same_token = same_token
         self.app = app
         self.wsgi_app = wsgi_app
         self.cookie_name = app.config.get("SESSION_COOKIE_NAME", "session")
         self.serializer = app.session_interface.get_signing_serializer(app)
         self.max_age = int(app.permanent_session_lifetime.total_seconds())
         self.protection = getattr(app, "login_manager", None) and app.login_manager.session_protection
+        # as the user loader: a sign-in older than this, or with a renewed token, is over
+        self.login_max_age = max(app.config["REMEMBER_COOKIE_DURATION"], app.permanent_session_lifetime)
         self.syncable = frozenset(SYNCABLE)
         self.settled = frozenset(SETTLED)
         self.sync_interval: timedelta = SYNC_INTERVAL
@@ -52,7 +57,7 @@ class StatusFastPath:
             select(orders.user_id, orders.public_id, orders.status, orders.amount,
                    orders.currency, orders.points, orders.entitlement, orders.failure_message,
                    orders.amount_refunded, orders.paid_at, orders.synced_at,
-                   users.points_balance)
+                   users.points_balance, users.session_token)
             .join_from(Order.__table__, User.__table__, users.id == orders.user_id)
             .where(orders.public_id == bindparam("public_id")))
         self._engine = None
@@ -93,7 +98,7 @@ class StatusFastPath:
             agent = agent.encode("utf-8")
         return sha512(f"{address}|{agent}".encode("utf8")).hexdigest()
 
-    def _user_id(self, environ: dict) -> int | None:
+    def _user_id(self, environ: dict) -> tuple[int, str] | None:
         session = self._session(environ)
         if not session or "_user_id" not in session:
             return None
@@ -102,10 +107,7 @@ class StatusFastPath:
             return None  # Flask-Login would mark the session non-fresh (or drop it)
         if session.get("_permanent"):
             return None  # Flask refreshes a permanent session's cookie on every request
-        try:
-            return int(session["_user_id"])
-        except (TypeError, ValueError):
-            return None
+        return self.parse_session_id(session["_user_id"], self.login_max_age)
 
     # -- WSGI ---------------------------------------------------------------------------------
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -120,9 +122,10 @@ class StatusFastPath:
         return self.wsgi_app(environ, start_response)
 
     def _answer(self, environ: dict, public_id: str) -> bytes | None:
-        user_id = self._user_id(environ)
-        if user_id is None:
+        signed_in = self._user_id(environ)
+        if signed_in is None:
             return None
+        user_id, token = signed_in
         if self._engine is None:
             with self.app.app_context():
                 from ..extensions import db
@@ -131,6 +134,8 @@ class StatusFastPath:
             row = conn.execute(self.query, {"public_id": public_id}).first()
         if row is None or row.user_id != user_id:
             return None  # 404, or an admin: the view decides
+        if not self.same_token(row.session_token, token):
+            return None  # signed out since (the view answers as Flask-Login decides)
         if row.status in self.syncable:
             from ..models.base import utcnow
             if row.synced_at is None or row.synced_at < utcnow() - self.sync_interval:
