@@ -28,7 +28,8 @@ def new_subscription_id() -> str:
 
 class Subscription(db.Model):
     __tablename__ = "subscriptions"
-    __table_args__ = (Index("ix_subscriptions_user_status", "user_id", "status"),)
+    __table_args__ = (Index("ix_subscriptions_user_status", "user_id", "status"),
+                      Index("ix_subscriptions_pending_cancel", "pending_cancel_since"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: used in URLs (ownership is checked on every action)
@@ -51,6 +52,13 @@ class Subscription(db.Model):
     fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: bumped by every locked update (the row lock, as for orders)
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
+    #: a Stripe write we owe this subscription, recorded in the transaction that made it due
+    #: and sent after commit (``fulfilment.finish_pending_cancels``), retried until it holds:
+    #: what asked for it (``lifetime:<order>``), since when, tries so far and the last error
+    pending_cancel: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    pending_cancel_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    pending_cancel_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pending_cancel_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
