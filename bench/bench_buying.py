@@ -32,7 +32,6 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import sys
 import tempfile
@@ -47,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_catalog import (  # noqa: E402
     bench_env,
     compare_with_hello_world,
+    found,
     free_port,
     gunicorn,
     seed_store,
@@ -101,6 +101,8 @@ def make_orders(users: list, count: int, *, status: str, lookup_key: str = "poin
     from storefront.models.base import utcnow
     from storefront.models.order import new_order_id
     price = db.session.scalar(select(Price).where(Price.lookup_key == lookup_key))
+    if price is None:
+        raise SystemExit(f"no price {lookup_key!r} in the catalog: seed the store first")
     orders = []
     for i in range(count):
         public_id = new_order_id()
@@ -122,7 +124,7 @@ def log_in(app, email: str) -> str:
     client = app.test_client()
     headers = {"User-Agent": USER_AGENT}
     page = client.get("/login", headers=headers).get_data(as_text=True)
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    token = found(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
     answer = client.post("/login", data={"email": email, "password": PASSWORD,
                                          "csrf_token": token}, headers=headers)
     assert answer.status_code == 302, f"log-in failed ({answer.status_code})"

@@ -14,6 +14,7 @@ import argparse
 import http.client
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -67,8 +68,16 @@ def stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def found(pattern: str, text: str, flags: int = 0) -> re.Match[str]:
+    """``re.search`` that stops the bench with a clear message when a tool's output changed."""
+    match = re.search(pattern, text, flags)
+    if match is None:
+        raise SystemExit(f"expected {pattern!r} in:\n{text[:2000]}")
+    return match
+
+
 def to_ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    value, unit = found(r"^([\d.]+)(us|ms|s)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
@@ -79,9 +88,9 @@ def run_wrk(url: str, args, extra: list[str] | tuple = ()) -> dict:
                    check=True)
     out = subprocess.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
                           *extra, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
-    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    rps = float(found(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(found(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = to_ms(found(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(errors.group(1)) if errors else 0,
@@ -123,7 +132,7 @@ def server_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def bench_env(database_url: str, **extra) -> dict:
     """The environment of a throw-away store (sandbox mode, no Stripe keys)."""
     env = dict(os.environ, FLASK_APP="storefront", DATABASE_URL=database_url,
-               SECRET_KEY="bench-secret", PYTHONPATH=str(ROOT), **extra)
+               SECRET_KEY=secrets.token_hex(32), PYTHONPATH=str(ROOT), **extra)
     for name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_API_BASE", "TEST_DATABASE_URL"):
         env.pop(name, None)
     return env

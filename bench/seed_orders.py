@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import secrets
 import statistics
 import sys
@@ -35,6 +36,7 @@ STATUSES = [("paid", 70), ("failed", 8), ("pending", 8), ("canceled", 3), ("expi
 METHODS = ["payment_element", "saved_card", "checkout"]
 USERS_PER_ORDER = 0.1  # one buyer for every ten orders
 BATCH = 5000
+ADMIN_PASSWORD = secrets.token_urlsafe(16)
 
 
 def parse_args():
@@ -63,7 +65,7 @@ def reset_database(url: str | None) -> str:
 def make_app(url: str):
     from storefront import create_app
     return create_app({
-        "TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url,
+        "TESTING": True, "SECRET_KEY": secrets.token_hex(32), "SQLALCHEMY_DATABASE_URI": url,
         "STRIPE_SECRET_KEY": "sk_test_sandbox", "STRIPE_PUBLISHABLE_KEY": "pk_test_sandbox",
         "STRIPE_API_BASE": "http://127.0.0.1:9",  # never contacted: the page reads our DB only
         "WTF_CSRF_ENABLED": False, "RATELIMIT_STORAGE_URI": "memory://",
@@ -130,22 +132,36 @@ class Seeder:
             done += len(rows)
 
 
-def measure(app, admin_id: int, runs: int) -> list[tuple[str, float, int]]:
+def log_in(client, email: str) -> None:
+    """Sign in through the real form, so the session carries whatever sign-in puts in it."""
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+    answer = client.post("/login", data={"email": email, "password": ADMIN_PASSWORD,
+                                         "csrf_token": token.group(1) if token else ""})
+    if answer.status_code != 302:
+        raise SystemExit(f"admin log-in failed ({answer.status_code})")
+
+
+def measure(app, admin_id: int, runs: int) -> list[tuple[str, float, int, float, float]]:
+    """Per page: label, median ms, query count, median SQL ms, median slowest-query ms."""
     from storefront.extensions import db
-    from storefront.models import Order
+    from storefront.models import Order, User
     with app.app_context():
+        admin = db.session.get(User, admin_id)
+        assert admin is not None
+        admin_email = admin.email
         sample = db.session.execute(select(Order.stripe_payment_intent_id, Order.user_id)
                                     .order_by(Order.id.desc()).limit(1)).one()
         email = db.session.scalar(text("select email from users where id = :id"),
                                   {"id": sample.user_id})
         month_ago = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
     client = app.test_client()
-    with client.session_transaction() as session:
-        session["_user_id"] = str(admin_id)
-        session["_fresh"] = True
+    log_in(client, admin_email)
     first = client.get("/admin/purchases").get_data(as_text=True)
-    import re
-    cursor = re.search(r'href="/admin/purchases\?after=([^"&]+)"', first).group(1)
+    next_link = re.search(r'href="/admin/purchases\?after=([^"&]+)"', first)
+    if next_link is None:
+        raise SystemExit("/admin/purchases shows no next-page link: seed more than one page of orders")
+    cursor = next_link.group(1)
     pages = [("all orders, page 1", "/admin/purchases"),
              ("all orders, page 2 (keyset)", f"/admin/purchases?after={cursor}"),
              ("status=paid", "/admin/purchases?status=paid"),
@@ -173,7 +189,10 @@ def measure(app, admin_id: int, runs: int) -> list[tuple[str, float, int]]:
     out = []
     try:
         for label, url in pages:
-            times, sql, slowest, queries = [], [], [], set()
+            times: list[float] = []
+            sql: list[float] = []
+            slowest: list[float] = []
+            queries: set[int] = set()
             client.get(url)  # warm
             for _ in range(runs):
                 counter.update(n=0, sql=0.0, slowest=0.0)
@@ -181,7 +200,7 @@ def measure(app, admin_id: int, runs: int) -> list[tuple[str, float, int]]:
                 response = client.get(url)
                 times.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200, (url, response.status_code)
-                queries.add(counter["n"])
+                queries.add(int(counter["n"]))
                 sql.append(counter["sql"])
                 slowest.append(counter["slowest"])
             assert len(queries) == 1, f"{label}: query count varies {queries}"
@@ -205,8 +224,8 @@ def main() -> None:
         from flask_migrate import upgrade
         upgrade()
         sync_catalog(to_stripe=False)
-        admin = User(email="admin@bench.example", name="Bench Admin", password_hash="!",
-                     is_admin=True)
+        admin = User(email="admin@bench.example", name="Bench Admin", is_admin=True)
+        admin.set_password(ADMIN_PASSWORD)
         db.session.add(admin)
         db.session.commit()
         admin_id = admin.id
