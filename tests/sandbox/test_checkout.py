@@ -5,6 +5,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 import stripe
@@ -90,7 +91,7 @@ def test_price_data_and_subscription_mode(client, prices):
     ("expires_too_late", "expires_at", "less than 24 hours"),
 ])
 def test_create_refusals(client, prices, case, param, message):
-    params = {"mode": "payment", "success_url": "https://shop.test/ok",
+    params: dict[str, Any] = {"mode": "payment", "success_url": "https://shop.test/ok",
               "line_items": [{"price": prices["one_time"].id, "quantity": 1}]}
     if case == "missing":
         params["line_items"][0]["price"] = "price_doesnotexist"

@@ -23,7 +23,7 @@ def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 20) -> 
     import urllib.request
     deadline = time.time() + timeout
     while time.time() < deadline:
-        assert process.poll() is None, process.stdout.read()
+        assert process.poll() is None, process.communicate()[0]
         try:
             urllib.request.urlopen(f"{url}/_sandbox/health", timeout=1)
             return

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import urllib.request
+from typing import TYPE_CHECKING, cast
 
 import pytest
 import stripe
+
+if TYPE_CHECKING:
+    from stripe.params import PaymentIntentConfirmParams
 
 DAY = 86400
 
@@ -88,9 +92,9 @@ def test_pay_open_invoice_and_refusals(client, sandbox, price, customer):
     with pytest.raises(stripe.InvalidRequestError) as raised:
         client.v1.invoices.pay(invoice_id)
     assert "default_payment_method" in raised.value.user_message
-    with pytest.raises(stripe.CardError) as raised:
+    with pytest.raises(stripe.CardError) as declined:
         client.v1.invoices.pay(invoice_id, params={"payment_method": "pm_card_chargeDeclined"})
-    assert raised.value.code == "card_declined"
+    assert declined.value.code == "card_declined"
     invoice = client.v1.invoices.retrieve(invoice_id)
     assert (invoice.status, invoice.attempt_count, invoice.attempted) == ("open", 1, True)
     assert client.v1.subscriptions.retrieve(sub.id).status == "incomplete"
@@ -172,8 +176,9 @@ def test_browser_decline_on_first_invoice_is_an_invoice_payment_failure(client, 
                                   max_network_retries=0)
     pi_id = secret.split("_secret_")[0]
     with pytest.raises(stripe.CardError):
-        browser.v1.payment_intents.confirm(pi_id, params={
-            "client_secret": secret, "payment_method": "pm_card_chargeDeclined"})
+        # Stripe.js sends client_secret, which the server SDK's TypedDict does not list.
+        browser.v1.payment_intents.confirm(pi_id, params=cast("PaymentIntentConfirmParams", {
+            "client_secret": secret, "payment_method": "pm_card_chargeDeclined"}))
     types = [e.type for e in client.v1.events.list(params={"limit": 100}).data]
     assert "invoice.payment_failed" in types
     assert client.v1.subscriptions.retrieve(sub.id).status == "incomplete"

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import stripe
 
+from .helpers import present
+
 CARDS = json.loads((Path(__file__).resolve().parents[2] / "storefront" / "sandbox" / "data" /
                     "test-cards.json").read_text())
 SUCCESS_OUTCOMES = {
@@ -96,11 +98,11 @@ def test_every_test_card_by_number(client, publishable_client, card):
         with pytest.raises(stripe.CardError) as info:
             card_pm(publishable_client, card["number"])
         assert info.value.code == want[1]
-        assert info.value.error.param == "card[number]"
+        assert present(info.value.error).param == "card[number]"
         return
     pm = card_pm(publishable_client, card["number"])
-    assert pm.card.last4 == card["number"][-4:]
-    assert pm.card.brand == card["brand"]
+    assert present(pm.card).last4 == card["number"][-4:]
+    assert present(pm.card).brand == card["brand"]
     _check_confirm(client, pm.id, want)
 
 
@@ -120,14 +122,16 @@ def _check_confirm(client, payment_method: str, want: tuple) -> None:
         error = info.value
         assert error.http_status == 402
         assert error.code == want[1]
-        assert error.error.decline_code == want[2]
-        assert error.error.type == "card_error"
-        assert error.error.message
-        pi = error.error.payment_intent
+        sent = present(error.error)
+        assert sent.decline_code == want[2]
+        assert sent.type == "card_error"
+        assert sent.message
+        pi = present(sent.payment_intent)
         assert pi.status == "requires_payment_method"
-        assert pi.last_payment_error.code == want[1]
-        assert pi.last_payment_error.payment_method.id == error.error.payment_method.id
-        charge = client.v1.charges.retrieve(error.error.charge)
+        last_error = present(pi.last_payment_error)
+        assert last_error.code == want[1]
+        assert present(last_error.payment_method).id == present(sent.payment_method).id
+        charge = client.v1.charges.retrieve(present(sent.charge))
         assert charge.status == "failed" and charge.paid is False
         assert charge.failure_code == want[1]
         if want[2] == "fraudulent":
@@ -237,7 +241,7 @@ def test_retry_after_decline_then_success(client):
     with pytest.raises(stripe.CardError) as info:
         client.v1.payment_intents.confirm(pi.id, params={
             "payment_method": "pm_card_visa_chargeDeclinedInsufficientFunds"})
-    assert info.value.error.decline_code == "insufficient_funds"
+    assert present(info.value.error).decline_code == "insufficient_funds"
     failed = client.v1.payment_intents.retrieve(pi.id)
     assert failed.status == "requires_payment_method"
     assert failed.last_payment_error.decline_code == "insufficient_funds"
@@ -366,8 +370,8 @@ def test_3ds_card_off_session_is_declined_authentication_required(client):
             "amount": 1000, "currency": "usd", "customer": customer.id,
             "payment_method": pm.id, "confirm": True, "off_session": True})
     assert info.value.code == "authentication_required"
-    assert info.value.error.decline_code == "authentication_required"
-    assert info.value.error.payment_intent.status == "requires_payment_method"
+    assert present(info.value.error).decline_code == "authentication_required"
+    assert present(present(info.value.error).payment_intent).status == "requires_payment_method"
 
 
 def test_on_session_only_card_succeeds_off_session(client):
@@ -471,8 +475,8 @@ def test_publishable_decline_reaches_stripe_js_shape(client, publishable_client)
             "client_secret": pi.client_secret, "payment_method_data": {
                 "type": "card", "card": {"number": "4000000000000002", "exp_month": 4,
                                          "exp_year": 2031, "cvc": "314"}}})
-    assert info.value.error.decline_code == "generic_decline"
-    assert info.value.error.message == "Your card was declined."
+    assert present(info.value.error).decline_code == "generic_decline"
+    assert present(info.value.error).message == "Your card was declined."
 
 
 # --- idempotency -------------------------------------------------------------------------------
@@ -499,8 +503,9 @@ def test_idempotent_declined_confirm_replays_the_same_card_error(client):
         with pytest.raises(stripe.CardError) as info:
             client.v1.payment_intents.create(params=params, options={"idempotency_key": "d-1"})
         errors.append(info.value)
-    assert errors[0].error.payment_intent.id == errors[1].error.payment_intent.id
-    assert errors[0].error.charge == errors[1].error.charge
+    first, again = (present(e.error) for e in errors)
+    assert present(first.payment_intent).id == present(again.payment_intent).id
+    assert first.charge == again.charge
     assert len(client.v1.payment_intents.list().data) == 1
     assert len(client.v1.charges.list().data) == 1
 
@@ -611,15 +616,15 @@ def _ach(client, account: str) -> stripe.PaymentIntent:
 def test_ach_payment_method_created_with_a_publishable_key(publishable_client, client):
     pm = ach_pm(publishable_client, account_type="savings")
     assert pm.type == "us_bank_account" and pm.id.startswith("pm_")
-    bank = pm.us_bank_account
+    bank = present(pm.us_bank_account)
     assert bank.bank_name == "STRIPE TEST BANK" and bank.last4 == "6789"
     assert bank.routing_number == "110000000" and bank.account_type == "savings"
     assert bank.account_holder_type == "individual" and bank.fingerprint
-    assert bank.networks.preferred == "ach" and bank.networks.supported == ["ach"]
+    assert present(bank.networks).preferred == "ach" and present(bank.networks).supported == ["ach"]
     assert pm.billing_details.name == "Jenny Rosen"
     assert "account_number" not in json.dumps(pm.to_dict())  # never shown back
     again = ach_pm(publishable_client, account_type="savings")
-    assert again.us_bank_account.fingerprint == bank.fingerprint
+    assert present(again.us_bank_account).fingerprint == bank.fingerprint
     assert client.v1.payment_methods.retrieve(pm.id).us_bank_account.last4 == "6789"
 
 

@@ -7,6 +7,8 @@ import datetime
 import pytest
 import stripe
 
+from .helpers import present
+
 
 def event_types(client) -> list[str]:
     return [e.type for e in reversed(client.v1.events.list(params={"limit": 100}).data)]
@@ -17,7 +19,7 @@ def test_raw_card_numbers_need_a_publishable_key(client, publishable_client):
                                        "exp_year": 2032, "cvc": "123"}}
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.payment_methods.create(params=params)
-    assert info.value.http_status == 400 and info.value.error.type == "invalid_request_error"
+    assert info.value.http_status == 400 and present(info.value.error).type == "invalid_request_error"
     assert "Sending credit card numbers directly to the Stripe API is generally unsafe" in \
         info.value.user_message
     pm = publishable_client.v1.payment_methods.create(params={
@@ -123,9 +125,9 @@ def test_attach_errors(client):
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.payment_methods.attach("pm_card_visa", params={"customer": "cus_missing"})
     assert info.value.http_status == 404
-    with pytest.raises(stripe.CardError) as info:  # declining cards fail the attach check
+    with pytest.raises(stripe.CardError) as declined:  # declining cards fail the attach check
         client.v1.payment_methods.attach("pm_card_chargeDeclined", params={"customer": a.id})
-    assert info.value.error.decline_code == "generic_decline"
+    assert present(declined.value.error).decline_code == "generic_decline"
 
 
 def test_charge_customer_fail_card_attaches_then_charges_decline(client):

@@ -8,6 +8,8 @@ import urllib.request
 import pytest
 import stripe
 
+from .helpers import present
+
 
 def authenticate(sandbox, intent_id: str, outcome: str = "complete") -> dict:
     request = urllib.request.Request(
@@ -94,10 +96,11 @@ def test_setup_with_declining_card_fails(client, customer):
         client.v1.setup_intents.create(params={"customer": customer.id,
                                                "payment_method": "pm_card_chargeDeclined",
                                                "confirm": True})
-    error = info.value.error
+    error = present(info.value.error)
     assert error.code == "card_declined" and error.decline_code == "generic_decline"
-    assert error.setup_intent.status == "requires_payment_method"
-    assert error.setup_intent.last_setup_error.code == "card_declined"
+    setup_intent = present(error.setup_intent)
+    assert setup_intent.status == "requires_payment_method"
+    assert present(setup_intent.last_setup_error).code == "card_declined"
     assert "setup_intent.setup_failed" in event_types(client)
 
 

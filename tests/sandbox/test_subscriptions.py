@@ -142,9 +142,9 @@ def test_failed_renewal_goes_past_due_then_paying_reactivates(client, sandbox, p
     updates = client.v1.events.list(params={"type": "customer.subscription.updated"}).data
     assert updates[0].data.object.status == "active"
     assert updates[0].data.previous_attributes.status == "past_due"
-    with pytest.raises(stripe.InvalidRequestError) as raised:
+    with pytest.raises(stripe.InvalidRequestError) as refused:
         client.v1.invoices.pay(invoice.id, params={"payment_method": "pm_card_visa"})
-    assert "already paid" in raised.value.user_message
+    assert "already paid" in refused.value.user_message
 
 
 def test_customer_default_payment_method_is_used_for_renewals(client, sandbox, plans,
