@@ -87,11 +87,32 @@ def nonce_from(html: str) -> str:
     return match.group(1)
 
 
-def refund(admin, order: Order, amount: str, nonce: str | None = None, reason="requested_by_customer"):
-    if nonce is None:
-        nonce = nonce_from(admin.get(f"/admin/orders/{order.public_id}").get_data(as_text=True))
+CONFIRMATION_RE = re.compile(r'name="confirmation" value="([^"]+)"')
+
+
+def review(admin, order: Order, amount: str, reason="requested_by_customer", **form):
+    """Step 1 of a refund: the confirmation page (or a redirect with the refusal)."""
     return admin.post(f"/admin/orders/{order.public_id}/refund",
-                      data={"amount": amount, "reason": reason, "nonce": nonce})
+                      data={"amount": amount, "reason": reason, **form})
+
+
+def confirmation_from(html: str) -> str:
+    match = CONFIRMATION_RE.search(html)
+    assert match, "no confirmation token on the page"
+    return match.group(1)
+
+
+def confirm(admin, order: Order, token: str, **form):
+    return admin.post(f"/admin/orders/{order.public_id}/refund/confirm",
+                      data={"confirmation": token, **form})
+
+
+def refund(admin, order: Order, amount: str, reason="requested_by_customer"):
+    """Review, then confirm what the page showed."""
+    response = review(admin, order, amount, reason)
+    if response.status_code != 200:
+        return response
+    return confirm(admin, order, confirmation_from(response.get_data(as_text=True)))
 
 
 # --- access: every admin route, automatically -----------------------------------------------------
@@ -153,9 +174,9 @@ def test_admin_forms_carry_the_csrf_token(app, admin, buyer, sandbox, webhooks):
     app.config["WTF_CSRF_ENABLED"] = True
     try:
         page = admin.get(f"/admin/orders/{order.public_id}").get_data(as_text=True)
-        response = admin.post(f"/admin/orders/{order.public_id}/refund",
-                              data={"csrf_token": csrf_token_from(page), "amount": "1.00",
-                                    "reason": "duplicate", "nonce": nonce_from(page)})
+        page = review(admin, order, "1.00", "duplicate",
+                      csrf_token=csrf_token_from(page)).get_data(as_text=True)
+        response = confirm(admin, order, confirmation_from(page), csrf_token=csrf_token_from(page))
     finally:
         app.config["WTF_CSRF_ENABLED"] = False
     assert response.status_code == 302
@@ -229,9 +250,9 @@ def test_partial_then_full_refund_from_the_order_page(app, admin, buyer, sandbox
 
 def test_a_double_submitted_refund_refunds_once(app, admin, buyer, sandbox, webhooks):
     order = paid_order(app, buyer, sandbox)
-    nonce = nonce_from(admin.get(f"/admin/orders/{order.public_id}").get_data(as_text=True))
-    first = refund(admin, order, "1.50", nonce)
-    second = refund(admin, order, "1.50", nonce)  # the double click
+    token = confirmation_from(review(admin, order, "1.50").get_data(as_text=True))
+    first = confirm(admin, order, token)
+    second = confirm(admin, order, token)  # the double click
     assert first.status_code == second.status_code == 302
     # and two more at the very same moment
     cookie = admin.get_cookie("session").value
@@ -242,9 +263,7 @@ def test_a_double_submitted_refund_refunds_once(app, admin, buyer, sandbox, webh
         with app.test_client() as c:
             c.set_cookie("session", cookie)
             barrier.wait()
-            codes.append(c.post(f"/admin/orders/{order.public_id}/refund",
-                                data={"amount": "1.50", "reason": "duplicate",
-                                      "nonce": nonce}).status_code)
+            codes.append(confirm(c, order, token).status_code)
 
     threads = [threading.Thread(target=click) for _ in range(2)]
     for t in threads:
@@ -321,8 +340,78 @@ def test_an_unpaid_order_cannot_be_refunded(app, admin, buyer, sandbox):
     order = buy(buyer, app)
     page = admin.get(f"/admin/orders/{order.public_id}").get_data(as_text=True)
     assert "cannot be refunded" in page and 'name="amount"' not in page
-    response = refund(admin, order, "1", nonce="abc")
+    response = refund(admin, order, "1")
     assert "cannot be refunded" in admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert sandbox.stripe.v1.refunds.list(params={"limit": 10}).data == []
+
+
+def test_a_refund_is_confirmed_with_its_exact_amount_and_card_before_it_leaves(
+        app, admin, buyer, sandbox, webhooks):
+    order = paid_order(app, buyer, sandbox)  # $5.00 with pm_card_visa
+    page = review(admin, order, "1.50")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Refund $1.50 of $5.00 to Visa ending 4242?" in html
+    assert sandbox.stripe.v1.refunds.list(params={"limit": 10}).data == []  # nothing sent yet
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Refund.id))) == 0
+    # the confirmed amount is the signed one: a re-typed form field changes nothing
+    response = confirm(admin, order, confirmation_from(html), amount="5.00")
+    assert response.status_code == 302
+    at_stripe = sandbox.stripe.v1.refunds.list(
+        params={"payment_intent": order.stripe_payment_intent_id}).data
+    assert [r.amount for r in at_stripe] == [150]
+    flush(sandbox)
+
+
+def test_a_comma_amount_is_refused_not_read_as_a_hundred_times_more(app, admin, buyer, sandbox,
+                                                                   webhooks):
+    """Issue 10, finding 2: "1,50" refunded $150.00."""
+    order = paid_order(app, buyer, sandbox, "points_large")
+    response = review(admin, order, "1,50")
+    assert response.status_code == 302
+    page = admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert "for certain" in page
+    assert sandbox.stripe.v1.refunds.list(params={"limit": 10}).data == []
+
+
+@pytest.mark.parametrize("token", ["", "bad-١", "x" * 5000, "forged.token.value"])
+def test_a_bad_confirmation_refunds_nothing_and_leaves_no_row(app, admin, buyer, sandbox, webhooks,
+                                                             token):
+    order = paid_order(app, buyer, sandbox)
+    response = confirm(admin, order, token)
+    assert response.status_code == 302
+    assert "start the refund again" in admin.get(response.headers["Location"]).get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Refund.id))) == 0
+    assert sandbox.stripe.v1.refunds.list(params={"limit": 10}).data == []
+
+
+def test_a_confirmation_is_for_its_order_and_admin_and_expires(app, admin, buyer, sandbox, webhooks,
+                                                               monkeypatch):
+    first = paid_order(app, buyer, sandbox)
+    second = paid_order(app, buyer, sandbox)
+    token = confirmation_from(review(admin, first, "1.00").get_data(as_text=True))
+    assert confirm(admin, second, token).status_code == 302  # another order: refused
+    monkeypatch.setattr(refunds_service, "CONFIRM_MAX_AGE", -1)
+    response = confirm(admin, first, token)
+    assert "expired" in admin.get(response.headers["Location"]).get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Refund.id))) == 0
+    assert sandbox.stripe.v1.refunds.list(params={"limit": 10}).data == []
+
+
+@pytest.mark.parametrize("nonce", ["bad-١", "short", "a" * 65, "has space 1234567890", "", None])
+def test_a_refund_nonce_outside_the_idempotency_key_alphabet_is_refused(app, admin, buyer, webhooks,
+                                                                        sandbox, nonce):
+    """Issue 10, finding 14: ``bad-١`` went into the Idempotency-Key and left a refund stuck."""
+    order = paid_order(app, buyer, sandbox)
+    with app.app_context():
+        boss = db.session.scalar(select(User).where(User.email == ADMIN_EMAIL))
+        with pytest.raises(refunds_service.RefundError):
+            refunds_service.request_refund(order.id, amount=100, reason=None, nonce=nonce,
+                                           admin=boss)
+        assert db.session.scalar(select(func.count(Refund.id))) == 0
     assert sandbox.stripe.v1.refunds.list(params={"limit": 10}).data == []
 
 
@@ -635,9 +724,21 @@ def test_points_adjustment_needs_a_reason_and_records_the_admin(app, admin, buye
     detail = admin.get(f"/admin/buyers/{public_id}").get_data(as_text=True)
     assert "Goodwill reversal" in detail and "Ada Admin" in detail
     assert "Goodwill reversal" in buyer.get("/account/points").get_data(as_text=True)
-    for bad in ("0", "abc", "1.5", "99999999"):
-        admin.post(url, data={"points": bad, "reason": "why not", "nonce": "other" + bad})
+    for n, bad in enumerate(("0", "abc", "1.5", "99999999", "١٢", "1_000", "9" * 5000, "1e3",
+                             "12,34", "--5")):
+        response = admin.post(url, data={"points": bad, "reason": "why not",
+                                         "nonce": f"other-nonce-{n:08d}"})
+        assert response.status_code == 302
+        assert "whole number" in admin.get(response.headers["Location"]).get_data(as_text=True) \
+            or bad in ("0", "99999999")
     assert balance(app) == -250
+    # the nonce goes into the ledger key: only the idempotency-key alphabet, 16-64 long
+    for bad_nonce in ("bad-١", "short", "x" * 65, "with space in it!"):
+        response = admin.post(url, data={"points": "10", "reason": "why not", "nonce": bad_nonce})
+        assert "missing its token" in admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert balance(app) == -250
+    admin.post(url, data={"points": "1,000", "reason": "Grouped digits", "nonce": "g" * 16})
+    assert balance(app) == 750
 
 
 # --- dashboard ------------------------------------------------------------------------------------

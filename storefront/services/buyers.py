@@ -1,6 +1,7 @@
 """Buyers for the admin: a searchable list, one buyer's story, manual points adjustments."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
@@ -13,6 +14,10 @@ from .purchase import transaction
 
 PAGE_SIZE = 50
 MAX_ADJUSTMENT = 1_000_000
+#: a whole number of points, ASCII digits only, "1,000" grouping allowed ("1_000", "١٢" are not)
+POINTS = re.compile(r"[+-]?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]{1,9})")
+#: the form's nonce goes into the ledger key: the same alphabet as an idempotency key
+NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 class AdjustmentError(Exception):
@@ -89,11 +94,10 @@ def subscription_of(user_id: int):
 
 
 def parse_points(text: str | None) -> int:
-    raw = (text or "").strip().replace(",", "").replace(" ", "")
-    try:
-        value = int(raw)
-    except ValueError as err:
-        raise AdjustmentError("Points must be a whole number, e.g. 500 or -200.") from err
+    raw = (text or "").strip()
+    if len(raw) > 20 or not POINTS.fullmatch(raw):
+        raise AdjustmentError("Points must be a whole number in digits 0-9, e.g. 500 or -200.")
+    value = int(raw.replace(",", ""))
     if value == 0:
         raise AdjustmentError("An adjustment of zero points changes nothing.")
     if abs(value) > MAX_ADJUSTMENT:
@@ -111,7 +115,7 @@ def adjust_points(user: User, *, amount_text: str | None, reason: str | None, no
     if len(reason) < 3:
         raise AdjustmentError("Say why (at least a few words): the buyer sees it in their "
                               "points history.")
-    if not nonce or len(nonce) > 64:
+    if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
         raise AdjustmentError("The form is missing its token; reload the page and try again.")
     with transaction():
         return points.record(user.id, amount, key=f"adjust:{user.public_id}:{nonce}",

@@ -15,9 +15,13 @@
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -34,6 +38,11 @@ log = logging.getLogger(__name__)
 
 #: orders Stripe can refund (a disputed charge cannot be refunded: Stripe refuses)
 REFUNDABLE = ("paid", "partially_refunded")
+#: a refund's nonce goes into Stripe's Idempotency-Key: generated here, checked strictly
+NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+#: how long the confirmation page of a refund can be confirmed
+CONFIRM_MAX_AGE = 600
+_CONFIRM_SALT = "storefront.refunds.confirm"
 
 
 class RefundError(Exception):
@@ -69,15 +78,107 @@ def refundable_amount(order: Order) -> int:
     return max(0, order.amount - order.amount_refunded - in_flight(order))
 
 
-def request_refund(order_id: int, *, amount_text: str | None, reason: str | None, nonce: str,
-                   admin: User, note: str | None = None) -> RefundResult:
-    if not nonce or len(nonce) > 64:
-        raise RefundError("The form is missing its token; reload the page and try again.")
+@dataclass
+class RefundReview:
+    """What the admin is asked to confirm ("Refund $1.50 of $400.00 to Visa ending 4242?") and
+    the signed token that carries exactly that to the confirming POST."""
+    order: Order
+    amount: int
+    reason: str | None
+    note: str | None
+    destination: str
+    token: str
+
+    @property
+    def question(self) -> str:
+        return (f"Refund {_fmt(self.amount, self.order.currency)} of "
+                f"{_fmt(self.order.amount, self.order.currency)} to {self.destination}?")
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_CONFIRM_SALT)
+
+
+def _check_reason(reason: str | None) -> str | None:
     if reason and reason not in REASONS:
         raise RefundError("Choose one of Stripe's refund reasons.")
+    return reason or None
+
+
+def review_refund(order: Order, *, amount_text: str | None, reason: str | None,
+                  note: str | None, admin: User) -> RefundReview:
+    """Step 1 of a refund: the exact amount, checked against what is left, and where the money
+    goes (the card of the order's charge, asked of Stripe before any transaction). Nothing is
+    written and nothing is sent to Stripe."""
+    reason = _check_reason(reason)
+    amount = parse_amount(amount_text, order.currency)
+    left = refundable_amount(order)
+    if order.status not in REFUNDABLE or not order.stripe_payment_intent_id:
+        raise RefundError(f"A {order.status.replace('_', ' ')} order cannot be refunded.")
+    if amount > left:
+        raise RefundError(f"At most {_fmt(left, order.currency)} can be refunded "
+                          "(refunds already made or in flight are taken off).")
+    note = (note or "").strip()[:500] or None
+    token = _serializer().dumps({"o": order.public_id, "a": amount, "c": order.currency,
+                                 "r": reason, "n": note, "by": admin.id,
+                                 "k": secrets.token_urlsafe(18)})
+    return RefundReview(order=order, amount=amount, reason=reason, note=note,
+                        destination=destination(order), token=token)
+
+
+def destination(order: Order) -> str:
+    """"Visa ending 4242" from the order's charge at Stripe (we store no card details), or
+    "the original payment method" when Stripe does not say (or does not answer)."""
+    gateway = get_gateway()
+    try:
+        charge_id = order.stripe_charge_id
+        if not charge_id and order.stripe_payment_intent_id:
+            pi = gateway.retrieve_payment_intent(order.stripe_payment_intent_id)
+            latest = pi.get("latest_charge")
+            charge_id = latest.get("id") if isinstance(latest, dict) else latest
+        charge = gateway.retrieve_charge(charge_id) if charge_id else {}
+    except GatewayError as err:
+        log.info("card of order %s not known: %s", order.public_id, err.code)
+        charge = {}
+    card = ((charge.get("payment_method_details") or {}).get("card") or {})
+    brand, last4 = str(card.get("brand") or ""), str(card.get("last4") or "")
+    if brand and re.fullmatch(r"[0-9]{4}", last4):
+        names = {"amex": "American Express", "diners": "Diners Club", "jcb": "JCB",
+                 "unionpay": "UnionPay", "mastercard": "Mastercard"}
+        return f"{names.get(brand, brand.title())} ending {last4}"
+    return "the original payment method"
+
+
+def confirm_refund(order: Order, token: str | None, *, admin: User) -> RefundResult:
+    """Step 2: only what the admin saw is refunded -- amount, reason and the nonce come from
+    the signed token, never from re-parsed form fields. The same page confirmed twice makes
+    one refund (its nonce is the idempotency key)."""
+    if not token or len(token) > 4000:
+        raise RefundError("The confirmation is missing; start the refund again.")
+    try:
+        claims = _serializer().loads(token, max_age=CONFIRM_MAX_AGE)
+    except SignatureExpired as err:
+        raise RefundError("That confirmation has expired; start the refund again.") from err
+    except BadSignature as err:
+        raise RefundError("That confirmation is not valid; start the refund again.") from err
+    if not isinstance(claims, dict) or claims.get("o") != order.public_id or \
+            claims.get("by") != admin.id or claims.get("c") != order.currency or \
+            not isinstance(claims.get("a"), int):
+        raise RefundError("That confirmation is not valid; start the refund again.")
+    return request_refund(order.id, amount=claims["a"], reason=claims.get("r"),
+                          nonce=str(claims.get("k") or ""), admin=admin, note=claims.get("n"))
+
+
+def request_refund(order_id: int, *, amount: int, reason: str | None, nonce: str,
+                   admin: User, note: str | None = None) -> RefundResult:
+    """Record the refund (once per nonce) and ask Stripe. ``amount`` is the confirmed one."""
+    if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
+        raise RefundError("The form is missing its token; reload the page and try again.")
+    reason = _check_reason(reason)
+    if not isinstance(amount, int) or amount <= 0:
+        raise RefundError("The amount must be more than zero.")
     with transaction():
         order = fulfilment.lock_order(order_id)
-        amount = parse_amount(amount_text, order.currency)
         key = idempotency_key("refund", order.public_id, nonce, amount)
         existing = db.session.scalar(select(Refund).where(Refund.idempotency_key == key))
         if existing is None:

@@ -112,11 +112,25 @@ def order(public_id: str):
 
 @bp.post("/orders/<public_id>/refund")
 def refund(public_id: str):
+    """Step 1: the exact amount and card to confirm; nothing is refunded yet."""
     order = _order(public_id)
     try:
-        result = refunds.request_refund(
-            order.id, amount_text=request.form.get("amount"), reason=request.form.get("reason"),
-            nonce=request.form.get("nonce", ""), admin=current_user, note=request.form.get("note"))
+        review = refunds.review_refund(order, amount_text=request.form.get("amount"),
+                                       reason=request.form.get("reason"),
+                                       note=request.form.get("note"), admin=current_user)
+    except refunds.RefundError as err:
+        flash(str(err), "error")
+        return redirect(url_for("admin.order", public_id=public_id))
+    return render_template("admin/refund_confirm.html", review=review, order=order)
+
+
+@bp.post("/orders/<public_id>/refund/confirm")
+def refund_confirm(public_id: str):
+    """Step 2: refund what step 1 showed (a signed token), once."""
+    order = _order(public_id)
+    try:
+        result = refunds.confirm_refund(order, request.form.get("confirmation"),
+                                        admin=current_user)
     except refunds.RefundError as err:
         flash(str(err), "error")
     else:
