@@ -10,6 +10,7 @@ import hashlib
 import json
 import threading
 import time
+from typing import Any
 
 from flask import Flask, Response, current_app, g, has_request_context, request
 
@@ -37,7 +38,7 @@ class Sandbox:
         self.tick = tick
         #: responses: API answers sent; checked: answers (and events) checked against the SDK
         #: model; objects: Stripe objects inside them (nested and expanded ones included)
-        self.conformance = {"responses": 0, "checked": 0, "events": 0, "control": 0,
+        self.conformance: dict[str, Any] = {"responses": 0, "checked": 0, "events": 0, "control": 0,
                             "objects": 0, "failed": 0, "failures": [], "unchecked": []}
         self._counter_lock = threading.Lock()
         self._stop = threading.Event()
