@@ -3,6 +3,8 @@
 # Creates .venv if needed, migrates the SQLite DB in instance/, starts the Stripe sandbox
 # (unless STRIPE_SECRET_KEY is set), syncs the catalog, seeds the demo users and serves the
 # store on http://127.0.0.1:${PORT:-5000}.
+# SECRET_KEY: with the sandbox, a random key is made once and kept in instance/secret_key (not in
+# git); with real Stripe keys (test or live mode) you must export your own (32+ random bytes).
 set -euo pipefail
 source "$(dirname "$0")/_bootstrap.sh"
 
@@ -45,6 +47,11 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
   done
 else
   echo "==> using Stripe with the keys from the environment (no sandbox)"
+  if [ -z "${SECRET_KEY:-}" ]; then
+    echo "!! SECRET_KEY is required with real Stripe keys (it signs sessions). Create one with:" >&2
+    echo "   export SECRET_KEY=\"\$(python -c 'import secrets; print(secrets.token_hex(32))')\"" >&2
+    exit 1
+  fi
 fi
 
 echo "==> migrating the database"

@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 SANDBOX_API_BASE = "http://127.0.0.1:12111"
-SANDBOX_SECRET_KEY = "sk_test_sandbox"
+SANDBOX_SECRET_KEY = "sk_test_sandbox"  # noqa: S105 - the sandbox accepts any sk_test_ key
 SANDBOX_PUBLISHABLE_KEY = "pk_test_sandbox"
 STRIPE_DEFAULT_JS_URL = "https://js.stripe.com/v3/"
 #: Keys published in this repository (old defaults, tests, benchmarks): refused in every mode.
@@ -35,8 +36,8 @@ PUBLISHED_SECRET_KEYS = frozenset({
     "bench-secret", "bench", "change-me", "secret", "dev",
 })
 MIN_SECRET_KEY_BYTES = 32
-SECRET_KEY_FILE = "secret_key"
-SECRET_KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name
+SECRET_KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"  # noqa: S105
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,9 @@ def stripe_mode(secret_key: str | None, api_base: str | None) -> str:
     """Decide sandbox / test / live from the secret key and the API base."""
     if not secret_key:
         return "sandbox"
-    if secret_key.startswith("sk_live_") or secret_key.startswith("rk_live_"):
+    if secret_key.startswith(("sk_live_", "rk_live_")):
         return "live"
-    if secret_key.startswith("sk_test_") or secret_key.startswith("rk_test_"):
+    if secret_key.startswith(("sk_test_", "rk_test_")):
         if api_base and not _is_stripe_host(api_base):
             return "sandbox"
         return "test"

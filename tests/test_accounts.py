@@ -69,7 +69,7 @@ def test_ensure_stripe_customer_concurrently_creates_one_customer(app, sandbox):
                 u = db.session.get(User, user_id)
                 barrier.wait()
                 results.append(accounts.ensure_stripe_customer(u))
-            except Exception as err:  # pragma: no cover - reported below
+            except Exception as err:  # noqa: BLE001  # pragma: no cover - reported below
                 errors.append(err)
             finally:
                 db.session.remove()
@@ -523,3 +523,11 @@ def test_the_status_fast_path_ends_with_the_session_too(app, client, auth, sandb
     assert _replay(app, session=old_session).get(status_url).status_code == 200
     auth.logout()
     assert _replay(app, session=old_session).get(status_url).status_code in (302, 401)
+
+
+def test_create_admin_command_refuses_control_characters_in_the_name(app, runner, sandbox):
+    result = runner.invoke(args=["create-admin", "boss2@example.com", "--password",
+                                 "a-strong-admin-pass", "--name", "Boss\u202eevil"])
+    assert result.exit_code != 0 and "invisible or control characters (U+202E)" in result.output
+    with app.app_context():
+        assert get_user("boss2@example.com") is None

@@ -211,3 +211,22 @@ def test_cookies_forged_with_the_old_default_key_do_not_open_admin(database_url,
     assert admin_page(remember=_forged_remember(OLD_DEFAULT_KEY, user_id)) == 302
     with store.app_context():
         db.engine.dispose()
+
+
+def test_processes_starting_together_agree_on_one_sandbox_key():
+    import threading
+
+    from storefront.config import sandbox_secret_key
+    barrier, keys = threading.Barrier(8), []
+
+    def start():
+        barrier.wait()
+        keys.append(sandbox_secret_key(INSTANCE))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(keys) == 8 and len(set(keys)) == 1
+    assert (Path(INSTANCE) / "secret_key").read_text().strip() == keys[0]

@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import User
 from ..models.user import new_session_token, normalize_email
 from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
+from ..text import control_character
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,14 @@ def password_problems(password: str, *, email: str = "", name: str = "") -> list
     return problems
 
 
+def check_identity_text(email: str, name: str | None) -> None:
+    """Names and emails are shown to admins and sent to Stripe: no invisible characters."""
+    found = control_character(email, allow_joiners=False) or control_character(name)
+    if found:
+        raise AccountError(f"Names and email addresses can't contain invisible or control "
+                           f"characters ({found}).")
+
+
 def email_exists(email: str) -> bool:
     return db.session.scalar(select(User.id).where(User.email == normalize_email(email))) is not None
 
@@ -75,6 +84,7 @@ def register_user(email: str, name: str, password: str, *, is_admin: bool = Fals
     """
     email = normalize_email(email)
     name = name.strip()
+    check_identity_text(email, name)
     problems = password_problems(password, email=email, name=name)
     if problems:
         raise WeakPassword(" ".join(problems))
@@ -220,6 +230,7 @@ def end_sessions(user: User) -> None:
 
 def create_or_promote_admin(email: str, password: str | None, name: str | None) -> tuple[User, bool]:
     """Create an admin, or make an existing user admin. Returns (user, created)."""
+    check_identity_text(email, name)
     user = db.session.scalar(select(User).where(User.email == normalize_email(email)))
     if user is not None:
         user.is_admin = True

@@ -5,7 +5,7 @@ import time
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
-from limits import parse
+from limits import RateLimitItem, parse
 
 from ..extensions import limiter
 from ..models.user import normalize_email
@@ -76,7 +76,7 @@ def signup():
 # an attacker elsewhere can't lock the owner out, and against the account from everywhere
 # under a much higher ceiling (LOGIN_LIMIT_PER_ACCOUNT_GLOBAL, empty = none) that bounds
 # guessing from many addresses. Sign-up: each accepted submission counts against the IP.
-def _login_checks(email: str) -> list[tuple[object, str, str]]:
+def _login_checks(email: str) -> list[tuple[RateLimitItem, str, str]]:
     config = current_app.config
     ip = get_remote_address() or "-"
     checks = [(parse(config["LOGIN_LIMIT_PER_IP"]), "login-ip", ip),
@@ -86,7 +86,7 @@ def _login_checks(email: str) -> list[tuple[object, str, str]]:
     return checks
 
 
-def _wait_for(checks) -> int | None:
+def _wait_for(checks: list[tuple[RateLimitItem, str, str]]) -> int | None:
     """Seconds to wait if any of ``checks`` (limit, namespace, key) is used up, else None."""
     if not limiter.enabled:
         return None
@@ -98,7 +98,7 @@ def _wait_for(checks) -> int | None:
     return None
 
 
-def _hit(item, namespace: str, ident: str) -> None:
+def _hit(item: RateLimitItem, namespace: str, ident: str) -> None:
     if limiter.enabled:
         limiter.limiter.hit(item, namespace, ident)
 
@@ -115,7 +115,7 @@ def _record_attempt(email: str, *, failed: bool) -> None:
             _hit(*check)
 
 
-def _signup_limit():
+def _signup_limit() -> RateLimitItem:
     return parse(current_app.config["SIGNUP_LIMIT_PER_IP"])
 
 

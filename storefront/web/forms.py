@@ -1,34 +1,15 @@
 from __future__ import annotations
 
-import unicodedata
-
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField, ValidationError
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from ..services.accounts import MAX_PASSWORD_LENGTH, password_problems
+from ..text import control_character
 
 
 def _strip(value):
     return value.strip() if isinstance(value, str) else value
-
-
-#: Unicode categories never fit for a name or an email: controls (NUL, newlines, escapes),
-#: format characters (bidi overrides and isolates U+202A-202E, U+2066-2069, zero-width
-#: spaces, BOM), line/paragraph separators, surrogates, private use and unassigned points.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-#: zero-width (non-)joiners: category Cf, but part of correct spelling in Persian, Hindi, ...
-_JOINERS = frozenset({"\u200c", "\u200d"})
-
-
-def control_character(text: str | None, *, allow_joiners: bool = True) -> str | None:
-    """The first character of ``text`` that must not be stored (as ``U+XXXX``), or None."""
-    for char in text or "":
-        if unicodedata.category(char) in _REFUSED_CATEGORIES:
-            if allow_joiners and char in _JOINERS:
-                continue
-            return f"U+{ord(char):04X}"
-    return None
 
 
 class NoControlCharacters:
