@@ -187,7 +187,25 @@ def load_settings(
 
     _check(settings)
     _check_secret_key(settings, instance_path)
+    _check_limits(settings)
     return settings
+
+
+RATE_LIMIT_SETTINGS = ("LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_IP", "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL",
+                       "SIGNUP_LIMIT_PER_IP")
+
+
+def _check_limits(settings: dict[str, Any]) -> None:
+    """A rate limit the limiter can't read would fail every log-in: refuse it at start."""
+    from limits import parse
+    for name in RATE_LIMIT_SETTINGS:
+        value = str(settings.get(name) or "")
+        if name == "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL" and value.strip().lower() in ("", "none"):
+            continue
+        try:
+            parse(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a rate limit like '10 per hour'.") from None
 
 
 def secret_key_problem(key: str | None) -> str | None:

@@ -230,3 +230,11 @@ def test_processes_starting_together_agree_on_one_sandbox_key():
         t.join(10)
     assert len(keys) == 8 and len(set(keys)) == 1
     assert (Path(INSTANCE) / "secret_key").read_text().strip() == keys[0]
+
+
+@pytest.mark.parametrize("name", ["LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_IP",
+                                  "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL", "SIGNUP_LIMIT_PER_IP"])
+def test_an_unreadable_rate_limit_is_refused_at_start(name):
+    with pytest.raises(ConfigError, match=name):
+        settings({name: "lots"})
+    assert settings({name: "7 per hour"})[name] == "7 per hour"

@@ -56,13 +56,15 @@ def signup():
         if wait is not None:
             flash(SIGNUP_THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
             return _throttled_response("auth/signup.html", form, wait)
-        _hit(_signup_limit(), "signup-ip", get_remote_address())
+        _hit(_signup_limit(), "signup-ip", get_remote_address() or "-")
         try:
             user = accounts.register_user(form.email.data, form.name.data, form.password.data)
         except accounts.EmailTaken as err:
             form.email.errors.append(str(err))
         except accounts.WeakPassword as err:
             form.password.errors.append(str(err))
+        except accounts.AccountError as err:  # e.g. a character the form let through
+            form.name.errors.append(str(err))
         else:
             sign_in(user)
             flash(f"Welcome, {user.name}! Your account is ready.", "success")
@@ -74,15 +76,16 @@ def signup():
 # --------------------------------------------------------------------------- throttling
 # Log-in: every attempt counts against the IP; failures count against (account, IP), so
 # an attacker elsewhere can't lock the owner out, and against the account from everywhere
-# under a much higher ceiling (LOGIN_LIMIT_PER_ACCOUNT_GLOBAL, empty = none) that bounds
+# under a much higher ceiling (LOGIN_LIMIT_PER_ACCOUNT_GLOBAL, "none" = none) that bounds
 # guessing from many addresses. Sign-up: each accepted submission counts against the IP.
 def _login_checks(email: str) -> list[tuple[RateLimitItem, str, str]]:
     config = current_app.config
     ip = get_remote_address() or "-"
     checks = [(parse(config["LOGIN_LIMIT_PER_IP"]), "login-ip", ip),
               (parse(config["LOGIN_LIMIT_PER_ACCOUNT"]), "login-account-ip", f"{email}|{ip}")]
-    if config.get("LOGIN_LIMIT_PER_ACCOUNT_GLOBAL"):
-        checks.append((parse(config["LOGIN_LIMIT_PER_ACCOUNT_GLOBAL"]), "login-account", email))
+    ceiling = config.get("LOGIN_LIMIT_PER_ACCOUNT_GLOBAL") or "none"
+    if ceiling.strip().lower() != "none":
+        checks.append((parse(ceiling), "login-account", email))
     return checks
 
 
