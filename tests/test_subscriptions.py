@@ -7,7 +7,7 @@ import re
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from storefront.extensions import db
 from storefront.models import Order, PointsEntry, Subscription, User
@@ -136,7 +136,7 @@ def test_status_poll_alone_activates_and_credits_the_first_month(app, buyer, san
 
 
 def test_saved_card_pays_the_first_invoice_and_becomes_the_subscriptions_card(app, buyer, sandbox):
-    order_id, card = subscribed(app, buyer, sandbox)
+    _order_id, card = subscribed(app, buyer, sandbox)
     assert invoice_orders(app)[0].method == "subscription_invoice"
     sub = stripe_sub(sandbox, app)
     assert sub.status == "active" and sub.default_payment_method == card.id
@@ -357,7 +357,7 @@ def test_a_buyer_cannot_choose_the_proration_date_of_an_upgrade(app, buyer, sand
     """The $99 renewal: Starter -> Professional with the form's ``proration_date`` near the
     period end. The upgrade is charged now, at the previewed amount and date."""
     subscribed(app, buyer, sandbox)
-    start, end = period(sandbox, app)
+    _start, end = period(sandbox, app)
     advance(sandbox, 10 * 86400)
     row = sub_row(app)
     _html, due, token = preview(buyer, row, "professional_monthly")
@@ -378,7 +378,7 @@ def test_a_stale_preview_is_refused_and_shown_again(app, buyer, sandbox, spoil, 
     subscribed(app, buyer, sandbox)
     advance(sandbox, 5 * 86400)
     row = sub_row(app)
-    _html, due, token = preview(buyer, row, "advanced_monthly")
+    _html, _due, token = preview(buyer, row, "advanced_monthly")
     if spoil == "tampered":
         token = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
     elif spoil == "expired":
@@ -629,7 +629,7 @@ def test_webhook_and_sync_racing_on_one_renewal_credit_once(app, buyer, sandbox)
                     invoice_id, params={"expand": ["payments"]}).to_dict()
                 subscriptions.apply_paid_invoice(invoice, source="race")
                 db.session.remove()
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - any failure in a thread is reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=apply) for _ in range(4)]

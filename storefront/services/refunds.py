@@ -1,13 +1,20 @@
-"""Refunds from the admin order page: validated, idempotent, confirmed by Stripe.
+"""Refunds from the admin order page: exact, confirmed, idempotent, confirmed by Stripe.
 
 1. The admin types an amount in major units (``12.50``); :func:`parse_amount` turns it into
-   integer minor units with :class:`~decimal.Decimal` (never a float).
-2. :func:`request_refund` takes the order's lock, checks the amount against what is left --
-   ``amount - amount_refunded`` minus refunds still in flight (asked of Stripe, not yet
-   confirmed by ``charge.refunded``) -- and writes a :class:`Refund` row whose unique
-   idempotency key derives from the order, the form's nonce and the amount. A double-submitted
-   form finds that row (or loses the insert race on the unique key) and refunds nothing more.
-3. Stripe is asked with that same key, so even two requests that both reach Stripe make one
+   integer minor units through :func:`storefront.money.parse_money` (exact; ``1,50`` is refused,
+   never read as 150).
+2. :func:`review_refund` checks it against what is left and shows the question to confirm --
+   "Refund $1.50 of $400.00 to Visa ending 4242?" (the card from the order's charge, asked of
+   Stripe before any transaction) -- with a signed token (10 minutes) carrying the amount,
+   reason, note, admin and a nonce generated here. Nothing is written or sent yet.
+3. :func:`confirm_refund` verifies the token and calls :func:`request_refund`, which takes the
+   order's lock, checks the amount against what is left -- ``amount - amount_refunded`` minus
+   refunds still in flight (asked of Stripe, not yet confirmed by ``charge.refunded``) -- and
+   writes a :class:`Refund` row whose unique idempotency key derives from the order, the nonce
+   (``[A-Za-z0-9_-]{16,64}`` only: it is sent as the Idempotency-Key) and the amount. The same
+   confirmation submitted twice finds that row (or loses the insert race on the unique key) and
+   refunds nothing more.
+4. Stripe is asked with that same key, so even two requests that both reach Stripe make one
    refund. The order does not change here: it becomes ``partially_refunded`` / ``refunded``
    (points clawed back in proportion, see :func:`fulfilment.apply_refund`) when Stripe confirms
    with ``charge.refunded``, or when :func:`sync_order` fetches the charge.

@@ -18,9 +18,9 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -31,11 +31,9 @@ from ..models import Order, Price, Product, Subscription, User
 from ..models.base import utcnow
 from ..models.order import new_order_id
 from ..models.subscription import LIVE_STATUSES
-from ..stripe_gateway import (GatewayError, StripeNotFound, StripeRequestInvalid, get_gateway,
-                              idempotency_key)
+from ..stripe_gateway import GatewayError, StripeNotFound, StripeRequestInvalid, get_gateway, idempotency_key
 from . import accounts, fulfilment
-from .purchase import (check_amount, create_checkout_session, new_order, order_metadata,
-                       transaction)
+from .purchase import check_amount, create_checkout_session, new_order, order_metadata, transaction
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +385,7 @@ def _stripe_preview(row: Subscription, price: Price, item_id: str, behavior: str
     try:
         return get_gateway().preview_invoice(
             subscription=row.stripe_subscription_id, item_id=item_id,
-            price=price.stripe_price_id, proration_behavior=behavior,
+            price=str(price.stripe_price_id), proration_behavior=behavior,
             proration_date=proration_date)
     except StripeRequestInvalid as err:
         if proration_date is not None:  # e.g. the period rolled over since the preview

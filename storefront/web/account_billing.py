@@ -3,8 +3,7 @@ invoice), invoices and the billing portal. Thin views over ``services.cards`` an
 ``services.subscriptions``; every POST carries the CSRF token (``CSRFProtect``)."""
 from __future__ import annotations
 
-from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
-                   request, url_for)
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..services import cards, subscriptions
