@@ -448,6 +448,7 @@ class ChangeResult:
     unpaid_order: Order | None = None
     charged: int = 0
     currency: str = "usd"
+    upgrade: bool = False
 
 
 def change_plan(row: Subscription, token: str | None) -> ChangeResult:
@@ -482,7 +483,8 @@ def change_plan(row: Subscription, token: str | None) -> ChangeResult:
     if proration_date is not None:
         params["proration_date"] = proration_date
     updated = _update(row, params, "change", price.lookup_key, attempt)
-    result = ChangeResult(subscription=updated, currency=str(claims.get("c") or "usd"))
+    result = ChangeResult(subscription=updated, currency=str(claims.get("c") or "usd"),
+                          upgrade=behavior == UPGRADE_PRORATION)
     if behavior == UPGRADE_PRORATION:
         _settle_upgrade_invoice(updated, result)
     return result

@@ -110,6 +110,9 @@ def change(public_id: str):
     if result.charged:
         flash(f"Your plan has changed. {format_money(result.charged, result.currency)} was "
               "charged now; your next invoice is the new plan's usual price.", "success")
+    elif result.upgrade:
+        flash("Your plan has changed. The difference is invoiced now; it shows under your "
+              "invoices.", "success")
     else:
         flash("Your plan has changed. The credit for unused time is on your next invoice.",
               "success")
