@@ -532,3 +532,25 @@ def test_create_admin_command_refuses_control_characters_in_the_name(app, runner
     assert result.exit_code != 0 and "invisible or control characters (U+202E)" in result.output
     with app.app_context():
         assert get_user("boss2@example.com") is None
+
+
+def test_a_session_cookie_not_written_for_12_hours_is_refused(app, client, auth, sandbox):
+    import time
+
+    from flask.sessions import SecureCookieSessionInterface
+    from itsdangerous import TimestampSigner
+
+    auth.signup(email="idle@example.com")
+    serializer = SecureCookieSessionInterface().get_signing_serializer(app)
+    data = serializer.loads(_cookie(client, "session"))
+    assert app.permanent_session_lifetime.total_seconds() == 12 * 3600
+
+    def signed(age_seconds):
+        class Then(TimestampSigner):
+            def get_timestamp(self):
+                return int(time.time()) - age_seconds
+        serializer.signer = Then
+        return serializer.dumps(data)
+
+    assert _signed_in(_replay(app, session=signed(11 * 3600)))
+    assert not _signed_in(_replay(app, session=signed(12 * 3600 + 60)))
