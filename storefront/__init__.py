@@ -25,6 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_settings(instance_path=app.instance_path, overrides=config))
     register_logging(app)
     register_extensions(app)
+    register_security(app)
     register_stripe(app)
     register_blueprints(app)
     register_template_helpers(app)
@@ -65,6 +66,12 @@ def register_extensions(app: Flask) -> None:
         return user_for_session(user_id, max_age)
 
 
+def register_security(app: Flask) -> None:
+    """Headers, trusted hosts, strict ids and JSON limits (before the blueprints register)."""
+    from .web import security
+    security.register(app)
+
+
 def register_stripe(app: Flask) -> None:
     from .stripe_gateway import init_gateway
     init_gateway(app)
@@ -102,6 +109,8 @@ def register_page_cache(app: Flask) -> None:
     from .web import page_cache, status_fast_path
     page_cache.install(app, catalog_rows)
     status_fast_path.install(app)  # GET /orders/<id>/status when no Stripe sync is due
+    from .web import security
+    security.install_host_guard(app)  # outermost: an untrusted Host never reaches the above
 
 
 def register_commands(app: Flask) -> None:

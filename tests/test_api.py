@@ -32,6 +32,8 @@ def test_create_checkout_session_uses_our_catalog_amount(app, buyer, sandbox):
     ({"priceId": 42}, 400, "invalid_price_id"),
     ({"priceId": "prod_123"}, 400, "invalid_price_id"),
     ({"priceId": "price_<script>"}, 400, "invalid_price_id"),
+    ({"priceId": "price_123\n"}, 400, "invalid_price_id"),  # "$" alone lets the newline in
+    ({"priceId": "price_١٢٣"}, 400, "invalid_price_id"),
     ({"priceId": "price_doesNotExist123"}, 404, "price_not_found"),
 ])
 def test_bad_price_ids_are_refused_with_json_errors(app, buyer, sandbox, body, status, code):

@@ -188,6 +188,8 @@ def test_double_submitted_saved_card_form_confirms_once(app, buyer, sandbox):
     second = _pay_saved(buyer, order, card.id, attempt="same")
     assert first["order_status"] == "paid"
     assert second.status_code == 409  # the order is paid: nothing more to confirm
+    assert second.get_json()["error"]["code"] == "order_not_payable"
+    assert "already paid" in second.get_json()["error"]["message"]
     charges = sandbox.stripe.v1.charges.list(params={"payment_intent": order.stripe_payment_intent_id})
     assert len(charges.data) == 1
 
@@ -272,7 +274,10 @@ def test_checkout_redirect_then_paid(app, buyer, sandbox):
 def test_leaving_checkout_cancels_the_order_and_expires_the_session(app, buyer, sandbox):
     start(buyer, method="checkout")
     order = _order(app)
-    response = buyer.get(f"/orders/{order.public_id}/canceled")
+    page = buyer.get(f"/orders/{order.public_id}/canceled")  # Stripe's cancel_url: a GET
+    assert page.status_code == 200 and "You left Checkout" in page.get_data(as_text=True)
+    assert f'action="/orders/{order.public_id}/cancel"' in page.get_data(as_text=True)
+    response = buyer.post(f"/orders/{order.public_id}/cancel")
     assert response.headers["Location"] == "/buy/points_medium"
     assert _order(app).status == "canceled"
     session = sandbox.stripe.v1.checkout.sessions.retrieve(order.stripe_checkout_session_id)
@@ -306,3 +311,68 @@ def test_points_history_lists_the_ledger(app, buyer, sandbox):
     buyer.get(f"/orders/{order.public_id}/status")
     page = buyer.get("/account/points").get_data(as_text=True)
     assert "+200" in page and "Small Points Pack" in page
+
+
+# --- GET never changes an order; Stripe's real state wins ---------------------------------------
+
+def test_the_checkout_cancel_url_changes_nothing_on_get(app, buyer, sandbox):
+    """Finding 14: a GET (a link, a prefetch, an <img> on another site) must not cancel."""
+    start(buyer, method="checkout")
+    order = _order(app)
+    for _ in range(2):
+        assert buyer.get(f"/orders/{order.public_id}/canceled").status_code == 200
+    assert _order(app).status == "pending"
+    session = sandbox.stripe.v1.checkout.sessions.retrieve(order.stripe_checkout_session_id)
+    assert session.status == "open"
+
+
+def test_the_checkout_cancel_url_shows_a_payment_made_meanwhile(app, buyer, sandbox):
+    start(buyer, method="checkout")
+    order = _order(app)
+    sandbox.control("POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay",
+                    {"payment_method": "pm_card_visa"})
+    response = buyer.get(f"/orders/{order.public_id}/canceled")
+    assert response.headers["Location"] == f"/orders/{order.public_id}"
+    assert _order(app).status == "paid"
+
+
+def test_saved_card_while_stripe_is_unreachable_says_so(app, buyer, sandbox):
+    """Finding 13: not "We couldn't find that card" (404) but 503, and nothing charged."""
+    card = _save_card(app, sandbox)
+    start(buyer)
+    order = _order(app)
+    sandbox.fault("error", count=10, path_prefix="/v1/payment_methods")
+    response = _pay_saved(buyer, order, card.id)
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert error["code"] == "payment_provider_unavailable"
+    assert "not responding" in error["message"] and "Nothing was charged" in error["message"]
+    sandbox.clear_faults()
+    pi = sandbox.stripe.v1.payment_intents.retrieve(order.stripe_payment_intent_id)
+    assert pi.status == "requires_payment_method" and _order(app).status == "pending"
+
+
+def test_an_unknown_card_is_still_not_found(app, buyer, sandbox):
+    start(buyer)
+    order = _order(app)
+    for pm in ("pm_doesNotExist", "pm_card_visa\n", "card_123"):
+        response = _pay_saved(buyer, order, pm)
+        assert response.status_code == 404 and response.get_json()["error"]["code"] == "card_not_found"
+
+
+def test_second_tab_saved_card_after_the_first_tab_paid_shows_paid(app, buyer, sandbox):
+    """Finding 13: tab 1 paid with the Payment Element (no webhook yet, the order still says
+    pending); tab 2 submits a saved card. Stripe refuses the second confirm; the answer must be
+    the PaymentIntent's real state, not "Something went wrong"."""
+    card = _save_card(app, sandbox, "pm_card_mastercard")
+    start(buyer)
+    order = _order(app)
+    assert browser_confirm(sandbox, order.stripe_payment_intent_id).status == "succeeded"
+    assert _order(app).status == "pending"
+    response = _pay_saved(buyer, order, card.id, attempt="tab-2")
+    assert response.status_code == 200
+    reply = response.get_json()
+    assert reply["order_status"] == "paid" and "already paid" in reply["message"]
+    charges = sandbox.stripe.v1.charges.list(params={"payment_intent": order.stripe_payment_intent_id})
+    assert len(charges.data) == 1 and charges.data[0].payment_method_details.card.brand == "visa"
+    assert _balance(app) == 550

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from storefront.extensions import db
 from storefront.models import Order, Price, User
 from storefront.models.base import utcnow
+from storefront.web.security import HostGuard
 from storefront.web.status_fast_path import StatusFastPath
 
 
@@ -45,7 +46,14 @@ def view_calls(app, monkeypatch):
 
 
 def test_installed(app):
-    assert isinstance(app.wsgi_app, StatusFastPath)
+    assert isinstance(app.wsgi_app, HostGuard)  # outermost: an untrusted Host is refused first
+    assert isinstance(app.wsgi_app.wsgi_app, StatusFastPath)
+
+
+def _flask_only(app, monkeypatch) -> None:
+    """Take the fast path out (the host guard stays in front)."""
+    guard = app.wsgi_app
+    monkeypatch.setattr(guard, "wsgi_app", guard.wsgi_app.wsgi_app)
 
 
 @pytest.mark.parametrize("status", ["paid", "refunded", "canceled"])
@@ -54,7 +62,7 @@ def test_settled_order_answered_without_flask_exactly_as_the_view(app, buyer, vi
     public_id = _order(app, status=status)
     fast = buyer.get(f"/orders/{public_id}/status")
     assert fast.status_code == 200 and view_calls == []
-    monkeypatch.setattr(app, "wsgi_app", app.wsgi_app.wsgi_app)  # Flask only
+    _flask_only(app, monkeypatch)
     slow = buyer.get(f"/orders/{public_id}/status")
     assert len(view_calls) == 1
     assert fast.get_data() == slow.get_data()
@@ -68,7 +76,7 @@ def test_open_order_recently_synced_is_answered_from_the_database(app, buyer, vi
     public_id = _order(app, status="processing", synced_ago=timedelta(seconds=1))
     fast = buyer.get(f"/orders/{public_id}/status")
     assert view_calls == [] and fast.get_json()["status"] == "processing"
-    monkeypatch.setattr(app, "wsgi_app", app.wsgi_app.wsgi_app)
+    _flask_only(app, monkeypatch)
     assert buyer.get(f"/orders/{public_id}/status").get_data() == fast.get_data()
 
 
@@ -83,7 +91,7 @@ def test_failed_order_keeps_its_pay_link(app, buyer, view_calls, monkeypatch):
     public_id = _order(app, status="failed", synced_ago=timedelta(seconds=1))
     fast = buyer.get(f"/orders/{public_id}/status")
     assert view_calls == [] and fast.get_json()["pay_url"] == f"/orders/{public_id}/pay"
-    monkeypatch.setattr(app, "wsgi_app", app.wsgi_app.wsgi_app)
+    _flask_only(app, monkeypatch)
     assert buyer.get(f"/orders/{public_id}/status").get_data() == fast.get_data()
 
 
@@ -105,3 +113,23 @@ def test_everything_else_falls_through_to_flask(app, client, auth, catalog, view
     client.set_cookie("session", "tampered")
     response = client.get(f"/orders/{mine}/status")
     assert response.status_code in (302, 401) and len(view_calls) == 4  # login_required
+
+
+def test_the_fast_path_sends_the_security_headers_and_no_store(app, buyer, view_calls,
+                                                              monkeypatch):
+    public_id = _order(app, status="paid")
+    fast = buyer.get(f"/orders/{public_id}/status")
+    assert view_calls == []
+    _flask_only(app, monkeypatch)
+    slow = buyer.get(f"/orders/{public_id}/status")
+    assert len(view_calls) == 1
+    for name in ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options",
+                 "Referrer-Policy", "Cache-Control"):
+        assert fast.headers.get(name) == slow.headers.get(name), name
+    assert fast.headers["Cache-Control"] == "no-store"
+
+
+def test_a_status_path_with_a_trailing_newline_is_not_the_fast_path(app, buyer, view_calls):
+    public_id = _order(app, status="paid")
+    response = buyer.get(f"/orders/{public_id}/status%0A")
+    assert response.status_code == 404

@@ -57,9 +57,14 @@
         method: 'POST', body: data, credentials: 'same-origin',
         headers: { 'Accept': 'application/json', 'X-CSRFToken': data.get('csrf_token') }
       }).then(function (response) {
-        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+        return response.json().then(function (body) {
+          return { ok: response.ok, status: response.status, body: body };
+        });
       }).then(function (reply) {
         var body = reply.body;
+        if (reply.status === 409 && body.error && body.error.code === 'order_not_payable') {
+          goToStatus(); return;  // paid (or closed) meanwhile, perhaps in another tab
+        }
         if (!reply.ok) { showError(body.error && body.error.message); return; }
         if (body.order_status === 'requires_action' && body.client_secret) {
           return finishAuthentication(body.client_secret);

@@ -23,6 +23,7 @@ from ..extensions import db
 from ..models import Order, Price, Product, User
 from ..models.order import METHODS, STATUSES
 from ..models.base import utcnow
+from ..web.params import InvalidParameter, encode_cursor, parse_cursor, parse_date
 
 PAGE_SIZE = 50
 #: statuses in which money was received (refunds are counted separately)
@@ -54,9 +55,9 @@ class PurchaseFilters:
             raw = (args.get(name) or "").strip()
             if raw:
                 try:
-                    setattr(f, name, date.fromisoformat(raw))
-                except ValueError:
-                    f.errors.append(f"“{raw}” is not a date (YYYY-MM-DD).")
+                    setattr(f, name, parse_date(raw, name))
+                except InvalidParameter as err:
+                    f.errors.append(err.message)
         return f
 
     def as_args(self) -> dict[str, str]:
@@ -125,19 +126,12 @@ class Page:
     first: bool
 
 
-def encode_cursor(created_at: datetime, order_id: int) -> str:
-    return f"{created_at.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%S.%f')}~{order_id}"
-
-
 def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    """The keyset position in ``?after=`` (None for the first page); a cursor we did not write
+    raises :class:`InvalidParameter` (400) rather than silently showing the first page."""
     if not cursor:
         return None
-    try:
-        stamp, order_id = cursor.split("~", 1)
-        return (datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=timezone.utc),
-                int(order_id))
-    except ValueError:
-        return None
+    return parse_cursor(cursor, "after")
 
 
 def _rows_query(f: PurchaseFilters) -> Select:

@@ -9,6 +9,7 @@ entry. Every action first checks the card belongs to the buyer's Stripe customer
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 import time
@@ -26,6 +27,9 @@ from . import accounts
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 30.0
+#: Stripe ids as the browser may send them (whole-string matches: no trailing newline)
+PAYMENT_METHOD_ID = re.compile(r"pm_[A-Za-z0-9_]{1,250}")
+SETUP_INTENT_ID = re.compile(r"seti_[A-Za-z0-9_]{1,250}")
 
 _cache: dict[str, tuple[float, list["Card"]]] = {}  # by Stripe customer id
 _cache_lock = threading.Lock()
@@ -107,8 +111,8 @@ def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
 
 def own_card(user: User, payment_method_id: str) -> dict:
     """The payment method, if it is one of ``user``'s cards; else :class:`CardError` 404."""
-    if not payment_method_id or not payment_method_id.startswith("pm_") or \
-            not user.stripe_customer_id:
+    if not isinstance(payment_method_id, str) or not PAYMENT_METHOD_ID.fullmatch(payment_method_id) \
+            or not user.stripe_customer_id:
         raise _not_found()
     try:
         pm = get_gateway().retrieve_payment_method(payment_method_id)
@@ -141,7 +145,7 @@ def start_setup(user: User) -> dict:
 def finish_setup(user: User, setup_intent_id: str) -> tuple[str, Card | None]:
     """Stripe.js came back from ``confirmSetup``: read the SetupIntent (it must be the buyer's)
     and report ``(status, card)``. The buyer's first card becomes their default."""
-    if not setup_intent_id or not setup_intent_id.startswith("seti_"):
+    if not isinstance(setup_intent_id, str) or not SETUP_INTENT_ID.fullmatch(setup_intent_id):
         raise _not_found()
     gateway = get_gateway()
     try:

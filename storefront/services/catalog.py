@@ -25,8 +25,8 @@ from ..stripe_gateway import get_gateway, idempotency_key
 
 log = logging.getLogger(__name__)
 
-KEY_RE = re.compile(r"^[a-z0-9_]{1,64}$")
-CURRENCY_RE = re.compile(r"^[a-z]{3}$")
+KEY_RE = re.compile(r"[a-z0-9_]{1,64}")  # always fullmatch
+CURRENCY_RE = re.compile(r"[a-z]{3}")
 
 
 class CatalogError(ValueError):
@@ -92,7 +92,7 @@ def parse_catalog(text: str) -> list[CatalogEntry]:
             )
         except KeyError as err:
             raise CatalogError(f"{where}: missing {err.args[0]!r}") from err
-        if not KEY_RE.match(key) or not KEY_RE.match(str(entry.lookup_key)):
+        if not KEY_RE.fullmatch(key) or not KEY_RE.fullmatch(str(entry.lookup_key)):
             raise CatalogError(f"{where}: keys must be lower-case letters, digits and _")
         if entry.category not in ("plan", "points"):
             raise CatalogError(f"{where}: category must be 'plan' or 'points'")
@@ -104,7 +104,7 @@ def parse_catalog(text: str) -> list[CatalogEntry]:
             raise CatalogError(f"{where}: interval must be day, week, month or year")
         if not isinstance(entry.amount, int) or isinstance(entry.amount, bool) or entry.amount <= 0:
             raise CatalogError(f"{where}: price.amount must be a positive integer (minor units)")
-        if not CURRENCY_RE.match(entry.currency):
+        if not CURRENCY_RE.fullmatch(entry.currency):
             raise CatalogError(f"{where}: price.currency must be a 3-letter ISO code")
         if entry.points < 0:
             raise CatalogError(f"{where}: points must not be negative")

@@ -28,8 +28,9 @@ from ..extensions import db
 from ..models import Order, OrderTransition, Price, User
 from ..models.base import utcnow
 from ..models.order import new_order_id
-from ..stripe_gateway import GatewayError, PaymentDeclined, get_gateway, idempotency_key
-from . import accounts, fulfilment
+from ..stripe_gateway import (GatewayError, PaymentDeclined, StripeUnavailable, get_gateway,
+                              idempotency_key)
+from . import accounts, cards, fulfilment
 
 log = logging.getLogger(__name__)
 
@@ -190,16 +191,13 @@ def pay_with_saved_card(user: User, order: Order, payment_method_id: str, *, att
     ``attempt`` is a nonce from the pay form: a double-submitted form confirms once.
     """
     if order.status not in PAYABLE or order.stripe_payment_intent_id is None:
-        raise PurchaseError("This order can no longer be paid.", code="order_not_payable",
-                            status=409)
+        raise PurchaseError(_not_payable_message(order), code="order_not_payable", status=409)
+    try:  # the one ownership check for a card: 404 if unknown, 503 if Stripe is down
+        cards.own_card(user, payment_method_id)
+    except cards.CardError as err:
+        message = err.message if err.status == 404 else f"{err.message} Nothing was charged."
+        raise PurchaseError(message, code=err.code, status=err.status) from err
     gateway = get_gateway()
-    try:
-        card = gateway.retrieve_payment_method(payment_method_id)
-    except GatewayError as err:
-        raise PurchaseError("We couldn't find that card.", code="card_not_found",
-                            status=404) from err
-    if not user.stripe_customer_id or card.get("customer") != user.stripe_customer_id:
-        raise PurchaseError("We couldn't find that card.", code="card_not_found", status=404)
     if order.method not in ("saved_card", "subscription_invoice"):
         db.session.execute(update(Order).where(Order.id == order.id).values(method="saved_card"))
         db.session.commit()
@@ -213,10 +211,45 @@ def pay_with_saved_card(user: User, order: Order, payment_method_id: str, *, att
         order = apply(pi, source="buyer")
         return PaymentStep(order, order.status, message=err.user_message)
     except GatewayError as err:
-        raise _unavailable(err) from err
+        return _after_failed_confirm(order, err)
     order = apply(pi, source="buyer")
     secret = pi.get("client_secret") if pi.get("status") == "requires_action" else None
     return PaymentStep(order, order.status, client_secret=secret)
+
+
+#: PaymentIntent states in which a confirm already went through (in this tab or another)
+_CONFIRMED = frozenset({"succeeded", "processing", "requires_capture", "requires_action"})
+
+
+def _after_failed_confirm(order: Order, err: GatewayError) -> PaymentStep:
+    """Stripe refused (or did not answer) our confirm. The PaymentIntent may still have been
+    paid -- by another tab's confirm, or by this one before the connection dropped -- so the
+    answer comes from re-reading it, never from the error alone."""
+    try:
+        pi = get_gateway().retrieve_payment_intent(order.stripe_payment_intent_id)
+    except GatewayError:
+        if isinstance(err, StripeUnavailable):
+            raise PurchaseError(err.user_message + " If your payment went through, this order "
+                                "will show it shortly; please check it before paying again.",
+                                code=err.code, status=503) from err
+        raise _unavailable(err) from err
+    if pi.get("status") not in _CONFIRMED:
+        raise _unavailable(err) from err  # nothing happened at Stripe: nothing was charged
+    order = apply(pi, source="buyer")
+    if pi.get("status") == "requires_action":
+        return PaymentStep(order, order.status, client_secret=pi.get("client_secret"),
+                           message="Your bank asks you to confirm this payment.")
+    return PaymentStep(order, order.status, message=_not_payable_message(order))
+
+
+def _not_payable_message(order: Order) -> str:
+    """Why an order can't be paid (again), in the buyer's words."""
+    if order.status == "paid":
+        return "This order is already paid (perhaps in another tab); nothing more was charged."
+    if order.status == "processing":
+        return ("The payment for this order is already processing (perhaps from another tab); "
+                "nothing more was charged.")
+    return f"This order can no longer be paid (it is {order.status.replace('_', ' ')})."
 
 
 # --- Checkout redirect ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 from ..services import accounts, points
 from .auth import sign_in
 from .forms import ChangePasswordForm
+from .params import arg_id
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -39,7 +40,7 @@ def change_password():
 @bp.get("/points")
 @login_required
 def points_history():
-    before = request.args.get("before", type=int)
+    before = arg_id("before")
     entries = points.history(current_user.id, limit=50, before_id=before)
     return render_template("account/points.html", entries=entries,
                            next_before=entries[-1].id if len(entries) == 50 else None)

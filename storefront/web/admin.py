@@ -19,6 +19,7 @@ from ..models.order import METHODS, STATUSES
 from ..models.refund import REASONS
 from ..services import admin_reports, buyers, reconcile, refunds, webhooks
 from ..stripe_gateway import GatewayError, get_gateway
+from .params import InvalidParameter, arg_id
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -66,12 +67,14 @@ def purchases():
     totals = admin_reports.purchases_totals(filters)
     return render_template("admin/purchases.html", f=filters, page=page, totals=totals,
                            products=admin_reports.product_choices(), statuses=STATUSES,
-                           methods=METHODS)
+                           methods=METHODS), 400 if filters.errors else 200
 
 
 @bp.get("/purchases.csv")
 def purchases_csv():
     filters = admin_reports.PurchaseFilters.from_args(request.args)
+    if filters.errors:  # never a CSV of a different set than the one asked for
+        raise InvalidParameter("date", " ".join(filters.errors))
     return Response(stream_with_context(admin_reports.purchases_csv(filters)),
                     mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="purchases.csv"'})
@@ -92,7 +95,7 @@ def order(public_id: str):
     transitions = db.session.scalars(select(OrderTransition)
                                      .where(OrderTransition.order_id == order.id)
                                      .order_by(OrderTransition.id)).all()
-    event_ids = {m.group(1) for t in transitions if (m := EVENT_SOURCE.match(t.source))}
+    event_ids = {m.group(1) for t in transitions if (m := EVENT_SOURCE.fullmatch(t.source))}
     stripe_ids = [i for i in (order.stripe_payment_intent_id, order.stripe_checkout_session_id,
                               order.stripe_charge_id, order.stripe_invoice_id) if i]
     events = db.session.scalars(
@@ -161,7 +164,7 @@ def sync(public_id: str):
 @bp.get("/buyers")
 def buyers_index():
     q = (request.args.get("q") or "").strip()[:254]
-    page = buyers.buyers_page(q or None, request.args.get("before", type=int))
+    page = buyers.buyers_page(q or None, arg_id("before"))
     return render_template("admin/buyers.html", q=q, page=page)
 
 
@@ -170,7 +173,7 @@ def buyer(public_id: str):
     user = buyers.buyer_by_public_id(public_id) or abort(404)
     return render_template("admin/buyer.html", user=user,
                            orders=buyers.recent_orders(user.id),
-                           ledger=buyers.ledger(user.id, before=request.args.get("before", type=int)),
+                           ledger=buyers.ledger(user.id, before=arg_id("before")),
                            subscriptions=buyers.subscription_of(user.id))
 
 
@@ -208,7 +211,7 @@ def events():
     kind = (request.args.get("type") or "").strip()[:100]
     q = (request.args.get("q") or "").strip()[:255]
     problem = request.args.get("problem") == "1"
-    before = request.args.get("before", type=int)
+    before = arg_id("before")
     query = select(StripeEvent.id, StripeEvent.stripe_id, StripeEvent.type,
                    StripeEvent.object_id, StripeEvent.received_at, StripeEvent.processed_at,
                    StripeEvent.error, StripeEvent.attempts)

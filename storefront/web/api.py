@@ -19,7 +19,8 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 #: the seed contract's seven statuses; a refunded or disputed session was paid (as Stripe's
 #: ``payment_status`` still says), and a payment waiting for 3-D Secure is unpaid
 API_STATUS = {**BUYER_STATUS, "requires_action": "unpaid", "refunded": "paid"}
-PRICE_ID = re.compile(r"^price_[A-Za-z0-9]{1,100}$")
+#: matched with ``fullmatch``: ``$`` alone would let ``price_123\n`` through
+PRICE_ID = re.compile(r"price_[A-Za-z0-9]{1,100}")
 API_LIMIT = "100 per minute"
 
 
@@ -48,7 +49,7 @@ def create_checkout_session():
         return denied
     body = request.get_json(silent=True)
     price_id = body.get("priceId") if isinstance(body, dict) else None
-    if not isinstance(price_id, str) or not PRICE_ID.match(price_id):
+    if not isinstance(price_id, str) or not PRICE_ID.fullmatch(price_id):
         return error_response(400, "invalid_price_id",
                               "priceId must be a Stripe price id such as price_123.")
     try:

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from ..stripe_gateway import GatewayError
 from .helpers import wants_json
+from .params import InvalidParameter
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +20,12 @@ MESSAGES = {
     403: ("forbidden", "You don't have access to this page."),
     404: ("not_found", "We couldn't find that page."),
     405: ("method_not_allowed", "That action isn't allowed here."),
+    413: ("payload_too_large", "That request is too large."),
     429: ("rate_limit_exceeded", "Too many requests. Please slow down and try again in a minute."),
     500: ("internal_error", "Something went wrong on our side. We've been notified; please try again."),
 }
 TITLES = {400: "Bad request", 401: "Log in required", 403: "Forbidden", 404: "Page not found",
-          405: "Not allowed", 429: "Too many requests", 500: "Something went wrong",
+          405: "Not allowed", 413: "Too large", 429: "Too many requests", 500: "Something went wrong",
           503: "Temporarily unavailable"}
 
 
@@ -55,10 +57,16 @@ def register(app: Flask) -> None:
         return error_response(err.http_status if err.http_status >= 400 else 502, err.code,
                               err.user_message, "payment_provider_error")
 
+    @app.errorhandler(InvalidParameter)
+    def invalid_parameter(err: InvalidParameter):
+        return error_response(400, "invalid_parameter", err.message)
+
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
         status = err.code or 500
         code, message = MESSAGES.get(status, ("error", err.description))
+        if status < 500 and err.description and err.description != type(err).description:
+            message = err.description  # a message written for this case (abort(400, "…"))
         return error_response(status, code, message)
 
     @app.errorhandler(Exception)

@@ -1,7 +1,8 @@
 """Orders: the status page that polls, its JSON, the Checkout return, the buyer's history."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
+                   url_for)
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
@@ -21,11 +22,20 @@ BUYER_STATUS = {
 }
 
 
+def external_url(endpoint: str, **values) -> str:
+    """An absolute URL of ours, for Stripe to send the buyer to: on ``EXTERNAL_URL`` when it is
+    set, else on the request's host (which the host guard has checked is a trusted one)."""
+    base = current_app.config.get("EXTERNAL_URL")
+    if not base:
+        return url_for(endpoint, _external=True, **values)
+    return base.rstrip("/") + url_for(endpoint, **values)
+
+
 def checkout_return_urls(public_id: str) -> tuple[str, str]:
     """Where Stripe Checkout sends the buyer back: the status page, or the cancel route."""
-    success = url_for("orders.show", public_id=public_id, _external=True)
+    success = external_url("orders.show", public_id=public_id)
     return (success + "?session_id={CHECKOUT_SESSION_ID}",
-            url_for("orders.checkout_canceled", public_id=public_id, _external=True))
+            external_url("orders.checkout_canceled", public_id=public_id))
 
 
 def own_order(public_id: str) -> Order:
@@ -121,7 +131,18 @@ def status(public_id: str):
 @bp.get("/<public_id>/canceled")
 @login_required
 def checkout_canceled(public_id: str):
-    """Checkout's cancel_url: the session is expired at Stripe and the order canceled."""
+    """Checkout's cancel_url. A GET changes nothing of ours: it re-reads Stripe (the buyer may
+    have paid in another tab) and offers to cancel the order, which is a POST."""
+    order = purchase.sync_if_due(own_order(public_id))
+    if order.status not in purchase.PAYABLE or not order.stripe_checkout_session_id:
+        return redirect(url_for("orders.show", public_id=public_id))
+    return render_template("orders/left_checkout.html", order=order)
+
+
+@bp.post("/<public_id>/cancel")
+@login_required
+def cancel(public_id: str):
+    """Cancel an unpaid Checkout order: the session is expired at Stripe, the order canceled."""
     order = own_order(public_id)
     try:
         order = purchase.cancel_checkout(order)

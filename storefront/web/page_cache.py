@@ -1,7 +1,9 @@
 """A WSGI fast path for the busiest page: the catalog as seen by anonymous visitors.
 
-The Flask view renders the anonymous home page and stores the exact response (status,
-headers, body) here, keyed by the catalog rows it was rendered from. For a later anonymous
+The Flask view renders the anonymous home page and marks it cacheable (:func:`offer`, with the
+catalog rows it was rendered from); this middleware then stores the exact response Flask sent
+(status, headers -- including those ``after_request`` added, such as the security headers --
+and body), keyed by those rows. For a later anonymous
 ``GET /`` (no cookies, no query string) this middleware runs the same ONE catalog query and,
 if the rows are unchanged, answers with the stored bytes without entering Flask at all.
 A catalog change is visible on the very next request (the rows are the key); anything the
@@ -16,6 +18,14 @@ from typing import Any, Callable, Iterable
 from flask import Flask
 
 EXTENSION_KEY = "catalog_page_cache"
+#: set by the view in the WSGI environ: the catalog rows the anonymous page was rendered from
+ENVIRON_KEY = "storefront.catalog_page_rows"
+
+
+def offer(environ: dict, rows: tuple) -> None:
+    """The view's side: this response may be stored, keyed by ``rows`` (stored once Flask has
+    finished it, so every ``after_request`` header is part of what is replayed)."""
+    environ[ENVIRON_KEY] = rows
 
 
 class CatalogPageCache:
@@ -40,6 +50,52 @@ class CatalogPageCache:
         with self._lock:
             self._entries.clear()
 
+    @staticmethod
+    def _cacheable_request(environ: dict) -> bool:
+        return (environ.get("PATH_INFO") == "/" and environ.get("REQUEST_METHOD") == "GET"
+                and not environ.get("QUERY_STRING") and not environ.get("HTTP_COOKIE"))
+
+    def _fill(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """Serve (from the cache, or through Flask); store Flask's final response if the view
+        offered it."""
+        if self._entries:
+            served = self._serve(environ, start_response)
+            if served is not None:
+                return served
+        captured: list = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info=None):
+            captured[:] = [status, list(headers)]
+            return start_response(status, headers, exc_info)
+
+        result = self.wsgi_app(environ, capture)
+        rows = environ.get(ENVIRON_KEY)
+        if rows is None or not captured:
+            return result
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        status, headers = captured
+        if status.startswith("200") and not any(k.lower() == "set-cookie" for k, _ in headers):
+            self.store(rows, status, headers, body)
+        return [body]
+
+    def _serve(self, environ: dict, start_response: Callable) -> list[bytes] | None:
+        if self._engine is None:
+            with self.app.app_context():
+                from ..extensions import db
+                self._engine = db.engine
+        with self._engine.connect() as conn:
+            rows = self.query(conn)
+        entry = self._entries.get(rows)
+        if entry is None:
+            return None
+        status, headers, body = entry
+        start_response(status, list(headers))
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
     # -- WSGI ----------------------------------------------------------------------------
     def _eligible(self, environ: dict) -> bool:
         return (
@@ -51,18 +107,12 @@ class CatalogPageCache:
         )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if self._eligible(environ):
-            if self._engine is None:
-                with self.app.app_context():
-                    from ..extensions import db
-                    self._engine = db.engine
-            with self._engine.connect() as conn:
-                rows = self.query(conn)
-            entry = self._entries.get(rows)
-            if entry is not None:
-                status, headers, body = entry
-                start_response(status, list(headers))
-                return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+        if self._cacheable_request(environ):
+            return self._fill(environ, start_response)
+        if self._eligible(environ):  # HEAD
+            served = self._serve(environ, start_response)
+            if served is not None:
+                return served
         return self.wsgi_app(environ, start_response)
 
 

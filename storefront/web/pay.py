@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 
 from ..services import purchase
 from .helpers import wants_json
-from .orders import own_order, status_payload
+from .orders import external_url, own_order, status_payload
 
 bp = Blueprint("pay", __name__, url_prefix="/orders")
 
@@ -28,7 +28,7 @@ def page(public_id: str):
         cards=purchase.saved_cards(current_user), attempt=purchase.new_attempt_nonce(),
         publishable_key=current_app.config["STRIPE_PUBLISHABLE_KEY"],
         stripe_js_url=current_app.config["STRIPE_JS_URL"],
-        return_url=url_for("orders.show", public_id=public_id, _external=True))
+        return_url=external_url("orders.show", public_id=public_id))
 
 
 @bp.post("/<public_id>/pay/saved-card")
@@ -42,7 +42,7 @@ def saved_card(public_id: str):
     try:
         step = purchase.pay_with_saved_card(
             current_user, order, payment_method, attempt=attempt,
-            return_url=url_for("orders.show", public_id=public_id, _external=True))
+            return_url=external_url("orders.show", public_id=public_id))
     except purchase.PurchaseError as err:
         if wants_json():
             return jsonify(error={"code": err.code, "message": err.message,

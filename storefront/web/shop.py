@@ -26,10 +26,9 @@ def index():
     # Anonymous: the same bytes for everyone until the catalog changes. Hand them to the
     # WSGI fast path (web/page_cache.py), which serves the next anonymous visits itself.
     response = make_response(_render_index(rows))
-    cache = current_app.extensions.get(page_cache.EXTENSION_KEY)
-    if cache is not None and not request.cookies and not request.query_string:
-        response.vary.add("Cookie")
-        cache.store(rows, response.status, list(response.headers.items()), response.get_data())
+    response.vary.add("Cookie")
+    if not request.cookies and not request.query_string:
+        page_cache.offer(request.environ, rows)  # stored once after_request has run
     return response
 
 

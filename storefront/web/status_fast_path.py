@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 from flask import Flask
 from sqlalchemy import bindparam, select
 
-_PATH = re.compile(r"^/orders/([A-Za-z0-9_-]{1,40})/status$")
+_PATH = re.compile(r"/orders/([A-Za-z0-9_-]{1,40})/status")
 #: verified session cookies and rendered answers kept (each cache is emptied when full)
 _CACHE_SIZE = 4096
 
@@ -50,6 +50,9 @@ class StatusFastPath:
         self.syncable = frozenset(SYNCABLE)
         self.settled = frozenset(SETTLED)
         self.sync_interval: timedelta = SYNC_INTERVAL
+        # what web/security.py adds to Flask's answers, and no-store: the answer is personal
+        from .security import NO_STORE, static_headers
+        self.headers = [*static_headers(app.config), ("Cache-Control", NO_STORE)]
         # Built once, on the plain tables (no ORM annotations to adapt per row), with a bound
         # parameter, so each poll reuses the compiled statement.
         orders, users = Order.__table__.c, User.__table__.c
@@ -111,13 +114,13 @@ class StatusFastPath:
 
     # -- WSGI ---------------------------------------------------------------------------------
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        match = _PATH.match(environ.get("PATH_INFO", ""))
+        match = _PATH.fullmatch(environ.get("PATH_INFO", ""))
         if match and environ.get("REQUEST_METHOD") == "GET" and environ.get("HTTP_COOKIE"):
             answer = self._answer(environ, match.group(1))
             if answer is not None:
                 start_response("200 OK", [("Content-Type", "application/json"),
                                           ("Content-Length", str(len(answer))),
-                                          ("Vary", "Cookie")])
+                                          ("Vary", "Cookie"), *self.headers])
                 return [answer]
         return self.wsgi_app(environ, start_response)
 

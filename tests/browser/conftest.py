@@ -61,6 +61,9 @@ def page(chromium):
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
     yield page
     context.close()
+    # The store's Content-Security-Policy must fit every page the tests walk through.
+    violations = [m for m in page.console_errors if "Content Security Policy" in m]
+    assert not violations, f"CSP violations: {violations}"
 
 
 # --- sandbox -------------------------------------------------------------------------------------
