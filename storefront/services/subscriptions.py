@@ -482,27 +482,34 @@ def change_plan(row: Subscription, token: str | None) -> ChangeResult:
                     "proration_behavior": behavior}
     if proration_date is not None:
         params["proration_date"] = proration_date
-    updated = _update(row, params, "change", price.lookup_key, attempt)
+    stripe_id = row.stripe_subscription_id
+    updated = _update(row, params, "change", price.lookup_key, attempt) or row
     result = ChangeResult(subscription=updated, currency=str(claims.get("c") or "usd"),
                           upgrade=behavior == UPGRADE_PRORATION)
     if behavior == UPGRADE_PRORATION:
-        _settle_upgrade_invoice(updated, result)
+        _settle_upgrade_invoice(stripe_id, _invoice_id(sub.get("latest_invoice")), result)
     return result
 
 
-def _settle_upgrade_invoice(row: Subscription, result: ChangeResult) -> None:
+def _invoice_id(value) -> str | None:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def _settle_upgrade_invoice(stripe_id: str, invoice_before: str | None,
+                            result: ChangeResult) -> None:
     """Record the upgrade's invoice now: paid -> its order (no points: points follow monthly
-    invoices); still open -> its order, for the buyer to pay (3-D Secure or another card)."""
+    invoices); still open -> its order, for the buyer to pay (3-D Secure or another card).
+    No new invoice (nothing to prorate) -> nothing to do."""
     gateway = get_gateway()
     try:
-        sub = gateway.retrieve_subscription(row.stripe_subscription_id)
-        invoice_id = sub.get("latest_invoice")
-        invoice_id = invoice_id.get("id") if isinstance(invoice_id, dict) else invoice_id
-        invoice = gateway.retrieve_invoice(invoice_id) if invoice_id else None
+        invoice_id = _invoice_id(gateway.retrieve_subscription(stripe_id).get("latest_invoice"))
+        if not invoice_id or invoice_id == invoice_before:
+            return
+        invoice = gateway.retrieve_invoice(invoice_id)
     except GatewayError as err:  # the webhook or the billing page's sync will record it
-        log.warning("upgrade invoice of %s not fetched: %s", row.stripe_subscription_id, err.code)
+        log.warning("upgrade invoice of %s not fetched: %s", stripe_id, err.code)
         return
-    if invoice is None or invoice.get("billing_reason") != "subscription_update":
+    if invoice.get("billing_reason") != "subscription_update":
         return
     if invoice.get("status") == "paid":
         apply_paid_invoice(invoice, source="buyer")
