@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from flask import request
 from flask_wtf import FlaskForm
+from werkzeug.datastructures import ImmutableMultiDict
 from wtforms import BooleanField, EmailField, PasswordField, StringField, ValidationError
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
@@ -38,7 +40,26 @@ class StrongPassword:
             raise ValidationError(" ".join(problems))
 
 
-class SignupForm(FlaskForm):
+class StoreForm(FlaskForm):
+    """A FlaskForm whose fields only ever receive strings. Flask-WTF reads a JSON body as the
+    form: a list or a number there raised, and numbers, lists or uploaded files reached the
+    validators (500s). Now a JSON body counts only as an object's string values and files
+    are ignored; anything else is an empty form (a 400 with the form's messages)."""
+
+    class Meta:
+        def wrap_formdata(self, form, formdata):
+            if request and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+                if request.files:
+                    return request.form
+                if not request.form and request.is_json:
+                    body = request.get_json(silent=True)
+                    return ImmutableMultiDict([(key, value) for key, value in body.items()
+                                               if isinstance(value, str)]
+                                              if isinstance(body, dict) else [])
+            return super().wrap_formdata(form, formdata)
+
+
+class SignupForm(StoreForm):
     email = EmailField("Email", filters=[_strip], validators=[
         DataRequired("Enter your email address."),
         NoControlCharacters("Your email address", allow_joiners=False),
@@ -53,7 +74,7 @@ class SignupForm(FlaskForm):
         EqualTo("password", message="The two passwords don't match.")])
 
 
-class LoginForm(FlaskForm):
+class LoginForm(StoreForm):
     email = EmailField("Email", filters=[_strip], validators=[
         DataRequired("Enter your email address."),
         NoControlCharacters("Your email address", allow_joiners=False), Length(max=254)])
@@ -62,7 +83,7 @@ class LoginForm(FlaskForm):
     remember = BooleanField("Keep me logged in on this device")
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(StoreForm):
     current_password = PasswordField("Current password", validators=[DataRequired("Enter your current password.")])
     password = PasswordField("New password", validators=[DataRequired("Choose a new password."), StrongPassword()])
     confirm = PasswordField("Confirm new password", validators=[
@@ -70,5 +91,5 @@ class ChangePasswordForm(FlaskForm):
         EqualTo("password", message="The two passwords don't match.")])
 
 
-class PostForm(FlaskForm):
+class PostForm(StoreForm):
     """A form with nothing but the CSRF token (log out, buy buttons)."""
