@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 30.0
 #: Stripe ids as the browser may send them (whole-string matches: no trailing newline)
-PAYMENT_METHOD_ID = re.compile(r"pm_[A-Za-z0-9_]{1,250}")
+#: Stripe-generated ids only: a test token such as ``pm_card_visa`` is never a saved card, and
+#: retrieving one makes Stripe create a new PaymentMethod (a 404 must leave nothing behind)
+PAYMENT_METHOD_ID = re.compile(r"pm_[A-Za-z0-9]{1,250}")
 SETUP_INTENT_ID = re.compile(r"seti_[A-Za-z0-9_]{1,250}")
 
 _cache: dict[str, tuple[float, list["Card"]]] = {}  # by Stripe customer id

@@ -40,3 +40,24 @@ def test_an_uploaded_file_never_reaches_a_text_field(app, client, catalog):
                                             "confirm": (io.BytesIO(b"x" * 20), "p.txt")},
                            content_type="multipart/form-data")
     assert response.status_code == 400
+
+
+def _sandbox_objects(sandbox_server) -> int:
+    store = sandbox_server.sandbox.store
+    with store.lock:
+        return store.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
+
+
+@pytest.mark.parametrize("action", ["default", "remove", "pay"])
+def test_a_stripe_test_token_is_not_a_saved_card_and_mints_nothing(app, buyer, sandbox, sandbox_server, action):
+    """``pm_card_visa`` is a test token: retrieving it makes Stripe (and the sandbox) create a
+    new PaymentMethod, so the 404 for "not your card" left an object behind."""
+    if action == "pay":
+        order_id = buyer.post("/buy/points_small").headers["Location"].split("/")[2]
+        path, data = f"/orders/{order_id}/pay/saved-card", {"payment_method": "pm_card_visa"}
+    else:
+        path, data = f"/account/cards/pm_card_visa/{action}", {}
+    before = _sandbox_objects(sandbox_server)
+    response = buyer.post(path, data=data, headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert _sandbox_objects(sandbox_server) == before
