@@ -2,8 +2,6 @@
 through Checkout; status pages; ownership; Stripe failing mid-purchase."""
 from __future__ import annotations
 
-import re
-
 import pytest
 from sqlalchemy import func, select
 

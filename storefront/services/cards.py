@@ -33,7 +33,7 @@ CACHE_SECONDS = 30.0
 PAYMENT_METHOD_ID = re.compile(r"pm_[A-Za-z0-9]{1,250}")
 SETUP_INTENT_ID = re.compile(r"seti_[A-Za-z0-9_]{1,250}")
 
-_cache: dict[str, tuple[float, list["Card"]]] = {}  # by Stripe customer id
+_cache: dict[str, tuple[float, list[Card]]] = {}  # by Stripe customer id
 _cache_lock = threading.Lock()
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable
 
 from sqlalchemy import or_, select, update
 
@@ -28,8 +28,7 @@ from ..extensions import db
 from ..models import Order, OrderTransition, Price, User
 from ..models.base import utcnow
 from ..models.order import new_order_id
-from ..stripe_gateway import (GatewayError, PaymentDeclined, StripeUnavailable, get_gateway,
-                              idempotency_key)
+from ..stripe_gateway import GatewayError, PaymentDeclined, StripeUnavailable, get_gateway, idempotency_key
 from . import accounts, cards, fulfilment
 
 log = logging.getLogger(__name__)
@@ -226,7 +225,7 @@ def _after_failed_confirm(order: Order, err: GatewayError) -> PaymentStep:
     paid -- by another tab's confirm, or by this one before the connection dropped -- so the
     answer comes from re-reading it, never from the error alone."""
     try:
-        pi = get_gateway().retrieve_payment_intent(order.stripe_payment_intent_id)
+        pi = get_gateway().retrieve_payment_intent(order.stripe_payment_intent_id or "")
     except GatewayError:
         if isinstance(err, StripeUnavailable):
             raise PurchaseError(err.user_message + " If your payment went through, this order "

@@ -1,8 +1,7 @@
 """Orders: the status page that polls, its JSON, the Checkout return, the buyer's history."""
 from __future__ import annotations
 
-from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
-                   url_for)
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value

@@ -13,9 +13,11 @@ cache has not seen falls through to Flask. Disabled when app-wide rate limits ar
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask
+from sqlalchemy.engine import Engine
 
 EXTENSION_KEY = "catalog_page_cache"
 #: set by the view in the WSGI environ: the catalog rows the anonymous page was rendered from
@@ -36,7 +38,7 @@ class CatalogPageCache:
         self.max_entries = max_entries
         self._entries: dict[tuple, tuple[str, list[tuple[str, str]], bytes]] = {}
         self._lock = threading.Lock()
-        self._engine = None
+        self._engine: Engine | None = None
         self.session_cookie = app.config.get("SESSION_COOKIE_NAME", "session")
 
     # -- used by the view --------------------------------------------------------------

@@ -10,7 +10,7 @@ a silently different page.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from flask import Flask, request
 from werkzeug.exceptions import BadRequest
@@ -61,7 +61,7 @@ def parse_date(raw: str | None, name: str = "date") -> date:
 
 
 def encode_cursor(created_at: datetime, row_id: int) -> str:
-    return f"{created_at.astimezone(timezone.utc).strftime(CURSOR_FORMAT)}~{row_id}"
+    return f"{created_at.astimezone(UTC).strftime(CURSOR_FORMAT)}~{row_id}"
 
 
 def parse_cursor(raw: str | None, name: str = "after") -> tuple[datetime, int]:
@@ -70,7 +70,7 @@ def parse_cursor(raw: str | None, name: str = "after") -> tuple[datetime, int]:
     try:
         if match is None:
             raise ValueError(raw)
-        stamp = datetime.strptime(match.group(1), CURSOR_FORMAT).replace(tzinfo=timezone.utc)
+        stamp = datetime.strptime(match.group(1), CURSOR_FORMAT).replace(tzinfo=UTC)
         row_id = parse_id(match.group(2), name)
     except (ValueError, InvalidParameter):
         raise InvalidParameter(name, f"“{name}” is not a page position of this list; "
@@ -89,7 +89,7 @@ class StrictIntegerConverter(IntegerConverter):
 
     regex = r"[0-9]{1,19}"
 
-    def __init__(self, map, *args, **kwargs):  # noqa: A002 - werkzeug's signature
+    def __init__(self, map, *args, **kwargs):  # werkzeug's signature
         kwargs.setdefault("min", 1)
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)

@@ -1,8 +1,7 @@
 """Paying an order on our page: the Payment Element, or one of the buyer's saved cards."""
 from __future__ import annotations
 
-from flask import (Blueprint, current_app, flash, jsonify, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..services import purchase

@@ -1,7 +1,17 @@
 from __future__ import annotations
 
-from flask import (Blueprint, abort, current_app, flash, make_response, redirect, render_template,
-                   request, session, url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from ..services import catalog, purchase, testcards

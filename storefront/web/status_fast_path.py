@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from hashlib import sha512
 from types import SimpleNamespace
-from typing import Callable, Iterable
 
 from flask import Flask
 from sqlalchemy import bindparam, select
@@ -83,7 +83,7 @@ class StatusFastPath:
         try:
             session, signed_at = self.serializer.loads(value, max_age=self.max_age,
                                                        return_timestamp=True)
-        except Exception:  # bad signature, expired, garbage: Flask starts an empty session
+        except Exception:  # noqa: BLE001 - bad signature, expired, garbage: Flask starts empty
             return None
         if len(self._sessions) >= _CACHE_SIZE:
             self._sessions.clear()
@@ -99,7 +99,7 @@ class StatusFastPath:
         agent = environ.get("HTTP_USER_AGENT")
         if agent is not None:
             agent = agent.encode("utf-8")
-        return sha512(f"{address}|{agent}".encode("utf8")).hexdigest()
+        return sha512(f"{address}|{agent}".encode()).hexdigest()
 
     def _user_id(self, environ: dict) -> tuple[int, str] | None:
         session = self._session(environ)
@@ -153,8 +153,8 @@ class StatusFastPath:
         return answer
 
     def _payload(self, environ: dict, row) -> bytes:
-        from .orders import BUYER_STATUS, buyer_message
         from ..services.purchase import PAYABLE
+        from .orders import BUYER_STATUS, buyer_message
         order = SimpleNamespace(status=row.status, amount=row.amount, currency=row.currency,
                                 points=row.points, entitlement=row.entitlement,
                                 failure_message=row.failure_message,
