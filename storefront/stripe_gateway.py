@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, Iterator, Mapping
+import time
+from typing import Any, Callable, Iterator, Mapping
 
 import stripe
 from flask import Flask, current_app
@@ -84,6 +85,14 @@ class WebhookSignatureInvalid(GatewayError):
     code = "invalid_signature"
 
 
+class WebhookPayloadInvalid(GatewayError):
+    """A webhook body that is not a UTF-8 JSON Stripe event (refused whatever its signature)."""
+
+    user_message = "The webhook body is not a Stripe event."
+    http_status = 400
+    code = "invalid_payload"
+
+
 class StripeMisconfigured(GatewayError):
     """Bad or missing API keys: the operator's problem, not the buyer's."""
 
@@ -150,6 +159,10 @@ def idempotency_key(*parts: Any, payload: Mapping[str, Any] | None = None) -> st
 
 # --------------------------------------------------------------------------- gateway
 class StripeGateway:
+    #: tests only: called as ``before_request(fn, args)`` before every request to Stripe (the
+    #: transaction guard in tests/conftest.py checks no database transaction is open); None
+    before_request: Callable[[Any, tuple], None] | None = None
+
     def __init__(self, secret_key: str, *, api_base: str | None = None, timeout: float = 10.0,
                  max_network_retries: int = 2, mode: str = "test"):
         self.mode = mode
@@ -179,6 +192,8 @@ class StripeGateway:
         return self._client.v1
 
     def _call(self, fn, *args, **kwargs) -> dict[str, Any]:
+        if self.before_request is not None:
+            self.before_request(fn, args)
         try:
             result = fn(*args, **kwargs)
         except stripe.StripeError as err:
@@ -413,21 +428,29 @@ class StripeGateway:
                        tolerance: int = 300) -> dict[str, Any]:
         """Check ``Stripe-Signature`` over the raw body; return the event as a plain dict.
 
-        Verification is Stripe's own (``WebhookSignature.verify_header``); parsing is plain
-        JSON, so a burst of events costs an HMAC and a ``json.loads`` each.
+        Verification is Stripe's own (``WebhookSignature.verify_header``), which only refuses
+        a timestamp older than ``tolerance``; one further ahead than that is refused here too.
+        The body must be UTF-8 (Stripe's only encoding) and is parsed from that text, never
+        from bytes (``json.loads`` would guess UTF-16 or UTF-32 from bytes).
         """
         if not secret:
             raise WebhookSignatureInvalid("no webhook signing secret is configured")
         try:
-            stripe.WebhookSignature.verify_header(payload, signature, secret, tolerance)
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise WebhookPayloadInvalid("the webhook body is not UTF-8") from err
+        try:
+            stripe.WebhookSignature.verify_header(text, signature, secret, tolerance)
         except stripe.SignatureVerificationError as err:
             raise WebhookSignatureInvalid(str(err)) from err
+        if _signed_at(signature or "") > time.time() + tolerance:
+            raise WebhookSignatureInvalid("Timestamp outside the tolerance zone (in the future)")
         try:
-            event = json.loads(payload)
-        except ValueError as err:
-            raise WebhookSignatureInvalid("the webhook body is not JSON") from err
+            event = json.loads(text)
+        except (ValueError, RecursionError) as err:
+            raise WebhookPayloadInvalid("the webhook body is not JSON") from err
         if not isinstance(event, dict) or event.get("object") != "event":
-            raise WebhookSignatureInvalid("the webhook body is not a Stripe event")
+            raise WebhookPayloadInvalid("the webhook body is not a Stripe event")
         return event
 
     def create_webhook_endpoint(self, *, url: str, enabled_events: list[str],
@@ -452,6 +475,13 @@ class StripeGateway:
             if not page.get("has_more") or not data:
                 return
             params["starting_after"] = data[-1]["id"]
+
+
+def _signed_at(header: str) -> int:
+    """The ``t=`` of a Stripe-Signature header that ``verify_header`` accepted, read as the
+    SDK reads it."""
+    items = [item.split("=", 2) for item in header.split(",")]
+    return int(next(item[1] for item in items if item[0] == "t"))
 
 
 def init_gateway(app: Flask) -> StripeGateway:

@@ -54,8 +54,10 @@ class Sandbox:
     def reset(self):
         return self.control("POST", "/_sandbox/reset", {})
 
-    def fault(self, mode: str, count: int = 1, path_prefix: str = "/v1/"):
-        return self.control("POST", "/_sandbox/faults", {"mode": mode, "count": count, "path_prefix": path_prefix})
+    def fault(self, mode: str, count: int = 1, path_prefix: str = "/v1/", **extra):
+        """``extra``: e.g. ``seconds=2`` for the ``delay`` and ``timeout`` modes."""
+        return self.control("POST", "/_sandbox/faults", {"mode": mode, "count": count,
+                                                        "path_prefix": path_prefix, **extra})
 
     def clear_faults(self):
         return self.control("DELETE", "/_sandbox/faults")
@@ -195,6 +197,92 @@ def catalog(app, sandbox):
         sync_catalog()
 
 
+# --------------------------------------------------------------------------- transaction guard
+class TransactionGuard:
+    """Records, for every request the app sends to Stripe (``StripeGateway.before_request``),
+    whether the sending thread had a database transaction open at that moment, and whether that
+    transaction had written (then it holds locks: the SQLite write lock, PostgreSQL row locks).
+
+    ``problems()``: calls made inside a transaction that had written, anywhere; and calls made
+    inside any transaction at all while handling a request to one of ``strict_paths`` (the
+    webhook), where even a read must be committed before Stripe is asked."""
+
+    WRITES = ("INSERT", "UPDATE", "DELETE")
+
+    def __init__(self, strict_paths=("/api/stripe/webhook",)):
+        self.strict_paths = tuple(strict_paths)
+        self.calls: list[dict] = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _open(self) -> dict:
+        if not hasattr(self._local, "open"):
+            self._local.open = {}
+        return self._local.open
+
+    # engine events (per thread: each thread has its own connection)
+    def on_begin(self, conn):
+        self._open()[id(conn)] = False
+
+    def on_end(self, conn):
+        self._open().pop(id(conn), None)
+
+    def on_execute(self, conn, cursor, statement, parameters, context, executemany):
+        open_ = self._open()
+        if id(conn) in open_ and statement.lstrip().upper().startswith(self.WRITES):
+            open_[id(conn)] = True
+
+    # the gateway hook
+    def before_request(self, fn, args):
+        from flask import has_request_context, request
+        open_ = self._open()
+        call = {"call": getattr(fn, "__qualname__", repr(fn)), "args": args,
+                "in_transaction": bool(open_), "wrote": any(open_.values()),
+                "path": request.path if has_request_context() else None}
+        with self._lock:
+            self.calls.append(call)
+
+    def problems(self) -> list[dict]:
+        return [c for c in self.calls
+                if c["wrote"] or (c["in_transaction"] and c["path"] in self.strict_paths)]
+
+    def install(self, app):
+        from sqlalchemy import event
+
+        from storefront.stripe_gateway import EXTENSION_KEY
+        with app.app_context():
+            engine = db.engine
+        self._engine = engine
+        event.listen(engine, "begin", self.on_begin)
+        event.listen(engine, "commit", self.on_end)
+        event.listen(engine, "rollback", self.on_end)
+        event.listen(engine, "before_cursor_execute", self.on_execute)
+        self._gateway = app.extensions[EXTENSION_KEY]
+        self._gateway.before_request = self.before_request
+
+    def uninstall(self):
+        from sqlalchemy import event
+        self._gateway.before_request = None
+        event.remove(self._engine, "begin", self.on_begin)
+        event.remove(self._engine, "commit", self.on_end)
+        event.remove(self._engine, "rollback", self.on_end)
+        event.remove(self._engine, "before_cursor_execute", self.on_execute)
+
+
+@pytest.fixture
+def tx_guard(app):
+    """Fails the test if the app called Stripe inside a database transaction that had written
+    (anywhere) or inside any transaction while handling a webhook (see TransactionGuard)."""
+    guard = TransactionGuard()
+    guard.install(app)
+    yield guard
+    guard.uninstall()
+    problems = guard.problems()
+    assert not problems, "Stripe called inside a database transaction: " + "; ".join(
+        f"{p['call']}{p['args'][:1]} from {p['path'] or 'outside a request'}"
+        f" ({'wrote' if p['wrote'] else 'read'})" for p in problems)
+
+
 # --------------------------------------------------------------------------- auth helper
 class AuthActions:
     def __init__(self, client):
@@ -262,13 +350,15 @@ def webhooks(app, sandbox, live_server):
     app.config["STRIPE_WEBHOOK_SECRET"] = None
 
 
-def sign_payload(payload: str, secret: str, timestamp: int | None = None) -> str:
-    """A Stripe-Signature header, computed as Stripe does (for forged/stale/replay tests)."""
+def sign_payload(payload: str | bytes, secret: str, timestamp: int | None = None) -> str:
+    """A Stripe-Signature header, computed as Stripe does (for forged/stale/replay tests);
+    ``payload`` as bytes signs exactly those bytes (e.g. a body that is not UTF-8)."""
     import hashlib
     import hmac
     import time
     timestamp = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256)
+    body = payload if isinstance(payload, bytes) else payload.encode()
+    mac = hmac.new(secret.encode(), b"%d." % timestamp + body, hashlib.sha256)
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 

@@ -2,6 +2,7 @@
 store, duplicates, out-of-order events, races with the status poll, forged signatures."""
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -14,6 +15,10 @@ from storefront.models import Order, OrderTransition, PointsEntry, StripeEvent, 
 from storefront.services import fulfilment, purchase
 
 from .conftest import browser_confirm, sign_payload
+
+#: every test here fails if the app calls Stripe inside a database transaction that has written,
+#: or inside any transaction while handling a webhook (tests/conftest.py: TransactionGuard)
+pytestmark = pytest.mark.usefixtures("tx_guard")
 
 
 def flush(sandbox):
@@ -292,3 +297,139 @@ def test_a_dispute_marks_the_order_and_freezes_its_points(app, buyer, sandbox, w
     flush(sandbox)
     assert order_row(app).status == "disputed"
     assert counts(app)["balance"] == 0
+
+
+# --- malformed, future-dated and oversized deliveries (400 / 413, nothing stored) -----------------
+
+def _stored_nothing(app) -> bool:
+    return counts(app)["events"] == 0
+
+
+def _post_raw(client, body: bytes, secret: str, timestamp: int | None = None):
+    return client.post("/api/stripe/webhook", data=body, content_type="application/json",
+                       headers={"Stripe-Signature": sign_payload(body, secret, timestamp)})
+
+
+def _good_event(**changes) -> dict:
+    event = {"id": "evt_shape_1", "object": "event", "type": "payment_intent.succeeded",
+             "created": int(time.time()), "livemode": False,
+             "data": {"object": {"id": "pi_not_ours", "object": "payment_intent",
+                                 "status": "succeeded", "metadata": {}}}}
+    event.update(changes)
+    return {k: v for k, v in event.items() if v is not _DROP}
+
+
+_DROP = object()
+MALFORMED = {
+    "missing id": json.dumps(_good_event(id=_DROP)).encode(),
+    "id not a string": json.dumps(_good_event(id=12)).encode(),
+    "created not a number": json.dumps(_good_event(created="abc")).encode(),
+    "created too large": json.dumps(_good_event(created=10**20)).encode(),
+    "type missing": json.dumps(_good_event(type=_DROP)).encode(),
+    "data null": json.dumps(_good_event(data=None)).encode(),
+    "data.object a list": json.dumps(_good_event(data={"object": [1]})).encode(),
+    "data.object missing": json.dumps(_good_event(data={})).encode(),
+    "utf-16 body": json.dumps(_good_event()).encode("utf-16"),
+    "utf-16 body without BOM": json.dumps(_good_event()).encode("utf-16-le"),
+    "invalid utf-8": json.dumps(_good_event()).encode()[:-2] + b"\xff\xfe}",
+    "not json": b"{not json",
+    "deeply nested": b"[" * 50_000 + b"]" * 50_000,
+    "not an event": json.dumps({**_good_event(), "object": "charge"}).encode(),
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_signed_but_malformed_event_answers_400_and_stores_nothing(app, client, sandbox,
+                                                                    webhooks, body):
+    response = _post_raw(client, body, webhooks)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_payload" and error["message"]
+    assert _stored_nothing(app)
+
+
+def test_the_well_formed_event_those_were_made_from_is_accepted(app, client, sandbox, webhooks):
+    response = _post_raw(client, json.dumps(_good_event()).encode(), webhooks)
+    assert response.status_code == 200 and counts(app)["events"] == 1
+
+
+def test_a_timestamp_in_the_future_is_refused_like_a_stale_one(app, client, sandbox, webhooks):
+    body = json.dumps(_good_event()).encode()
+    for offset in (86_400, 301, -3600):  # a day ahead, just past the tolerance, an hour old
+        response = _post_raw(client, body, webhooks, timestamp=int(time.time()) + offset)
+        assert response.status_code == 400, offset
+        assert response.get_json()["error"]["code"] == "invalid_signature"
+    assert _stored_nothing(app)
+    near = _post_raw(client, body, webhooks, timestamp=int(time.time()) + 60)  # clock skew
+    assert near.status_code == 200
+
+
+class _Body(io.RawIOBase):
+    """A request body of ``size`` bytes produced on demand, counting what the app reads."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size, self.position, self.read_bytes = size, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:  # the test client measures the body by seeking
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.position = [offset, self.position + offset, self.size + offset][whence]
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.size - self.position)
+        buffer[:n] = b" " * n
+        self.position += n
+        self.read_bytes += n
+        return n
+
+
+def test_a_50_mb_webhook_is_refused_before_it_is_read(app, client, sandbox, webhooks):
+    body = _Body(50 * 1024 * 1024)
+    response = client.post("/api/stripe/webhook", input_stream=body,
+                           environ_overrides={"CONTENT_LENGTH": str(body.size)},
+                           headers={"Stripe-Signature": "t=1,v1=abc",
+                                    "Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+    assert body.read_bytes == 0 and _stored_nothing(app)
+
+
+def test_a_body_without_content_length_is_cut_off_at_the_limit(app, client, sandbox, webhooks):
+    from storefront.services.webhooks import MAX_BYTES
+    body = _Body(50 * 1024 * 1024)
+    response = client.post("/api/stripe/webhook", input_stream=body,
+                           environ_overrides={"CONTENT_LENGTH": "",
+                                              "wsgi.input_terminated": True},
+                           headers={"Stripe-Signature": "t=1,v1=abc",
+                                    "Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert body.read_bytes <= MAX_BYTES + 1 and _stored_nothing(app)
+
+
+def test_a_body_just_over_the_limit_is_refused_and_one_under_is_read(app, client, sandbox,
+                                                                     webhooks):
+    from storefront.services.webhooks import MAX_BYTES
+    event = json.dumps(_good_event()).encode()
+    over = event + b" " * (MAX_BYTES + 1 - len(event))
+    assert _post_raw(client, over, webhooks).status_code == 413
+    under = event + b" " * (MAX_BYTES - len(event))
+    assert _post_raw(client, under, webhooks).status_code == 200
+
+
+def test_a_repeat_of_a_processed_event_does_not_ask_stripe(app, client, sandbox, webhooks,
+                                                           tx_guard):
+    body = json.dumps(_good_event()).encode()
+    assert _post_raw(client, body, webhooks).status_code == 200
+    calls = len(tx_guard.calls)
+    again = _post_raw(client, body, webhooks)
+    assert again.status_code == 200 and again.get_json()["duplicate"] is True
+    assert len(tx_guard.calls) == calls and counts(app)["events"] == 1

@@ -268,6 +268,9 @@ def _take_fault(store: Store, path: str) -> Response | None:
         else:
             return None
     mode = fault["mode"]
+    if mode == "delay":  # a slow Stripe: the call then runs as usual
+        time.sleep(float(fault.get("seconds", 30)))
+        return None
     if mode == "timeout":
         time.sleep(float(fault.get("seconds", 30)))
         return _fault_response(errors.StripeError(

@@ -1,8 +1,9 @@
 """``/_sandbox/``: control routes for tests and demos (local use only, no authentication).
 
 Reset all state, read and advance the clock, inject API faults (the next N calls answer 500,
-hang, or 429), steer webhook delivery (twice, late, held then newest-first, dropped), read the
-delivery log, list the test cards, and read the conformance counters.
+hang, or 429, or answer normally after a delay), steer webhook delivery (twice, late, held then
+newest-first, dropped), read the delivery log, list the test cards, and read the conformance
+counters.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from .webhooks import delivery_log, release_held
 
 control = Blueprint("sandbox_control", __name__, url_prefix="/_sandbox")
 
-_FAULT_MODES = {"error", "timeout", "rate_limit"}
+#: ``delay`` answers normally after ``seconds`` (a slow Stripe); ``timeout`` hangs, then 500
+_FAULT_MODES = {"error", "timeout", "rate_limit", "delay"}
+_MAX_FAULT_SECONDS = 600
 _WEBHOOK_FAULTS = {"duplicate", "delay", "hold", "drop"}
 
 
@@ -69,11 +72,15 @@ def faults():
         count = fault.get("count", 1)
         if not isinstance(count, int) or count < 1:
             return _bad("count must be a positive integer")
+        seconds = fault.get("seconds", 30)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                or not 0 <= seconds <= _MAX_FAULT_SECONDS:
+            return _bad(f"seconds must be a number from 0 to {_MAX_FAULT_SECONDS}")
         with store.transaction():
             current = store.meta_json("faults", [])
             current.append({"mode": fault["mode"], "count": count,
                             "path_prefix": fault.get("path_prefix") or "/v1/",
-                            "seconds": float(fault.get("seconds", 30))})
+                            "seconds": float(seconds)})
             store.set_meta_json("faults", current)
     return jsonify({"faults": store.meta_json("faults", [])})
 

@@ -12,22 +12,26 @@ number of times, at the same moment. What keeps that safe:
 * points are written with a unique ledger key per fact (``order:<id>:purchase``), so the
   second caller finds them already credited.
 
-These functions run inside the caller's transaction and never commit; the caller (webhook
-processing, the status sync, the purchase service) owns the transaction.
+These functions run inside the caller's transaction, never commit and never call Stripe; the
+caller (webhook processing, the status sync, the purchase service) fetches what they need from
+Stripe first and owns the transaction. A Stripe write that must follow a change made here (a
+Lifetime purchase ends the buyer's subscription) is only *recorded* in that transaction and sent
+after commit: see :func:`finish_pending_cancels`.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import Order, OrderTransition, Price, Subscription, User
 from ..models.base import insert_or_ignore, utcnow
 from ..models.subscription import LIVE_STATUSES
-from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
+from ..stripe_gateway import GatewayError, StripeRequestInvalid, get_gateway, idempotency_key
 from . import points
 
 log = logging.getLogger(__name__)
@@ -523,30 +527,143 @@ def apply_subscription(sub: dict, *, source: str, fetched_at: datetime | None = 
     row.canceled_at = _ts(sub.get("canceled_at"))
     row.ended_at = _ts(sub.get("ended_at"))
     row.latest_invoice_id = _id(sub.get("latest_invoice")) or row.latest_invoice_id
+    _note_owed_cancel(row)
     return row
 
 
-def end_subscriptions_for_lifetime(user_id: int, *, reason: str) -> None:
-    """A Lifetime purchase is paid: the buyer's live subscription stops at the end of the period
-    it has paid for (an unpaid one is canceled now). Best effort: if Stripe cannot be reached,
-    ``services.subscriptions.enforce_lifetime`` retries when the buyer opens their account."""
-    rows = db.session.scalars(select(Subscription).where(
+# --- a Stripe write owed after a local change: recorded, sent after commit, retried ------------------
+#
+# A paid Lifetime order ends the buyer's subscription at Stripe. That write never runs inside the
+# order's transaction: a slow Stripe would hold the order lock (and on SQLite the database's write
+# lock) for as long as it takes, and a rollback after Stripe said yes would forget a change Stripe
+# made. Instead the transaction that pays the order records the intent on the subscription row
+# (``pending_cancel``); once it has committed, :func:`run_after_commit` (called by
+# ``purchase.transaction`` and by webhook processing) sends it with an idempotency key. A failure
+# stays recorded and is retried by the next commit that owes it, the account page's sync
+# (``subscriptions.enforce_lifetime``) and ``flask reconcile`` (:func:`finish_pending_cancels`).
+
+#: ``db.session.info`` key: the buyers whose owed cancels the current transaction recorded
+AFTER_COMMIT = "storefront.owed_cancels"
+
+
+def end_subscriptions_for_lifetime(user_id: int, *, reason: str) -> int:
+    """A Lifetime purchase is paid: record, in the caller's transaction, that the buyer's renewing
+    subscriptions must end (at the end of the period they have paid for; an unpaid one now).
+    Stripe is asked after commit (:func:`run_after_commit`). Returns how many were newly marked."""
+    marked = db.session.execute(update(Subscription).where(
         Subscription.user_id == user_id, Subscription.status.in_(LIVE_STATUSES),
-        and_(Subscription.cancel_at_period_end.is_(False)))).all()
-    gateway = get_gateway()
-    for row in rows:
-        started = utcnow()
+        Subscription.cancel_at_period_end.is_(False), Subscription.pending_cancel.is_(None))
+        .values(pending_cancel=f"lifetime:{reason}"[:120], pending_cancel_since=utcnow(),
+                pending_cancel_attempts=0, pending_cancel_error=None)
+        .returning(Subscription.id).execution_options(synchronize_session=False)).all()
+    _owe_after_commit(user_id)  # marked now or earlier and not sent yet: send it after commit
+    return len(marked)
+
+
+def _owe_after_commit(user_id: int) -> None:
+    db.session.info.setdefault(AFTER_COMMIT, set()).add(user_id)
+
+
+def _note_owed_cancel(row: Subscription) -> None:
+    """Keep ``pending_cancel`` true to Stripe's state just applied: settled once the
+    subscription ends or is set to end; owed if a Lifetime owner's subscription still renews
+    (e.g. one started through Checkout that we first hear of after the Lifetime purchase)."""
+    if row.pending_cancel is not None:
+        if not row.live or row.cancel_at_period_end:
+            row.pending_cancel = row.pending_cancel_since = row.pending_cancel_error = None
+        return
+    if not row.live or row.cancel_at_period_end:
+        return
+    if db.session.scalar(select(User.lifetime_since).where(User.id == row.user_id)) is None:
+        return
+    row.pending_cancel = f"lifetime:user-{row.user_id}"
+    row.pending_cancel_since = utcnow()
+    row.pending_cancel_attempts = 0
+    row.pending_cancel_error = None
+    _owe_after_commit(row.user_id)
+
+
+def run_after_commit() -> None:
+    """Send the Stripe writes the transaction just committed owes (call right after commit)."""
+    user_ids = db.session.info.pop(AFTER_COMMIT, None)
+    if user_ids:
+        finish_pending_cancels(user_ids=user_ids)
+
+
+def finish_pending_cancels(*, user_ids: Iterable[int] | None = None,
+                           limit: int = 100) -> tuple[int, int]:
+    """Send every owed subscription cancel (of ``user_ids``, or all) to Stripe, each in its own
+    short steps with no transaction open across the call. Returns (settled, still pending).
+    Never raises: what fails stays recorded for the next try."""
+    query = select(Subscription.id).where(Subscription.pending_cancel.is_not(None))
+    if user_ids is not None:
+        query = query.where(Subscription.user_id.in_(list(user_ids)))
+    db.session.commit()
+    row_ids = db.session.scalars(query.order_by(Subscription.pending_cancel_since)
+                                 .limit(limit)).all()
+    db.session.commit()
+    settled = 0
+    for row_id in row_ids:
         try:
-            if row.status == "incomplete":
-                sub = gateway.cancel_subscription(
-                    row.stripe_subscription_id,
-                    idempotency_key=idempotency_key("lifetime", reason, row.stripe_subscription_id))
+            settled += finish_pending_cancel(row_id)
+        except Exception:  # one row must not stop the others; it stays owed
+            db.session.rollback()
+            log.exception("owed cancel of subscription row %s failed", row_id)
+    return settled, len(row_ids) - settled
+
+
+def finish_pending_cancel(row_id: int) -> bool:
+    """Send one owed cancel; True once it holds at Stripe and our row says so.
+
+    The try is claimed (its number counted) and committed first; the idempotency key names
+    the try, so a retry is a new request, and a retry first reads the subscription in case an
+    earlier try reached Stripe but its answer was lost (then nothing is sent again)."""
+    claimed = db.session.execute(
+        update(Subscription).where(Subscription.id == row_id,
+                                   Subscription.pending_cancel.is_not(None))
+        .values(pending_cancel_attempts=Subscription.pending_cancel_attempts + 1)
+        .returning(Subscription.stripe_subscription_id, Subscription.status,
+                   Subscription.pending_cancel, Subscription.pending_cancel_attempts)
+        .execution_options(synchronize_session=False)).first()
+    db.session.commit()
+    if claimed is None:
+        return True  # settled meanwhile
+    stripe_id, status, reason, attempt = claimed
+    gateway = get_gateway()
+    started = utcnow()
+    try:
+        sub = gateway.retrieve_subscription(stripe_id) if attempt > 1 else None
+        if sub is None or (sub.get("status") in LIVE_STATUSES
+                           and not sub.get("cancel_at_period_end")):
+            key = idempotency_key("subscription", stripe_id, "owed-cancel", reason, attempt)
+            if status == "incomplete":  # never paid: nothing to run to the period's end
+                sub = gateway.cancel_subscription(stripe_id, idempotency_key=key)
             else:
-                sub = gateway.update_subscription(
-                    row.stripe_subscription_id, {"cancel_at_period_end": True},
-                    idempotency_key=idempotency_key("lifetime", reason, row.stripe_subscription_id))
-        except GatewayError as err:
-            log.warning("lifetime: could not end subscription %s now: %s",
-                        row.stripe_subscription_id, err.code)
-            continue
-        apply_subscription(sub, source=f"lifetime:{reason}", fetched_at=started)
+                sub = gateway.update_subscription(stripe_id, {"cancel_at_period_end": True},
+                                                  idempotency_key=key)
+    except StripeRequestInvalid as err:  # e.g. already canceled: Stripe's state decides
+        try:
+            sub = gateway.retrieve_subscription(stripe_id)
+        except GatewayError:
+            return _cancel_failed(row_id, stripe_id, err)
+    except GatewayError as err:
+        return _cancel_failed(row_id, stripe_id, err)
+    try:
+        row = apply_subscription(sub, source=reason or "owed-cancel", fetched_at=started)
+        settled = row is None or row.pending_cancel is None
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    log.info("subscription %s: owed cancel (%s) %s", stripe_id, reason,
+             "holds" if settled else "still owed")
+    return settled
+
+
+def _cancel_failed(row_id: int, stripe_id: str, err: GatewayError) -> bool:
+    log.warning("subscription %s: owed cancel not sent (%s); retried later", stripe_id, err.code)
+    db.session.execute(update(Subscription).where(Subscription.id == row_id).values(
+        pending_cancel_error=f"{err.code}: {err.detail}"[:255])
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return False

@@ -305,7 +305,9 @@ def cancel_checkout(order: Order) -> Order:
 # --- applying and syncing ------------------------------------------------------------------------
 
 class transaction:
-    """``with transaction():`` one unit of work; commits, or rolls back on any error."""
+    """``with transaction():`` one unit of work; commits, or rolls back on any error. After a
+    commit, the Stripe writes the unit recorded as owed are sent (``fulfilment.run_after_commit``:
+    e.g. Lifetime ends a subscription), never inside the transaction."""
 
     def __enter__(self):
         db.session.commit()  # end any implicit transaction: the order lock comes first
@@ -314,6 +316,7 @@ class transaction:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             db.session.commit()
+            fulfilment.run_after_commit()
         else:
             db.session.rollback()
         return False

@@ -6,6 +6,10 @@ refunds (through their charges), disputes, and invoices when the subscriptions c
 would, one object per transaction (``purchase.transaction``), with the source ``reconcile``.
 Fulfilment is idempotent and only moves orders forward, so a run changes only what is behind
 Stripe, and a second run changes nothing. What changed is returned (order, from -> to).
+
+No database transaction is open while Stripe is asked (each read is committed before the next
+page or object is fetched). A run ends by sending the Stripe writes still owed after an earlier
+failure (``fulfilment.finish_pending_cancels``: a Lifetime purchase's subscription cancel).
 """
 from __future__ import annotations
 
@@ -50,11 +54,18 @@ class Report:
     checked: dict[str, int] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: owed subscription cancels sent now and holding / still owed (Stripe failed again)
+    cancels_sent: int = 0
+    cancels_pending: int = 0
 
     def summary(self) -> str:
         seen = ", ".join(f"{n} {kind}" for kind, n in self.checked.items()) or "nothing"
+        owed = ""
+        if self.cancels_sent or self.cancels_pending:
+            owed = (f", {self.cancels_sent} owed subscription cancel(s) sent"
+                    + (f", {self.cancels_pending} still owed" if self.cancels_pending else ""))
         return (f"Checked the last {self.days} day(s): {seen}; {len(self.changes)} change(s)"
-                + (f", {len(self.errors)} error(s)" if self.errors else "") + ".")
+                + owed + (f", {len(self.errors)} error(s)" if self.errors else "") + ".")
 
 
 class ReconcileError(Exception):
@@ -79,7 +90,9 @@ def _find(*, payment_intent: str | None = None, session: str | None = None,
             conditions.append(column == value)
     if not conditions:
         return None
-    return db.session.scalar(select(Order.id).where(or_(*conditions)).limit(1))
+    found = db.session.scalar(select(Order.id).where(or_(*conditions)).limit(1))
+    db.session.commit()  # no read stays open while the next object is fetched from Stripe
+    return found
 
 
 def _apply(report: Report, stripe_id: str, order_id: int | None,
@@ -120,6 +133,7 @@ def reconcile(days: int = 3, *, now: int | None = None) -> Report:
     except GatewayError as err:
         raise ReconcileError(f"Stripe could not be listed: {err.detail or err.user_message}") \
             from err
+    report.cancels_sent, report.cancels_pending = fulfilment.finish_pending_cancels()
     return report
 
 

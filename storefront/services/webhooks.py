@@ -1,21 +1,28 @@
-"""Stripe webhooks: verify, store by event id, then process in one transaction.
+"""Stripe webhooks: verify, fetch from Stripe, then store and apply in one short transaction.
 
 1. The raw body's ``Stripe-Signature`` is checked (400 without a valid one, or when the
-   timestamp is outside the tolerance).
-2. The event is stored by its Stripe id before anything else (the transaction's first
-   statement, unique on the id). A repeat of an event already processed answers 200 and does
-   nothing.
-3. Processing dispatches on the type to :mod:`.fulfilment` / :mod:`.subscriptions` in the same
-   transaction, which commits the event as processed together with its effects. A failure rolls
-   that back, stores the event with the error, and answers 500, so Stripe retries. Events about
-   objects we don't know are logged and acknowledged.
+   timestamp is more than the tolerance away from now, in the past or the future), and the
+   event's shape: a UTF-8 JSON Stripe event with an ``evt_`` id, an integer ``created`` and an
+   object in ``data.object`` (400 otherwise; nothing is stored).
+2. What the handler needs from Stripe is fetched (a subscription or invoice is always
+   re-fetched: the event's copy may be stale) with **no database transaction open**: a slow
+   Stripe must never hold a lock.
+3. One short transaction stores the event by its Stripe id (its first statement, unique on the
+   id) and applies it through :mod:`.fulfilment`; they commit together. A repeat of an event
+   already processed answers 200 and does nothing. A failure rolls that back, stores the event
+   with the error, and answers 500, so Stripe retries. Events about objects we don't know are
+   logged and acknowledged.
+4. After commit, Stripe writes the change made owed (a Lifetime purchase ends the buyer's
+   subscription) are sent: ``fulfilment.run_after_commit``.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -23,10 +30,21 @@ from sqlalchemy import select, update
 from ..extensions import db
 from ..models import StripeEvent
 from ..models.base import insert_or_ignore, utcnow
-from ..stripe_gateway import get_gateway, idempotency_key
-from . import fulfilment, subscriptions
+from ..stripe_gateway import (
+    GatewayError,
+    StripeNotFound,
+    WebhookPayloadInvalid,
+    get_gateway,
+    idempotency_key,
+)
+from . import fulfilment
 
 log = logging.getLogger(__name__)
+
+#: Stripe events are a few KiB; a body larger than this is refused before it is read (413)
+MAX_BYTES = 256 * 1024
+#: how far a signature's timestamp may be from now, either way (Stripe's default)
+TOLERANCE_SECONDS = 300
 
 #: the events the store listens to (registered with the webhook endpoint)
 ENABLED_EVENTS = [
@@ -39,6 +57,10 @@ ENABLED_EVENTS = [
     "customer.subscription.deleted", "invoice.paid", "invoice.payment_failed",
 ]
 
+_EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,200}")
+_EVENT_TYPE = re.compile(r"[a-z_]+(\.[a-z_]+)+")
+_MAX_CREATED = 2**31 - 1  # the column is a 32-bit integer (Stripe's seconds fit until 2038)
+
 
 @dataclass
 class Outcome:
@@ -46,109 +68,195 @@ class Outcome:
     body: dict
 
 
-def _handler(event_type: str) -> Callable | None:
-    if event_type.startswith("payment_intent."):
-        return fulfilment.apply_payment_intent
-    if event_type.startswith("customer.subscription."):  # re-fetched: out-of-order safe
-        return subscriptions.on_subscription_event
-    if event_type in ("invoice.paid", "invoice.payment_failed"):
-        return subscriptions.on_invoice_event
-    if event_type.startswith("checkout.session."):
-        return lambda obj, **kw: fulfilment.apply_checkout_session(obj, event_type=event_type,
-                                                                   **kw)
-    return {"charge.succeeded": fulfilment.apply_charge, "charge.failed": fulfilment.apply_charge,
-            "charge.refunded": fulfilment.apply_refund,
-            "charge.dispute.created": fulfilment.apply_dispute}.get(event_type)
+#: applies an event inside the transaction that stores it: ``apply(source)``
+Apply = Callable[[str], Any]
 
+
+# --- checking what arrived ---------------------------------------------------------------------
+
+def parse(payload: bytes, signature: str | None) -> dict:
+    """The verified event, or :class:`WebhookSignatureInvalid` / :class:`WebhookPayloadInvalid`
+    (both 400). Everything processing relies on is checked here, before anything is stored."""
+    secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
+    event = get_gateway().verify_webhook(payload, signature, secret, tolerance=TOLERANCE_SECONDS)
+    _check_event(event)
+    return event
+
+
+def _check_event(event: dict) -> None:
+    def bad(message: str) -> WebhookPayloadInvalid:
+        return WebhookPayloadInvalid(f"the event {message}",
+                                     user_message=f"The webhook event {message}.")
+
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
+        raise bad("has no valid id")
+    event_type = event.get("type")
+    if not isinstance(event_type, str) or len(event_type) > 100 \
+            or not _EVENT_TYPE.fullmatch(event_type):
+        raise bad("has no valid type")
+    created = event.get("created")
+    if type(created) is not int or not 0 < created <= _MAX_CREATED:
+        raise bad("has no valid created timestamp")
+    if not isinstance(event.get("livemode", False), bool):
+        raise bad("has an invalid livemode")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        raise bad("has no object in data.object")
+    object_id = obj.get("id")
+    if object_id is not None and (not isinstance(object_id, str) or not 0 < len(object_id) <= 255):
+        raise bad("object has an invalid id")
+
+
+# --- receiving -----------------------------------------------------------------------------------
 
 def receive(payload: bytes, signature: str | None) -> Outcome:
     """Handle one delivery; the view turns the outcome into the HTTP answer.
 
-    One transaction stores the event (first statement, unique on its Stripe id), runs its
-    handler and commits both -- one commit per event. If the handler fails, that transaction is
-    rolled back and the event is stored with the error in a second one, and we answer 500 so
-    Stripe retries.
+    A repeat of a processed event is answered from the database without asking Stripe; a new
+    one (or Stripe's retry of one that failed) is fetched, stored and applied (:func:`_run`).
     """
-    secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
-    event = get_gateway().verify_webhook(payload, signature, secret)  # WebhookSignatureInvalid
-    db.session.commit()  # start clean: the event's INSERT opens the transaction
-    values = _row_values(event, payload)
-    if not insert_or_ignore(db.session, StripeEvent.__table__, values, "stripe_id"):
-        db.session.rollback()  # seen before, or arriving twice right now
-        return _repeat(event)
-    return _run(event, source=f"event:{event['id']}", payload=payload)
-
-
-def _row_values(event: dict, payload: bytes) -> dict:
-    obj = (event.get("data") or {}).get("object") or {}
-    return dict(stripe_id=event["id"], type=event.get("type", ""),
-                object_id=obj.get("id") if isinstance(obj, dict) else None,
-                created=int(event.get("created") or 0), livemode=bool(event.get("livemode")),
-                payload=payload.decode("utf-8"), received_at=utcnow(), processed_at=utcnow(),
-                attempts=1, error=None)
-
-
-def _repeat(event: dict) -> Outcome:
-    row = db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == event["id"]))
-    if row is not None and row.processed_at is not None:
+    event = parse(payload, signature)
+    db.session.commit()  # start clean
+    processed = db.session.execute(select(StripeEvent.processed_at)
+                                   .where(StripeEvent.stripe_id == event["id"])).first()
+    db.session.commit()  # the read ends here: nothing stays open across the fetch
+    if processed is not None and processed[0] is not None:
         return Outcome(200, {"received": True, "duplicate": True})
-    if row is None:  # the first delivery is still running: let Stripe retry this one later
-        return Outcome(409, {"received": True, "processed": False})
-    return process(row.id)  # an earlier attempt failed: this is Stripe's retry
-
-
-def _dispatch(event: dict, source: str) -> None:
-    handler = _handler(event.get("type", ""))
-    if handler is None:
-        log.info("webhook %s: %s not handled, acknowledged", event["id"], event.get("type"))
-        return
-    result = handler(event["data"]["object"], source=source, event_created=event.get("created"))
-    if result is None:
-        log.info("webhook %s: %s is about an object we don't know; acknowledged",
-                 event["id"], event.get("type"))
-
-
-def _run(event: dict, *, source: str, payload: bytes) -> Outcome:
-    """Dispatch inside the transaction that stored the event; on failure store the error."""
-    try:
-        _dispatch(event, source)
-        db.session.commit()
-    except Exception as err:  # noqa: BLE001 - any failure must answer 500 so Stripe retries
-        db.session.rollback()
-        log.exception("webhook %s (%s) failed", event["id"], event.get("type"))
-        _record_failure(event, payload, err)
-        return Outcome(500, {"received": True, "processed": False})
-    return Outcome(200, {"received": True, "processed": True})
-
-
-def _record_failure(event: dict, payload: bytes, err: Exception) -> None:
-    error = f"{type(err).__name__}: {err}"[:2000]
-    values = {**_row_values(event, payload), "processed_at": None, "error": error}
-    if not insert_or_ignore(db.session, StripeEvent.__table__, values, "stripe_id"):
-        db.session.execute(update(StripeEvent).where(StripeEvent.stripe_id == event["id"])
-                           .values(error=error, attempts=StripeEvent.attempts + 1))
-    db.session.commit()
+    return _run(event, payload.decode("utf-8"), source=f"event:{event['id']}")
 
 
 def process(event_row_id: int, *, source_prefix: str = "event") -> Outcome:
-    """Run a stored event's handler again in one transaction (a retry, or an admin's replay);
-    safe because every handler is idempotent."""
+    """Run a stored event's handler again (an admin's replay, ``flask replay-event``): fetched
+    and applied as on arrival; safe because every handler is idempotent."""
     db.session.commit()
     row = db.session.get(StripeEvent, event_row_id)
-    event = json.loads(row.payload)
+    if row is None:
+        return Outcome(404, {"received": False})
+    event, text = json.loads(row.payload), row.payload
+    db.session.commit()
     try:
-        _dispatch(event, f"{source_prefix}:{row.stripe_id}")
-        db.session.execute(update(StripeEvent).where(StripeEvent.id == row.id).values(
-            processed_at=utcnow(), error=None, attempts=StripeEvent.attempts + 1))
-        db.session.commit()
-    except Exception as err:  # noqa: BLE001 - any failure must answer 500 so Stripe retries
-        db.session.rollback()
-        log.exception("webhook %s (%s) failed", row.stripe_id, row.type)
-        db.session.execute(update(StripeEvent).where(StripeEvent.id == row.id).values(
-            error=f"{type(err).__name__}: {err}"[:2000], attempts=StripeEvent.attempts + 1))
-        db.session.commit()
+        _check_event(event)
+    except WebhookPayloadInvalid as err:  # stored before events were checked on arrival
+        return Outcome(400, {"received": True, "processed": False, "error": err.user_message})
+    return _run(event, text, source=f"{source_prefix}:{event['id']}", replay=True)
+
+
+def _run(event: dict, text: str, *, source: str, replay: bool = False) -> Outcome:
+    """Fetch (no transaction open), then store-and-apply in one transaction, then send what the
+    change owes Stripe."""
+    try:
+        apply = _prepare(event)
+    except GatewayError as err:  # Stripe unreachable: store the event with why; Stripe retries
+        log.warning("webhook %s (%s): fetch failed: %s", event["id"], event["type"], err.code)
+        _record_failure(event, text, err)
         return Outcome(500, {"received": True, "processed": False})
+    try:
+        if not _claim(event, text, replay=replay):
+            db.session.rollback()
+            return Outcome(200, {"received": True, "duplicate": True})
+        result = apply(source) if apply is not None else None
+        db.session.commit()
+    except Exception as err:  # any failure must answer 500 so Stripe retries
+        db.session.rollback()
+        log.exception("webhook %s (%s) failed", event["id"], event["type"])
+        _record_failure(event, text, err)
+        return Outcome(500, {"received": True, "processed": False})
+    if apply is None:
+        log.info("webhook %s: %s not handled, acknowledged", event["id"], event["type"])
+    elif result is None:
+        log.info("webhook %s: %s is about an object we don't know; acknowledged",
+                 event["id"], event["type"])
+    fulfilment.run_after_commit()
     return Outcome(200, {"received": True, "processed": True})
+
+
+def _row_values(event: dict, text: str) -> dict:
+    obj = event["data"]["object"]
+    return dict(stripe_id=event["id"], type=event["type"], object_id=obj.get("id"),
+                created=event["created"], livemode=bool(event.get("livemode")),
+                payload=text, received_at=utcnow(), processed_at=utcnow(), attempts=1,
+                error=None)
+
+
+def _claim(event: dict, text: str, *, replay: bool) -> bool:
+    """The transaction's first statement: store the event as processed, or take the stored row
+    of an earlier failed attempt (any row, for a replay). False: another delivery of the same
+    event has processed it (on PostgreSQL this waits for that delivery's commit)."""
+    if insert_or_ignore(db.session, StripeEvent.__table__, _row_values(event, text), "stripe_id"):
+        return True
+    condition = StripeEvent.stripe_id == event["id"]
+    if not replay:
+        condition = condition & StripeEvent.processed_at.is_(None)
+    return db.session.execute(update(StripeEvent).where(condition).values(
+        processed_at=utcnow(), error=None, attempts=StripeEvent.attempts + 1)
+        .returning(StripeEvent.id).execution_options(synchronize_session=False)).first() \
+        is not None
+
+
+def _record_failure(event: dict, text: str, err: Exception) -> None:
+    error = f"{type(err).__name__}: {err}"[:2000]
+    values = {**_row_values(event, text), "processed_at": None, "error": error}
+    if not insert_or_ignore(db.session, StripeEvent.__table__, values, "stripe_id"):
+        db.session.execute(update(StripeEvent).where(StripeEvent.stripe_id == event["id"])
+                           .values(error=error, attempts=StripeEvent.attempts + 1)
+                           .execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+# --- handlers: fetch first (network), then apply (in the transaction) -----------------------------
+
+def _prepare(event: dict) -> Apply | None:
+    """Fetch from Stripe what the event's handler needs and return the handler, bound to it;
+    None for an event type we don't handle. Runs with no transaction open."""
+    event_type, obj, created = event["type"], event["data"]["object"], event["created"]
+    if event_type.startswith("payment_intent."):
+        return lambda source: fulfilment.apply_payment_intent(obj, source=source,
+                                                              event_created=created)
+    if event_type.startswith("checkout.session."):
+        return lambda source: fulfilment.apply_checkout_session(
+            obj, source=source, event_created=created, event_type=event_type)
+    if event_type.startswith("customer.subscription."):
+        return _prepare_subscription(obj)
+    if event_type in ("invoice.paid", "invoice.payment_failed"):
+        return _prepare_invoice(obj)
+    charge_handler = {"charge.succeeded": fulfilment.apply_charge,
+                      "charge.failed": fulfilment.apply_charge,
+                      "charge.refunded": fulfilment.apply_refund,
+                      "charge.dispute.created": fulfilment.apply_dispute}.get(event_type)
+    if charge_handler is None:
+        return None
+    return lambda source: charge_handler(obj, source=source, event_created=created)
+
+
+def _prepare_subscription(obj: dict) -> Apply:
+    """``customer.subscription.*``: Stripe's current state (out-of-order safe: ``fetched_at``)."""
+    started = utcnow()
+    try:
+        sub = get_gateway().retrieve_subscription(obj["id"])
+    except StripeNotFound:
+        sub = obj  # deleted at Stripe for good: the event's copy is all there is
+    return lambda source: fulfilment.apply_subscription(sub, source=source, fetched_at=started)
+
+
+def _prepare_invoice(obj: dict) -> Apply | None:
+    """``invoice.paid|payment_failed``: the invoice (paid: its order, points once) and its
+    subscription (``active`` / ``past_due``), both as Stripe has them now."""
+    sub_id = fulfilment.subscription_of_invoice(obj)
+    if not sub_id:
+        return None
+    gateway = get_gateway()
+    invoice = gateway.retrieve_invoice(obj["id"])
+    started = utcnow()
+    sub = gateway.retrieve_subscription(sub_id)
+
+    def apply(source: str):
+        # locks in the same order as everywhere else: the order first, then the subscription
+        order = fulfilment.apply_invoice(invoice, source=source)
+        row = fulfilment.apply_subscription(sub, source=source, fetched_at=started)
+        return order or row
+    return apply
 
 
 # --- registering the endpoint ---------------------------------------------------------------------

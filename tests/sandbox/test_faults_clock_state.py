@@ -49,11 +49,26 @@ def test_timeout_fault_hangs_past_the_client_timeout(sandbox):
     assert time.time() - started < 1.9
 
 
+def test_delay_fault_answers_normally_after_the_delay(sandbox, client):
+    """A slow Stripe: the call succeeds, late (tests/test_transactions.py relies on it)."""
+    sandbox.fault("delay", count=1, path_prefix="/v1/customers", seconds=1)
+    started = time.time()
+    customer = client.v1.customers.create(params={"email": "slow@example.com"})
+    assert customer.email == "slow@example.com" and time.time() - started >= 0.95
+    started = time.time()
+    client.v1.customers.list()  # the fault is used up
+    assert time.time() - started < 0.5
+
+
 def test_fault_control_validates_input(sandbox):
     import urllib.error
     with pytest.raises(urllib.error.HTTPError) as info:
         sandbox.control("POST", "faults", {"mode": "explode", "count": 1})
     assert info.value.code == 400
+    for seconds in ("abc", -1, 10_000, True):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            sandbox.control("POST", "faults", {"mode": "delay", "seconds": seconds})
+        assert info.value.code == 400
 
 
 def test_clock_advances(sandbox):
