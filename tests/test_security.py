@@ -168,6 +168,15 @@ def test_checkout_return_urls_use_the_external_url(database_url, sandbox_server,
     session = sandbox.stripe.v1.checkout.sessions.retrieve(session_id)
     assert session.success_url.startswith("https://shop.example/orders/ord_")
     assert session.cancel_url.startswith("https://shop.example/orders/ord_")
+    # the Payment Element's and the card form's return URLs too
+    client.post("/buy/points_medium", data={"method": "page"}, headers={"Host": "shop.example"})
+    with shop.app_context():
+        public_id = db.session.scalar(select(Order.public_id)
+                                      .where(Order.stripe_payment_intent_id.is_not(None)))
+    pay = client.get(f"/orders/{public_id}/pay", headers={"Host": "shop.example"})
+    assert f'data-return-url="https://shop.example/orders/{public_id}"' in pay.get_data(as_text=True)
+    card = client.get("/account/cards/new", headers={"Host": "shop.example"})
+    assert 'data-return-url="https://shop.example/account/cards/' in card.get_data(as_text=True)
 
 
 def test_trusted_hosts_from_the_environment(database_url, sandbox_server, monkeypatch, sandbox):

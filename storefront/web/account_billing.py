@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 
 from ..services import cards, subscriptions
 from .helpers import format_money, wants_json
-from .orders import checkout_return_urls
+from .orders import checkout_return_urls, external_url
 
 bp = Blueprint("billing", __name__, url_prefix="/account")
 
@@ -194,7 +194,7 @@ def pay_overdue(public_id: str):
 @login_required
 def portal():
     try:
-        url = subscriptions.portal_url(current_user, url_for("billing.index", _external=True))
+        url = subscriptions.portal_url(current_user, external_url("billing.index"))
     except subscriptions.SubscriptionError as err:
         return _refuse(err)
     return redirect(url, code=303)
@@ -230,7 +230,7 @@ def new_card():
     except cards.CardError as err:
         return _cards_refuse(err)
     return render_template("account/new_card.html", client_secret=setup_intent["client_secret"],
-                           return_url=url_for("billing.card_added", _external=True),
+                           return_url=external_url("billing.card_added"),
                            **_stripe_js())
 
 
