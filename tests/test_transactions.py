@@ -243,3 +243,27 @@ def test_lifetime_with_stripe_up_ends_the_subscription_right_after_commit(app, b
     assert row.pending_cancel_attempts == 1
     assert subscription_writes(tx_guard, row.stripe_subscription_id) == \
         ["SubscriptionService.update"]
+
+
+def test_an_owed_cancel_is_retried_by_the_next_webhook_about_the_subscription(
+        app, buyer, sandbox, tx_guard, monkeypatch):
+    row, card = subscribe_and_pay(app, buyer, sandbox)
+    stripe_id = row.stripe_subscription_id
+    assert buyer.post("/buy/lifetime").status_code == 303
+    order = lifetime_order(app)
+    sandbox.fault("error", count=1, path_prefix=f"/v1/subscriptions/{stripe_id}")
+    reply = buyer.post(f"/orders/{order.public_id}/pay/saved-card",
+                       data={"payment_method": card, "attempt": "l1"},
+                       headers={"Accept": "application/json"})
+    assert reply.get_json()["order_status"] == "paid"
+    assert sub_row(app).pending_cancel is not None
+
+    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
+    sub = stripe_sub(sandbox).to_dict()
+    event = {"id": "evt_sub_touched", "object": "event", "type": "customer.subscription.updated",
+             "created": int(time.time()), "livemode": False, "data": {"object": sub}}
+    assert post_event(buyer, event).status_code == 200
+    assert stripe_sub(sandbox).cancel_at_period_end is True
+    row = sub_row(app)
+    assert row.cancel_at_period_end is True and row.pending_cancel is None
+    assert subscription_writes(tx_guard, stripe_id) == ["SubscriptionService.update"] * 2

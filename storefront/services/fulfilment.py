@@ -567,10 +567,13 @@ def _owe_after_commit(user_id: int) -> None:
 def _note_owed_cancel(row: Subscription) -> None:
     """Keep ``pending_cancel`` true to Stripe's state just applied: settled once the
     subscription ends or is set to end; owed if a Lifetime owner's subscription still renews
-    (e.g. one started through Checkout that we first hear of after the Lifetime purchase)."""
+    (e.g. one started through Checkout that we first hear of after the Lifetime purchase).
+    Whatever is still owed is tried again after this transaction commits."""
     if row.pending_cancel is not None:
         if not row.live or row.cancel_at_period_end:
             row.pending_cancel = row.pending_cancel_since = row.pending_cancel_error = None
+        else:
+            _owe_after_commit(row.user_id)
         return
     if not row.live or row.cancel_at_period_end:
         return
