@@ -427,9 +427,14 @@ def test_a_body_just_over_the_limit_is_refused_and_one_under_is_read(app, client
 
 def test_a_repeat_of_a_processed_event_does_not_ask_stripe(app, client, sandbox, webhooks,
                                                            tx_guard):
-    body = json.dumps(_good_event()).encode()
-    assert _post_raw(client, body, webhooks).status_code == 200
+    event = _good_event(type="customer.subscription.updated",
+                        data={"object": {"id": "sub_not_ours", "object": "subscription",
+                                         "customer": "cus_not_ours", "status": "active"}})
+    body = json.dumps(event).encode()
     calls = len(tx_guard.calls)
+    first = _post_raw(client, body, webhooks)  # re-fetched (unknown at Stripe: the event's copy)
+    assert first.status_code == 200 and first.get_json()["processed"] is True
+    assert len(tx_guard.calls) == calls + 1
     again = _post_raw(client, body, webhooks)
     assert again.status_code == 200 and again.get_json()["duplicate"] is True
-    assert len(tx_guard.calls) == calls and counts(app)["events"] == 1
+    assert len(tx_guard.calls) == calls + 1 and counts(app)["events"] == 1

@@ -114,16 +114,18 @@ def _check_event(event: dict) -> None:
 def receive(payload: bytes, signature: str | None) -> Outcome:
     """Handle one delivery; the view turns the outcome into the HTTP answer.
 
-    A repeat of a processed event is answered from the database without asking Stripe; a new
-    one (or Stripe's retry of one that failed) is fetched, stored and applied (:func:`_run`).
+    A new event (or Stripe's retry of one that failed) is fetched, stored and applied
+    (:func:`_run`). A repeat of a processed event is answered 200 without applying it again,
+    and, for an event whose handler asks Stripe, without asking.
     """
     event = parse(payload, signature)
     db.session.commit()  # start clean
-    processed = db.session.execute(select(StripeEvent.processed_at)
-                                   .where(StripeEvent.stripe_id == event["id"])).first()
-    db.session.commit()  # the read ends here: nothing stays open across the fetch
-    if processed is not None and processed[0] is not None:
-        return Outcome(200, {"received": True, "duplicate": True})
+    if _fetches(event["type"]):
+        processed = db.session.execute(select(StripeEvent.processed_at)
+                                       .where(StripeEvent.stripe_id == event["id"])).first()
+        db.session.commit()  # the read ends here: nothing stays open across the fetch
+        if processed is not None and processed[0] is not None:
+            return Outcome(200, {"received": True, "duplicate": True})
     return _run(event, payload.decode("utf-8"), source=f"event:{event['id']}")
 
 
@@ -206,6 +208,12 @@ def _record_failure(event: dict, text: str, err: Exception) -> None:
 
 
 # --- handlers: fetch first (network), then apply (in the transaction) -----------------------------
+
+def _fetches(event_type: str) -> bool:
+    """Whether the event's handler asks Stripe first (see :func:`_prepare`)."""
+    return event_type.startswith("customer.subscription.") or \
+        event_type in ("invoice.paid", "invoice.payment_failed")
+
 
 def _prepare(event: dict) -> Apply | None:
     """Fetch from Stripe what the event's handler needs and return the handler, bound to it;
