@@ -150,8 +150,12 @@ def _run(event: dict, text: str, *, source: str, replay: bool = False) -> Outcom
     change owes Stripe."""
     try:
         apply = _prepare(event)
-    except GatewayError as err:  # Stripe unreachable: store the event with why; Stripe retries
-        log.warning("webhook %s (%s): fetch failed: %s", event["id"], event["type"], err.code)
+    except Exception as err:  # Stripe unreachable (or a bug): store the event with why; retried
+        db.session.rollback()
+        if isinstance(err, GatewayError):
+            log.warning("webhook %s (%s): fetch failed: %s", event["id"], event["type"], err.code)
+        else:
+            log.exception("webhook %s (%s): fetch failed", event["id"], event["type"])
         _record_failure(event, text, err)
         return Outcome(500, {"received": True, "processed": False})
     try:
