@@ -205,7 +205,7 @@ def test_failed_renewal_goes_past_due_then_another_card_pays_it_once(app, buyer,
     assert sub_row(app).status == "past_due"
     assert balance(app) == 500
     page = buyer.get("/").get_data(as_text=True)
-    assert "renewal payment failed" in page
+    assert "plan failed." in page
     row = sub_row(app)
     response = buyer.post(f"/account/subscription/{row.public_id}/pay")
     assert response.status_code == 303
@@ -217,7 +217,7 @@ def test_failed_renewal_goes_past_due_then_another_card_pays_it_once(app, buyer,
     assert stripe_sub(sandbox, app).status == "active"
     assert sub_row(app).status == "active"
     assert balance(app) == 1000 and len(ledger(app)) == 2
-    assert "renewal payment failed" not in buyer.get("/").get_data(as_text=True)
+    assert "plan failed." not in buyer.get("/").get_data(as_text=True)
     orders = invoice_orders(app)
     assert [o.status for o in orders] == ["paid", "paid"] and orders[1].public_id == order_id
 
