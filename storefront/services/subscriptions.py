@@ -192,35 +192,6 @@ def enforce_lifetime(user: User) -> None:
         fulfilment.end_subscriptions_for_lifetime(user.id, reason=f"user-{user.public_id}")
 
 
-# --- webhooks (always re-fetch: the event's copy may be stale) -------------------------------
-
-def on_subscription_event(obj: dict, *, source: str, event_created: int | None = None):
-    """``customer.subscription.created|updated|deleted``: apply Stripe's current state.
-    Runs inside the webhook's transaction."""
-    started = utcnow()
-    try:
-        sub = get_gateway().retrieve_subscription(obj["id"])
-    except StripeNotFound:
-        sub = obj  # deleted at Stripe for good: the event's copy is all there is
-    return fulfilment.apply_subscription(sub, source=source, fetched_at=started)
-
-
-def on_invoice_event(obj: dict, *, source: str, event_created: int | None = None):
-    """``invoice.paid|payment_failed``: the invoice (paid: its order, points once) and its
-    subscription (``active`` / ``past_due``), both as Stripe has them now."""
-    sub_id = fulfilment.subscription_of_invoice(obj)
-    if not sub_id:
-        return None
-    gateway = get_gateway()
-    invoice = gateway.retrieve_invoice(obj["id"])
-    started = utcnow()
-    sub = gateway.retrieve_subscription(sub_id)
-    # locks in the same order as everywhere else: the order first, then the subscription
-    order = fulfilment.apply_invoice(invoice, source=source)
-    row = fulfilment.apply_subscription(sub, source=source, fetched_at=started)
-    return order or row
-
-
 # --- starting a subscription -----------------------------------------------------------------------
 
 def _check_buyer(user: User, price: Price) -> tuple[str, Subscription | None]:
