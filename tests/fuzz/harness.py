@@ -65,6 +65,7 @@ class Stats:
     requests: int = 0
     routes: set = field(default_factory=set)
     statuses: Counter = field(default_factory=Counter)
+    by_route: defaultdict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     server_errors: int = 0
     state_changes: int = 0
     failures: dict = field(default_factory=dict)
@@ -86,7 +87,11 @@ class Stats:
 
     def report_markdown(self) -> str:
         lines = [f"# fuzz run, seed {FUZZ_SEED}", "", self.summary(), "",
-                 "statuses: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())), ""]
+                 "statuses: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())), "",
+                 "| route | answers |", "|---|---|"]
+        lines += [f"| {route} | " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + " |"
+                  for route, counts in sorted(self.by_route.items())]
+        lines.append("")
         for f in sorted(self.failures.values(), key=lambda f: (f.endpoint, f.method, f.kind)):
             lines += [f"## {f.kind}: {f.method} {f.endpoint} as {f.identity} -> {f.status} "
                       f"(x{f.count})", "", "```", f.request[:1500], "", f.detail[-3000:], "```", ""]
@@ -301,9 +306,20 @@ class World:
     stripe_ids: list[str] = field(default_factory=list)      # pi_, cs_, in_, sub_, cus_, pm_, price_
     emails: list[str] = field(default_factory=list)
     stripe_objects: list[dict] = field(default_factory=list)  # real objects, for webhook bodies
+    kinds: dict[str, list[str]] = field(default_factory=dict)  # the real ids above, by kind
     last_fp: tuple | None = None
     client: Any = None                 # a cookie-less test client: each request sends its identity
     capture: ExceptionCapture = field(default_factory=ExceptionCapture)
+
+    def ids_for(self, arg: str) -> list[list[str]]:
+        """Real ids that could fill ``<arg>``, grouped by kind (the name narrows the kinds)."""
+        hint = arg.lower()
+        for word, kind in (("lookup", "lookup keys"), ("plan", "lookup keys"), ("session", "sessions"),
+                           ("payment_method", "cards"), ("card", "cards")):
+            if word in hint and self.kinds.get(kind):
+                return [self.kinds[kind]]
+        return [ids for kind, ids in self.kinds.items()
+                if ids and kind not in ("lookup keys", "sessions", "cards")]
 
     def fingerprint(self) -> tuple:
         return self.db_fp(), self.sandbox_fp()
@@ -416,6 +432,9 @@ def seed_world(app, sandbox, sandbox_state_path: str) -> World:
     found: set[str] = {i for row in orders for i in row if i} | {p for p in price_ids if p}
     world.stripe_ids = sorted(found | set(cards) | {c for c in customers.values() if c})
     world.emails = [BUYER_EMAIL, OTHER_EMAIL, ADMIN_EMAIL]
+    world.kinds = {"own orders": own, "other orders": theirs, "users": list(users.values()),
+                   "subscriptions": sub_ids, "cards": cards, "lookup keys": lookup_keys,
+                   "sessions": [i for i in world.stripe_ids if i.startswith("cs_")]}
     world.stripe_objects = objects
 
     app.config["WTF_CSRF_ENABLED"] = True

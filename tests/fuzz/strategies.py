@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 from flask import has_request_context, request
 from hypothesis import strategies as st
 from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.routing.converters import NumberConverter
 
 from ..conftest import sign_payload
 from .harness import ROOT, WEBHOOK_SECRET, World
@@ -208,22 +209,19 @@ def deep_json(depth: int, kind: str) -> str:
 
 
 # --------------------------------------------------------------------------- path parameters
-def path_value(world: World, arg: str, converter: str):
-    """A value for ``<arg>``: a real id of the seeded store most of the time, else hostile."""
-    if converter == "IntegerConverter":
-        return st.one_of(st.sampled_from(world.event_ids or [1]), st.sampled_from(HOSTILE_INTS),
-                         st.integers(min_value=0, max_value=2**80)).map(str)
-    hint = arg.lower()
-    if "lookup" in hint or "plan" in hint:
-        real = world.lookup_keys
-    elif "session" in hint:
-        real = [i for i in world.stripe_ids if i.startswith("cs_")]
-    elif "payment_method" in hint:
-        real = [i for i in world.stripe_ids if i.startswith("pm_")] + ["pm_card_visa"]
-    else:
-        real = world.public_ids + world.own_ids
-    return st.one_of(st.sampled_from(real or ["x"]), st.sampled_from(real or ["x"]),
-                     st.sampled_from(world.public_ids + world.stripe_ids + world.lookup_keys),
+def is_number(converter) -> bool:
+    return isinstance(converter, NumberConverter)
+
+
+def path_value(world: World, arg: str, converter):
+    """A value for ``<arg>``: a real id of the seeded store most of the time (a kind picked
+    first, then an id of it: orders, users, subscriptions...), else hostile."""
+    if is_number(converter):
+        return st.one_of(st.sampled_from(world.event_ids or [1]), st.sampled_from(world.event_ids or [1]),
+                         st.sampled_from(HOSTILE_INTS), st.integers(min_value=0, max_value=2**80)).map(str)
+    groups = world.ids_for(arg) or [["x"]]
+    real = st.sampled_from(groups).flatmap(st.sampled_from)
+    return st.one_of(real, real, st.sampled_from(world.public_ids + world.stripe_ids + world.lookup_keys),
                      st.sampled_from(HOSTILE).filter(bool), TEXT.filter(bool))
 
 

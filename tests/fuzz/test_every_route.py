@@ -3,7 +3,8 @@ with hostile query strings, form fields, JSON bodies and path parameters (real i
 seeded store for many draws: the buyer's own orders, another buyer's, the admin's id).
 
 Two rules, no exceptions per route:
-* no answer is a 5xx (a Stripe outage's 503 would be the only allowed one; none is injected);
+* no answer is a 5xx, except 503 while Stripe is down (some draws make every Stripe call of
+  the request fail with a 500 or a 429, through the sandbox's fault injection);
 * an answer in the 4xx range changes nothing: the database (row counts + a hash of every
   table) and the sandbox's objects are the same before and after it.
 
@@ -38,6 +39,7 @@ from .strategies import (
     NamePool,
     deep_json,
     fill_path,
+    is_number,
     json_strategy,
     pairs_strategy,
     path_value,
@@ -121,6 +123,7 @@ class Draw:
     body: bytes | str | None = None
     content_type: str | None = None
     described: str = ""
+    outage: str | None = None  # a sandbox fault for this request: Stripe answers 500 or 429
 
 
 class RequestStrategies:
@@ -133,7 +136,7 @@ class RequestStrategies:
         self.pairs = pairs_strategy(world, names)
         self.form_pairs = pairs_strategy(world, names, max_size=8)
         self.json = json_strategy(world, names)
-        self.paths = {arg: path_value(world, arg, type(rule._converters[arg]).__name__)
+        self.paths = {arg: path_value(world, arg, rule._converters[arg])
                       for arg in sorted(rule.arguments)}
         self.webhook = webhook_request(world, names) if signed else None
         self.tail = st.one_of(st.none(), st.none(), st.none(), st.sampled_from(RAW_QUERY_TAILS))
@@ -193,7 +196,8 @@ class RequestStrategies:
                 headers["Accept"] = accept
             if referer is not None:
                 headers["Referer"] = referer
-            request = Draw(method, path, query, csrf, headers)
+            request = Draw(method, path, query, csrf, headers,
+                           outage=draw(st.sampled_from([None] * 10 + ["error", "rate_limit"])))
             if method not in READ_METHODS:
                 request.body, request.content_type, extra, request.described = self.body(draw, token)
                 headers.update(extra)
@@ -201,7 +205,7 @@ class RequestStrategies:
         return requests()
 
 
-def _send(world: World, rule, method: str, identity_name: str, request: Draw) -> None:
+def _send(world: World, rule, method: str, identity_name: str, request: Draw) -> int:
     identity = world.identities[identity_name]
     actual, path, qs, csrf = request.method, request.path, request.query, request.csrf
     headers = {**request.headers, **identity.headers()}
@@ -211,6 +215,9 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
                     f"{described}")[:4000]
     world.capture.records.clear()
     status, detail, kind = 0, "", None
+    if request.outage:
+        world.sandbox.fault(request.outage, count=50)
+        request_text += f"\nwith Stripe down: every call answers {request.outage}"
     started = time.perf_counter()
     try:
         response = world.client.open(path, method=actual, query_string=qs, headers=headers,
@@ -224,14 +231,18 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
             response.close()
     except Exception:  # noqa: BLE001 - the app raised past its own error handlers
         status, kind, detail = 500, "server error", traceback.format_exc()
+    finally:
+        if request.outage:
+            world.sandbox.clear_faults()
     STATS.requests += 1
     if TRACE:
         print(f"fuzz: {status} {actual} {path}?{qs[:300]} as {identity_name}", file=sys.stderr)
     STATS.timing["requests"] += time.perf_counter() - started
     STATS.routes.add(rule.rule)
     STATS.statuses[status] += 1
-    if status >= 500 and kind is None:
-        kind = "server error"
+    STATS.by_route[f"{method} {rule.rule} as {identity_name}"][status] += 1
+    if status >= 500 and kind is None and not (status == 503 and request.outage):
+        kind = "server error"  # 503 is the one honest answer while Stripe is down
     if kind is not None:
         STATS.server_errors += 1
         detail = detail or "\n".join(world.capture.records) or "(no traceback logged)"
@@ -264,6 +275,7 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
         establish(world.app, identity)
         world.refresh_fingerprint()
         STATS.timing["sign-ins again"] += time.perf_counter() - started
+    return status
 
 
 def sweep(world: World, rule, method: str, identity_name: str, names: list[str], signed: bool):
@@ -271,23 +283,35 @@ def sweep(world: World, rule, method: str, identity_name: str, names: list[str],
     random examples ran) set to that value, in the query string and in the body, with the real
     CSRF token and real ids of the seeded store in the path (a different one each time)."""
     identity = world.identities[identity_name]
-    own = world.own_ids if identity_name == "buyer" else []
     if not names and not rule.arguments and not signed:
         return  # nothing to vary
+    # per string argument: real ids of the kinds this route accepts (an order, a user, a
+    # subscription...), found by one plain request per kind; all kinds if none is accepted
+    rotations: dict[str, list[str]] = {}
+    firsts = {arg: groups[0][0] for arg in rule.arguments
+              if not is_number(rule._converters[arg]) and (groups := world.ids_for(arg))}
+    for arg in firsts:
+        groups = world.ids_for(arg)
+        if len(groups) > 1:
+            accepted = []
+            for ids in groups:
+                probe = Draw(method, fill_path(rule, {**firsts, arg: ids[0]}), "", "real", {})
+                if method not in READ_METHODS:
+                    probe.body = urlencode([("csrf_token", identity.token)])
+                    probe.content_type = "application/x-www-form-urlencoded"
+                if _send(world, rule, method, identity_name, probe) != 404:
+                    accepted.append(ids)
+            groups = accepted or groups
+        rotations[arg] = [ids[i] for i in range(max(map(len, groups)))
+                          for ids in groups if i < len(ids)]
     for n, value in enumerate(SWEEP):
         values = {}
         for arg in sorted(rule.arguments):
-            converter = type(rule._converters[arg]).__name__
-            if converter == "IntegerConverter":
+            if is_number(rule._converters[arg]):
                 values[arg] = value if value.isascii() and value.isdigit() else \
                     str(world.event_ids[n % len(world.event_ids)] if world.event_ids else 1)
             else:
-                real = own + world.public_ids if "lookup" not in arg else world.lookup_keys
-                if "payment_method" in arg:
-                    real = [i for i in world.stripe_ids if i.startswith("pm_")]
-                elif "session" in arg:
-                    real = [i for i in world.stripe_ids if i.startswith("cs_")]
-                values[arg] = real[n % len(real)] if real else value
+                values[arg] = rotations[arg][n % len(rotations[arg])] if rotations.get(arg) else value
         pairs = [(name, value) for name in names]
         request = Draw(method, fill_path(rule, values), query_string(pairs, None), "real", {})
         if method not in READ_METHODS:
