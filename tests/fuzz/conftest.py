@@ -13,7 +13,7 @@ from storefront.extensions import limiter
 
 from ..conftest import _clean_tables
 from .harness import STATS, seed_world
-from .strategies import RecordingMultiDict
+from .strategies import RecordingMultiDict, warm_up
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,7 @@ def world(app, _sandbox, sandbox_server):
     world = seed_world(app, _sandbox, sandbox_server.sandbox.store.path)
     STATS.timing["seeding"] += time.monotonic() - started
     world.client = app.test_client(use_cookies=False)
+    warm_up(world)
     logger.addHandler(world.capture)
     try:
         yield world

@@ -80,6 +80,29 @@ def _global_names() -> list[str]:
 GLOBAL_NAMES = _global_names()
 #: endpoint -> the query/form keys the app looked up while answering it (see RecordingMultiDict)
 LEARNED: dict[str, set[str]] = {}
+#: field name -> values the app's own pages put in their forms (inputs, select options), so the
+#: sweep can make one field hostile while the others look like a real submission
+PLAUSIBLE: dict[str, list[str]] = {}
+_TAG = re.compile(r"<(input|option|select|textarea)\b([^>]*)>", re.I)
+_ATTR = re.compile(r"""\b(name|value)\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
+
+
+def harvest_forms(html: str) -> None:
+    """Remember the field values a page offers (hidden tokens, defaults, select options)."""
+    import html as html_lib
+    select = None
+    for tag, attrs in _TAG.findall(html):
+        found = {k.lower(): html_lib.unescape(a or b) for k, a, b in _ATTR.findall(attrs)}
+        tag = tag.lower()
+        if tag == "select":
+            select = found.get("name")
+            continue
+        name = found.get("name") if tag != "option" else select
+        if not name or name == "csrf_token" or "value" not in found:
+            continue
+        values = PLAUSIBLE.setdefault(name, [])
+        if found["value"] not in values and len(values) < 20:
+            values.append(found["value"])
 
 
 class RecordingMultiDict(ImmutableMultiDict):
@@ -104,6 +127,31 @@ class RecordingMultiDict(ImmutableMultiDict):
     def __contains__(self, key) -> bool:
         self._note(key)
         return super().__contains__(key)
+
+
+def warm_up(world: World) -> None:
+    """Before fuzzing: every GET route once per signed-in identity, with a real id of each
+    kind in its path, to learn the names views read and the values their forms offer."""
+    for rule in world.app.url_map.iter_rules():
+        if "GET" not in (rule.methods or ()) or rule.endpoint == "static":
+            continue
+        args = sorted(rule.arguments)
+        choices = [world.ids_for(arg) if not is_number(rule._converters[arg])
+                   else [[str(i)] for i in world.event_ids[:1]] for arg in args]
+        for n in range(max([len(c) for c in choices] or [1])):
+            values = {arg: groups[n % len(groups)][0]
+                      for arg, groups in zip(args, choices, strict=True) if groups}
+            if len(values) != len(rule.arguments):
+                continue
+            for identity in world.identities.values():
+                if identity.email is None:
+                    continue
+                response = world.client.get(fill_path(rule, values), headers=identity.headers())
+                data = response.get_data()
+                if response.status_code == 200 and response.mimetype == "text/html":
+                    harvest_forms(data.decode("utf-8", "replace"))
+                response.close()
+    world.refresh_fingerprint()
 
 
 def view_names(view) -> list[str]:
