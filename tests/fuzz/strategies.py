@@ -35,6 +35,8 @@ HOSTILE = [
     "\ufeff", "\u200b", "<script>alert(1)</script>", "\"'><", "' OR 1=1 --", "%00", "%ff",
     "../../etc/passwd", "{{7*7}}", "${7*7}", "null", "true", "[]", "{}", "A" * 10000,
     "é" * 3000, "😀" * 500,
+    # Stripe's test tokens (retrieving one makes Stripe create an object)
+    "pm_card_visa", "pm_card_chargeDeclined", "tok_visa", "pi_x_secret_y", "cus_x",
     # plausible shop values
     "1", "1.00", "5.00", "400.00", "0.01", "2", "3", "10", "duplicate", "fraudulent",
     "requested_by_customer", "checkout", "card", "pending", "paid", "refunded", "1 per minute",
@@ -45,6 +47,10 @@ RAW_QUERY_TAILS = ["%ff%fe", "a=%00", "before=%ff", "a[]=1&a[]=2", "=", "&&&", "
 ACCEPT = [None, None, "application/json", "text/html", "*/*",
           "application/json;q=0.9, text/html;q=0.1", "text/csv", "\x00"]
 REFERER = [None, None, "http://evil.example/", "http://localhost/account/billing", "javascript:alert(1)"]
+HOST = [None] * 12 + ["evil.example", "localhost:1", "localhost.evil.example", "[::1]", "a" * 300, "\x00"]
+#: a tampered cookie instead of the identity's (None: the identity's own)
+COOKIE = [None] * 16 + ["session=garbage", "session=", "session=e30.AAAA.BBBB",
+                        "remember_token=1|deadbeef", "session=" + "A" * 4000]
 
 # text without lone surrogates (they cannot be encoded into a request at all)
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)

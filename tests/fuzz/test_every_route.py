@@ -34,6 +34,8 @@ from ..conftest import make_config
 from .harness import FUZZ_SEED, STATS, Failure, World, describe_change, establish, innermost_app_frame, still_signed_in
 from .strategies import (
     ACCEPT,
+    COOKIE,
+    HOST,
     PLAUSIBLE,
     RAW_QUERY_TAILS,
     REFERER,
@@ -201,6 +203,11 @@ class RequestStrategies:
                 headers["Accept"] = accept
             if referer is not None:
                 headers["Referer"] = referer
+            host, cookie = draw(st.sampled_from(HOST)), draw(st.sampled_from(COOKIE))
+            if host is not None:
+                headers["Host"] = host
+            if cookie is not None:
+                headers["Cookie"] = cookie
             request = Draw(method, path, query, csrf, headers,
                            outage=draw(st.sampled_from([None] * 10 + ["error", "rate_limit"])))
             if method not in READ_METHODS:
@@ -215,9 +222,9 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
     to the log-in page counts as 401)."""
     identity = world.identities[identity_name]
     actual, path, qs, csrf = request.method, request.path, request.query, request.csrf
-    headers = {**request.headers, **identity.headers()}
+    headers = {**identity.headers(), **request.headers}  # a drawn (tampered) Cookie wins
     body, content_type, described = request.body, request.content_type, request.described
-    shown = {k: v for k, v in headers.items() if k != "Cookie"}
+    shown = {k: v for k, v in headers.items() if k != "Cookie" or "Cookie" in request.headers}
     request_text = (f"{actual} {path}?{qs[:1500]}\nas {identity_name}, csrf={csrf}, headers={shown!r}\n"
                     f"{described}")[:4000]
     world.capture.records.clear()
