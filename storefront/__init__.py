@@ -61,9 +61,8 @@ def register_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str):  # the session's or the remember-me cookie's User.get_id()
-        from .services.accounts import user_for_session
-        max_age = max(app.config["REMEMBER_COOKIE_DURATION"], app.permanent_session_lifetime)
-        return user_for_session(user_id, max_age)
+        from .services.accounts import sign_in_max_age, user_for_session
+        return user_for_session(user_id, sign_in_max_age(app.config))
 
 
 def register_security(app: Flask) -> None:

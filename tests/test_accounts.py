@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storefront.extensions import db
-from storefront.models import User
+from storefront.models import User, UserSession
 from storefront.services import accounts
 from storefront.stripe_gateway import StripeUnavailable
 
@@ -410,6 +410,22 @@ def _signed_in(client) -> bool:
     return client.get("/account/").status_code == 200
 
 
+def _device(app, email, *, remember=True):
+    """A browser that signed in through the form; (client, its session, its remember cookie)."""
+    device = app.test_client()
+    data = {"email": email, "password": TEST_PASSWORD, **({"remember": "y"} if remember else {})}
+    assert device.post("/login", data=data).status_code == 302
+    return device, _cookie(device, "session"), _cookie(device, "remember_token")
+
+
+def _sign_ins(app, email) -> int:
+    with app.app_context():
+        user = get_user(email)
+        assert user is not None
+        return db.session.scalars(select(func.count(UserSession.id))
+                                  .where(UserSession.user_id == user.id)).one()
+
+
 def test_logout_ends_the_session_and_its_remember_cookie(app, client, auth, sandbox):
     auth.signup(email="leave@example.com")
     auth.logout()
@@ -431,8 +447,11 @@ def test_logout_ends_the_session_and_its_remember_cookie(app, client, auth, sand
 
 def test_remember_cookie_lasts_30_days_and_sign_in_stamps_are_checked(app, client, auth, sandbox):
     import time
+    from datetime import timedelta
 
     from flask_login.utils import encode_cookie
+
+    from storefront.models import utcnow
 
     auth.signup(email="stamp@example.com")
     auth.logout()
@@ -443,8 +462,9 @@ def test_remember_cookie_lasts_30_days_and_sign_in_stamps_are_checked(app, clien
     assert 29 * 86400 < expires.timestamp() - time.time() <= 30 * 86400 + 60, set_cookie
     with app.app_context():
         user = get_user("stamp@example.com")
-        stale = f"{user.id}:{user.session_token}:{int(time.time()) - 31 * 86400}"
-        fresh = f"{user.id}:{user.session_token}:{int(time.time())}"
+        token = db.session.scalar(select(UserSession.token).where(UserSession.user_id == user.id))
+        stale = f"{user.id}:{token}:{int(time.time()) - 31 * 86400}"
+        fresh = f"{user.id}:{token}:{int(time.time())}"
         wrong = f"{user.id}:{'x' * 32}:{int(time.time())}"
         old_style = str(user.id)  # what the remember cookie held before session tokens
         with app.test_request_context():
@@ -454,23 +474,74 @@ def test_remember_cookie_lasts_30_days_and_sign_in_stamps_are_checked(app, clien
     assert _signed_in(_replay(app, remember=cookies["fresh"]))  # the forging is right ...
     for name in ("stale", "wrong", "old"):  # ... and only a current, in-date stamp signs in
         assert not _signed_in(_replay(app, remember=cookies[name])), name
+    # the server caps the sign-in itself too: a row older than 30 days ends it, whatever the stamp
+    with app.app_context():
+        db.session.execute(UserSession.__table__.update().values(
+            created_at=utcnow() - timedelta(days=30, minutes=1)))
+        db.session.commit()
+    assert not _signed_in(_replay(app, remember=cookies["fresh"]))
+    assert not _signed_in(client)
+
+
+def test_logout_on_one_device_leaves_the_others_signed_in(app, auth, sandbox):
+    auth.signup(email="many@example.com")
+    auth.logout()
+    device_a, a_session, a_remember = _device(app, "many@example.com")
+    device_b, b_session, b_remember = _device(app, "many@example.com")
+    assert a_session and a_remember and b_session and b_remember
+    assert _sign_ins(app, "many@example.com") == 2
+    response = device_a.post("/logout", follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "You have been logged out." in page and "every device" not in page
+    assert device_a.get_cookie("remember_token") is None  # the browser is told to drop it
+    assert not _signed_in(device_a)
+    # A's cookies are dead, copies included ...
+    assert not _signed_in(_replay(app, session=a_session))
+    assert not _signed_in(_replay(app, remember=a_remember))
+    assert not _signed_in(_replay(app, session=a_session, remember=a_remember))
+    # ... and B carries on, with its session and with its remember-me cookie alone
+    assert _signed_in(device_b)
+    assert _signed_in(_replay(app, session=b_session))
+    assert _signed_in(_replay(app, remember=b_remember))
+    assert _sign_ins(app, "many@example.com") == 1
+
+
+def test_a_sign_in_records_the_browser_and_prunes_expired_rows(app, auth, sandbox):
+    from datetime import timedelta
+
+    from storefront.models import utcnow
+
+    auth.signup(email="agent@example.com")
+    with app.app_context():
+        db.session.execute(UserSession.__table__.update().values(
+            created_at=utcnow() - timedelta(days=31)))
+        db.session.commit()
+    device = app.test_client()
+    assert device.post("/login", data={"email": "agent@example.com", "password": TEST_PASSWORD},
+                       headers={"User-Agent": "Firefox\x00/" + "x" * 300}).status_code == 302
+    with app.app_context():
+        rows = db.session.scalars(select(UserSession)).all()
+    assert len(rows) == 1  # the expired sign-in went
+    assert rows[0].user_agent == ("Firefox/" + "x" * 300)[:200]
 
 
 def test_password_change_ends_every_other_session_and_keeps_this_one(app, auth, sandbox):
     auth.signup(email="two@example.com")
-    device_a, device_b = app.test_client(), app.test_client()
-    for device in (device_a, device_b):
-        assert device.post("/login", data={"email": "two@example.com", "password": TEST_PASSWORD,
-                                           "remember": "y"}).status_code == 302
-    b_session, b_remember = _cookie(device_b, "session"), _cookie(device_b, "remember_token")
+    device_a, a_session, a_remember = _device(app, "two@example.com")
+    device_b, b_session, b_remember = _device(app, "two@example.com")
     response = device_a.post("/account/password", data={
         "current_password": TEST_PASSWORD, "password": "a-brand-new-pass", "confirm": "a-brand-new-pass"})
     assert response.status_code == 302
+    assert "Every other device has been signed out" in device_a.get("/account/").get_data(as_text=True)
     assert _signed_in(device_a)
     assert _signed_in(_replay(app, remember=_cookie(device_a, "remember_token")))  # renewed for A
     assert not _signed_in(device_b)
     assert not _signed_in(_replay(app, session=b_session))
     assert not _signed_in(_replay(app, remember=b_remember))
+    # A carries on with a new sign-in: a stolen copy of A's cookies from before dies too
+    assert not _signed_in(_replay(app, session=a_session))
+    assert not _signed_in(_replay(app, remember=a_remember))
+    assert _sign_ins(app, "two@example.com") == 1
 
 
 def test_an_admin_ends_a_buyers_sessions(app, auth, client, sandbox):
@@ -484,7 +555,8 @@ def test_an_admin_ends_a_buyers_sessions(app, auth, client, sandbox):
     client.post("/login", data={"email": "lost-laptop@example.com", "password": TEST_PASSWORD,
                                 "remember": "y"})
     remember_cookie = _cookie(client, "remember_token")
-    assert _signed_in(client)
+    phone, phone_session, phone_remember = _device(app, "lost-laptop@example.com")
+    assert _signed_in(client) and _signed_in(phone)
     with app.app_context():
         public_id = get_user("lost-laptop@example.com").public_id
     page = admin.get(f"/admin/buyers/{public_id}").get_data(as_text=True)
@@ -495,6 +567,10 @@ def test_an_admin_ends_a_buyers_sessions(app, auth, client, sandbox):
     assert "signed out on every device" in response.get_data(as_text=True)
     assert not _signed_in(client)
     assert not _signed_in(_replay(app, remember=remember_cookie))
+    assert not _signed_in(phone)
+    assert not _signed_in(_replay(app, session=phone_session))
+    assert not _signed_in(_replay(app, remember=phone_remember))
+    assert _sign_ins(app, "lost-laptop@example.com") == 0
     assert admin.get("/admin/").status_code == 200  # the admin's own session is untouched
     assert client.post("/login", data={"email": "lost-laptop@example.com",
                                        "password": TEST_PASSWORD}).status_code == 302

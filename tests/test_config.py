@@ -184,7 +184,8 @@ def test_cookies_forged_with_the_old_default_key_do_not_open_admin(database_url,
     with store.app_context():
         admin = accounts.register_user("root@example.com", "Root", TEST_PASSWORD, is_admin=True,
                                        create_customer=False)
-        user_id = admin.get_id()  # the attacker even knows the user's session token
+        accounts.start_session(admin, max_age=accounts.sign_in_max_age(store.config))
+        user_id = admin.get_id()  # the attacker even knows the token of the admin's sign-in
     real_key = store.config["SECRET_KEY"]
     assert real_key != OLD_DEFAULT_KEY
 

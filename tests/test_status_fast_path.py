@@ -14,6 +14,8 @@ from storefront.models.base import utcnow
 from storefront.web.security import HostGuard
 from storefront.web.status_fast_path import StatusFastPath
 
+from .conftest import TEST_PASSWORD
+
 
 def _order(app, email="buyer@example.com", *, status="paid", synced_ago=None) -> str:
     with app.app_context():
@@ -133,3 +135,24 @@ def test_a_status_path_with_a_trailing_newline_is_not_the_fast_path(app, buyer, 
     public_id = _order(app, status="paid")
     response = buyer.get(f"/orders/{public_id}/status%0A")
     assert response.status_code == 404
+
+
+def test_a_logged_out_cookie_is_refused_and_other_devices_keep_the_fast_path(app, client, auth,
+                                                                             catalog, view_calls):
+    auth.signup()
+    public_id = _order(app, status="paid")
+    other = app.test_client()
+    assert other.post("/login", data={"email": "buyer@example.com",
+                                      "password": TEST_PASSWORD}).status_code == 302
+    old_session = client.get_cookie("session").value
+    assert client.get(f"/orders/{public_id}/status").status_code == 200
+    assert other.get(f"/orders/{public_id}/status").status_code == 200
+    assert view_calls == []  # both answered by the fast path (the cookie is now cached)
+    auth.logout()
+    replay = app.test_client()
+    replay.set_cookie("session", old_session)
+    response = replay.get(f"/orders/{public_id}/status")
+    assert response.status_code in (302, 401)  # the view refused it: its sign-in row is gone
+    assert len(view_calls) == 1
+    assert other.get(f"/orders/{public_id}/status").status_code == 200
+    assert len(view_calls) == 1  # the other device is still signed in, on the fast path

@@ -7,6 +7,7 @@ from .refund import Refund
 from .stripe_event import StripeEvent
 from .subscription import Subscription
 from .user import User
+from .user_session import UserSession
 
 __all__ = ["Order", "OrderTransition", "PointsEntry", "Price", "Product", "Refund", "StripeEvent",
-           "Subscription", "User", "utcnow"]
+           "Subscription", "User", "UserSession", "utcnow"]

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import secrets
-import time
 from datetime import datetime
 
 from flask_login import UserMixin
@@ -17,10 +15,6 @@ def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
-def new_session_token() -> str:
-    return secrets.token_urlsafe(24)
-
-
 class User(UserMixin, db.Model):
     __tablename__ = "users"
 
@@ -31,9 +25,6 @@ class User(UserMixin, db.Model):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     password_hash: Mapped[str] = mapped_column(String(255))
-    #: the user's session generation: every session and remember-me cookie carries it, and a
-    #: new value (log-out, password change, an admin's "end sessions") ends them all
-    session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -52,11 +43,24 @@ class User(UserMixin, db.Model):
     def _normalize_email(self, _key: str, value: str) -> str:
         return normalize_email(value)
 
+    @property
+    def sign_in(self) -> tuple[str, int] | None:
+        """This request's sign-in, (its ``UserSession.token``, signed in at, unix seconds): set
+        by ``services.accounts.start_session`` and by the user loader; not a column."""
+        return self.__dict__.get("_sign_in")
+
+    @sign_in.setter
+    def sign_in(self, value: tuple[str, int] | None) -> None:
+        self.__dict__["_sign_in"] = value
+
     def get_id(self) -> str:
         """What Flask-Login keeps in the session and the remember-me cookie:
-        ``<id>:<session token>:<signed-in at, unix seconds>``; checked by
+        ``<id>:<sign-in token>:<signed-in at, unix seconds>``; checked by
         ``services.accounts.user_for_session`` on every request."""
-        return f"{self.id}:{self.session_token}:{int(time.time())}"
+        if self.sign_in is None:
+            raise RuntimeError("User.get_id() needs a sign-in: call accounts.start_session first")
+        token, signed_in_at = self.sign_in
+        return f"{self.id}:{token}:{signed_in_at}"
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password, method="scrypt")

@@ -1,18 +1,20 @@
 """Accounts: sign-up, authentication, passwords, admins and the user's Stripe customer."""
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import time
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import User
-from ..models.user import new_session_token, normalize_email
+from ..models import User, UserSession, utcnow
+from ..models.user import normalize_email
+from ..models.user_session import USER_AGENT_LENGTH, new_session_token
 from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
 from ..text import control_character
 
@@ -171,6 +173,8 @@ def _dummy_check(password: str) -> None:
 
 
 def change_password(user: User, current_password: str, new_password: str) -> None:
+    """Set the new password and end every sign-in of the user, this one too: the caller signs
+    this device in again (a new token, so a stolen copy of its cookies dies as well)."""
     if not user.check_password(current_password):
         raise AccountError("Your current password is not correct.")
     problems = password_problems(new_password, email=user.email, name=user.name)
@@ -179,52 +183,88 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     if current_password == new_password:
         raise WeakPassword("Choose a password different from your current one.")
     user.set_password(new_password)
-    user.session_token = new_session_token()  # every other device is signed out
+    db.session.execute(delete(UserSession).where(UserSession.user_id == user.id))
     db.session.commit()
+    user.sign_in = None
 
 
 # --------------------------------------------------------------------------- sessions
+# One ``UserSession`` row per sign-in (a device): the session and remember-me cookies carry its
+# token in ``User.get_id()``, and a request is signed in only while the row exists.
 _SESSION_ID = re.compile(r"([0-9]{1,18}):([A-Za-z0-9_-]{16,64}):([0-9]{1,12})")
 #: a stamp this far in the future is refused (clock skew between workers is smaller)
 _FUTURE_SKEW = 300
 
 
+def sign_in_max_age(config: Mapping[str, Any]) -> timedelta:
+    """How long one sign-in lasts at most: the remember-me cookie's life (30 days), or a
+    session's if that were longer. The cookie's stamp and the row's age are both checked."""
+    ages = [config["REMEMBER_COOKIE_DURATION"], config["PERMANENT_SESSION_LIFETIME"]]
+    return max(age if isinstance(age, timedelta) else timedelta(seconds=age) for age in ages)
+
+
+def start_session(user: User, *, max_age: timedelta, user_agent: str = "") -> UserSession:
+    """Record a new sign-in of ``user`` (commits) and make it the one ``user.get_id()`` names.
+
+    The user's sign-ins too old to be used any more are deleted on the way.
+    """
+    db.session.execute(delete(UserSession).where(UserSession.user_id == user.id,
+                                                 UserSession.created_at < utcnow() - max_age))
+    agent = "".join(ch for ch in user_agent if ch.isprintable())[:USER_AGENT_LENGTH]
+    row = UserSession(user_id=user.id, token=new_session_token(), user_agent=agent)
+    db.session.add(row)
+    db.session.commit()
+    user.sign_in = (row.token, int(time.time()))
+    return row
+
+
 def user_for_session(value: str, max_age: timedelta) -> User | None:
     """The user a session or remember-me cookie names, if that sign-in is still valid.
 
-    ``value`` is ``User.get_id()`` as stored at sign-in: the user id, the user's session
-    token then, and the sign-in time. A renewed token (log-out, password change, an admin
-    ending the sessions) or a sign-in older than ``max_age`` ends it.
+    ``value`` is ``User.get_id()`` as stored at sign-in: the user id, the sign-in's token and
+    its time. One query: the user (with its eager-joined past-due subscription) joined to the
+    sign-in's row, which log-out, a password change or an admin deletes, and which ends after
+    ``max_age`` like the stamp.
     """
     parsed = parse_session_id(value, max_age)
     if parsed is None:
         return None
-    user = db.session.get(User, parsed[0])
-    if user is None or not same_token(user.session_token, parsed[1]):
-        return None
+    user_id, token, signed_in_at = parsed
+    user = db.session.scalar(
+        select(User).join(UserSession, UserSession.user_id == User.id)
+        .where(User.id == user_id, UserSession.token == token,
+               UserSession.created_at >= utcnow() - max_age))
+    if user is not None:
+        user.sign_in = (token, signed_in_at)
     return user
 
 
-def parse_session_id(value: object, max_age: timedelta) -> tuple[int, str] | None:
-    """(user id, session token) from a well-formed, unexpired ``User.get_id()`` value."""
+def parse_session_id(value: object, max_age: timedelta) -> tuple[int, str, int] | None:
+    """(user id, sign-in token, signed in at) from a well-formed, unexpired ``User.get_id()``."""
     match = _SESSION_ID.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         return None
-    age = time.time() - int(match.group(3))
+    signed_in_at = int(match.group(3))
+    age = time.time() - signed_in_at
     if age > max_age.total_seconds() or age < -_FUTURE_SKEW:
         return None
-    return int(match.group(1)), match.group(2)
+    return int(match.group(1)), match.group(2), signed_in_at
 
 
-def same_token(expected: str | None, given: str) -> bool:
-    return expected is not None and hmac.compare_digest(expected.encode(), given.encode())
+def end_session(user: User) -> None:
+    """Log-out: this sign-in's row goes; the user's other devices stay signed in."""
+    if user.sign_in is not None:
+        db.session.execute(delete(UserSession).where(UserSession.user_id == user.id,
+                                                     UserSession.token == user.sign_in[0]))
+        db.session.commit()
+        user.sign_in = None
 
 
 def end_sessions(user: User) -> None:
     """Sign the user out everywhere: every session and remember-me cookie stops working."""
-    db.session.execute(update(User).where(User.id == user.id)
-                       .values(session_token=new_session_token()))
+    db.session.execute(delete(UserSession).where(UserSession.user_id == user.id))
     db.session.commit()
+    user.sign_in = None
     db.session.refresh(user)
 
 

@@ -29,7 +29,7 @@ def change_password():
         except accounts.AccountError as err:
             form.current_password.errors.append(str(err))
         else:
-            # The new session token signed out every other device; this one carries on.
+            # Every sign-in of the user ended; this device carries on with a new one.
             remember = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
             sign_in(current_user._get_current_object(), remember=remember)
             flash("Your password has been changed. Every other device has been signed out.", "success")

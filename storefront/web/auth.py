@@ -24,17 +24,20 @@ SIGNUP_THROTTLED_MESSAGE = ("Too many accounts were created from your network. P
 
 def sign_in(user, *, remember: bool = False) -> None:
     """Start a fresh session for ``user``: nothing of the anonymous session survives (its CSRF
-    secret included), and the session carries the user's current session token."""
+    secret included), and the session and remember-me cookie carry a new sign-in's token."""
     session.clear()
+    accounts.start_session(user, max_age=accounts.sign_in_max_age(current_app.config),
+                           user_agent=request.user_agent.string)
     login_user(user, remember=remember, fresh=True)
 
 
 def sign_out() -> None:
-    """End this session, its remember-me cookie and every other sign-in of the user."""
+    """End this device's sign-in (its session and remember-me cookie, copies included); the
+    user's other devices stay signed in."""
     if current_user.is_authenticated:
-        accounts.end_sessions(current_user._get_current_object())
-    logout_user()
+        accounts.end_session(current_user._get_current_object())
     session.clear()
+    logout_user()  # after clear(): it marks the remember-me cookie for deletion in the session
 
 
 def _next_target() -> str:
@@ -181,5 +184,5 @@ def logout():
     form = PostForm()
     if form.validate_on_submit():
         sign_out()
-        flash("You have been logged out, on every device.", "info")
+        flash("You have been logged out.", "info")
     return redirect(url_for("shop.index"))

@@ -4,8 +4,9 @@ The status page polls this JSON every few seconds while an order is open, and th
 usually "nothing new": no Stripe sync is due, so the Flask view would only read the order. This
 middleware gives that answer without entering Flask: it verifies the session cookie with the
 app's own signing serializer, runs ONE indexed read (the order joined to its owner, for the
-header's balance) and, when the buyer is the order's owner and no sync is due, writes the same
-JSON the view writes (``orders.status_payload``).
+header's balance, and to the owner's sign-in row the session names, which log-out deletes) and,
+when the buyer is the order's owner, still signed in, and no sync is due, writes the same JSON
+the view writes (``orders.status_payload``).
 
 Everything else falls through to Flask, unchanged: no or an invalid session, a session that
 Flask-Login would touch (another browser's identifier under session protection, or a
@@ -33,20 +34,19 @@ _CACHE_SIZE = 4096
 
 class StatusFastPath:
     def __init__(self, app: Flask, wsgi_app: Callable):
-        from ..models import Order, User
+        from ..models import Order, User, UserSession
         from ..models.order import SETTLED
-        from ..services.accounts import parse_session_id, same_token
+        from ..services.accounts import parse_session_id, sign_in_max_age
         from ..services.purchase import SYNC_INTERVAL, SYNCABLE
         self.parse_session_id = parse_session_id
-        self.same_token = same_token
         self.app = app
         self.wsgi_app = wsgi_app
         self.cookie_name = app.config.get("SESSION_COOKIE_NAME", "session")
         self.serializer = app.session_interface.get_signing_serializer(app)
         self.max_age = int(app.permanent_session_lifetime.total_seconds())
         self.protection = getattr(app, "login_manager", None) and app.login_manager.session_protection
-        # as the user loader: a sign-in older than this, or with a renewed token, is over
-        self.login_max_age = max(app.config["REMEMBER_COOKIE_DURATION"], app.permanent_session_lifetime)
+        # as the user loader: a sign-in older than this, or whose row is gone, is over
+        self.login_max_age = sign_in_max_age(app.config)
         self.syncable = frozenset(SYNCABLE)
         self.settled = frozenset(SETTLED)
         self.sync_interval: timedelta = SYNC_INTERVAL
@@ -55,17 +55,24 @@ class StatusFastPath:
         self.headers = [*static_headers(app.config), ("Cache-Control", NO_STORE)]
         # Built once, on the plain tables (no ORM annotations to adapt per row), with a bound
         # parameter, so each poll reuses the compiled statement.
-        orders, users = Order.__table__.c, User.__table__.c
+        # The sign-in row is outer-joined (by its unique token, for the order's owner), so a
+        # missing row reads as "signed out" and the view answers as Flask-Login decides.
+        orders, users, sign_ins = Order.__table__.c, User.__table__.c, UserSession.__table__.c
         self.query = (
             select(orders.user_id, orders.public_id, orders.status, orders.amount,
                    orders.currency, orders.points, orders.entitlement, orders.failure_message,
                    orders.amount_refunded, orders.paid_at, orders.synced_at,
-                   users.points_balance, users.session_token)
+                   users.points_balance, sign_ins.id.label("sign_in_id"))
             .join_from(Order.__table__, User.__table__, users.id == orders.user_id)
+            .outerjoin(UserSession.__table__,
+                       (sign_ins.user_id == orders.user_id)
+                       & (sign_ins.token == bindparam("token"))
+                       & (sign_ins.created_at >= bindparam("signed_in_after")))
             .where(orders.public_id == bindparam("public_id")))
         self._engine = None
         # cookie value -> (session, signed at): a cookie's signature is checked once; its age
-        # is checked on every use. Rows -> JSON bytes: the answer for the same row is the same.
+        # is checked on every use, and its sign-in row is read on every use (the query above),
+        # so a log-out ends it at once. Rows -> JSON bytes: the same row, the same answer.
         self._sessions: dict[str, tuple[dict, float]] = {}
         self._answers: dict[tuple, bytes] = {}
 
@@ -101,7 +108,7 @@ class StatusFastPath:
             agent = agent.encode("utf-8")
         return sha512(f"{address}|{agent}".encode()).hexdigest()
 
-    def _user_id(self, environ: dict) -> tuple[int, str] | None:
+    def _user_id(self, environ: dict) -> tuple[int, str, int] | None:
         session = self._session(environ)
         if not session or "_user_id" not in session:
             return None
@@ -128,21 +135,22 @@ class StatusFastPath:
         signed_in = self._user_id(environ)
         if signed_in is None:
             return None
-        user_id, token = signed_in
+        user_id, token, _signed_in_at = signed_in
         if self._engine is None:
             with self.app.app_context():
                 from ..extensions import db
                 self._engine = db.engine
+        from ..models.base import utcnow
         with self._engine.connect() as conn:
-            row = conn.execute(self.query, {"public_id": public_id}).first()
+            row = conn.execute(self.query, {"public_id": public_id, "token": token,
+                                            "signed_in_after": utcnow() - self.login_max_age}).first()
         if row is None or row.user_id != user_id:
             return None  # 404, or an admin: the view decides
-        if not self.same_token(row.session_token, token):
+        if row.sign_in_id is None:
             return None  # signed out since (the view answers as Flask-Login decides)
-        if row.status in self.syncable:
-            from ..models.base import utcnow
-            if row.synced_at is None or row.synced_at < utcnow() - self.sync_interval:
-                return None  # a sync is due: the view asks Stripe
+        if row.status in self.syncable and (
+                row.synced_at is None or row.synced_at < utcnow() - self.sync_interval):
+            return None  # a sync is due: the view asks Stripe
         key = (environ.get("SCRIPT_NAME", ""), *row)
         answer = self._answers.get(key)
         if answer is None:
