@@ -71,6 +71,8 @@ class Stats:
     failures: dict = field(default_factory=dict)
     seconds: float = 0.0
     timing: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    #: GET/HEAD/OPTIONS answers after which the database or the sandbox differed (reported only)
+    read_changes: defaultdict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
 
     def record(self, failure: Failure) -> None:
         if failure.key in self.failures:
@@ -80,7 +82,7 @@ class Stats:
 
     def summary(self) -> str:
         return (f"fuzz: {self.requests} requests over {len(self.routes)} routes "
-                f"(seed {FUZZ_SEED}; FUZZ_SEED={FUZZ_SEED} replays it), "
+                f"(seed {FUZZ_SEED}: FUZZ_SEED={FUZZ_SEED} replays its draws), "
                 f"{self.server_errors} server errors, {self.state_changes} state changes on a 4xx, "
                 f"{len(self.failures)} distinct failures, {self.seconds:.1f} s ("
                 + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(self.timing.items())) + ")")
@@ -91,6 +93,10 @@ class Stats:
                  "| route | answers |", "|---|---|"]
         lines += [f"| {route} | " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + " |"
                   for route, counts in sorted(self.by_route.items())]
+        lines += ["", "Reads that changed stored state (not failures by these rules; a page may sync an "
+                  "order or a subscription from Stripe):", ""]
+        lines += [f"- {route}: " + ", ".join(f"{table} x{n}" for table, n in sorted(tables.items()))
+                  for route, tables in sorted(self.read_changes.items())]
         lines.append("")
         for f in sorted(self.failures.values(), key=lambda f: (f.endpoint, f.method, f.kind)):
             lines += [f"## {f.kind}: {f.method} {f.endpoint} as {f.identity} -> {f.status} "

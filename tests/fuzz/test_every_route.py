@@ -284,6 +284,13 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
         STATS.record(Failure((rule.endpoint, method, identity_name, "state", status, tables),
                              "state change on 4xx", rule.endpoint, actual, identity_name, status,
                              request_text, "changed:\n" + "\n".join(changed)))
+    elif actual in READ_METHODS and after != before:
+        # not a failure by these rules (a page may sync an order from Stripe), but worth a look
+        changed = describe_change(before_rows, world.db_fp.rows or {}) if after[0] != before[0] else []
+        if after[1] != before[1]:
+            changed.append("sandbox objects")
+        STATS.read_changes[f"{actual} {rule.rule} as {identity_name} -> {status}"].update(
+            line.split(":", 1)[0] for line in changed)
 
     # a successful POST may have logged this identity out (log-out, password change): sign in again
     if identity.email is not None and actual not in READ_METHODS and status < 400 \
