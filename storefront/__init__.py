@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask
 
@@ -11,7 +12,7 @@ from .config import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["create_app", "ConfigError"]
+__all__ = ["ConfigError", "create_app"]
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

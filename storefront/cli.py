@@ -79,8 +79,7 @@ def create_admin_command(email: str, password: str | None, name: str | None) -> 
 def seed_demo_command() -> None:
     """Create the demo admin and demo buyer (idempotent) and print their logins."""
     from .models import User
-    from .services.accounts import create_or_promote_admin, ensure_stripe_customer, register_user
-    from .services.accounts import email_exists
+    from .services.accounts import create_or_promote_admin, email_exists, ensure_stripe_customer, register_user
     from .stripe_gateway import GatewayError
 
     email, name, password = DEMO_ADMIN

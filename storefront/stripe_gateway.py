@@ -13,7 +13,8 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import stripe
 from flask import Flask, current_app
@@ -117,7 +118,7 @@ DECLINE_MESSAGES = {
 }
 
 
-def _translate(err: "stripe.StripeError") -> GatewayError:
+def _translate(err: stripe.StripeError) -> GatewayError:
     kwargs: dict[str, Any] = {
         "stripe_code": getattr(err, "code", None),
         "request_id": getattr(err, "request_id", None),
@@ -177,7 +178,7 @@ class StripeGateway:
         self._client = stripe.StripeClient(secret_key, **kwargs)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "StripeGateway":
+    def from_config(cls, config: Mapping[str, Any]) -> StripeGateway:
         return cls(
             config["STRIPE_SECRET_KEY"],
             api_base=config.get("STRIPE_API_BASE"),

@@ -51,7 +51,7 @@ class Product(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    prices: Mapped[list["Price"]] = relationship(back_populates="product", order_by="Price.id")
+    prices: Mapped[list[Price]] = relationship(back_populates="product", order_by="Price.id")
 
     @property
     def grants(self) -> str:

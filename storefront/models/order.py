@@ -100,7 +100,7 @@ class Order(db.Model):
 
     user = relationship("User")
     price = relationship("Price")
-    transitions: Mapped[list["OrderTransition"]] = relationship(
+    transitions: Mapped[list[OrderTransition]] = relationship(
         back_populates="order", order_by="OrderTransition.id")
 
     @property

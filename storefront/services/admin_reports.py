@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import case, func, or_, select, tuple_
 from sqlalchemy.sql import Select
@@ -21,8 +21,8 @@ from sqlalchemy.sql import Select
 from .. import money
 from ..extensions import db
 from ..models import Order, Price, Product, User
-from ..models.order import METHODS, STATUSES
 from ..models.base import utcnow
+from ..models.order import METHODS, STATUSES
 from ..web.params import InvalidParameter, encode_cursor, parse_cursor, parse_date
 
 PAGE_SIZE = 50
@@ -43,7 +43,7 @@ class PurchaseFilters:
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_args(cls, args) -> "PurchaseFilters":
+    def from_args(cls, args) -> PurchaseFilters:
         f = cls()
         status = (args.get("status") or "").strip()
         f.status = status if status in STATUSES else None
@@ -72,7 +72,7 @@ class PurchaseFilters:
 
 
 def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def search_condition(q: str):
@@ -85,7 +85,7 @@ def search_condition(q: str):
         return Order.stripe_payment_intent_id == term
     if term.startswith("cs_"):
         return Order.stripe_checkout_session_id == term
-    if term.startswith("ch_") or term.startswith("py_"):
+    if term.startswith(("ch_", "py_")):
         return Order.stripe_charge_id == term
     if term.startswith("in_"):
         return Order.stripe_invoice_id == term
@@ -209,7 +209,7 @@ def _cell(value) -> str:
 
 
 def csv_row(row) -> list[str]:
-    return [row.created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    return [row.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             row.public_id, _cell(row.email), _cell(row.product_name), row.lookup_key,
             row.method, row.status, major(row.amount, row.currency), row.currency,
             major(row.amount_refunded, row.currency), str(row.points),
@@ -224,10 +224,8 @@ def purchases_csv(f: PurchaseFilters, *, batch: int = 1000) -> Iterator[str]:
     writer.writerow(CSV_HEADER)
     query = (_rows_query(f).order_by(Order.created_at.desc(), Order.id.desc())
              .execution_options(yield_per=batch))
-    n = 0
-    for row in db.session.execute(query):
+    for n, row in enumerate(db.session.execute(query), start=1):
         writer.writerow(csv_row(row))
-        n += 1
         if n % 200 == 0:
             yield buffer.getvalue()
             buffer.seek(0)

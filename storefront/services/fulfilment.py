@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -299,7 +299,7 @@ def invoice_points_key(invoice_id: str) -> str:
 
 
 def _ts(value: int | None) -> datetime | None:
-    return datetime.fromtimestamp(int(value), timezone.utc) if value else None
+    return datetime.fromtimestamp(int(value), UTC) if value else None
 
 
 def subscription_of_invoice(invoice: dict) -> str | None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import or_, select
 
@@ -109,7 +110,7 @@ def _apply(report: Report, stripe_id: str, order_id: int | None,
             if after != before:
                 report.changes.append(Change(order.public_id, stripe_id, before[0], after[0],
                                              (before[1], after[1]), (before[2], after[2])))
-    except Exception as err:  # noqa: BLE001 - one bad object must not stop the run
+    except Exception as err:  # one bad object must not stop the run (logged with its traceback)
         log.exception("reconcile: %s failed", stripe_id)
         report.errors.append(f"{stripe_id}: {type(err).__name__}: {err}")
 

@@ -5,12 +5,13 @@ import json
 import logging
 import threading
 import urllib.request
+from typing import Any
 
 from flask import current_app
 
 log = logging.getLogger(__name__)
 
-BUILTIN = [
+BUILTIN: list[dict[str, Any]] = [
     {"number": "4242424242424242", "brand": "visa", "category": "success",
      "outcome": "Succeeds", "decline_code": None, "requires_3ds": False},
     {"number": "5555555555554444", "brand": "mastercard", "category": "success",
@@ -28,11 +29,11 @@ BUILTIN = [
      "outcome": "Declined: expired card", "decline_code": "expired_card", "requires_3ds": False},
 ]
 
-_cache: dict[str, list[dict]] = {}
+_cache: dict[str, list[dict[str, Any]]] = {}
 _lock = threading.Lock()
 
 
-def list_test_cards() -> tuple[list[dict], str]:
+def list_test_cards() -> tuple[list[dict[str, Any]], str]:
     """Returns (cards, source) where source is "sandbox" or "builtin"."""
     if current_app.config["STRIPE_MODE"] != "sandbox":
         return BUILTIN, "builtin"
@@ -46,7 +47,7 @@ def list_test_cards() -> tuple[list[dict], str]:
         cards = (data.get("cards") or data.get("data")) if isinstance(data, dict) else data
         if not isinstance(cards, list):
             raise ValueError("unexpected test-cards payload")
-    except Exception as err:  # sandbox down: show the essentials instead of an error
+    except Exception as err:  # noqa: BLE001 - sandbox down or odd reply: show the essentials, not an error
         log.warning("could not load test cards from the sandbox: %s", err)
         return BUILTIN, "builtin"
     with _lock:

@@ -8,8 +8,18 @@ import json
 import re
 import secrets
 
-from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template,
-                   request, stream_with_context, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import or_, select
 
