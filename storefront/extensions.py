@@ -1,4 +1,6 @@
 """Unbound extensions; ``create_app`` binds them with ``init_app``."""
+from typing import TYPE_CHECKING
+
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -23,6 +25,14 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# The models' base class. At runtime it is ``db.Model`` (Flask-SQLAlchemy's subclass of ``Base``,
+# made by a call, which mypy cannot follow as a base class); type checkers see ``Base`` itself.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
+
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

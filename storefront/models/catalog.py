@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
 KINDS = ("subscription", "one_time")
@@ -28,7 +28,7 @@ def describe_grants(kind: str, points: int, entitlement: str | None) -> str:
 CATEGORIES = ("plan", "points")
 
 
-class Product(db.Model):
+class Product(Model):
     __tablename__ = "products"
     __table_args__ = (
         CheckConstraint("kind in ('subscription', 'one_time')", name="kind"),
@@ -59,7 +59,7 @@ class Product(db.Model):
         return describe_grants(self.kind, self.points, self.entitlement)
 
 
-class Price(db.Model):
+class Price(Model):
     __tablename__ = "prices"
     __table_args__ = (
         CheckConstraint("unit_amount > 0", name="unit_amount_positive"),

@@ -12,13 +12,13 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
 REASONS = ("purchase", "subscription", "refund", "dispute", "adjustment", "lifetime")
 
 
-class PointsEntry(db.Model):
+class PointsEntry(Model):
     __tablename__ = "points_entries"
     __table_args__ = (Index("ix_points_entries_user_created", "user_id", "created_at"),)
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
 STATUSES = ("pending", "requires_action", "processing", "paid", "failed", "canceled", "expired",
@@ -45,7 +45,7 @@ def new_order_id() -> str:
     return "ord_" + secrets.token_urlsafe(16)
 
 
-class Order(db.Model):
+class Order(Model):
     __tablename__ = "orders"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -111,7 +111,7 @@ class Order(db.Model):
         return status in TRANSITIONS[self.status]
 
 
-class OrderTransition(db.Model):
+class OrderTransition(Model):
     """One step in an order's history: from, to, and what caused it."""
     __tablename__ = "order_transitions"
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
 #: Stripe's refund reasons (``reason`` on ``POST /v1/refunds``)
@@ -23,7 +23,7 @@ STATUSES = ("requested", "pending", "requires_action", "succeeded", "failed", "c
 LIVE = ("requested", "pending", "requires_action", "succeeded")
 
 
-class Refund(db.Model):
+class Refund(Model):
     __tablename__ = "refunds"
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
 

@@ -6,11 +6,11 @@ from datetime import datetime
 from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
 
-class StripeEvent(db.Model):
+class StripeEvent(Model):
     __tablename__ = "stripe_events"
     __table_args__ = (Index("ix_stripe_events_received", "received_at"),)
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
 #: Stripe's statuses that still bill (or are about to): a buyer may have one at a time
@@ -26,7 +26,7 @@ def new_subscription_id() -> str:
     return "sbn_" + secrets.token_urlsafe(12)
 
 
-class Subscription(db.Model):
+class Subscription(Model):
     __tablename__ = "subscriptions"
     __table_args__ = (Index("ix_subscriptions_user_status", "user_id", "status"),
                       Index("ix_subscriptions_pending_cancel", "pending_cancel_since"))

@@ -7,7 +7,7 @@ from sqlalchemy import Boolean, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, new_public_id, utcnow
 
 
@@ -15,7 +15,7 @@ def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
 #: the browser's User-Agent is kept this long at most (for a future "your devices" list)
@@ -23,7 +23,7 @@ def new_session_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-class UserSession(db.Model):
+class UserSession(Model):
     __tablename__ = "user_sessions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
