@@ -6,7 +6,8 @@ Two rules, no exceptions per route:
 * no answer is a 5xx, except 503 while Stripe is down (some draws make every Stripe call of
   the request fail with a 500 or a 429, through the sandbox's fault injection);
 * an answer in the 4xx range changes nothing: the database (row counts + a hash of every
-  table) and the sandbox's objects are the same before and after it.
+  table) and the sandbox's objects are the same before and after it;
+* an error under /api/ is the API's JSON error (``{"error": {"code", "message", "type"}}``).
 
 Routes are read from the app when the tests are collected, so a new route is fuzzed without
 touching this file. A route is skipped only for a stated technical reason: see ``SKIPPED``.
@@ -220,6 +221,15 @@ class RequestStrategies:
         return requests()
 
 
+def _json_error(data: bytes) -> bool:
+    """The API's error shape: ``{"error": {"code", "message", "type"}}``, all non-empty strings."""
+    try:
+        error = json.loads(data)["error"]
+        return all(isinstance(error.get(k), str) and error[k] for k in ("code", "message", "type"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def _send(world: World, rule, method: str, identity_name: str, request: Draw) -> int:
     """Send one request, check the two rules, record failures. Returns the status (a redirect
     to the log-in page counts as 401)."""
@@ -245,6 +255,10 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
             data = response.get_data()  # a streamed answer (the CSV) runs its generator here
             if status == 200 and response.mimetype == "text/html":
                 harvest_forms(data.decode("utf-8", "replace"))
+            if 400 <= status < 500 and path.startswith("/api/") and actual != "HEAD" and "Host" not in headers \
+                    and not _json_error(data):  # (an untrusted Host gets a plain 400, before any route)
+                kind, detail = "not a JSON error", f"an /api/ answer must be {{\"error\": {{code, message, " \
+                    f"type}}}}; it was {response.mimetype}: {data[:300]!r}"
         except Exception:  # noqa: BLE001 - the body failed after the status line was sent
             kind, detail = "stream error", traceback.format_exc()
         finally:
@@ -264,7 +278,7 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
     if status >= 500 and kind is None and not (status == 503 and request.outage):
         kind = "server error"  # 503 is the one honest answer while Stripe is down
     if kind is not None:
-        STATS.server_errors += 1
+        STATS.server_errors += kind != "not a JSON error"
         detail = detail or "\n".join(world.capture.records) or "(no traceback logged)"
         frame = innermost_app_frame(detail)
         exc_line = next((line for line in reversed(detail.strip().splitlines())
