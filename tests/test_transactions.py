@@ -147,7 +147,7 @@ def test_a_refetch_that_fails_stores_the_event_with_the_error_and_the_retry_appl
         db.session.execute(update(Subscription).values(status="past_due", fetched_at=None))
         db.session.commit()
     sandbox.fault("error", count=1, path_prefix=f"/v1/subscriptions/{row.stripe_subscription_id}")
-    assert post_event(buyer, event).status_code == 500  # Stripe will retry
+    assert post_event(buyer, event).status_code == 503  # Stripe is unavailable; Stripe will retry
     with app.app_context():
         stored = db.session.scalar(select(StripeEvent))
         assert stored.processed_at is None and "StripeUnavailable" in stored.error

@@ -10,8 +10,8 @@
 3. One short transaction stores the event by its Stripe id (its first statement, unique on the
    id) and applies it through :mod:`.fulfilment`; they commit together. A repeat of an event
    already processed answers 200 and does nothing. A failure rolls that back, stores the event
-   with the error, and answers 500, so Stripe retries. Events about objects we don't know are
-   logged and acknowledged.
+   with the error, and answers 500 (503 when the fetch failed because Stripe is unavailable),
+   so Stripe retries. Events about objects we don't know are logged and acknowledged.
 4. After commit, Stripe writes the change made owed (a Lifetime purchase ends the buyer's
    subscription) are sent: ``fulfilment.run_after_commit``.
 """
@@ -157,7 +157,8 @@ def _run(event: dict, text: str, *, source: str, replay: bool = False) -> Outcom
         else:
             log.exception("webhook %s (%s): fetch failed", event["id"], event["type"])
         _record_failure(event, text, err)
-        return Outcome(500, {"received": True, "processed": False})
+        # Stripe retries either way; 503 says it was Stripe's outage, 500 is kept for our bugs
+        return Outcome(503 if isinstance(err, GatewayError) else 500, {"received": True, "processed": False})
     try:
         if not _claim(event, text, replay=replay):
             db.session.rollback()

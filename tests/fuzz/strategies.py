@@ -321,6 +321,16 @@ def _webhook_request(draw, objects, values, any_json, field_value, created, even
     for _ in range(draw(st.integers(0, 3))):
         key = draw(st.sampled_from(sorted(obj) + ["metadata", "id", "amount", "status", "customer"]))
         obj[key] = draw(field_value)
+    if draw(st.booleans()):
+        # half the draws: a well-formed, correctly signed event of the object's own kind, so the
+        # handlers (not only the validation in front of them) meet the hostile fields
+        kind = str(obj.get("object", ""))
+        types = [t for t in EVENT_TYPES if t.startswith(kind.replace("subscription", "customer.subscription")
+                                                         + ".")] or EVENT_TYPES
+        event = {"id": draw(event_id), "object": "event", "type": draw(st.sampled_from(types)),
+                 "created": int(time.time()), "livemode": False, "data": {"object": obj}}
+        text = json.dumps(event)
+        return text.encode(), signature(text.encode()), f"event={text[:600]!r} (well-formed, signed)"
     data = draw(st.one_of(st.just({"object": obj}), st.just({"object": obj}), st.just({"object": obj}),
                           st.just(None), st.just({"object": [1]}), st.just({"object": None}),
                           st.just([]), any_json, st.just({})))
