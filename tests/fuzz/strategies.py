@@ -327,8 +327,9 @@ def _webhook_request(draw, objects, values, any_json, field_value, created, even
         kind = str(obj.get("object", ""))
         types = [t for t in EVENT_TYPES if t.startswith(kind.replace("subscription", "customer.subscription")
                                                          + ".")] or EVENT_TYPES
-        event = {"id": draw(event_id), "object": "event", "type": draw(st.sampled_from(types)),
-                 "created": int(time.time()), "livemode": False, "data": {"object": obj}}
+        event = {"id": f"evt_fz{draw(st.integers(0, 2**64)):x}", "object": "event",
+                 "type": draw(st.sampled_from(types)), "created": int(time.time()), "livemode": False,
+                 "data": {"object": obj}}
         text = json.dumps(event)
         return text.encode(), signature(text.encode()), f"event={text[:600]!r} (well-formed, signed)"
     data = draw(st.one_of(st.just({"object": obj}), st.just({"object": obj}), st.just({"object": obj}),
