@@ -1,7 +1,8 @@
 """One strict parser for what comes in a query string: ids, page cursors and dates.
 
 Every value is checked before it reaches the database: ids are ASCII digits only, from 1 to
-the largest signed 64-bit integer (a bigger one overflows SQLite and PostgreSQL), dates are
+the largest signed 32-bit integer (our id columns are INTEGER: a bigger value overflows them on
+PostgreSQL), dates are
 ``YYYY-MM-DD`` between :data:`MIN_DATE` and :data:`MAX_DATE` (so "the day after" still exists),
 and cursors are exactly what :func:`encode_cursor` wrote. A bad value raises
 :class:`InvalidParameter`, a 400 whose message names the parameter -- never a 500, and never
@@ -16,8 +17,8 @@ from flask import Flask, request
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter
 
-#: the largest id any of our tables can hold (BIGINT / SQLite INTEGER)
-MAX_ID = 2**63 - 1
+#: the largest id any of our tables can hold (INTEGER: 32 bits on PostgreSQL)
+MAX_ID = 2**31 - 1
 MIN_DATE = date(1970, 1, 1)
 MAX_DATE = date(9998, 12, 31)
 _DIGITS = re.compile(r"[0-9]{1,19}")
