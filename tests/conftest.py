@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,10 +15,12 @@ import secrets
 import threading
 import urllib.request
 from pathlib import Path
+from typing import TypeVar, Unpack
 
 import pytest
 import stripe
 from sqlalchemy import create_engine, text
+from stripe.params import CustomerListParams, PriceListParams, ProductListParams
 
 from storefront import create_app
 from storefront.extensions import db, limiter
@@ -26,6 +29,15 @@ TEST_PASSWORD = "correct-horse-battery"
 TX_GUARD_KEY = "test_transaction_guard"  # app.extensions key of the TransactionGuard
 #: random per test run: no key written in the repository signs anything, not even in tests
 TEST_SECRET_KEY = secrets.token_hex(32)
+
+T = TypeVar("T")
+
+
+def found(value: T | None, what: str = "value") -> T:
+    """``value``, asserted to be there: a test that needs a row, a regex match or a header fails
+    here saying what was missing (instead of on ``None.attribute``), and the type checker knows."""
+    assert value is not None, f"{what} not found"
+    return value
 
 
 # --------------------------------------------------------------------------- sandbox
@@ -64,16 +76,16 @@ class Sandbox:
         return self.control("DELETE", "/_sandbox/faults")
 
     def customers(self, email: str | None = None) -> list:
-        params = {"limit": 100}
+        params: CustomerListParams = {"limit": 100}
         if email:
             params["email"] = email
         return list(self.stripe.v1.customers.list(params).data)
 
-    def prices(self, **params) -> list:
+    def prices(self, **params: Unpack[PriceListParams]) -> list:
         params.setdefault("limit", 100)
         return list(self.stripe.v1.prices.list(params).auto_paging_iter())
 
-    def products(self, **params) -> list:
+    def products(self, **params: Unpack[ProductListParams]) -> list:
         params.setdefault("limit", 100)
         return list(self.stripe.v1.products.list(params).auto_paging_iter())
 
@@ -95,10 +107,9 @@ def sandbox(_sandbox):
     """The sandbox, reset to empty for this test."""
     _sandbox.reset()
     yield _sandbox
-    try:
+    # Best effort: a sandbox that cannot answer here fails the next test's reset() loudly anyway.
+    with contextlib.suppress(Exception):
         _sandbox.clear_faults()
-    except Exception:  # pragma: no cover
-        pass
 
 
 # --------------------------------------------------------------------------- database
@@ -163,7 +174,7 @@ def _clean_tables(app):
                 conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
             else:
                 for table in tables:
-                    conn.execute(text(f'DELETE FROM "{table}"'))
+                    conn.execute(text(f'DELETE FROM "{table}"'))  # noqa: S608 -- names from our own metadata
 
 
 @pytest.fixture(autouse=True)
@@ -354,7 +365,7 @@ def webhooks(app, sandbox, live_server):
     app verifies deliveries with its signing secret. Yields the secret."""
     from storefront.services.webhooks import register_endpoint
     with app.app_context():
-        endpoint, secret = register_endpoint(live_server.url + "/api/stripe/webhook")
+        _endpoint, secret = register_endpoint(live_server.url + "/api/stripe/webhook")
     app.config["STRIPE_WEBHOOK_SECRET"] = secret
     yield secret
     app.config["STRIPE_WEBHOOK_SECRET"] = None
@@ -379,16 +390,20 @@ def buyer(client, auth, catalog):
     return client
 
 
-def browser_confirm(sandbox, payment_intent_id: str, payment_method: str = "pm_card_visa"):
+def browser_confirm(sandbox, payment_intent_id: str | None, payment_method: str = "pm_card_visa"):
     """Confirm a PaymentIntent as Stripe.js does from the buyer's browser (publishable key +
-    client secret)."""
+    client secret). ``payment_intent_id`` may come straight from an order's optional column: it
+    is asserted to be set."""
+    assert payment_intent_id, "no PaymentIntent to confirm"
     secret_client = sandbox.stripe
     pi = secret_client.v1.payment_intents.retrieve(payment_intent_id)
     browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url},
                                   max_network_retries=0)
     try:
+        # client_secret is the browser's (publishable-key) credential; the SDK's typed params,
+        # written for secret-key callers, leave it out.
         return browser.v1.payment_intents.confirm(
-            payment_intent_id, params={"client_secret": pi.client_secret,
+            payment_intent_id, params={"client_secret": pi.client_secret,  # type: ignore[arg-type]
                                        "payment_method": payment_method})
     except stripe.CardError as err:
         return err

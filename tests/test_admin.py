@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 
 from storefront.extensions import db
 from storefront.models import Order, OrderTransition, PointsEntry, Refund, StripeEvent, User
-from storefront.services import admin_reports, refunds as refunds_service
+from storefront.services import admin_reports
+from storefront.services import refunds as refunds_service
 
-from .conftest import TEST_PASSWORD, browser_confirm, csrf_token_from
+from .conftest import TEST_PASSWORD, browser_confirm, csrf_token_from, found
 
 ADMIN_EMAIL = "boss@example.com"
 NONCE_RE = re.compile(r'name="nonce" value="([^"]+)"')
@@ -30,14 +31,14 @@ def flush(sandbox):
 
 def last_order(app) -> Order:
     with app.app_context():
-        order = db.session.scalar(select(Order).order_by(Order.id.desc()))
+        order = found(db.session.scalar(select(Order).order_by(Order.id.desc())), "order")
         db.session.expunge(order)
         return order
 
 
 def balance(app, email="buyer@example.com") -> int:
     with app.app_context():
-        return db.session.scalar(select(User.points_balance).where(User.email == email))
+        return found(db.session.scalar(select(User.points_balance).where(User.email == email)), f"user {email}")
 
 
 def snapshot(app) -> dict:
@@ -119,6 +120,7 @@ def refund(admin, order: Order, amount: str, reason="requested_by_customer"):
 
 def _admin_routes():
     from storefront import create_app
+
     from .conftest import make_config
     app = create_app(make_config("sqlite://", "http://127.0.0.1:9"))
     out = []
@@ -130,7 +132,7 @@ def _admin_routes():
         path = rule.rule
         for arg, value in values.items():
             path = re.sub(r"<(?:[^:>]+:)?" + arg + ">", str(value), path)
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+        for method in sorted(found(rule.methods, f"methods of {rule.rule}") - {"HEAD", "OPTIONS"}):
             out.append((method, path))
     return out
 
@@ -288,7 +290,7 @@ def test_a_refund_cannot_exceed_what_is_left_including_refunds_in_flight(app, ad
     sandbox.control("POST", "/_sandbox/webhooks/faults", {"hold": True})  # Stripe confirms late
     refund(admin, order, "4.00")
     with app.app_context():
-        assert refunds_service.in_flight(db.session.get(Order, order.id)) == 400
+        assert refunds_service.in_flight(found(db.session.get(Order, order.id), "order")) == 400
     response = refund(admin, order, "1.01")
     assert response.status_code == 302
     follow = admin.get(response.headers["Location"]).get_data(as_text=True)
@@ -407,7 +409,7 @@ def test_a_refund_nonce_outside_the_idempotency_key_alphabet_is_refused(app, adm
     """Issue 10, finding 14: ``bad-١`` went into the Idempotency-Key and left a refund stuck."""
     order = paid_order(app, buyer, sandbox)
     with app.app_context():
-        boss = db.session.scalar(select(User).where(User.email == ADMIN_EMAIL))
+        boss = found(db.session.scalar(select(User).where(User.email == ADMIN_EMAIL)), "admin")
         with pytest.raises(refunds_service.RefundError):
             refunds_service.request_refund(order.id, amount=100, reason=None, nonce=nonce,
                                            admin=boss)
@@ -472,9 +474,9 @@ def test_a_replay_retries_an_event_that_failed(app, admin, buyer, sandbox, webho
     from .test_webhooks import post_event
     assert post_event(admin, event.to_dict(), webhooks).status_code == 500
     with app.app_context():
-        row = db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == event.id))
+        row = found(db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == event.id)), "event row")
         row_id = row.id
-        assert row.processed_at is None and "hiccup" in row.error
+        assert row.processed_at is None and row.error is not None and "hiccup" in row.error
     listing = admin.get("/admin/events?problem=1").get_data(as_text=True)
     assert event.id in listing
     page = admin.get(f"/admin/events/{row_id}").get_data(as_text=True)
@@ -607,11 +609,11 @@ def test_csv_export_matches_the_filtered_table(app, admin, orders_mix, query):
     html = admin.get(f"/admin/purchases?{query}").get_data(as_text=True)
     rows = csv_rows(admin.get(f"/admin/purchases.csv?{query}"))
     assert [r["order_id"] for r in rows] == table_ids(html)
-    count = int(re.search(r'data-totals-count="(\d+)"', html).group(1))
+    count = int(found(re.search(r'data-totals-count="(\d+)"', html), "totals count").group(1))
     assert count == len(rows)
     with app.app_context():
         for row in rows:
-            order = db.session.scalar(select(Order).where(Order.public_id == row["order_id"]))
+            order = found(db.session.scalar(select(Order).where(Order.public_id == row["order_id"])), row["order_id"])
             assert row["status"] == order.status and row["lookup_key"] == order.lookup_key
             assert row["amount"] == f"{order.amount // 100}.{order.amount % 100:02d}"
             assert row["email"] == "buyer@example.com"
@@ -695,7 +697,7 @@ def test_dashboard_links_use_stripe_dashboard_urls_outside_the_sandbox(app):
 
 def _buyer_id(app, email="buyer@example.com") -> str:
     with app.app_context():
-        return db.session.scalar(select(User.public_id).where(User.email == email))
+        return found(db.session.scalar(select(User.public_id).where(User.email == email)), f"user {email}")
 
 
 def test_buyers_list_and_detail(app, admin, orders_mix):
@@ -718,9 +720,9 @@ def test_points_adjustment_needs_a_reason_and_records_the_admin(app, admin, buye
     admin.post(url, data={"points": "-250", "reason": "Goodwill reversal", "nonce": nonce})
     assert balance(app) == -250  # a balance may go negative; the double submit counted once
     with app.app_context():
-        entry = db.session.scalar(select(PointsEntry))
+        entry = found(db.session.scalar(select(PointsEntry)), "points entry")
         assert (entry.reason, entry.note, entry.amount) == ("adjustment", "Goodwill reversal", -250)
-        assert db.session.get(User, entry.created_by_id).email == ADMIN_EMAIL
+        assert found(db.session.get(User, entry.created_by_id), "adjusting admin").email == ADMIN_EMAIL
     detail = admin.get(f"/admin/buyers/{public_id}").get_data(as_text=True)
     assert "Goodwill reversal" in detail and "Ada Admin" in detail
     assert "Goodwill reversal" in buyer.get("/account/points").get_data(as_text=True)

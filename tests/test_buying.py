@@ -8,10 +8,11 @@ from sqlalchemy import func, select
 from storefront.extensions import db
 from storefront.models import Order, OrderTransition, PointsEntry, User
 
-from .conftest import browser_confirm
+from .conftest import browser_confirm, found
 
 
-def _order(app, **filters) -> Order | None:
+def _find_order(app, **filters) -> Order | None:
+    """The newest order matching ``filters`` (detached), or None."""
     with app.app_context():
         query = select(Order)
         for key, value in filters.items():
@@ -22,14 +23,19 @@ def _order(app, **filters) -> Order | None:
         return order
 
 
+def _order(app, **filters) -> Order:
+    """The newest order matching ``filters``, asserted to exist."""
+    return found(_find_order(app, **filters), "order")
+
+
 def _balance(app, email="buyer@example.com") -> int:
     with app.app_context():
-        return db.session.scalar(select(User.points_balance).where(User.email == email))
+        return found(db.session.scalar(select(User.points_balance).where(User.email == email)), f"user {email}")
 
 
 def _ledger_count(app) -> int:
     with app.app_context():
-        return db.session.scalar(select(func.count(PointsEntry.id)))
+        return db.session.execute(select(func.count(PointsEntry.id))).scalar_one()
 
 
 def start(client, lookup_key="points_medium", **form):
@@ -59,7 +65,7 @@ def test_save_card_sets_up_future_usage(app, buyer, sandbox):
 
 def test_unknown_product_is_404_and_creates_nothing(app, buyer, sandbox):
     assert start(buyer, "points_gigantic").status_code == 404
-    assert _order(app) is None
+    assert _find_order(app) is None
 
 
 def test_subscription_plans_are_not_bought_as_one_offs(app, buyer, sandbox):
@@ -67,7 +73,7 @@ def test_subscription_plans_are_not_bought_as_one_offs(app, buyer, sandbox):
     assert response.status_code == 400
     assert b"Subscriptions are started from your account page" in response.data or \
         b"Plans are subscriptions" in response.data
-    assert _order(app) is None
+    assert _find_order(app) is None
 
 
 def test_pay_page_mounts_the_payment_element_with_the_client_secret(app, buyer, sandbox):
@@ -84,7 +90,7 @@ def test_stripe_failing_during_purchase_leaves_no_order(app, buyer, sandbox):
     response = start(buyer)
     assert response.status_code == 503
     assert b"Nothing was charged" in response.data
-    assert _order(app) is None
+    assert _find_order(app) is None
     assert sandbox.stripe.v1.payment_intents.list().data == []
     assert start(buyer).status_code == 303  # and the next try works
 
@@ -94,7 +100,7 @@ def test_stripe_timing_out_during_purchase_leaves_no_order(app, buyer, sandbox):
                                                  "path_prefix": "/v1/payment_intents"})
     response = start(buyer)
     assert response.status_code == 503
-    assert _order(app) is None
+    assert _find_order(app) is None
 
 
 # --- paying on our page, then the status page -----------------------------------------------------
@@ -198,7 +204,7 @@ def test_saved_3ds_card_comes_back_for_authentication(app, buyer, sandbox):
     order = _order(app)
     reply = _pay_saved(buyer, order, card.id).get_json()
     assert reply["order_status"] == "requires_action"
-    assert reply["client_secret"].startswith(order.stripe_payment_intent_id + "_secret_")
+    assert reply["client_secret"].startswith(found(order.stripe_payment_intent_id, "PaymentIntent") + "_secret_")
     sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}",
                     {"outcome": "complete"})
     with app.app_context():

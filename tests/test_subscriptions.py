@@ -13,7 +13,7 @@ from storefront.extensions import db
 from storefront.models import Order, PointsEntry, Subscription, User
 from storefront.services import fulfilment
 
-from .conftest import browser_confirm
+from .conftest import browser_confirm, found
 
 MONTH = 31 * 86400
 
@@ -30,7 +30,8 @@ def advance(sandbox, seconds=MONTH):
 
 def customer_id(app, email="buyer@example.com") -> str:
     with app.app_context():
-        return db.session.scalar(select(User.stripe_customer_id).where(User.email == email))
+        return found(db.session.scalar(select(User.stripe_customer_id).where(User.email == email)),
+                     f"Stripe customer of {email}")
 
 
 def save_card(app, sandbox, pm="pm_card_visa", email="buyer@example.com"):
@@ -39,7 +40,7 @@ def save_card(app, sandbox, pm="pm_card_visa", email="buyer@example.com"):
 
 def balance(app, email="buyer@example.com") -> int:
     with app.app_context():
-        return db.session.scalar(select(User.points_balance).where(User.email == email))
+        return found(db.session.scalar(select(User.points_balance).where(User.email == email)), f"user {email}")
 
 
 def ledger(app) -> list[tuple[str, int]]:
@@ -48,13 +49,14 @@ def ledger(app) -> list[tuple[str, int]]:
                                                               .order_by(PointsEntry.id))]
 
 
-def sub_row(app, email="buyer@example.com") -> Subscription | None:
+def sub_row(app, email="buyer@example.com") -> Subscription:
+    """The buyer's newest subscription row (detached), asserted to exist."""
     with app.app_context():
         row = db.session.scalar(select(Subscription).join(User, User.id == Subscription.user_id)
                                 .where(User.email == email).order_by(Subscription.id.desc()))
         if row is not None:
             db.session.expunge(row)
-        return row
+        return found(row, f"subscription of {email}")
 
 
 def invoice_orders(app) -> list[Order]:
@@ -63,7 +65,7 @@ def invoice_orders(app) -> list[Order]:
                                   .order_by(Order.id)).all()
         for row in rows:
             db.session.expunge(row)
-        return rows
+        return list(rows)
 
 
 def catch_up(client):
@@ -181,7 +183,7 @@ def test_three_renewals_credit_exactly_three_more_months(app, buyer, sandbox, we
     row = sub_row(app)
     sub = stripe_sub(sandbox, app)
     assert row.status == "active"
-    assert int(row.current_period_end.timestamp()) == sub.items.data[0].current_period_end
+    assert int(found(row.current_period_end, "current_period_end").timestamp()) == sub.items.data[0].current_period_end
     assert row.latest_invoice_id == orders[-1].stripe_invoice_id
 
 
@@ -209,7 +211,7 @@ def test_failed_renewal_goes_past_due_then_another_card_pays_it_once(app, buyer,
     row = sub_row(app)
     response = buyer.post(f"/account/subscription/{row.public_id}/pay")
     assert response.status_code == 303
-    order_id = re.fullmatch(r"/orders/(ord_[\w-]+)/pay", response.headers["Location"]).group(1)
+    order_id = found(re.fullmatch(r"/orders/(ord_[\w-]+)/pay", response.headers["Location"]), "order URL").group(1)
     good = save_card(app, sandbox, "pm_card_mastercard")
     reply = pay_saved(buyer, order_id, good.id).get_json()
     assert reply["order_status"] == "paid", reply
@@ -260,7 +262,7 @@ def preview(client, row, plan):
     assert page.status_code == 200, page.get_data(as_text=True)[:300]
     html = page.get_data(as_text=True)
     token = PREVIEW_TOKEN.search(html)
-    return html, cents(AMOUNT_DUE.search(html).group(1)), token.group(1) if token else ""
+    return html, cents(found(AMOUNT_DUE.search(html), "amount due").group(1)), token.group(1) if token else ""
 
 
 def confirm(client, row, token, **forged):
@@ -458,7 +460,7 @@ def test_an_upgrade_the_bank_does_not_charge_sends_the_buyer_to_pay_it(app, buye
     _html, due, token = preview(buyer, row, "advanced_monthly")
     response = confirm(buyer, row, token)
     assert response.status_code == 303
-    order_id = re.fullmatch(r"/orders/(ord_[\w-]+)/pay", response.headers["Location"]).group(1)
+    order_id = found(re.fullmatch(r"/orders/(ord_[\w-]+)/pay", response.headers["Location"]), "order URL").group(1)
     order = invoice_orders(app)[-1]
     assert (order.public_id, order.amount, order.points) == (order_id, due, 0)
     page = buyer.get(response.headers["Location"]).get_data(as_text=True)
@@ -545,7 +547,7 @@ def test_lifetime_while_subscribed_ends_the_subscription_at_period_end(app, buye
     card = save_card(app, sandbox, "pm_card_mastercard")
     assert buyer.post("/buy/lifetime").status_code == 303
     with app.app_context():
-        order = db.session.scalar(select(Order).where(Order.lookup_key == "lifetime"))
+        order = found(db.session.scalar(select(Order).where(Order.lookup_key == "lifetime")), "lifetime order")
     reply = pay_saved(buyer, order.public_id, card.id).get_json()
     assert reply["order_status"] == "paid"
     assert stripe_sub(sandbox, app).cancel_at_period_end is True
@@ -623,7 +625,7 @@ def test_a_stale_fetch_never_overwrites_a_newer_one(app, buyer, sandbox):
     sub = stripe_sub(sandbox, app).to_dict()
     from datetime import timedelta
     with app.app_context():
-        row = db.session.scalar(select(Subscription))
+        row = found(db.session.scalar(select(Subscription)), "subscription")
         newer = row.fetched_at
         stale = dict(sub, status="past_due")
         fulfilment.apply_subscription(stale, source="test", fetched_at=newer - timedelta(seconds=1))
