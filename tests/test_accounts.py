@@ -8,7 +8,7 @@ from storefront.models import User, UserSession
 from storefront.services import accounts
 from storefront.stripe_gateway import StripeUnavailable
 
-from .conftest import TEST_PASSWORD, csrf_token_from
+from .conftest import TEST_PASSWORD, csrf_token_from, found
 
 
 def get_user(email):
@@ -66,7 +66,7 @@ def test_ensure_stripe_customer_concurrently_creates_one_customer(app, sandbox):
     def ensure():
         with app.app_context():
             try:
-                u = db.session.get(User, user_id)
+                u = found(db.session.get(User, user_id), "user")
                 barrier.wait()
                 results.append(accounts.ensure_stripe_customer(u))
             except Exception as err:  # noqa: BLE001  # pragma: no cover - reported below
@@ -476,7 +476,7 @@ def test_remember_cookie_lasts_30_days_and_sign_in_stamps_are_checked(app, clien
         assert not _signed_in(_replay(app, remember=cookies[name])), name
     # the server caps the sign-in itself too: a row older than 30 days ends it, whatever the stamp
     with app.app_context():
-        db.session.execute(UserSession.__table__.update().values(
+        db.session.execute(db.update(UserSession).values(
             created_at=utcnow() - timedelta(days=30, minutes=1)))
         db.session.commit()
     assert not _signed_in(_replay(app, remember=cookies["fresh"]))
@@ -513,7 +513,7 @@ def test_a_sign_in_records_the_browser_and_prunes_expired_rows(app, auth, sandbo
 
     auth.signup(email="agent@example.com")
     with app.app_context():
-        db.session.execute(UserSession.__table__.update().values(
+        db.session.execute(db.update(UserSession).values(
             created_at=utcnow() - timedelta(days=31)))
         db.session.commit()
     device = app.test_client()
@@ -617,7 +617,7 @@ def test_a_session_cookie_not_written_for_12_hours_is_refused(app, client, auth,
     from itsdangerous import TimestampSigner
 
     auth.signup(email="idle@example.com")
-    serializer = SecureCookieSessionInterface().get_signing_serializer(app)
+    serializer = found(SecureCookieSessionInterface().get_signing_serializer(app), "session serializer")
     data = serializer.loads(_cookie(client, "session"))
     assert app.permanent_session_lifetime.total_seconds() == 12 * 3600
 

@@ -7,6 +7,8 @@ from sqlalchemy import select
 from storefront.extensions import db, limiter
 from storefront.models import Order, Price
 
+from .conftest import found
+
 
 def _price_id(app, lookup_key: str) -> str:
     with app.app_context():
@@ -47,19 +49,19 @@ def test_bad_price_ids_are_refused_with_json_errors(app, buyer, sandbox, body, s
 
 def test_amount_and_currency_rules_come_from_the_catalog(app, buyer, sandbox):
     with app.app_context():
-        price = db.session.scalar(select(Price).where(Price.lookup_key == "points_small"))
+        price = found(db.session.scalar(select(Price).where(Price.lookup_key == "points_small")), "points_small")
         price.unit_amount = 20
         db.session.commit()
     assert _create(buyer, {"priceId": _price_id(app, "points_small")}).get_json()["error"]["code"] \
         == "amount_too_small"
     with app.app_context():
-        price = db.session.scalar(select(Price).where(Price.lookup_key == "points_small"))
+        price = found(db.session.scalar(select(Price).where(Price.lookup_key == "points_small")), "points_small")
         price.unit_amount, price.currency = 200, "xyz"
         db.session.commit()
     assert _create(buyer, {"priceId": _price_id(app, "points_small")}).get_json()["error"]["code"] \
         == "currency_not_supported"
     with app.app_context():
-        price = db.session.scalar(select(Price).where(Price.lookup_key == "points_small"))
+        price = found(db.session.scalar(select(Price).where(Price.lookup_key == "points_small")), "points_small")
         price.unit_amount, price.currency = 100_000_000, "usd"
         db.session.commit()
     assert _create(buyer, {"priceId": _price_id(app, "points_small")}).get_json()["error"]["code"] \

@@ -12,7 +12,7 @@ from storefront.extensions import db
 from storefront.models import User
 from storefront.services import cards
 
-from .conftest import csrf_token_from
+from .conftest import csrf_token_from, found
 
 
 def customer_id(app, email="buyer@example.com") -> str:
@@ -35,7 +35,7 @@ def test_cards_page_lists_brand_last4_expiry_and_default(app, buyer, sandbox):
     page = buyer.get("/account/cards").get_data(as_text=True)
     assert f"Visa ending in {visa.card.last4} · expires {visa.card.exp_month:02d}/{visa.card.exp_year}" in page
     assert f"Mastercard ending in {mastercard.card.last4}" in page
-    default_row = re.search(r'<li data-card="([^"]+)">(.*?)</li>', page, re.S)
+    default_row = found(re.search(r'<li data-card="([^"]+)">(.*?)</li>', page, re.S), "a card row")
     assert default_row.group(1) == mastercard.id and "data-default" in default_row.group(2)
     assert page.count("data-default") == 1
 
@@ -61,14 +61,15 @@ def test_the_list_is_cached_briefly(app, buyer, sandbox):
 
 def test_add_a_card_with_a_setup_intent(app, buyer, sandbox):
     page = buyer.get("/account/cards/new").get_data(as_text=True)
-    secret = re.search(r'data-client-secret="(seti_[^"]+)"', page).group(1)
+    secret = found(re.search(r'data-client-secret="(seti_[^"]+)"', page), "SetupIntent secret").group(1)
     assert f'src="{sandbox.url}/v3/"' in page and "sk_test" not in page
     seti_id = secret.split("_secret_")[0]
     si = sandbox.stripe.v1.setup_intents.retrieve(seti_id)
     assert si.customer == customer_id(app) and si.usage == "off_session"
     browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url},
                                   max_network_retries=0)
-    browser.v1.setup_intents.confirm(seti_id, params={"client_secret": secret,
+    # client_secret is the browser's (publishable-key) credential; the SDK's typed params leave it out.
+    browser.v1.setup_intents.confirm(seti_id, params={"client_secret": secret,  # type: ignore[arg-type]
                                                       "payment_method": "pm_card_visa"})
     response = buyer.get(f"/account/cards/added?setup_intent={seti_id}")
     assert response.status_code == 303
@@ -111,7 +112,8 @@ def test_a_buyer_cannot_touch_another_buyers_card(app, client, auth, catalog, sa
 def test_cannot_finish_another_buyers_setup_intent(app, client, auth, catalog, sandbox):
     auth.signup(email="victim@example.com")
     page = client.get("/account/cards/new").get_data(as_text=True)
-    seti_id = re.search(r'data-client-secret="(seti_[^"_]+_[^"_]+)', page).group(1).split("_secret")[0]
+    seti_id = found(re.search(r'data-client-secret="(seti_[^"_]+_[^"_]+)', page),
+                    "SetupIntent secret").group(1).split("_secret")[0]
     auth.logout()
     auth.signup(email="thief@example.com")
     assert client.get(f"/account/cards/added?setup_intent={seti_id}").status_code == 404

@@ -3,6 +3,8 @@ from sqlalchemy import select
 from storefront.extensions import db
 from storefront.models import User
 
+from .conftest import found
+
 
 def test_create_admin_creates_and_promotes(app, runner, sandbox):
     result = runner.invoke(args=["create-admin", "Boss@Example.com", "--password", "a-strong-admin-pass",
@@ -10,7 +12,7 @@ def test_create_admin_creates_and_promotes(app, runner, sandbox):
     assert result.exit_code == 0, result.output
     assert "Created admin boss@example.com" in result.output
     with app.app_context():
-        user = db.session.scalar(select(User).where(User.email == "boss@example.com"))
+        user = found(db.session.scalar(select(User).where(User.email == "boss@example.com")), "boss@example.com")
         assert user.is_admin and user.check_password("a-strong-admin-pass") and user.stripe_customer_id
     result = runner.invoke(args=["create-admin", "boss@example.com"])
     assert result.exit_code == 0 and "Updated admin" in result.output

@@ -9,7 +9,7 @@ from storefront import ConfigError, create_app
 from storefront.config import load_settings
 from storefront.stripe_gateway import StripeGateway
 
-from .conftest import TEST_PASSWORD, make_config
+from .conftest import TEST_PASSWORD, found, make_config
 
 BASE = {"SQLALCHEMY_DATABASE_URI": "sqlite://"}
 #: a fit key (random, so it is in no file of the repository)
@@ -162,7 +162,7 @@ def _forged_session(key: str, data: dict) -> str:
     from flask.sessions import SecureCookieSessionInterface
     forger = Flask("forger")
     forger.secret_key = key
-    return SecureCookieSessionInterface().get_signing_serializer(forger).dumps(data)
+    return found(SecureCookieSessionInterface().get_signing_serializer(forger), "session serializer").dumps(data)
 
 
 def _forged_remember(key: str, value: str) -> str:

@@ -1,7 +1,13 @@
 import pytest
 
-from storefront.stripe_gateway import (StripeGateway, StripeNotFound, StripeRequestInvalid,
-                                       StripeUnavailable, get_gateway, idempotency_key)
+from storefront.stripe_gateway import (
+    StripeGateway,
+    StripeNotFound,
+    StripeRequestInvalid,
+    StripeUnavailable,
+    get_gateway,
+    idempotency_key,
+)
 
 
 def test_idempotency_keys_are_deterministic_and_content_sensitive():

@@ -14,13 +14,13 @@ from storefront.models.base import utcnow
 from storefront.web.security import HostGuard
 from storefront.web.status_fast_path import StatusFastPath
 
-from .conftest import TEST_PASSWORD
+from .conftest import TEST_PASSWORD, found
 
 
 def _order(app, email="buyer@example.com", *, status="paid", synced_ago=None) -> str:
     with app.app_context():
-        user = db.session.scalar(select(User).where(User.email == email))
-        price = db.session.scalar(select(Price).where(Price.lookup_key == "points_medium"))
+        user = found(db.session.scalar(select(User).where(User.email == email)), f"user {email}")
+        price = found(db.session.scalar(select(Price).where(Price.lookup_key == "points_medium")), "points_medium")
         order = Order(user_id=user.id, price_id=price.id, lookup_key=price.lookup_key,
                       product_name=price.product.name, points=price.product.points,
                       amount=price.unit_amount, currency=price.currency, method="payment_element",

@@ -19,14 +19,13 @@ import re
 import threading
 import time
 
-import pytest
 from sqlalchemy import select, update
 
 from storefront.extensions import db
 from storefront.models import Order, StripeEvent, Subscription, User
 from storefront.services import subscriptions
 
-from .conftest import browser_confirm, sign_payload
+from .conftest import browser_confirm, found, sign_payload
 
 SECRET = "whsec_transactions_test"
 
@@ -44,7 +43,7 @@ def subscribe_and_pay(app, client, sandbox) -> tuple[Subscription, str]:
     card = sandbox.stripe.v1.payment_methods.attach("pm_card_visa", params={"customer": customer})
     response = client.post("/account/subscribe/starter_monthly", data={"attempt": "a1"})
     assert response.status_code == 303, response.get_data(as_text=True)[:300]
-    order_id = re.fullmatch(r"/orders/(ord_[\w-]+)/pay", response.headers["Location"]).group(1)
+    order_id = found(re.fullmatch(r"/orders/(ord_[\w-]+)/pay", response.headers["Location"]), "order URL").group(1)
     reply = client.post(f"/orders/{order_id}/pay/saved-card",
                         data={"payment_method": card.id, "attempt": "p1"},
                         headers={"Accept": "application/json"}).get_json()
@@ -54,14 +53,14 @@ def subscribe_and_pay(app, client, sandbox) -> tuple[Subscription, str]:
 
 def sub_row(app) -> Subscription:
     with app.app_context():
-        row = db.session.scalar(select(Subscription).order_by(Subscription.id.desc()))
+        row = found(db.session.scalar(select(Subscription).order_by(Subscription.id.desc())), "subscription")
         db.session.expunge(row)
         return row
 
 
 def lifetime_order(app) -> Order:
     with app.app_context():
-        order = db.session.scalar(select(Order).where(Order.lookup_key == "lifetime"))
+        order = found(db.session.scalar(select(Order).where(Order.lookup_key == "lifetime")), "lifetime order")
         db.session.expunge(order)
         return order
 
@@ -132,7 +131,7 @@ def test_a_slow_refetch_does_not_block_an_unrelated_write(app, buyer, sandbox, t
     assert blocked < 0.5, f"an unrelated write waited {blocked:.2f}s for a Stripe call"
     assert sub_row(app).status == "active"
     with app.app_context():
-        stored = db.session.scalar(select(StripeEvent))
+        stored = found(db.session.scalar(select(StripeEvent)), "event row")
         assert stored.stripe_id == "evt_slow_refetch" and stored.processed_at is not None
 
 
@@ -149,14 +148,14 @@ def test_a_refetch_that_fails_stores_the_event_with_the_error_and_the_retry_appl
     sandbox.fault("error", count=1, path_prefix=f"/v1/subscriptions/{row.stripe_subscription_id}")
     assert post_event(buyer, event).status_code == 503  # Stripe is unavailable; Stripe will retry
     with app.app_context():
-        stored = db.session.scalar(select(StripeEvent))
-        assert stored.processed_at is None and "StripeUnavailable" in stored.error
+        stored = found(db.session.scalar(select(StripeEvent)), "event row")
+        assert stored.processed_at is None and stored.error is not None and "StripeUnavailable" in stored.error
     assert sub_row(app).status == "past_due"  # nothing applied
     retry = post_event(buyer, event)
     assert retry.status_code == 200 and retry.get_json()["processed"] is True
     assert sub_row(app).status == "active"
     with app.app_context():
-        stored = db.session.scalar(select(StripeEvent))
+        stored = found(db.session.scalar(select(StripeEvent)), "event row")
         assert stored.processed_at is not None and stored.error is None and stored.attempts == 2
 
 
@@ -177,8 +176,8 @@ def test_lifetime_paid_while_stripe_fails_the_cancel_owes_it_until_reconcile_sen
     assert order.status == "paid" and lifetime_since(app) is not None
     row = sub_row(app)
     assert row.pending_cancel == f"lifetime:{order.public_id}"
-    assert row.pending_cancel_attempts == 1 and "payment_provider_unavailable" in \
-        row.pending_cancel_error
+    assert row.pending_cancel_attempts == 1 and row.pending_cancel_error is not None \
+        and "payment_provider_unavailable" in row.pending_cancel_error
     assert row.cancel_at_period_end is False and row.status == "active"
     assert stripe_sub(sandbox).cancel_at_period_end is False
     assert subscription_writes(tx_guard, stripe_id) == ["SubscriptionService.update"]

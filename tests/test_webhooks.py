@@ -14,7 +14,7 @@ from storefront.extensions import db
 from storefront.models import Order, OrderTransition, PointsEntry, StripeEvent, User
 from storefront.services import fulfilment, purchase
 
-from .conftest import browser_confirm, sign_payload
+from .conftest import browser_confirm, found, sign_payload
 
 #: every test here fails if the app calls Stripe inside a database transaction that has written,
 #: or inside any transaction while handling a webhook (tests/conftest.py: TransactionGuard)
@@ -25,7 +25,7 @@ def flush(sandbox):
 
 def order_row(app) -> Order:
     with app.app_context():
-        order = db.session.scalar(select(Order).order_by(Order.id.desc()))
+        order = found(db.session.scalar(select(Order).order_by(Order.id.desc())), "order")
         db.session.expunge(order)
         return order
 
@@ -65,7 +65,7 @@ def test_signed_webhook_alone_fulfils_the_order(app, buyer, sandbox, webhooks):
     browser_confirm(sandbox, order.stripe_payment_intent_id)
     flush(sandbox)
     order = order_row(app)
-    assert order.status == "paid" and order.stripe_charge_id.startswith("ch_")
+    assert order.status == "paid" and order.stripe_charge_id is not None and order.stripe_charge_id.startswith("ch_")
     assert counts(app)["balance"] == 550 and counts(app)["ledger"] == 1
     with app.app_context():
         sources = db.session.scalars(select(OrderTransition.source)
@@ -85,7 +85,8 @@ def test_checkout_completed_webhook_fulfils(app, buyer, sandbox, webhooks):
                     {"payment_method": "pm_card_visa"})
     flush(sandbox)
     order = order_row(app)
-    assert order.status == "paid" and order.stripe_payment_intent_id.startswith("pi_")
+    assert order.status == "paid" and order.stripe_payment_intent_id is not None \
+        and order.stripe_payment_intent_id.startswith("pi_")
     assert counts(app)["balance"] == 1400
 
 
@@ -218,7 +219,8 @@ def test_event_for_an_unknown_object_is_stored_and_acknowledged(app, client, san
     response = post_event(client, event, webhooks)
     assert response.status_code == 200
     with app.app_context():
-        stored = db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == "evt_unknown_1"))
+        stored = found(db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == "evt_unknown_1")),
+                       "evt_unknown_1")
         assert stored.processed_at is not None
 
 
@@ -236,8 +238,8 @@ def test_a_failing_handler_answers_500_and_the_retry_succeeds(app, buyer, client
     monkeypatch.setattr(fulfilment, "apply_payment_intent", broken)
     assert post_event(client, event, webhooks).status_code == 500
     with app.app_context():
-        stored = db.session.scalar(select(StripeEvent))
-        assert stored.processed_at is None and "database hiccup" in stored.error
+        stored = found(db.session.scalar(select(StripeEvent)), "event row")
+        assert stored.processed_at is None and stored.error is not None and "database hiccup" in stored.error
     assert order_row(app).status == "pending" and counts(app)["ledger"] == 0
     monkeypatch.setattr(fulfilment, "apply_payment_intent", real)
     retry = post_event(client, event, webhooks)  # Stripe retries the same event
