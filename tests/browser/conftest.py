@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import stripe
+from stripe.params import PaymentIntentCreateParams
 
 from storefront.sandbox.testing import SandboxServer
 
@@ -224,8 +225,8 @@ class TestShop:
                             config=json.dumps(config))
 
     def payment_page(self, query: dict) -> str:
-        params = {"amount": int(query.get("amount", 1999)),
-                  "currency": query.get("currency", "usd")}
+        params: PaymentIntentCreateParams = {"amount": int(query.get("amount", 1999)),
+                                             "currency": query.get("currency", "usd")}
         if query.get("types"):
             params["allowed_payment_method_types"] = query["types"].split(",")
         else:

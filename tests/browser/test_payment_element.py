@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import re
 
-import pytest
 from playwright.sync_api import expect
 
 DECLINED = "Your card was declined."
@@ -81,7 +80,7 @@ def test_three_d_secure_complete(page, shop, stripe_client):
     open_pay_page(page, shop)
     fill_card(page, "4000 0025 0000 3155")
     page.click("#submit")
-    dialog, frame = challenge_frame(page)
+    _dialog, frame = challenge_frame(page)
     expect(frame.get_by_text("$19.99")).to_be_visible()
     frame.get_by_role("button", name="Complete authentication").click()
     page.wait_for_url(re.compile(r"redirect_status=succeeded"))
@@ -277,7 +276,7 @@ def test_closing_the_challenge_fails_authentication(page, shop, stripe_client):
     open_pay_page(page, shop, "redirect=if_required")
     fill_card(page, "4000 0027 6000 3184")
     page.click("#submit")
-    dialog, frame = challenge_frame(page)
+    dialog, _frame = challenge_frame(page)
     expect(dialog).to_have_attribute("aria-modal", "true")
     close = page.get_by_role("button", name="Cancel authentication")
     page.keyboard.press("Tab")  # focus stays inside the dialog

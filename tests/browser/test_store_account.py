@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 from storefront import create_app
 from storefront.extensions import db
 from storefront.models import Subscription, User
-from tests.conftest import TEST_PASSWORD, make_config
+from tests.conftest import TEST_PASSWORD, found, make_config
 
 from .test_payment_element import challenge_frame, fill_card
 
@@ -50,12 +50,12 @@ def shopper(store, page):
 
 def customer_id(app) -> str:
     with app.app_context():
-        return db.session.scalar(select(User.stripe_customer_id))
+        return found(db.session.scalar(select(User.stripe_customer_id)), "Stripe customer")
 
 
 def subscription(app) -> Subscription:
     with app.app_context():
-        row = db.session.scalar(select(Subscription).order_by(Subscription.id.desc()))
+        row = found(db.session.scalar(select(Subscription).order_by(Subscription.id.desc())), "subscription")
         db.session.expunge(row)
         return row
 
@@ -77,7 +77,7 @@ def test_saved_cards_add_3ds_default_remove(shopper, page, app, sandbox):
     expect(visa.locator("[data-default]")).to_be_visible()  # the first card is the default
 
     add_card(page, store, "4000 0025 0000 3155")  # asks for 3-D Secure when saved
-    dialog, frame = challenge_frame(page)
+    _dialog, frame = challenge_frame(page)
     frame.get_by_role("button", name="Complete authentication").click()
     page.wait_for_url(store + "/account/cards")
     secure = page.locator("li[data-card]", has_text="ending in 3155")
@@ -145,7 +145,7 @@ def test_subscribe_with_a_new_3ds_card(shopper, page, app, sandbox):
     expect(page.locator("[data-submit]")).to_be_enabled()
     fill_card(page, "4000 0027 6000 3184")
     page.locator("[data-submit]").click()
-    dialog, frame = challenge_frame(page)
+    _dialog, frame = challenge_frame(page)
     frame.get_by_role("button", name="Complete authentication").click()
     wait_paid(page)
     page.goto(shopper + "/account/billing")

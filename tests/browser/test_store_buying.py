@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from storefront.extensions import db
 from storefront.models import Order, PointsEntry, User
+from tests.conftest import found
 
 pytestmark = pytest.mark.usefixtures("webhooks", "catalog")
 
@@ -116,7 +117,7 @@ def expect_status_page(page, state: str, balance: int, *, message: str | None = 
         expect(page.locator("[data-status-message]")).to_contain_text(message)
     expect(balance_chip(page)).to_have_text(re.compile(rf"(^|\s){balance:,} pts$"),
                                             timeout=timeout)
-    return re.search(r"/orders/([^/?]+)", page.url).group(1)
+    return found(re.search(r"/orders/([^/?]+)", page.url), "order id in the URL").group(1)
 
 
 def paid_message(lookup_key: str) -> str:
@@ -127,7 +128,7 @@ def paid_message(lookup_key: str) -> str:
 def assert_books(app, *, orders_paid: int, balance: int) -> None:
     """The database agrees with the page: each paid order credited exactly once."""
     with app.app_context():
-        user = db.session.scalar(select(User).where(User.email == "shopper@example.com"))
+        user = found(db.session.scalar(select(User).where(User.email == "shopper@example.com")), "shopper")
         paid = db.session.scalars(select(Order).where(Order.user_id == user.id,
                                                       Order.status == "paid")).all()
         entries = db.session.scalar(select(func.count(PointsEntry.id))
@@ -244,7 +245,7 @@ def test_us_bank_account_processing_then_paid(page, store, sandbox, app):
     expect(page.locator("[data-spinner]")).to_be_hidden()
     assert_books(app, orders_paid=1, balance=550)
     with app.app_context():
-        order = db.session.scalar(select(Order).where(Order.public_id == public_id))
+        order = found(db.session.scalar(select(Order).where(Order.public_id == public_id)), public_id)
         steps = [(t.from_status, t.to_status) for t in order.transitions]
         assert ("processing", "paid") in steps
         db.session.remove()

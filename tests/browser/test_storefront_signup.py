@@ -10,7 +10,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from storefront import create_app
-from tests.conftest import make_config
+from tests.conftest import found, make_config
+
 
 @pytest.fixture
 def live_store(app, database_url, sandbox_server, sandbox):
@@ -52,7 +53,7 @@ def test_newcomer_signs_up_and_sandbox_holds_the_customer(live_store, page, sand
     assert "Nina Newcomer" in page.locator(".site-header").inner_text()
 
     with app.app_context():
-        user = db.session.scalar(select(User).where(User.email == "newcomer@example.com"))
+        user = found(db.session.scalar(select(User).where(User.email == "newcomer@example.com")), "newcomer")
         customers = sandbox.customers(email="newcomer@example.com")
         assert len(customers) == 1 and customers[0].id == user.stripe_customer_id
         assert customers[0].metadata["user_id"] == str(user.id)
