@@ -176,12 +176,15 @@ def set_default(user: User, payment_method_id: str) -> None:
     """The buyer's default card: ``invoice_settings.default_payment_method`` on their customer,
     and on their live subscription, so renewals charge the card they chose."""
     own_card(user, payment_method_id)
+    customer = user.stripe_customer_id
+    if customer is None:  # own_card has refused it already; this tells mypy
+        raise _not_found()
     gateway = get_gateway()
     nonce = secrets.token_urlsafe(8)  # the SDK's own retries reuse it; a later click is new
     try:
         gateway.set_default_payment_method(
-            user.stripe_customer_id, payment_method_id,
-            idempotency_key=idempotency_key("customer", user.stripe_customer_id, "default",
+            customer, payment_method_id,
+            idempotency_key=idempotency_key("customer", customer, "default",
                                             payment_method_id, nonce))
         for sub_id in db.session.scalars(select(Subscription.stripe_subscription_id).where(
                 Subscription.user_id == user.id,

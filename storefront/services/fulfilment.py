@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import NoResultFound
 
 from ..extensions import db
 from ..models import Order, OrderTransition, Price, Subscription, User
@@ -77,7 +78,10 @@ def status_of_checkout_session(session: dict, event_type: str | None = None) -> 
 
 def lock_order(order_id: int) -> Order:
     """Take the order's lock (first statement of the transaction) and return it fresh."""
-    return _lock_where(Order.id, order_id)
+    order = _lock_where(Order.id, order_id)
+    if order is None:  # callers pass the id of an order they have read; orders are never deleted
+        raise NoResultFound(f"order {order_id} not found")
+    return order
 
 
 def _lock_where(column, value) -> Order | None:
@@ -415,7 +419,8 @@ def apply_invoice(invoice: dict, *, source: str, event_created: int | None = Non
         found = db.session.scalar(select(Order.id).where(Order.stripe_invoice_id == invoice["id"]))
         return lock_order(found) if found is not None else None
     if int(invoice.get("amount_paid") or 0) <= 0:  # paid from credit: the month is still paid
-        return _credit_free_invoice(invoice, source)
+        _credit_free_invoice(invoice, source)
+        return None
     order_id = ensure_invoice_order(invoice, source=source)
     if order_id is None:
         return None
@@ -505,8 +510,8 @@ def apply_subscription(sub: dict, *, source: str, fetched_at: datetime | None = 
             public_id=new_subscription_id(), user_id=user_id, stripe_subscription_id=sub["id"],
             status=sub.get("status") or "incomplete", cancel_at_period_end=False,
             lock_version=0, created_at=utcnow(), updated_at=utcnow()), "stripe_subscription_id")
-        row_id = db.session.scalar(select(Subscription.id)
-                                   .where(Subscription.stripe_subscription_id == sub["id"]))
+        row_id = db.session.execute(select(Subscription.id).where(
+            Subscription.stripe_subscription_id == sub["id"])).scalar_one()
     row = lock_subscription(row_id)
     if fetched_at is not None:
         if row.fetched_at is not None and fetched_at < row.fetched_at:

@@ -21,8 +21,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 
 from ..extensions import db
 from ..models import Order, OrderTransition, Price, User
@@ -166,6 +167,8 @@ def start_payment(user: User, lookup_key: str, *, save_card: bool = False) -> Or
 
 def client_secret(order: Order) -> str:
     """The PaymentIntent's client secret, fetched when the pay page needs it (never stored)."""
+    if order.stripe_payment_intent_id is None:  # a Checkout order: nothing to pay on our page
+        raise PurchaseError(_not_payable_message(order), code="order_not_payable", status=409)
     try:
         return get_gateway().retrieve_payment_intent(order.stripe_payment_intent_id)["client_secret"]
     except GatewayError as err:
@@ -299,7 +302,7 @@ def cancel_checkout(order: Order) -> Order:
             fulfilment.move(locked, "canceled", source="buyer", reason="Left Checkout")
         else:
             fulfilment.apply_checkout_session(session, source="sync")
-    return db.session.get(Order, order.id)
+    return db.session.get_one(Order, order.id)
 
 
 # --- applying and syncing ------------------------------------------------------------------------
@@ -323,15 +326,21 @@ class transaction:
 
 
 def apply(pi: dict, *, source: str) -> Order:
+    """Apply a PaymentIntent fetched for one of our orders; returns that order, fresh."""
     with transaction():
         order = fulfilment.apply_payment_intent(pi, source=source)
-    return db.session.get(Order, order.id, populate_existing=True)
+    if order is None:  # its id came from our order, so it is always found
+        raise LookupError(f"no order for PaymentIntent {pi.get('id')}")
+    return db.session.get_one(Order, order.id, populate_existing=True)
 
 
 def apply_session(session: dict, *, source: str) -> Order:
+    """Apply a Checkout Session fetched for one of our orders; returns that order, fresh."""
     with transaction():
         order = fulfilment.apply_checkout_session(session, source=source)
-    return db.session.get(Order, order.id, populate_existing=True)
+    if order is None:  # its id came from our order, so it is always found
+        raise LookupError(f"no order for Checkout Session {session.get('id')}")
+    return db.session.get_one(Order, order.id, populate_existing=True)
 
 
 def sync_if_due(order: Order) -> Order:
@@ -343,10 +352,10 @@ def sync_if_due(order: Order) -> Order:
     if order.status not in SYNCABLE:
         return order
     now = utcnow()
-    claimed = db.session.execute(
+    claimed = cast(CursorResult, db.session.execute(  # an UPDATE without RETURNING: a cursor result
         update(Order).where(Order.id == order.id,
                             or_(Order.synced_at.is_(None), Order.synced_at < now - SYNC_INTERVAL))
-        .values(synced_at=now).execution_options(synchronize_session=False)).rowcount
+        .values(synced_at=now).execution_options(synchronize_session=False))).rowcount
     db.session.commit()
     if not claimed:
         return order
@@ -360,7 +369,7 @@ def sync_if_due(order: Order) -> Order:
                 order.stripe_checkout_session_id), source="sync")
     except GatewayError as err:
         log.warning("sync of order %s failed: %s", order.public_id, err.code)
-    return db.session.get(Order, order.id, populate_existing=True)
+    return db.session.get_one(Order, order.id, populate_existing=True)
 
 
 def new_attempt_nonce() -> str:

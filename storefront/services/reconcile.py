@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -73,9 +74,7 @@ class ReconcileError(Exception):
     pass
 
 
-def _snapshot(order: Order | None) -> tuple[str | None, int, int]:
-    if order is None:
-        return None, 0, 0
+def _snapshot(order: Order) -> tuple[str, int, int]:
     return order.status, order.amount_refunded, points.total_for_order(order.id)
 
 
@@ -101,7 +100,8 @@ def _apply(report: Report, stripe_id: str, order_id: int | None,
     """Apply one Stripe object in its own transaction, noting what changed."""
     try:
         with transaction():
-            before = _snapshot(fulfilment.lock_order(order_id)) if order_id else _snapshot(None)
+            before: tuple[str | None, int, int] = (
+                _snapshot(fulfilment.lock_order(order_id)) if order_id else (None, 0, 0))
             order = apply()
             if order is None:
                 return
@@ -146,7 +146,7 @@ def _payment_intents(report: Report, gateway, since: int) -> None:
                          public_id=(pi.get("metadata") or {}).get("order_id"))
         if order_id:
             _apply(report, pi["id"], order_id,
-                   lambda pi=pi: fulfilment.apply_payment_intent(pi, source=SOURCE))
+                   partial(fulfilment.apply_payment_intent, pi, source=SOURCE))
     report.checked["PaymentIntents"] = n
 
 
@@ -159,7 +159,7 @@ def _checkout_sessions(report: Report, gateway, since: int) -> None:
         order_id = _find(session=session["id"], public_id=session.get("client_reference_id"))
         if order_id:
             _apply(report, session["id"], order_id,
-                   lambda s=session: fulfilment.apply_checkout_session(s, source=SOURCE))
+                   partial(fulfilment.apply_checkout_session, session, source=SOURCE))
     report.checked["Checkout Sessions"] = n
 
 
@@ -172,7 +172,7 @@ def _invoices(report: Report, gateway, since: int) -> None:
         n += 1
         order_id = _find(invoice=invoice["id"])
         _apply(report, invoice["id"], order_id,
-               lambda inv=invoice: apply_invoice(inv, source=SOURCE))
+               partial(apply_invoice, invoice, source=SOURCE))
     report.checked["invoices"] = n
 
 
@@ -187,7 +187,7 @@ def _refunds(report: Report, gateway, since: int) -> None:
         order_id = _find(charge=charge_id, payment_intent=_id(charge.get("payment_intent")))
         if order_id:
             _apply(report, charge_id, order_id,
-                   lambda c=charge: fulfilment.apply_refund(c, source=SOURCE))
+                   partial(fulfilment.apply_refund, charge, source=SOURCE))
     report.checked["refunded charges"] = len(charges)
 
 
@@ -199,5 +199,5 @@ def _disputes(report: Report, gateway, since: int) -> None:
                          payment_intent=_id(dispute.get("payment_intent")))
         if order_id:
             _apply(report, dispute["id"], order_id,
-                   lambda d=dispute: fulfilment.apply_dispute(d, source=SOURCE))
+                   partial(fulfilment.apply_dispute, dispute, source=SOURCE))
     report.checked["disputes"] = n

@@ -203,17 +203,17 @@ def request_refund(order_id: int, *, amount: int, reason: str | None, nonce: str
                 db.session.flush()
             except IntegrityError:  # the same form, submitted at the same moment
                 db.session.rollback()
-                return RefundResult(db.session.scalar(
-                    select(Refund).where(Refund.idempotency_key == key)), duplicate=True)
+                return RefundResult(db.session.scalars(
+                    select(Refund).where(Refund.idempotency_key == key)).one(), duplicate=True)
             duplicate = False
         else:
             duplicate = True
         refund_id = existing.id
-    refund = db.session.get(Refund, refund_id)
+    refund = db.session.get_one(Refund, refund_id)
     if duplicate and refund.stripe_refund_id:
         return RefundResult(refund, duplicate=True)
     _ask_stripe(refund)
-    return RefundResult(db.session.get(Refund, refund_id), duplicate=duplicate)
+    return RefundResult(db.session.get_one(Refund, refund_id), duplicate=duplicate)
 
 
 def _ask_stripe(refund: Refund) -> None:
@@ -225,17 +225,17 @@ def _ask_stripe(refund: Refund) -> None:
             metadata={"order_id": order.public_id, "refund_row": str(refund.id)})
     except StripeRequestInvalid as err:  # Stripe said no: nothing was refunded
         with transaction():
-            row = db.session.get(Refund, refund.id)
+            row = db.session.get_one(Refund, refund.id)
             row.status, row.error = "failed", (err.detail or err.user_message)[:2000]
         raise RefundError(f"Stripe refused the refund: {err.detail or err.user_message}") from err
     except GatewayError as err:  # no answer: it may or may not exist; the same key is safe
         with transaction():
-            row = db.session.get(Refund, refund.id)
+            row = db.session.get_one(Refund, refund.id)
             row.error = f"{err.code}: no answer from Stripe yet"
         raise RefundError("Stripe did not answer. The refund is kept as requested; submitting "
                           "the same form again, or “Sync with Stripe”, is safe.") from err
     with transaction():
-        row = db.session.get(Refund, refund.id)
+        row = db.session.get_one(Refund, refund.id)
         row.stripe_refund_id = answer["id"]
         row.status = answer.get("status") or "pending"
         row.error = None
@@ -245,7 +245,7 @@ def sync_order(order_id: int) -> Order:
     """Ask Stripe about an order now: its PaymentIntent (or Checkout Session), its charge
     (refunds), and our refund rows -- each applied through :mod:`.fulfilment`."""
     gateway = get_gateway()
-    order = db.session.get(Order, order_id)
+    order = db.session.get_one(Order, order_id)
     if order.stripe_payment_intent_id:
         pi = gateway.retrieve_payment_intent(order.stripe_payment_intent_id)
         with transaction():
@@ -254,14 +254,14 @@ def sync_order(order_id: int) -> Order:
         session = gateway.retrieve_checkout_session(order.stripe_checkout_session_id)
         with transaction():
             fulfilment.apply_checkout_session(session, source="sync")
-    order = db.session.get(Order, order_id, populate_existing=True)
+    order = db.session.get_one(Order, order_id, populate_existing=True)
     if order.stripe_charge_id:
         charge = gateway.retrieve_charge(order.stripe_charge_id)
         with transaction():
             if charge.get("amount_refunded"):
                 fulfilment.apply_refund(charge, source="sync")
         sync_refund_rows(order, list(gateway.list_refunds(charge=order.stripe_charge_id)))
-    return db.session.get(Order, order_id, populate_existing=True)
+    return db.session.get_one(Order, order_id, populate_existing=True)
 
 
 def sync_refund_rows(order: Order, stripe_refunds: list[dict]) -> None:

@@ -240,10 +240,13 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
             if order is not None:
                 return order
         _drop_unpaid(user, unpaid)
+    stripe_price_id = price.stripe_price_id
+    if stripe_price_id is None:  # plan_price refuses such a price; this tells mypy
+        raise SubscriptionError("That plan is not available.", code="price_not_found", status=404)
     started = utcnow()
     try:
         sub = get_gateway().create_subscription(
-            customer=customer, price=price.stripe_price_id,
+            customer=customer, price=stripe_price_id,
             metadata={"user_id": str(user.id), "lookup_key": price.lookup_key},
             idempotency_key=idempotency_key("subscription", user.public_id, price.lookup_key,
                                             attempt))
@@ -259,7 +262,7 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
     if order_id is None:
         raise SubscriptionError("That plan is not available.", code="price_not_found",
                                 status=404)
-    return db.session.get(Order, order_id, populate_existing=True)
+    return db.session.get_one(Order, order_id, populate_existing=True)
 
 
 def start_checkout(user: User, lookup_key: str, *,
@@ -501,7 +504,7 @@ def _update(row: Subscription, params: dict, *key_parts) -> Subscription:
                                             *key_parts, payload=params))
     except GatewayError as err:
         raise _unavailable(err) from err
-    return _apply(sub, source="buyer", fetched_at=started)
+    return _apply(sub, source="buyer", fetched_at=started) or row
 
 
 def cancel_at_period_end(row: Subscription, *, attempt: str) -> Subscription:
@@ -537,7 +540,7 @@ def cancel_now(row: Subscription, *, by: str, reason: str = "admin") -> Subscrip
     except GatewayError as err:
         raise _unavailable(err) from err
     log.info("subscription %s canceled now by %s (%s)", row.stripe_subscription_id, by, reason)
-    return _apply(sub, source=by, fetched_at=started)
+    return _apply(sub, source=by, fetched_at=started) or row
 
 
 def admin_cancel_now(admin: User, row: Subscription) -> Subscription:
@@ -568,7 +571,7 @@ def open_invoice_order(row: Subscription) -> Order:
     if order_id is None:
         raise SubscriptionError("We couldn't find that invoice.", code="invoice_not_found",
                                 status=404)
-    return db.session.get(Order, order_id, populate_existing=True)
+    return db.session.get_one(Order, order_id, populate_existing=True)
 
 
 # --- invoices and the billing portal -------------------------------------------------------------
