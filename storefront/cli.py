@@ -115,6 +115,8 @@ def register_webhook_command(url: str, secret_file: str | None) -> None:
 
     endpoint, secret = register_endpoint(url)
     click.echo(f"Webhook endpoint {endpoint['id']} -> {url} ({len(ENABLED_EVENTS)} event types)")
+    if not secret:  # Stripe returns it when the endpoint is created; without it nothing can verify
+        raise click.ClickException(f"Stripe returned no signing secret for endpoint {endpoint['id']}.")
     if secret_file:
         path = Path(secret_file)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import case, func, or_, select, tuple_
 from sqlalchemy.sql import Select
@@ -121,7 +122,7 @@ def conditions(f: PurchaseFilters) -> list:
 
 @dataclass
 class Page:
-    rows: list
+    rows: Sequence[Any]              # Rows of _rows_query
     next_cursor: str | None
     first: bool
 
@@ -253,7 +254,7 @@ class Dashboard:
     failed: int
     success_rate: float | None
     refunded: int
-    disputes: list
+    disputes: Sequence[Any]          # Rows: public_id, product_name, amount, currency, updated_at, email
     subscriptions: list[dict] | None
 
 
@@ -309,7 +310,7 @@ def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
 def active_subscriptions() -> list[dict] | None:
     """Active subscriptions per plan, if the subscriptions model exists (issue 6)."""
     try:
-        from ..models.subscription import Subscription  # type: ignore
+        from ..models.subscription import Subscription
     except ImportError:
         return None
     status = getattr(Subscription, "status", None)
@@ -318,16 +319,16 @@ def active_subscriptions() -> list[dict] | None:
         return None
     try:
         if price_col is not None:
-            rows = db.session.execute(
+            rows: list[tuple[str, int]] = [(name, n) for name, n in db.session.execute(
                 select(Product.name, func.count(Subscription.id))
                 .join(Price, Price.id == price_col).join(Product, Product.id == Price.product_id)
                 .where(status.in_(("active", "trialing", "past_due")))
-                .group_by(Product.name).order_by(Product.name)).all()
+                .group_by(Product.name).order_by(Product.name))]
         else:
-            rows = db.session.execute(
+            total = db.session.execute(
                 select(func.count(Subscription.id))
                 .where(status.in_(("active", "trialing", "past_due")))).all()
-            rows = [("All plans", rows[0][0])]
+            rows = [("All plans", total[0][0])]
     except Exception:  # noqa: BLE001 - a model still in the making must not break the dashboard
         db.session.rollback()
         return None

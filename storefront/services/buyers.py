@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -63,7 +64,8 @@ def recent_orders(user_id: int, limit: int = 50) -> list[Order]:
                                    .limit(limit)))
 
 
-def ledger(user_id: int, *, limit: int = 100, before: int | None = None) -> list:
+def ledger(user_id: int, *, limit: int = 100,
+           before: int | None = None) -> Sequence[Row[PointsEntry, str | None, str | None, str | None]]:
     """Entries newest first, with the admin who made an adjustment and the order's public id."""
     admin = aliased(User)
     query = (select(PointsEntry, admin.name.label("admin_name"),
@@ -79,7 +81,7 @@ def ledger(user_id: int, *, limit: int = 100, before: int | None = None) -> list
 def subscription_of(user_id: int):
     """The buyer's subscriptions if the subscriptions model (issue 6) exists, else None."""
     try:
-        from ..models.subscription import Subscription  # type: ignore
+        from ..models.subscription import Subscription
     except ImportError:
         return None
     column = getattr(Subscription, "user_id", None)

@@ -46,7 +46,7 @@ class StoreForm(FlaskForm):
     validators (500s). Now a JSON body counts only as an object's string values and files
     are ignored; anything else is an empty form (a 400 with the form's messages)."""
 
-    class Meta:
+    class Meta(FlaskForm.Meta):
         def wrap_formdata(self, form, formdata):
             if request and request.method in ("POST", "PUT", "PATCH", "DELETE"):
                 if request.files:

@@ -1,6 +1,8 @@
 """Orders: the status page that polls, its JSON, the Checkout return, the buyer's history."""
 from __future__ import annotations
 
+from typing import Protocol
+
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -64,7 +66,18 @@ def own_order_with_balance(public_id: str) -> Order:
     return order
 
 
-def buyer_message(order: Order) -> str:
+class OrderFacts(Protocol):
+    """What :func:`buyer_message` reads: an :class:`Order`, or the status fast path's row."""
+    status: str
+    amount: int
+    currency: str
+    points: int
+    entitlement: str | None
+    failure_message: str | None
+    amount_refunded: int
+
+
+def buyer_message(order: OrderFacts) -> str:
     amount = format_money(order.amount, order.currency)
     status = order.status
     if status == "pending":

@@ -25,7 +25,8 @@ from hashlib import sha512
 from types import SimpleNamespace
 
 from flask import Flask
-from sqlalchemy import bindparam, select
+from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy import Engine, bindparam, select
 
 _PATH = re.compile(r"/orders/([A-Za-z0-9_-]{1,40})/status")
 #: verified session cookies and rendered answers kept (each cache is emptied when full)
@@ -42,9 +43,13 @@ class StatusFastPath:
         self.app = app
         self.wsgi_app = wsgi_app
         self.cookie_name = app.config.get("SESSION_COOKIE_NAME", "session")
-        self.serializer = app.session_interface.get_signing_serializer(app)
+        # Flask's own cookie sessions only: another session interface means no fast path
+        interface = app.session_interface
+        self.serializer = (interface.get_signing_serializer(app)
+                           if isinstance(interface, SecureCookieSessionInterface) else None)
         self.max_age = int(app.permanent_session_lifetime.total_seconds())
-        self.protection = getattr(app, "login_manager", None) and app.login_manager.session_protection
+        login_manager = getattr(app, "login_manager", None)
+        self.protection = login_manager and login_manager.session_protection
         # as the user loader: a sign-in older than this, or whose row is gone, is over
         self.login_max_age = sign_in_max_age(app.config)
         self.syncable = frozenset(SYNCABLE)
@@ -69,7 +74,7 @@ class StatusFastPath:
                        & (sign_ins.token == bindparam("token"))
                        & (sign_ins.created_at >= bindparam("signed_in_after")))
             .where(orders.public_id == bindparam("public_id")))
-        self._engine = None
+        self._engine: Engine | None = None
         # cookie value -> (session, signed at): a cookie's signature is checked once; its age
         # is checked on every use, and its sign-in row is read on every use (the query above),
         # so a log-out ends it at once. Rows -> JSON bytes: the same row, the same answer.
@@ -174,7 +179,8 @@ class StatusFastPath:
                    "points_credited": row.points if row.paid_at else 0, "pay_url": pay_url,
                    "points_balance": row.points_balance}
         provider = self.app.json  # as jsonify formats it: compact unless debugging
-        pretty = (provider.compact is None and self.app.debug) or provider.compact is False
+        compact = getattr(provider, "compact", None)  # DefaultJSONProvider's setting
+        pretty = (compact is None and self.app.debug) or compact is False
         layout = {"indent": 2} if pretty else {"separators": (",", ":")}
         return (provider.dumps(payload, **layout) + "\n").encode()
 
