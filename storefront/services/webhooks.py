@@ -61,6 +61,41 @@ _EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,200}")
 _EVENT_TYPE = re.compile(r"[a-z_]+(\.[a-z_]+)+")
 _MAX_CREATED = 2**31 - 1  # the column is a 32-bit integer (Stripe's seconds fit until 2038)
 
+# What the handlers read from an event's own copy of its object, by key, wherever the key appears
+# (the object, its lines, items, payments...). A signed event with another type there is
+# malformed: 400 and nothing stored, not a 500 from deep inside a handler.
+_HASHES = frozenset({"metadata", "parent", "subscription_details", "items", "lines", "payments",
+                     "payment", "confirmation_secret", "pricing", "price_details",
+                     "subscription_item_details", "invoice_item_details", "last_payment_error"})
+_INTEGERS = frozenset({"amount", "amount_received", "amount_total", "amount_paid", "amount_due",
+                       "amount_refunded", "created", "canceled_at", "ended_at", "period_end",
+                       "current_period_start", "current_period_end", "next_payment_attempt"})
+_STRINGS = frozenset({"id", "object", "status", "currency", "payment_status", "mode",
+                      "client_reference_id", "billing_reason", "client_secret"})
+_REFERENCES = frozenset({"customer", "payment_intent", "invoice", "subscription", "latest_charge",
+                         "payment_method", "charge", "price", "latest_invoice"})  # an id or the object
+
+
+def _malformed(value: Any, depth: int = 0) -> str | None:
+    """The path of the first field the handlers could not read (None: all readable)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if depth > 20:  # far deeper than any Stripe object
+            return str(key)
+        if item is None:
+            continue
+        if (key in _HASHES and not isinstance(item, dict)) \
+                or (key in _INTEGERS and (type(item) is not int or abs(item) > 2**31 - 1)) \
+                or (key in _STRINGS and not isinstance(item, str)) \
+                or (key in _REFERENCES and not isinstance(item, str | dict)) \
+                or (key == "data" and not isinstance(item, list)) \
+                or (key == "metadata" and not all(isinstance(v, str) for v in item.values())):
+            return str(key)
+        found = _malformed(item, depth + 1)
+        if found:
+            return f"{key}.{found}"
+    return None
+
 
 @dataclass
 class Outcome:
@@ -107,6 +142,9 @@ def _check_event(event: dict) -> None:
     object_id = obj.get("id")
     if object_id is not None and (not isinstance(object_id, str) or not 0 < len(object_id) <= 255):
         raise bad("object has an invalid id")
+    field = _malformed(obj)
+    if field:
+        raise bad(f"object has an invalid {field[:100]}")
 
 
 # --- receiving -----------------------------------------------------------------------------------

@@ -61,3 +61,37 @@ def test_a_stripe_test_token_is_not_a_saved_card_and_mints_nothing(app, buyer, s
     response = buyer.post(path, data=data, headers={"Accept": "application/json"})
     assert response.status_code == 404
     assert _sandbox_objects(sandbox_server) == before
+
+
+@pytest.mark.parametrize("event_type,obj", [
+    ("payment_intent.succeeded", {"id": "pi_123", "object": "payment_intent", "metadata": "ord_x"}),
+    ("payment_intent.succeeded", {"id": "pi_123", "object": "payment_intent", "metadata": {"order_id": 5}}),
+    ("payment_intent.succeeded", {"id": "pi_123", "object": "payment_intent", "amount_received": "500"}),
+    ("invoice.paid", {"id": "in_123", "object": "invoice", "parent": "sub_x"}),
+    ("invoice.paid", {"id": "in_123", "object": "invoice",
+                      "lines": {"object": "list", "data": [{"parent": ["x"]}]}}),
+    ("charge.refunded", {"id": "ch_123", "object": "charge", "amount_refunded": 10**20}),
+    ("checkout.session.completed", {"id": "cs_123", "object": "checkout.session", "client_reference_id": 5}),
+])
+def test_a_signed_event_with_a_field_of_the_wrong_type_is_a_400_and_stores_nothing(
+        app, client, monkeypatch, event_type, obj):
+    """Stripe's signature vouches for the sender, not for every field: a string where the
+    handlers read a hash (metadata, parent) raised AttributeError deep inside them (500, event
+    stored with the error); a number where they read a string or a huge amount reached the
+    database."""
+    import time
+
+    from sqlalchemy import func, select
+
+    from storefront.extensions import db
+    from storefront.models import StripeEvent
+
+    from ..conftest import sign_payload
+    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", "whsec_found_test")
+    payload = json.dumps({"id": "evt_found_1", "object": "event", "type": event_type,
+                          "created": int(time.time()), "livemode": False, "data": {"object": obj}})
+    response = client.post("/api/stripe/webhook", data=payload, content_type="application/json",
+                           headers={"Stripe-Signature": sign_payload(payload, "whsec_found_test")})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(StripeEvent.id))) == 0
