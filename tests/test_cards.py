@@ -59,6 +59,27 @@ def test_the_list_is_cached_briefly(app, buyer, sandbox):
     assert sandbox.control("GET", "/_sandbox/conformance")["responses"] - before == 2  # once
 
 
+def test_reloading_the_add_a_card_page_mints_no_new_setup_intent(app, buyer, sandbox):
+    """A page view creates nothing more at Stripe: the unconfirmed SetupIntent is handed out again
+    (a reload, a HEAD, a second tab); once it is used, the next visit gets a new one."""
+    def secret() -> str:
+        page = buyer.get("/account/cards/new").get_data(as_text=True)
+        return found(re.search(r'data-client-secret="(seti_[^"]+)"', page), "SetupIntent").group(1)
+
+    first = secret()
+    assert buyer.head("/account/cards/new").status_code == 200
+    assert secret() == first and secret() == first
+    assert len(sandbox.stripe.v1.setup_intents.list({"customer": customer_id(app)}).data) == 1
+    seti_id = first.split("_secret_")[0]
+    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url},
+                                  max_network_retries=0)
+    # client_secret is the browser's (publishable-key) credential; the SDK's typed params leave it out.
+    browser.v1.setup_intents.confirm(seti_id, params={"client_secret": first,  # type: ignore[arg-type]
+                                                      "payment_method": "pm_card_visa"})
+    assert secret() != first
+    assert len(sandbox.stripe.v1.setup_intents.list({"customer": customer_id(app)}).data) == 2
+
+
 def test_add_a_card_with_a_setup_intent(app, buyer, sandbox):
     page = buyer.get("/account/cards/new").get_data(as_text=True)
     secret = found(re.search(r'data-client-secret="(seti_[^"]+)"', page), "SetupIntent secret").group(1)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Subscription, User
 from ..models.subscription import LIVE_STATUSES
-from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
+from ..stripe_gateway import GatewayError, StripeNotFound, get_gateway, idempotency_key
 from . import accounts
 
 log = logging.getLogger(__name__)
@@ -131,17 +131,34 @@ def own_card(user: User, payment_method_id: str) -> dict:
 
 # --- adding a card -------------------------------------------------------------------------------
 
-def start_setup(user: User) -> dict:
+def start_setup(user: User, reuse: str | None = None) -> dict:
     """A SetupIntent for the buyer's customer; the page confirms it with the Payment Element
-    (3-D Secure if the card asks). Returns the SetupIntent (its ``client_secret`` for the page)."""
+    (3-D Secure if the card asks). Returns the SetupIntent (its ``client_secret`` for the page).
+
+    ``reuse`` is the SetupIntent this browser was last given: while it is the buyer's and still
+    waits for a card it is handed out again, so reloading the page mints nothing at Stripe."""
+    gateway = get_gateway()
     try:
         customer = accounts.ensure_stripe_customer(user)
-        return get_gateway().create_setup_intent(
+        if reuse and SETUP_INTENT_ID.fullmatch(reuse):
+            try:
+                si = gateway.retrieve_setup_intent(reuse)
+            except StripeNotFound:
+                si = None
+            if si is not None and _customer_id(si) == customer \
+                    and si.get("status") == "requires_payment_method":
+                return si
+        return gateway.create_setup_intent(
             customer=customer, metadata={"user_id": str(user.id)},
             idempotency_key=idempotency_key("setup-intent", user.public_id,
                                             secrets.token_urlsafe(12)))
     except GatewayError as err:
         raise _unavailable(err) from err
+
+
+def _customer_id(stripe_object: dict) -> str | None:
+    customer = stripe_object.get("customer")
+    return customer.get("id") if isinstance(customer, dict) else customer
 
 
 def finish_setup(user: User, setup_intent_id: str) -> tuple[str, Card | None]:
@@ -154,9 +171,7 @@ def finish_setup(user: User, setup_intent_id: str) -> tuple[str, Card | None]:
         si = gateway.retrieve_setup_intent(setup_intent_id)
     except GatewayError as err:
         raise _not_found() if err.http_status == 404 else _unavailable(err) from err
-    customer = si.get("customer")
-    customer = customer.get("id") if isinstance(customer, dict) else customer
-    if not user.stripe_customer_id or customer != user.stripe_customer_id:
+    if not user.stripe_customer_id or _customer_id(si) != user.stripe_customer_id:
         raise _not_found()
     invalidate(user)
     if si.get("status") != "succeeded":

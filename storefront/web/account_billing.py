@@ -3,7 +3,7 @@ invoice), invoices and the billing portal. Thin views over ``services.cards`` an
 ``services.subscriptions``; every POST carries the CSRF token (``CSRFProtect``)."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from ..services import cards, subscriptions
@@ -11,6 +11,9 @@ from .helpers import format_money, wants_json
 from .orders import checkout_return_urls, external_url
 
 bp = Blueprint("billing", __name__, url_prefix="/account")
+
+#: session key: the SetupIntent the add-a-card page last handed out (reused while unconfirmed)
+SETUP_INTENT_KEY = "setup_intent"
 
 
 @bp.app_context_processor
@@ -226,9 +229,10 @@ def cards_page():
 @login_required
 def new_card():
     try:
-        setup_intent = cards.start_setup(current_user)
+        setup_intent = cards.start_setup(current_user, reuse=session.get(SETUP_INTENT_KEY))
     except cards.CardError as err:
         return _cards_refuse(err)
+    session[SETUP_INTENT_KEY] = setup_intent["id"]
     return render_template("account/new_card.html", client_secret=setup_intent["client_secret"],
                            return_url=external_url("billing.card_added"),
                            **_stripe_js())
