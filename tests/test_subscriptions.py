@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import pytest
 from sqlalchemy import select
@@ -259,7 +260,10 @@ def cents(text: str) -> int:
 def preview(client, row, plan):
     """The change-plan page: (html, amount shown, signed preview token)."""
     page = client.get(f"/account/subscription/{row.public_id}/change/{plan}")
-    assert page.status_code == 200, page.get_data(as_text=True)[:300]
+    if page.status_code != 200:  # a refusal: say which (the flash on the page it redirects to)
+        refused = client.get(page.location).get_data(as_text=True) if page.location else ""
+        flashes = re.findall(r'class="flash[^"]*"[^>]*>(.*?)<', refused, re.S)
+        raise AssertionError(f"change-plan page answered {page.status_code}: {flashes}")
     html = page.get_data(as_text=True)
     token = PREVIEW_TOKEN.search(html)
     return html, cents(found(AMOUNT_DUE.search(html), "amount due").group(1)), token.group(1) if token else ""
@@ -631,6 +635,36 @@ def test_a_stale_fetch_never_overwrites_a_newer_one(app, buyer, sandbox):
         fulfilment.apply_subscription(stale, source="test", fetched_at=newer - timedelta(seconds=1))
         db.session.commit()
         assert db.session.scalar(select(Subscription.status)) == "active"
+
+
+def test_a_fetch_answered_before_a_slower_write_does_not_overwrite_it(app, buyer, sandbox):
+    """Answers are ordered by when they arrived, not when their request started: a webhook's fetch
+    that starts while the buyer's write is still waiting at Stripe (here: held 1 s by the
+    sandbox) is answered first, with the old state; the write's later answer must still apply.
+    (Ordered by start, the write lost and the row kept the old plan: a flaky CI failure.)"""
+    subscribed(app, buyer, sandbox)
+    row = sub_row(app)
+    sandbox.fault("delay", count=1, path_prefix=f"/v1/subscriptions/{row.stripe_subscription_id}",
+                  seconds=1.0)
+    from storefront.services import subscriptions
+
+    def cancel_at_period_end() -> None:
+        with app.app_context():
+            subscriptions.cancel_at_period_end(found(db.session.get(Subscription, row.id), "row"),
+                                               attempt="slow")
+            db.session.remove()
+
+    writer = threading.Thread(target=cancel_at_period_end)
+    writer.start()
+    time.sleep(0.3)  # the write is now held at Stripe; this fetch is answered at once
+    with app.app_context():
+        refreshed = found(subscriptions.refresh(row.stripe_subscription_id, source="webhook"), "row")
+        assert refreshed.cancel_at_period_end is False  # the old state, applied first
+        db.session.remove()
+    writer.join(10)
+    assert not writer.is_alive()
+    assert stripe_sub(sandbox, app).cancel_at_period_end is True
+    assert sub_row(app).cancel_at_period_end is True
 
 
 def test_webhook_and_sync_racing_on_one_renewal_credit_once(app, buyer, sandbox):

@@ -463,7 +463,7 @@ def _credit_free_invoice(invoice: dict, source: str) -> None:
 def _subscription_paid(order: Order) -> None:
     """The first (or an overdue) invoice is paid: the subscription is active as far as we know
     now, unless another of its invoices is still unpaid. The next fetch from Stripe confirms it;
-    fetches started before this moment are older news (``fetched_at``)."""
+    answers received before this moment are older news (``fetched_at``)."""
     unpaid = db.session.scalar(select(Order.id).where(
         Order.stripe_subscription_id == order.stripe_subscription_id, Order.id != order.id,
         Order.status.in_(("pending", "requires_action", "failed", "processing"))).limit(1))
@@ -493,10 +493,14 @@ def apply_subscription(sub: dict, *, source: str, fetched_at: datetime | None = 
                        event_created: int | None = None) -> Subscription | None:
     """Mirror a subscription object freshly fetched from Stripe into our row.
 
-    ``fetched_at`` is when that fetch was *started*: an answer to an earlier request than the
-    one already applied is older news and changes nothing, so duplicate and out-of-order
-    webhooks (each of which re-fetches) leave the newest state. A subscription we have not
-    seen (started through Checkout) gets its row here, if the customer is one of our buyers.
+    ``fetched_at`` is when Stripe's answer *arrived*: an answer that arrived before the one
+    already applied is older news and changes nothing, so duplicate and out-of-order webhooks
+    (each of which re-fetches) leave the newest state. The arrival, not the start, of a request
+    orders answers: Stripe handles requests in turn, and a request that waited (in a queue, behind
+    a slow one) may be answered after a later-started write -- ordering by start once let a
+    webhook's fetch, started after the buyer's plan change but answered before it, overwrite it.
+    A subscription we have not seen (started through Checkout) gets its row here, if the
+    customer is one of our buyers.
     """
     row_id = db.session.scalar(select(Subscription.id)
                                .where(Subscription.stripe_subscription_id == sub["id"]))
@@ -638,7 +642,6 @@ def finish_pending_cancel(row_id: int) -> bool:
         return True  # settled meanwhile
     stripe_id, status, reason, attempt = claimed
     gateway = get_gateway()
-    started = utcnow()
     try:
         sub = gateway.retrieve_subscription(stripe_id) if attempt > 1 else None
         if sub is None or (sub.get("status") in LIVE_STATUSES
@@ -657,7 +660,7 @@ def finish_pending_cancel(row_id: int) -> bool:
     except GatewayError as err:
         return _cancel_failed(row_id, stripe_id, err)
     try:
-        row = apply_subscription(sub, source=reason or "owed-cancel", fetched_at=started)
+        row = apply_subscription(sub, source=reason or "owed-cancel", fetched_at=utcnow())
         settled = row is None or row.pending_cancel is None
         db.session.commit()
     except Exception:

@@ -120,9 +120,8 @@ def _apply(sub: dict, *, source: str, fetched_at: datetime) -> Subscription | No
 
 def refresh(stripe_subscription_id: str, *, source: str) -> Subscription | None:
     """Fetch the subscription from Stripe and apply it."""
-    started = utcnow()
     sub = get_gateway().retrieve_subscription(stripe_subscription_id)
-    return _apply(sub, source=source, fetched_at=started)
+    return _apply(sub, source=source, fetched_at=utcnow())
 
 
 def apply_paid_invoice(invoice: dict, *, source: str) -> Order | None:
@@ -146,10 +145,10 @@ def sync(user: User, *, force: bool = False) -> None:
         _synced[user.stripe_customer_id] = now + SYNC_SECONDS
     gateway = get_gateway()
     try:
-        started = utcnow()
         subs = gateway.list_subscriptions(user.stripe_customer_id)
+        received = utcnow()
         for sub in subs:
-            _apply(sub, source="sync", fetched_at=started)
+            _apply(sub, source="sync", fetched_at=received)
         if subs:
             for invoice in gateway.list_customer_invoices(user.stripe_customer_id, limit=12):
                 if invoice.get("status") == "paid" and \
@@ -243,7 +242,6 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
     stripe_price_id = price.stripe_price_id
     if stripe_price_id is None:  # plan_price refuses such a price; this tells mypy
         raise SubscriptionError("That plan is not available.", code="price_not_found", status=404)
-    started = utcnow()
     try:
         sub = get_gateway().create_subscription(
             customer=customer, price=stripe_price_id,
@@ -252,12 +250,13 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
                                             attempt))
     except GatewayError as err:
         raise _unavailable(err, " Nothing was charged.") from err
+    received = utcnow()
     invoice = sub.get("latest_invoice") or {}
     if not isinstance(invoice, dict) or not invoice.get("id"):
         raise SubscriptionError("Our payment provider did not return an invoice. Nothing was "
                                 "charged.", code="invoice_missing", status=502)
     with transaction():
-        fulfilment.apply_subscription(sub, source="buyer", fetched_at=started)
+        fulfilment.apply_subscription(sub, source="buyer", fetched_at=received)
         order_id = fulfilment.ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
         raise SubscriptionError("That plan is not available.", code="price_not_found",
@@ -496,7 +495,6 @@ def _settle_upgrade_invoice(stripe_id: str, invoice_before: str | None,
 
 
 def _update(row: Subscription, params: dict, *key_parts) -> Subscription:
-    started = utcnow()
     try:
         sub = get_gateway().update_subscription(
             row.stripe_subscription_id, params,
@@ -504,7 +502,7 @@ def _update(row: Subscription, params: dict, *key_parts) -> Subscription:
                                             *key_parts, payload=params))
     except GatewayError as err:
         raise _unavailable(err) from err
-    return _apply(sub, source="buyer", fetched_at=started) or row
+    return _apply(sub, source="buyer", fetched_at=utcnow()) or row
 
 
 def cancel_at_period_end(row: Subscription, *, attempt: str) -> Subscription:
@@ -530,7 +528,6 @@ def cancel_now(row: Subscription, *, by: str, reason: str = "admin") -> Subscrip
     if row.status not in LIVE_STATUSES:
         raise SubscriptionError("This subscription has already ended.", code="subscription_ended",
                                 status=409)
-    started = utcnow()
     try:
         sub = get_gateway().cancel_subscription(
             row.stripe_subscription_id,
@@ -540,7 +537,7 @@ def cancel_now(row: Subscription, *, by: str, reason: str = "admin") -> Subscrip
     except GatewayError as err:
         raise _unavailable(err) from err
     log.info("subscription %s canceled now by %s (%s)", row.stripe_subscription_id, by, reason)
-    return _apply(sub, source=by, fetched_at=started) or row
+    return _apply(sub, source=by, fetched_at=utcnow()) or row
 
 
 def admin_cancel_now(admin: User, row: Subscription) -> Subscription:

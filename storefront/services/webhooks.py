@@ -283,12 +283,12 @@ def _prepare(event: dict) -> Apply | None:
 
 def _prepare_subscription(obj: dict) -> Apply:
     """``customer.subscription.*``: Stripe's current state (out-of-order safe: ``fetched_at``)."""
-    started = utcnow()
     try:
         sub = get_gateway().retrieve_subscription(obj["id"])
     except StripeNotFound:
         sub = obj  # deleted at Stripe for good: the event's copy is all there is
-    return lambda source: fulfilment.apply_subscription(sub, source=source, fetched_at=started)
+    received = utcnow()
+    return lambda source: fulfilment.apply_subscription(sub, source=source, fetched_at=received)
 
 
 def _prepare_invoice(obj: dict) -> Apply | None:
@@ -299,13 +299,13 @@ def _prepare_invoice(obj: dict) -> Apply | None:
         return None
     gateway = get_gateway()
     invoice = gateway.retrieve_invoice(obj["id"])
-    started = utcnow()
     sub = gateway.retrieve_subscription(sub_id)
+    received = utcnow()
 
     def apply(source: str):
         # locks in the same order as everywhere else: the order first, then the subscription
         order = fulfilment.apply_invoice(invoice, source=source)
-        row = fulfilment.apply_subscription(sub, source=source, fetched_at=started)
+        row = fulfilment.apply_subscription(sub, source=source, fetched_at=received)
         return order or row
     return apply
 
