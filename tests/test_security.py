@@ -278,3 +278,24 @@ def test_good_admin_parameters_still_work(app, admin):
     with app.app_context():
         assert db.session.scalar(select(func.count(PointsEntry.id))) == 0
         assert db.session.execute(select(func.count(Price.id))).scalar_one() > 0
+
+
+@pytest.mark.parametrize("path", [
+    "/admin/buyers?q=a%00b", "/admin/events?q=a%00b", "/admin/purchases?product=a%00b",
+    "/admin/purchases.csv?product=a%00b", "/orders/%00", "/orders/abc%00def", "/?x%00=1",
+])
+def test_a_nul_in_the_address_is_a_400(app, admin, path):
+    """PostgreSQL refuses NUL in a text value: these answered 500 there (found by the fuzz suite)."""
+    response = admin.get(path)
+    assert response.status_code == 400, path
+    assert "NUL" in response.get_data(as_text=True)
+
+
+def test_a_nul_in_a_form_or_json_body_is_a_400(app, buyer):
+    form = buyer.post("/account/password", data={"current_password": "x\x00y",
+                                                 "new_password": "n" * 20, "confirm": "n" * 20})
+    assert form.status_code == 400 and "NUL" in form.get_data(as_text=True)
+    api = buyer.post("/api/create-checkout-session", json={"priceId": "price_\x00"},
+                     headers={"Accept": "application/json"})
+    assert api.status_code == 400
+    assert "NUL" in api.get_json()["error"]["message"]

@@ -335,6 +335,13 @@ MALFORMED = {
     "not json": b"{not json",
     "deeply nested": b"[" * 50_000 + b"]" * 50_000,
     "not an event": json.dumps({**_good_event(), "object": "charge"}).encode(),
+    # each of these reached a varchar column and answered 500 on PostgreSQL (found by the fuzz suite)
+    "a 5,000-digit charge id": json.dumps(_good_event(data={"object": {
+        "id": "pi_not_ours", "object": "payment_intent", "latest_charge": "9" * 5000}})).encode(),
+    "a NUL in a metadata value": json.dumps(_good_event(data={"object": {
+        "id": "pi_not_ours", "object": "payment_intent", "metadata": {"order": "a\x00b"}}})).encode(),
+    "a 6,000-character description": json.dumps(_good_event(data={"object": {
+        "id": "pi_not_ours", "object": "payment_intent", "description": "x" * 6000}})).encode(),
 }
 
 

@@ -84,6 +84,9 @@ def _malformed(value: Any, depth: int = 0) -> str | None:
             return str(key)
         if item is None:
             continue
+        if isinstance(item, str) and ("\x00" in item or (key in _STRINGS | _REFERENCES and len(item) > 255)
+                                      or (key not in _STRINGS | _REFERENCES and len(item) > 5000)):
+            return str(key)  # Stripe sends no NUL, ids and enums of at most 255, no huge strings
         if (key in _HASHES and not isinstance(item, dict)) \
                 or (key in _INTEGERS and (type(item) is not int or abs(item) > 2**31 - 1)) \
                 or (key in _STRINGS and not isinstance(item, str)) \

@@ -128,6 +128,34 @@ class StorefrontRequest(Request):
             raise BadRequest("The JSON body is nested too deeply.") from None
 
 
+#: a signed Stripe event is checked by the webhook service itself (its body is read under its own size limit)
+_RAW_BODY_ENDPOINTS = frozenset({"webhooks.receive"})
+
+
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 50:  # deeper than any body we accept; the view refuses it
+        return False
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
+
+
+def refuse_nul_characters() -> None:
+    """400 for a NUL anywhere in the path, the query, a form or a JSON body: no page of ours takes
+    one, and PostgreSQL refuses it in a text value (a 500 deep inside a query otherwise)."""
+    if "\x00" in request.path or _has_nul(list(request.args.items(multi=True))):
+        raise BadRequest("The address contains a NUL character.")
+    if request.endpoint in _RAW_BODY_ENDPOINTS:
+        return
+    if _has_nul(list(request.form.items(multi=True))) or \
+            (request.is_json and _has_nul(request.get_json(silent=True))):
+        raise BadRequest("The form contains a NUL character.")
+
+
 def trusted_hosts(config: dict[str, Any] | Any) -> list[str]:
     """``TRUSTED_HOSTS`` (a list or a comma-separated string), else localhost plus the host of
     ``EXTERNAL_URL``."""
@@ -172,6 +200,7 @@ def register(app: Flask) -> None:
     app.request_class = StorefrontRequest
     app.config["TRUSTED_HOSTS"] = trusted_hosts(app.config)
     headers = static_headers(app.config)
+    app.before_request(refuse_nul_characters)
 
     @app.after_request
     def security_headers(response):
