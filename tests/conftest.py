@@ -27,6 +27,7 @@ from storefront.extensions import db, limiter
 
 TEST_PASSWORD = "correct-horse-battery"
 TX_GUARD_KEY = "test_transaction_guard"  # app.extensions key of the TransactionGuard
+ADMIN_EMAIL = "boss@example.com"
 #: random per test run: no key written in the repository signs anything, not even in tests
 TEST_SECRET_KEY = secrets.token_hex(32)
 
@@ -387,6 +388,18 @@ def sign_payload(payload: str | bytes, secret: str, timestamp: int | None = None
 def buyer(client, auth, catalog):
     """A signed-up, logged-in buyer (with a Stripe customer) on ``client``."""
     auth.signup()
+    return client
+
+
+@pytest.fixture
+def admin(app, sandbox, catalog):
+    """A logged-in admin on its own test client."""
+    from storefront.services.accounts import create_or_promote_admin
+    with app.app_context():
+        create_or_promote_admin(ADMIN_EMAIL, TEST_PASSWORD, "Ada Admin")
+    client = app.test_client()
+    response = client.post("/login", data={"email": ADMIN_EMAIL, "password": TEST_PASSWORD})
+    assert response.status_code in (302, 303)
     return client
 
 

@@ -17,9 +17,8 @@ from storefront.models import Order, OrderTransition, PointsEntry, Refund, Strip
 from storefront.services import admin_reports
 from storefront.services import refunds as refunds_service
 
-from .conftest import TEST_PASSWORD, browser_confirm, csrf_token_from, found
+from .conftest import ADMIN_EMAIL, browser_confirm, csrf_token_from, found
 
-ADMIN_EMAIL = "boss@example.com"
 NONCE_RE = re.compile(r'name="nonce" value="([^"]+)"')
 
 
@@ -68,18 +67,6 @@ def paid_order(app, buyer, sandbox, lookup_key="points_medium", card="pm_card_vi
     order = last_order(app)
     assert order.status == "paid"
     return order
-
-
-@pytest.fixture
-def admin(app, sandbox, catalog):
-    """A logged-in admin on its own test client."""
-    from storefront.services.accounts import create_or_promote_admin
-    with app.app_context():
-        create_or_promote_admin(ADMIN_EMAIL, TEST_PASSWORD, "Ada Admin")
-    client = app.test_client()
-    response = client.post("/login", data={"email": ADMIN_EMAIL, "password": TEST_PASSWORD})
-    assert response.status_code in (302, 303)
-    return client
 
 
 def nonce_from(html: str) -> str:

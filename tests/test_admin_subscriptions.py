@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 from storefront.extensions import db
 from storefront.models import Order
 
-from .test_admin import admin, balance, snapshot  # noqa: F401  (fixture)
+from .test_admin import balance, snapshot
 from .test_subscriptions import MONTH, advance, flush, sub_row, subscribed
 
 
-def test_dashboard_counts_active_subscriptions_by_plan(app, admin, buyer, sandbox):  # noqa: F811
+def test_dashboard_counts_active_subscriptions_by_plan(app, admin, buyer, sandbox):
     subscribed(app, buyer, sandbox, "starter_monthly")
     html = admin.get("/admin/").get_data(as_text=True)
     assert re.search(r"<td>Starter Plan</td><td class=\"num\">1</td>", html), \
@@ -26,7 +26,7 @@ def test_dashboard_counts_active_subscriptions_by_plan(app, admin, buyer, sandbo
     assert row.stripe_subscription_id in page and row.status in page and "Starter Plan" in page
 
 
-def test_reconcile_credits_a_renewal_whose_webhooks_were_lost(app, admin, buyer, sandbox,  # noqa: F811
+def test_reconcile_credits_a_renewal_whose_webhooks_were_lost(app, admin, buyer, sandbox,
                                                              webhooks):
     subscribed(app, buyer, sandbox, "starter_monthly")
     flush(sandbox)

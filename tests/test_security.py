@@ -13,8 +13,6 @@ from storefront.models import Order, PointsEntry, Price, StripeEvent
 
 from .conftest import TEST_PASSWORD, make_config
 
-ADMIN_EMAIL = "sec-admin@example.com"
-
 
 def directives(response) -> dict[str, list[str]]:
     policy = response.headers["Content-Security-Policy"]
@@ -23,17 +21,6 @@ def directives(response) -> dict[str, list[str]]:
         name, *values = part.split()
         out[name] = values
     return out
-
-
-@pytest.fixture
-def admin(app, sandbox, catalog):
-    from storefront.services.accounts import create_or_promote_admin
-    with app.app_context():
-        create_or_promote_admin(ADMIN_EMAIL, TEST_PASSWORD, "Sec Admin")
-    client = app.test_client()
-    assert client.post("/login", data={"email": ADMIN_EMAIL,
-                                       "password": TEST_PASSWORD}).status_code in (302, 303)
-    return client
 
 
 # --- headers ----------------------------------------------------------------------------------
