@@ -51,6 +51,20 @@ def subscribe_and_pay(app, client, sandbox) -> tuple[Subscription, str]:
     return sub_row(app), card.id
 
 
+def pay_lifetime_with_a_saved_card(app, buyer, sandbox, *, cancel_failures: int):
+    """A subscribed buyer pays Lifetime with their saved card while Stripe fails the next
+    ``cancel_failures`` calls about the subscription: (subscription id, order, the pay reply)."""
+    row, card = subscribe_and_pay(app, buyer, sandbox)
+    stripe_id = row.stripe_subscription_id
+    assert buyer.post("/buy/lifetime").status_code == 303
+    order = lifetime_order(app)
+    sandbox.fault("error", count=cancel_failures, path_prefix=f"/v1/subscriptions/{stripe_id}")
+    reply = buyer.post(f"/orders/{order.public_id}/pay/saved-card",
+                       data={"payment_method": card, "attempt": "l1"},
+                       headers={"Accept": "application/json"})
+    return stripe_id, order, reply
+
+
 def sub_row(app) -> Subscription:
     with app.app_context():
         row = found(db.session.scalar(select(Subscription).order_by(Subscription.id.desc())), "subscription")
@@ -204,14 +218,7 @@ def test_lifetime_paid_while_stripe_fails_the_cancel_owes_it_until_reconcile_sen
 
 def test_lifetime_paid_with_a_saved_card_while_stripe_fails_is_retried_by_the_account_sync(
         app, buyer, sandbox, tx_guard):
-    row, card = subscribe_and_pay(app, buyer, sandbox)
-    stripe_id = row.stripe_subscription_id
-    assert buyer.post("/buy/lifetime").status_code == 303
-    order = lifetime_order(app)
-    sandbox.fault("error", count=50, path_prefix=f"/v1/subscriptions/{stripe_id}")
-    reply = buyer.post(f"/orders/{order.public_id}/pay/saved-card",
-                       data={"payment_method": card, "attempt": "l1"},
-                       headers={"Accept": "application/json"})
+    stripe_id, order, reply = pay_lifetime_with_a_saved_card(app, buyer, sandbox, cancel_failures=50)
     assert reply.status_code == 200 and reply.get_json()["order_status"] == "paid"
     assert sub_row(app).pending_cancel == f"lifetime:{order.public_id}"
     assert stripe_sub(sandbox).cancel_at_period_end is False
@@ -245,14 +252,7 @@ def test_lifetime_with_stripe_up_ends_the_subscription_right_after_commit(app, b
 
 def test_an_owed_cancel_is_retried_by_the_next_webhook_about_the_subscription(
         app, buyer, sandbox, tx_guard, monkeypatch):
-    row, card = subscribe_and_pay(app, buyer, sandbox)
-    stripe_id = row.stripe_subscription_id
-    assert buyer.post("/buy/lifetime").status_code == 303
-    order = lifetime_order(app)
-    sandbox.fault("error", count=1, path_prefix=f"/v1/subscriptions/{stripe_id}")
-    reply = buyer.post(f"/orders/{order.public_id}/pay/saved-card",
-                       data={"payment_method": card, "attempt": "l1"},
-                       headers={"Accept": "application/json"})
+    stripe_id, _order, reply = pay_lifetime_with_a_saved_card(app, buyer, sandbox, cancel_failures=1)
     assert reply.get_json()["order_status"] == "paid"
     assert sub_row(app).pending_cancel is not None
 
