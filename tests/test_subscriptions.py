@@ -100,6 +100,17 @@ def subscribed(app, client, sandbox, lookup_key="starter_monthly", pm="pm_card_v
     return order_id, card
 
 
+def authenticated_then_polled(app, buyer, sandbox, order: Order, order_id: str) -> str:
+    """The buyer passes 3-D Secure for ``order`` at the sandbox; the status page, due a sync,
+    asks Stripe and answers the order's status."""
+    sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}",
+                    {"outcome": "complete"})
+    with app.app_context():
+        db.session.execute(db.update(Order).values(synced_at=None))
+        db.session.commit()
+    return buyer.get(f"/orders/{order_id}/status").get_json()["order_status"]
+
+
 def stripe_sub(sandbox, app, email="buyer@example.com"):
     return sandbox.stripe.v1.subscriptions.retrieve(sub_row(app, email).stripe_subscription_id)
 
@@ -153,13 +164,7 @@ def test_saved_3ds_card_needs_authentication_for_the_first_invoice(app, buyer, s
     order_id = subscribe(buyer)
     reply = pay_saved(buyer, order_id, card.id).get_json()
     assert reply["order_status"] == "requires_action" and reply["client_secret"]
-    order = invoice_orders(app)[0]
-    sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}",
-                    {"outcome": "complete"})
-    with app.app_context():
-        db.session.execute(db.update(Order).values(synced_at=None))
-        db.session.commit()
-    assert buyer.get(f"/orders/{order_id}/status").get_json()["order_status"] == "paid"
+    assert authenticated_then_polled(app, buyer, sandbox, invoice_orders(app)[0], order_id) == "paid"
     assert sub_row(app).status == "active" and balance(app) == 500
 
 
@@ -472,12 +477,7 @@ def test_an_upgrade_the_bank_does_not_charge_sends_the_buyer_to_pay_it(app, buye
     if card == "pm_card_authenticationRequired":
         reply = pay_saved(buyer, order_id, hard.id).get_json()
         assert reply["order_status"] == "requires_action"
-        sandbox.control("POST", f"/_sandbox/authenticate/{invoice_orders(app)[-1].stripe_payment_intent_id}",
-                        {"outcome": "complete"})
-        with app.app_context():
-            db.session.execute(db.update(Order).values(synced_at=None))
-            db.session.commit()
-        assert buyer.get(f"/orders/{order_id}/status").get_json()["order_status"] == "paid"
+        assert authenticated_then_polled(app, buyer, sandbox, invoice_orders(app)[-1], order_id) == "paid"
     else:
         good = save_card(app, sandbox, "pm_card_mastercard")
         assert pay_saved(buyer, order_id, good.id).get_json()["order_status"] == "paid"
