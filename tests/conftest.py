@@ -189,7 +189,14 @@ def _isolate(request):
     yield
     if guard is not None:
         app = request.getfixturevalue("app")
-        _clean_tables(app)
+        if "live_server" in request.fixturenames:
+            # the sandbox may be delivering a webhook, a browser polling: let them finish and
+            # start nothing new while the tables are emptied
+            with request.getfixturevalue("sandbox_server").sandbox.sender.paused():
+                request.getfixturevalue("live_server").wait_idle()
+                _clean_tables(app)
+        else:
+            _clean_tables(app)
         with app.app_context():
             limiter.reset()
         guard.assert_clean()
@@ -342,10 +349,62 @@ class LiveServer:
 
     def __init__(self, app):
         from werkzeug.serving import make_server
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._server = make_server("127.0.0.1", 0, self._counting(app), threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def _counting(self, app):
+        """``app``, counting the requests it is serving until their body has been sent (the
+        app's teardown, which returns the database connection, has run by then). Werkzeug's
+        server skips ``close()`` when the client hangs up first, so the end of the body counts
+        too, once."""
+        live = self
+
+        class Tracked:
+            def __init__(self, body):
+                self.body, self.finished = body, False
+
+            def __iter__(self):
+                try:
+                    yield from self.body
+                finally:
+                    self.finish()
+
+            def close(self):
+                try:
+                    if hasattr(self.body, "close"):
+                        self.body.close()
+                finally:
+                    self.finish()
+
+            def finish(self):
+                with live._idle:
+                    if not self.finished:
+                        self.finished = True
+                        live._in_flight -= 1
+                        live._idle.notify_all()
+
+        def wsgi(environ, start_response):
+            with self._idle:
+                self._in_flight += 1
+            tracked = Tracked(())
+            try:
+                tracked.body = app(environ, start_response)
+            except BaseException:
+                tracked.finish()
+                raise
+            return tracked
+        return wsgi
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Until no request is being served: a webhook or a browser poll still running holds
+        database locks that the per-test clean-up (PostgreSQL's TRUNCATE) would deadlock on."""
+        with self._idle:
+            assert self._idle.wait_for(lambda: self._in_flight == 0, timeout), \
+                f"{self._in_flight} request(s) still running after {timeout} s"
 
     def stop(self):
         self._server.shutdown()

@@ -11,6 +11,7 @@ a delay, hold them until released and then deliver them newest first, or drop th
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -19,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import ClassVar
 
 from .api import API_VERSION, Context, new_id
@@ -117,6 +119,8 @@ class Sender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
+        self._paused = threading.Event()
+        self._busy = threading.Lock()  # held while a delivery is claimed and sent
         self._thread = threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True)
 
     @classmethod
@@ -149,14 +153,32 @@ class Sender:
             time.sleep(0.02)
         return False
 
+    @contextlib.contextmanager
+    def paused(self, timeout: float = 10.0) -> Iterator[None]:
+        """No delivery in flight while the block runs (one being sent is waited for), none
+        started until it ends: for a test harness that resets the receiver's database."""
+        self._paused.set()
+        acquired = self._busy.acquire(timeout=timeout)
+        try:
+            yield
+        finally:
+            if acquired:
+                self._busy.release()
+            self._paused.clear()
+            self._wake.set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            job = self._claim()
+            if self._paused.is_set():
+                self._wake.wait(timeout=0.05)
+                continue
+            with self._busy:
+                job = self._claim()
+                if job is not None:
+                    self._deliver(*job)
             if job is None:
                 self._wake.wait(timeout=self._seconds_to_next())
                 self._wake.clear()
-                continue
-            self._deliver(*job)
 
     def _seconds_to_next(self) -> float:
         with self.store.lock:
@@ -205,8 +227,11 @@ class Sender:
         entry = {"at": started, "status": status, "error": error,
                  "duration_ms": round((time.time() - started) * 1000, 1)}
         with self.store.transaction():
-            log = json.loads(self.store.execute("SELECT log FROM deliveries WHERE id = ?",
-                                                (delivery_id,)).fetchone()[0])
+            row = self.store.execute("SELECT log FROM deliveries WHERE id = ?",
+                                     (delivery_id,)).fetchone()
+            if row is None:  # the sandbox was reset while this delivery was in flight
+                return
+            log = json.loads(row[0])
             log.append(entry)
             ok = status is not None and 200 <= status < 300
             if ok:
