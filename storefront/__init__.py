@@ -117,7 +117,7 @@ def register_commands(app: Flask) -> None:
     from .cli import register
     register(app)
     try:
-        from .sandbox.cli import sandbox_cli
+        from stripe_sandbox.cli import sandbox_cli
     except ImportError:  # pragma: no cover - the sandbox ships with the repo
         app.logger.debug("sandbox CLI not available")
     else:

@@ -43,7 +43,7 @@ def found(value: T | None, what: str = "value") -> T:
 
 # --------------------------------------------------------------------------- sandbox
 def _start_sandbox(state_path: Path):
-    from storefront.sandbox.testing import SandboxServer
+    from stripe_sandbox.testing import SandboxServer
 
     server = SandboxServer(state_path=str(state_path), port=0)
     server.start()

@@ -19,7 +19,7 @@ import pytest
 import stripe
 from stripe.params import PaymentIntentCreateParams
 
-from storefront.sandbox.testing import SandboxServer
+from stripe_sandbox.testing import SandboxServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -232,7 +232,7 @@ def test_every_test_card_number_is_complete_with_its_brand(page, shop):
     import json
     from pathlib import Path
 
-    import storefront.sandbox as sandbox_package
+    import stripe_sandbox as sandbox_package
 
     cards = json.loads((Path(sandbox_package.__file__).parent / "data" / "test-cards.json")
                        .read_text())

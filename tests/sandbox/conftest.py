@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import stripe
 
-from storefront.sandbox.testing import SandboxServer
+from stripe_sandbox.testing import SandboxServer
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 

@@ -1,4 +1,4 @@
-"""The sandbox as its own process: `python -m storefront.sandbox` / `flask sandbox run`."""
+"""The sandbox as its own process: `python -m stripe_sandbox` / `flask sandbox run`."""
 from __future__ import annotations
 
 import os

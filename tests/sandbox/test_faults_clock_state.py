@@ -6,7 +6,7 @@ import time
 import pytest
 import stripe
 
-from storefront.sandbox.testing import SandboxServer
+from stripe_sandbox.testing import SandboxServer
 
 
 def test_error_fault_fails_the_next_n_calls_then_recovers(sandbox, client):

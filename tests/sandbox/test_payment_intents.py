@@ -13,7 +13,7 @@ import stripe
 
 from .helpers import present
 
-CARDS = json.loads((Path(__file__).resolve().parents[2] / "storefront" / "sandbox" / "data" /
+CARDS = json.loads((Path(__file__).resolve().parents[2] / "stripe_sandbox" / "data" /
                     "test-cards.json").read_text())
 SUCCESS_OUTCOMES = {
     "succeeds", "succeeds_funds_to_available_balance", "risk_elevated", "postal_code_check_fails",

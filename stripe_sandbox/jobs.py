@@ -12,7 +12,7 @@ from collections.abc import Callable
 from .api import Context
 
 JOBS: dict[str, Callable[[Context, str, dict], None]] = {}
-log = logging.getLogger("storefront.sandbox")
+log = logging.getLogger("stripe_sandbox")
 
 
 def job(kind: str):

@@ -4,7 +4,7 @@ Test sandboxes run in strict mode, so an object that does not fit the official S
 model already fails the test that received it (the sandbox answers 500). This plugin adds the
 totals at the end of the run -- every API answer and every event checked -- and fails the run
 if any answer went unchecked or any check failed. Enable with
-``pytest_plugins = ["storefront.sandbox.pytest_plugin"]`` in the root conftest.
+``pytest_plugins = ["stripe_sandbox.pytest_plugin"]`` in the root conftest.
 """
 from __future__ import annotations
 

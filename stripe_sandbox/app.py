@@ -103,7 +103,7 @@ class Sandbox:
 
 def current_app_logger():
     import logging
-    return logging.getLogger("storefront.sandbox")
+    return logging.getLogger("stripe_sandbox")
 
 
 def _all_shape_errors(body: dict) -> list[str]:
