@@ -18,7 +18,10 @@ Other modules may add pages to this blueprint (billing adds hosted invoices and 
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -27,6 +30,7 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 browser = Blueprint("sandbox_browser", __name__)
 
 _STATIC = Path(__file__).with_name("static")
+STRIPE_JS = _STATIC / "v3" / "stripe.js"
 
 MERCHANT_NAME = "Storefront (sandbox)"
 PUBLISHABLE_KEY = "pk_test_sandbox_hosted_checkout"
@@ -321,3 +325,21 @@ def checkout_status(session_id: str):
     if session is None:
         return jsonify({"error": {"message": "This Checkout Session does not exist."}}), 404
     return jsonify(_status_body(session))
+
+
+def stripe_js_style_hash(path: Path = STRIPE_JS) -> str | None:
+    """``'sha256-…'`` of the one <style> element this Stripe.js stand-in injects (its ``CSS``
+    array of single-quoted lines joined by newlines), for a store whose Content-Security-Policy
+    allows it by hash instead of ``'unsafe-inline'``; None if the file is not as expected."""
+    try:
+        source = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    block = re.search(r"var CSS = \[(.*?)\]\.join\('\\n'\);", source, re.S)
+    if block is None:
+        return None
+    lines = re.findall(r"^\s*'((?:[^'\\]|\\.)*)',?\s*$", block.group(1), re.M)
+    if not lines or any("\\" in line for line in lines):
+        return None
+    digest = hashlib.sha256("\n".join(lines).encode()).digest()
+    return "'sha256-" + base64.b64encode(digest).decode() + "'"

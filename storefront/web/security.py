@@ -14,12 +14,8 @@ the same headers (:func:`static_headers`).
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import re
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,8 +35,6 @@ STRIPE_API = ("https://api.stripe.com",)
 STRIPE_HOSTED_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
 DEFAULT_TRUSTED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 NO_STORE = "no-store"
-#: the bundled sandbox's Stripe.js adds one <style> element; in sandbox mode its hash is allowed
-SANDBOX_STRIPE_JS = Path(__file__).resolve().parent.parent / "sandbox" / "static" / "v3" / "stripe.js"
 
 
 # --- headers ----------------------------------------------------------------------------------------
@@ -52,21 +46,14 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
-def sandbox_style_hash(path: Path = SANDBOX_STRIPE_JS) -> str | None:
-    """``'sha256-…'`` of the stylesheet the sandbox's Stripe.js injects (its ``CSS`` array of
-    single-quoted lines joined by newlines), or None if the file is not as expected."""
+def sandbox_style_hash() -> str | None:
+    """The CSP hash of the one <style> element the bundled sandbox's Stripe.js injects (the
+    sandbox knows its own stylesheet), or None when the sandbox package is not installed."""
     try:
-        source = path.read_text(encoding="utf-8")
-    except OSError:
+        from stripe_sandbox.browser import stripe_js_style_hash
+    except ImportError:  # pragma: no cover - a deployment may ship without the sandbox
         return None
-    block = re.search(r"var CSS = \[(.*?)\]\.join\('\\n'\);", source, re.S)
-    if block is None:
-        return None
-    lines = re.findall(r"^\s*'((?:[^'\\]|\\.)*)',?\s*$", block.group(1), re.M)
-    if not lines or any("\\" in line for line in lines):
-        return None
-    digest = hashlib.sha256("\n".join(lines).encode()).digest()
-    return "'sha256-" + base64.b64encode(digest).decode() + "'"
+    return stripe_js_style_hash()
 
 
 def content_security_policy(config: dict[str, Any] | Any) -> str:
