@@ -34,6 +34,7 @@ from ..models.base import insert_or_ignore, utcnow
 from ..models.subscription import LIVE_STATUSES
 from ..stripe_gateway import GatewayError, StripeRequestInvalid, get_gateway, idempotency_key
 from . import points
+from .uow import after_commit
 
 log = logging.getLogger(__name__)
 
@@ -546,9 +547,9 @@ def apply_subscription(sub: dict, *, source: str, fetched_at: datetime | None = 
 # order's transaction: a slow Stripe would hold the order lock (and on SQLite the database's write
 # lock) for as long as it takes, and a rollback after Stripe said yes would forget a change Stripe
 # made. Instead the transaction that pays the order records the intent on the subscription row
-# (``pending_cancel``); once it has committed, :func:`run_after_commit` (called by
-# ``purchase.transaction`` and by webhook processing) sends it with an idempotency key. A failure
-# stays recorded and is retried by the next commit that owes it, the account page's sync
+# (``pending_cancel``); once it has committed, :func:`run_after_commit` (registered with
+# ``uow.after_commit``, run by ``uow.unit_of_work`` and by webhook processing) sends it with an
+# idempotency key. A failure stays recorded and is retried by the next commit that owes it, the account page's sync
 # (``subscriptions.enforce_lifetime``) and ``flask reconcile`` (:func:`finish_pending_cancels`).
 
 #: ``db.session.info`` key: the buyers whose owed cancels the current transaction recorded
@@ -571,6 +572,7 @@ def end_subscriptions_for_lifetime(user_id: int, *, reason: str) -> int:
 
 def _owe_after_commit(user_id: int) -> None:
     db.session.info.setdefault(AFTER_COMMIT, set()).add(user_id)
+    after_commit(run_after_commit)
 
 
 def _note_owed_cancel(row: Subscription) -> None:

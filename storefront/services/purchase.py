@@ -31,6 +31,7 @@ from ..models.base import utcnow
 from ..models.order import new_order_id
 from ..stripe_gateway import GatewayError, PaymentDeclined, StripeUnavailable, get_gateway, idempotency_key
 from . import accounts, cards, fulfilment
+from .uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ def cancel_checkout(order: Order) -> Order:
         except GatewayError as err:
             raise _unavailable(err) from err
         return apply_session(session, source="sync")
-    with transaction():
+    with unit_of_work():
         locked = fulfilment.lock_order(order.id)
         if session.get("status") == "expired":
             fulfilment.move(locked, "canceled", source="buyer", reason="Left Checkout")
@@ -307,27 +308,13 @@ def cancel_checkout(order: Order) -> Order:
 
 # --- applying and syncing ------------------------------------------------------------------------
 
-class transaction:
-    """``with transaction():`` one unit of work; commits, or rolls back on any error. After a
-    commit, the Stripe writes the unit recorded as owed are sent (``fulfilment.run_after_commit``:
-    e.g. Lifetime ends a subscription), never inside the transaction."""
-
-    def __enter__(self):
-        db.session.commit()  # end any implicit transaction: the order lock comes first
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            db.session.commit()
-            fulfilment.run_after_commit()
-        else:
-            db.session.rollback()
-        return False
+#: kept while other services still import it from here; use :func:`.uow.unit_of_work`
+transaction = unit_of_work
 
 
 def apply(pi: dict, *, source: str) -> Order:
     """Apply a PaymentIntent fetched for one of our orders; returns that order, fresh."""
-    with transaction():
+    with unit_of_work():
         order = fulfilment.apply_payment_intent(pi, source=source)
     if order is None:  # its id came from our order, so it is always found
         raise LookupError(f"no order for PaymentIntent {pi.get('id')}")
@@ -336,7 +323,7 @@ def apply(pi: dict, *, source: str) -> Order:
 
 def apply_session(session: dict, *, source: str) -> Order:
     """Apply a Checkout Session fetched for one of our orders; returns that order, fresh."""
-    with transaction():
+    with unit_of_work():
         order = fulfilment.apply_checkout_session(session, source=source)
     if order is None:  # its id came from our order, so it is always found
         raise LookupError(f"no order for Checkout Session {session.get('id')}")

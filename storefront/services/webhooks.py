@@ -13,7 +13,7 @@
    with the error, and answers 500 (503 when the fetch failed because Stripe is unavailable),
    so Stripe retries. Events about objects we don't know are logged and acknowledged.
 4. After commit, Stripe writes the change made owed (a Lifetime purchase ends the buyer's
-   subscription) are sent: ``fulfilment.run_after_commit``.
+   subscription) are sent: :func:`.uow.run_after_commit`.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from ..stripe_gateway import (
     idempotency_key,
 )
 from . import fulfilment
+from .uow import discard_after_commit, run_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,7 @@ def _run(event: dict, text: str, *, source: str, replay: bool = False) -> Outcom
         db.session.commit()
     except Exception as err:  # any failure must answer 500 so Stripe retries
         db.session.rollback()
+        discard_after_commit()
         log.exception("webhook %s (%s) failed", event["id"], event["type"])
         _record_failure(event, text, err)
         return Outcome(500, {"received": True, "processed": False})
@@ -216,7 +218,7 @@ def _run(event: dict, text: str, *, source: str, replay: bool = False) -> Outcom
     elif result is None:
         log.info("webhook %s: %s is about an object we don't know; acknowledged",
                  event["id"], event["type"])
-    fulfilment.run_after_commit()
+    run_after_commit()
     return Outcome(200, {"received": True, "processed": True})
 
 

@@ -1,0 +1,78 @@
+"""Transaction boundaries: one unit of work owns each commit; no Stripe call while one is open.
+
+The rule of the code is **fetch, then apply**: a service asks Stripe with no database
+transaction open, then applies what it got in one short :func:`unit_of_work`. A slow Stripe
+therefore never holds a row lock (on SQLite: the database's write lock) or a pooled connection
+in a transaction.
+
+Three tools make that the shape of the code:
+
+* :func:`unit_of_work` -- ``with unit_of_work():`` ends any implicit read first, then commits
+  the block, or rolls it back on any error.
+* :func:`after_commit` -- work a unit owes once it has committed (a Stripe write that must
+  follow a local change: a Lifetime purchase ends the buyer's subscription). Registered inside
+  the unit, run once after its commit, outside any transaction; dropped on rollback.
+* :func:`read_then_release` -- the boundary before a Stripe call: a service that reads the
+  database (SQLAlchemy opens a transaction implicitly on the first read) and then calls Stripe
+  ends that read explicitly first. Services call it where the network step begins; the web
+  layer does the same once per request after Flask-Login has loaded the user, so a view starts
+  with no transaction open.
+
+``tests/conftest.py``'s ``TransactionGuard`` proves it: any Stripe call made while the session
+has a transaction open fails the test, on every path.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from ..extensions import db
+
+log = logging.getLogger(__name__)
+
+#: ``db.session.info`` key: the callbacks the current unit of work runs after its commit
+_AFTER_COMMIT = "storefront.after_commit"
+
+
+def after_commit(callback: Callable[[], object]) -> None:
+    """Run ``callback`` once after the current unit of work commits, with no transaction open.
+
+    Registering the same callable twice in one unit runs it once. On rollback it is dropped.
+    """
+    callbacks: list[Callable[[], object]] = db.session.info.setdefault(_AFTER_COMMIT, [])
+    if callback not in callbacks:
+        callbacks.append(callback)
+
+
+def run_after_commit() -> None:
+    """Run (and forget) what the transaction just committed owes. :func:`unit_of_work` calls
+    it; code that commits by itself (webhook processing) calls it right after its commit."""
+    for callback in db.session.info.pop(_AFTER_COMMIT, ()):
+        callback()  # what a callback registers anew waits for the next commit (no retry loop)
+
+
+def discard_after_commit() -> None:
+    """Forget what a rolled-back transaction registered."""
+    db.session.info.pop(_AFTER_COMMIT, None)
+
+
+@contextmanager
+def unit_of_work() -> Iterator[None]:
+    """``with unit_of_work():`` one transaction; commits, or rolls back on any error. What the
+    block registered with :func:`after_commit` runs after the commit, outside the transaction."""
+    db.session.commit()  # end any implicit read: the block's first statement (a lock) comes first
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        discard_after_commit()
+        raise
+    run_after_commit()
+
+
+def read_then_release() -> None:
+    """End the session's read transaction before a network call (the objects read stay usable;
+    they are reloaded on next access). Call it where a service moves from reading to Stripe."""
+    db.session.commit()
