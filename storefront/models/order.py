@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -16,28 +17,59 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
-STATUSES = ("pending", "requires_action", "processing", "paid", "failed", "canceled", "expired",
-            "refunded", "partially_refunded", "disputed")
+
+class OrderStatus(StrEnum):
+    """Where an order stands. A ``str``: compares, hashes and stores as its value (``"paid"``)."""
+
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    PAID = "paid"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    DISPUTED = "disputed"
+
+
+_S = OrderStatus  # short, for the tables below
+#: every status, in the order the admin's filter lists them (and the CHECK constraint names them)
+STATUSES: tuple[str, ...] = tuple(status.value for status in OrderStatus)
 METHODS = ("payment_element", "saved_card", "checkout", "subscription_invoice")
 
 #: where each status may go next; everything else is refused (orders only move forward).
 #: ``failed`` is not a dead end: the buyer may retry the same payment with another card.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"requires_action", "processing", "paid", "failed", "canceled",
-                          "expired"}),
-    "requires_action": frozenset({"processing", "paid", "failed", "canceled", "expired"}),
-    "failed": frozenset({"requires_action", "processing", "paid", "canceled", "expired"}),
-    "processing": frozenset({"paid", "failed", "canceled"}),
-    "paid": frozenset({"partially_refunded", "refunded", "disputed"}),
-    "partially_refunded": frozenset({"refunded", "disputed"}),
-    "disputed": frozenset({"partially_refunded", "refunded"}),
-    "canceled": frozenset(),
-    "expired": frozenset(),
-    "refunded": frozenset(),
+    _S.PENDING: frozenset({_S.REQUIRES_ACTION, _S.PROCESSING, _S.PAID, _S.FAILED, _S.CANCELED, _S.EXPIRED}),
+    _S.REQUIRES_ACTION: frozenset({_S.PROCESSING, _S.PAID, _S.FAILED, _S.CANCELED, _S.EXPIRED}),
+    _S.FAILED: frozenset({_S.REQUIRES_ACTION, _S.PROCESSING, _S.PAID, _S.CANCELED, _S.EXPIRED}),
+    _S.PROCESSING: frozenset({_S.PAID, _S.FAILED, _S.CANCELED}),
+    _S.PAID: frozenset({_S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED}),
+    _S.PARTIALLY_REFUNDED: frozenset({_S.REFUNDED, _S.DISPUTED}),
+    _S.DISPUTED: frozenset({_S.PARTIALLY_REFUNDED, _S.REFUNDED}),
+    _S.CANCELED: frozenset(),
+    _S.EXPIRED: frozenset(),
+    _S.REFUNDED: frozenset(),
 }
-#: states the status page stops polling at (the buyer has an answer)
-SETTLED = frozenset({"paid", "failed", "canceled", "expired", "refunded", "partially_refunded",
-                     "disputed"})
+
+# --- the groups the code asks about (each defined here only) ------------------------------------
+#: the buyer can (still, or again) pay: the pay page and a saved-card retry accept these
+PAYABLE = frozenset({_S.PENDING, _S.REQUIRES_ACTION, _S.FAILED})
+#: not paid yet and Stripe may still move it (the status page syncs these; ``failed`` too, since
+#: the buyer may retry with another card); an unpaid subscription invoice is one of these
+SYNCABLE = PAYABLE | {_S.PROCESSING}
+#: the buyer has an answer: the status page stops polling
+SETTLED = frozenset({_S.PAID, _S.FAILED, _S.CANCELED, _S.EXPIRED, _S.REFUNDED, _S.PARTIALLY_REFUNDED,
+                     _S.DISPUTED})
+#: money was received (refunds are counted separately)
+COLLECTED = frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED})
+#: Stripe can refund it (a disputed charge cannot be refunded: Stripe refuses)
+REFUNDABLE = frozenset({_S.PAID, _S.PARTIALLY_REFUNDED})
+#: some or all of the money went back
+REFUNDED = frozenset({_S.PARTIALLY_REFUNDED, _S.REFUNDED})
+#: nowhere left to go
+TERMINAL = frozenset(status for status, following in TRANSITIONS.items() if not following)
 
 
 def new_order_id() -> str:
@@ -74,7 +106,7 @@ class Order(Model):
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     method: Mapped[str] = mapped_column(String(24))
-    status: Mapped[str] = mapped_column(String(24), default="pending")
+    status: Mapped[str] = mapped_column(String(24), default=OrderStatus.PENDING.value)
     amount_refunded: Mapped[int] = mapped_column(Integer, default=0)
     failure_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     failure_message: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -92,7 +124,7 @@ class Order(Model):
     last_event_created: Mapped[int | None] = mapped_column(Integer, nullable=True)
     #: when the status page last asked Stripe (one fetch per order every few seconds at most)
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    #: bumped by every locked update (the lock itself: see services.fulfilment.locked_order)
+    #: bumped by every locked update (the lock itself: see services.orders.lock_order)
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
