@@ -17,6 +17,7 @@ from ..models.user import normalize_email
 from ..models.user_session import USER_AGENT_LENGTH, new_session_token
 from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
 from ..text import control_character
+from .errors import Conflict, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +31,21 @@ COMMON_PASSWORDS = frozenset({
 })
 
 
-class AccountError(Exception):
-    """A rule about accounts was broken; ``str(err)`` is safe to show the user."""
+class AccountError(ServiceError):
+    """A rule about accounts was broken; the message (``str(err)``) is safe to show the user."""
+
+    code = "invalid_account"
 
 
-class EmailTaken(AccountError):
+class EmailTaken(AccountError, Conflict):
+    code = "email_taken"
+
     def __init__(self) -> None:
         super().__init__("An account with this email already exists. Try logging in instead.")
 
 
 class WeakPassword(AccountError):
-    pass
+    code = "weak_password"
 
 
 def password_problems(password: str, *, email: str = "", name: str = "") -> list[str]:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import aliased
 from ..extensions import db
 from ..models import Order, PointsEntry, User
 from . import points
+from .errors import ServiceError
 from .purchase import transaction
 
 PAGE_SIZE = 50
@@ -21,8 +22,10 @@ POINTS = re.compile(r"[+-]?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]{1,9})")
 NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
-class AdjustmentError(Exception):
+class AdjustmentError(ServiceError):
     """The adjustment cannot be recorded; the message is for the admin."""
+
+    code = "invalid_adjustment"
 
 
 @dataclass

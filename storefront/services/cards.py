@@ -23,6 +23,7 @@ from ..models import Subscription, User
 from ..models.subscription import LIVE_STATUSES
 from ..stripe_gateway import GatewayError, StripeNotFound, get_gateway, idempotency_key
 from . import accounts
+from .errors import NotFound, ServiceError, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +38,13 @@ _cache: dict[str, tuple[float, list[Card]]] = {}  # by Stripe customer id
 _cache_lock = threading.Lock()
 
 
-class CardError(Exception):
-    """A card action that cannot go ahead; ``message`` is for the buyer."""
-
-    def __init__(self, message: str, *, code: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
+#: what a card action raises (kept for ``purchase``'s ``except cards.CardError`` until it
+#: catches :class:`ServiceError` itself)
+CardError = ServiceError
 
 
-def _not_found() -> CardError:
-    return CardError("We couldn't find that card.", code="card_not_found", status=404)
-
-
-def _unavailable(err: GatewayError) -> CardError:
-    return CardError(err.user_message, code=err.code,
-                     status=err.http_status if err.http_status >= 400 else 502)
+def _not_found() -> NotFound:
+    return NotFound("We couldn't find that card.", code="card_not_found")
 
 
 @dataclass(frozen=True)
@@ -88,7 +79,7 @@ def invalidate(user: User) -> None:
 
 
 def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
-    """The buyer's cards at Stripe, default first. Raises :class:`CardError` if Stripe is down."""
+    """The buyer's cards at Stripe, default first. Raises :class:`ServiceError` if Stripe is down."""
     if not user.stripe_customer_id:
         return []
     now = time.monotonic()
@@ -102,7 +93,7 @@ def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
         customer = gateway.retrieve_customer(user.stripe_customer_id)
         methods = gateway.list_cards(user.stripe_customer_id)
     except GatewayError as err:
-        raise _unavailable(err) from err
+        raise unavailable(err) from err
     default_id = (customer.get("invoice_settings") or {}).get("default_payment_method")
     default_id = default_id.get("id") if isinstance(default_id, dict) else default_id
     cards = sorted((_card(pm, default_id) for pm in methods), key=lambda c: not c.is_default)
@@ -112,7 +103,7 @@ def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
 
 
 def own_card(user: User, payment_method_id: str) -> dict:
-    """The payment method, if it is one of ``user``'s cards; else :class:`CardError` 404."""
+    """The payment method, if it is one of ``user``'s cards; else :class:`NotFound`."""
     if not isinstance(payment_method_id, str) or not PAYMENT_METHOD_ID.fullmatch(payment_method_id) \
             or not user.stripe_customer_id:
         raise _not_found()
@@ -121,7 +112,7 @@ def own_card(user: User, payment_method_id: str) -> dict:
     except GatewayError as err:
         if err.http_status == 404 or err.code in ("not_found", "invalid_request"):
             raise _not_found() from err
-        raise _unavailable(err) from err
+        raise unavailable(err) from err
     customer = pm.get("customer")
     customer = customer.get("id") if isinstance(customer, dict) else customer
     if customer != user.stripe_customer_id:
@@ -153,7 +144,7 @@ def start_setup(user: User, reuse: str | None = None) -> dict:
             idempotency_key=idempotency_key("setup-intent", user.public_id,
                                             secrets.token_urlsafe(12)))
     except GatewayError as err:
-        raise _unavailable(err) from err
+        raise unavailable(err) from err
 
 
 def _customer_id(stripe_object: dict) -> str | None:
@@ -170,7 +161,7 @@ def finish_setup(user: User, setup_intent_id: str) -> tuple[str, Card | None]:
     try:
         si = gateway.retrieve_setup_intent(setup_intent_id)
     except GatewayError as err:
-        raise _not_found() if err.http_status == 404 else _unavailable(err) from err
+        raise _not_found() if err.http_status == 404 else unavailable(err) from err
     if not user.stripe_customer_id or _customer_id(si) != user.stripe_customer_id:
         raise _not_found()
     invalidate(user)
@@ -209,7 +200,7 @@ def set_default(user: User, payment_method_id: str) -> None:
                 idempotency_key=idempotency_key("subscription", sub_id, "default",
                                                 payment_method_id, nonce))
     except GatewayError as err:
-        raise _unavailable(err) from err
+        raise unavailable(err) from err
     finally:
         invalidate(user)
 
@@ -220,6 +211,6 @@ def remove(user: User, payment_method_id: str) -> None:
         get_gateway().detach_payment_method(
             payment_method_id, idempotency_key=idempotency_key("detach", payment_method_id))
     except GatewayError as err:
-        raise _unavailable(err) from err
+        raise unavailable(err) from err
     finally:
         invalidate(user)

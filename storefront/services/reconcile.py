@@ -26,6 +26,7 @@ from ..extensions import db
 from ..models import Order
 from ..stripe_gateway import GatewayError, get_gateway
 from . import fulfilment, points
+from .errors import ServiceError
 from .purchase import transaction
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,10 @@ class Report:
                 + owed + (f", {len(self.errors)} error(s)" if self.errors else "") + ".")
 
 
-class ReconcileError(Exception):
-    pass
+class ReconcileError(ServiceError):
+    """The run cannot go ahead (days out of range, Stripe could not be listed)."""
+
+    code = "reconcile_refused"
 
 
 def _snapshot(order: Order) -> tuple[str, int, int]:

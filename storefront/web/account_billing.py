@@ -7,6 +7,8 @@ from flask import Blueprint, abort, current_app, flash, jsonify, redirect, rende
 from flask_login import current_user, login_required
 
 from ..services import cards, subscriptions
+from ..services.errors import ServiceError
+from .errors import redirect_on_error
 from .helpers import format_money, wants_json
 from .orders import checkout_return_urls, external_url
 
@@ -205,33 +207,21 @@ def portal():
 
 # --- saved cards ------------------------------------------------------------------------------------
 
-def _cards_refuse(err: cards.CardError):
-    if wants_json():
-        return jsonify(error={"code": err.code, "message": err.message,
-                              "type": "invalid_request_error"}), err.status
-    if err.status == 404:
-        abort(404)
-    flash(err.message, "error")
-    return redirect(url_for("billing.cards_page"))
-
-
 @bp.get("/cards")
 @login_required
 def cards_page():
     try:
         found, error = cards.list_cards(current_user), None
-    except cards.CardError as err:
+    except ServiceError as err:  # Stripe is down: the page says so where the cards would be
         found, error = [], err.message
     return render_template("account/cards.html", cards=found, cards_error=error)
 
 
 @bp.get("/cards/new")
 @login_required
+@redirect_on_error("billing.cards_page")
 def new_card():
-    try:
-        setup_intent = cards.start_setup(current_user, reuse=session.get(SETUP_INTENT_KEY))
-    except cards.CardError as err:
-        return _cards_refuse(err)
+    setup_intent = cards.start_setup(current_user, reuse=session.get(SETUP_INTENT_KEY))
     session[SETUP_INTENT_KEY] = setup_intent["id"]
     return render_template("account/new_card.html", client_secret=setup_intent["client_secret"],
                            return_url=external_url("billing.card_added"),
@@ -240,12 +230,10 @@ def new_card():
 
 @bp.get("/cards/added")
 @login_required
+@redirect_on_error("billing.cards_page")
 def card_added():
     """Where ``stripe.confirmSetup`` returns (``setup_intent`` in the query)."""
-    try:
-        status, card = cards.finish_setup(current_user, request.args.get("setup_intent", ""))
-    except cards.CardError as err:
-        return _cards_refuse(err)
+    status, card = cards.finish_setup(current_user, request.args.get("setup_intent", ""))
     if status == "succeeded":
         flash(f"{card.label if card else 'Your card'} was saved.", "success")
     elif status == "processing":
@@ -257,21 +245,17 @@ def card_added():
 
 @bp.post("/cards/<payment_method>/default")
 @login_required
+@redirect_on_error("billing.cards_page")
 def default_card(payment_method: str):
-    try:
-        cards.set_default(current_user, payment_method)
-    except cards.CardError as err:
-        return _cards_refuse(err)
+    cards.set_default(current_user, payment_method)
     flash("Your default card was changed.", "success")
     return redirect(url_for("billing.cards_page"), code=303)
 
 
 @bp.post("/cards/<payment_method>/remove")
 @login_required
+@redirect_on_error("billing.cards_page")
 def remove_card(payment_method: str):
-    try:
-        cards.remove(current_user, payment_method)
-    except cards.CardError as err:
-        return _cards_refuse(err)
+    cards.remove(current_user, payment_method)
     flash("The card was removed.", "success")
     return redirect(url_for("billing.cards_page"), code=303)

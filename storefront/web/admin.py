@@ -29,6 +29,7 @@ from ..models.order import METHODS, STATUSES
 from ..models.refund import REASONS
 from ..services import admin_reports, buyers, reconcile, refunds, webhooks
 from ..stripe_gateway import GatewayError, get_gateway
+from .errors import redirect_on_error
 from .params import InvalidParameter, arg_id
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -188,18 +189,15 @@ def buyer(public_id: str):
 
 
 @bp.post("/buyers/<public_id>/points")
+@redirect_on_error("admin.buyer", "public_id")
 def adjust_points(public_id: str):
     user = buyers.buyer_by_public_id(public_id) or abort(404)
-    try:
-        recorded = buyers.adjust_points(user, amount_text=request.form.get("points"),
-                                        reason=request.form.get("reason"),
-                                        nonce=request.form.get("nonce", ""), admin=current_user)
-    except buyers.AdjustmentError as err:
-        flash(str(err), "error")
-    else:
-        flash("Points adjusted." if recorded else
-              "That adjustment was already recorded; nothing changed.",
-              "success" if recorded else "info")
+    recorded = buyers.adjust_points(user, amount_text=request.form.get("points"),
+                                    reason=request.form.get("reason"),
+                                    nonce=request.form.get("nonce", ""), admin=current_user)
+    flash("Points adjusted." if recorded else
+          "That adjustment was already recorded; nothing changed.",
+          "success" if recorded else "info")
     return redirect(url_for("admin.buyer", public_id=public_id))
 
 

@@ -1,13 +1,24 @@
-"""One handler for every HTTP error: HTML in the site's look, or JSON for API clients."""
+"""One handler for every HTTP error: HTML in the site's look, or JSON for API clients.
+
+A :class:`~storefront.services.errors.ServiceError` raised by a view (views don't catch them)
+becomes the JSON error shape ``{"error": {"code", "message", "type"}}`` with its status for API
+clients, and for a form a flash of its message and a redirect to where the view said with
+:func:`redirect_on_error`; a view that said nothing answers the error page with its status.
+"""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from flask import Flask, jsonify, render_template
+from flask import Flask, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from ..services.errors import ServiceError
 from ..stripe_gateway import GatewayError
 from .helpers import wants_json
 from .params import InvalidParameter
@@ -41,7 +52,61 @@ def error_response(status: int, code: str | None = None, message: str | None = N
                            message=message), status
 
 
+View = TypeVar("View", bound=Callable[..., Any])
+#: the attribute :func:`redirect_on_error` sets on a view (copied by ``functools.wraps``)
+_TARGET = "service_error_redirect"
+
+
+@dataclass(frozen=True)
+class RedirectTarget:
+    endpoint: str
+    args: tuple[str, ...]       # the view's URL arguments the endpoint takes
+    category: str
+    not_found_page: bool
+
+
+def redirect_on_error(endpoint: str, *args: str, category: str = "error",
+                      not_found_page: bool = True) -> Callable[[View], View]:
+    """Say where a form goes back to when the view raises a ``ServiceError``: a flash of the
+    error's message (``category``) and a redirect to ``endpoint``, given the view's URL
+    arguments named in ``args`` (``@redirect_on_error("admin.order", "public_id")``).
+
+    A 404 shows the not-found page instead (what is not the buyer's is not there), unless
+    ``not_found_page=False``. JSON clients get the JSON error shape either way. The decorator
+    only marks the view; the app's ``ServiceError`` handler reads the mark."""
+    target = RedirectTarget(endpoint, args, category, not_found_page)
+
+    def mark(view: View) -> View:
+        setattr(view, _TARGET, target)
+        return view
+    return mark
+
+
+def _redirect_target() -> RedirectTarget | None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    target = getattr(view, _TARGET, None)
+    return target if isinstance(target, RedirectTarget) else None
+
+
+def service_error_response(err: ServiceError) -> ResponseReturnValue:
+    """JSON for API clients; else a flash and a redirect back, or the error page."""
+    if wants_json():
+        return error_response(err.status, err.code, err.message)
+    target = _redirect_target()
+    if err.status == 404 and (target is None or target.not_found_page):
+        return error_response(404)  # the not-found page, as ``abort(404)`` shows it
+    if target is None:
+        return error_response(err.status, err.code, err.message)
+    flash(err.message, target.category)
+    view_args = request.view_args or {}
+    return redirect(url_for(target.endpoint, **{name: view_args[name] for name in target.args}))
+
+
 def register(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(err: ServiceError) -> ResponseReturnValue:
+        return service_error_response(err)
+
     @app.errorhandler(CSRFError)
     def csrf_error(err: CSRFError):
         return error_response(400, "csrf_failed",
