@@ -35,7 +35,7 @@ class GatewayError(Exception):
     def __init__(self, detail: str = "", *, stripe_code: str | None = None,
                  decline_code: str | None = None, param: str | None = None,
                  request_id: str | None = None, user_message: str | None = None,
-                 payment_intent: dict | None = None):
+                 payment_intent: dict[str, Any] | None = None):
         super().__init__(detail or self.user_message)
         #: for a declined confirm: the PaymentIntent as Stripe left it (no second fetch needed)
         self.payment_intent = payment_intent
@@ -162,7 +162,7 @@ def idempotency_key(*parts: Any, payload: Mapping[str, Any] | None = None) -> st
 class StripeGateway:
     #: tests only: called as ``before_request(fn, args)`` before every request to Stripe (the
     #: transaction guard in tests/conftest.py checks no database transaction is open); None
-    before_request: Callable[[Any, tuple], None] | None = None
+    before_request: Callable[[Any, tuple[Any, ...]], None] | None = None
 
     def __init__(self, secret_key: str, *, api_base: str | None = None, timeout: float = 10.0,
                  max_network_retries: int = 2, mode: str = "test"):
@@ -189,10 +189,10 @@ class StripeGateway:
 
     # -- plumbing --------------------------------------------------------------------
     @property
-    def v1(self):
+    def v1(self) -> stripe.V1Services:
         return self._client.v1
 
-    def _call(self, fn, *args, **kwargs) -> dict[str, Any]:
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         if self.before_request is not None:
             self.before_request(fn, args)
         try:
@@ -202,7 +202,8 @@ class StripeGateway:
             log.warning("stripe call failed: %s (%s, request %s)", type(err).__name__,
                         translated.stripe_code, translated.request_id)
             raise translated from err
-        return result.to_dict() if hasattr(result, "to_dict") else result
+        as_dict: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else result
+        return as_dict
 
     @staticmethod
     def _opts(key: str | None) -> dict[str, Any]:
@@ -467,7 +468,7 @@ class StripeGateway:
         return self._call(self.v1.webhook_endpoints.delete, endpoint_id)
 
     # -- helpers ---------------------------------------------------------------------
-    def _paginate(self, list_fn, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _paginate(self, list_fn: Callable[..., Any], params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         params = dict(params)
         while True:
             page = self._call(list_fn, params)
@@ -492,4 +493,5 @@ def init_gateway(app: Flask) -> StripeGateway:
 
 
 def get_gateway() -> StripeGateway:
-    return current_app.extensions[EXTENSION_KEY]
+    gateway: StripeGateway = current_app.extensions[EXTENSION_KEY]
+    return gateway

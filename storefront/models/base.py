@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, FromClause
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.types import TypeDecorator
 
 
@@ -17,20 +20,20 @@ def new_public_id() -> str:
     return uuid.uuid4().hex
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Stores UTC; always hands back aware datetimes (SQLite forgets the zone)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -38,7 +41,8 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
-def insert_or_ignore(session, table, values: dict, conflict_column: str) -> bool:
+def insert_or_ignore(session: Session | scoped_session[Any], table: FromClause, values: dict[str, Any],
+                     conflict_column: str) -> bool:
     """``INSERT … ON CONFLICT (conflict_column) DO NOTHING`` in one statement, on PostgreSQL
     and SQLite alike. True if this call inserted the row (False: it already existed, perhaps
     inserted a moment ago by a concurrent transaction)."""

@@ -15,7 +15,8 @@ def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
-class User(UserMixin, Model):
+# Flask-Login ships no type information (pyproject: ignore_missing_imports), so its mixin is ``Any`` to mypy.
+class User(UserMixin, Model):  # type: ignore[misc]
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
