@@ -6,7 +6,7 @@
 Seeds a throw-away SQLite database (migrations + `flask catalog sync --db-only`; the
 sandbox is not needed for GET /), serves the store and the hello-world app with gunicorn,
 loads each with `wrk --latency` and prints requests/s, p50, p99 and the ratio.
-Targets (issue 3): catalog >= 0.6x hello-world, catalog p99 < 25 ms, one DB query per page.
+Targets (issue 11): catalog >= 0.8x hello-world, catalog p99 < 25 ms, one DB query per page.
 """
 from __future__ import annotations
 
@@ -183,8 +183,12 @@ def compare_with_hello_world(name: str, path: str, env: dict, args,
     print(f"{'':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for label, r in results.items():
         print(f"{label:12} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>7} {r['socket_errors']}")
-    results["ratio"] = results[name]["rps"] / results["hello-world"]["rps"]
-    print(f"ratio {name} / hello-world: {results['ratio']:.2f}")
+    # each round's pair ran back to back, under the same background load: the median of the
+    # rounds' ratios is steadier on a shared machine than the ratio of the medians
+    pairs = [page["rps"] / hello["rps"] for hello, page in zip(rounds["hello-world"], rounds[name], strict=True)]
+    results["ratio"] = median(pairs)
+    print(f"ratio {name} / hello-world: {results['ratio']:.2f} (median of the rounds' ratios: "
+          + ", ".join(f"{r:.2f}" for r in pairs) + ")")
     return results
 
 
@@ -204,10 +208,10 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     catalog, ratio = results["catalog"], results["ratio"]
-    print("target: catalog >= 0.60x hello-world")
+    print("target: catalog >= 0.80x hello-world")
     print(f"catalog p99: {catalog['p99']:.2f} ms  (target < 25 ms)")
     print(f"DB queries per catalog page: {queries}  (target 1)")
-    ok = ratio >= 0.6 and catalog["p99"] < 25 and queries == 1 and catalog["non2xx"] == 0
+    ok = ratio >= 0.8 and catalog["p99"] < 25 and queries == 1 and catalog["non2xx"] == 0
     print("RESULT:", "targets met" if ok else "targets NOT met")
     return 0 if ok else 1
 

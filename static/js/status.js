@@ -40,7 +40,11 @@
   }
 
   function poll() {
-    fetch(root.dataset.statusUrl, { headers: { 'Accept': 'application/json' }, credentials: 'same-origin' })
+    // the page's status token answers the poll on its own (one read, see web/order_status.py);
+    // without it (an admin's view of a buyer's order) the session cookie does
+    var headers = { 'Accept': 'application/json' };
+    if (root.dataset.statusToken) { headers.Authorization = 'Bearer ' + root.dataset.statusToken; }
+    fetch(root.dataset.statusUrl, { headers: headers, credentials: 'same-origin' })
       .then(function (response) {
         if (!response.ok) { throw new Error('HTTP ' + response.status); }
         return response.json();

@@ -1,26 +1,29 @@
 """Orders: the status page that polls, its JSON, the Checkout return, the buyer's history."""
 from __future__ import annotations
 
-from typing import Protocol
-
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
-from ..models import Order, User
+from ..models import Order, User, UserSession
 from ..services import purchase
-from .helpers import format_money
+from ..services.accounts import sign_in_max_age
+from . import order_status
+from .order_status import BUYER_STATUS, OrderFacts, buyer_message  # noqa: F401 - their old home
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
-
-#: the seed front-end contract's statuses, from our order states
-BUYER_STATUS = {
-    "pending": "unpaid", "requires_action": "requires_action", "processing": "processing",
-    "paid": "paid", "failed": "failed", "canceled": "canceled", "expired": "expired",
-    "refunded": "refunded", "partially_refunded": "refunded", "disputed": "paid",
-}
 
 
 def external_url(endpoint: str, **values) -> str:
@@ -49,69 +52,40 @@ def own_order(public_id: str) -> Order:
 
 
 def own_order_with_balance(public_id: str) -> Order:
-    """:func:`own_order`, reading the owner's points balance in the same statement.
+    """:func:`own_order`, reading the owner's points balance in the same statement."""
+    return _own_order_read(public_id)[0]
+
+
+def _own_order_read(public_id: str) -> tuple[Order, int | None]:
+    """:func:`own_order` and, when the viewer owns it, the id of the viewer's sign-in row (for
+    the status token); the owner's points balance too. One statement.
 
     The logged-in user's row is read first (by Flask-Login), the order afterwards; a webhook
     committing in between would give a page saying "paid" with the balance from before the
     payment -- and the status page stops polling once paid. Reading both at once keeps the
     header's balance at least as new as the order's state (still one indexed read)."""
+    sign_in = current_user.sign_in
     row = db.session.execute(
-        select(Order, User.points_balance).join(User, User.id == Order.user_id)
+        select(Order, User.points_balance, UserSession.id).join(User, User.id == Order.user_id)
+        .outerjoin(UserSession, (UserSession.user_id == Order.user_id)
+                   & (UserSession.token == (sign_in[0] if sign_in else None)))
         .where(Order.public_id == public_id)).first()
     if row is None or (row[0].user_id != current_user.id and not current_user.is_admin):
         abort(404)
-    order, balance = row
-    if order.user_id == current_user.id:
-        set_committed_value(current_user._get_current_object(), "points_balance", balance)
-    return order
-
-
-class OrderFacts(Protocol):
-    """What :func:`buyer_message` reads: an :class:`Order`, or the status fast path's row."""
-    status: str
-    amount: int
-    currency: str
-    points: int
-    entitlement: str | None
-    failure_message: str | None
-    amount_refunded: int
-
-
-def buyer_message(order: OrderFacts) -> str:
-    amount = format_money(order.amount, order.currency)
-    status = order.status
-    if status == "pending":
-        return f"We're waiting for your payment of {amount}."
-    if status == "requires_action":
-        return "Your bank asks you to confirm this payment. Finish authentication to continue."
-    if status == "processing":
-        return (f"Your payment of {amount} is processing. Bank debits can take a while; "
-                "we'll add your points as soon as it clears.")
-    if status == "paid":
-        granted = f" {order.points:,} points were added to your balance." if order.points else ""
-        lifetime = (f" {order.entitlement.title()} features are yours forever."
-                    if order.entitlement else "")
-        return f"Payment of {amount} received.{granted}{lifetime}"
-    if status == "failed":
-        reason = order.failure_message or "The payment was declined."
-        return f"{reason} You have not been charged. You can try again with another card."
-    if status == "canceled":
-        return "This order was canceled. You have not been charged."
-    if status == "expired":
-        return "This checkout expired before it was paid. You have not been charged."
-    if status in ("refunded", "partially_refunded"):
-        return f"{format_money(order.amount_refunded, order.currency)} of {amount} was refunded."
-    if status == "disputed":
-        return "This payment is disputed with your bank; its points are on hold."
-    return status
+    order, balance, sign_in_id = row
+    if order.user_id != current_user.id:
+        return order, None
+    set_committed_value(current_user._get_current_object(), "points_balance", balance)
+    return order, sign_in_id
 
 
 def status_payload(order: Order) -> dict:
-    return {"status": BUYER_STATUS[order.status], "order_status": order.status,
-            "message": buyer_message(order), "settled": order.settled,
-            "points_credited": order.points if order.paid_at else 0,
-            "pay_url": url_for("pay.page", public_id=order.public_id)
-            if order.status in purchase.PAYABLE else None}
+    """The status as the order page and the pay page show it (the poll adds the balance)."""
+    return order_status.status_payload(order, _pay_url)
+
+
+def _pay_url(public_id: str) -> str:
+    return url_for("pay.page", public_id=public_id)
 
 
 @bp.get("/")
@@ -125,19 +99,46 @@ def index():
 @bp.get("/<public_id>")
 @login_required
 def show(public_id: str):
-    order = purchase.sync_if_due(own_order_with_balance(public_id))
-    return render_template("orders/show.html", order=order, status=status_payload(order))
+    order, sign_in_id = _own_order_read(public_id)
+    order = purchase.sync_if_due(order)
+    token = None if sign_in_id is None or order.settled else order_status.tokens(
+        current_app).issue(order.public_id, order.user_id, sign_in_id)
+    return render_template("orders/show.html", order=order, status=status_payload(order),
+                           status_token=token)
 
 
 @bp.get("/<public_id>/status")
-@login_required
 def status(public_id: str):
-    """One indexed read; asks Stripe only when the order is unsettled and a sync is due."""
+    """The poll. With the page's status token (``Authorization: Bearer``; see
+    ``web/order_status.py``) it is one indexed read without loading the user; otherwise the
+    session decides, as for any page. Asks Stripe only when the order is unsettled and a sync
+    is due. The WSGI fast path (``web/status_fast_path.py``) answers the common case first."""
+    token = order_status.token_from_environ(request.environ)
+    claim = order_status.tokens(current_app).verify(token, public_id)
+    if claim is not None:
+        row = order_status.read(db.session.connection(), claim, sign_in_max_age(current_app.config))
+        if row is not None:
+            return _status_by_token(row)
+    return _status_by_session(public_id)
+
+
+def _status_by_token(row: Row) -> Response:
+    if not order_status.sync_due(row.status, row.synced_at):
+        return _status_response(order_status.poll_body(row, row.points_balance, _pay_url))
+    order = purchase.sync_if_due(db.session.get_one(Order, row.id))
+    balance = db.session.scalar(select(User.points_balance).where(User.id == order.user_id))
+    return _status_response(order_status.poll_body(order, balance, _pay_url))
+
+
+@login_required
+def _status_by_session(public_id: str) -> Response:
     order = purchase.sync_if_due(own_order_with_balance(public_id))
-    payload = status_payload(order)
     # for the header's balance chip (the viewer's own; no extra query unless a sync committed)
-    payload["points_balance"] = current_user.points_balance
-    return jsonify(payload)
+    return _status_response(order_status.poll_body(order, current_user.points_balance, _pay_url))
+
+
+def _status_response(body: bytes) -> Response:
+    return current_app.response_class(body, headers=list(order_status.POLL_HEADERS))
 
 
 @bp.get("/<public_id>/canceled")
