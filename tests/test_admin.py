@@ -18,6 +18,7 @@ from storefront.services import admin_reports
 from storefront.services import refunds as refunds_service
 
 from .conftest import ADMIN_EMAIL, browser_confirm, csrf_token_from, found
+from .factories import make_stripe_event
 
 NONCE_RE = re.compile(r'name="nonce" value="([^"]+)"')
 
@@ -480,9 +481,7 @@ def test_a_replay_retries_an_event_that_failed(app, admin, buyer, sandbox, webho
 
 def test_the_payload_is_escaped(app, admin, sandbox):
     with app.app_context():
-        row = StripeEvent(stripe_id="evt_x", type="payment_intent.succeeded", object_id="pi_x",
-                          created=1, payload='{"id": "evt_x", "note": "<script>alert(1)</script>"}')
-        db.session.add(row)
+        row = make_stripe_event(payload={"id": "evt_x", "note": "<script>alert(1)</script>"})
         db.session.commit()
         row_id = row.id
     page = admin.get(f"/admin/events/{row_id}").get_data(as_text=True)
