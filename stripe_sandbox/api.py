@@ -13,15 +13,12 @@ renders it. ``publishable=True`` marks the few calls Stripe.js makes with a publ
 """
 from __future__ import annotations
 
-import secrets
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import errors
 from .store import Store
-
-API_VERSION = "2026-10-28.endive"
+from .webhooks import create_event
 
 
 @dataclass(frozen=True)
@@ -45,27 +42,6 @@ def endpoint(method: str, rule: str, *, params: str | type | None = None, suppor
     return register
 
 
-_ALPHABET = string.ascii_letters + string.digits
-
-#: id prefix -> object type, for expansion and for looking objects up by id
-PREFIXES = {
-    "cus": "customer", "prod": "product", "price": "price", "pm": "payment_method",
-    "seti": "setup_intent", "pi": "payment_intent", "ch": "charge", "py": "charge",
-    "re": "refund", "dp": "dispute", "cs": "checkout.session", "sub": "subscription",
-    "si": "subscription_item", "in": "invoice", "il": "line_item", "evt": "event",
-    "we": "webhook_endpoint", "bps": "billing_portal.session", "inpay": "invoice_payment",
-    "setatt": "setup_attempt", "li": "item",
-}
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(24))}"
-
-
-def type_of(object_id: str) -> str | None:
-    return PREFIXES.get(object_id.split("_", 1)[0]) if isinstance(object_id, str) else None
-
-
 @dataclass
 class Context:
     """What a handler sees: the store, the clock, who is calling and the request's identity."""
@@ -75,6 +51,8 @@ class Context:
     idempotency_key: str | None
     base_url: str
     events: list = field(default_factory=list)
+    #: the configured business name (None: not configured), e.g. for an invoice's account_name
+    merchant_name: str | None = None
 
     def now(self) -> int:
         return self.store.now()
@@ -85,16 +63,29 @@ class Context:
                                       "Please use a secret API key.")
 
     def load(self, object_id: str, object_type: str, *, param: str = "id",
-             label: str | None = None) -> dict:
+             label: str | None = None, status: int = 404) -> dict:
+        """The stored, not deleted object of ``object_type``, or Stripe's resource_missing
+        (``status=400`` for an object named by a parameter rather than the path)."""
         obj = self.store.get(object_id) if isinstance(object_id, str) else None
         if obj is None or obj.get("object") != object_type or obj.get("deleted"):
             raise errors.no_such(label or object_type.split(".")[-1].replace("_", ""), object_id,
-                                 param)
+                                 param, status=status)
         return obj
 
+    def public_url(self) -> str:
+        """The public address of the sandbox (jobs run without a request: remember the last)."""
+        if self.base_url:
+            if self.store.meta("public_base_url") != self.base_url:
+                self.store.set_meta("public_base_url", self.base_url)
+            return self.base_url
+        return self.store.meta("public_base_url", "") or ""
+
     def emit(self, event_type: str, obj: dict, previous_attributes: dict | None = None) -> dict:
-        from .webhooks import create_event  # webhooks import api: late import breaks the cycle
-        return create_event(self, event_type, obj, previous_attributes)
+        """Store a Stripe event for ``obj``, queue its webhooks, and keep it for the checks."""
+        event = create_event(self.store, event_type, obj, previous_attributes,
+                             request_id=self.request_id, idempotency_key=self.idempotency_key)
+        self.events.append(event)
+        return event
 
 
 def apply_metadata(obj: dict, new: dict | str | None) -> None:
@@ -162,6 +153,45 @@ def created_filter(objects: list[dict], created) -> list[dict]:
               "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
     return [o for o in objects
             if all(checks[op](o["created"], int(v)) for op, v in created.items())]
+
+
+# --- the common endpoints: retrieve by id, list with filters ---------------------------------
+#: the cursor parameters every list endpoint takes
+LIST_PARAMS = ("limit", "starting_after", "ending_before")
+
+
+def retrieve_endpoint(rule: str, object_type: str, *, params: str,
+                      label: str | None = None) -> Callable:
+    """Declare ``GET rule`` (one ``<id>`` in the path): the stored object, or Stripe's 404
+    ``resource_missing`` naming ``label`` (default: the type, as :meth:`Context.load` does)."""
+    def retrieve(ctx: Context, _params: dict, **path: str) -> dict:
+        ctx.require_secret_key()
+        (object_id,) = path.values()
+        return ctx.load(object_id, object_type, label=label)
+
+    retrieve.__name__ = f"retrieve_{object_type.replace('.', '_')}"
+    return endpoint("GET", rule, params=params)(retrieve)
+
+
+def list_endpoint(rule: str, object_type: str, *, params: str, filters: tuple[str, ...] = (),
+                  created: bool = True, extra: tuple[str, ...] = (),
+                  where: Callable[[list[dict], dict], list[dict]] | None = None) -> Callable:
+    """Declare ``GET rule``: every stored ``object_type`` (newest first, deleted ones left out),
+    narrowed by the equality ``filters``, by ``where(objects, params)`` for the ``extra``
+    parameters it reads, and by ``created``; then Stripe's cursor pagination."""
+    def list_all(ctx: Context, list_params: dict) -> dict:
+        ctx.require_secret_key()
+        objects = [o for o in ctx.store.all(object_type) if not o.get("deleted")]
+        objects = equal_filter(objects, list_params, filters)
+        if where is not None:
+            objects = where(objects, list_params)
+        if created:
+            objects = created_filter(objects, list_params.get("created"))
+        return list_response(objects, rule, list_params)
+
+    list_all.__name__ = f"list_{object_type.replace('.', '_')}"
+    supported = [*filters, *extra, *(("created",) if created else ()), *LIST_PARAMS]
+    return endpoint("GET", rule, params=params, supported=supported)(list_all)
 
 
 # --- in-process signals between resource modules ---------------------------------------------

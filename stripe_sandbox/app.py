@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
+import os
 import time
-from typing import Any
 
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Response, g, request
 
-from . import errors
-from .api import ENDPOINTS, Context, Endpoint, new_id
-from .conformance import error_shape_errors, shape_errors
+from . import (
+    errors,
+    resources,  # noqa: F401 - importing the package registers every API endpoint
+)
+from .api import ENDPOINTS, Context, Endpoint
+from .billing_pages import billing_pages
+from .browser import browser
+from .control import control
 from .expand import expand
 from .params import decode, validate
+from .runtime import Sandbox, base_url, sandbox_of
 from .store import Store
 from .webhooks import Sender
 
@@ -28,114 +33,19 @@ _CORS = {"Access-Control-Allow-Origin": "*",
          "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS"}
 
 
-class Sandbox:
-    """Everything one running sandbox owns: store, webhook sender, clock ticker, counters."""
-
-    def __init__(self, store: Store, *, strict: bool, sender: Sender, tick: float):
-        self.store = store
-        self.strict = strict
-        self.sender = sender
-        self.tick = tick
-        #: responses: API answers sent; checked: answers (and events) checked against the SDK
-        #: model; objects: Stripe objects inside them (nested and expanded ones included)
-        self.conformance: dict[str, Any] = {"responses": 0, "checked": 0, "events": 0, "control": 0,
-                            "objects": 0, "failed": 0, "failures": [], "unchecked": []}
-        self._counter_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._run_ticker, name="sandbox-clock",
-                                        daemon=True)
-
-    def start(self) -> None:
-        self.sender.start()
-        self._ticker.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.sender.stop()
-        self._ticker.join(timeout=5)
-
-    # --- conformance -----------------------------------------------------------------------
-    def check(self, body: dict, *, is_error: bool = False) -> list[str]:
-        """Check an answer; API answers count as ``checked``, control-route answers as
-        ``control``, so ``checked`` can be compared with ``responses``."""
-        api_answer = has_request_context() and request.path.startswith("/v1/")
-        if api_answer:
-            g.sandbox_answer_checked = True
-        return self._check(body, "checked" if api_answer else "control", is_error)
-
-    def check_event(self, event: dict) -> list[str]:
-        return self._check(event, "events", False)
-
-    def _check(self, body: dict, counter: str, is_error: bool) -> list[str]:
-        problems = error_shape_errors(body) if is_error else _all_shape_errors(body)
-        with self._counter_lock:
-            self.conformance[counter] += 1
-            self.conformance["objects"] += _count_objects(body)
-            if problems:
-                self.conformance["failed"] += 1
-                self.conformance["failures"].append(problems[:5])
-        return problems
-
-    # --- scheduled jobs (clock) ------------------------------------------------------------
-    def run_due_jobs(self, until: int | None = None) -> int:
-        from .jobs import run_job
-        ran = 0
-        while True:
-            with self.store.transaction():
-                job = self.store.pop_due_job(self.store.now() if until is None else until)
-                if job is None:
-                    return ran
-                due, kind, ref, data = job
-                ctx = Context(self.store, "secret", new_id("req"), None, "")
-                with self.store.frozen_at(max(due, self.store.now()) if until is None else due):
-                    run_job(ctx, kind, ref, data)
-                    for event in ctx.events:
-                        self.check_event(event)
-            ran += 1
-
-    def _run_ticker(self) -> None:
-        while not self._stop.wait(self.tick):
-            try:
-                self.run_due_jobs()
-            except Exception:  # noqa: BLE001 - a job failing must not stop the clock (it is logged)
-                current_app_logger().exception("sandbox job failed")
-
-
-def current_app_logger():
-    import logging
-    return logging.getLogger("stripe_sandbox")
-
-
-def _all_shape_errors(body: dict) -> list[str]:
-    problems = shape_errors(body)
-    if body.get("object") == "event":
-        problems += shape_errors(body["data"]["object"])
-    return problems
-
-
-def _count_objects(body) -> int:
-    if isinstance(body, dict):
-        own = 1 if "object" in body and body.get("object") != "list" else 0
-        return own + sum(_count_objects(v) for v in body.values())
-    if isinstance(body, list):
-        return sum(_count_objects(v) for v in body)
-    return 0
-
-
 def create_sandbox_app(state_path=None, *, strict: bool = False, webhook_timeout: float = 10.0,
                        webhook_retry_base: float = 2.0, webhook_max_attempts: int = 8,
                        tick: float = 0.25, public_url: str | None = None,
-                       start_threads: bool = True) -> Flask:
-    """Build the sandbox app. ``strict`` answers 500 for any object that fails conformance."""
-    from . import resources  # noqa: F401  (registers the endpoints)
-    from .browser import browser
-    from .control import control
-
+                       merchant_name: str | None = None, start_threads: bool = True) -> Flask:
+    """Build the sandbox app. ``strict`` answers 500 for any object that fails conformance;
+    ``merchant_name`` is the business name its pages show (default: ``SANDBOX_MERCHANT_NAME``
+    from the environment, else :data:`~.runtime.DEFAULT_MERCHANT_NAME`)."""
     app = Flask(__name__, template_folder="templates", static_folder="static",
                 static_url_path="/_sandbox/static")
     app.config["SANDBOX_PUBLIC_URL"] = public_url
     store = Store(state_path)
     sandbox = Sandbox(store, strict=strict, tick=tick,
+                      merchant_name=merchant_name or os.environ.get("SANDBOX_MERCHANT_NAME") or None,
                       sender=Sender(store, timeout=webhook_timeout, retry_base=webhook_retry_base,
                                     max_attempts=webhook_max_attempts))
     app.extensions["sandbox"] = sandbox
@@ -145,20 +55,13 @@ def create_sandbox_app(state_path=None, *, strict: bool = False, webhook_timeout
                          provide_automatic_options=False)  # CORS preflight: _unrecognized
     app.register_blueprint(control)
     app.register_blueprint(browser)
+    app.register_blueprint(billing_pages)
     app.after_request(_cors_and_count)
     app.register_error_handler(404, _unrecognized)
     app.register_error_handler(405, _unrecognized)
     if start_threads:
         sandbox.start()
     return app
-
-
-def sandbox_of(app=None) -> Sandbox:
-    return (app or current_app).extensions["sandbox"]
-
-
-def base_url() -> str:
-    return current_app.config.get("SANDBOX_PUBLIC_URL") or request.host_url.rstrip("/")
 
 
 # --- the API view ----------------------------------------------------------------------------
@@ -176,7 +79,7 @@ def _view(ep: Endpoint):
             if key_kind == "publishable":
                 raw.pop("key", None)  # Stripe.js may authenticate with a ``key`` parameter
             idem_key = request.headers.get("Idempotency-Key") if ep.method == "POST" else None
-            ctx = Context(sandbox.store, key_kind, new_id("req"), idem_key, base_url())
+            ctx = sandbox.context(base_url(), key_kind=key_kind, idempotency_key=idem_key)
             return _run(sandbox, ep, ctx, raw, path_args)
         except errors.StripeError as exc:
             return _error_response(sandbox, exc)

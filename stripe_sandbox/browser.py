@@ -14,7 +14,8 @@ hosted Checkout page.
   ``stripe.handleNextAction``; then it polls ``/c/pay/<id>/status`` until the session is
   complete and goes to ``success_url``.
 
-Other modules may add pages to this blueprint (billing adds hosted invoices and the portal).
+The hosted invoice and billing portal pages are in :mod:`.billing_pages`. Every page shows the
+sandbox's configured business name (``merchant_name``; Stripe.js gets it from the Checkout page).
 """
 from __future__ import annotations
 
@@ -27,36 +28,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, send_file
 
+from . import errors
+from .money import format_money
+from .resources.checkout import complete_session, customer_details
+from .runtime import page_context, sandbox_of
+
 browser = Blueprint("sandbox_browser", __name__)
 
 _STATIC = Path(__file__).with_name("static")
 STRIPE_JS = _STATIC / "v3" / "stripe.js"
 
-MERCHANT_NAME = "Storefront (sandbox)"
 PUBLISHABLE_KEY = "pk_test_sandbox_hosted_checkout"
-
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
-                "vnd", "vuv", "xaf", "xof", "xpf"}
-_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$",
-            "chf": "CHF ", "inr": "₹"}
-
-
-def format_money(amount: int | None, currency: str | None) -> str:
-    """Integer minor units -> what a buyer reads: ``1999, "usd"`` -> ``$19.99``."""
-    if amount is None:
-        return ""
-    currency = (currency or "").lower()
-    sign = "-" if amount < 0 else ""
-    amount = abs(amount)
-    if currency in ZERO_DECIMAL:
-        number = f"{amount:,}"
-    else:
-        number = f"{amount // 100:,}.{amount % 100:02d}"
-    symbol = _SYMBOLS.get(currency)
-    if symbol:
-        return f"{sign}{symbol}{number}"
-    return f"{sign}{number} {currency.upper()}"
-
 
 # --- Stripe.js ---------------------------------------------------------------------------------
 
@@ -72,19 +54,8 @@ def stripe_js():
 
 # --- helpers to run sandbox code from a page -----------------------------------------------------
 
-def _sandbox():
-    from .app import sandbox_of
-    return sandbox_of()
-
-
-def _context():
-    from .api import Context, new_id
-    from .app import base_url
-    return Context(_sandbox().store, "secret", new_id("req"), None, base_url())
-
-
 def _check_events(ctx) -> None:
-    sandbox = _sandbox()
+    sandbox = sandbox_of()
     for event in ctx.events:
         sandbox.check_event(event)
 
@@ -107,7 +78,7 @@ def _redirect_status(status: str) -> str:
 # --- 3-D Secure test page ----------------------------------------------------------------------
 
 def _intent(intent_id: str) -> dict | None:
-    obj = _sandbox().store.get(intent_id)
+    obj = sandbox_of().store.get(intent_id)
     if obj is None or obj.get("object") not in ("payment_intent", "setup_intent"):
         return None
     return obj
@@ -118,12 +89,12 @@ def three_d_secure(intent_id: str):
     intent = _intent(intent_id)
     if intent is None:
         abort(404)
-    store = _sandbox().store
+    store = sandbox_of().store
     pm = store.get(intent["payment_method"]) if intent.get("payment_method") else None
     card = (pm or {}).get("card") or {}
     is_payment = intent["object"] == "payment_intent"
     return render_template(
-        "sandbox/three_d_secure.html", intent=intent, merchant=MERCHANT_NAME,
+        "sandbox/three_d_secure.html", intent=intent, merchant=sandbox_of().display_name,
         amount=format_money(intent["amount"], intent["currency"]) if is_payment else None,
         brand=(card.get("brand") or "card").title(), last4=card.get("last4"),
         pending=intent["status"] == "requires_action")
@@ -152,7 +123,7 @@ def three_d_secure_return(intent_id: str):
 # --- hosted Checkout ---------------------------------------------------------------------------
 
 def _session(session_id: str) -> dict | None:
-    obj = _sandbox().store.get(session_id)
+    obj = sandbox_of().store.get(session_id)
     if obj is None or obj.get("object") != "checkout.session":
         return None
     return obj
@@ -165,13 +136,13 @@ def _success_url(session: dict) -> str | None:
 
 def _session_state(session: dict) -> str:
     """``open``, ``expired`` or ``complete`` as the buyer sees it right now."""
-    if session["status"] == "open" and session["expires_at"] <= _sandbox().store.now():
+    if session["status"] == "open" and session["expires_at"] <= sandbox_of().store.now():
         return "expired"
     return session["status"]
 
 
 def _payment_intent_of(session: dict) -> dict | None:
-    store = _sandbox().store
+    store = sandbox_of().store
     if session.get("payment_intent"):
         return store.get(session["payment_intent"])
     if session.get("invoice"):
@@ -227,15 +198,15 @@ def checkout_page(session_id: str):
         "statusUrl": f"/c/pay/{session['id']}/status",
         "email": session.get("customer_email") or
         ((session.get("customer_details") or {}).get("email")),
-        "business": MERCHANT_NAME,
+        "business": sandbox_of().display_name,
     }
     email = config["email"]
     if session.get("customer") and not email:
-        customer = _sandbox().store.get(session["customer"]) or {}
+        customer = sandbox_of().store.get(session["customer"]) or {}
         email = config["email"] = customer.get("email")
     pay_label = {"subscription": "Subscribe", "setup": "Save card"}.get(session["mode"], "Pay")
     return render_template(
-        "sandbox/checkout.html", session=session, state=state, merchant=MERCHANT_NAME,
+        "sandbox/checkout.html", session=session, state=state, merchant=sandbox_of().display_name,
         items=_line_items(session), email=email,
         subtotal=format_money(session.get("amount_subtotal"), session.get("currency")),
         total=format_money(session.get("amount_total"), session.get("currency")),
@@ -270,17 +241,14 @@ class _Refused(Exception):
 @browser.post("/c/pay/<session_id>/confirm")
 def checkout_confirm(session_id: str):
     """Pay the session with a PaymentMethod the page created: ``{"payment_method", "email"}``."""
-    from . import errors
-    from .resources.checkout import complete_session
-
     payload = request.get_json(silent=True) or {}
     pm_id = payload.get("payment_method")
     email = (payload.get("email") or "").strip() or None
     if not isinstance(pm_id, str) or not pm_id.startswith("pm_"):
         return jsonify({"error": {"message": "A payment method is required."}}), 400
-    sandbox = _sandbox()
+    sandbox = sandbox_of()
     store = sandbox.store
-    ctx = _context()
+    ctx = page_context()
     declined = None
     try:
         with store.transaction():
@@ -295,10 +263,7 @@ def checkout_confirm(session_id: str):
                 return jsonify({"status": "complete", "redirect_url": _success_url(session),
                                 "error": {"message": "This Checkout Session is already paid."}}), 409
             if email and not session.get("customer_details") and not session.get("customer"):
-                session["customer_details"] = {
-                    "address": None, "business_name": None, "email": email,
-                    "individual_name": None, "name": None, "phone": None,
-                    "tax_exempt": "none", "tax_ids": []}
+                session["customer_details"] = customer_details(email)
                 store.put(session)
             try:
                 complete_session(ctx, session, pm_id)

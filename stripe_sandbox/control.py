@@ -7,12 +7,18 @@ counters.
 """
 from __future__ import annotations
 
+import json
 import time
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from .app import sandbox_of
+from . import errors
 from .cards import all_cards
+from .expand import expand
+from .primitives import public
+from .resources.checkout import complete_session
+from .resources.three_d_secure import complete_authentication
+from .runtime import page_context, sandbox_of
 from .webhooks import delivery_log, release_held
 
 control = Blueprint("sandbox_control", __name__, url_prefix="/_sandbox")
@@ -136,22 +142,12 @@ def checkout_pay(session_id):
     Answers the session after the attempt (200), or ``{"error", "session"}`` with Stripe's status
     (402 for a decline, 400 for an expired or complete session, 404 for an unknown one).
     """
-    import json as _json
-
-    from flask import Response
-
-    from . import errors
-    from .api import Context, new_id
-    from .app import base_url
-    from .expand import public
-    from .resources.checkout import complete_session
-
     sandbox = sandbox_of()
     store = sandbox.store
     payment_method = (request.get_json(silent=True) or {}).get("payment_method")
     if not payment_method:
         return _bad("payment_method is required")
-    ctx = Context(store, "secret", new_id("req"), None, base_url())
+    ctx = page_context()
     with store.transaction():
         session = store.get(session_id)
         if session is None or session.get("object") != "checkout.session":
@@ -166,7 +162,7 @@ def checkout_pay(session_id):
                 status = exc.status
         for event in ctx.events:
             sandbox.check_event(event)
-    return Response(_json.dumps(body), status=status, mimetype="application/json")
+    return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 class _Rollback(Exception):
@@ -180,7 +176,6 @@ def _rolled_back(exc):
     session_id = request.view_args.get("session_id") if request.view_args else None
     store = sandbox_of().store
     session = store.get(session_id) if session_id else None
-    from .expand import public
     body = {**exc.error.body(), "session": public(session) if session else None}
     return jsonify(body), exc.error.status
 
@@ -190,17 +185,11 @@ def authenticate(intent_id):
     """Finish 3-D Secure for a PaymentIntent or SetupIntent in ``requires_action``:
     ``{"outcome": "complete"}`` or ``{"outcome": "fail"}`` (what the challenge page's buttons do).
     Answers the intent as the API would, or Stripe's error object."""
-    from . import errors
-    from .api import Context, new_id
-    from .app import base_url
-    from .expand import expand
-    from .resources.payment_intents import complete_authentication
-
     outcome = (request.get_json(silent=True) or {}).get("outcome")
     if outcome not in ("complete", "fail"):
         return _bad('outcome must be "complete" or "fail"')
     sandbox = sandbox_of()
-    ctx = Context(sandbox.store, "secret", new_id("req"), None, base_url())
+    ctx = page_context()
     try:  # it answers an intent as the API does: checked (and counted as a control answer)
         with sandbox.store.transaction():
             intent = complete_authentication(ctx, intent_id, outcome == "complete")

@@ -42,9 +42,11 @@ def missing_param(param: str) -> StripeError:
                            code="parameter_missing")
 
 
-def no_such(kind: str, object_id: str, param: str = "id") -> StripeError:
+def no_such(kind: str, object_id: str, param: str = "id", *, status: int = 404) -> StripeError:
+    """Stripe's ``resource_missing``: 404 for the object in the path, 400 for one a parameter
+    names."""
     return invalid_request(f"No such {kind}: '{object_id}'", param=param,
-                           code="resource_missing", status=404)
+                           code="resource_missing", status=status)
 
 
 def unexpected_state(message: str, param: str | None = None) -> StripeError:

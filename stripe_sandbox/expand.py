@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable
 
 from . import errors
-from .api import type_of
+from .primitives import public, type_of
 from .store import Store
 
 #: (object type, field) -> function(store, obj) computing the field when it is expanded
@@ -34,18 +34,6 @@ def strip_includables(obj: dict) -> dict:
         if obj.get("object") == object_type:
             obj.pop(field, None)
     return obj
-
-
-PRIVATE = "_sandbox"
-
-
-def public(node):
-    """A copy without the sandbox's private bookkeeping (``_sandbox`` keys), as Stripe shows it."""
-    if isinstance(node, dict):
-        return {k: public(v) for k, v in node.items() if k != PRIVATE}
-    if isinstance(node, list):
-        return [public(v) for v in node]
-    return node
 
 
 def expand(store: Store, obj: dict, paths: list[str]) -> dict:

@@ -23,14 +23,14 @@ import urllib.request
 from collections.abc import Iterator
 from typing import ClassVar
 
-from .api import API_VERSION, Context, new_id
-from .expand import public, strip_includables
+from .expand import strip_includables
+from .primitives import API_VERSION, new_id, public
 from .store import Store
 
 
-def create_event(ctx: Context, event_type: str, obj: dict,
-                 previous_attributes: dict | None = None) -> dict:
-    store = ctx.store
+def create_event(store: Store, event_type: str, obj: dict, previous_attributes: dict | None,
+                 *, request_id: str, idempotency_key: str | None) -> dict:
+    """Store the event (``GET /v1/events``) and queue one delivery per enabled endpoint."""
     data = {"object": public(strip_includables(copy.deepcopy(obj)))}
     if previous_attributes is not None:
         data["previous_attributes"] = previous_attributes
@@ -41,11 +41,10 @@ def create_event(ctx: Context, event_type: str, obj: dict,
         "id": new_id("evt"), "object": "event", "api_version": API_VERSION,
         "created": store.now(), "data": data, "livemode": False,
         "pending_webhooks": len(endpoints),
-        "request": {"id": ctx.request_id, "idempotency_key": ctx.idempotency_key},
+        "request": {"id": request_id, "idempotency_key": idempotency_key},
         "type": event_type,
     }
     store.put(event)
-    ctx.events.append(event)
     _queue(store, event, endpoints)
     return event
 

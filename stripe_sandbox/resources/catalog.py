@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .. import errors
-from ..api import Context, apply_metadata, created_filter, endpoint, equal_filter, list_response, new_id
+from ..api import Context, apply_metadata, endpoint, list_endpoint, retrieve_endpoint
+from ..primitives import new_id
 
 _PRODUCT_FIELDS = ["name", "description", "active", "metadata", "default_price"]
 
@@ -33,10 +34,8 @@ def create_product(ctx: Context, params: dict) -> dict:
     return product
 
 
-@endpoint("GET", "/v1/products/<product_id>", params="ProductRetrieveParams")
-def retrieve_product(ctx: Context, params: dict, product_id: str) -> dict:
-    ctx.require_secret_key()
-    return ctx.load(product_id, "product")
+retrieve_product = retrieve_endpoint("/v1/products/<product_id>", "product",
+                                     params="ProductRetrieveParams")
 
 
 @endpoint("POST", "/v1/products/<product_id>", params="ProductUpdateParams",
@@ -77,17 +76,14 @@ def delete_product(ctx: Context, params: dict, product_id: str) -> dict:
     return {"id": product_id, "object": "product", "deleted": True}
 
 
-@endpoint("GET", "/v1/products", params="ProductListParams",
-          supported=["active", "ids", "limit", "starting_after", "ending_before", "created"])
-def list_products(ctx: Context, params: dict) -> dict:
-    ctx.require_secret_key()
-    products = [p for p in ctx.store.all("product") if not p.get("deleted")]
-    if "active" in params:
-        products = [p for p in products if p["active"] == params["active"]]
-    if "ids" in params:
-        products = [p for p in products if p["id"] in params["ids"]]
-    products = created_filter(products, params.get("created"))
-    return list_response(products, "/v1/products", params)
+def _of_ids(products: list[dict], params: dict) -> list[dict]:
+    if "ids" not in params:
+        return products
+    return [p for p in products if p["id"] in params["ids"]]
+
+
+list_products = list_endpoint("/v1/products", "product", params="ProductListParams",
+                              filters=("active",), extra=("ids",), where=_of_ids)
 
 
 # --- prices --------------------------------------------------------------------------------
@@ -153,10 +149,7 @@ def create_price(ctx: Context, params: dict) -> dict:
     return price
 
 
-@endpoint("GET", "/v1/prices/<price_id>", params="PriceRetrieveParams")
-def retrieve_price(ctx: Context, params: dict, price_id: str) -> dict:
-    ctx.require_secret_key()
-    return ctx.load(price_id, "price")
+retrieve_price = retrieve_endpoint("/v1/prices/<price_id>", "price", params="PriceRetrieveParams")
 
 
 @endpoint("POST", "/v1/prices/<price_id>", params="PriceUpdateParams",
@@ -179,14 +172,12 @@ def update_price(ctx: Context, params: dict, price_id: str) -> dict:
     return price
 
 
-@endpoint("GET", "/v1/prices", params="PriceListParams",
-          supported=["active", "currency", "lookup_keys", "product", "type", "limit",
-                     "starting_after", "ending_before", "created"])
-def list_prices(ctx: Context, params: dict) -> dict:
-    ctx.require_secret_key()
-    prices = ctx.store.all("price")
-    prices = equal_filter(prices, params, ("active", "currency", "product", "type"))
-    if "lookup_keys" in params:
-        prices = [p for p in prices if p.get("lookup_key") in params["lookup_keys"]]
-    prices = created_filter(prices, params.get("created"))
-    return list_response(prices, "/v1/prices", params)
+def _of_lookup_keys(prices: list[dict], params: dict) -> list[dict]:
+    if "lookup_keys" not in params:
+        return prices
+    return [p for p in prices if p.get("lookup_key") in params["lookup_keys"]]
+
+
+list_prices = list_endpoint("/v1/prices", "price", params="PriceListParams",
+                            filters=("active", "currency", "product", "type"),
+                            extra=("lookup_keys",), where=_of_lookup_keys)

@@ -8,9 +8,11 @@ card's after-effects.
 from __future__ import annotations
 
 from .. import cards, errors
-from ..api import Context, apply_metadata, created_filter, endpoint, equal_filter, list_response, new_id
+from ..api import Context, apply_metadata, endpoint, list_endpoint, list_response, retrieve_endpoint
 from ..expand import includable
 from ..jobs import job
+from ..money import format_refund_amount
+from ..primitives import new_id
 from .payment_methods import card_of, delayed_outcome, is_delayed
 
 #: seconds of sandbox time before a card's after-effects arrive
@@ -180,21 +182,10 @@ def after_success(ctx: Context, charge: dict, pm: dict) -> None:
 
 # --- charges -----------------------------------------------------------------------------------
 
-@endpoint("GET", "/v1/charges/<charge_id>", params="ChargeRetrieveParams")
-def retrieve_charge(ctx: Context, params: dict, charge_id: str) -> dict:
-    ctx.require_secret_key()
-    return ctx.load(charge_id, "charge")
-
-
-@endpoint("GET", "/v1/charges", params="ChargeListParams",
-          supported=["customer", "payment_intent", "limit", "starting_after", "ending_before",
-                     "created"])
-def list_charges(ctx: Context, params: dict) -> dict:
-    ctx.require_secret_key()
-    charges = ctx.store.all("charge")
-    charges = equal_filter(charges, params, ("customer", "payment_intent"))
-    charges = created_filter(charges, params.get("created"))
-    return list_response(charges, "/v1/charges", params)
+retrieve_charge = retrieve_endpoint("/v1/charges/<charge_id>", "charge",
+                                    params="ChargeRetrieveParams")
+list_charges = list_endpoint("/v1/charges", "charge", params="ChargeListParams",
+                             filters=("customer", "payment_intent"))
 
 
 @includable("charge", "refunds")
@@ -205,14 +196,6 @@ def _charge_refunds(store, charge: dict) -> dict:
 
 
 # --- refunds -----------------------------------------------------------------------------------
-
-def _money(amount: int, currency: str) -> str:
-    from .payment_intents import ZERO_DECIMAL
-    if currency.lower() in ZERO_DECIMAL:
-        return f"{amount} {currency}"
-    symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get(currency.lower(), "")
-    return f"{symbol}{amount / 100:.2f}" if symbol else f"{amount / 100:.2f} {currency}"
-
 
 def _charge_to_refund(ctx: Context, params: dict) -> dict:
     if params.get("charge") and params.get("payment_intent"):
@@ -255,8 +238,9 @@ def create_refund(ctx: Context, params: dict) -> dict:
                                      code="parameter_invalid_integer")
     if amount > remaining:
         raise errors.invalid_request(
-            f"Refund amount ({_money(amount, charge['currency'])}) is greater than unrefunded "
-            f"amount on charge ({_money(remaining, charge['currency'])})", param="amount",
+            f"Refund amount ({format_refund_amount(amount, charge['currency'])}) is greater than "
+            f"unrefunded amount on charge ({format_refund_amount(remaining, charge['currency'])})",
+            param="amount",
             code="amount_too_large")
     card = None
     pm = ctx.store.get(charge["payment_method"]) if charge.get("payment_method") else None
@@ -289,10 +273,8 @@ def create_refund(ctx: Context, params: dict) -> dict:
     return refund
 
 
-@endpoint("GET", "/v1/refunds/<refund_id>", params="RefundRetrieveParams")
-def retrieve_refund(ctx: Context, params: dict, refund_id: str) -> dict:
-    ctx.require_secret_key()
-    return ctx.load(refund_id, "refund")
+retrieve_refund = retrieve_endpoint("/v1/refunds/<refund_id>", "refund",
+                                    params="RefundRetrieveParams")
 
 
 @endpoint("POST", "/v1/refunds/<refund_id>", params="RefundUpdateParams", supported=["metadata"])
@@ -306,15 +288,8 @@ def update_refund(ctx: Context, params: dict, refund_id: str) -> dict:
     return refund
 
 
-@endpoint("GET", "/v1/refunds", params="RefundListParams",
-          supported=["charge", "payment_intent", "limit", "starting_after", "ending_before",
-                     "created"])
-def list_refunds(ctx: Context, params: dict) -> dict:
-    ctx.require_secret_key()
-    refunds = ctx.store.all("refund")
-    refunds = equal_filter(refunds, params, ("charge", "payment_intent"))
-    refunds = created_filter(refunds, params.get("created"))
-    return list_response(refunds, "/v1/refunds", params)
+list_refunds = list_endpoint("/v1/refunds", "refund", params="RefundListParams",
+                             filters=("charge", "payment_intent"))
 
 
 @endpoint("GET", "/v1/charges/<charge_id>/refunds", params="ChargeListRefundsParams",
@@ -426,18 +401,7 @@ def _early_fraud_warning(ctx: Context, charge_id: str, data: dict) -> None:
     ctx.emit("radar.early_fraud_warning.created", warning)
 
 
-@endpoint("GET", "/v1/disputes/<dispute_id>", params="DisputeRetrieveParams")
-def retrieve_dispute(ctx: Context, params: dict, dispute_id: str) -> dict:
-    ctx.require_secret_key()
-    return ctx.load(dispute_id, "dispute")
-
-
-@endpoint("GET", "/v1/disputes", params="DisputeListParams",
-          supported=["charge", "payment_intent", "limit", "starting_after", "ending_before",
-                     "created"])
-def list_disputes(ctx: Context, params: dict) -> dict:
-    ctx.require_secret_key()
-    disputes = ctx.store.all("dispute")
-    disputes = equal_filter(disputes, params, ("charge", "payment_intent"))
-    disputes = created_filter(disputes, params.get("created"))
-    return list_response(disputes, "/v1/disputes", params)
+retrieve_dispute = retrieve_endpoint("/v1/disputes/<dispute_id>", "dispute",
+                                     params="DisputeRetrieveParams")
+list_disputes = list_endpoint("/v1/disputes", "dispute", params="DisputeListParams",
+                              filters=("charge", "payment_intent"))

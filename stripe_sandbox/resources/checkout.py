@@ -13,14 +13,33 @@ from __future__ import annotations
 import copy
 
 from .. import errors
-from ..api import Context, apply_metadata, created_filter, endpoint, equal_filter, list_response, listen, new_id
+from ..api import (
+    LIST_PARAMS,
+    Context,
+    apply_metadata,
+    endpoint,
+    list_endpoint,
+    list_response,
+    listen,
+    retrieve_endpoint,
+)
 from ..expand import includable
 from ..jobs import job
-from . import billing
+from ..primitives import new_id
+from . import payment_intents
+from .billing import (
+    attach_payment_method,
+    inline_price,
+    load_price_param,
+    product_name,
+    save_subscription,
+)
+from .customers import create_customer
+from .payment_methods import attach_to_customer
+from .subscriptions import create_subscription_internal
 
 MIN_EXPIRY = 30 * 60
 MAX_EXPIRY = 24 * 3600
-_LIST = ["limit", "starting_after", "ending_before"]
 
 _CREATE = ["mode", "line_items[][price]", "line_items[][quantity]",
            "line_items[][price_data][currency]", "line_items[][price_data][unit_amount]",
@@ -47,10 +66,10 @@ def _resolve_line_items(ctx: Context, mode: str, specs: list[dict]) -> list[dict
             raise _fail("You may only specify one of these parameters: price, price_data.",
                         f"{where}[price]")
         if spec.get("price"):
-            price = billing.load_price_param(ctx, spec["price"], f"{where}[price]")
+            price = load_price_param(ctx, spec["price"], f"{where}[price]")
             param = f"{where}[price]"
         elif spec.get("price_data"):
-            price = billing.inline_price(ctx, spec["price_data"], f"{where}[price_data]")
+            price = inline_price(ctx, spec["price_data"], f"{where}[price_data]")
             param = f"{where}[price_data]"
         else:
             raise _fail("You must specify either `price` or `price_data` for each line item.",
@@ -70,7 +89,7 @@ def _resolve_line_items(ctx: Context, mode: str, specs: list[dict]) -> list[dict
             "id": new_id("li"), "object": "item", "adjustable_quantity": None,
             "amount_discount": 0, "amount_subtotal": amount, "amount_tax": 0,
             "amount_total": amount, "currency": price["currency"],
-            "description": billing.product_name(ctx, price), "discounts": [],
+            "description": product_name(ctx, price), "discounts": [],
             "metadata": {}, "price": price, "quantity": quantity, "taxes": [],
         })
     if mode == "subscription" and not any(i["price"]["type"] == "recurring" for i in items):
@@ -96,28 +115,39 @@ def create_session(ctx: Context, params: dict) -> dict:
     if params.get("ui_mode") not in (None, "hosted_page", "hosted"):
         raise errors.invalid_request("Only the hosted Checkout page is supported by the "
                                      "sandbox.", param="ui_mode", code="parameter_unsupported")
-    now = ctx.now()
     customer = None
     if params.get("customer"):
-        customer = ctx.store.get(params["customer"])
-        if customer is None or customer.get("object") != "customer" or customer.get("deleted"):
-            raise billing.bad_reference("customer", params["customer"], "customer")
+        customer = ctx.load(params["customer"], "customer", param="customer", status=400)
         if params.get("customer_email"):
             raise _fail("You may only specify one of these parameters: customer, "
                         "customer_email.", "customer_email")
+    items = _session_items(ctx, mode, params)
+    for key, kind in (("payment_intent_data", "payment"), ("subscription_data", "subscription")):
+        if params.get(key) and mode != kind:
+            raise _fail(f"You can not pass `{key}` in `{mode}` mode.", key)
+    session = _new_session(ctx, params, customer, items, _expires_at(ctx, params))
+    apply_metadata(session, params.get("metadata"))
+    if mode == "setup":
+        session["payment_status"] = "no_payment_required"
+    ctx.store.put(session)
+    ctx.store.schedule(session["expires_at"], "checkout.session.expire", session["id"])
+    return session
+
+
+def _session_items(ctx: Context, mode: str, params: dict) -> list[dict]:
     if mode == "setup":
         if params.get("line_items"):
             raise _fail("You cannot pass `line_items` in `setup` mode.", "line_items")
         if not params.get("currency"):
             raise errors.missing_param("currency")
-        items = []
-    else:
-        if not params.get("line_items"):
-            raise errors.missing_param("line_items")
-        items = _resolve_line_items(ctx, mode, params["line_items"])
-    for key, kind in (("payment_intent_data", "payment"), ("subscription_data", "subscription")):
-        if params.get(key) and mode != kind:
-            raise _fail(f"You can not pass `{key}` in `{mode}` mode.", key)
+        return []
+    if not params.get("line_items"):
+        raise errors.missing_param("line_items")
+    return _resolve_line_items(ctx, mode, params["line_items"])
+
+
+def _expires_at(ctx: Context, params: dict) -> int:
+    now = ctx.now()
     expires_at = params.get("expires_at", now + MAX_EXPIRY)
     if expires_at > now + MAX_EXPIRY:
         raise _fail("The `expires_at` timestamp must be less than 24 hours from Checkout "
@@ -125,6 +155,25 @@ def create_session(ctx: Context, params: dict) -> dict:
     if expires_at < now + MIN_EXPIRY:
         raise _fail("The `expires_at` timestamp must be at least 30 minutes from Checkout "
                     "Session creation.", "expires_at")
+    return expires_at
+
+
+def customer_details(email: str | None, name: str | None = None,
+                     phone: str | None = None) -> dict:
+    """A session's ``customer_details`` (what the buyer gave, or the customer's)."""
+    return {"address": None, "business_name": None, "email": email, "individual_name": None,
+            "name": name, "phone": phone, "tax_exempt": "none", "tax_ids": []}
+
+
+_NO_INVOICE_CREATION = {"enabled": False, "invoice_data": {
+    "account_tax_ids": None, "custom_fields": None, "description": None, "footer": None,
+    "issuer": None, "metadata": {}, "rendering_options": None}}
+
+
+def _new_session(ctx: Context, params: dict, customer: dict | None, items: list[dict],
+                 expires_at: int) -> dict:
+    mode = params["mode"]
+    now = ctx.now()
     session_id = new_id("cs_test")
     subtotal = sum(i["amount_subtotal"] for i in items) if items else None
     currency = items[0]["currency"] if items else (params.get("currency") or "").lower() or None
@@ -144,16 +193,11 @@ def create_session(ctx: Context, params: dict) -> dict:
         "customer": customer["id"] if customer else None, "customer_account": None,
         "customer_creation": (None if customer or mode == "subscription"
                               else params.get("customer_creation", "if_required")),
-        "customer_details": ({"address": None, "business_name": None,
-                              "email": customer.get("email"), "individual_name": None,
-                              "name": customer.get("name"), "phone": customer.get("phone"),
-                              "tax_exempt": "none", "tax_ids": []} if customer else None),
+        "customer_details": (customer_details(customer.get("email"), customer.get("name"),
+                                              customer.get("phone")) if customer else None),
         "customer_email": params.get("customer_email"), "discounts": [],
         "expires_at": expires_at, "invoice": None,
-        "invoice_creation": ({"enabled": False, "invoice_data": {
-            "account_tax_ids": None, "custom_fields": None, "description": None,
-            "footer": None, "issuer": None, "metadata": {}, "rendering_options": None}}
-            if mode == "payment" else None),
+        "invoice_creation": copy.deepcopy(_NO_INVOICE_CREATION) if mode == "payment" else None,
         "livemode": False, "locale": params.get("locale"), "metadata": {}, "mode": mode,
         "payment_intent": None, "payment_link": None,
         "payment_method_collection": "always" if mode == "subscription" else None,
@@ -168,7 +212,7 @@ def create_session(ctx: Context, params: dict) -> dict:
         "success_url": params.get("success_url"),
         "total_details": ({"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0}
                           if items else None),
-        "ui_mode": "hosted_page", "url": f"{billing.base_url(ctx)}/c/pay/{session_id}",
+        "ui_mode": "hosted_page", "url": f"{ctx.public_url()}/c/pay/{session_id}",
         "wallet_options": None,
         "_sandbox": {
             "line_items": items,
@@ -176,30 +220,15 @@ def create_session(ctx: Context, params: dict) -> dict:
             "subscription_data": params.get("subscription_data") or {},
         },
     }
-    apply_metadata(session, params.get("metadata"))
-    if mode == "setup":
-        session["payment_status"] = "no_payment_required"
-    ctx.store.put(session)
-    ctx.store.schedule(expires_at, "checkout.session.expire", session_id)
     return session
 
 
-@endpoint("GET", "/v1/checkout/sessions/<session_id>",
-          params="checkout.SessionRetrieveParams")
-def retrieve_session(ctx: Context, params: dict, session_id: str) -> dict:
-    ctx.require_secret_key()
-    return ctx.load(session_id, "checkout.session", label="checkout.session")
-
-
-@endpoint("GET", "/v1/checkout/sessions", params="checkout.SessionListParams",
-          supported=["customer", "payment_intent", "subscription", "status", "created"] + _LIST)
-def list_sessions(ctx: Context, params: dict) -> dict:
-    ctx.require_secret_key()
-    sessions = ctx.store.all("checkout.session")
-    sessions = equal_filter(sessions, params,
-                            ("customer", "payment_intent", "subscription", "status"))
-    sessions = created_filter(sessions, params.get("created"))
-    return list_response(sessions, "/v1/checkout/sessions", params)
+retrieve_session = retrieve_endpoint("/v1/checkout/sessions/<session_id>", "checkout.session",
+                                     params="checkout.SessionRetrieveParams",
+                                     label="checkout.session")
+list_sessions = list_endpoint("/v1/checkout/sessions", "checkout.session",
+                              params="checkout.SessionListParams",
+                              filters=("customer", "payment_intent", "subscription", "status"))
 
 
 def _line_items_list(session: dict) -> dict:
@@ -214,7 +243,7 @@ def _line_items(store, session: dict) -> dict:
 
 
 @endpoint("GET", "/v1/checkout/sessions/<session_id>/line_items",
-          params="checkout.SessionListLineItemsParams", supported=_LIST)
+          params="checkout.SessionListLineItemsParams", supported=LIST_PARAMS)
 def list_line_items(ctx: Context, params: dict, session_id: str) -> dict:
     ctx.require_secret_key()
     session = ctx.load(session_id, "checkout.session", label="checkout.session")
@@ -230,8 +259,7 @@ def expire_session_internal(ctx: Context, session: dict) -> dict:
         pi = ctx.store.get(pi_id)
         if pi and pi["status"] in ("requires_payment_method", "requires_confirmation",
                                    "requires_action"):
-            from .payment_intents import cancel_intent
-            cancel_intent(ctx, pi, reason="abandoned")
+            payment_intents.cancel_intent(ctx, pi, reason="abandoned")
     ctx.store.cancel_jobs("checkout.session.expire", session["id"])
     ctx.store.put(session)
     ctx.emit("checkout.session.expired", session)
@@ -271,13 +299,10 @@ def _customer_for(ctx: Context, session: dict) -> dict:
     """Subscription mode (or ``customer_creation=always``) creates the customer on payment."""
     if session.get("customer"):
         return ctx.store.require(session["customer"])
-    from .customers import create_customer
     email = session.get("customer_email") or (session.get("customer_details") or {}).get("email")
     customer = create_customer(ctx, {"email": email} if email else {})
     session["customer"] = customer["id"]
-    session["customer_details"] = {"address": None, "business_name": None, "email": email,
-                                   "individual_name": None, "name": None, "phone": None,
-                                   "tax_exempt": "none", "tax_ids": []}
+    session["customer_details"] = customer_details(email)
     ctx.store.put(session)
     return customer
 
@@ -305,7 +330,6 @@ def complete_session(ctx: Context, session: dict, payment_method_id: str) -> dic
 
 
 def _complete_payment(ctx: Context, session: dict, pm: str) -> dict:
-    from . import payment_intents
     data = session["_sandbox"]["payment_intent_data"]
     if session.get("customer_creation") == "always" and not session.get("customer"):
         _customer_for(ctx, session)
@@ -327,7 +351,7 @@ def _complete_payment(ctx: Context, session: dict, pm: str) -> dict:
 
 
 def _return_url(ctx: Context, session: dict) -> str:
-    return f"{billing.base_url(ctx)}/c/pay/{session['id']}"
+    return f"{ctx.public_url()}/c/pay/{session['id']}"
 
 
 def _attach_collected(ctx: Context, pm_id: str, customer_id: str) -> str:
@@ -335,9 +359,8 @@ def _attach_collected(ctx: Context, pm_id: str, customer_id: str) -> str:
     a card that belongs to someone else is refused."""
     pm = ctx.store.get(pm_id)
     if pm is not None and pm.get("object") == "payment_method" and not pm.get("customer"):
-        from .payment_methods import attach_to_customer
         attach_to_customer(ctx, pm_id, customer_id)
-    return billing._attach_pm(ctx, pm_id, customer_id, "payment_method")
+    return attach_payment_method(ctx, pm_id, customer_id, "payment_method")
 
 
 def _complete_subscription(ctx: Context, session: dict, pm: str) -> dict:
@@ -351,17 +374,15 @@ def _complete_subscription(ctx: Context, session: dict, pm: str) -> dict:
         one_time = [(i["price"], i["quantity"]) for i in session["_sandbox"]["line_items"]
                     if i["price"]["type"] != "recurring"]
         data = session["_sandbox"]["subscription_data"]
-        sub = billing.create_subscription_internal(
+        sub = create_subscription_internal(
             ctx, customer=customer, items=recurring, default_payment_method=pm_id,
             payment_behavior="default_incomplete", metadata=data.get("metadata"),
             description=data.get("description"), extra_lines=one_time,
             checkout_session=session["id"])
         session = ctx.store.get(session["id"]) or session
         session["customer"] = customer["id"]
-        session["customer_details"] = session.get("customer_details") or {
-            "address": None, "business_name": None, "email": customer.get("email"),
-            "individual_name": None, "name": customer.get("name"), "phone": None,
-            "tax_exempt": "none", "tax_ids": []}
+        session["customer_details"] = session.get("customer_details") or customer_details(
+            customer.get("email"), customer.get("name"))
         session["subscription"] = sub["id"]
         session["invoice"] = sub["latest_invoice"]
         ctx.store.put(session)
@@ -369,11 +390,10 @@ def _complete_subscription(ctx: Context, session: dict, pm: str) -> dict:
         pm_id = _attach_collected(ctx, pm, sub["customer"])
         before = copy.deepcopy(sub)
         sub["default_payment_method"] = pm_id
-        billing._save_sub(ctx, sub, before)
+        save_subscription(ctx, sub, before)
     invoice = ctx.store.require(session["invoice"])
     if invoice["status"] == "open":
         pi = ctx.store.require(invoice["_sandbox"]["payment_intent"])
-        from . import payment_intents
         payment_intents.confirm_intent(ctx, pi, payment_method=pm_id,
                                        return_url=_return_url(ctx, session),
                                        raise_on_decline=True)
@@ -386,7 +406,7 @@ def _complete_setup(ctx: Context, session: dict, pm: str) -> dict:
     customer = _customer_for(ctx, session) if session.get("customer") or \
         session.get("customer_email") else None
     if customer is not None:
-        billing._attach_pm(ctx, pm, customer["id"], "payment_method")
+        attach_payment_method(ctx, pm, customer["id"], "payment_method")
     session = ctx.store.require(session["id"]) if customer is None else session
     _finish(ctx, session, paid=False)
     return ctx.store.require(session["id"])
@@ -401,16 +421,10 @@ def _finish(ctx: Context, session: dict, *, paid: bool) -> None:
         session["payment_status"] = "paid" if paid else "unpaid"
     if session.get("customer") and not session.get("customer_details"):
         customer = ctx.store.get(session["customer"]) or {}
-        session["customer_details"] = {"address": None, "business_name": None,
-                                       "email": customer.get("email"), "individual_name": None,
-                                       "name": customer.get("name"),
-                                       "phone": customer.get("phone"), "tax_exempt": "none",
-                                       "tax_ids": []}
+        session["customer_details"] = customer_details(
+            customer.get("email"), customer.get("name"), customer.get("phone"))
     elif not session.get("customer_details"):
-        session["customer_details"] = {"address": None, "business_name": None,
-                                       "email": session.get("customer_email"),
-                                       "individual_name": None, "name": None, "phone": None,
-                                       "tax_exempt": "none", "tax_ids": []}
+        session["customer_details"] = customer_details(session.get("customer_email"))
     ctx.store.cancel_jobs("checkout.session.expire", session["id"])
     ctx.store.put(session)
     ctx.emit("checkout.session.completed", session)

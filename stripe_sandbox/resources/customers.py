@@ -4,7 +4,9 @@ from __future__ import annotations
 import secrets
 
 from .. import errors
-from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id
+from ..api import Context, apply_metadata, endpoint, list_endpoint
+from ..primitives import new_id
+from .payment_methods import attach_to_customer
 
 _FIELDS = ["email", "name", "description", "phone", "metadata",
            "invoice_settings[default_payment_method]", "preferred_locales"]
@@ -34,7 +36,6 @@ def create_customer(ctx: Context, params: dict) -> dict:
     apply_metadata(customer, params.get("metadata"))
     ctx.store.put(customer)
     if params.get("payment_method"):
-        from .payment_methods import attach_to_customer
         attach_to_customer(ctx, params["payment_method"], customer["id"])
     default_pm = (params.get("invoice_settings") or {}).get("default_payment_method")
     if default_pm:
@@ -98,12 +99,5 @@ def delete_customer(ctx: Context, params: dict, customer_id: str) -> dict:
     return tombstone
 
 
-@endpoint("GET", "/v1/customers", params="CustomerListParams",
-          supported=["email", "limit", "starting_after", "ending_before", "created"])
-def list_customers(ctx: Context, params: dict) -> dict:
-    ctx.require_secret_key()
-    customers = [c for c in ctx.store.all("customer") if not c.get("deleted")]
-    if "email" in params:  # Stripe's email filter is case-sensitive
-        customers = [c for c in customers if c.get("email") == params["email"]]
-    customers = created_filter(customers, params.get("created"))
-    return list_response(customers, "/v1/customers", params)
+list_customers = list_endpoint("/v1/customers", "customer", params="CustomerListParams",
+                               filters=("email",))  # Stripe's email filter is case-sensitive

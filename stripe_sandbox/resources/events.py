@@ -5,20 +5,14 @@ import secrets
 import urllib.parse
 
 from .. import errors
-from ..api import API_VERSION, Context, apply_metadata, created_filter, endpoint, list_response, new_id
+from ..api import LIST_PARAMS, Context, apply_metadata, endpoint, list_endpoint, list_response, retrieve_endpoint
+from ..primitives import API_VERSION, new_id
+
+retrieve_event = retrieve_endpoint("/v1/events/<event_id>", "event", params="EventRetrieveParams")
 
 
-@endpoint("GET", "/v1/events/<event_id>", params="EventRetrieveParams")
-def retrieve_event(ctx: Context, params: dict, event_id: str) -> dict:
-    ctx.require_secret_key()
-    return ctx.load(event_id, "event")
-
-
-@endpoint("GET", "/v1/events", params="EventListParams",
-          supported=["type", "types", "created", "limit", "starting_after", "ending_before"])
-def list_events(ctx: Context, params: dict) -> dict:
-    ctx.require_secret_key()
-    events = ctx.store.all("event")
+def _of_types(events: list[dict], params: dict) -> list[dict]:
+    """``type`` (``invoice.*`` matches a prefix) and ``types``."""
     if "type" in params:
         wanted = params["type"]
         if wanted.endswith("*"):
@@ -27,8 +21,11 @@ def list_events(ctx: Context, params: dict) -> dict:
             events = [e for e in events if e["type"] == wanted]
     if "types" in params:
         events = [e for e in events if e["type"] in params["types"]]
-    events = created_filter(events, params.get("created"))
-    return list_response(events, "/v1/events", params)
+    return events
+
+
+list_events = list_endpoint("/v1/events", "event", params="EventListParams",
+                            extra=("type", "types"), where=_of_types)
 
 
 def _public_endpoint(endpoint_obj: dict) -> dict:
@@ -89,7 +86,7 @@ def update_webhook_endpoint(ctx: Context, params: dict, endpoint_id: str) -> dic
 
 
 @endpoint("GET", "/v1/webhook_endpoints", params="WebhookEndpointListParams",
-          supported=["limit", "starting_after", "ending_before"])
+          supported=LIST_PARAMS)
 def list_webhook_endpoints(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     hooks = [_public_endpoint(h) for h in ctx.store.all("webhook_endpoint")

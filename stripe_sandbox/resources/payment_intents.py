@@ -2,11 +2,12 @@
 requires_payment_method → requires_confirmation → requires_action → processing → succeeded /
 canceled, driven by the test cards (:func:`cards.charge_decision`) and the bank debits' test
 accounts (SEPA IBANs, ACH account numbers), which stay ``processing`` until the sandbox clock
-settles them (:data:`DELAYED_FAILURES`).
+settles them. One attempt (charge, decline, 3-D Secure, settlement) is in
+:mod:`.payment_attempts`.
 
 Internal API used by invoices and Checkout Sessions: :func:`create_intent`,
-:func:`confirm_intent`, :func:`cancel_intent`, :func:`complete_authentication`. Every status change
-calls ``notify("payment_intent.changed", ctx, pi, previous_status=…)``.
+:func:`confirm_intent`, :func:`cancel_intent`. Every status change calls
+``notify("payment_intent.changed", ctx, pi, previous_status=…)``.
 
 Private bookkeeping in ``pi["_sandbox"]``: ``owner`` (``in_…``/``cs_…`` that created it),
 ``off_session``, ``authenticated`` (3-D Secure completed for this attempt), ``return_url``.
@@ -18,50 +19,21 @@ from typing import Any
 
 from stripe.params import PaymentIntentConfirmParams, PaymentIntentConfirmParamsPaymentMethodData
 
-from .. import cards, errors
-from ..api import Context, apply_metadata, created_filter, endpoint, list_response, new_id, notify
-from ..expand import public
-from ..jobs import job
+from .. import errors
+from ..api import Context, apply_metadata, endpoint, list_endpoint
+from ..money import check_amount, check_currency
 from ..params import browser_confirm_params
-from . import charges
-from .payment_methods import (
-    card_of,
-    create_from_data,
-    delayed_outcome,
-    is_delayed,
-    is_set_up,
-    mark_set_up,
-    resolve,
-)
+from ..primitives import new_id, public
+from .intents import check_client_secret
+from .payment_attempts import attempt, changed, set_status, unexpected
+from .payment_methods import create_from_data, is_set_up, resolve
 
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
-                "vnd", "vuv", "xaf", "xof", "xpf"}
-#: Stripe's minimum charge amounts (smallest unit); other supported currencies: 50
-MINIMUMS = {"usd": 50, "eur": 50, "gbp": 30, "aud": 50, "cad": 50, "chf": 50, "dkk": 250,
-            "hkd": 400, "jpy": 50, "mxn": 1000, "nok": 300, "nzd": 50, "pln": 200, "sek": 300,
-            "sgd": 50, "czk": 1500, "huf": 17500, "brl": 50, "inr": 50, "ron": 200,
-            "bgn": 100, "thb": 1000, "aed": 200, "myr": 200}
-CURRENCIES = set(MINIMUMS) | ZERO_DECIMAL | {"ils", "isk", "try", "zar", "php", "idr", "twd",
-                                             "sar", "qar", "egp", "ngn", "kes", "cop", "pen",
-                                             "ars", "uah", "rsd", "mad", "pkr", "lkr", "bdt"}
-MAX_AMOUNT = 99999999
-SETTLE_DELAY = 5  # seconds of sandbox time a delayed method stays processing
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation",
               "requires_action")
 SUPPORTED_TYPES = ("card", "sepa_debit", "us_bank_account")
 #: the one currency a type is limited to (Stripe: SEPA is EUR-only, ACH USD-only)
 TYPE_CURRENCY = {"sepa_debit": "eur", "us_bank_account": "usd"}
-#: a failed bank debit's code -> the message Stripe gives
-DELAYED_FAILURES = {
-    "insufficient_funds": "The customer's account has insufficient funds to cover this payment.",
-    "no_account": "The customer's bank account could not be located.",
-    "account_closed": "The customer's bank account has been closed.",
-    "debit_not_authorized": "The customer has notified their bank that this payment was "
-                            "unauthorized.",
-}
-
-AUTH_FAILURE_MESSAGE = cards.MESSAGES["payment_intent_authentication_failure"]
 
 
 #: what Stripe.js sends to confirm with a publishable key (client_secret, raw card details)
@@ -69,37 +41,6 @@ BrowserConfirmParams = browser_confirm_params(PaymentIntentConfirmParams, Paymen
 
 
 # --- validation --------------------------------------------------------------------------------
-
-def _format_amount(amount: int, currency: str) -> str:
-    if currency in ZERO_DECIMAL:
-        return f"{amount:,}"
-    symbol = {"usd": "$", "eur": "€", "gbp": "£", "cad": "$", "aud": "$"}.get(currency, "")
-    return f"{symbol}{amount / 100:,.2f}"
-
-
-def check_amount(amount: Any, currency: str) -> None:
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 1:
-        raise errors.invalid_request("This value must be greater than or equal to 1.",
-                                     param="amount", code="parameter_invalid_integer")
-    minimum = MINIMUMS.get(currency, 50)
-    if amount < minimum:
-        raise errors.invalid_request(
-            f"Amount must be at least {_format_amount(minimum, currency)} {currency}",
-            param="amount", code="amount_too_small")
-    if amount > MAX_AMOUNT:
-        raise errors.invalid_request(
-            f"Amount must be no more than {_format_amount(MAX_AMOUNT, currency)}",
-            param="amount", code="amount_too_large")
-
-
-def check_currency(currency: Any) -> str:
-    value = str(currency or "").lower()
-    if value not in CURRENCIES:
-        raise errors.invalid_request(
-            f"Invalid currency: {value}. Stripe currently supports these currencies: "
-            + ", ".join(sorted(CURRENCIES)), param="currency", code="parameter_invalid")
-    return value
-
 
 def _types_for(currency: str, allowed, automatic: bool) -> list[str]:
     """``payment_method_types`` of the answer: the compatible ones among ``allowed`` (the
@@ -152,19 +93,6 @@ def _check_pm_fits(ctx: Context, pi: dict, pm: dict, param: str = "payment_metho
             " or was detached from a Customer. It may not be used again. To use a "
             "PaymentMethod multiple times, you must attach it to a Customer first.",
             param=param, code="payment_method_unexpected_state")
-
-
-_PAST = {"confirm": "confirmed", "cancel": "canceled", "authenticate": "authenticated"}
-
-
-def _unexpected(pi: dict, action: str, allowed: tuple[str, ...]) -> errors.StripeError:
-    exc = errors.invalid_request(
-        f"You cannot {action} this PaymentIntent because it has a status of {pi['status']}. "
-        f"Only a PaymentIntent with one of the following statuses may be "
-        f"{_PAST.get(action, action + 'ed')}: {', '.join(allowed)}.",
-        code="payment_intent_unexpected_state")
-    exc.extra["payment_intent"] = public(pi)
-    return exc
 
 
 # --- internal API ------------------------------------------------------------------------------
@@ -232,33 +160,6 @@ def _set_options(pi: dict) -> None:
     pi["payment_method_options"] = options
 
 
-def _set_status(ctx: Context, pi: dict, status: str) -> str:
-    previous = pi["status"]
-    pi["status"] = status
-    return previous
-
-
-def _changed(ctx: Context, pi: dict, previous_status: str, *, attempt_failed: bool = False) -> None:
-    """Tell owners (invoices, Checkout Sessions) about a new status -- or a failed attempt,
-    which may leave the status as it was (a decline from ``requires_payment_method``)."""
-    ctx.store.put(pi)
-    if pi["status"] != previous_status or attempt_failed:
-        notify("payment_intent.changed", ctx, pi, previous_status=previous_status)
-
-
-def next_action(ctx: Context, intent: dict) -> dict:
-    """3-D Secure's ``next_action`` for a PaymentIntent or SetupIntent: the sandbox's challenge
-    page, as a redirect when a return_url was given, else for Stripe.js to open."""
-    url = f"{ctx.base_url}/_sandbox/3ds/{intent['id']}"
-    return_url = intent["_sandbox"].get("return_url")
-    if return_url and not intent["_sandbox"].get("use_stripe_sdk"):
-        return {"type": "redirect_to_url",
-                "redirect_to_url": {"return_url": return_url, "url": url}}
-    return {"type": "use_stripe_sdk",
-            "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url, "url": url,
-                               "source": new_id("src"), "intent": intent["id"]}}
-
-
 def confirm_intent(ctx: Context, pi: dict, *, payment_method=None, off_session=False,
                    return_url=None, raise_on_decline=True, payment_method_data=None,
                    use_stripe_sdk=None, check_mandate=False) -> dict:
@@ -268,7 +169,7 @@ def confirm_intent(ctx: Context, pi: dict, *, payment_method=None, off_session=F
     ``mandate_data`` on this request (kept in ``pi["_sandbox"]``) or a PaymentMethod already
     set up for later use."""
     if pi["status"] not in CONFIRMABLE:
-        raise _unexpected(pi, "confirm", CONFIRMABLE)
+        raise unexpected(pi, "confirm", CONFIRMABLE)
     if payment_method_data is not None:
         pm = create_from_data(ctx, payment_method_data)
         _check_pm_fits(ctx, pi, pm, "payment_method_data")
@@ -305,208 +206,22 @@ def confirm_intent(ctx: Context, pi: dict, *, payment_method=None, off_session=F
         pi["_sandbox"]["return_url"] = return_url
     if use_stripe_sdk is not None:
         pi["_sandbox"]["use_stripe_sdk"] = bool(use_stripe_sdk)
-    return _attempt(ctx, pi, pm, raise_on_decline=raise_on_decline)
-
-
-def _attempt(ctx: Context, pi: dict, pm: dict, *, raise_on_decline: bool) -> dict:
-    """One payment attempt with ``pm`` (after confirm, or after 3-D Secure)."""
-    if is_delayed(pm):
-        return _start_processing(ctx, pi, pm)
-    decision = cards.charge_decision(card_of(pm), off_session=pi["_sandbox"]["off_session"],
-                                     set_up=is_set_up(pm),
-                                     authenticated=pi["_sandbox"]["authenticated"])
-    if decision.action == "authenticate":
-        previous = _set_status(ctx, pi, "requires_action")
-        pi["next_action"] = next_action(ctx, pi)
-        ctx.store.put(pi)
-        ctx.emit("payment_intent.requires_action", pi)
-        _changed(ctx, pi, previous)
-        return pi
-    if decision.action == "succeed":
-        return _succeed(ctx, pi, pm)
-    return _decline(ctx, pi, pm, decision, raise_on_decline=raise_on_decline)
-
-
-def _save_for_later(ctx: Context, pi: dict, pm: dict) -> dict:
-    """``setup_future_usage``: attach the PaymentMethod to the customer and mark it set up."""
-    if pi.get("setup_future_usage") and pi.get("customer"):
-        if pm.get("customer") != pi["customer"]:
-            pm = _attach_quietly(ctx, pm, pi["customer"])
-        pm = mark_set_up(ctx, pm)
-    elif not pm.get("customer"):
-        pm.setdefault("_sandbox", {})["used_once"] = True
-        ctx.store.put(pm)
-    return pm
-
-
-def _attach_quietly(ctx: Context, pm: dict, customer_id: str) -> dict:
-    """Attach without re-verifying (the successful payment was the verification)."""
-    if pm.get("customer"):
-        return pm
-    pm["customer"] = customer_id
-    if pm["type"] == "card" and pm["card"]["checks"]["cvc_check"] == "unchecked":
-        pm["card"]["checks"]["cvc_check"] = "pass"
-    ctx.store.put(pm)
-    ctx.emit("payment_method.attached", pm)
-    return pm
-
-
-def _succeed(ctx: Context, pi: dict, pm: dict) -> dict:
-    charge = charges.new_charge(ctx, pi, pm, status="succeeded",
-                                authenticated=pi["_sandbox"]["authenticated"])
-    pm = _save_for_later(ctx, pi, pm)
-    previous = _set_status(ctx, pi, "succeeded")
-    pi.update(amount_received=pi["amount"], latest_charge=charge["id"], next_action=None,
-              last_payment_error=None, processing=None)
-    ctx.store.put(pi)
-    ctx.emit("charge.succeeded", charge)
-    ctx.emit("payment_intent.succeeded", pi)
-    charges.after_success(ctx, charge, pm)
-    _changed(ctx, pi, previous)
-    return pi
-
-
-def _error_object(code: str, message: str, pm: dict, *, type_: str = "card_error",
-                  decline_code: str | None = None, charge: str | None = None) -> dict:
-    error = {"code": code, "doc_url": f"https://stripe.com/docs/error-codes/"
-                                      f"{code.replace('_', '-')}",
-             "message": message, "payment_method": public(pm), "type": type_}
-    if decline_code:
-        error["decline_code"] = decline_code
-    if charge:
-        error["charge"] = charge
-    return error
-
-
-def _decline(ctx: Context, pi: dict, pm: dict, decision: cards.Decision, *,
-             raise_on_decline: bool) -> dict:
-    message = decision.message
-    charge = charges.new_charge(ctx, pi, pm, status="failed", code=decision.error_code,
-                                decline_code=decision.decline_code, message=message,
-                                authenticated=pi["_sandbox"]["authenticated"])
-    previous = _set_status(ctx, pi, "requires_payment_method")
-    pi["last_payment_error"] = _error_object(decision.error_code, message, pm,
-                                             decline_code=decision.decline_code,
-                                             charge=charge["id"])
-    if charge["outcome"].get("advice_code"):
-        pi["last_payment_error"]["advice_code"] = charge["outcome"]["advice_code"]
-    pi.update(latest_charge=charge["id"], next_action=None, payment_method=None,
-              processing=None)
-    pi["_sandbox"]["authenticated"] = False
-    ctx.store.put(pi)
-    ctx.emit("charge.failed", charge)
-    ctx.emit("payment_intent.payment_failed", pi)
-    _changed(ctx, pi, previous, attempt_failed=True)
-    if raise_on_decline:
-        raise errors.card_error(message, code=decision.error_code, decline_code=decision.decline_code,
-                                payment_intent=public(pi), payment_method=public(pm),
-                                charge=charge["id"],
-                                advice_code=charge["outcome"].get("advice_code"))
-    return pi
-
-
-def _start_processing(ctx: Context, pi: dict, pm: dict) -> dict:
-    charge = charges.new_charge(ctx, pi, pm, status="pending")
-    if pi.get("setup_future_usage") and pi.get("customer"):
-        pm = mark_set_up(ctx, _attach_quietly(ctx, pm, pi["customer"]))
-    previous = _set_status(ctx, pi, "processing")
-    pi.update(latest_charge=charge["id"], next_action=None, last_payment_error=None)
-    ctx.store.put(pi)
-    ctx.emit("charge.pending", charge)
-    ctx.emit("payment_intent.processing", pi)
-    ctx.store.schedule(ctx.now() + SETTLE_DELAY, "payment_intent.settle", pi["id"])
-    _changed(ctx, pi, previous)
-    return pi
-
-
-@job("payment_intent.settle")
-def _settle(ctx: Context, pi_id: str, data: dict) -> None:
-    """A delayed method's (SEPA, ACH) outcome arrives: processing → succeeded or
-    requires_payment_method, with the test account's failure code."""
-    pi = ctx.store.get(pi_id)
-    if pi is None or pi["status"] != "processing":
-        return
-    pm = ctx.store.require(pi["payment_method"])
-    charge = ctx.store.require(pi["latest_charge"])
-    code = delayed_outcome(pm)
-    if code in DELAYED_FAILURES:
-        message = DELAYED_FAILURES[code]
-        charges.fail_pending(ctx, charge, code, message)
-        previous = _set_status(ctx, pi, "requires_payment_method")
-        pi["last_payment_error"] = _error_object(code, message, pm, charge=charge["id"])
-        pi["payment_method"] = None
-        ctx.store.put(pi)
-        ctx.emit("payment_intent.payment_failed", pi)
-    else:
-        charges.succeed_pending(ctx, charge)
-        previous = _set_status(ctx, pi, "succeeded")
-        pi["amount_received"] = pi["amount"]
-        ctx.store.put(pi)
-        ctx.emit("payment_intent.succeeded", pi)
-        charges.after_success(ctx, charge, pm)
-    _changed(ctx, pi, previous)
+    return attempt(ctx, pi, pm, raise_on_decline=raise_on_decline)
 
 
 def cancel_intent(ctx: Context, pi: dict, reason=None) -> dict:
     if pi["status"] not in CANCELABLE:
-        raise _unexpected(pi, "cancel", CANCELABLE)
-    previous = _set_status(ctx, pi, "canceled")
+        raise unexpected(pi, "cancel", CANCELABLE)
+    previous = set_status(ctx, pi, "canceled")
     pi.update(canceled_at=ctx.now(), cancellation_reason=reason, next_action=None)
     ctx.store.cancel_jobs("payment_intent.settle", pi["id"])
     ctx.store.put(pi)
     ctx.emit("payment_intent.canceled", pi)
-    _changed(ctx, pi, previous)
-    return pi
-
-
-def complete_authentication(ctx: Context, intent_id: str, succeeded: bool) -> dict:
-    """The buyer completed (or failed) 3-D Secure for a PaymentIntent or a SetupIntent."""
-    obj = ctx.store.get(intent_id) if isinstance(intent_id, str) else None
-    if obj is not None and obj.get("object") == "setup_intent":
-        from .setup_intents import complete_setup_authentication
-        return complete_setup_authentication(ctx, obj, succeeded)
-    if obj is None or obj.get("object") != "payment_intent":
-        raise errors.no_such("payment_intent", intent_id)
-    pi = obj
-    if pi["status"] != "requires_action":
-        raise _unexpected(pi, "authenticate", ("requires_action",))
-    pm = ctx.store.require(pi["payment_method"])
-    pi["next_action"] = None
-    if succeeded:
-        pi["_sandbox"]["authenticated"] = True
-        return _attempt(ctx, pi, pm, raise_on_decline=False)
-    previous = _set_status(ctx, pi, "requires_payment_method")
-    pi["last_payment_error"] = _error_object("payment_intent_authentication_failure",
-                                             AUTH_FAILURE_MESSAGE, pm,
-                                             type_="invalid_request_error")
-    pi["payment_method"] = None
-    pi["_sandbox"]["authenticated"] = False
-    ctx.store.put(pi)
-    ctx.emit("payment_intent.payment_failed", pi)
-    _changed(ctx, pi, previous)
+    changed(ctx, pi, previous)
     return pi
 
 
 # --- endpoints ---------------------------------------------------------------------------------
-
-def _check_client_secret(ctx: Context, intent: dict, given: str | None, kind: str) -> None:
-    """A publishable key must present the intent's client_secret (Stripe.js does)."""
-    if ctx.key_kind == "secret":
-        if given is not None and given != intent["client_secret"]:
-            raise errors.invalid_request(
-                f"The client_secret provided does not match the client_secret associated with "
-                f"the {kind}.", param="client_secret")
-        return
-    if not given:
-        raise errors.invalid_request(
-            f"The client_secret parameter is required when using a publishable key to "
-            f"retrieve or confirm this {kind}.", param="client_secret",
-            code="parameter_missing")
-    if given != intent["client_secret"]:
-        raise errors.invalid_request(
-            f"The client_secret provided does not match the client_secret associated with the "
-            f"{kind}.", param="client_secret")
-
 
 def _load(ctx: Context, pi_id: str) -> dict:
     return ctx.load(pi_id, "payment_intent", label="payment_intent")
@@ -587,7 +302,7 @@ def create_payment_intent(ctx: Context, params: dict) -> dict:
           publishable=True, supported=["client_secret"])
 def retrieve_payment_intent(ctx: Context, params: dict, pi_id: str) -> dict:
     pi = _load(ctx, pi_id)
-    _check_client_secret(ctx, pi, params.get("client_secret"), "PaymentIntent")
+    check_client_secret(ctx, pi, params.get("client_secret"), "PaymentIntent")
     return pi
 
 
@@ -652,7 +367,7 @@ def update_payment_intent(ctx: Context, params: dict, pi_id: str) -> dict:
         pi["status"] = "requires_confirmation" if pi["payment_method"] else \
             "requires_payment_method"
         pi["next_action"] = None
-    _changed(ctx, pi, previous_status)
+    changed(ctx, pi, previous_status)
     return pi
 
 
@@ -663,7 +378,7 @@ def update_payment_intent(ctx: Context, params: dict, pi_id: str) -> dict:
           + _PM_DATA)
 def confirm_payment_intent(ctx: Context, params: dict, pi_id: str) -> dict:
     pi = _load(ctx, pi_id)
-    _check_client_secret(ctx, pi, params.get("client_secret"), "PaymentIntent")
+    check_client_secret(ctx, pi, params.get("client_secret"), "PaymentIntent")
     if ctx.key_kind == "publishable" and "off_session" in params:
         raise errors.invalid_request("off_session cannot be used with a publishable key.",
                                      param="off_session")
@@ -691,12 +406,5 @@ def cancel_payment_intent(ctx: Context, params: dict, pi_id: str) -> dict:
     return cancel_intent(ctx, _load(ctx, pi_id), params.get("cancellation_reason"))
 
 
-@endpoint("GET", "/v1/payment_intents", params="PaymentIntentListParams",
-          supported=["customer", "limit", "starting_after", "ending_before", "created"])
-def list_payment_intents(ctx: Context, params: dict) -> dict:
-    ctx.require_secret_key()
-    intents = ctx.store.all("payment_intent")
-    if params.get("customer"):
-        intents = [p for p in intents if p.get("customer") == params["customer"]]
-    intents = created_filter(intents, params.get("created"))
-    return list_response(intents, "/v1/payment_intents", params)
+list_payment_intents = list_endpoint("/v1/payment_intents", "payment_intent",
+                                     params="PaymentIntentListParams", filters=("customer",))

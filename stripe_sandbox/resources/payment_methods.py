@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 
 from .. import cards, errors
-from ..api import Context, apply_metadata, endpoint, list_response, new_id
+from ..api import Context, apply_metadata, endpoint, list_response
+from ..primitives import new_id
 
 RAW_CARD_MESSAGE = (
     "Sending credit card numbers directly to the Stripe API is generally unsafe. We suggest you "

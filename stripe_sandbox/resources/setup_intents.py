@@ -12,10 +12,10 @@ import secrets
 from stripe.params import SetupIntentConfirmParams, SetupIntentConfirmParamsPaymentMethodData
 
 from .. import cards, errors
-from ..api import Context, apply_metadata, created_filter, endpoint, equal_filter, list_response, new_id, notify
-from ..expand import public
+from ..api import Context, apply_metadata, endpoint, list_endpoint, notify
 from ..params import browser_confirm_params
-from .payment_intents import _check_client_secret, next_action
+from ..primitives import new_id, public
+from .intents import check_client_secret, next_action
 from .payment_methods import card_of, create_from_data, mark_set_up, resolve
 
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
@@ -260,7 +260,7 @@ def create_setup_intent(ctx: Context, params: dict) -> dict:
           publishable=True, supported=["client_secret"])
 def retrieve_setup_intent(ctx: Context, params: dict, si_id: str) -> dict:
     si = _load(ctx, si_id)
-    _check_client_secret(ctx, si, params.get("client_secret"), "SetupIntent")
+    check_client_secret(ctx, si, params.get("client_secret"), "SetupIntent")
     return si
 
 
@@ -309,7 +309,7 @@ def update_setup_intent(ctx: Context, params: dict, si_id: str) -> dict:
                      "mandate_data"] + _PM_DATA)
 def confirm_setup_intent(ctx: Context, params: dict, si_id: str) -> dict:
     si = _load(ctx, si_id)
-    _check_client_secret(ctx, si, params.get("client_secret"), "SetupIntent")
+    check_client_secret(ctx, si, params.get("client_secret"), "SetupIntent")
     if params.get("payment_method") and params.get("payment_method_data"):
         raise errors.invalid_request("You may only specify one of these parameters: "
                                      "payment_method, payment_method_data.",
@@ -343,12 +343,6 @@ def cancel_setup_intent(ctx: Context, params: dict, si_id: str) -> dict:
     return si
 
 
-@endpoint("GET", "/v1/setup_intents", params="SetupIntentListParams",
-          supported=["customer", "payment_method", "limit", "starting_after", "ending_before",
-                     "created"])
-def list_setup_intents(ctx: Context, params: dict) -> dict:
-    ctx.require_secret_key()
-    intents = ctx.store.all("setup_intent")
-    intents = equal_filter(intents, params, ("customer", "payment_method"))
-    intents = created_filter(intents, params.get("created"))
-    return list_response(intents, "/v1/setup_intents", params)
+list_setup_intents = list_endpoint("/v1/setup_intents", "setup_intent",
+                                   params="SetupIntentListParams",
+                                   filters=("customer", "payment_method"))
