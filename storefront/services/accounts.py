@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from ..models import User, UserSession, utcnow
@@ -18,6 +19,7 @@ from ..models.user_session import USER_AGENT_LENGTH, new_session_token
 from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
 from ..text import control_character
 from .errors import Conflict, ServiceError
+from .uow import read_then_release, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -120,42 +122,31 @@ def customer_idempotency_key(user: User) -> str:
 def ensure_stripe_customer(user: User) -> str:
     """Return the user's Stripe customer id, creating the customer if it doesn't exist yet.
 
-    Never creates two customers for one user, even when called concurrently:
-    * the Stripe call carries a deterministic idempotency key (same user -> same customer);
-    * on PostgreSQL the user row is locked (``SELECT ... FOR UPDATE``) for the duration;
-    * everywhere, the id is stored with ``UPDATE ... WHERE stripe_customer_id IS NULL``
-      so a late writer never overwrites an id that is already there.
-    Raises :class:`~storefront.stripe_gateway.GatewayError` if Stripe is unavailable.
+    Never creates two customers for one user, even when called concurrently: the Stripe call
+    carries a deterministic idempotency key (same user -> same customer), and the id is stored
+    with ``UPDATE ... WHERE stripe_customer_id IS NULL``, so a late writer never overwrites an
+    id that is already there. Fetch, then apply: no transaction is open while Stripe is asked,
+    nor when this returns. Raises :class:`~storefront.stripe_gateway.GatewayError` if Stripe
+    is unavailable.
     """
     if user.stripe_customer_id:
+        read_then_release()
         return user.stripe_customer_id
-    user_id = user.id
-    is_postgres = db.session.get_bind().dialect.name == "postgresql"
-    try:
-        stmt = select(User).where(User.id == user_id)
-        if is_postgres:
-            stmt = stmt.with_for_update(of=User)  # not the eager-joined subscription
-        locked = db.session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
-        if locked.stripe_customer_id:
-            db.session.commit()
-            return locked.stripe_customer_id
+    stored = db.session.scalar(select(User.stripe_customer_id).where(User.id == user.id))
+    user_id, email, name, key = user.id, user.email, user.name, customer_idempotency_key(user)
+    read_then_release()
+    if stored is None:
         customer = get_gateway().create_customer(
-            email=locked.email,
-            name=locked.name,
-            metadata={"user_id": str(locked.id)},
-            idempotency_key=customer_idempotency_key(locked),
-        )
-        db.session.execute(
-            update(User)
-            .where(User.id == user_id, User.stripe_customer_id.is_(None))
-            .values(stripe_customer_id=customer["id"])
-        )
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    db.session.refresh(user)
-    return user.stripe_customer_id  # type: ignore[return-value]
+            email=email, name=name, metadata={"user_id": str(user_id)}, idempotency_key=key)
+        with unit_of_work():
+            db.session.execute(update(User)
+                               .where(User.id == user_id, User.stripe_customer_id.is_(None))
+                               .values(stripe_customer_id=customer["id"]))
+            stored = db.session.scalar(select(User.stripe_customer_id).where(User.id == user_id))
+    if stored is None:  # pragma: no cover - the row was deleted meanwhile
+        raise AccountError("This account no longer exists.")
+    set_committed_value(user, "stripe_customer_id", stored)  # known now: no reload, no write
+    return stored
 
 
 def authenticate(email: str, password: str) -> User | None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
-from ..models import Order, PointsEntry, User
+from ..models import Order, PointsEntry, Subscription, User
 from . import points
 from .errors import ServiceError
-from .purchase import transaction
+from .uow import unit_of_work
 
 PAGE_SIZE = 50
 MAX_ADJUSTMENT = 1_000_000
@@ -30,7 +31,7 @@ class AdjustmentError(ServiceError):
 
 @dataclass
 class BuyersPage:
-    rows: list
+    rows: list[dict[str, Any]]   # {"row": the user's columns, "orders": how many}
     next_before: int | None
 
 
@@ -81,21 +82,10 @@ def ledger(user_id: int, *, limit: int = 100,
     return db.session.execute(query.order_by(PointsEntry.id.desc()).limit(limit)).all()
 
 
-def subscription_of(user_id: int):
-    """The buyer's subscriptions if the subscriptions model (issue 6) exists, else None."""
-    try:
-        from ..models.subscription import Subscription
-    except ImportError:
-        return None
-    column = getattr(Subscription, "user_id", None)
-    if column is None:
-        return None
-    try:
-        return list(db.session.scalars(select(Subscription).where(column == user_id)
-                                       .order_by(Subscription.id.desc()).limit(10)))
-    except Exception:  # noqa: BLE001 - a model still in the making must not break the page
-        db.session.rollback()
-        return None
+def subscription_of(user_id: int) -> list[Subscription]:
+    """The buyer's last ten subscriptions, newest first."""
+    return list(db.session.scalars(select(Subscription).where(Subscription.user_id == user_id)
+                                   .order_by(Subscription.id.desc()).limit(10)))
 
 
 def parse_points(text: str | None) -> int:
@@ -122,6 +112,6 @@ def adjust_points(user: User, *, amount_text: str | None, reason: str | None, no
                               "points history.")
     if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
         raise AdjustmentError("The form is missing its token; reload the page and try again.")
-    with transaction():
+    with unit_of_work():
         return points.record(user.id, amount, key=f"adjust:{user.public_id}:{nonce}",
                              reason="adjustment", note=reason[:500], created_by_id=admin.id)

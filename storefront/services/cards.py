@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 
@@ -24,6 +25,7 @@ from ..models.subscription import LIVE_STATUSES
 from ..stripe_gateway import GatewayError, StripeNotFound, get_gateway, idempotency_key
 from . import accounts
 from .errors import NotFound, ServiceError, unavailable
+from .uow import read_then_release
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class Card:
         return f"{self.brand.title()} ending in {self.last4}"
 
 
-def _card(pm: dict, default_id: str | None) -> Card:
+def _card(pm: dict[str, Any], default_id: str | None) -> Card:
     card = pm.get("card") or {}
     return Card(id=pm["id"], brand=card.get("brand") or "card", last4=card.get("last4") or "????",
                 exp_month=int(card.get("exp_month") or 0), exp_year=int(card.get("exp_year") or 0),
@@ -89,6 +91,7 @@ def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
         if hit and hit[0] > now:
             return hit[1]
     gateway = get_gateway()
+    read_then_release()
     try:
         customer = gateway.retrieve_customer(user.stripe_customer_id)
         methods = gateway.list_cards(user.stripe_customer_id)
@@ -102,11 +105,12 @@ def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
     return cards
 
 
-def own_card(user: User, payment_method_id: str) -> dict:
+def own_card(user: User, payment_method_id: str) -> dict[str, Any]:
     """The payment method, if it is one of ``user``'s cards; else :class:`NotFound`."""
     if not isinstance(payment_method_id, str) or not PAYMENT_METHOD_ID.fullmatch(payment_method_id) \
             or not user.stripe_customer_id:
         raise _not_found()
+    read_then_release()
     try:
         pm = get_gateway().retrieve_payment_method(payment_method_id)
     except GatewayError as err:
@@ -122,15 +126,16 @@ def own_card(user: User, payment_method_id: str) -> dict:
 
 # --- adding a card -------------------------------------------------------------------------------
 
-def start_setup(user: User, reuse: str | None = None) -> dict:
+def start_setup(user: User, reuse: str | None = None) -> dict[str, Any]:
     """A SetupIntent for the buyer's customer; the page confirms it with the Payment Element
     (3-D Secure if the card asks). Returns the SetupIntent (its ``client_secret`` for the page).
 
     ``reuse`` is the SetupIntent this browser was last given: while it is the buyer's and still
     waits for a card it is handed out again, so reloading the page mints nothing at Stripe."""
     gateway = get_gateway()
+    user_id, public_id = user.id, user.public_id
     try:
-        customer = accounts.ensure_stripe_customer(user)
+        customer = accounts.ensure_stripe_customer(user)  # returns with no transaction open
         if reuse and SETUP_INTENT_ID.fullmatch(reuse):
             try:
                 si = gateway.retrieve_setup_intent(reuse)
@@ -140,14 +145,14 @@ def start_setup(user: User, reuse: str | None = None) -> dict:
                     and si.get("status") == "requires_payment_method":
                 return si
         return gateway.create_setup_intent(
-            customer=customer, metadata={"user_id": str(user.id)},
-            idempotency_key=idempotency_key("setup-intent", user.public_id,
+            customer=customer, metadata={"user_id": str(user_id)},
+            idempotency_key=idempotency_key("setup-intent", public_id,
                                             secrets.token_urlsafe(12)))
     except GatewayError as err:
         raise unavailable(err) from err
 
 
-def _customer_id(stripe_object: dict) -> str | None:
+def _customer_id(stripe_object: dict[str, Any]) -> str | None:
     customer = stripe_object.get("customer")
     return customer.get("id") if isinstance(customer, dict) else customer
 
@@ -158,6 +163,7 @@ def finish_setup(user: User, setup_intent_id: str) -> tuple[str, Card | None]:
     if not isinstance(setup_intent_id, str) or not SETUP_INTENT_ID.fullmatch(setup_intent_id):
         raise _not_found()
     gateway = get_gateway()
+    read_then_release()
     try:
         si = gateway.retrieve_setup_intent(setup_intent_id)
     except GatewayError as err:
@@ -185,6 +191,9 @@ def set_default(user: User, payment_method_id: str) -> None:
     customer = user.stripe_customer_id
     if customer is None:  # own_card has refused it already; this tells mypy
         raise _not_found()
+    live = db.session.scalars(select(Subscription.stripe_subscription_id).where(
+        Subscription.user_id == user.id, Subscription.status.in_(LIVE_STATUSES))).all()
+    read_then_release()
     gateway = get_gateway()
     nonce = secrets.token_urlsafe(8)  # the SDK's own retries reuse it; a later click is new
     try:
@@ -192,9 +201,7 @@ def set_default(user: User, payment_method_id: str) -> None:
             customer, payment_method_id,
             idempotency_key=idempotency_key("customer", customer, "default",
                                             payment_method_id, nonce))
-        for sub_id in db.session.scalars(select(Subscription.stripe_subscription_id).where(
-                Subscription.user_id == user.id,
-                Subscription.status.in_(LIVE_STATUSES))).all():
+        for sub_id in live:
             gateway.update_subscription(
                 sub_id, {"default_payment_method": payment_method_id},
                 idempotency_key=idempotency_key("subscription", sub_id, "default",
