@@ -9,8 +9,9 @@
   (so no URL is ever built from it); ``EXTERNAL_URL`` is where absolute URLs point.
 * Bodies over ``MAX_CONTENT_LENGTH`` get 413; JSON nested too deeply to parse gets 400.
 
-The two WSGI fast paths (``page_cache``, ``status_fast_path``) answer without Flask; they send
-the same headers (:func:`static_headers`).
+The two WSGI fast paths answer without running a view: the page cache replays the headers Flask
+produced for the page; the status fast path sends :func:`static_headers` plus its own
+(``order_status.fast_path_headers``).
 """
 from __future__ import annotations
 
