@@ -1,4 +1,5 @@
-"""``python -m stripe_sandbox [--port N] [--state FILE]``: the sandbox without the store."""
+"""``python -m stripe_sandbox [--port N] [--state FILE] [--merchant-name NAME]``: the sandbox
+without the store (the same command as the ``stripe-sandbox`` console script)."""
 from .cli import run_command
 
-run_command(prog_name="python -m stripe_sandbox")  # pylint: disable=no-value-for-parameter
+run_command(prog_name="python -m stripe_sandbox")

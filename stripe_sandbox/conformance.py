@@ -100,18 +100,10 @@ def _check(value, tp, owner, path: str, errors: list, depth: int) -> None:
         if not isinstance(value, dict):
             errors.append(f"{path}: expected object, got {type(value).__name__}")
         return
-    if tp is bool:
-        if not isinstance(value, bool):
-            errors.append(f"{path}: expected bool, got {value!r}")
-    elif tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{path}: expected int, got {value!r}")
-    elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(f"{path}: expected number, got {value!r}")
-    elif tp is str:
-        if not isinstance(value, str):
-            errors.append(f"{path}: expected string, got {type(value).__name__}")
+    if tp in _SCALARS:
+        problem = _scalar_problem(value, tp)
+        if problem:
+            errors.append(f"{path}: {problem}")
     elif origin is not None and getattr(origin, "__name__", "") == "ListObject":
         _check_list(value, typing.get_args(tp), owner, path, errors, depth)
     elif isinstance(tp, type) and issubclass(tp, stripe.StripeObject):
@@ -122,6 +114,22 @@ def _check(value, tp, owner, path: str, errors: list, depth: int) -> None:
             return
         _check_fields(value, tp, path, errors, depth + 1)
     # UntypedStripeObject[str] (metadata) and similar generic containers: any mapping
+
+
+_SCALARS = (bool, int, float, str)
+
+
+def _scalar_problem(value, tp) -> str | None:
+    """JSON's bool, int, number and string (a bool is no number, as in Stripe's model)."""
+    if tp is bool:
+        return None if isinstance(value, bool) else f"expected bool, got {value!r}"
+    if tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"expected int, got {value!r}"
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else f"expected number, got {value!r}"
+    return None if isinstance(value, str) else f"expected string, got {type(value).__name__}"
 
 
 def _check_list(value, args, owner, path, errors, depth) -> None:

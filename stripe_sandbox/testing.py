@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from werkzeug.serving import make_server
 
-from . import create_sandbox_app
+from .app import create_sandbox_app
 
 
 class SandboxServer:

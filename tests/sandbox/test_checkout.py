@@ -273,3 +273,49 @@ def test_subscription_mode_with_three_d_secure_and_a_decline_first(client, sandb
     assert sandbox.flush_webhooks()
     assert receiver.wait_for(lambda r: "checkout.session.completed" in r.types())
     assert receiver.types().count("checkout.session.completed") == 1
+
+
+def test_a_configured_merchant_name_is_shown_wherever_the_business_is_named(tmp_path):
+    """``merchant_name`` (``--merchant-name``, ``SANDBOX_MERCHANT_NAME``): the hosted Checkout
+    page, the 3-D Secure page and invoices' ``account_name`` name the business."""
+    from stripe_sandbox.testing import SandboxServer
+
+    server = SandboxServer(tmp_path / "state.sqlite3", merchant_name="Acme Books").start()
+    try:
+        client = stripe.StripeClient("sk_test_merchant", base_addresses={"api": server.url},
+                                     max_network_retries=0)
+        price = client.v1.prices.create(params={
+            "currency": "usd", "unit_amount": 1500, "product_data": {"name": "Atlas"},
+            "recurring": {"interval": "month"}})
+        session = client.v1.checkout.sessions.create(params={
+            "mode": "subscription", "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "https://shop.test/ok"})
+        with urllib.request.urlopen(str(session.url), timeout=10) as response:
+            page = response.read().decode()
+        assert "Subscribe to Acme Books" in page and "Storefront (sandbox)" not in page
+        assert '"business": "Acme Books"' in page  # what the page hands Stripe.js
+        pi = client.v1.payment_intents.create(params={
+            "amount": 1000, "currency": "usd", "payment_method": "pm_card_authenticationRequired",
+            "confirm": True, "return_url": "https://shop.test/back"})
+        assert pi.status == "requires_action"
+        with urllib.request.urlopen(f"{server.url}/_sandbox/3ds/{pi.id}", timeout=10) as response:
+            assert "<dd>Acme Books</dd>" in response.read().decode()
+        customer = client.v1.customers.create(params={"email": "acme@shop.test"})
+        sub = client.v1.subscriptions.create(params={
+            "customer": customer.id, "items": [{"price": price.id}],
+            "payment_behavior": "default_incomplete"})
+        invoice = client.v1.invoices.retrieve(str(sub.latest_invoice))
+        assert invoice.account_name == "Acme Books"
+    finally:
+        server.stop()
+
+
+def test_the_default_merchant_name(client, sandbox, prices):
+    session = payment_session(client, prices)
+    with urllib.request.urlopen(str(session.url), timeout=10) as response:
+        assert "Pay Storefront (sandbox)" in response.read().decode()
+    customer = client.v1.customers.create(params={"email": "default@shop.test"})
+    sub = client.v1.subscriptions.create(params={
+        "customer": customer.id, "items": [{"price": prices["monthly"].id}],
+        "payment_behavior": "default_incomplete"})
+    assert client.v1.invoices.retrieve(str(sub.latest_invoice)).account_name == "Stripe Sandbox"

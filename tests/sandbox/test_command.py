@@ -1,4 +1,5 @@
-"""The sandbox as its own process: `python -m stripe_sandbox` / `flask sandbox run`."""
+"""The sandbox as its own process: ``stripe-sandbox`` / ``python -m stripe_sandbox`` and the
+store's ``flask sandbox run`` alias."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import stripe
@@ -20,7 +22,6 @@ def _free_port() -> int:
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 20) -> None:
-    import urllib.request
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert process.poll() is None, process.communicate()[0]
@@ -30,6 +31,15 @@ def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 20) -> 
         except OSError:
             time.sleep(0.1)
     raise AssertionError("sandbox did not start")
+
+
+def _client(url: str) -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_cli", base_addresses={"api": url}, max_network_retries=0)
+
+
+def _page(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
 
 
 def test_flask_sandbox_run_serves_the_api_and_keeps_state(tmp_path):
@@ -44,8 +54,7 @@ def test_flask_sandbox_run_serves_the_api_and_keeps_state(tmp_path):
                                    stderr=subprocess.STDOUT, text=True)
         try:
             _wait_until_up(url, process)
-            client = stripe.StripeClient("sk_test_cli", base_addresses={"api": url},
-                                         max_network_retries=0)
+            client = _client(url)
             if attempt == 0:
                 client.v1.customers.create(params={"email": "cli@example.com"})
             found = client.v1.customers.list(params={"email": "cli@example.com"}).data
@@ -54,3 +63,42 @@ def test_flask_sandbox_run_serves_the_api_and_keeps_state(tmp_path):
             process.terminate()
             process.wait(timeout=10)
     assert state.exists()
+
+
+def test_the_console_script_serves_the_api_with_its_merchant_name(tmp_path):
+    """``stripe-sandbox`` is ``stripe_sandbox.cli:main``: run it as the console script would,
+    without the store (no FLASK_APP, started outside the checkout)."""
+    port = _free_port()
+    state = tmp_path / "state.sqlite3"
+    env = {k: v for k, v in os.environ.items() if k not in ("FLASK_APP", "SANDBOX_MERCHANT_NAME")}
+    env["PYTHONPATH"] = str(ROOT)
+    command = [sys.executable, "-c", "import sys; from stripe_sandbox.cli import main; "
+               "sys.argv[0] = 'stripe-sandbox'; main()",
+               "--port", str(port), "--state", str(state), "--merchant-name", "Acme <Books>"]
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_until_up(url, process)
+        client = _client(url)
+        price = client.v1.prices.create(params={
+            "currency": "usd", "unit_amount": 1200, "product_data": {"name": "Atlas"}})
+        session = client.v1.checkout.sessions.create(params={
+            "mode": "payment", "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "https://shop.test/ok"})
+        assert session.url == f"{url}/c/pay/{session.id}"
+        page = _page(session.url)
+        assert "Pay Acme &lt;Books&gt;" in page  # the name, autoescaped
+        assert "Storefront (sandbox)" not in page
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert state.exists()
+
+
+def test_python_m_stripe_sandbox_takes_the_same_options():
+    result = subprocess.run([sys.executable, "-m", "stripe_sandbox", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.startswith("Usage: python -m stripe_sandbox [OPTIONS]")
+    for option in ("--port", "--state", "--merchant-name", "--strict"):
+        assert option in result.stdout
