@@ -7,6 +7,8 @@ card's after-effects.
 """
 from __future__ import annotations
 
+import datetime
+
 from .. import cards, errors
 from ..api import Context, apply_metadata, endpoint, list_endpoint, list_response, retrieve_endpoint
 from ..expand import includable
@@ -83,7 +85,6 @@ def _card_details(pm: dict, amount: int, status: str, authenticated: bool) -> di
 
 
 def _date(timestamp: int) -> str:
-    import datetime
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).date().isoformat()
 
 

@@ -11,6 +11,7 @@ the debit ends with (:func:`delayed_outcome`).
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 
 from .. import cards, errors
@@ -105,7 +106,6 @@ def from_test_id(ctx: Context, pm_id: str) -> dict | None:
 
 
 def _year(ctx: Context) -> int:
-    import datetime
     return datetime.datetime.fromtimestamp(ctx.now(), datetime.UTC).year
 
 
@@ -168,7 +168,6 @@ def card_from_raw(ctx: Context, raw: dict, params: dict, *, param_prefix: str = 
     exp_month, exp_year = int(raw["exp_month"]), int(raw["exp_year"])
     if exp_year < 100:
         exp_year += 2000
-    import datetime
     today = datetime.datetime.fromtimestamp(ctx.now(), datetime.UTC)
     problem = cards.tokenization_error(number, exp_month, exp_year, cvc, today.year, today.month)
     if problem:
