@@ -190,8 +190,8 @@ def save_subscription(ctx: Context, sub: dict, before: dict | None = None) -> di
 
 
 def new_line(ctx: Context, *, invoice_id: str | None, sub: dict | None, item: dict | None,
-          price: dict, quantity: int, amount: int, description: str, start: int, end: int,
-          proration: bool = False, invoice_item: str | None = None) -> dict:
+             price: dict, quantity: int, amount: int, description: str, start: int, end: int,
+             proration: bool = False, invoice_item: str | None = None) -> dict:
     if item is not None:
         parent = {"invoice_item_details": None, "type": "subscription_item_details",
                   "subscription_item_details": {
@@ -219,7 +219,7 @@ def new_line(ctx: Context, *, invoice_id: str | None, sub: dict | None, item: di
 
 
 def item_line(ctx: Context, invoice_id, sub: dict | None, item: dict, start: int, end: int,
-               price: dict | None = None, quantity: int | None = None) -> dict:
+              price: dict | None = None, quantity: int | None = None) -> dict:
     price = price or item["price"]
     quantity = item["quantity"] if quantity is None else quantity
     recurring = price["recurring"] or {}
@@ -229,8 +229,8 @@ def item_line(ctx: Context, invoice_id, sub: dict | None, item: dict, start: int
     description = (f"{quantity} × {product_name(ctx, price)} "
                    f"(at {format_invoice_amount(price['unit_amount'], price['currency'])} / {every})")
     return new_line(ctx, invoice_id=invoice_id, sub=sub, item=item, price=price, quantity=quantity,
-                 amount=price["unit_amount"] * quantity, description=description,
-                 start=start, end=end)
+                    amount=price["unit_amount"] * quantity, description=description,
+                    start=start, end=end)
 
 
 def resolve_items(ctx: Context, items: list[dict], param: str = "items") -> list[tuple]:

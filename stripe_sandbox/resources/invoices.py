@@ -27,8 +27,8 @@ from . import payment_intents
 
 
 def new_invoice(ctx: Context, *, customer: dict, sub: dict | None, billing_reason: str,
-                 lines: list[dict], period_start: int, period_end: int,
-                 invoice_id: str | None = None, currency: str | None = None) -> dict:
+                lines: list[dict], period_start: int, period_end: int,
+                invoice_id: str | None = None, currency: str | None = None) -> dict:
     invoice_id = invoice_id or new_id("in")
     lines = copy.deepcopy(lines)
     for line in lines:
@@ -232,7 +232,7 @@ def attempt_payment(ctx: Context, invoice: dict, *, payment_method: str | None,
         return ctx.store.require(invoice["id"])
     try:
         payment_intents.confirm_intent(ctx, pi, payment_method=payment_method,
-                                    off_session=off_session, raise_on_decline=raise_on_decline)
+                                       off_session=off_session, raise_on_decline=raise_on_decline)
     except errors.StripeError as exc:
         if exc.store_result:  # a decline: the attempt stands (and is answered 402)
             _failed_attempt(ctx, ctx.store.require(invoice["id"]), ctx.store.require(pi_id))

@@ -112,7 +112,7 @@ def _succeed(ctx: Context, pi: dict, pm: dict) -> dict:
 
 
 def error_object(code: str, message: str, pm: dict, *, type_: str = "card_error",
-                  decline_code: str | None = None, charge: str | None = None) -> dict:
+                 decline_code: str | None = None, charge: str | None = None) -> dict:
     error = {"code": code, "doc_url": f"https://stripe.com/docs/error-codes/"
                                       f"{code.replace('_', '-')}",
              "message": message, "payment_method": public(pm), "type": type_}
@@ -131,8 +131,8 @@ def _decline(ctx: Context, pi: dict, pm: dict, decision: cards.Decision, *,
                                 authenticated=pi["_sandbox"]["authenticated"])
     previous = set_status(ctx, pi, "requires_payment_method")
     pi["last_payment_error"] = error_object(decision.error_code, message, pm,
-                                             decline_code=decision.decline_code,
-                                             charge=charge["id"])
+                                            decline_code=decision.decline_code,
+                                            charge=charge["id"])
     if charge["outcome"].get("advice_code"):
         pi["last_payment_error"]["advice_code"] = charge["outcome"]["advice_code"]
     pi.update(latest_charge=charge["id"], next_action=None, payment_method=None,
@@ -203,8 +203,8 @@ def complete_payment_authentication(ctx: Context, pi: dict, succeeded: bool) -> 
         return attempt(ctx, pi, pm, raise_on_decline=False)
     previous = set_status(ctx, pi, "requires_payment_method")
     pi["last_payment_error"] = error_object("payment_intent_authentication_failure",
-                                             AUTH_FAILURE_MESSAGE, pm,
-                                             type_="invalid_request_error")
+                                            AUTH_FAILURE_MESSAGE, pm,
+                                            type_="invalid_request_error")
     pi["payment_method"] = None
     pi["_sandbox"]["authenticated"] = False
     ctx.store.put(pi)

@@ -81,7 +81,7 @@ def proration_date(ctx: Context, sub: dict, value) -> int:
 
 
 def proration_lines(ctx: Context, sub: dict, item: dict, new_price: dict, new_quantity: int,
-                     at: int) -> list[dict]:
+                    at: int) -> list[dict]:
     """Credit for unused time on the item's current price, charge for the remaining time on
     the new one, from ``at`` to the period end (to the second, as Stripe prorates)."""
     start, end = item["current_period_start"], item["current_period_end"]
@@ -95,16 +95,16 @@ def proration_lines(ctx: Context, sub: dict, item: dict, new_price: dict, new_qu
     lines = []
     if credit:
         lines.append(new_line(ctx, invoice_id=None, sub=sub, item=item, price=old_price,
-                           quantity=old_quantity, amount=credit,
-                           description=f"Unused time on {old_quantity} × "
-                                       f"{product_name(ctx, old_price)} after {when}",
-                           start=at, end=end, proration=True, invoice_item=new_id("ii")))
+                              quantity=old_quantity, amount=credit,
+                              description=f"Unused time on {old_quantity} × "
+                                          f"{product_name(ctx, old_price)} after {when}",
+                              start=at, end=end, proration=True, invoice_item=new_id("ii")))
     if charge:
         lines.append(new_line(ctx, invoice_id=None, sub=sub, item=item, price=new_price,
-                           quantity=new_quantity, amount=charge,
-                           description=f"Remaining time on {new_quantity} × "
-                                       f"{product_name(ctx, new_price)} after {when}",
-                           start=at, end=end, proration=True, invoice_item=new_id("ii")))
+                              quantity=new_quantity, amount=charge,
+                              description=f"Remaining time on {new_quantity} × "
+                                          f"{product_name(ctx, new_price)} after {when}",
+                              start=at, end=end, proration=True, invoice_item=new_id("ii")))
     return lines
 
 

@@ -78,8 +78,8 @@ def renew(ctx: Context, sub: dict) -> dict:
     schedule_renewal(ctx, sub)
     customer = ctx.store.get(sub["customer"])
     invoice = create_invoice(ctx, customer=customer, sub=sub,
-                              billing_reason="subscription_cycle", lines=lines,
-                              period_start=old_start, period_end=old_end, invoice_id=invoice_id)
+                             billing_reason="subscription_cycle", lines=lines,
+                             period_start=old_start, period_end=old_end, invoice_id=invoice_id)
     invoice = finalize(ctx, invoice)
     if invoice["status"] == "open":
         pm = default_payment_method(ctx, invoice, ctx.store.get(sub["id"]))
