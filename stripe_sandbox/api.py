@@ -10,6 +10,13 @@ A resource module declares its endpoints with :func:`endpoint`::
 ``supported`` the parameters this sandbox implements (anything else Stripe knows is refused).
 A handler returns the stored object (or a list response); the framework expands, checks and
 renders it. ``publishable=True`` marks the few calls Stripe.js makes with a publishable key.
+
+The plain calls need no handler of their own::
+
+    retrieve_charge = retrieve_endpoint("/v1/charges/<charge_id>", "charge",
+                                        params="ChargeRetrieveParams")
+    list_charges = list_endpoint("/v1/charges", "charge", params="ChargeListParams",
+                                 filters=("customer", "payment_intent"))
 """
 from __future__ import annotations
 

@@ -136,9 +136,14 @@ def finalize(ctx: Context, invoice: dict, *, setup_future_usage: str | None = "o
     return ctx.store.require(invoice["id"])
 
 
+def subscription_id_of(invoice: dict) -> str | None:
+    """The id of the subscription that billed ``invoice`` (None for a one-off invoice)."""
+    return ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+
+
 def subscription_of(ctx: Context, invoice: dict) -> dict | None:
-    details = (invoice.get("parent") or {}).get("subscription_details") or {}
-    return ctx.store.get(details["subscription"]) if details.get("subscription") else None
+    sub_id = subscription_id_of(invoice)
+    return ctx.store.get(sub_id) if sub_id else None
 
 
 def mark_paid(ctx: Context, invoice: dict, pi: dict | None) -> None:
@@ -171,9 +176,8 @@ def mark_paid(ctx: Context, invoice: dict, pi: dict | None) -> None:
 
 
 def open_invoices(ctx: Context, sub_id: str) -> list[dict]:
-    return [i for i in ctx.store.all("invoice") if i["status"] == "open"
-            and ((i.get("parent") or {}).get("subscription_details") or {})
-            .get("subscription") == sub_id]
+    return [i for i in ctx.store.all("invoice")
+            if i["status"] == "open" and subscription_id_of(i) == sub_id]
 
 
 def _payment_failed(ctx: Context, invoice: dict, pi: dict | None) -> None:
@@ -328,14 +332,10 @@ retrieve_invoice = retrieve_endpoint("/v1/invoices/<invoice_id>", "invoice",
                                      params="InvoiceRetrieveParams")
 
 
-def subscription_of_invoice(invoice: dict) -> str | None:
-    return ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
-
-
 def _of_subscription(invoices: list[dict], params: dict) -> list[dict]:
     if "subscription" not in params:
         return invoices
-    return [i for i in invoices if subscription_of_invoice(i) == params["subscription"]]
+    return [i for i in invoices if subscription_id_of(i) == params["subscription"]]
 
 
 list_invoices = list_endpoint("/v1/invoices", "invoice", params="InvoiceListParams",
