@@ -22,7 +22,6 @@ from functools import lru_cache
 from babel.core import Locale, UnknownLocaleError
 from babel.numbers import (
     format_currency,
-    format_decimal,
     get_currency_precision,
     get_currency_symbol,
     get_decimal_symbol,
@@ -84,31 +83,39 @@ def _locale(locale: str) -> Locale:
 
 
 @lru_cache(maxsize=512)
-def _patterns(currency: str, locale: str) -> tuple[str, str | None]:
-    """(number pattern, currency pattern or None when the locale has no symbol but the code)."""
+def _pattern(currency: str, locale: str) -> str:
+    """The Babel currency pattern for ``currency`` in ``locale``, with exactly its digits."""
     digits = minor_digits(currency)
     frac = "." + "0" * digits if digits else ""
     loc = _locale(locale)
     symbol = get_currency_symbol(currency.upper(), loc)
-    # the locale's own grouping ("#,##,##0" in en_IN), with exactly the currency's digits
-    number = re.sub(r"\.[0#]+", "", loc.decimal_formats[None].pattern.split(";")[0])
-    number = re.sub(r"0(?=[^0]*$)", "0" + frac, number, count=1)
     if symbol.upper() == currency.upper():
-        return number, None  # "19.99 CHF": as the store always wrote a code
+        # no symbol but the code: "19.99 CHF", as the store always wrote it (``¤¤`` is the
+        # ISO code), grouped as the locale groups numbers ("#,##,##0" in en_IN)
+        number = re.sub(r"\.[0#]+", "", loc.decimal_formats[None].pattern.split(";")[0])
+        return re.sub(r"0(?=[^0]*$)", "0" + frac, number, count=1) + " ¤¤"
     standard = loc.currency_formats["standard"].pattern
-    return number, re.sub(r"\.0+", frac, standard)
+    return re.sub(r"\.0+", frac, standard)
 
 
 def format_money(amount_minor: int, currency: str, locale: str = "en") -> str:
     """``123450, "usd"`` -> ``"$1,234.50"``; ``500, "jpy"`` -> ``"¥500"``;
-    ``1500, "kwd"`` -> ``"1.500 KWD"``; ``1999, "chf"`` -> ``"19.99 CHF"``."""
+    ``1500, "kwd"`` -> ``"1.500 KWD"``; ``1999, "chf"`` -> ``"19.99 CHF"`` (Babel's
+    ``format_currency``, with an exact Decimal and exactly the currency's digits)."""
     code = _code(currency)
-    value = to_decimal(amount_minor, code)
-    number, pattern = _patterns(code, locale)
-    if pattern is None:
-        return f"{format_decimal(value, format=number, locale=_locale(locale))} {code.upper()}"
-    return format_currency(value, code.upper(), format=pattern, locale=_locale(locale),
-                           currency_digits=False)
+    return format_currency(to_decimal(amount_minor, code), code.upper(), format=_pattern(code, locale),
+                           locale=_locale(locale), currency_digits=False)
+
+
+def format_or_raw(amount_minor: int | None, currency: str | None = "usd", locale: str = "en") -> str:
+    """:func:`format_money` for showing an amount whatever it comes with: ``None`` -> ``""``, and
+    a currency that is not one (bad data) -> the raw amount and code rather than an error."""
+    if amount_minor is None:
+        return ""
+    try:
+        return format_money(int(amount_minor), currency or "usd", locale)
+    except MoneyError:
+        return f"{amount_minor} {str(currency)[:8].upper()}"
 
 
 def format_plain(amount_minor: int, currency: str) -> str:

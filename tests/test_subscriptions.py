@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from storefront.extensions import db
 from storefront.models import Order, PointsEntry, Subscription, User
-from storefront.services import fulfilment
+from storefront.services import subscription_sync
 
 from .conftest import browser_confirm, found
 
@@ -632,7 +632,7 @@ def test_a_stale_fetch_never_overwrites_a_newer_one(app, buyer, sandbox):
         row = found(db.session.scalar(select(Subscription)), "subscription")
         newer = row.fetched_at
         stale = dict(sub, status="past_due")
-        fulfilment.apply_subscription(stale, source="test", fetched_at=newer - timedelta(seconds=1))
+        subscription_sync.apply_subscription(stale, source="test", fetched_at=newer - timedelta(seconds=1))
         db.session.commit()
         assert db.session.scalar(select(Subscription.status)) == "active"
 

@@ -2,7 +2,7 @@
 
 Stripe is the source of truth for the subscription's state; this row is what we show and
 what we enforce (one live subscription per buyer, the past-due banner). It is written only by
-``services.fulfilment.apply_subscription`` from a subscription object freshly fetched from
+``services.subscription_sync.apply_subscription`` from a subscription object freshly fetched from
 Stripe, so duplicate or out-of-order webhooks cannot leave it behind (see ``fetched_at``).
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Subscription(Model):
     #: bumped by every locked update (the row lock, as for orders)
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
     #: a Stripe write we owe this subscription, recorded in the transaction that made it due
-    #: and sent after commit (``fulfilment.finish_pending_cancels``), retried until it holds:
+    #: and sent after commit (``subscription_sync.finish_pending_cancels``), retried until it holds:
     #: what asked for it (``lifetime:<order>``), since when, tries so far and the last error
     pending_cancel: Mapped[str | None] = mapped_column(String(120), nullable=True)
     pending_cancel_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Row, case, func, or_, select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import Select
 
 from .. import money
 from ..extensions import db
 from ..models import Order, Price, Product, User
 from ..models.base import utcnow
-from ..models.order import METHODS, STATUSES
-from ..web.params import InvalidParameter, encode_cursor, parse_cursor, parse_date
+from ..models.order import COLLECTED, METHODS, STATUSES, OrderStatus
+from ..params import InvalidParameter, encode_cursor, parse_cursor, parse_date
 
 PAGE_SIZE = 50
-#: statuses in which money was received (refunds are counted separately)
-COLLECTED = ("paid", "partially_refunded", "refunded", "disputed")
 
 
 # --- filters ----------------------------------------------------------------------------------
@@ -44,7 +43,7 @@ class PurchaseFilters:
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_args(cls, args) -> PurchaseFilters:
+    def from_args(cls, args: Mapping[str, str]) -> PurchaseFilters:
         f = cls()
         status = (args.get("status") or "").strip()
         f.status = status if status in STATUSES else None
@@ -76,7 +75,7 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def search_condition(q: str):
+def search_condition(q: str) -> ColumnElement[bool]:
     """A search term -> one indexed condition on orders."""
     term = q.strip()
     lowered = term.lower()
@@ -101,8 +100,8 @@ def search_condition(q: str):
             func.lower(User.name).like(f"{escaped}%", escape="\\"))))
 
 
-def conditions(f: PurchaseFilters) -> list:
-    out = []
+def conditions(f: PurchaseFilters) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
     if f.status:
         out.append(Order.status == f.status)
     if f.product:
@@ -135,7 +134,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
     return parse_cursor(cursor, "after")
 
 
-def _rows_query(f: PurchaseFilters) -> Select:
+def _rows_query(f: PurchaseFilters) -> Select[*tuple[Any, ...]]:
     return (select(Order.id, Order.public_id, Order.created_at, Order.product_name,
                    Order.lookup_key, Order.amount, Order.currency, Order.amount_refunded,
                    Order.status, Order.method, Order.points, Order.stripe_payment_intent_id,
@@ -163,7 +162,7 @@ def purchases_page(f: PurchaseFilters, cursor: str | None = None,
 @dataclass
 class Totals:
     count: int
-    by_currency: list[dict]
+    by_currency: list[dict[str, Any]]
 
 
 def purchases_totals(f: PurchaseFilters) -> Totals:
@@ -173,7 +172,7 @@ def purchases_totals(f: PurchaseFilters) -> Totals:
     query = (select(Order.currency, func.count(Order.id), func.sum(paid), func.sum(collected),
                     func.sum(Order.amount_refunded))
              .where(*conditions(f)).group_by(Order.currency).order_by(Order.currency))
-    per = []
+    per: list[dict[str, Any]] = []
     count = 0
     for currency, n, n_paid, gross, refunded in db.session.execute(query):
         count += n
@@ -201,7 +200,7 @@ def major(amount: int, currency: str) -> str:
     return money.format_plain(amount, currency)
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     """No spreadsheet formulas from user data (CSV injection)."""
     text = "" if value is None else str(value)
     if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
@@ -209,7 +208,7 @@ def _cell(value) -> str:
     return text
 
 
-def csv_row(row) -> list[str]:
+def csv_row(row: Row[Any]) -> list[str]:
     return [row.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             row.public_id, _cell(row.email), _cell(row.product_name), row.lookup_key,
             row.method, row.status, major(row.amount, row.currency), row.currency,
@@ -236,7 +235,7 @@ def purchases_csv(f: PurchaseFilters, *, batch: int = 1000) -> Iterator[str]:
 
 # --- the dashboard --------------------------------------------------------------------------------
 
-def _day(column):
+def _day(column: InstrumentedAttribute[Any]) -> ColumnElement[str]:
     """A UTC calendar day from a timestamp column, on SQLite and PostgreSQL."""
     if db.engine.dialect.name == "postgresql":
         return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
@@ -245,9 +244,9 @@ def _day(column):
 
 @dataclass
 class Dashboard:
-    days: list[dict]                 # [{day, amount, count}] for the main currency, oldest first
+    days: list[dict[str, Any]]       # [{day, amount, count}] for the main currency, oldest first
     currency: str
-    other_currencies: list[dict]     # revenue in other currencies over the 30 days
+    other_currencies: list[dict[str, Any]]  # revenue in other currencies over the 30 days
     today: int
     month: int
     paid: int
@@ -255,7 +254,7 @@ class Dashboard:
     success_rate: float | None
     refunded: int
     disputes: Sequence[Any]          # Rows: public_id, product_name, amount, currency, updated_at, email
-    subscriptions: list[dict] | None
+    subscriptions: list[dict[str, Any]] | None
 
 
 def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
@@ -289,7 +288,7 @@ def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
     created = Order.created_at >= start
     counts = db.session.execute(
         select(func.sum(case((Order.status.in_(COLLECTED), 1), else_=0)),
-               func.sum(case((Order.status == "failed", 1), else_=0)),
+               func.sum(case((Order.status == OrderStatus.FAILED, 1), else_=0)),
                func.sum(case((Order.status.in_(COLLECTED), Order.amount_refunded), else_=0)))
         .where(created)).one()
     paid, failed, refunded = (int(counts[0] or 0), int(counts[1] or 0), int(counts[2] or 0))
@@ -297,7 +296,7 @@ def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
         select(Order.public_id, Order.product_name, Order.amount, Order.currency,
                Order.updated_at, User.email)
         .join(User, User.id == Order.user_id)
-        .where(Order.status == "disputed").order_by(Order.created_at.desc()).limit(50)).all()
+        .where(Order.status == OrderStatus.DISPUTED).order_by(Order.created_at.desc()).limit(50)).all()
     return Dashboard(
         days=chart, currency=currency, other_currencies=others,
         today=series.get(today_key, (0, 0))[1],
@@ -307,7 +306,7 @@ def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
         refunded=refunded, disputes=disputes, subscriptions=active_subscriptions())
 
 
-def active_subscriptions() -> list[dict] | None:
+def active_subscriptions() -> list[dict[str, Any]] | None:
     """Active subscriptions per plan, if the subscriptions model exists (issue 6)."""
     try:
         from ..models.subscription import Subscription

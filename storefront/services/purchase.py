@@ -28,18 +28,15 @@ from sqlalchemy import CursorResult, or_, select, update
 from ..extensions import db
 from ..models import Order, OrderTransition, Price, User
 from ..models.base import utcnow
-from ..models.order import new_order_id
+from ..models.order import PAYABLE, SYNCABLE, OrderStatus, new_order_id
 from ..stripe_gateway import GatewayError, PaymentDeclined, StripeUnavailable, get_gateway, idempotency_key
-from . import accounts, cards, fulfilment
+from . import accounts, cards, fulfilment, orders
 from .uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
 #: the status page asks Stripe about one order at most this often, whoever polls
 SYNC_INTERVAL = timedelta(seconds=3)
-PAYABLE = ("pending", "failed", "requires_action")
-#: states Stripe may still move: ``failed`` too, since the buyer may retry with another card
-SYNCABLE = ("pending", "requires_action", "processing", "failed")
 MIN_AMOUNT = {"usd": 50, "eur": 50, "gbp": 30}
 MAX_AMOUNT = 99_999_999
 SUPPORTED_CURRENCIES = frozenset({"usd", "eur", "gbp"})
@@ -298,9 +295,9 @@ def cancel_checkout(order: Order) -> Order:
             raise _unavailable(err) from err
         return apply_session(session, source="sync")
     with unit_of_work():
-        locked = fulfilment.lock_order(order.id)
+        locked = orders.lock_order(order.id)
         if session.get("status") == "expired":
-            fulfilment.move(locked, "canceled", source="buyer", reason="Left Checkout")
+            orders.move(locked, OrderStatus.CANCELED, source="buyer", reason="Left Checkout")
         else:
             fulfilment.apply_checkout_session(session, source="sync")
     return db.session.get_one(Order, order.id)

@@ -1,15 +1,15 @@
 """Reconciliation: repair what a lost webhook left behind.
 
 :func:`reconcile` lists the last N days of Stripe objects -- PaymentIntents, Checkout Sessions,
-refunds (through their charges), disputes, and invoices when the subscriptions code provides
-``fulfilment.apply_invoice`` -- and hands each to the same :mod:`.fulfilment` function a webhook
+refunds (through their charges), disputes, and invoices -- and hands each to the same
+:mod:`.fulfilment` (or :mod:`.invoices`) function a webhook
 would, one object per transaction (``purchase.transaction``), with the source ``reconcile``.
 Fulfilment is idempotent and only moves orders forward, so a run changes only what is behind
 Stripe, and a second run changes nothing. What changed is returned (order, from -> to).
 
 No database transaction is open while Stripe is asked (each read is committed before the next
 page or object is fetched). A run ends by sending the Stripe writes still owed after an earlier
-failure (``fulfilment.finish_pending_cancels``: a Lifetime purchase's subscription cancel).
+failure (``subscription_sync.finish_pending_cancels``: a Lifetime purchase's subscription cancel).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from sqlalchemy import or_, select
 from ..extensions import db
 from ..models import Order
 from ..stripe_gateway import GatewayError, get_gateway
-from . import fulfilment, points
+from . import fulfilment, invoices, orders, points, subscription_sync
 from .errors import ServiceError
 from .purchase import transaction
 
@@ -104,7 +104,7 @@ def _apply(report: Report, stripe_id: str, order_id: int | None,
     try:
         with transaction():
             before: tuple[str | None, int, int] = (
-                _snapshot(fulfilment.lock_order(order_id)) if order_id else (None, 0, 0))
+                _snapshot(orders.lock_order(order_id)) if order_id else (None, 0, 0))
             order = apply()
             if order is None:
                 return
@@ -137,7 +137,7 @@ def reconcile(days: int = 3, *, now: int | None = None) -> Report:
     except GatewayError as err:
         raise ReconcileError(f"Stripe could not be listed: {err.detail or err.user_message}") \
             from err
-    report.cancels_sent, report.cancels_pending = fulfilment.finish_pending_cancels()
+    report.cancels_sent, report.cancels_pending = subscription_sync.finish_pending_cancels()
     return report
 
 
@@ -167,15 +167,12 @@ def _checkout_sessions(report: Report, gateway, since: int) -> None:
 
 
 def _invoices(report: Report, gateway, since: int) -> None:
-    apply_invoice = getattr(fulfilment, "apply_invoice", None)
-    if apply_invoice is None:  # subscriptions not built yet
-        return
     n = 0
     for invoice in gateway.list_invoices(created_gte=since):
         n += 1
         order_id = _find(invoice=invoice["id"])
         _apply(report, invoice["id"], order_id,
-               partial(apply_invoice, invoice, source=SOURCE))
+               partial(invoices.apply_invoice, invoice, source=SOURCE))
     report.checked["invoices"] = n
 
 

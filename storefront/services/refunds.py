@@ -16,7 +16,7 @@
    refunds nothing more.
 4. Stripe is asked with that same key, so even two requests that both reach Stripe make one
    refund. The order does not change here: it becomes ``partially_refunded`` / ``refunded``
-   (points clawed back in proportion, see :func:`fulfilment.apply_refund`) when Stripe confirms
+   (points clawed back in proportion, see :func:`.fulfilment.apply_refund`) when Stripe confirms
    with ``charge.refunded``, or when :func:`sync_order` fetches the charge.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -36,15 +37,16 @@ from .. import money
 from ..extensions import db
 from ..models import Order, User
 from ..models.base import utcnow
+from ..models.order import REFUNDABLE
 from ..models.refund import LIVE, REASONS, Refund
 from ..stripe_gateway import GatewayError, StripeRequestInvalid, get_gateway, idempotency_key
 from . import fulfilment
-from .purchase import transaction
+from .errors import ServiceError
+from .orders import lock_order
+from .uow import read_then_release, unit_of_work
 
 log = logging.getLogger(__name__)
 
-#: orders Stripe can refund (a disputed charge cannot be refunded: Stripe refuses)
-REFUNDABLE = ("paid", "partially_refunded")
 #: a refund's nonce goes into Stripe's Idempotency-Key: generated here, checked strictly
 NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 #: how long the confirmation page of a refund can be confirmed
@@ -52,8 +54,10 @@ CONFIRM_MAX_AGE = 600
 _CONFIRM_SALT = "storefront.refunds.confirm"
 
 
-class RefundError(Exception):
+class RefundError(ServiceError):
     """The refund cannot go ahead; the message is for the admin."""
+
+    code = "refund_refused"
 
 
 @dataclass
@@ -137,6 +141,7 @@ def destination(order: Order) -> str:
     """"Visa ending 4242" from the order's charge at Stripe (we store no card details), or
     "the original payment method" when Stripe does not say (or does not answer)."""
     gateway = get_gateway()
+    read_then_release()  # what we read of the order stays loaded; Stripe next
     try:
         charge_id = order.stripe_charge_id
         if not charge_id and order.stripe_payment_intent_id:
@@ -184,8 +189,8 @@ def request_refund(order_id: int, *, amount: int, reason: str | None, nonce: str
     reason = _check_reason(reason)
     if not isinstance(amount, int) or amount <= 0:
         raise RefundError("The amount must be more than zero.")
-    with transaction():
-        order = fulfilment.lock_order(order_id)
+    with unit_of_work():
+        order = lock_order(order_id)
         key = idempotency_key("refund", order.public_id, nonce, amount)
         existing = db.session.scalar(select(Refund).where(Refund.idempotency_key == key))
         if existing is None:
@@ -217,24 +222,26 @@ def request_refund(order_id: int, *, amount: int, reason: str | None, nonce: str
 
 
 def _ask_stripe(refund: Refund) -> None:
-    order = refund.order
+    order: Order = refund.order
+    payment_intent = order.stripe_payment_intent_id or ""  # refundable orders have one
+    metadata = {"order_id": order.public_id, "refund_row": str(refund.id)}
+    read_then_release()  # what we read stays loaded; Stripe next
     try:
         answer = get_gateway().create_refund(
-            payment_intent=order.stripe_payment_intent_id, amount=refund.amount,
-            reason=refund.reason, idempotency_key=refund.idempotency_key,
-            metadata={"order_id": order.public_id, "refund_row": str(refund.id)})
+            payment_intent=payment_intent, amount=refund.amount, reason=refund.reason,
+            idempotency_key=refund.idempotency_key, metadata=metadata)
     except StripeRequestInvalid as err:  # Stripe said no: nothing was refunded
-        with transaction():
+        with unit_of_work():
             row = db.session.get_one(Refund, refund.id)
             row.status, row.error = "failed", (err.detail or err.user_message)[:2000]
         raise RefundError(f"Stripe refused the refund: {err.detail or err.user_message}") from err
     except GatewayError as err:  # no answer: it may or may not exist; the same key is safe
-        with transaction():
+        with unit_of_work():
             row = db.session.get_one(Refund, refund.id)
             row.error = f"{err.code}: no answer from Stripe yet"
         raise RefundError("Stripe did not answer. The refund is kept as requested; submitting "
                           "the same form again, or “Sync with Stripe”, is safe.") from err
-    with transaction():
+    with unit_of_work():
         row = db.session.get_one(Refund, refund.id)
         row.stripe_refund_id = answer["id"]
         row.status = answer.get("status") or "pending"
@@ -246,29 +253,34 @@ def sync_order(order_id: int) -> Order:
     (refunds), and our refund rows -- each applied through :mod:`.fulfilment`."""
     gateway = get_gateway()
     order = db.session.get_one(Order, order_id)
-    if order.stripe_payment_intent_id:
-        pi = gateway.retrieve_payment_intent(order.stripe_payment_intent_id)
-        with transaction():
+    pi_id, session_id = order.stripe_payment_intent_id, order.stripe_checkout_session_id
+    read_then_release()
+    if pi_id:
+        pi = gateway.retrieve_payment_intent(pi_id)
+        with unit_of_work():
             fulfilment.apply_payment_intent(pi, source="sync")
-    elif order.stripe_checkout_session_id:
-        session = gateway.retrieve_checkout_session(order.stripe_checkout_session_id)
-        with transaction():
+    elif session_id:
+        session = gateway.retrieve_checkout_session(session_id)
+        with unit_of_work():
             fulfilment.apply_checkout_session(session, source="sync")
     order = db.session.get_one(Order, order_id, populate_existing=True)
-    if order.stripe_charge_id:
-        charge = gateway.retrieve_charge(order.stripe_charge_id)
-        with transaction():
+    charge_id = order.stripe_charge_id
+    read_then_release()
+    if charge_id:
+        charge = gateway.retrieve_charge(charge_id)
+        with unit_of_work():
             if charge.get("amount_refunded"):
                 fulfilment.apply_refund(charge, source="sync")
-        sync_refund_rows(order, list(gateway.list_refunds(charge=order.stripe_charge_id)))
+        stripe_refunds = list(gateway.list_refunds(charge=charge_id))
+        sync_refund_rows(order, stripe_refunds)
     return db.session.get_one(Order, order_id, populate_existing=True)
 
 
-def sync_refund_rows(order: Order, stripe_refunds: list[dict]) -> None:
+def sync_refund_rows(order: Order, stripe_refunds: list[dict[str, Any]]) -> None:
     """Bring our refund rows in line with Stripe's refunds for the order's charge."""
     by_row = {(r.get("metadata") or {}).get("refund_row"): r for r in stripe_refunds}
     by_id = {r["id"]: r for r in stripe_refunds}
-    with transaction():
+    with unit_of_work():
         for row in db.session.scalars(select(Refund).where(Refund.order_id == order.id)):
             found = by_id.get(row.stripe_refund_id) or by_row.get(str(row.id))
             if found is not None:
@@ -286,5 +298,4 @@ def for_order(order_id: int) -> list[Refund]:
 
 
 def _fmt(amount: int, currency: str) -> str:
-    from ..web.helpers import format_money
-    return format_money(amount, currency)
+    return money.format_or_raw(amount, currency)

@@ -6,9 +6,9 @@ overdue invoice, and keep our record in step with Stripe.
   usual pay page (Payment Element or a saved card, 3-D Secure included) and the usual status
   page polls it. Checkout (``mode=subscription``) creates the order first, as for one-offs, and
   learns the invoice when the session completes.
-* Each paid invoice is an order credited once by invoice id (``services.fulfilment``).
+* Each paid invoice is an order credited once by invoice id (``services.invoices``).
 * Our ``Subscription`` row is only ever written from a subscription object fetched from Stripe
-  (``fulfilment.apply_subscription``), whatever the webhook said.
+  (``subscription_sync.apply_subscription``), whatever the webhook said.
 """
 from __future__ import annotations
 
@@ -29,10 +29,11 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Order, Price, Product, Subscription, User
 from ..models.base import utcnow
-from ..models.order import new_order_id
+from ..models.order import COLLECTED, PAYABLE, new_order_id
 from ..models.subscription import LIVE_STATUSES
 from ..stripe_gateway import GatewayError, StripeNotFound, StripeRequestInvalid, get_gateway, idempotency_key
-from . import accounts, fulfilment
+from . import accounts, fulfilment, stripe_objects, subscription_sync
+from .invoices import apply_invoice, ensure_invoice_order
 from .purchase import check_amount, create_checkout_session, new_order, order_metadata, transaction
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def past_due_subscription(user_id: int) -> Subscription | None:
 
 def _apply(sub: dict, *, source: str, fetched_at: datetime) -> Subscription | None:
     with transaction():
-        row = fulfilment.apply_subscription(sub, source=source, fetched_at=fetched_at)
+        row = subscription_sync.apply_subscription(sub, source=source, fetched_at=fetched_at)
         row_id = row.id if row is not None else None
     return db.session.get(Subscription, row_id, populate_existing=True) if row_id else None
 
@@ -126,7 +127,7 @@ def refresh(stripe_subscription_id: str, *, source: str) -> Subscription | None:
 
 def apply_paid_invoice(invoice: dict, *, source: str) -> Order | None:
     with transaction():
-        order = fulfilment.apply_invoice(invoice, source=source)
+        order = apply_invoice(invoice, source=source)
         order_id = order.id if order is not None else None
     return db.session.get(Order, order_id, populate_existing=True) if order_id else None
 
@@ -152,7 +153,7 @@ def sync(user: User, *, force: bool = False) -> None:
         if subs:
             for invoice in gateway.list_customer_invoices(user.stripe_customer_id, limit=12):
                 if invoice.get("status") == "paid" and \
-                        fulfilment.subscription_of_invoice(invoice) and \
+                        stripe_objects.subscription_of_invoice(invoice) and \
                         not _invoice_credited(invoice["id"]):
                     apply_paid_invoice(gateway.retrieve_invoice(invoice["id"]), source="sync")
         enforce_lifetime(user)
@@ -175,8 +176,7 @@ def _invoice_credited(invoice_id: str) -> bool:
     from . import points
     return points.recorded(fulfilment.invoice_points_key(invoice_id)) or db.session.scalar(
         select(Order.id).where(Order.stripe_invoice_id == invoice_id,
-                               Order.status.in_(("paid", "partially_refunded", "refunded",
-                                                 "disputed"))).limit(1)) is not None
+                               Order.status.in_(COLLECTED)).limit(1)) is not None
 
 
 def enforce_lifetime(user: User) -> None:
@@ -188,7 +188,7 @@ def enforce_lifetime(user: User) -> None:
     if row is None or row.cancel_at_period_end:
         return
     with transaction():
-        fulfilment.end_subscriptions_for_lifetime(user.id, reason=f"user-{user.public_id}")
+        subscription_sync.end_subscriptions_for_lifetime(user.id, reason=f"user-{user.public_id}")
 
 
 # --- starting a subscription -----------------------------------------------------------------------
@@ -212,7 +212,7 @@ def _check_buyer(user: User, price: Price) -> tuple[str, Subscription | None]:
 def _unpaid_first_order(row: Subscription) -> Order | None:
     return db.session.scalar(select(Order).where(
         Order.stripe_subscription_id == row.stripe_subscription_id,
-        Order.status.in_(("pending", "requires_action", "failed"))).order_by(Order.id).limit(1))
+        Order.status.in_(PAYABLE)).order_by(Order.id).limit(1))
 
 
 def _drop_unpaid(user: User, row: Subscription) -> None:
@@ -256,8 +256,8 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
         raise SubscriptionError("Our payment provider did not return an invoice. Nothing was "
                                 "charged.", code="invoice_missing", status=502)
     with transaction():
-        fulfilment.apply_subscription(sub, source="buyer", fetched_at=received)
-        order_id = fulfilment.ensure_invoice_order(invoice, source="buyer")
+        subscription_sync.apply_subscription(sub, source="buyer", fetched_at=received)
+        order_id = ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
         raise SubscriptionError("That plan is not available.", code="price_not_found",
                                 status=404)
@@ -380,10 +380,10 @@ def preview_change(row: Subscription, lookup_key: str) -> Preview:
     lines = [(line.get("description") or "", int(line.get("amount") or 0))
              for line in invoice["lines"]["data"]]
     proration_starts = [line["period"]["start"] for line in invoice["lines"]["data"]
-                        if fulfilment._is_proration(line)]
+                        if stripe_objects.is_proration(line)]
     preview = Preview(price=price, amount_due=int(invoice.get("amount_due") or 0),
                       currency=invoice.get("currency") or price.currency,
-                      next_payment_at=None if behavior == UPGRADE_PRORATION else fulfilment._ts(
+                      next_payment_at=None if behavior == UPGRADE_PRORATION else stripe_objects.ts(
                           invoice.get("next_payment_attempt") or invoice.get("period_end")),
                       proration_date=min(proration_starts) if proration_starts else None,
                       behavior=behavior, lines=lines)
@@ -489,7 +489,7 @@ def _settle_upgrade_invoice(stripe_id: str, invoice_before: str | None,
         result.charged = int(invoice.get("amount_paid") or 0)
     elif invoice.get("status") == "open":
         with transaction():
-            order_id = fulfilment.ensure_invoice_order(invoice, source="buyer")
+            order_id = ensure_invoice_order(invoice, source="buyer")
         if order_id is not None:
             result.unpaid_order = db.session.get(Order, order_id, populate_existing=True)
 
@@ -564,7 +564,7 @@ def open_invoice_order(row: Subscription) -> Order:
         raise SubscriptionError("There is nothing to pay: your subscription is up to date.",
                                 code="nothing_due", status=409)
     with transaction():
-        order_id = fulfilment.ensure_invoice_order(invoice, source="buyer")
+        order_id = ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
         raise SubscriptionError("We couldn't find that invoice.", code="invoice_not_found",
                                 status=404)
@@ -592,7 +592,7 @@ def invoices(user: User) -> list[InvoiceRow]:
         found = get_gateway().list_customer_invoices(user.stripe_customer_id, limit=24)
     except GatewayError as err:
         raise _unavailable(err) from err
-    return [InvoiceRow(id=i["id"], number=i.get("number"), created=fulfilment._ts(i.get("created")),
+    return [InvoiceRow(id=i["id"], number=i.get("number"), created=stripe_objects.ts(i.get("created")),
                        amount_due=int(i.get("amount_due") or 0),
                        amount_paid=int(i.get("amount_paid") or 0),
                        currency=i.get("currency") or "usd", status=i.get("status") or "",

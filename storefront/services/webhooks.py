@@ -37,7 +37,7 @@ from ..stripe_gateway import (
     get_gateway,
     idempotency_key,
 )
-from . import fulfilment
+from . import fulfilment, invoices, stripe_objects, subscription_sync
 from .uow import discard_after_commit, run_after_commit
 
 log = logging.getLogger(__name__)
@@ -293,13 +293,13 @@ def _prepare_subscription(obj: dict) -> Apply:
     except StripeNotFound:
         sub = obj  # deleted at Stripe for good: the event's copy is all there is
     received = utcnow()
-    return lambda source: fulfilment.apply_subscription(sub, source=source, fetched_at=received)
+    return lambda source: subscription_sync.apply_subscription(sub, source=source, fetched_at=received)
 
 
 def _prepare_invoice(obj: dict) -> Apply | None:
     """``invoice.paid|payment_failed``: the invoice (paid: its order, points once) and its
     subscription (``active`` / ``past_due``), both as Stripe has them now."""
-    sub_id = fulfilment.subscription_of_invoice(obj)
+    sub_id = stripe_objects.subscription_of_invoice(obj)
     if not sub_id:
         return None
     gateway = get_gateway()
@@ -309,8 +309,8 @@ def _prepare_invoice(obj: dict) -> Apply | None:
 
     def apply(source: str):
         # locks in the same order as everywhere else: the order first, then the subscription
-        order = fulfilment.apply_invoice(invoice, source=source)
-        row = fulfilment.apply_subscription(sub, source=source, fetched_at=received)
+        order = invoices.apply_invoice(invoice, source=source)
+        row = subscription_sync.apply_subscription(sub, source=source, fetched_at=received)
         return order or row
     return apply
 

@@ -4,8 +4,7 @@ from urllib.parse import urlsplit
 
 from flask import request
 
-from ..money import ZERO_DECIMAL, MoneyError
-from ..money import format_money as _format_money
+from ..money import ZERO_DECIMAL, format_or_raw
 
 __all__ = ["ZERO_DECIMAL", "format_money", "safe_next_url", "wants_json"]
 
@@ -13,12 +12,7 @@ __all__ = ["ZERO_DECIMAL", "format_money", "safe_next_url", "wants_json"]
 def format_money(amount: int | None, currency: str = "usd") -> str:
     """The ``money`` template filter: integer minor units + ISO currency -> "$1,234.50"
     (``None`` -> ""). Formatting itself lives in :mod:`storefront.money`."""
-    if amount is None:
-        return ""
-    try:
-        return _format_money(int(amount), currency or "usd")
-    except MoneyError:  # not a currency code: show what we have rather than fail the page
-        return f"{amount} {str(currency)[:8].upper()}"
+    return format_or_raw(amount, currency)
 
 
 def safe_next_url(target: str | None) -> str | None:

@@ -37,7 +37,7 @@ WEBHOOK_SECRET = "whsec_fuzz_" + "0123456789abcdef" * 2
 #: Columns left out of the fingerprint. Bookkeeping, not state: when a row's mirror of Stripe was
 #: last refreshed (``synced_at``, ``fetched_at``: a read-through sync runs before an answer is
 #: known), the row-lock counter (``lock_version``: bumped to take the lock, see
-#: ``fulfilment.lock_subscription``) and ``updated_at`` (set by any write; a real change also
+#: ``subscription_sync.lock_subscription``) and ``updated_at`` (set by any write; a real change also
 #: changes another column, which is caught). Last-seen style columns, if any appear.
 VOLATILE_COLUMN = re.compile(r"^(synced_at|fetched_at|lock_version|updated_at|last_seen\w*|last_used\w*"
                              r"|last_login\w*)$")
