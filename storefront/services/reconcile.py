@@ -3,7 +3,7 @@
 :func:`reconcile` lists the last N days of Stripe objects -- PaymentIntents, Checkout Sessions,
 refunds (through their charges), disputes, and invoices -- and hands each to the same
 :mod:`.fulfilment` (or :mod:`.invoices`) function a webhook
-would, one object per transaction (``purchase.transaction``), with the source ``reconcile``.
+would, one object per transaction (``uow.unit_of_work``), with the source ``reconcile``.
 Fulfilment is idempotent and only moves orders forward, so a run changes only what is behind
 Stripe, and a second run changes nothing. What changed is returned (order, from -> to).
 
@@ -24,10 +24,10 @@ from sqlalchemy import or_, select
 
 from ..extensions import db
 from ..models import Order
-from ..stripe_gateway import GatewayError, get_gateway
+from ..stripe_gateway import GatewayError, StripeGateway, get_gateway
 from . import fulfilment, invoices, orders, points, subscription_sync
 from .errors import ServiceError
-from .purchase import transaction
+from .uow import read_then_release, unit_of_work
 
 log = logging.getLogger(__name__)
 SOURCE = "reconcile"
@@ -94,7 +94,7 @@ def _find(*, payment_intent: str | None = None, session: str | None = None,
     if not conditions:
         return None
     found = db.session.scalar(select(Order.id).where(or_(*conditions)).limit(1))
-    db.session.commit()  # no read stays open while the next object is fetched from Stripe
+    read_then_release()  # no read stays open while the next object is fetched from Stripe
     return found
 
 
@@ -102,7 +102,7 @@ def _apply(report: Report, stripe_id: str, order_id: int | None,
            apply: Callable[[], Order | None]) -> None:
     """Apply one Stripe object in its own transaction, noting what changed."""
     try:
-        with transaction():
+        with unit_of_work():
             before: tuple[str | None, int, int] = (
                 _snapshot(orders.lock_order(order_id)) if order_id else (None, 0, 0))
             order = apply()
@@ -128,6 +128,7 @@ def reconcile(days: int = 3, *, now: int | None = None) -> Report:
     gateway = get_gateway()
     since = int(now if now is not None else time.time()) - days * 86400
     report = Report(days)
+    read_then_release()
     try:
         _payment_intents(report, gateway, since)
         _checkout_sessions(report, gateway, since)
@@ -141,7 +142,7 @@ def reconcile(days: int = 3, *, now: int | None = None) -> Report:
     return report
 
 
-def _payment_intents(report: Report, gateway, since: int) -> None:
+def _payment_intents(report: Report, gateway: StripeGateway, since: int) -> None:
     n = 0
     for pi in gateway.list_payment_intents(created_gte=since):
         n += 1
@@ -153,7 +154,7 @@ def _payment_intents(report: Report, gateway, since: int) -> None:
     report.checked["PaymentIntents"] = n
 
 
-def _checkout_sessions(report: Report, gateway, since: int) -> None:
+def _checkout_sessions(report: Report, gateway: StripeGateway, since: int) -> None:
     n = 0
     for session in gateway.list_checkout_sessions(created_gte=since):
         n += 1
@@ -166,7 +167,7 @@ def _checkout_sessions(report: Report, gateway, since: int) -> None:
     report.checked["Checkout Sessions"] = n
 
 
-def _invoices(report: Report, gateway, since: int) -> None:
+def _invoices(report: Report, gateway: StripeGateway, since: int) -> None:
     n = 0
     for invoice in gateway.list_invoices(created_gte=since):
         n += 1
@@ -176,22 +177,22 @@ def _invoices(report: Report, gateway, since: int) -> None:
     report.checked["invoices"] = n
 
 
-def _refunds(report: Report, gateway, since: int) -> None:
+def _refunds(report: Report, gateway: StripeGateway, since: int) -> None:
     charges: list[str] = []
     for refund in gateway.list_refunds(created_gte=since):
         charge = _id(refund.get("charge"))
         if charge and charge not in charges:
             charges.append(charge)
     for charge_id in charges:
-        charge = gateway.retrieve_charge(charge_id)
-        order_id = _find(charge=charge_id, payment_intent=_id(charge.get("payment_intent")))
+        charge_object = gateway.retrieve_charge(charge_id)
+        order_id = _find(charge=charge_id, payment_intent=_id(charge_object.get("payment_intent")))
         if order_id:
             _apply(report, charge_id, order_id,
-                   partial(fulfilment.apply_refund, charge, source=SOURCE))
+                   partial(fulfilment.apply_refund, charge_object, source=SOURCE))
     report.checked["refunded charges"] = len(charges)
 
 
-def _disputes(report: Report, gateway, since: int) -> None:
+def _disputes(report: Report, gateway: StripeGateway, since: int) -> None:
     n = 0
     for dispute in gateway.list_disputes(created_gte=since):
         n += 1
