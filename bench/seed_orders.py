@@ -102,6 +102,7 @@ class Seeder:
 
     def orders(self, n: int) -> None:
         from storefront.models import Order
+        from storefront.models.order import COLLECTED
         rng = self.rng
         done = 0
         while done < n:
@@ -110,7 +111,7 @@ class Seeder:
                 price = rng.choice(self.prices)
                 status = rng.choice(self.statuses)
                 created = self.now - timedelta(seconds=rng.randint(0, 365 * 86400))
-                collected = status in ("paid", "refunded", "partially_refunded", "disputed")
+                collected = status in COLLECTED
                 refunded = (price.unit_amount if status == "refunded" else
                             price.unit_amount // 2 if status == "partially_refunded" else 0)
                 method = rng.choice(METHODS)
