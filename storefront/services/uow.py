@@ -14,9 +14,10 @@ Three tools make that the shape of the code:
   the unit, run once after its commit, outside any transaction; dropped on rollback.
 * :func:`read_then_release` -- the boundary before a Stripe call: a service that reads the
   database (SQLAlchemy opens a transaction implicitly on the first read) and then calls Stripe
-  ends that read explicitly first. Services call it where the network step begins; the web
-  layer does the same once per request after Flask-Login has loaded the user, so a view starts
-  with no transaction open.
+  ends that read explicitly first, keeping what it read as a snapshot (not expired: using it
+  asks the database nothing, so no transaction reopens). Services call it where the network
+  step begins; the app does the same right after Flask-Login loads the user (its user loader),
+  so a view starts with no transaction open.
 
 ``tests/conftest.py``'s ``TransactionGuard`` proves it: any Stripe call made while the session
 has a transaction open fails the test, on every path.
@@ -49,7 +50,11 @@ def run_after_commit() -> None:
     """Run (and forget) what the transaction just committed owes. :func:`unit_of_work` calls
     it; code that commits by itself (webhook processing) calls it right after its commit."""
     for callback in db.session.info.pop(_AFTER_COMMIT, ()):
-        callback()  # what a callback registers anew waits for the next commit (no retry loop)
+        try:  # what a callback registers anew waits for the next commit (no retry loop)
+            callback()
+        except Exception:  # the unit has committed: its caller must not see it as failed
+            db.session.rollback()
+            log.exception("after-commit step %r failed", callback)
 
 
 def discard_after_commit() -> None:
@@ -73,6 +78,13 @@ def unit_of_work() -> Iterator[None]:
 
 
 def read_then_release() -> None:
-    """End the session's read transaction before a network call (the objects read stay usable;
-    they are reloaded on next access). Call it where a service moves from reading to Stripe."""
-    db.session.commit()
+    """End the session's read transaction before a network call; what was read stays loaded as
+    read (a snapshot: not expired, so using it asks the database nothing). Call it where a
+    service moves from reading to Stripe; anything read after it opens a new transaction."""
+    session = db.session()
+    keep = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = keep

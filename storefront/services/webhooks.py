@@ -4,11 +4,11 @@
    timestamp is more than the tolerance away from now, in the past or the future), and the
    event's shape: a UTF-8 JSON Stripe event with an ``evt_`` id, an integer ``created`` and an
    object in ``data.object`` (400 otherwise; nothing is stored).
-2. What the handler needs from Stripe is fetched (a subscription or invoice is always
-   re-fetched: the event's copy may be stale) with **no database transaction open**: a slow
-   Stripe must never hold a lock.
-3. One short transaction stores the event by its Stripe id (its first statement, unique on the
-   id) and applies it through :mod:`.fulfilment`; they commit together. A repeat of an event
+2. The event's handler (registered by type in :mod:`.events`) fetches what it needs from
+   Stripe (a subscription or invoice is always re-fetched: the event's copy may be stale) with
+   **no database transaction open**: a slow Stripe must never hold a lock.
+3. One short unit of work stores the event by its Stripe id (its first statement, unique on the
+   id) and applies it (the handler's apply step); they commit together. A repeat of an event
    already processed answers 200 and does nothing. A failure rolls that back, stores the event
    with the error, and answers 500 (503 when the fetch failed because Stripe is unavailable),
    so Stripe retries. Events about objects we don't know are logged and acknowledged.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +31,12 @@ from ..models import StripeEvent
 from ..models.base import insert_or_ignore, utcnow
 from ..stripe_gateway import (
     GatewayError,
-    StripeNotFound,
     WebhookPayloadInvalid,
     get_gateway,
     idempotency_key,
 )
-from . import fulfilment, invoices, stripe_objects, subscription_sync
-from .uow import discard_after_commit, run_after_commit
+from . import events
+from .uow import read_then_release, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +45,8 @@ MAX_BYTES = 256 * 1024
 #: how far a signature's timestamp may be from now, either way (Stripe's default)
 TOLERANCE_SECONDS = 300
 
-#: the events the store listens to (registered with the webhook endpoint)
-ENABLED_EVENTS = [
-    "payment_intent.succeeded", "payment_intent.processing", "payment_intent.payment_failed",
-    "payment_intent.canceled", "payment_intent.requires_action",
-    "checkout.session.completed", "checkout.session.expired",
-    "checkout.session.async_payment_succeeded", "checkout.session.async_payment_failed",
-    "charge.succeeded", "charge.failed", "charge.refunded", "charge.dispute.created",
-    "customer.subscription.created", "customer.subscription.updated",
-    "customer.subscription.deleted", "invoice.paid", "invoice.payment_failed",
-]
+#: the events the store listens to (registered with the webhook endpoint): those with a handler
+ENABLED_EVENTS = events.enabled_events()
 
 _EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,200}")
 _EVENT_TYPE = re.compile(r"[a-z_]+(\.[a-z_]+)+")
@@ -104,16 +94,12 @@ def _malformed(value: Any, depth: int = 0) -> str | None:
 @dataclass
 class Outcome:
     status: int
-    body: dict
-
-
-#: applies an event inside the transaction that stores it: ``apply(source)``
-Apply = Callable[[str], Any]
+    body: dict[str, Any]
 
 
 # --- checking what arrived ---------------------------------------------------------------------
 
-def parse(payload: bytes, signature: str | None) -> dict:
+def parse(payload: bytes, signature: str | None) -> dict[str, Any]:
     """The verified event, or :class:`WebhookSignatureInvalid` / :class:`WebhookPayloadInvalid`
     (both 400). Everything processing relies on is checked here, before anything is stored."""
     secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
@@ -122,7 +108,7 @@ def parse(payload: bytes, signature: str | None) -> dict:
     return event
 
 
-def _check_event(event: dict) -> None:
+def _check_event(event: dict[str, Any]) -> None:
     def bad(message: str) -> WebhookPayloadInvalid:
         return WebhookPayloadInvalid(f"the event {message}",
                                      user_message=f"The webhook event {message}.")
@@ -161,11 +147,11 @@ def receive(payload: bytes, signature: str | None) -> Outcome:
     and, for an event whose handler asks Stripe, without asking.
     """
     event = parse(payload, signature)
-    db.session.commit()  # start clean
-    if _fetches(event["type"]):
+    registered = events.registration(event["type"])
+    if registered is not None and registered.fetches:
         processed = db.session.execute(select(StripeEvent.processed_at)
                                        .where(StripeEvent.stripe_id == event["id"])).first()
-        db.session.commit()  # the read ends here: nothing stays open across the fetch
+        read_then_release()  # nothing stays open across the handler's fetch
         if processed is not None and processed[0] is not None:
             return Outcome(200, {"received": True, "duplicate": True})
     return _run(event, payload.decode("utf-8"), source=f"event:{event['id']}")
@@ -174,12 +160,11 @@ def receive(payload: bytes, signature: str | None) -> Outcome:
 def process(event_row_id: int, *, source_prefix: str = "event") -> Outcome:
     """Run a stored event's handler again (an admin's replay, ``flask replay-event``): fetched
     and applied as on arrival; safe because every handler is idempotent."""
-    db.session.commit()
     row = db.session.get(StripeEvent, event_row_id)
     if row is None:
         return Outcome(404, {"received": False})
     event, text = json.loads(row.payload), row.payload
-    db.session.commit()
+    read_then_release()
     try:
         _check_event(event)
     except WebhookPayloadInvalid as err:  # stored before events were checked on arrival
@@ -187,11 +172,13 @@ def process(event_row_id: int, *, source_prefix: str = "event") -> Outcome:
     return _run(event, text, source=f"{source_prefix}:{event['id']}", replay=True)
 
 
-def _run(event: dict, text: str, *, source: str, replay: bool = False) -> Outcome:
-    """Fetch (no transaction open), then store-and-apply in one transaction, then send what the
-    change owes Stripe."""
+def _run(event: dict[str, Any], text: str, *, source: str, replay: bool = False) -> Outcome:
+    """Fetch (no transaction open: the handler), then store-and-apply in one unit of work; what
+    the change owes Stripe is sent after its commit (:func:`.uow.after_commit`)."""
+    read_then_release()
+    registered = events.registration(event["type"])
     try:
-        apply = _prepare(event)
+        apply = registered.handler(event) if registered is not None else None
     except Exception as err:  # Stripe unreachable (or a bug): store the event with why; retried
         db.session.rollback()
         if isinstance(err, GatewayError):
@@ -202,27 +189,24 @@ def _run(event: dict, text: str, *, source: str, replay: bool = False) -> Outcom
         # Stripe retries either way; 503 says it was Stripe's outage, 500 is kept for our bugs
         return Outcome(503 if isinstance(err, GatewayError) else 500, {"received": True, "processed": False})
     try:
-        if not _claim(event, text, replay=replay):
-            db.session.rollback()
-            return Outcome(200, {"received": True, "duplicate": True})
-        result = apply(source) if apply is not None else None
-        db.session.commit()
+        with unit_of_work():
+            claimed = _claim(event, text, replay=replay)
+            result = apply(source) if claimed and apply is not None else None
     except Exception as err:  # any failure must answer 500 so Stripe retries
-        db.session.rollback()
-        discard_after_commit()
         log.exception("webhook %s (%s) failed", event["id"], event["type"])
         _record_failure(event, text, err)
         return Outcome(500, {"received": True, "processed": False})
+    if not claimed:
+        return Outcome(200, {"received": True, "duplicate": True})
     if apply is None:
         log.info("webhook %s: %s not handled, acknowledged", event["id"], event["type"])
     elif result is None:
         log.info("webhook %s: %s is about an object we don't know; acknowledged",
                  event["id"], event["type"])
-    run_after_commit()
     return Outcome(200, {"received": True, "processed": True})
 
 
-def _row_values(event: dict, text: str) -> dict:
+def _row_values(event: dict[str, Any], text: str) -> dict[str, Any]:
     obj = event["data"]["object"]
     return dict(stripe_id=event["id"], type=event["type"], object_id=obj.get("id"),
                 created=event["created"], livemode=bool(event.get("livemode")),
@@ -230,7 +214,7 @@ def _row_values(event: dict, text: str) -> dict:
                 error=None)
 
 
-def _claim(event: dict, text: str, *, replay: bool) -> bool:
+def _claim(event: dict[str, Any], text: str, *, replay: bool) -> bool:
     """The transaction's first statement: store the event as processed, or take the stored row
     of an earlier failed attempt (any row, for a replay). False: another delivery of the same
     event has processed it (on PostgreSQL this waits for that delivery's commit)."""
@@ -245,7 +229,7 @@ def _claim(event: dict, text: str, *, replay: bool) -> bool:
         is not None
 
 
-def _record_failure(event: dict, text: str, err: Exception) -> None:
+def _record_failure(event: dict[str, Any], text: str, err: Exception) -> None:
     error = f"{type(err).__name__}: {err}"[:2000]
     values = {**_row_values(event, text), "processed_at": None, "error": error}
     if not insert_or_ignore(db.session, StripeEvent.__table__, values, "stripe_id"):
@@ -255,69 +239,9 @@ def _record_failure(event: dict, text: str, err: Exception) -> None:
     db.session.commit()
 
 
-# --- handlers: fetch first (network), then apply (in the transaction) -----------------------------
-
-def _fetches(event_type: str) -> bool:
-    """Whether the event's handler asks Stripe first (see :func:`_prepare`)."""
-    return event_type.startswith("customer.subscription.") or \
-        event_type in ("invoice.paid", "invoice.payment_failed")
-
-
-def _prepare(event: dict) -> Apply | None:
-    """Fetch from Stripe what the event's handler needs and return the handler, bound to it;
-    None for an event type we don't handle. Runs with no transaction open."""
-    event_type, obj, created = event["type"], event["data"]["object"], event["created"]
-    if event_type.startswith("payment_intent."):
-        return lambda source: fulfilment.apply_payment_intent(obj, source=source,
-                                                              event_created=created)
-    if event_type.startswith("checkout.session."):
-        return lambda source: fulfilment.apply_checkout_session(
-            obj, source=source, event_created=created, event_type=event_type)
-    if event_type.startswith("customer.subscription."):
-        return _prepare_subscription(obj)
-    if event_type in ("invoice.paid", "invoice.payment_failed"):
-        return _prepare_invoice(obj)
-    charge_handler = {"charge.succeeded": fulfilment.apply_charge,
-                      "charge.failed": fulfilment.apply_charge,
-                      "charge.refunded": fulfilment.apply_refund,
-                      "charge.dispute.created": fulfilment.apply_dispute}.get(event_type)
-    if charge_handler is None:
-        return None
-    return lambda source: charge_handler(obj, source=source, event_created=created)
-
-
-def _prepare_subscription(obj: dict) -> Apply:
-    """``customer.subscription.*``: Stripe's current state (out-of-order safe: ``fetched_at``)."""
-    try:
-        sub = get_gateway().retrieve_subscription(obj["id"])
-    except StripeNotFound:
-        sub = obj  # deleted at Stripe for good: the event's copy is all there is
-    received = utcnow()
-    return lambda source: subscription_sync.apply_subscription(sub, source=source, fetched_at=received)
-
-
-def _prepare_invoice(obj: dict) -> Apply | None:
-    """``invoice.paid|payment_failed``: the invoice (paid: its order, points once) and its
-    subscription (``active`` / ``past_due``), both as Stripe has them now."""
-    sub_id = stripe_objects.subscription_of_invoice(obj)
-    if not sub_id:
-        return None
-    gateway = get_gateway()
-    invoice = gateway.retrieve_invoice(obj["id"])
-    sub = gateway.retrieve_subscription(sub_id)
-    received = utcnow()
-
-    def apply(source: str):
-        # locks in the same order as everywhere else: the order first, then the subscription
-        order = invoices.apply_invoice(invoice, source=source)
-        row = subscription_sync.apply_subscription(sub, source=source, fetched_at=received)
-        return order or row
-    return apply
-
-
 # --- registering the endpoint ---------------------------------------------------------------------
 
-def register_endpoint(url: str) -> tuple[dict, str | None]:
+def register_endpoint(url: str) -> tuple[dict[str, Any], str | None]:
     """Create a webhook endpoint for ``url`` at Stripe (or the sandbox) for :data:`ENABLED_EVENTS`.
 
     Stripe shows an endpoint's signing secret only when it is created, so an existing endpoint
