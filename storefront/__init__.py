@@ -63,7 +63,10 @@ def register_extensions(app: Flask) -> None:
     @login_manager.user_loader
     def load_user(user_id: str):  # the session's or the remember-me cookie's User.get_id()
         from .services.accounts import sign_in_max_age, user_for_session
-        return user_for_session(user_id, sign_in_max_age(app.config))
+        from .services.uow import read_then_release
+        user = user_for_session(user_id, sign_in_max_age(app.config))
+        read_then_release()  # the view starts with no transaction open (it may call Stripe)
+        return user
 
 
 def register_security(app: Flask) -> None:

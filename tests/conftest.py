@@ -233,14 +233,12 @@ class TransactionGuard:
     whether the sending thread had a database transaction open at that moment, and whether that
     transaction had written (then it holds locks: the SQLite write lock, PostgreSQL row locks).
 
-    ``problems()``: calls made inside a transaction that had written, anywhere; and calls made
-    inside any transaction at all while handling a request to one of ``strict_paths`` (the
-    webhook), where even a read must be committed before Stripe is asked."""
+    ``problems()``: every call made while a transaction was open, read or write, on every path
+    (``storefront.services.uow``: fetch, then apply; a read is ended before Stripe is asked)."""
 
     WRITES = ("INSERT", "UPDATE", "DELETE")
 
-    def __init__(self, strict_paths=("/api/stripe/webhook",)):
-        self.strict_paths = tuple(strict_paths)
+    def __init__(self):
         self.calls: list[dict] = []
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -273,8 +271,7 @@ class TransactionGuard:
             self.calls.append(call)
 
     def problems(self) -> list[dict]:
-        return [c for c in self.calls
-                if c["wrote"] or (c["in_transaction"] and c["path"] in self.strict_paths)]
+        return [c for c in self.calls if c["in_transaction"]]
 
     def assert_clean(self) -> None:
         problems = self.problems()

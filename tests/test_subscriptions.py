@@ -385,7 +385,7 @@ def test_a_buyer_cannot_choose_the_proration_date_of_an_upgrade(app, buyer, sand
 @pytest.mark.parametrize("spoil", ["tampered", "expired", "price_changed", "plan_changed", "missing"])
 def test_a_stale_preview_is_refused_and_shown_again(app, buyer, sandbox, spoil, monkeypatch):
     from storefront.models import Price
-    from storefront.services import subscriptions
+    from storefront.services import plan_changes
     subscribed(app, buyer, sandbox)
     advance(sandbox, 5 * 86400)
     row = sub_row(app)
@@ -393,7 +393,7 @@ def test_a_stale_preview_is_refused_and_shown_again(app, buyer, sandbox, spoil, 
     if spoil == "tampered":
         token = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
     elif spoil == "expired":
-        monkeypatch.setattr(subscriptions, "PREVIEW_MAX_AGE", -1)
+        monkeypatch.setattr(plan_changes, "PREVIEW_MAX_AGE", -1)
     elif spoil == "price_changed":
         with app.app_context():
             db.session.execute(db.update(Price).where(Price.lookup_key == "advanced_monthly")

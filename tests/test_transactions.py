@@ -9,8 +9,10 @@
   holds, once.
 
 Every test of the suite runs under the TransactionGuard (tests/conftest.py ``_isolate``): any
-Stripe call made inside a transaction that has written, or inside any transaction while handling
-a webhook, fails it.
+Stripe call made while the calling thread has a database transaction open -- even one that only
+read -- fails it, on every path (``storefront.services.uow``). The two timing tests below show
+what that buys, over real HTTP: a Stripe call that takes 2 s, behind a webhook or a buyer's
+page, leaves an unrelated write waiting under 100 ms.
 """
 from __future__ import annotations
 
@@ -18,6 +20,10 @@ import json
 import re
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 
@@ -25,7 +31,7 @@ from storefront.extensions import db
 from storefront.models import Order, StripeEvent, Subscription, User
 from storefront.services import subscriptions
 
-from .conftest import browser_confirm, found, sign_payload
+from .conftest import TEST_PASSWORD, browser_confirm, found, sign_payload
 
 SECRET = "whsec_transactions_test"
 
@@ -104,49 +110,103 @@ def post_event(client, event: dict, secret: str = SECRET):
 
 # --- a slow Stripe never holds a lock -------------------------------------------------------------
 
+#: how long an unrelated write may wait while the store waits 2 s for Stripe (a commit on SQLite
+#: takes a few ms; a transaction held across the call would make it wait for the whole call)
+WRITE_BUDGET = 0.1
+
+
+def _post_over_http(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def _while_stripe_is_slow(app, tx_guard, call: str, request: Callable[[], int]) -> tuple[int, float, float]:
+    """Run ``request`` in another thread; once the app is waiting on the (delayed) Stripe
+    ``call``, time an unrelated write. Returns (the request's status, its seconds, the write's)."""
+    answer: dict[str, float] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        answer["status"] = request()
+        answer["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 10  # wait until the app is waiting on Stripe
+    while not any(c["call"].endswith(call) for c in tx_guard.calls):
+        assert time.monotonic() < deadline, f"the app never called {call}"
+        time.sleep(0.01)
+    time.sleep(0.2)  # well inside the 2 s delay
+    with app.app_context():
+        started = time.monotonic()
+        db.session.execute(update(User).values(name="Bea B."))  # unrelated to the request
+        db.session.commit()
+        blocked = time.monotonic() - started
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the request never finished"
+    (stripe_call,) = [c for c in tx_guard.calls if c["call"].endswith(call)]
+    assert stripe_call["in_transaction"] is False  # what the guard saw at the call itself
+    return int(answer["status"]), answer["seconds"], blocked
+
+
 def test_a_slow_refetch_does_not_block_an_unrelated_write(app, buyer, sandbox, tx_guard,
-                                                          monkeypatch):
-    """The issue's measurement: a webhook whose Stripe re-fetch takes 2 s blocked an unrelated
-    write for 1.5 s on SQLite. Now the fetch happens before the event's transaction opens."""
+                                                          live_server, monkeypatch):
+    """The issue's measurement, over real HTTP: a webhook whose Stripe re-fetch takes 2 s
+    leaves an unrelated write waiting < 100 ms (it blocked it for 1.5 s on SQLite when the
+    fetch ran inside the event's transaction). The fetch happens before the transaction opens."""
     row, _ = subscribe_and_pay(app, buyer, sandbox)
     monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)  # we deliver it ourselves
     sub = sandbox.stripe.v1.subscriptions.retrieve(row.stripe_subscription_id).to_dict()
     event = {"id": "evt_slow_refetch", "object": "event", "type": "customer.subscription.updated",
              "created": int(time.time()), "livemode": False, "api_version": "2026-10-28.endive",
              "data": {"object": sub}}
+    payload = json.dumps(event, default=str)
     with app.app_context():  # make our row stale so the event has something to apply
         db.session.execute(update(Subscription).values(status="past_due", fetched_at=None))
         db.session.commit()
     sandbox.fault("delay", count=1, path_prefix=f"/v1/subscriptions/{row.stripe_subscription_id}",
                   seconds=2)
-    answer: dict = {}
-
-    def deliver():
-        started = time.monotonic()
-        with app.test_client() as c:
-            answer["status"] = post_event(c, event).status_code
-        answer["seconds"] = time.monotonic() - started
-
-    thread = threading.Thread(target=deliver)
-    thread.start()
-    deadline = time.monotonic() + 5  # wait until the webhook is waiting on Stripe
-    while not any(c["call"].endswith("SubscriptionService.retrieve") for c in tx_guard.calls):
-        assert time.monotonic() < deadline, "the webhook never asked Stripe"
-        time.sleep(0.01)
-    time.sleep(0.2)
-    with app.app_context():
-        started = time.monotonic()
-        db.session.execute(update(User).values(name="Bea B."))  # unrelated to the event
-        db.session.commit()
-        blocked = time.monotonic() - started
-    thread.join(timeout=30)
-    print(f"webhook took {answer.get('seconds', 0):.2f}s; the unrelated write {blocked:.3f}s")
-    assert answer["status"] == 200 and answer["seconds"] >= 1.9  # the delay really happened
-    assert blocked < 0.5, f"an unrelated write waited {blocked:.2f}s for a Stripe call"
+    status, seconds, blocked = _while_stripe_is_slow(
+        app, tx_guard, "SubscriptionService.retrieve", lambda: _post_over_http(
+            live_server.url + "/api/stripe/webhook", payload.encode(),
+            {"Content-Type": "application/json",
+             "Stripe-Signature": sign_payload(payload, SECRET)}))
+    print(f"webhook took {seconds:.2f}s; the unrelated write {blocked * 1000:.1f} ms")
+    assert status == 200 and seconds >= 1.9  # the delay really happened
+    assert blocked < WRITE_BUDGET, f"an unrelated write waited {blocked:.3f}s for a Stripe call"
     assert sub_row(app).status == "active"
     with app.app_context():
         stored = found(db.session.scalar(select(StripeEvent)), "event row")
         assert stored.stripe_id == "evt_slow_refetch" and stored.processed_at is not None
+
+
+def test_a_slow_stripe_behind_a_buyer_page_does_not_block_an_unrelated_write(
+        app, buyer, sandbox, tx_guard, live_server):
+    """A signed-in page that asks Stripe (the billing page's subscription sync): Flask-Login's
+    user load and the page's own reads end before the call, so a 2 s Stripe holds nothing."""
+    subscribe_and_pay(app, buyer, sandbox)
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())  # its own sign-in
+    signed_in = browser.open(live_server.url + "/login", data=urllib.parse.urlencode(
+        {"email": "buyer@example.com", "password": TEST_PASSWORD}).encode(), timeout=30)
+    assert "/login" not in signed_in.url, "sign-in over HTTP failed"
+    subscriptions._synced.clear()  # the billing page's Stripe sync is due now
+    tx_guard.calls.clear()
+    sandbox.fault("delay", count=1, path_prefix="/v1/subscriptions", seconds=2)
+
+    def billing_page() -> int:
+        with browser.open(live_server.url + "/account/billing", timeout=30) as response:
+            assert "/login" not in response.url  # signed in: the page itself answered
+            return int(response.status)
+
+    status, seconds, blocked = _while_stripe_is_slow(app, tx_guard, "SubscriptionService.list",
+                                                     billing_page)
+    print(f"billing page took {seconds:.2f}s; the unrelated write {blocked * 1000:.1f} ms")
+    assert status == 200 and seconds >= 1.9
+    assert blocked < WRITE_BUDGET, f"an unrelated write waited {blocked:.3f}s for a Stripe call"
 
 
 def test_a_refetch_that_fails_stores_the_event_with_the_error_and_the_retry_applies_it(

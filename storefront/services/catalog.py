@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
 from ..models import Price, Product
 from ..models.catalog import describe_grants
 from ..stripe_gateway import get_gateway, idempotency_key
+from .uow import read_then_release, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +151,17 @@ _ITEMS_QUERY = (
 )
 
 
-def catalog_rows(connection=None) -> tuple[tuple, ...]:
+CatalogRows = tuple[tuple[Any, ...], ...]
+
+
+def catalog_rows(connection: Connection | None = None) -> CatalogRows:
     """What's on sale as plain tuples: ONE cheap Core query (no ORM identity map work).
     The result doubles as the cache key of the rendered catalog."""
     executor = connection if connection is not None else db.session
     return tuple(tuple(row) for row in executor.execute(_ITEMS_QUERY))
 
 
-def catalog_items(rows: tuple[tuple, ...] | None = None) -> list[CatalogItem]:
+def catalog_items(rows: CatalogRows | None = None) -> list[CatalogItem]:
     return [CatalogItem(*row) for row in (catalog_rows() if rows is None else rows)]
 
 
@@ -238,16 +242,6 @@ def _id_of(value: Any) -> str | None:
     return value.get("id") if isinstance(value, dict) else value
 
 
-def _price_matches(remote: dict[str, Any], price: Price) -> bool:
-    recurring = remote.get("recurring") or {}
-    return (
-        remote.get("active") is True
-        and remote.get("unit_amount") == price.unit_amount
-        and (remote.get("currency") or "").lower() == price.currency
-        and (recurring.get("interval") if recurring else None) == price.interval
-    )
-
-
 def _product_matches(remote: dict[str, Any], params: dict[str, Any]) -> bool:
     metadata = remote.get("metadata") or {}
     return (
@@ -258,85 +252,137 @@ def _product_matches(remote: dict[str, Any], params: dict[str, Any]) -> bool:
     )
 
 
-def sync_to_stripe() -> SyncReport:
-    """Make Stripe match our DB catalog, matching prices by lookup_key."""
+@dataclass(frozen=True)
+class _Row:
+    """What the Stripe sync needs of one price row and its product, read before any call."""
+    price_id: int
+    product_id: int
+    lookup_key: str
+    unit_amount: int
+    currency: str
+    interval: str | None
+    product_key: str
+    product_active: bool
+    selling: bool
+    product_params: dict[str, Any]
+    stripe_product_id: str | None
+    stripe_price_id: str | None
+
+
+def _snapshot() -> list[_Row]:
+    """The catalog as the sync needs it; the read ends here (no transaction across Stripe)."""
+    rows = [_Row(price_id=p.id, product_id=p.product.id, lookup_key=p.lookup_key,
+                 unit_amount=p.unit_amount, currency=p.currency, interval=p.interval,
+                 product_key=p.product.key, product_active=p.product.active,
+                 selling=p.active and p.product.active, product_params=_product_params(p.product),
+                 stripe_product_id=p.product.stripe_product_id, stripe_price_id=p.stripe_price_id)
+            for p in db.session.scalars(select(Price).join(Price.product)
+                                        .options(contains_eager(Price.product))
+                                        .order_by(Product.sort_order))]
+    read_then_release()
+    return rows
+
+
+def _save_id(model: type[Product] | type[Price], row_id: int, column: str, value: str) -> None:
+    with unit_of_work():
+        db.session.execute(update(model).where(model.id == row_id).values({column: value})
+                           .execution_options(synchronize_session=False))
+
+
+def _price_matches(remote: dict[str, Any], row: _Row) -> bool:
+    recurring = remote.get("recurring") or {}
+    return (
+        remote.get("active") is True
+        and remote.get("unit_amount") == row.unit_amount
+        and (remote.get("currency") or "").lower() == row.currency
+        and (recurring.get("interval") if recurring else None) == row.interval
+    )
+
+
+def _sync_product(row: _Row, product_id: str | None, report: SyncReport) -> str | None:
+    """A product on sale exists at Stripe as in our catalog; returns its Stripe id."""
+    gateway, params = get_gateway(), row.product_params
+    if product_id:
+        if not _product_matches(gateway.retrieve_product(product_id), params):
+            changed = dict(params, active=True)
+            gateway.update_product(product_id, changed, idempotency_key=idempotency_key(
+                "catalog-product-update", product_id, payload=changed))
+            report.updated.append(f"stripe product {row.product_key}")
+        return product_id
+    created = gateway.create_product(params, idempotency_key=idempotency_key(
+        "catalog-product-create", row.product_key, payload=params))
+    report.created.append(f"stripe product {row.product_key}")
+    return str(created["id"])
+
+
+def _archive(row: _Row, remote_price: dict[str, Any] | None, product_id: str | None,
+             report: SyncReport) -> None:
+    """Not on sale: its Stripe price is archived, and its product if the product is off sale."""
     gateway = get_gateway()
+    if remote_price and remote_price.get("active"):
+        _archive_price(remote_price["id"])
+        report.archived.append(f"stripe price {row.lookup_key}")
+    if product_id and not row.product_active and gateway.retrieve_product(product_id).get("active"):
+        gateway.update_product(product_id, {"active": False}, idempotency_key=idempotency_key(
+            "catalog-product-archive", product_id))
+        report.archived.append(f"stripe product {row.product_key}")
+
+
+def _archive_price(stripe_price_id: str) -> None:
+    get_gateway().update_price(stripe_price_id, {"active": False}, idempotency_key=idempotency_key(
+        "catalog-price-archive", stripe_price_id))
+
+
+def _sync_price(row: _Row, remote_price: dict[str, Any] | None, product_id: str | None,
+                report: SyncReport) -> str:
+    """The active Stripe price for ``row``: the matching one, or a new one replacing it."""
+    if remote_price and _price_matches(remote_price, row) \
+            and _id_of(remote_price.get("product")) == product_id:
+        report.unchanged.append(f"stripe price {row.lookup_key}")
+        return str(remote_price["id"])
+    create: dict[str, Any] = {
+        "product": product_id, "unit_amount": row.unit_amount, "currency": row.currency,
+        "lookup_key": row.lookup_key, "transfer_lookup_key": True,
+        "metadata": {"lookup_key": row.lookup_key, "catalog_key": row.product_key},
+    }
+    if row.interval:
+        create["recurring"] = {"interval": row.interval}
+    # The replaced price id is part of the key, so 5 -> 6 -> 5 dollars never replays the
+    # first (now archived) price.
+    replaces = remote_price["id"] if remote_price else "none"
+    new_price = get_gateway().create_price(create, idempotency_key=idempotency_key(
+        "catalog-price-create", row.lookup_key, replaces, payload=create))
+    report.created.append(f"stripe price {row.lookup_key}")
+    if remote_price and remote_price.get("active") and remote_price["id"] != new_price["id"]:
+        _archive_price(remote_price["id"])
+        report.archived.append(f"stripe price {row.lookup_key} ({remote_price['id']})")
+    return str(new_price["id"])
+
+
+def sync_to_stripe() -> SyncReport:
+    """Make Stripe match our DB catalog, matching prices by lookup_key. Fetch, then apply:
+    the catalog is read first, each Stripe id is saved in its own short unit of work."""
     report = SyncReport()
-    all_prices = list(db.session.scalars(
-        select(Price).join(Price.product).options(contains_eager(Price.product)).order_by(Product.sort_order)))
+    rows = _snapshot()
     remote_by_key = {p.get("lookup_key"): p for p in
-                     gateway.list_prices_by_lookup_keys([p.lookup_key for p in all_prices])}
-
-    for price in all_prices:
-        product = price.product
-        remote_price = remote_by_key.get(price.lookup_key)
-        selling = price.active and product.active
-
-        # -- the product ---------------------------------------------------------------
-        product_id = product.stripe_product_id
+                     get_gateway().list_prices_by_lookup_keys([r.lookup_key for r in rows])}
+    product_ids = {r.product_id: r.stripe_product_id for r in rows}  # as saved during the sync
+    for row in rows:
+        remote_price = remote_by_key.get(row.lookup_key)
+        product_id = product_ids[row.product_id]
         if remote_price and not product_id:
             product_id = _id_of(remote_price.get("product"))
-        params = _product_params(product)
-        if selling:
-            if product_id:
-                remote_product = gateway.retrieve_product(product_id)
-                if not _product_matches(remote_product, params):
-                    update = dict(params, active=True)
-                    gateway.update_product(product_id, update, idempotency_key=idempotency_key(
-                        "catalog-product-update", product_id, payload=update))
-                    report.updated.append(f"stripe product {product.key}")
-            else:
-                created = gateway.create_product(params, idempotency_key=idempotency_key(
-                    "catalog-product-create", product.key, payload=params))
-                product_id = created["id"]
-                report.created.append(f"stripe product {product.key}")
-        if product_id and product.stripe_product_id != product_id:
-            product.stripe_product_id = product_id
-            db.session.commit()
-
-        # -- the price -----------------------------------------------------------------
-        if not selling:
-            if remote_price and remote_price.get("active"):
-                gateway.update_price(remote_price["id"], {"active": False},
-                                     idempotency_key=idempotency_key("catalog-price-archive", remote_price["id"]))
-                report.archived.append(f"stripe price {price.lookup_key}")
-            if product_id and product.stripe_product_id and not product.active:
-                remote_product = gateway.retrieve_product(product_id)
-                if remote_product.get("active"):
-                    gateway.update_product(product_id, {"active": False}, idempotency_key=idempotency_key(
-                        "catalog-product-archive", product_id))
-                    report.archived.append(f"stripe product {product.key}")
+        if row.selling:
+            product_id = _sync_product(row, product_id, report)
+        if product_id and product_ids[row.product_id] != product_id:
+            _save_id(Product, row.product_id, "stripe_product_id", product_id)
+            product_ids[row.product_id] = product_id
+        if not row.selling:
+            _archive(row, remote_price, product_id, report)
             continue
-
-        if remote_price and _price_matches(remote_price, price) and _id_of(remote_price.get("product")) == product_id:
-            stripe_price_id = remote_price["id"]
-            report.unchanged.append(f"stripe price {price.lookup_key}")
-        else:
-            create = {
-                "product": product_id,
-                "unit_amount": price.unit_amount,
-                "currency": price.currency,
-                "lookup_key": price.lookup_key,
-                "transfer_lookup_key": True,
-                "metadata": {"lookup_key": price.lookup_key, "catalog_key": product.key},
-            }
-            if price.interval:
-                create["recurring"] = {"interval": price.interval}
-            # The replaced price id is part of the key, so 5 -> 6 -> 5 dollars never replays
-            # the first (now archived) price.
-            replaces = remote_price["id"] if remote_price else "none"
-            new_price = gateway.create_price(create, idempotency_key=idempotency_key(
-                "catalog-price-create", price.lookup_key, replaces, payload=create))
-            stripe_price_id = new_price["id"]
-            report.created.append(f"stripe price {price.lookup_key}")
-            if remote_price and remote_price.get("active") and remote_price["id"] != stripe_price_id:
-                gateway.update_price(remote_price["id"], {"active": False},
-                                     idempotency_key=idempotency_key("catalog-price-archive", remote_price["id"]))
-                report.archived.append(f"stripe price {price.lookup_key} ({remote_price['id']})")
-        if price.stripe_price_id != stripe_price_id:
-            price.stripe_price_id = stripe_price_id
-            db.session.commit()
-    db.session.commit()
+        stripe_price_id = _sync_price(row, remote_price, product_id, report)
+        if row.stripe_price_id != stripe_price_id:
+            _save_id(Price, row.price_id, "stripe_price_id", stripe_price_id)
     return report
 
 

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import CursorResult, or_, select, update
 
@@ -31,7 +31,8 @@ from ..models.base import utcnow
 from ..models.order import PAYABLE, SYNCABLE, OrderStatus, new_order_id
 from ..stripe_gateway import GatewayError, PaymentDeclined, StripeUnavailable, get_gateway, idempotency_key
 from . import accounts, cards, fulfilment, orders
-from .uow import unit_of_work
+from .errors import ServiceError, unavailable
+from .uow import read_then_release, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,8 @@ MAX_AMOUNT = 99_999_999
 SUPPORTED_CURRENCIES = frozenset({"usd", "eur", "gbp"})
 
 
-class PurchaseError(Exception):
-    """A purchase cannot go ahead; ``message`` is for the buyer, ``code`` for JSON clients."""
-
-    def __init__(self, message: str, *, code: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
+#: kept while views still catch it by this name (``web/errors.py`` answers any ServiceError)
+PurchaseError = ServiceError
 
 
 @dataclass
@@ -96,22 +91,20 @@ def price_for_stripe_id(stripe_price_id: str) -> Price:
 
 
 def _check_buyer(user: User, price: Price) -> str:
+    """Refuse a second Lifetime; the buyer's Stripe customer (created on first need). Ends the
+    read: the caller has read everything else it sends to Stripe before this."""
     if price.product.entitlement and user.lifetime_since is not None:
         raise PurchaseError("You already own the Lifetime plan.", code="already_owned",
                             status=409)
+    read_then_release()
     try:
         return accounts.ensure_stripe_customer(user)
     except GatewayError as err:
-        raise _unavailable(err) from err
-
-
-def _unavailable(err: GatewayError) -> PurchaseError:
-    return PurchaseError(err.user_message + " Nothing was charged.", code=err.code,
-                         status=err.http_status if err.http_status >= 400 else 502)
+        raise unavailable(err, " Nothing was charged.") from err
 
 
 def new_order(user: User, price: Price, public_id: str, method: str, *, reason: str | None = None,
-              **stripe_ids) -> Order:
+              **stripe_ids: str) -> Order:
     """The order row for a purchase Stripe has already accepted, with its first transition."""
     product = price.product
     order = Order(public_id=public_id, user_id=user.id, price_id=price.id,
@@ -129,16 +122,16 @@ def order_metadata(user: User, price: Price, public_id: str) -> dict[str, str]:
     return {"order_id": public_id, "user_id": str(user.id), "lookup_key": price.lookup_key}
 
 
-def create_checkout_session(customer: str, price: Price, metadata: dict[str, str], *, mode: str,
-                            return_urls: Callable[[str], tuple[str, str]]) -> dict:
-    """A Checkout Session for one unit of ``price``. Our order id travels in its metadata and
+def create_checkout_session(customer: str, stripe_price_id: str, metadata: dict[str, str], *,
+                            mode: str, return_urls: Callable[[str], tuple[str, str]]) -> dict[str, Any]:
+    """A Checkout Session for one unit of the price. Our order id travels in its metadata and
     in that of what it creates (the PaymentIntent, or the subscription). Raises GatewayError."""
     public_id = metadata["order_id"]
     success_url, cancel_url = return_urls(public_id)
     created = "payment_intent_data" if mode == "payment" else "subscription_data"
     return get_gateway().create_checkout_session({
         "mode": mode, "customer": customer, "client_reference_id": public_id,
-        "line_items": [{"price": price.stripe_price_id, "quantity": 1}],
+        "line_items": [{"price": stripe_price_id, "quantity": 1}],
         "metadata": metadata, created: {"metadata": metadata},
         "success_url": success_url, "cancel_url": cancel_url,
     }, idempotency_key=idempotency_key("order", public_id, "checkout-session"))
@@ -149,16 +142,17 @@ def create_checkout_session(customer: str, price: Price, metadata: dict[str, str
 def start_payment(user: User, lookup_key: str, *, save_card: bool = False) -> Order:
     """Create the PaymentIntent (catalog amount) and its order; the page confirms it."""
     price = price_for_lookup_key(lookup_key)
-    customer = _check_buyer(user, price)
     public_id = new_order_id()
+    amount, currency, name = price.unit_amount, price.currency, price.product.name
+    metadata = order_metadata(user, price, public_id)
+    customer = _check_buyer(user, price)  # the read ends there: Stripe next
     try:
         pi = get_gateway().create_payment_intent(
-            amount=price.unit_amount, currency=price.currency, customer=customer,
-            metadata=order_metadata(user, price, public_id), description=price.product.name,
-            setup_future_usage="off_session" if save_card else None,
+            amount=amount, currency=currency, customer=customer, metadata=metadata,
+            description=name, setup_future_usage="off_session" if save_card else None,
             idempotency_key=idempotency_key("order", public_id, "payment-intent"))
     except GatewayError as err:
-        raise _unavailable(err) from err
+        raise unavailable(err, " Nothing was charged.") from err
     return new_order(user, price, public_id, "payment_element",
                       stripe_payment_intent_id=pi["id"])
 
@@ -167,16 +161,18 @@ def client_secret(order: Order) -> str:
     """The PaymentIntent's client secret, fetched when the pay page needs it (never stored)."""
     if order.stripe_payment_intent_id is None:  # a Checkout order: nothing to pay on our page
         raise PurchaseError(_not_payable_message(order), code="order_not_payable", status=409)
+    read_then_release()
     try:
-        return get_gateway().retrieve_payment_intent(order.stripe_payment_intent_id)["client_secret"]
+        return str(get_gateway().retrieve_payment_intent(order.stripe_payment_intent_id)["client_secret"])
     except GatewayError as err:
-        raise _unavailable(err) from err
+        raise unavailable(err, " Nothing was charged.") from err
 
 
-def saved_cards(user: User) -> list[dict]:
+def saved_cards(user: User) -> list[dict[str, Any]]:
     """The buyer's cards at Stripe (empty if Stripe is unreachable: the page still works)."""
     if not user.stripe_customer_id:
         return []
+    read_then_release()
     try:
         return get_gateway().list_cards(user.stripe_customer_id)
     except GatewayError as err:
@@ -192,6 +188,8 @@ def pay_with_saved_card(user: User, order: Order, payment_method_id: str, *, att
     """
     if order.status not in PAYABLE or order.stripe_payment_intent_id is None:
         raise PurchaseError(_not_payable_message(order), code="order_not_payable", status=409)
+    order_id, pi_id, public_id = order.id, order.stripe_payment_intent_id, order.public_id
+    read_then_release()
     try:  # the one ownership check for a card: 404 if unknown, 503 if Stripe is down
         cards.own_card(user, payment_method_id)
     except cards.CardError as err:
@@ -199,19 +197,18 @@ def pay_with_saved_card(user: User, order: Order, payment_method_id: str, *, att
         raise PurchaseError(message, code=err.code, status=err.status) from err
     gateway = get_gateway()
     if order.method not in ("saved_card", "subscription_invoice"):
-        db.session.execute(update(Order).where(Order.id == order.id).values(method="saved_card"))
-        db.session.commit()
+        with unit_of_work():
+            db.session.execute(update(Order).where(Order.id == order_id).values(method="saved_card"))
     try:
         pi = gateway.confirm_payment_intent(
-            order.stripe_payment_intent_id, payment_method=payment_method_id,
-            return_url=return_url,
-            idempotency_key=idempotency_key("order", order.public_id, "confirm", attempt))
+            pi_id, payment_method=payment_method_id, return_url=return_url,
+            idempotency_key=idempotency_key("order", public_id, "confirm", attempt))
     except PaymentDeclined as err:
-        pi = err.payment_intent or gateway.retrieve_payment_intent(order.stripe_payment_intent_id)
+        pi = err.payment_intent or gateway.retrieve_payment_intent(pi_id)
         order = apply(pi, source="buyer")
         return PaymentStep(order, order.status, message=err.user_message)
     except GatewayError as err:
-        return _after_failed_confirm(order, err)
+        return _after_failed_confirm(pi_id, err)
     order = apply(pi, source="buyer")
     secret = pi.get("client_secret") if pi.get("status") == "requires_action" else None
     return PaymentStep(order, order.status, client_secret=secret)
@@ -221,20 +218,20 @@ def pay_with_saved_card(user: User, order: Order, payment_method_id: str, *, att
 _CONFIRMED = frozenset({"succeeded", "processing", "requires_capture", "requires_action"})
 
 
-def _after_failed_confirm(order: Order, err: GatewayError) -> PaymentStep:
+def _after_failed_confirm(pi_id: str, err: GatewayError) -> PaymentStep:
     """Stripe refused (or did not answer) our confirm. The PaymentIntent may still have been
     paid -- by another tab's confirm, or by this one before the connection dropped -- so the
     answer comes from re-reading it, never from the error alone."""
     try:
-        pi = get_gateway().retrieve_payment_intent(order.stripe_payment_intent_id or "")
+        pi = get_gateway().retrieve_payment_intent(pi_id)
     except GatewayError:
         if isinstance(err, StripeUnavailable):
             raise PurchaseError(err.user_message + " If your payment went through, this order "
                                 "will show it shortly; please check it before paying again.",
                                 code=err.code, status=503) from err
-        raise _unavailable(err) from err
+        raise unavailable(err, " Nothing was charged.") from err
     if pi.get("status") not in _CONFIRMED:
-        raise _unavailable(err) from err  # nothing happened at Stripe: nothing was charged
+        raise unavailable(err, " Nothing was charged.") from err  # nothing happened at Stripe: nothing was charged
     order = apply(pi, source="buyer")
     if pi.get("status") == "requires_action":
         return PaymentStep(order, order.status, client_secret=pi.get("client_secret"),
@@ -262,17 +259,18 @@ def start_checkout(user: User, price: Price, *,
     ``{CHECKOUT_SESSION_ID}`` in the success URL itself).
     """
     price = _one_time_price(price)
-    if not price.stripe_price_id:
+    stripe_price_id = price.stripe_price_id
+    if not stripe_price_id:
         raise PurchaseError("That product is not available for Checkout yet.",
                             code="price_not_found", status=404)
-    customer = _check_buyer(user, price)
     public_id = new_order_id()
+    metadata = order_metadata(user, price, public_id)
+    customer = _check_buyer(user, price)  # the read ends there: Stripe next
     try:
-        session = create_checkout_session(customer, price,
-                                          order_metadata(user, price, public_id),
-                                          mode="payment", return_urls=return_urls)
+        session = create_checkout_session(customer, stripe_price_id, metadata, mode="payment",
+                                          return_urls=return_urls)
     except GatewayError as err:
-        raise _unavailable(err) from err
+        raise unavailable(err, " Nothing was charged.") from err
     order = new_order(user, price, public_id, "checkout",
                       stripe_checkout_session_id=session["id"])
     return order, session["url"]
@@ -281,18 +279,19 @@ def start_checkout(user: User, price: Price, *,
 def cancel_checkout(order: Order) -> Order:
     """The buyer came back through ``cancel_url``: expire the session so it can't be paid
     later, and cancel the order. If it was paid meanwhile, record that instead."""
-    if order.status not in PAYABLE or not order.stripe_checkout_session_id:
+    session_id = order.stripe_checkout_session_id
+    if order.status not in PAYABLE or not session_id:
         return order
+    read_then_release()
     gateway = get_gateway()
     try:
         session = gateway.expire_checkout_session(
-            order.stripe_checkout_session_id,
-            idempotency_key=idempotency_key("order", order.public_id, "expire"))
+            session_id, idempotency_key=idempotency_key("order", order.public_id, "expire"))
     except GatewayError:
         try:
-            session = gateway.retrieve_checkout_session(order.stripe_checkout_session_id)
+            session = gateway.retrieve_checkout_session(session_id)
         except GatewayError as err:
-            raise _unavailable(err) from err
+            raise unavailable(err, " Nothing was charged.") from err
         return apply_session(session, source="sync")
     with unit_of_work():
         locked = orders.lock_order(order.id)
@@ -305,11 +304,7 @@ def cancel_checkout(order: Order) -> Order:
 
 # --- applying and syncing ------------------------------------------------------------------------
 
-#: kept while other services still import it from here; use :func:`.uow.unit_of_work`
-transaction = unit_of_work
-
-
-def apply(pi: dict, *, source: str) -> Order:
+def apply(pi: dict[str, Any], *, source: str) -> Order:
     """Apply a PaymentIntent fetched for one of our orders; returns that order, fresh."""
     with unit_of_work():
         order = fulfilment.apply_payment_intent(pi, source=source)
@@ -318,7 +313,7 @@ def apply(pi: dict, *, source: str) -> Order:
     return db.session.get_one(Order, order.id, populate_existing=True)
 
 
-def apply_session(session: dict, *, source: str) -> Order:
+def apply_session(session: dict[str, Any], *, source: str) -> Order:
     """Apply a Checkout Session fetched for one of our orders; returns that order, fresh."""
     with unit_of_work():
         order = fulfilment.apply_checkout_session(session, source=source)
@@ -335,25 +330,25 @@ def sync_if_due(order: Order) -> Order:
     """
     if order.status not in SYNCABLE:
         return order
+    order_id, public_id = order.id, order.public_id
+    pi_id, session_id = order.stripe_payment_intent_id, order.stripe_checkout_session_id
     now = utcnow()
-    claimed = cast(CursorResult, db.session.execute(  # an UPDATE without RETURNING: a cursor result
-        update(Order).where(Order.id == order.id,
-                            or_(Order.synced_at.is_(None), Order.synced_at < now - SYNC_INTERVAL))
-        .values(synced_at=now).execution_options(synchronize_session=False))).rowcount
-    db.session.commit()
+    with unit_of_work():
+        claimed = cast(CursorResult[Any], db.session.execute(  # an UPDATE without RETURNING
+            update(Order).where(Order.id == order_id, or_(Order.synced_at.is_(None),
+                                                          Order.synced_at < now - SYNC_INTERVAL))
+            .values(synced_at=now).execution_options(synchronize_session=False))).rowcount
     if not claimed:
         return order
     gateway = get_gateway()
     try:
-        if order.stripe_payment_intent_id:
-            return apply(gateway.retrieve_payment_intent(order.stripe_payment_intent_id),
-                         source="sync")
-        if order.stripe_checkout_session_id:
-            return apply_session(gateway.retrieve_checkout_session(
-                order.stripe_checkout_session_id), source="sync")
+        if pi_id:
+            return apply(gateway.retrieve_payment_intent(pi_id), source="sync")
+        if session_id:
+            return apply_session(gateway.retrieve_checkout_session(session_id), source="sync")
     except GatewayError as err:
-        log.warning("sync of order %s failed: %s", order.public_id, err.code)
-    return db.session.get_one(Order, order.id, populate_existing=True)
+        log.warning("sync of order %s failed: %s", public_id, err.code)
+    return db.session.get_one(Order, order_id, populate_existing=True)
 
 
 def new_attempt_nonce() -> str:

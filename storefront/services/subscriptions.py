@@ -12,18 +12,16 @@ overdue invoice, and keep our record in step with Stripe.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from ..extensions import db
@@ -31,44 +29,27 @@ from ..models import Order, Price, Product, Subscription, User
 from ..models.base import utcnow
 from ..models.order import COLLECTED, PAYABLE, new_order_id
 from ..models.subscription import LIVE_STATUSES
-from ..stripe_gateway import GatewayError, StripeNotFound, StripeRequestInvalid, get_gateway, idempotency_key
+from ..stripe_gateway import GatewayError, StripeNotFound, get_gateway, idempotency_key
 from . import accounts, fulfilment, stripe_objects, subscription_sync
+from .errors import NotFound, ServiceError, unavailable
 from .invoices import apply_invoice, ensure_invoice_order
-from .purchase import check_amount, create_checkout_session, new_order, order_metadata, transaction
+from .purchase import check_amount, create_checkout_session, new_order, order_metadata
+from .uow import read_then_release, unit_of_work
 
 log = logging.getLogger(__name__)
 
-#: how proration works on a plan change (see README: "Account: saved cards and subscriptions"):
-#: an upgrade invoices (and charges) the difference now, a downgrade credits the next invoice
-UPGRADE_PRORATION = "always_invoice"
-DOWNGRADE_PRORATION = "create_prorations"
-#: a plan-change preview can be confirmed for this long; then the buyer reviews it again
-PREVIEW_MAX_AGE = 600
-_PREVIEW_SALT = "storefront.subscriptions.plan-change-preview"
 #: the account page asks Stripe about a buyer's subscriptions at most this often (per process)
 SYNC_SECONDS = 10.0
 _synced: dict[str, float] = {}  # by Stripe customer id
 _synced_lock = threading.Lock()
 
 
-class SubscriptionError(Exception):
-    """An action that cannot go ahead; ``message`` is for the buyer, ``code`` for JSON."""
-
-    def __init__(self, message: str, *, code: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
+#: kept while views still catch it by this name (``web/errors.py`` answers any ServiceError)
+SubscriptionError = ServiceError
 
 
-def _unavailable(err: GatewayError, suffix: str = "") -> SubscriptionError:
-    return SubscriptionError(err.user_message + suffix, code=err.code,
-                             status=err.http_status if err.http_status >= 400 else 502)
-
-
-def _not_found() -> SubscriptionError:
-    return SubscriptionError("We couldn't find that subscription.", code="subscription_not_found",
-                             status=404)
+def _not_found() -> NotFound:
+    return NotFound("We couldn't find that subscription.", code="subscription_not_found")
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -112,8 +93,8 @@ def past_due_subscription(user_id: int) -> Subscription | None:
 
 # --- syncing with Stripe -------------------------------------------------------------------------
 
-def _apply(sub: dict, *, source: str, fetched_at: datetime) -> Subscription | None:
-    with transaction():
+def _apply(sub: dict[str, Any], *, source: str, fetched_at: datetime) -> Subscription | None:
+    with unit_of_work():
         row = subscription_sync.apply_subscription(sub, source=source, fetched_at=fetched_at)
         row_id = row.id if row is not None else None
     return db.session.get(Subscription, row_id, populate_existing=True) if row_id else None
@@ -121,12 +102,13 @@ def _apply(sub: dict, *, source: str, fetched_at: datetime) -> Subscription | No
 
 def refresh(stripe_subscription_id: str, *, source: str) -> Subscription | None:
     """Fetch the subscription from Stripe and apply it."""
+    read_then_release()
     sub = get_gateway().retrieve_subscription(stripe_subscription_id)
     return _apply(sub, source=source, fetched_at=utcnow())
 
 
-def apply_paid_invoice(invoice: dict, *, source: str) -> Order | None:
-    with transaction():
+def apply_paid_invoice(invoice: dict[str, Any], *, source: str) -> Order | None:
+    with unit_of_work():
         order = apply_invoice(invoice, source=source)
         order_id = order.id if order is not None else None
     return db.session.get(Order, order_id, populate_existing=True) if order_id else None
@@ -135,27 +117,32 @@ def apply_paid_invoice(invoice: dict, *, source: str) -> Order | None:
 def sync(user: User, *, force: bool = False) -> None:
     """Ask Stripe about the buyer's subscriptions and recent invoices (at most every
     ``SYNC_SECONDS`` per process): catches up on anything a lost webhook would have told us,
-    e.g. a subscription started through Checkout or a renewal. Never raises."""
-    if not user.stripe_customer_id:
+    e.g. a subscription started through Checkout or a renewal. Never raises.
+
+    Fetch, then apply: what we know is read first and that read ends before Stripe is asked;
+    each object fetched is applied in its own short unit of work."""
+    customer = user.stripe_customer_id
+    if not customer:
         return
     force = force or _unknown_subscription(user.id)
+    read_then_release()
     now = time.monotonic()
     with _synced_lock:
-        if not force and _synced.get(user.stripe_customer_id, 0) > now:
+        if not force and _synced.get(customer, 0) > now:
             return
-        _synced[user.stripe_customer_id] = now + SYNC_SECONDS
+        _synced[customer] = now + SYNC_SECONDS
     gateway = get_gateway()
     try:
-        subs = gateway.list_subscriptions(user.stripe_customer_id)
+        subs = gateway.list_subscriptions(customer)
+        paid = [i["id"] for i in gateway.list_customer_invoices(customer, limit=12)
+                if i.get("status") == "paid" and stripe_objects.subscription_of_invoice(i)] \
+            if subs else []
         received = utcnow()
         for sub in subs:
             _apply(sub, source="sync", fetched_at=received)
-        if subs:
-            for invoice in gateway.list_customer_invoices(user.stripe_customer_id, limit=12):
-                if invoice.get("status") == "paid" and \
-                        stripe_objects.subscription_of_invoice(invoice) and \
-                        not _invoice_credited(invoice["id"]):
-                    apply_paid_invoice(gateway.retrieve_invoice(invoice["id"]), source="sync")
+        for invoice_id in [i for i in paid if not _invoice_credited(i)]:
+            read_then_release()
+            apply_paid_invoice(gateway.retrieve_invoice(invoice_id), source="sync")
         enforce_lifetime(user)
     except GatewayError as err:
         log.warning("subscription sync for user %s failed: %s", user.id, err.code)
@@ -187,7 +174,7 @@ def enforce_lifetime(user: User) -> None:
     row = live_subscription(user.id)
     if row is None or row.cancel_at_period_end:
         return
-    with transaction():
+    with unit_of_work():
         subscription_sync.end_subscriptions_for_lifetime(user.id, reason=f"user-{user.public_id}")
 
 
@@ -203,10 +190,11 @@ def _check_buyer(user: User, price: Price) -> tuple[str, Subscription | None]:
     if existing is not None and existing.status != "incomplete":
         raise SubscriptionError("You already have a subscription. Change its plan instead.",
                                 code="already_subscribed", status=409)
+    read_then_release()
     try:
         return accounts.ensure_stripe_customer(user), existing
     except GatewayError as err:
-        raise _unavailable(err, " Nothing was charged.") from err
+        raise unavailable(err, " Nothing was charged.") from err
 
 
 def _unpaid_first_order(row: Subscription) -> Order | None:
@@ -232,6 +220,11 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
     """
     attempt = _attempt(attempt)
     price = plan_price(lookup_key)
+    stripe_price_id, price_key = price.stripe_price_id, price.lookup_key
+    if stripe_price_id is None:  # plan_price refuses such a price; this tells mypy
+        raise SubscriptionError("That plan is not available.", code="price_not_found", status=404)
+    metadata = {"user_id": str(user.id), "lookup_key": price_key}
+    key = idempotency_key("subscription", user.public_id, price_key, attempt)
     customer, unpaid = _check_buyer(user, price)
     if unpaid is not None:
         if unpaid.price_id == price.id:
@@ -239,23 +232,18 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
             if order is not None:
                 return order
         _drop_unpaid(user, unpaid)
-    stripe_price_id = price.stripe_price_id
-    if stripe_price_id is None:  # plan_price refuses such a price; this tells mypy
-        raise SubscriptionError("That plan is not available.", code="price_not_found", status=404)
+    read_then_release()
     try:
         sub = get_gateway().create_subscription(
-            customer=customer, price=stripe_price_id,
-            metadata={"user_id": str(user.id), "lookup_key": price.lookup_key},
-            idempotency_key=idempotency_key("subscription", user.public_id, price.lookup_key,
-                                            attempt))
+            customer=customer, price=stripe_price_id, metadata=metadata, idempotency_key=key)
     except GatewayError as err:
-        raise _unavailable(err, " Nothing was charged.") from err
+        raise unavailable(err, " Nothing was charged.") from err
     received = utcnow()
     invoice = sub.get("latest_invoice") or {}
     if not isinstance(invoice, dict) or not invoice.get("id"):
         raise SubscriptionError("Our payment provider did not return an invoice. Nothing was "
                                 "charged.", code="invoice_missing", status=502)
-    with transaction():
+    with unit_of_work():
         subscription_sync.apply_subscription(sub, source="buyer", fetched_at=received)
         order_id = ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
@@ -268,16 +256,17 @@ def start_checkout(user: User, lookup_key: str, *,
                    return_urls: Callable[[str], tuple[str, str]]) -> tuple[Order, str]:
     """A Checkout Session in ``subscription`` mode and the order for its first invoice."""
     price = plan_price(lookup_key)
+    public_id = new_order_id()
+    stripe_price_id, metadata = str(price.stripe_price_id), order_metadata(user, price, public_id)
     customer, unpaid = _check_buyer(user, price)
     if unpaid is not None:
         _drop_unpaid(user, unpaid)
-    public_id = new_order_id()
+    read_then_release()
     try:
-        session = create_checkout_session(customer, price,
-                                          order_metadata(user, price, public_id),
+        session = create_checkout_session(customer, stripe_price_id, metadata,
                                           mode="subscription", return_urls=return_urls)
     except GatewayError as err:
-        raise _unavailable(err, " Nothing was charged.") from err
+        raise unavailable(err, " Nothing was charged.") from err
     order = new_order(user, price, public_id, "subscription_invoice",
                       reason="subscription checkout started",
                       stripe_checkout_session_id=session["id"])
@@ -286,222 +275,16 @@ def start_checkout(user: User, lookup_key: str, *,
 
 # --- changing, canceling, resuming --------------------------------------------------------------------
 
-@dataclass
-class Preview:
-    """What a plan change costs, as Stripe computes it, and the signed ``token`` that lets the
-    buyer confirm exactly that (the server's own ``proration_date``, never the form's)."""
-    price: Price
-    amount_due: int
-    currency: str
-    next_payment_at: datetime | None
-    proration_date: int | None
-    behavior: str
-    lines: list[tuple[str, int]] = field(default_factory=list)
-    token: str = ""
-
-    @property
-    def charged_now(self) -> bool:
-        """An upgrade: ``amount_due`` is invoiced and charged on confirmation."""
-        return self.behavior == UPGRADE_PRORATION
-
-    @property
-    def adjustment(self) -> int:
-        """The proration part (negative: a credit): every line of an upgrade's invoice, all
-        but the next period's line of a downgrade's next invoice."""
-        if self.charged_now:
-            return sum(amount for _, amount in self.lines)
-        return sum(amount for _, amount in self.lines[:-1]) if len(self.lines) > 1 else 0
-
-
-class PreviewStale(SubscriptionError):
-    """The confirmed preview is not what Stripe would charge now (expired, tampered with, or
-    prices / the plan changed): the buyer must review a fresh one."""
-
-    def __init__(self, message: str = "Prices changed since you looked: please review the "
-                                      "change again."):
-        super().__init__(message, code="preview_stale", status=409)
-
-
-def _stripe_sub(row: Subscription) -> dict:
-    try:
-        return get_gateway().retrieve_subscription(row.stripe_subscription_id)
-    except GatewayError as err:
-        raise _unavailable(err) from err
-
-
-def _changeable(row: Subscription, price: Price) -> None:
-    if row.status not in ("active", "trialing"):
-        raise SubscriptionError("Only an active subscription can change plan.",
-                                code="subscription_not_active", status=409)
-    if row.cancel_at_period_end:
-        raise SubscriptionError("Resume your subscription before changing its plan.",
-                                code="subscription_canceling", status=409)
-    if row.price_id == price.id:
-        raise SubscriptionError("You are already on that plan.", code="same_plan", status=409)
-
-
-def _behavior(row: Subscription, price: Price) -> str:
-    """Upgrades are charged now, downgrades credited to the next invoice (same interval:
-    the sandbox and our catalog only change plans within one)."""
-    current = db.session.get(Price, row.price_id) if row.price_id else None
-    if current is not None and price.unit_amount > current.unit_amount:
-        return UPGRADE_PRORATION
-    return DOWNGRADE_PRORATION
-
-
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_PREVIEW_SALT)
-
-
-def _stripe_preview(row: Subscription, price: Price, item_id: str, behavior: str,
-                    proration_date: int | None) -> dict:
-    try:
-        return get_gateway().preview_invoice(
-            subscription=row.stripe_subscription_id, item_id=item_id,
-            price=str(price.stripe_price_id), proration_behavior=behavior,
-            proration_date=proration_date)
-    except StripeRequestInvalid as err:
-        if proration_date is not None:  # e.g. the period rolled over since the preview
-            raise PreviewStale() from err
-        raise _unavailable(err) from err
-    except GatewayError as err:
-        raise _unavailable(err) from err
-
-
-def preview_change(row: Subscription, lookup_key: str) -> Preview:
-    """Stripe's numbers for moving ``row`` to ``lookup_key`` now, with a signed token over
-    them (subscription, from and to price, ``proration_date``, amount, issued-at)."""
-    price = plan_price(lookup_key)
-    _changeable(row, price)
-    sub = _stripe_sub(row)
-    item = sub["items"]["data"][0]
-    behavior = _behavior(row, price)
-    invoice = _stripe_preview(row, price, item["id"], behavior, None)
-    lines = [(line.get("description") or "", int(line.get("amount") or 0))
-             for line in invoice["lines"]["data"]]
-    proration_starts = [line["period"]["start"] for line in invoice["lines"]["data"]
-                        if stripe_objects.is_proration(line)]
-    preview = Preview(price=price, amount_due=int(invoice.get("amount_due") or 0),
-                      currency=invoice.get("currency") or price.currency,
-                      next_payment_at=None if behavior == UPGRADE_PRORATION else stripe_objects.ts(
-                          invoice.get("next_payment_attempt") or invoice.get("period_end")),
-                      proration_date=min(proration_starts) if proration_starts else None,
-                      behavior=behavior, lines=lines)
-    preview.token = _serializer().dumps(_claims(row, price, preview, item["id"]))
-    return preview
-
-
-def _claims(row: Subscription, price: Price, preview: Preview, item_id: str) -> dict:
-    return {"u": row.user_id, "s": row.public_id, "ss": row.stripe_subscription_id,
-            "si": item_id, "from": row.price_id, "to": price.lookup_key,
-            "sp": price.stripe_price_id, "ua": price.unit_amount, "b": preview.behavior,
-            "d": preview.proration_date, "a": preview.amount_due, "c": preview.currency}
-
-
-def _verified(row: Subscription, token: str | None) -> dict:
-    if not token or len(token) > 2000:
-        raise PreviewStale()
-    try:
-        claims = _serializer().loads(token, max_age=PREVIEW_MAX_AGE)
-    except SignatureExpired as err:
-        raise PreviewStale("That preview has expired: please review the change again.") from err
-    except BadSignature as err:
-        raise PreviewStale() from err
-    if not isinstance(claims, dict) or claims.get("s") != row.public_id or \
-            claims.get("u") != row.user_id or \
-            claims.get("ss") != row.stripe_subscription_id:
-        raise PreviewStale()
-    return claims
-
-
-@dataclass
-class ChangeResult:
-    subscription: Subscription
-    #: an upgrade's invoice that is still to pay (declined, or 3-D Secure): pay it next
-    unpaid_order: Order | None = None
-    charged: int = 0
-    currency: str = "usd"
-    upgrade: bool = False
-
-
-def change_plan(row: Subscription, token: str | None) -> ChangeResult:
-    """Apply the previewed change, and only that: the token says which plan, which
-    ``proration_date`` and what amount; Stripe is asked again with that date and must give
-    the same amount, else :class:`PreviewStale` (nothing changes). Upgrades are invoiced and
-    charged now (``always_invoice``); if that charge needs the buyer (3-D Secure, a decline)
-    the result names the invoice's order to pay on the usual pay page. The token is the
-    attempt: the same preview confirmed twice is one change at Stripe."""
-    claims = _verified(row, token)
-    attempt = hashlib.sha256(str(token).encode()).hexdigest()[:24]
-    price = plan_price(str(claims.get("to") or ""))
-    if (price.stripe_price_id, price.unit_amount) != (claims.get("sp"), claims.get("ua")) or \
-            row.price_id != claims.get("from"):
-        raise PreviewStale()
-    _changeable(row, price)
-    behavior = _behavior(row, price)
-    if behavior != claims.get("b"):
-        raise PreviewStale()
-    sub = _stripe_sub(row)
-    item = sub["items"]["data"][0]
-    if item["id"] != claims.get("si"):
-        raise PreviewStale()
-    proration_date = claims.get("d")
-    proration_date = int(proration_date) if isinstance(proration_date, int) else None
-    again = _stripe_preview(row, price, item["id"], behavior, proration_date)
-    if int(again.get("amount_due") or 0) != claims.get("a") or \
-            (again.get("currency") or price.currency) != claims.get("c"):
-        raise PreviewStale()
-    params: dict = {"items": [{"id": item["id"], "price": price.stripe_price_id}],
-                    "proration_behavior": behavior}
-    if proration_date is not None:
-        params["proration_date"] = proration_date
+def update_at_stripe(row: Subscription, params: dict[str, Any], *key_parts: str) -> Subscription:
+    """Send a change of ``row`` to Stripe and apply Stripe's answer."""
     stripe_id = row.stripe_subscription_id
-    updated = _update(row, params, "change", price.lookup_key, attempt) or row
-    result = ChangeResult(subscription=updated, currency=str(claims.get("c") or "usd"),
-                          upgrade=behavior == UPGRADE_PRORATION)
-    if behavior == UPGRADE_PRORATION:
-        _settle_upgrade_invoice(stripe_id, _invoice_id(sub.get("latest_invoice")), result)
-    return result
-
-
-def _invoice_id(value) -> str | None:
-    return value.get("id") if isinstance(value, dict) else value
-
-
-def _settle_upgrade_invoice(stripe_id: str, invoice_before: str | None,
-                            result: ChangeResult) -> None:
-    """Record the upgrade's invoice now: paid -> its order (no points: points follow monthly
-    invoices); still open -> its order, for the buyer to pay (3-D Secure or another card).
-    No new invoice (nothing to prorate) -> nothing to do."""
-    gateway = get_gateway()
-    try:
-        invoice_id = _invoice_id(gateway.retrieve_subscription(stripe_id).get("latest_invoice"))
-        if not invoice_id or invoice_id == invoice_before:
-            return
-        invoice = gateway.retrieve_invoice(invoice_id)
-    except GatewayError as err:  # the webhook or the billing page's sync will record it
-        log.warning("upgrade invoice of %s not fetched: %s", stripe_id, err.code)
-        return
-    if invoice.get("billing_reason") != "subscription_update":
-        return
-    if invoice.get("status") == "paid":
-        apply_paid_invoice(invoice, source="buyer")
-        result.charged = int(invoice.get("amount_paid") or 0)
-    elif invoice.get("status") == "open":
-        with transaction():
-            order_id = ensure_invoice_order(invoice, source="buyer")
-        if order_id is not None:
-            result.unpaid_order = db.session.get(Order, order_id, populate_existing=True)
-
-
-def _update(row: Subscription, params: dict, *key_parts) -> Subscription:
+    read_then_release()
     try:
         sub = get_gateway().update_subscription(
-            row.stripe_subscription_id, params,
-            idempotency_key=idempotency_key("subscription", row.stripe_subscription_id,
-                                            *key_parts, payload=params))
+            stripe_id, params,
+            idempotency_key=idempotency_key("subscription", stripe_id, *key_parts, payload=params))
     except GatewayError as err:
-        raise _unavailable(err) from err
+        raise unavailable(err) from err
     return _apply(sub, source="buyer", fetched_at=utcnow()) or row
 
 
@@ -509,7 +292,7 @@ def cancel_at_period_end(row: Subscription, *, attempt: str) -> Subscription:
     if row.status not in ("active", "trialing", "past_due"):
         raise SubscriptionError("This subscription is not active.", code="subscription_not_active",
                                 status=409)
-    return _update(row, {"cancel_at_period_end": True}, "cancel", _attempt(attempt))
+    return update_at_stripe(row, {"cancel_at_period_end": True}, "cancel", _attempt(attempt))
 
 
 def resume(row: Subscription, *, attempt: str) -> Subscription:
@@ -520,7 +303,7 @@ def resume(row: Subscription, *, attempt: str) -> Subscription:
     if user is not None and user.lifetime_since is not None:
         raise SubscriptionError("You own the Lifetime plan: this subscription is no longer "
                                 "needed.", code="already_owned", status=409)
-    return _update(row, {"cancel_at_period_end": False}, "resume", _attempt(attempt))
+    return update_at_stripe(row, {"cancel_at_period_end": False}, "resume", _attempt(attempt))
 
 
 def cancel_now(row: Subscription, *, by: str, reason: str = "admin") -> Subscription:
@@ -528,15 +311,16 @@ def cancel_now(row: Subscription, *, by: str, reason: str = "admin") -> Subscrip
     if row.status not in LIVE_STATUSES:
         raise SubscriptionError("This subscription has already ended.", code="subscription_ended",
                                 status=409)
+    stripe_id = row.stripe_subscription_id
+    read_then_release()
     try:
         sub = get_gateway().cancel_subscription(
-            row.stripe_subscription_id,
-            idempotency_key=idempotency_key("subscription", row.stripe_subscription_id, "cancel-now"))
+            stripe_id, idempotency_key=idempotency_key("subscription", stripe_id, "cancel-now"))
     except StripeNotFound:
-        return refresh(row.stripe_subscription_id, source=by) or row
+        return refresh(stripe_id, source=by) or row
     except GatewayError as err:
-        raise _unavailable(err) from err
-    log.info("subscription %s canceled now by %s (%s)", row.stripe_subscription_id, by, reason)
+        raise unavailable(err) from err
+    log.info("subscription %s canceled now by %s (%s)", stripe_id, by, reason)
     return _apply(sub, source=by, fetched_at=utcnow()) or row
 
 
@@ -551,19 +335,21 @@ def admin_cancel_now(admin: User, row: Subscription) -> Subscription:
 def open_invoice_order(row: Subscription) -> Order:
     """The order for the subscription's unpaid invoice (created on first need), to pay on the
     usual pay page with another card."""
+    stripe_id = row.stripe_subscription_id
+    read_then_release()
     gateway = get_gateway()
     try:
-        sub = gateway.retrieve_subscription(row.stripe_subscription_id)
+        sub = gateway.retrieve_subscription(stripe_id)
         invoice_id = sub.get("latest_invoice")
         invoice_id = invoice_id.get("id") if isinstance(invoice_id, dict) else invoice_id
         invoice = gateway.retrieve_invoice(invoice_id) if invoice_id else None
     except GatewayError as err:
-        raise _unavailable(err) from err
+        raise unavailable(err) from err
     if invoice is None or invoice.get("status") != "open":
         _apply(sub, source="buyer", fetched_at=utcnow())
         raise SubscriptionError("There is nothing to pay: your subscription is up to date.",
                                 code="nothing_due", status=409)
-    with transaction():
+    with unit_of_work():
         order_id = ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
         raise SubscriptionError("We couldn't find that invoice.", code="invoice_not_found",
@@ -586,12 +372,14 @@ class InvoiceRow:
 
 
 def invoices(user: User) -> list[InvoiceRow]:
-    if not user.stripe_customer_id:
+    customer = user.stripe_customer_id
+    if not customer:
         return []
+    read_then_release()
     try:
-        found = get_gateway().list_customer_invoices(user.stripe_customer_id, limit=24)
+        found = get_gateway().list_customer_invoices(customer, limit=24)
     except GatewayError as err:
-        raise _unavailable(err) from err
+        raise unavailable(err) from err
     return [InvoiceRow(id=i["id"], number=i.get("number"), created=stripe_objects.ts(i.get("created")),
                        amount_due=int(i.get("amount_due") or 0),
                        amount_paid=int(i.get("amount_paid") or 0),
@@ -604,8 +392,10 @@ def upcoming_amount(row: Subscription) -> int | None:
     """The next renewal's amount as Stripe will bill it (pending prorations included)."""
     if row.status not in ("active", "trialing", "past_due") or row.cancel_at_period_end:
         return None
+    stripe_id = row.stripe_subscription_id
+    read_then_release()
     try:
-        invoice = get_gateway().preview_upcoming(row.stripe_subscription_id)
+        invoice = get_gateway().preview_upcoming(stripe_id)
     except GatewayError as err:
         log.info("upcoming invoice unavailable: %s", err.code)
         return None
@@ -613,14 +403,16 @@ def upcoming_amount(row: Subscription) -> int | None:
 
 
 def portal_url(user: User, return_url: str) -> str:
+    key = idempotency_key("portal", user.public_id, secrets.token_urlsafe(8))
+    read_then_release()
     try:
         customer = accounts.ensure_stripe_customer(user)
+        read_then_release()
         session = get_gateway().create_billing_portal_session(
-            customer=customer, return_url=return_url,
-            idempotency_key=idempotency_key("portal", user.public_id, secrets.token_urlsafe(8)))
+            customer=customer, return_url=return_url, idempotency_key=key)
     except GatewayError as err:
-        raise _unavailable(err) from err
-    return session["url"]
+        raise unavailable(err) from err
+    return str(session["url"])
 
 
 def new_attempt_nonce() -> str:

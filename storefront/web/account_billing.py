@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
-from ..services import cards, subscriptions
+from ..services import cards, plan_changes, subscriptions
 from ..services.errors import ServiceError
 from .errors import redirect_on_error
 from .helpers import format_money, wants_json
@@ -89,7 +89,7 @@ def subscribe(lookup_key: str):
 def change_preview(public_id: str, lookup_key: str):
     sub = _own(public_id)
     try:
-        preview = subscriptions.preview_change(sub, lookup_key)
+        preview = plan_changes.preview_change(sub, lookup_key)
     except subscriptions.SubscriptionError as err:
         return _refuse(err)
     return render_template("account/change_plan.html", subscription=sub, preview=preview)
@@ -102,8 +102,8 @@ def change(public_id: str):
     amount); a stale one shows a fresh preview (409) and changes nothing."""
     sub = _own(public_id)
     try:
-        result = subscriptions.change_plan(sub, request.form.get("preview"))
-    except subscriptions.PreviewStale as err:
+        result = plan_changes.change_plan(sub, request.form.get("preview"))
+    except plan_changes.PreviewStale as err:
         return _stale_preview(sub, err)
     except subscriptions.SubscriptionError as err:
         return _refuse(err)
@@ -131,7 +131,7 @@ def _stale_preview(sub, err: subscriptions.SubscriptionError):
         return jsonify(error={"code": err.code, "message": err.message,
                               "type": "invalid_request_error"}), err.status
     try:
-        fresh = subscriptions.preview_change(sub, (request.form.get("plan") or "")[:100])
+        fresh = plan_changes.preview_change(sub, (request.form.get("plan") or "")[:100])
     except subscriptions.SubscriptionError:
         flash(err.message, "warning")
         return redirect(url_for("billing.index"), code=303)
