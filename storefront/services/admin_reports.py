@@ -22,7 +22,7 @@ from sqlalchemy.sql import Select
 
 from .. import money
 from ..extensions import db
-from ..models import Order, Price, Product, User
+from ..models import Order, Price, Product, Subscription, User
 from ..models.base import utcnow
 from ..models.order import COLLECTED, METHODS, STATUSES, OrderStatus
 from ..params import InvalidParameter, encode_cursor, parse_cursor, parse_date
@@ -254,7 +254,7 @@ class Dashboard:
     success_rate: float | None
     refunded: int
     disputes: Sequence[Any]          # Rows: public_id, product_name, amount, currency, updated_at, email
-    subscriptions: list[dict[str, Any]] | None
+    subscriptions: list[dict[str, Any]]
 
 
 def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
@@ -306,29 +306,11 @@ def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
         refunded=refunded, disputes=disputes, subscriptions=active_subscriptions())
 
 
-def active_subscriptions() -> list[dict[str, Any]] | None:
-    """Active subscriptions per plan, if the subscriptions model exists (issue 6)."""
-    try:
-        from ..models.subscription import Subscription
-    except ImportError:
-        return None
-    status = getattr(Subscription, "status", None)
-    price_col = getattr(Subscription, "price_id", None)
-    if status is None:
-        return None
-    try:
-        if price_col is not None:
-            rows: list[tuple[str, int]] = [(name, n) for name, n in db.session.execute(
-                select(Product.name, func.count(Subscription.id))
-                .join(Price, Price.id == price_col).join(Product, Product.id == Price.product_id)
-                .where(status.in_(("active", "trialing", "past_due")))
-                .group_by(Product.name).order_by(Product.name))]
-        else:
-            total = db.session.execute(
-                select(func.count(Subscription.id))
-                .where(status.in_(("active", "trialing", "past_due")))).all()
-            rows = [("All plans", total[0][0])]
-    except Exception:  # noqa: BLE001 - a model still in the making must not break the dashboard
-        db.session.rollback()
-        return None
+def active_subscriptions() -> list[dict[str, Any]]:
+    """Subscriptions that still bill (active, trialing or past due), per plan."""
+    rows = db.session.execute(
+        select(Product.name, func.count(Subscription.id))
+        .join(Price, Price.id == Subscription.price_id).join(Product, Product.id == Price.product_id)
+        .where(Subscription.status.in_(("active", "trialing", "past_due")))
+        .group_by(Product.name).order_by(Product.name))
     return [{"plan": name, "count": int(n)} for name, n in rows]
