@@ -12,6 +12,7 @@ from storefront.money import (
     MAX_DIGITS,
     MoneyError,
     format_money,
+    format_or_raw,
     format_plain,
     minor_digits,
     parse_money,
@@ -35,6 +36,17 @@ def test_digits_follow_stripe():
     (1500, "kwd", "1.500 KWD"), (1234567, "bhd", "1,234.567 BHD"), (100, "gbp", "£1.00")])
 def test_format_money(amount, currency, expected):
     assert format_money(amount, currency) == expected
+
+
+def test_format_or_raw_shows_whatever_it_is_given():
+    """What pages and ledger notes use: a missing amount is blank, and an amount with a currency
+    that is not one (bad data) shows raw instead of failing the page."""
+    assert format_or_raw(123450, "usd") == format_money(123450, "usd") == "$1,234.50"
+    assert format_or_raw(1999, "CHF") == "19.99 CHF"
+    assert format_or_raw(1999, None) == "$19.99"
+    assert format_or_raw(None, "usd") == ""
+    assert format_or_raw(1999, "bitcoin") == "1999 BITCOIN"
+    assert format_or_raw(1500, "kwd", "de") == format_money(1500, "kwd", "de")
 
 
 @settings(max_examples=300, deadline=None)
