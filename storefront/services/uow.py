@@ -19,8 +19,24 @@ Three tools make that the shape of the code:
   step begins; the app does the same right after Flask-Login loads the user (its user loader),
   so a view starts with no transaction open.
 
-``tests/conftest.py``'s ``TransactionGuard`` proves it: any Stripe call made while the session
-has a transaction open fails the test, on every path.
+Where the boundary sits (decided for issue 11): **in the services**, explicitly, not in the
+gateway (a gateway that committed for its caller would hide the mistake instead of shaping the
+code) and not only in the web layer (the CLI, reconcile and webhooks call services too). Each
+service function whose next step is a Stripe call reads what it needs, copies into locals what
+it will send (a commit expires ORM objects, and touching an expired one reopens a transaction),
+calls :func:`read_then_release`, then calls Stripe; what Stripe answers is applied in a
+:func:`unit_of_work`. The user loader's release is the web layer's half: a view that reads
+nothing more can call such a service directly.
+
+Even a read matters: on PostgreSQL an idle transaction keeps its snapshot, its pooled connection
+and any row locks (``FOR UPDATE``) for as long as Stripe takes; on SQLite a written transaction
+holds the whole database's write lock (the pysqlite driver takes no lock for a bare read, so
+there the cost of a read left open is the next write silently joining it).
+
+``tests/conftest.py``'s ``TransactionGuard`` proves it: any Stripe call made while the calling
+thread has a transaction open -- read or write -- fails the test, on every path; and
+``tests/test_transactions.py`` times an unrelated write while a webhook and a buyer's page each
+wait 2 s for Stripe over real HTTP (under 100 ms; a few ms on SQLite).
 """
 from __future__ import annotations
 
