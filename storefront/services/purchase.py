@@ -28,8 +28,9 @@ from sqlalchemy import CursorResult, or_, select, update
 from ..extensions import db
 from ..models import Order, OrderTransition, Price, User
 from ..models.base import utcnow
-from ..models.order import PAYABLE as PAYABLE  # re-exported: views still read purchase.PAYABLE
-from ..models.order import SYNCABLE, OrderStatus, new_order_id
+from ..models.order import PAYABLE as PAYABLE  # re-exported: views still read these here
+from ..models.order import SYNCABLE as SYNCABLE
+from ..models.order import OrderStatus, new_order_id
 from ..stripe_gateway import GatewayError, PaymentDeclined, StripeUnavailable, get_gateway, idempotency_key
 from . import accounts, cards, fulfilment, orders
 from .errors import ServiceError, unavailable
