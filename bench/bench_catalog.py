@@ -81,19 +81,40 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, args, extra: list[str] | tuple = ()) -> dict:
-    """``extra``: more wrk arguments, e.g. ``["-H", "Cookie: session=…"]``."""
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by a process and its children (gunicorn's master and
+    workers), from Linux's /proc; 0 elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / tick
+
+
+def run_wrk(url: str, args, extra: list[str] | tuple = (), server_pid: int | None = None) -> dict:
+    """``extra``: more wrk arguments, e.g. ``["-H", "Cookie: session=…"]``. With ``server_pid``,
+    also the server's CPU time per request (``cpu_us``): unlike requests/s, it hardly moves when
+    other processes share the cores."""
     # short warm-up so both apps are measured hot
     subprocess.run(["wrk", "-t2", f"-c{args.connections}", "-d2s", *extra, url], capture_output=True,
                    check=True)
+    cpu_before = server_cpu_seconds(server_pid) if server_pid else 0.0
     out = subprocess.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
                           *extra, url], capture_output=True, text=True, check=True).stdout
+    cpu = server_cpu_seconds(server_pid) - cpu_before if server_pid else 0.0
+    requests = int(found(r"(\d+) requests in", out).group(1))
     rps = float(found(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = to_ms(found(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = to_ms(found(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(errors.group(1)) if errors else 0,
+            "cpu_us": 1e6 * cpu / requests if requests else 0.0,
             "socket_errors": socket_errors.group(1) if socket_errors else "", "raw": out}
 
 
@@ -161,8 +182,8 @@ def compare_with_hello_world(name: str, path: str, env: dict, args,
                           else f"http://127.0.0.1:{port}/", proc)
             servers[label] = (proc, f"http://127.0.0.1:{port}{url_path}")
         for _ in range(args.rounds):
-            for label, (_, url) in servers.items():
-                result = run_wrk(url, args, wrk_extra if label == name else ())
+            for label, (proc, url) in servers.items():
+                result = run_wrk(url, args, wrk_extra if label == name else (), server_pid=proc.pid)
                 rounds[label].append(result)
                 if args.show_wrk:
                     print(result["raw"])
@@ -173,22 +194,29 @@ def compare_with_hello_world(name: str, path: str, env: dict, args,
     def median(values):
         return sorted(values)[len(values) // 2]
 
-    results = {label: {key: median([r[key] for r in rs]) for key in ("rps", "p50", "p99", "non2xx")}
+    results = {label: {key: median([r[key] for r in rs])
+                       for key in ("rps", "p50", "p99", "non2xx", "cpu_us")}
                | {"socket_errors": rs[-1]["socket_errors"]} for label, rs in rounds.items()}
     for label, rs in rounds.items():
         print(f"{label:12} rounds req/s: " + ", ".join(f"{r['rps']:.0f}" for r in rs))
     print(f"gunicorn -w {args.workers} -k {args.worker_class} --threads {args.threads}; "
           f"wrk -t2 -c{args.connections} -d{args.duration}s --latency; {os.cpu_count()} CPUs; "
           f"median of {args.rounds} rounds per figure")
-    print(f"{'':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'errors':>7}")
     for label, r in results.items():
-        print(f"{label:12} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>7} {r['socket_errors']}")
+        print(f"{label:12} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['cpu_us']:>10.0f} "
+              f"{r['non2xx']:>7} {r['socket_errors']}")
     # each round's pair ran back to back, under the same background load: the median of the
     # rounds' ratios is steadier on a shared machine than the ratio of the medians
     pairs = [page["rps"] / hello["rps"] for hello, page in zip(rounds["hello-world"], rounds[name], strict=True)]
     results["ratio"] = median(pairs)
     print(f"ratio {name} / hello-world: {results['ratio']:.2f} (median of the rounds' ratios: "
           + ", ".join(f"{r:.2f}" for r in pairs) + ")")
+    # a CPU-bound sync worker serves 1 / (CPU per request) requests per CPU second
+    results["cpu_ratio"] = results["hello-world"]["cpu_us"] / max(results[name]["cpu_us"], 1e-9)
+    print(f"server CPU per request, hello-world / {name}: {results['cpu_ratio']:.2f} "
+          "(steady under background load; stricter than the req/s ratio, which wrk's own CPU "
+          "on the same cores dilutes)")
     return results
 
 

@@ -25,8 +25,8 @@ from sqlalchemy import Connection, Row, bindparam, select
 
 from ..models import Order, User, UserSession
 from ..models.base import utcnow
-from ..models.order import SETTLED
-from ..services.purchase import PAYABLE, SYNC_INTERVAL, SYNCABLE
+from ..models.order import PAYABLE, SETTLED, SYNCABLE
+from ..services.purchase import SYNC_INTERVAL
 from .helpers import format_money
 from .security import NO_STORE, static_headers
 
