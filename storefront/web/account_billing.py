@@ -3,11 +3,11 @@ invoice), invoices and the billing portal. Thin views over ``services.cards`` an
 ``services.subscriptions``; every POST carries the CSRF token (``CSRFProtect``)."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from ..services import cards, plan_changes, subscriptions
-from ..services.errors import ServiceError
+from ..services.errors import NotFound, ServiceError
 from .errors import redirect_on_error
 from .helpers import format_money, wants_json
 from .orders import checkout_return_urls, external_url
@@ -26,21 +26,10 @@ def billing_context() -> dict:
     return {"past_due_subscription": current_user.past_due_subscription}
 
 
-def _refuse(err):
-    """A service refusal: JSON for scripts, else a flash and back to the billing page."""
-    if wants_json():
-        return jsonify(error={"code": err.code, "message": err.message,
-                              "type": "invalid_request_error"}), err.status
-    if err.status == 404:
-        abort(404)
-    flash(err.message, "error")
-    return redirect(url_for("billing.index"))
-
-
 def _own(public_id: str):
     try:
         return subscriptions.own_subscription(current_user, public_id)
-    except subscriptions.SubscriptionError:
+    except NotFound:
         abort(404)
 
 
@@ -59,7 +48,7 @@ def index():
     upcoming = subscriptions.upcoming_amount(sub) if sub is not None else None
     try:
         invoice_rows, invoices_error = subscriptions.invoices(current_user), None
-    except subscriptions.SubscriptionError as err:
+    except ServiceError as err:
         invoice_rows, invoices_error = [], err.message
     return render_template("account/billing.html", subscription=sub, upcoming=upcoming,
                            plans=subscriptions.plans(), invoices=invoice_rows,
@@ -69,34 +58,31 @@ def index():
 
 @bp.post("/subscribe/<lookup_key>")
 @login_required
+@redirect_on_error("billing.index")
 def subscribe(lookup_key: str):
     """Start a plan: pay on our page (the first invoice's pay page) or through Checkout."""
-    try:
-        if request.form.get("method") == "checkout":
-            _order, url = subscriptions.start_checkout(current_user, lookup_key,
-                                                       return_urls=checkout_return_urls)
-            return redirect(url, code=303)
-        order = subscriptions.subscribe(current_user, lookup_key,
-                                        attempt=request.form.get("attempt")
-                                        or subscriptions.new_attempt_nonce())
-    except subscriptions.SubscriptionError as err:
-        return _refuse(err)
+    if request.form.get("method") == "checkout":
+        _order, url = subscriptions.start_checkout(current_user, lookup_key,
+                                                   return_urls=checkout_return_urls)
+        return redirect(url, code=303)
+    order = subscriptions.subscribe(current_user, lookup_key,
+                                    attempt=request.form.get("attempt")
+                                    or subscriptions.new_attempt_nonce())
     return redirect(url_for("pay.page", public_id=order.public_id), code=303)
 
 
 @bp.get("/subscription/<public_id>/change/<lookup_key>")
 @login_required
+@redirect_on_error("billing.index")
 def change_preview(public_id: str, lookup_key: str):
     sub = _own(public_id)
-    try:
-        preview = plan_changes.preview_change(sub, lookup_key)
-    except subscriptions.SubscriptionError as err:
-        return _refuse(err)
+    preview = plan_changes.preview_change(sub, lookup_key)
     return render_template("account/change_plan.html", subscription=sub, preview=preview)
 
 
 @bp.post("/subscription/<public_id>/change")
 @login_required
+@redirect_on_error("billing.index")
 def change(public_id: str):
     """Confirm a preview: only its signed token says what changes (plan, ``proration_date``,
     amount); a stale one shows a fresh preview (409) and changes nothing."""
@@ -104,9 +90,9 @@ def change(public_id: str):
     try:
         result = plan_changes.change_plan(sub, request.form.get("preview"))
     except plan_changes.PreviewStale as err:
+        if wants_json():
+            raise  # the JSON error shape, from web/errors.py
         return _stale_preview(sub, err)
-    except subscriptions.SubscriptionError as err:
-        return _refuse(err)
     if result.unpaid_order is not None:
         order = result.unpaid_order
         flash(f"Your plan has changed. The difference of {format_money(order.amount, order.currency)} "
@@ -124,15 +110,12 @@ def change(public_id: str):
     return redirect(url_for("billing.index"), code=303)
 
 
-def _stale_preview(sub, err: subscriptions.SubscriptionError):
+def _stale_preview(sub, err: ServiceError):
     """Prices changed (or the preview expired or was altered): show today's preview for the
     plan the form named, to review again; nothing was changed."""
-    if wants_json():
-        return jsonify(error={"code": err.code, "message": err.message,
-                              "type": "invalid_request_error"}), err.status
     try:
         fresh = plan_changes.preview_change(sub, (request.form.get("plan") or "")[:100])
-    except subscriptions.SubscriptionError:
+    except ServiceError:
         flash(err.message, "warning")
         return redirect(url_for("billing.index"), code=303)
     return render_template("account/change_plan.html", subscription=sub, preview=fresh,
@@ -141,13 +124,10 @@ def _stale_preview(sub, err: subscriptions.SubscriptionError):
 
 @bp.post("/subscription/<public_id>/cancel")
 @login_required
+@redirect_on_error("billing.index")
 def cancel(public_id: str):
-    sub = _own(public_id)
-    try:
-        sub = subscriptions.cancel_at_period_end(sub, attempt=request.form.get("attempt")
-                                                   or subscriptions.new_attempt_nonce())
-    except subscriptions.SubscriptionError as err:
-        return _refuse(err)
+    sub = subscriptions.cancel_at_period_end(_own(public_id), attempt=request.form.get("attempt")
+                                             or subscriptions.new_attempt_nonce())
     when = sub.current_period_end.strftime("%Y-%m-%d") if sub.current_period_end else "the period end"
     flash(f"Your subscription will end on {when}. You can resume it until then.", "info")
     return redirect(url_for("billing.index"), code=303)
@@ -155,28 +135,22 @@ def cancel(public_id: str):
 
 @bp.post("/subscription/<public_id>/resume")
 @login_required
+@redirect_on_error("billing.index")
 def resume(public_id: str):
-    sub = _own(public_id)
-    try:
-        subscriptions.resume(sub, attempt=request.form.get("attempt")
-                             or subscriptions.new_attempt_nonce())
-    except subscriptions.SubscriptionError as err:
-        return _refuse(err)
+    subscriptions.resume(_own(public_id), attempt=request.form.get("attempt")
+                         or subscriptions.new_attempt_nonce())
     flash("Your subscription will renew as usual.", "success")
     return redirect(url_for("billing.index"), code=303)
 
 
 @bp.post("/subscription/<public_id>/cancel-now")
 @login_required
+@redirect_on_error("billing.index")
 def cancel_now(public_id: str):
     """Admins only: end a subscription immediately (buyers get 404, as for a missing one)."""
     if not current_user.is_admin:
         abort(404)
-    sub = _own(public_id)
-    try:
-        subscriptions.admin_cancel_now(current_user, sub)
-    except subscriptions.SubscriptionError as err:
-        return _refuse(err)
+    subscriptions.admin_cancel_now(current_user, _own(public_id))
     flash("The subscription was canceled now.", "success")
     return redirect(request.referrer if request.referrer and
                     request.referrer.startswith(request.host_url) else url_for("billing.index"),
@@ -185,23 +159,18 @@ def cancel_now(public_id: str):
 
 @bp.post("/subscription/<public_id>/pay")
 @login_required
+@redirect_on_error("billing.index")
 def pay_overdue(public_id: str):
     """The past-due banner's button: the open invoice's pay page (another card, 3-D Secure)."""
-    sub = _own(public_id)
-    try:
-        order = subscriptions.open_invoice_order(sub)
-    except subscriptions.SubscriptionError as err:
-        return _refuse(err)
+    order = subscriptions.open_invoice_order(_own(public_id))
     return redirect(url_for("pay.page", public_id=order.public_id), code=303)
 
 
 @bp.post("/billing/portal")
 @login_required
+@redirect_on_error("billing.index")
 def portal():
-    try:
-        url = subscriptions.portal_url(current_user, external_url("billing.index"))
-    except subscriptions.SubscriptionError as err:
-        return _refuse(err)
+    url = subscriptions.portal_url(current_user, external_url("billing.index"))
     return redirect(url, code=303)
 
 

@@ -125,33 +125,26 @@ def order(public_id: str):
 
 
 @bp.post("/orders/<public_id>/refund")
+@redirect_on_error("admin.order", "public_id", not_found_page=False)
 def refund(public_id: str):
     """Step 1: the exact amount and card to confirm; nothing is refunded yet."""
     order = _order(public_id)
-    try:
-        review = refunds.review_refund(order, amount_text=request.form.get("amount"),
-                                       reason=request.form.get("reason"),
-                                       note=request.form.get("note"), admin=current_user)
-    except refunds.RefundError as err:
-        flash(str(err), "error")
-        return redirect(url_for("admin.order", public_id=public_id))
+    review = refunds.review_refund(order, amount_text=request.form.get("amount"),
+                                   reason=request.form.get("reason"),
+                                   note=request.form.get("note"), admin=current_user)
     return render_template("admin/refund_confirm.html", review=review, order=order)
 
 
 @bp.post("/orders/<public_id>/refund/confirm")
+@redirect_on_error("admin.order", "public_id", not_found_page=False)
 def refund_confirm(public_id: str):
     """Step 2: refund what step 1 showed (a signed token), once."""
     order = _order(public_id)
-    try:
-        result = refunds.confirm_refund(order, request.form.get("confirmation"),
-                                        admin=current_user)
-    except refunds.RefundError as err:
-        flash(str(err), "error")
+    result = refunds.confirm_refund(order, request.form.get("confirmation"), admin=current_user)
+    if result.duplicate:
+        flash("That refund was already submitted; nothing more was refunded.", "info")
     else:
-        if result.duplicate:
-            flash("That refund was already submitted; nothing more was refunded.", "info")
-        else:
-            flash("Refund sent to Stripe. The order changes when Stripe confirms it.", "success")
+        flash("Refund sent to Stripe. The order changes when Stripe confirms it.", "success")
     return redirect(url_for("admin.order", public_id=public_id))
 
 

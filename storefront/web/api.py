@@ -52,13 +52,8 @@ def create_checkout_session():
     if not isinstance(price_id, str) or not PRICE_ID.fullmatch(price_id):
         return error_response(400, "invalid_price_id",
                               "priceId must be a Stripe price id such as price_123.")
-    try:
-        price = purchase.price_for_stripe_id(price_id)
-        order, url = purchase.start_checkout(current_user, price,
-                                             return_urls=checkout_return_urls)
-    except purchase.PurchaseError as err:
-        error_type = "api_error" if err.status >= 500 else "invalid_request_error"
-        return error_response(err.status, err.code, err.message, error_type)
+    price = purchase.price_for_stripe_id(price_id)  # a refusal answers through web/errors.py
+    order, url = purchase.start_checkout(current_user, price, return_urls=checkout_return_urls)
     return jsonify(url=url, sessionId=order.stripe_checkout_session_id)
 
 

@@ -21,6 +21,7 @@ from ..models import Order, User, UserSession
 from ..services import purchase
 from ..services.accounts import sign_in_max_age
 from . import order_status
+from .errors import redirect_on_error
 from .order_status import BUYER_STATUS, OrderFacts, buyer_message  # noqa: F401 - their old home
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
@@ -154,14 +155,10 @@ def checkout_canceled(public_id: str):
 
 @bp.post("/<public_id>/cancel")
 @login_required
+@redirect_on_error("orders.show", "public_id", not_found_page=False)
 def cancel(public_id: str):
     """Cancel an unpaid Checkout order: the session is expired at Stripe, the order canceled."""
-    order = own_order(public_id)
-    try:
-        order = purchase.cancel_checkout(order)
-    except purchase.PurchaseError as err:
-        flash(err.message, "error")
-        return redirect(url_for("orders.show", public_id=public_id))
+    order = purchase.cancel_checkout(own_order(public_id))
     if order.status == "canceled":
         flash("Checkout canceled. You have not been charged.", "info")
         return redirect(url_for("shop.review", lookup_key=order.lookup_key))

@@ -15,6 +15,7 @@ from flask import (
 from flask_login import current_user, login_required
 
 from ..services import catalog, purchase, testcards
+from ..services.errors import ServiceError
 from . import page_cache
 from .orders import checkout_return_urls
 
@@ -66,7 +67,7 @@ def buy(lookup_key: str):
             return redirect(url, code=303)
         order = purchase.start_payment(current_user, lookup_key,
                                        save_card=request.form.get("save_card") == "1")
-    except purchase.PurchaseError as err:
+    except ServiceError as err:  # re-render the form with the message
         flash(err.message, "error")
         return render_template("shop/buy.html", price=price), err.status
     return redirect(url_for("pay.page", public_id=order.public_id), code=303)
