@@ -21,7 +21,6 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from ..services.errors import ServiceError
 from ..stripe_gateway import GatewayError
 from .helpers import wants_json
-from .params import InvalidParameter
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +120,6 @@ def register(app: Flask) -> None:
     def gateway_error(err: GatewayError):
         return error_response(err.http_status if err.http_status >= 400 else 502, err.code,
                               err.user_message, "payment_provider_error")
-
-    @app.errorhandler(InvalidParameter)
-    def invalid_parameter(err: InvalidParameter):
-        return error_response(400, "invalid_parameter", err.message)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
