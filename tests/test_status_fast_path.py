@@ -7,6 +7,7 @@ The catalog page cache (web/page_cache.py): it replays the response Flask finish
 all."""
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -77,6 +78,12 @@ def _token(app, client, public_id: str) -> str:
 
 #: what Flask-Login answers a poll without a usable sign-in (login_required)
 REFUSED = (302, 401)
+
+
+def _signed(key: str, salt: str, claim: list) -> str:
+    """A token as ours are made (same digest), with another key or salt."""
+    return URLSafeTimedSerializer(key, salt=salt,
+                                  signer_kwargs={"digest_method": hashlib.sha256}).dumps(claim)
 
 
 def _poll(client, public_id: str, token: str | None, **headers):
@@ -198,20 +205,21 @@ def test_foreign_forged_and_expired_tokens_are_refused(app, client, auth, catalo
     token = _token(app, client, mine)
     stranger = app.test_client()
     assert _poll(stranger, mine, token).status_code == 200 and view_calls == []
+    claim = order_status.tokens(app).serializer.loads(token)
 
     refused = {
         "another order's token": (theirs, token),
-        "a forged token": (mine, URLSafeTimedSerializer("not-our-key", salt=order_status.TOKEN_SALT)
-                           .dumps(order_status.tokens(app).serializer.loads(token))),
-        "another salt": (mine, URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="other")
-                         .dumps(order_status.tokens(app).serializer.loads(token))),
+        "a forged token": (mine, _signed("not-our-key", order_status.TOKEN_SALT, claim)),
+        "another salt": (mine, _signed(app.config["SECRET_KEY"], "another-salt", claim)),
         "a tampered token": (mine, token[:-2] + ("AA" if token[-2:] != "AA" else "BB")),
         "garbage": (mine, "not.a.token"),
+        # well signed, but naming their order with my sign-in: the owner check refuses it
+        "a token for an order not the buyer's": (theirs, order_status.tokens(app).issue(
+            theirs, claim[1], claim[2])),
     }
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() - 2 * 86400)
-    refused["an expired token"] = (mine, order_status.tokens(app).issue(*order_status.tokens(app)
-                                                                        .serializer.loads(token)))
+    refused["an expired token"] = (mine, order_status.tokens(app).issue(*claim))
     monkeypatch.setattr(time, "time", real_time)
     for what, (public_id, bad) in refused.items():
         calls = len(view_calls)

@@ -12,6 +12,7 @@ the URL's). Without a usable token the view falls back to the session, as any pa
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -58,7 +59,8 @@ class StatusTokens:
 
     def __init__(self, config: Mapping[str, Any]):
         keys = [*(config.get("SECRET_KEY_FALLBACKS") or ()), config["SECRET_KEY"]]  # newest last
-        self.serializer = URLSafeTimedSerializer(keys, salt=TOKEN_SALT)
+        self.serializer = URLSafeTimedSerializer(keys, salt=TOKEN_SALT,
+                                                 signer_kwargs={"digest_method": hashlib.sha256})
         self.max_age = int(TOKEN_MAX_AGE.total_seconds())
         self._verified: dict[str, tuple[StatusClaim, float]] = {}
         self._lock = threading.Lock()
