@@ -32,7 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_template_helpers(app)
     register_errorhandlers(app)
     register_commands(app)
-    register_page_cache(app)
+    register_wsgi_layers(app)
     return app
 
 
@@ -107,13 +107,15 @@ def register_errorhandlers(app: Flask) -> None:
     register(app)
 
 
-def register_page_cache(app: Flask) -> None:
+def register_wsgi_layers(app: Flask) -> None:
+    """The WSGI layers around Flask, innermost first: the anonymous catalog cache (replays
+    Flask's finished response), the status poll's fast path (its token, no sync due), and
+    outermost the host guard (an untrusted Host never reaches the others)."""
     from .services.catalog import catalog_rows
-    from .web import page_cache, status_fast_path
+    from .web import page_cache, security, status_fast_path
     page_cache.install(app, catalog_rows)
-    status_fast_path.install(app)  # GET /orders/<id>/status when no Stripe sync is due
-    from .web import security
-    security.install_host_guard(app)  # outermost: an untrusted Host never reaches the above
+    status_fast_path.install(app)
+    security.install_host_guard(app)
 
 
 def register_commands(app: Flask) -> None:
