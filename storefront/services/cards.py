@@ -24,7 +24,7 @@ from ..models import Subscription, User
 from ..models.subscription import LIVE_STATUSES
 from ..stripe_gateway import GatewayError, StripeNotFound, get_gateway, idempotency_key
 from . import accounts
-from .errors import NotFound, ServiceError, unavailable
+from .errors import NotFound, unavailable
 from .uow import read_then_release
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,6 @@ SETUP_INTENT_ID = re.compile(r"seti_[A-Za-z0-9_]{1,250}")
 
 _cache: dict[str, tuple[float, list[Card]]] = {}  # by Stripe customer id
 _cache_lock = threading.Lock()
-
-
-#: what a card action raises (kept for ``purchase``'s ``except cards.CardError`` until it
-#: catches :class:`ServiceError` itself)
-CardError = ServiceError
 
 
 def _not_found() -> NotFound:
@@ -81,7 +76,7 @@ def invalidate(user: User) -> None:
 
 
 def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
-    """The buyer's cards at Stripe, default first. Raises :class:`ServiceError` if Stripe is down."""
+    """The buyer's cards at Stripe, default first. Raises :class:`.errors.ServiceError` if Stripe is down."""
     if not user.stripe_customer_id:
         return []
     now = time.monotonic()

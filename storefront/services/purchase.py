@@ -194,7 +194,7 @@ def pay_with_saved_card(user: User, order: Order, payment_method_id: str, *, att
     read_then_release()
     try:  # the one ownership check for a card: 404 if unknown, 503 if Stripe is down
         cards.own_card(user, payment_method_id)
-    except cards.CardError as err:
+    except ServiceError as err:
         message = err.message if err.status == 404 else f"{err.message} Nothing was charged."
         raise PurchaseError(message, code=err.code, status=err.status) from err
     gateway = get_gateway()
