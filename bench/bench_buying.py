@@ -23,6 +23,7 @@ webhooks
     buyer's balance equal to the sum of their orders' points, every event stored once and
     processed. Target: >= 300 events/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,6 +71,7 @@ def store_app(env: dict):
     try:
         from storefront import create_app
         from storefront.extensions import db
+
         app = create_app()
         with app.app_context():
             yield app
@@ -85,10 +87,17 @@ def make_buyers(count: int) -> list:
 
     from storefront.extensions import db
     from storefront.models import User
+
     password_hash = generate_password_hash(PASSWORD, method="scrypt")  # once, not per buyer
-    users = [User(email=f"bench-buyer-{i}@example.com", name=f"Bench Buyer {i}",
-                  password_hash=password_hash, stripe_customer_id=f"cus_bench_{i}")
-             for i in range(count)]
+    users = [
+        User(
+            email=f"bench-buyer-{i}@example.com",
+            name=f"Bench Buyer {i}",
+            password_hash=password_hash,
+            stripe_customer_id=f"cus_bench_{i}",
+        )
+        for i in range(count)
+    ]
     db.session.add_all(users)
     db.session.commit()
     return users
@@ -101,18 +110,29 @@ def make_orders(users: list, count: int, *, status: str, lookup_key: str = "poin
     from storefront.models import Order, Price
     from storefront.models.base import utcnow
     from storefront.models.order import new_order_id
+
     price = db.session.scalar(select(Price).where(Price.lookup_key == lookup_key))
     if price is None:
         raise SystemExit(f"no price {lookup_key!r} in the catalog: seed the store first")
     orders = []
     for i in range(count):
         public_id = new_order_id()
-        orders.append(Order(
-            public_id=public_id, user_id=users[i % len(users)].id, price_id=price.id,
-            lookup_key=price.lookup_key, product_name=price.product.name,
-            points=price.product.points, amount=price.unit_amount, currency=price.currency,
-            method="payment_element", status=status, stripe_payment_intent_id=f"pi_bench_{public_id}",
-            paid_at=utcnow() if status == "paid" else None))
+        orders.append(
+            Order(
+                public_id=public_id,
+                user_id=users[i % len(users)].id,
+                price_id=price.id,
+                lookup_key=price.lookup_key,
+                product_name=price.product.name,
+                points=price.product.points,
+                amount=price.unit_amount,
+                currency=price.currency,
+                method="payment_element",
+                status=status,
+                stripe_payment_intent_id=f"pi_bench_{public_id}",
+                paid_at=utcnow() if status == "paid" else None,
+            )
+        )
     db.session.add_all(orders)
     db.session.commit()
     return orders
@@ -120,27 +140,28 @@ def make_orders(users: list, count: int, *, status: str, lookup_key: str = "poin
 
 # --- the status poll -----------------------------------------------------------------------------
 
+
 def log_in(app, email: str) -> int:
     """Log in through the real form (CSRF and all); the id of the sign-in row it made."""
     from sqlalchemy import func, select
 
     from storefront.extensions import db
     from storefront.models import User, UserSession
+
     client = app.test_client()
     headers = {"User-Agent": USER_AGENT}
     page = client.get("/login", headers=headers).get_data(as_text=True)
     token = found(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
-    answer = client.post("/login", data={"email": email, "password": PASSWORD,
-                                         "csrf_token": token}, headers=headers)
+    answer = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token}, headers=headers)
     assert answer.status_code == 302, f"log-in failed ({answer.status_code})"
-    return db.session.execute(select(func.max(UserSession.id)).join(User)
-                              .where(User.email == email)).scalar_one()
+    return db.session.execute(select(func.max(UserSession.id)).join(User).where(User.email == email)).scalar_one()
 
 
 def status_token(app, order, sign_in_id: int) -> str:
     """The token the order page would embed (it embeds one while the order is open; the bench
     polls a paid order, so it asks the app's own token maker for it)."""
     from storefront.web import order_status
+
     return order_status.tokens(app).issue(order.public_id, order.user_id, sign_in_id)
 
 
@@ -149,6 +170,7 @@ def queries_per_status_poll(app, headers: dict, path: str) -> tuple[list[str], d
     from sqlalchemy import event
 
     from storefront.extensions import db
+
     seen: list[str] = []
     answers = []
     engine = db.engine
@@ -177,26 +199,32 @@ def bench_status(args) -> bool:
             (buyer,) = make_buyers(1)
             (order,) = make_orders([buyer], 1, status="paid")
             path = f"/orders/{order.public_id}/status"
-            headers = {"Authorization": f"Bearer {status_token(app, order, log_in(app, buyer.email))}",
-                       "User-Agent": USER_AGENT, "Accept": "application/json"}
+            headers = {
+                "Authorization": f"Bearer {status_token(app, order, log_in(app, buyer.email))}",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            }
             queries, body = queries_per_status_poll(app, headers, path)
         print(f"GET {path} -> {json.dumps(body)}")
         print(f"DB queries per poll: {len(queries)}")
         for sql in queries:
             print("   ", " ".join(sql.split())[:110])
         results = compare_with_hello_world(
-            "status", path, env, args,
-            wrk_extra=[arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")])
+            "status",
+            path,
+            env,
+            args,
+            wrk_extra=[arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")],
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    ok = (results["ratio"] >= 0.7 and results["status"]["non2xx"] == 0 and body["status"] == "paid"
-          and len(queries) == 1)
-    print("target: status poll >= 0.70x hello-world, 1 query, no errors ->",
-          "met" if ok else "NOT met")
+    ok = results["ratio"] >= 0.7 and results["status"]["non2xx"] == 0 and body["status"] == "paid" and len(queries) == 1
+    print("target: status poll >= 0.70x hello-world, 1 query, no errors ->", "met" if ok else "NOT met")
     return ok
 
 
 # --- the webhook burst ---------------------------------------------------------------------------
+
 
 def signed(payload: bytes, secret: str, timestamp: int) -> str:
     """A ``Stripe-Signature`` header, computed as Stripe does."""
@@ -205,14 +233,28 @@ def signed(payload: bytes, secret: str, timestamp: int) -> str:
 
 
 def succeeded_event(order, created: int) -> bytes:
-    pi = {"id": order.stripe_payment_intent_id, "object": "payment_intent",
-          "amount": order.amount, "amount_received": order.amount, "currency": order.currency,
-          "status": "succeeded", "latest_charge": "ch_" + order.stripe_payment_intent_id[3:],
-          "metadata": {"order_id": order.public_id}, "livemode": False}
-    event = {"id": "evt_" + order.stripe_payment_intent_id[3:], "object": "event",
-             "api_version": "2026-10-28.endive", "created": created, "livemode": False,
-             "pending_webhooks": 1, "type": "payment_intent.succeeded",
-             "data": {"object": pi}, "request": {"id": None, "idempotency_key": None}}
+    pi = {
+        "id": order.stripe_payment_intent_id,
+        "object": "payment_intent",
+        "amount": order.amount,
+        "amount_received": order.amount,
+        "currency": order.currency,
+        "status": "succeeded",
+        "latest_charge": "ch_" + order.stripe_payment_intent_id[3:],
+        "metadata": {"order_id": order.public_id},
+        "livemode": False,
+    }
+    event = {
+        "id": "evt_" + order.stripe_payment_intent_id[3:],
+        "object": "event",
+        "api_version": "2026-10-28.endive",
+        "created": created,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "type": "payment_intent.succeeded",
+        "data": {"object": pi},
+        "request": {"id": None, "idempotency_key": None},
+    }
     return json.dumps(event, separators=(",", ":")).encode()
 
 
@@ -222,9 +264,16 @@ def post_all(port: int, deliveries: list[tuple[bytes, str]], senders: int) -> tu
         for attempt in range(3):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             try:
-                connection.request("POST", "/api/stripe/webhook", body=body, headers={
-                    "Content-Type": "application/json", "Stripe-Signature": signature,
-                    "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})
+                connection.request(
+                    "POST",
+                    "/api/stripe/webhook",
+                    body=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Stripe-Signature": signature,
+                        "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                    },
+                )
                 response = connection.getresponse()
                 response.read()
                 return response.status
@@ -252,23 +301,35 @@ def check_exactly_once(n_orders: int) -> list[str]:
 
     from storefront.extensions import db
     from storefront.models import Order, OrderTransition, PointsEntry, StripeEvent, User
+
     problems = []
     count = lambda q: db.session.scalar(q)  # noqa: E731
     paid = count(select(func.count(Order.id)).where(Order.status == "paid"))
     if paid != n_orders:
         problems.append(f"{paid} of {n_orders} orders paid")
     moves = count(select(func.count(OrderTransition.id)).where(OrderTransition.to_status == "paid"))
-    twice = count(select(func.count()).select_from(
-        select(OrderTransition.order_id).where(OrderTransition.to_status == "paid")
-        .group_by(OrderTransition.order_id).having(func.count() > 1).subquery()))
+    twice = count(
+        select(func.count()).select_from(
+            select(OrderTransition.order_id)
+            .where(OrderTransition.to_status == "paid")
+            .group_by(OrderTransition.order_id)
+            .having(func.count() > 1)
+            .subquery()
+        )
+    )
     if moves != n_orders or twice:
         problems.append(f"{moves} '-> paid' transitions, {twice} orders paid more than once")
     entries = count(select(func.count(PointsEntry.id)).where(PointsEntry.reason == "purchase"))
     if entries != n_orders:
         problems.append(f"{entries} purchase entries in the ledger, expected {n_orders}")
-    wrong = count(select(func.count(User.id)).where(User.points_balance != select(
-        func.coalesce(func.sum(PointsEntry.amount), 0)).where(PointsEntry.user_id == User.id)
-        .scalar_subquery()))
+    wrong = count(
+        select(func.count(User.id)).where(
+            User.points_balance
+            != select(func.coalesce(func.sum(PointsEntry.amount), 0))
+            .where(PointsEntry.user_id == User.id)
+            .scalar_subquery()
+        )
+    )
     if wrong:
         problems.append(f"{wrong} buyers' balance differs from their ledger")
     stored = count(select(func.count(StripeEvent.id)))
@@ -283,6 +344,7 @@ def throwaway_postgres(server_url: str, name: str):
     """A fresh database ``name`` on the server of ``server_url``; dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
+
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -300,10 +362,12 @@ def webhook_server_args(args) -> argparse.Namespace:
     much of its time waiting on PostgreSQL's commit, so more processes than cores overlap
     those waits; processes beat threads here (no GIL contention)."""
     if args.webhook_threads <= 1:
-        return argparse.Namespace(**{**vars(args), "workers": args.webhook_workers,
-                                     "worker_class": "sync", "threads": 1})
-    return argparse.Namespace(**{**vars(args), "workers": args.webhook_workers,
-                                 "worker_class": "gthread", "threads": args.webhook_threads})
+        return argparse.Namespace(
+            **{**vars(args), "workers": args.webhook_workers, "worker_class": "sync", "threads": 1}
+        )
+    return argparse.Namespace(
+        **{**vars(args), "workers": args.webhook_workers, "worker_class": "gthread", "threads": args.webhook_threads}
+    )
 
 
 def bench_webhooks(args) -> bool:
@@ -335,34 +399,50 @@ def bench_webhooks(args) -> bool:
 
     accepted = statuses.get(200, 0)
     served = webhook_server_args(args)
-    print(f"gunicorn -w {served.workers} -k {served.worker_class} --threads {served.threads}; "
-          f"PostgreSQL; {args.senders} concurrent senders; {os.cpu_count()} CPUs")
-    print(f"{len(deliveries)} deliveries ({n} distinct events + {duplicates} re-deliveries) "
-          f"in {elapsed:.2f} s; answers: {dict(sorted(statuses.items()))}")
-    print(f"accepted: {accepted / elapsed:,.0f} deliveries/s, {n / elapsed:,.0f} distinct events/s "
-          f"(signature checked, stored, applied; p/delivery {1000 * elapsed / len(deliveries):.2f} ms)")
-    print("exactly once:", "; ".join(problems) if problems else
-          f"every order paid once, {n} purchase entries in the ledger, balances match, "
-          f"{n} events stored and processed")
+    print(
+        f"gunicorn -w {served.workers} -k {served.worker_class} --threads {served.threads}; "
+        f"PostgreSQL; {args.senders} concurrent senders; {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{len(deliveries)} deliveries ({n} distinct events + {duplicates} re-deliveries) "
+        f"in {elapsed:.2f} s; answers: {dict(sorted(statuses.items()))}"
+    )
+    print(
+        f"accepted: {accepted / elapsed:,.0f} deliveries/s, {n / elapsed:,.0f} distinct events/s "
+        f"(signature checked, stored, applied; p/delivery {1000 * elapsed / len(deliveries):.2f} ms)"
+    )
+    print(
+        "exactly once:",
+        "; ".join(problems)
+        if problems
+        else f"every order paid once, {n} purchase entries in the ledger, balances match, "
+        f"{n} events stored and processed",
+    )
     ok = not problems and accepted == len(deliveries) and n / elapsed >= 300
     print("target: >= 300 events/s, exactly once ->", "met" if ok else "NOT met")
     return ok
 
 
 def main() -> int:
-    parser = server_options(argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    parser = server_options(
+        argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    )
     parser.add_argument("which", nargs="?", choices=("status", "webhooks", "all"), default="all")
     parser.add_argument("--events", type=int, default=2000, help="distinct events (= orders)")
     parser.add_argument("--duplicates", type=int, default=200, help="re-deliveries among them")
     parser.add_argument("--senders", type=int, default=32, help="concurrent webhook senders")
-    parser.add_argument("--webhook-workers", type=int, default=4,
-                        help="gunicorn workers for the webhook burst")
-    parser.add_argument("--webhook-threads", type=int, default=1,
-                        help="gthread threads per worker for the webhook burst (1: sync workers)")
-    parser.add_argument("--postgres", default=os.environ.get(
-        "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-        help="a PostgreSQL server (any database on it) where a throw-away database is made")
+    parser.add_argument("--webhook-workers", type=int, default=4, help="gunicorn workers for the webhook burst")
+    parser.add_argument(
+        "--webhook-threads",
+        type=int,
+        default=1,
+        help="gthread threads per worker for the webhook burst (1: sync workers)",
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+        help="a PostgreSQL server (any database on it) where a throw-away database is made",
+    )
     args = parser.parse_args()
     if args.which in ("status", "all") and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")

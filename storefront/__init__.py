@@ -1,4 +1,5 @@
 """Storefront: a small Flask shop selling plans and points packs through Stripe."""
+
 from __future__ import annotations
 
 import logging
@@ -47,7 +48,7 @@ def register_extensions(app: Flask) -> None:
     from .extensions import csrf, db, limiter, login_manager, migrate
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
-        Path(app.config["SQLALCHEMY_DATABASE_URI"][len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(app.config["SQLALCHEMY_DATABASE_URI"][len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
@@ -64,6 +65,7 @@ def register_extensions(app: Flask) -> None:
     def load_user(user_id: str):  # the session's or the remember-me cookie's User.get_id()
         from .services.accounts import sign_in_max_age, user_for_session
         from .services.uow import read_then_release
+
         user = user_for_session(user_id, sign_in_max_age(app.config))
         read_then_release()  # the view starts with no transaction open (it may call Stripe)
         return user
@@ -72,20 +74,23 @@ def register_extensions(app: Flask) -> None:
 def register_security(app: Flask) -> None:
     """Headers, trusted hosts, strict ids and JSON limits (before the blueprints register)."""
     from .web import security
+
     security.register(app)
 
 
 def register_stripe(app: Flask) -> None:
     from .stripe_gateway import init_gateway
+
     init_gateway(app)
 
 
 def register_blueprints(app: Flask) -> None:
     from .web import account, admin, api, auth, orders, pay, shop, webhooks
-    for blueprint in (shop.bp, auth.bp, account.bp, orders.bp, pay.bp, api.bp, webhooks.bp,
-                      admin.bp):
+
+    for blueprint in (shop.bp, auth.bp, account.bp, orders.bp, pay.bp, api.bp, webhooks.bp, admin.bp):
         app.register_blueprint(blueprint)
     from .web import account_billing  # saved cards, subscriptions, invoices
+
     app.register_blueprint(account_billing.bp)
 
 
@@ -104,6 +109,7 @@ def register_template_helpers(app: Flask) -> None:
 
 def register_errorhandlers(app: Flask) -> None:
     from .web.errors import register
+
     register(app)
 
 
@@ -113,6 +119,7 @@ def register_wsgi_layers(app: Flask) -> None:
     outermost the host guard (an untrusted Host never reaches the others)."""
     from .services.catalog import catalog_rows
     from .web import page_cache, security, status_fast_path
+
     page_cache.install(app, catalog_rows)
     status_fast_path.install(app)
     security.install_host_guard(app)
@@ -120,6 +127,7 @@ def register_wsgi_layers(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from .cli import register
+
     register(app)
     try:
         from stripe_sandbox.cli import sandbox_cli

@@ -1,4 +1,5 @@
 """flask commands: init-db, catalog sync, create-admin, seed-demo, reconcile, replay-event."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,6 +16,7 @@ DEMO_BUYER = ("buyer@example.com", "Demo Buyer", "buyer-demo-pass-2024")
 
 def run_migrations() -> None:
     from flask_migrate import upgrade
+
     upgrade()
 
 
@@ -36,14 +38,20 @@ def catalog_cli() -> None:
 
 
 @catalog_cli.command("sync")
-@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Catalog file (default: storefront/catalog.toml or $CATALOG_PATH).")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Catalog file (default: storefront/catalog.toml or $CATALOG_PATH).",
+)
 @click.option("--db-only", is_flag=True, help="Load into the database without talking to Stripe.")
 @with_appcontext
 def catalog_sync_command(path: str | None, db_only: bool) -> None:
     """Load the catalog file into the DB and sync Stripe products/prices by lookup_key."""
     from .services.catalog import CatalogError, sync_catalog
     from .stripe_gateway import GatewayError
+
     try:
         db_report, stripe_report = sync_catalog(path, to_stripe=not db_only)
     except CatalogError as err:
@@ -65,6 +73,7 @@ def catalog_sync_command(path: str | None, db_only: bool) -> None:
 def create_admin_command(email: str, password: str | None, name: str | None) -> None:
     """Create an admin user, or make an existing user an admin."""
     from .services.accounts import AccountError, create_or_promote_admin, email_exists
+
     if password is None and not email_exists(email):
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
@@ -105,9 +114,12 @@ def stripe_cli() -> None:
 
 @stripe_cli.command("register-webhook")
 @click.argument("url")
-@click.option("--secret-file", type=click.Path(dir_okay=False), default=None,
-              help="Write the endpoint's signing secret to this file (mode 600) instead of "
-                   "printing it.")
+@click.option(
+    "--secret-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the endpoint's signing secret to this file (mode 600) instead of printing it.",
+)
 @with_appcontext
 def register_webhook_command(url: str, secret_file: str | None) -> None:
     """Register URL (e.g. https://shop.example/api/stripe/webhook) as a webhook endpoint."""
@@ -128,12 +140,18 @@ def register_webhook_command(url: str, secret_file: str | None) -> None:
 
 
 @click.command("reconcile")
-@click.option("--days", default=3, show_default=True, type=click.IntRange(1, 90),
-              help="How many days of Stripe objects to compare with our orders.")
+@click.option(
+    "--days",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 90),
+    help="How many days of Stripe objects to compare with our orders.",
+)
 @with_appcontext
 def reconcile_command(days: int) -> None:
     """Repair orders a lost webhook left behind (applies Stripe's state; prints changes)."""
     from .services.reconcile import ReconcileError, reconcile
+
     try:
         report = reconcile(days)
     except ReconcileError as err:
@@ -152,6 +170,7 @@ def replay_event_command(event_id: str) -> None:
     """Run a stored Stripe event's handler again (EVENT_ID: evt_...)."""
     from .models import StripeEvent
     from .services.webhooks import process
+
     row = db.session.scalar(db.select(StripeEvent).where(StripeEvent.stripe_id == event_id))
     if row is None:
         raise click.ClickException(f"No stored event {event_id}.")

@@ -15,6 +15,7 @@ long random one, and sandbox mode without one generates a random key once and ke
 
 Nothing here runs at import time; ``create_app`` calls ``load_settings``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,10 +32,18 @@ SANDBOX_SECRET_KEY = "sk_test_sandbox"  # noqa: S105 - the sandbox accepts any s
 SANDBOX_PUBLISHABLE_KEY = "pk_test_sandbox"
 STRIPE_DEFAULT_JS_URL = "https://js.stripe.com/v3/"
 #: Keys published in this repository (old defaults, tests, benchmarks): refused in every mode.
-PUBLISHED_SECRET_KEYS = frozenset({
-    "dev-only-not-secret-change-me", "test-secret-key", "a-long-random-secret-value",
-    "bench-secret", "bench", "change-me", "secret", "dev",
-})
+PUBLISHED_SECRET_KEYS = frozenset(
+    {
+        "dev-only-not-secret-change-me",
+        "test-secret-key",
+        "a-long-random-secret-value",
+        "bench-secret",
+        "bench",
+        "change-me",
+        "secret",
+        "dev",
+    }
+)
 MIN_SECRET_KEY_BYTES = 32
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name
 SECRET_KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"  # noqa: S105
@@ -128,9 +137,7 @@ def stripe_mode(secret_key: str | None, api_base: str | None) -> str:
         if api_base and not _is_stripe_host(api_base):
             return "sandbox"
         return "test"
-    raise ConfigError(
-        "STRIPE_SECRET_KEY must start with sk_test_ or sk_live_ (got a key with another prefix)."
-    )
+    raise ConfigError("STRIPE_SECRET_KEY must start with sk_test_ or sk_live_ (got a key with another prefix).")
 
 
 def _is_stripe_host(url: str) -> bool:
@@ -158,9 +165,9 @@ def load_settings(
     if not db_url:
         db_url = "sqlite:///" + str(Path(instance_path) / "storefront.sqlite3")
     if db_url.startswith("postgres://"):  # Heroku-style URL
-        db_url = "postgresql://" + db_url[len("postgres://"):]
+        db_url = "postgresql://" + db_url[len("postgres://") :]
     if db_url.startswith("postgresql://"):
-        db_url = "postgresql+psycopg://" + db_url[len("postgresql://"):]
+        db_url = "postgresql+psycopg://" + db_url[len("postgresql://") :]
     settings["SQLALCHEMY_DATABASE_URI"] = db_url
     engine_options = dict(settings.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if db_url.startswith("sqlite"):
@@ -191,13 +198,18 @@ def load_settings(
     return settings
 
 
-RATE_LIMIT_SETTINGS = ("LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_IP", "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL",
-                       "SIGNUP_LIMIT_PER_IP")
+RATE_LIMIT_SETTINGS = (
+    "LOGIN_LIMIT_PER_ACCOUNT",
+    "LOGIN_LIMIT_PER_IP",
+    "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL",
+    "SIGNUP_LIMIT_PER_IP",
+)
 
 
 def _check_limits(settings: dict[str, Any]) -> None:
     """A rate limit the limiter can't read would fail every log-in: refuse it at start."""
     from limits import parse
+
     for name in RATE_LIMIT_SETTINGS:
         value = str(settings.get(name) or "")
         if name == "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL" and value.strip().lower() in ("", "none"):
@@ -232,8 +244,10 @@ def _check_secret_key(settings: dict[str, Any], instance_path: str) -> None:
     if problem is None:
         return
     if mode != "sandbox" or key in PUBLISHED_SECRET_KEYS:
-        raise ConfigError(f"Refusing to start in {mode} mode: {problem}; it must be at least "
-                          f"{MIN_SECRET_KEY_BYTES} random bytes ({SECRET_KEY_HINT}).")
+        raise ConfigError(
+            f"Refusing to start in {mode} mode: {problem}; it must be at least "
+            f"{MIN_SECRET_KEY_BYTES} random bytes ({SECRET_KEY_HINT})."
+        )
     log.warning("SECRET_KEY is weak (%s); fine for a local sandbox only.", problem)
 
 
@@ -282,8 +296,9 @@ def _check(settings: dict[str, Any]) -> None:
             problems.append("STRIPE_PUBLISHABLE_KEY must be a pk_live_ key with a live secret key")
         key_problem = secret_key_problem(settings.get("SECRET_KEY"))
         if key_problem:
-            problems.append(f"{key_problem}; it must be at least {MIN_SECRET_KEY_BYTES} random "
-                            f"bytes ({SECRET_KEY_HINT})")
+            problems.append(
+                f"{key_problem}; it must be at least {MIN_SECRET_KEY_BYTES} random bytes ({SECRET_KEY_HINT})"
+            )
         base = settings.get("STRIPE_API_BASE")
         if base and not _is_stripe_host(base):
             problems.append("STRIPE_API_BASE must be Stripe's own API in live mode")

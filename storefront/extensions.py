@@ -1,4 +1,5 @@
 """Unbound extensions; ``create_app`` binds them with ``init_app``."""
+
 from typing import TYPE_CHECKING
 
 from flask_limiter import Limiter

@@ -4,6 +4,7 @@ Each carries a ``user_message`` safe to show a buyer (never ``str(stripe_error)`
 machine ``code``. Kept apart from the gateway (which translates ``stripe``'s exceptions into these) so that
 importing them needs no ``stripe``; ``storefront.stripe_gateway`` re-exports them.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,10 +17,17 @@ class GatewayError(Exception):
     http_status = 502
     code = "payment_provider_error"
 
-    def __init__(self, detail: str = "", *, stripe_code: str | None = None,
-                 decline_code: str | None = None, param: str | None = None,
-                 request_id: str | None = None, user_message: str | None = None,
-                 payment_intent: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        stripe_code: str | None = None,
+        decline_code: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+        user_message: str | None = None,
+        payment_intent: dict[str, Any] | None = None,
+    ):
         super().__init__(detail or self.user_message)
         #: for a declined confirm: the PaymentIntent as Stripe left it (no second fetch needed)
         self.payment_intent = payment_intent
@@ -35,8 +43,7 @@ class GatewayError(Exception):
 class StripeUnavailable(GatewayError):
     """Network trouble, timeouts, 5xx and rate limits: worth retrying later."""
 
-    user_message = ("Our payment provider is not responding right now. "
-                    "Please try again in a minute.")
+    user_message = "Our payment provider is not responding right now. Please try again in a minute."
     http_status = 503
     code = "payment_provider_unavailable"
 
@@ -91,7 +98,7 @@ DECLINE_MESSAGES = {
     "card_declined": "Your card was declined. Please try another card.",
     "fraudulent": "Your card was declined. Please try another card.",
     "authentication_required": "Your bank needs you to confirm this payment. Please try again "
-                               "and complete the authentication.",
+    "and complete the authentication.",
     "insufficient_funds": "Your card has insufficient funds. Please try another card.",
     "lost_card": "Your card was declined. Please try another card.",
     "stolen_card": "Your card was declined. Please try another card.",

@@ -12,6 +12,7 @@
   ASCII digits only, no ``_``, exponents, NaN/Infinity, signs, zero, more decimals than the
   currency has, nor more than :data:`MAX_DIGITS` digits.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,9 @@ from babel.numbers import (
 )
 
 #: Stripe's zero-decimal currencies (amounts are whole units: 500 JPY is ``500``)
-ZERO_DECIMAL = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
-                          "vnd", "vuv", "xaf", "xof", "xpf"})
+ZERO_DECIMAL = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
+)
 #: Stripe's three-decimal currencies (``1.500`` KWD is ``1500``)
 THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 #: the longest amount we accept, in minor units (Stripe's own limit is 8 digits for most)
@@ -103,8 +105,13 @@ def format_money(amount_minor: int, currency: str, locale: str = "en") -> str:
     ``1500, "kwd"`` -> ``"1.500 KWD"``; ``1999, "chf"`` -> ``"19.99 CHF"`` (Babel's
     ``format_currency``, with an exact Decimal and exactly the currency's digits)."""
     code = _code(currency)
-    return format_currency(to_decimal(amount_minor, code), code.upper(), format=_pattern(code, locale),
-                           locale=_locale(locale), currency_digits=False)
+    return format_currency(
+        to_decimal(amount_minor, code),
+        code.upper(),
+        format=_pattern(code, locale),
+        locale=_locale(locale),
+        currency_digits=False,
+    )
 
 
 def format_or_raw(amount_minor: int | None, currency: str | None = "usd", locale: str = "en") -> str:
@@ -158,18 +165,24 @@ def parse_money(text: str | None, currency: str, locale: str = "en") -> int:
     group = re.escape(group_sym)
     number = re.fullmatch(
         rf"(?P<int>[0-9]{{1,{secondary}}}(?:{group}[0-9]{{{secondary}}})*{group}[0-9]{{{primary}}}"
-        r"|[0-9]+)(?:" + re.escape(decimal_sym) + r"(?P<frac>[0-9]+))?", raw)
+        r"|[0-9]+)(?:" + re.escape(decimal_sym) + r"(?P<frac>[0-9]+))?",
+        raw,
+    )
     if number is None:
         group_name = "a comma" if group_sym == "," else repr(group_sym)
         raise MoneyError(
             f"We can't read {text.strip()!r} for certain: use {decimal_sym!r} for decimals and "
             f"{group_name} only between groups of digits, e.g. "
-            f"{format_money(123450 * 10 ** max(0, digits - 2), code, locale)}.")
+            f"{format_money(123450 * 10 ** max(0, digits - 2), code, locale)}."
+        )
     whole = number.group("int").replace(group_sym, "")
     frac = number.group("frac") or ""
     if len(frac) > digits:
-        raise MoneyError(f"{code.upper()} amounts have no decimal places." if digits == 0 else
-                         f"{code.upper()} amounts have at most {digits} decimal places.")
+        raise MoneyError(
+            f"{code.upper()} amounts have no decimal places."
+            if digits == 0
+            else f"{code.upper()} amounts have at most {digits} decimal places."
+        )
     significant = (whole + frac.ljust(digits, "0")).lstrip("0")
     if len(significant) > MAX_DIGITS:
         raise MoneyError("That amount is too large.")
@@ -184,7 +197,7 @@ def _strip_currency(raw: str, code: str, loc: Locale) -> str:
     marks = {code.upper(), get_currency_symbol(code.upper(), loc)}
     for mark in sorted(marks, key=len, reverse=True):
         if raw.upper().startswith(mark.upper()):
-            return raw[len(mark):].strip()
+            return raw[len(mark) :].strip()
         if raw.upper().endswith(mark.upper()):
-            return raw[:-len(mark)].strip()
+            return raw[: -len(mark)].strip()
     return raw

@@ -11,6 +11,7 @@ a silently different page.
 Pure functions (no Flask): services read their parameters through them too; the request-bound
 helpers and the route converter live in :mod:`storefront.web.params`.
 """
+
 from __future__ import annotations
 
 import re
@@ -57,8 +58,9 @@ def parse_date(raw: str | None, name: str = "date") -> date:
     except ValueError:
         raise InvalidParameter(name, f"“{text[:40]}” is not a date (YYYY-MM-DD).") from None
     if not MIN_DATE <= day <= MAX_DATE:
-        raise InvalidParameter(name, f"“{text}” is out of range: dates go from "
-                                     f"{MIN_DATE.isoformat()} to {MAX_DATE.isoformat()}.")
+        raise InvalidParameter(
+            name, f"“{text}” is out of range: dates go from {MIN_DATE.isoformat()} to {MAX_DATE.isoformat()}."
+        )
     return day
 
 
@@ -75,6 +77,7 @@ def parse_cursor(raw: str | None, name: str = "after") -> tuple[datetime, int]:
         stamp = datetime.strptime(match.group(1), CURSOR_FORMAT).replace(tzinfo=UTC)
         row_id = parse_id(match.group(2), name)
     except (ValueError, InvalidParameter):
-        raise InvalidParameter(name, f"“{name}” is not a page position of this list; "
-                                     "go back to the first page.") from None
+        raise InvalidParameter(
+            name, f"“{name}” is not a page position of this list; go back to the first page."
+        ) from None
     return stamp, row_id

@@ -8,6 +8,7 @@ own ids; every Stripe error leaves this module as one of our own exception types
 
 Later issues add PaymentIntents, Checkout Sessions, webhooks... here, and only here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,9 +34,20 @@ from .gateway_errors import (
 )
 
 __all__ = [
-    "DECLINE_MESSAGES", "EXTENSION_KEY", "GatewayError", "PaymentDeclined", "StripeGateway", "StripeMisconfigured",
-    "StripeNotFound", "StripeRequestInvalid", "StripeUnavailable", "WebhookPayloadInvalid", "WebhookSignatureInvalid",
-    "get_gateway", "idempotency_key", "init_gateway",
+    "DECLINE_MESSAGES",
+    "EXTENSION_KEY",
+    "GatewayError",
+    "PaymentDeclined",
+    "StripeGateway",
+    "StripeMisconfigured",
+    "StripeNotFound",
+    "StripeRequestInvalid",
+    "StripeUnavailable",
+    "WebhookPayloadInvalid",
+    "WebhookSignatureInvalid",
+    "get_gateway",
+    "idempotency_key",
+    "init_gateway",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,10 +67,14 @@ def _translate(err: stripe.StripeError) -> GatewayError:
         decline_code = getattr(decline, "decline_code", None) if decline else None
         code = decline_code or getattr(err, "code", None)
         body = err.json_body if isinstance(err.json_body, dict) else {}
-        return PaymentDeclined(detail, decline_code=decline_code, param=getattr(err, "param", None),
-                               user_message=DECLINE_MESSAGES.get(code or "") or detail,
-                               payment_intent=(body.get("error") or {}).get("payment_intent"),
-                               **kwargs)
+        return PaymentDeclined(
+            detail,
+            decline_code=decline_code,
+            param=getattr(err, "param", None),
+            user_message=DECLINE_MESSAGES.get(code or "") or detail,
+            payment_intent=(body.get("error") or {}).get("payment_intent"),
+            **kwargs,
+        )
     if isinstance(err, (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)):
         return StripeUnavailable(detail, **kwargs)
     if isinstance(err, (stripe.AuthenticationError, stripe.PermissionError)):
@@ -90,8 +106,15 @@ class StripeGateway:
     #: transaction guard in tests/conftest.py checks no database transaction is open); None
     before_request: Callable[[Any, tuple[Any, ...]], None] | None = None
 
-    def __init__(self, secret_key: str, *, api_base: str | None = None, timeout: float = 10.0,
-                 max_network_retries: int = 2, mode: str = "test"):
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        api_base: str | None = None,
+        timeout: float = 10.0,
+        max_network_retries: int = 2,
+        mode: str = "test",
+    ):
         self.mode = mode
         self.api_base = api_base
         http_client = stripe.RequestsClient(timeout=timeout)
@@ -125,8 +148,12 @@ class StripeGateway:
             result = fn(*args, **kwargs)
         except stripe.StripeError as err:
             translated = _translate(err)
-            log.warning("stripe call failed: %s (%s, request %s)", type(err).__name__,
-                        translated.stripe_code, translated.request_id)
+            log.warning(
+                "stripe call failed: %s (%s, request %s)",
+                type(err).__name__,
+                translated.stripe_code,
+                translated.request_id,
+            )
             raise translated from err
         as_dict: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else result
         return as_dict
@@ -136,8 +163,9 @@ class StripeGateway:
         return {"idempotency_key": key} if key else {}
 
     # -- customers -------------------------------------------------------------------
-    def create_customer(self, *, email: str, name: str, metadata: Mapping[str, str],
-                        idempotency_key: str) -> dict[str, Any]:
+    def create_customer(
+        self, *, email: str, name: str, metadata: Mapping[str, str], idempotency_key: str
+    ) -> dict[str, Any]:
         params = {"email": email, "name": name, "metadata": dict(metadata)}
         return self._call(self.v1.customers.create, params, self._opts(idempotency_key))
 
@@ -154,7 +182,7 @@ class StripeGateway:
     def list_prices_by_lookup_keys(self, lookup_keys: list[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for start in range(0, len(lookup_keys), 10):  # Stripe accepts up to 10 keys per call
-            params = {"lookup_keys": lookup_keys[start:start + 10], "limit": 100}
+            params = {"lookup_keys": lookup_keys[start : start + 10], "limit": 100}
             out.extend(self._paginate(self.v1.prices.list, params))
         return out
 
@@ -164,27 +192,33 @@ class StripeGateway:
     def create_product(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         return self._call(self.v1.products.create, dict(params), self._opts(idempotency_key))
 
-    def update_product(self, product_id: str, params: Mapping[str, Any], *,
-                       idempotency_key: str) -> dict[str, Any]:
-        return self._call(self.v1.products.update, product_id, dict(params),
-                          self._opts(idempotency_key))
+    def update_product(self, product_id: str, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.products.update, product_id, dict(params), self._opts(idempotency_key))
 
     def create_price(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         return self._call(self.v1.prices.create, dict(params), self._opts(idempotency_key))
 
-    def update_price(self, price_id: str, params: Mapping[str, Any], *,
-                     idempotency_key: str) -> dict[str, Any]:
-        return self._call(self.v1.prices.update, price_id, dict(params),
-                          self._opts(idempotency_key))
+    def update_price(self, price_id: str, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.prices.update, price_id, dict(params), self._opts(idempotency_key))
 
     # -- payments ---------------------------------------------------------------------
-    def create_payment_intent(self, *, amount: int, currency: str, customer: str,
-                              metadata: Mapping[str, str], description: str,
-                              setup_future_usage: str | None,
-                              idempotency_key: str) -> dict[str, Any]:
+    def create_payment_intent(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        customer: str,
+        metadata: Mapping[str, str],
+        description: str,
+        setup_future_usage: str | None,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {
-            "amount": amount, "currency": currency, "customer": customer,
-            "metadata": dict(metadata), "description": description,
+            "amount": amount,
+            "currency": currency,
+            "customer": customer,
+            "metadata": dict(metadata),
+            "description": description,
             "automatic_payment_methods": {"enabled": True},
         }
         if setup_future_usage:
@@ -194,29 +228,32 @@ class StripeGateway:
     def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
         return self._call(self.v1.payment_intents.retrieve, payment_intent_id)
 
-    def confirm_payment_intent(self, payment_intent_id: str, *, payment_method: str,
-                               return_url: str, idempotency_key: str) -> dict[str, Any]:
+    def confirm_payment_intent(
+        self, payment_intent_id: str, *, payment_method: str, return_url: str, idempotency_key: str
+    ) -> dict[str, Any]:
         """Confirm on the server with a saved card. A decline raises :class:`PaymentDeclined`."""
         params = {"payment_method": payment_method, "return_url": return_url}
-        return self._call(self.v1.payment_intents.confirm, payment_intent_id, params,
-                          self._opts(idempotency_key))
+        return self._call(self.v1.payment_intents.confirm, payment_intent_id, params, self._opts(idempotency_key))
 
-    def create_checkout_session(self, params: Mapping[str, Any], *,
-                                idempotency_key: str) -> dict[str, Any]:
-        return self._call(self.v1.checkout.sessions.create, dict(params),
-                          self._opts(idempotency_key))
+    def create_checkout_session(self, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.checkout.sessions.create, dict(params), self._opts(idempotency_key))
 
     def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
         return self._call(self.v1.checkout.sessions.retrieve, session_id)
 
     def expire_checkout_session(self, session_id: str, *, idempotency_key: str) -> dict[str, Any]:
-        return self._call(self.v1.checkout.sessions.expire, session_id, {},
-                          self._opts(idempotency_key))
+        return self._call(self.v1.checkout.sessions.expire, session_id, {}, self._opts(idempotency_key))
 
     # -- refunds and reconciliation (admin) --------------------------------------------
-    def create_refund(self, *, payment_intent: str, amount: int, reason: str | None,
-                      idempotency_key: str,
-                      metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def create_refund(
+        self,
+        *,
+        payment_intent: str,
+        amount: int,
+        reason: str | None,
+        idempotency_key: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"payment_intent": payment_intent, "amount": amount}
         if reason:
             params["reason"] = reason
@@ -227,8 +264,7 @@ class StripeGateway:
     def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
         return self._call(self.v1.charges.retrieve, charge_id)
 
-    def list_refunds(self, *, charge: str | None = None,
-                     created_gte: int | None = None) -> Iterator[dict[str, Any]]:
+    def list_refunds(self, *, charge: str | None = None, created_gte: int | None = None) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"limit": 100}
         if charge:
             params["charge"] = charge
@@ -237,20 +273,16 @@ class StripeGateway:
         return self._paginate(self.v1.refunds.list, params)
 
     def list_payment_intents(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
-        return self._paginate(self.v1.payment_intents.list,
-                              {"limit": 100, "created": {"gte": created_gte}})
+        return self._paginate(self.v1.payment_intents.list, {"limit": 100, "created": {"gte": created_gte}})
 
     def list_checkout_sessions(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
-        return self._paginate(self.v1.checkout.sessions.list,
-                              {"limit": 100, "created": {"gte": created_gte}})
+        return self._paginate(self.v1.checkout.sessions.list, {"limit": 100, "created": {"gte": created_gte}})
 
     def list_invoices(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
-        return self._paginate(self.v1.invoices.list,
-                              {"limit": 100, "created": {"gte": created_gte}})
+        return self._paginate(self.v1.invoices.list, {"limit": 100, "created": {"gte": created_gte}})
 
     def list_disputes(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
-        return self._paginate(self.v1.disputes.list,
-                              {"limit": 100, "created": {"gte": created_gte}})
+        return self._paginate(self.v1.disputes.list, {"limit": 100, "created": {"gte": created_gte}})
 
     def dashboard_url(self, object_id: str | None) -> str | None:
         """Stripe's dashboard page for an object (test or live); None in sandbox mode, where
@@ -259,69 +291,87 @@ class StripeGateway:
             return None
         prefix = "https://dashboard.stripe.com" + ("/test" if self.mode != "live" else "")
         kind = object_id.split("_", 1)[0]
-        path = {"pi": "payments", "ch": "payments", "py": "payments", "cus": "customers",
-                "in": "invoices", "sub": "subscriptions", "evt": "events", "dp": "disputes",
-                "du": "disputes", "re": "refunds", "prod": "products", "price": "prices",
-                "cs": "checkout/sessions"}.get(kind)
+        path = {
+            "pi": "payments",
+            "ch": "payments",
+            "py": "payments",
+            "cus": "customers",
+            "in": "invoices",
+            "sub": "subscriptions",
+            "evt": "events",
+            "dp": "disputes",
+            "du": "disputes",
+            "re": "refunds",
+            "prod": "products",
+            "price": "prices",
+            "cs": "checkout/sessions",
+        }.get(kind)
         return f"{prefix}/{path}/{object_id}" if path else None
 
     # -- saved cards -------------------------------------------------------------------
     def list_cards(self, customer_id: str) -> list[dict[str, Any]]:
-        return list(self._paginate(self.v1.payment_methods.list,
-                                   {"customer": customer_id, "type": "card", "limit": 100}))
+        return list(
+            self._paginate(self.v1.payment_methods.list, {"customer": customer_id, "type": "card", "limit": 100})
+        )
 
     def retrieve_payment_method(self, payment_method_id: str) -> dict[str, Any]:
         return self._call(self.v1.payment_methods.retrieve, payment_method_id)
 
-    def detach_payment_method(self, payment_method_id: str, *,
-                              idempotency_key: str) -> dict[str, Any]:
-        return self._call(self.v1.payment_methods.detach, payment_method_id, {},
-                          self._opts(idempotency_key))
+    def detach_payment_method(self, payment_method_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.payment_methods.detach, payment_method_id, {}, self._opts(idempotency_key))
 
-    def set_default_payment_method(self, customer_id: str, payment_method_id: str, *,
-                                   idempotency_key: str) -> dict[str, Any]:
+    def set_default_payment_method(
+        self, customer_id: str, payment_method_id: str, *, idempotency_key: str
+    ) -> dict[str, Any]:
         params = {"invoice_settings": {"default_payment_method": payment_method_id}}
-        return self._call(self.v1.customers.update, customer_id, params,
-                          self._opts(idempotency_key))
+        return self._call(self.v1.customers.update, customer_id, params, self._opts(idempotency_key))
 
-    def create_setup_intent(self, *, customer: str, metadata: Mapping[str, str],
-                            idempotency_key: str) -> dict[str, Any]:
-        params = {"customer": customer, "usage": "off_session", "metadata": dict(metadata),
-                  "automatic_payment_methods": {"enabled": True}}
+    def create_setup_intent(
+        self, *, customer: str, metadata: Mapping[str, str], idempotency_key: str
+    ) -> dict[str, Any]:
+        params = {
+            "customer": customer,
+            "usage": "off_session",
+            "metadata": dict(metadata),
+            "automatic_payment_methods": {"enabled": True},
+        }
         return self._call(self.v1.setup_intents.create, params, self._opts(idempotency_key))
 
     def retrieve_setup_intent(self, setup_intent_id: str) -> dict[str, Any]:
         return self._call(self.v1.setup_intents.retrieve, setup_intent_id)
 
     # -- subscriptions and invoices (account) ---------------------------------------------
-    def create_subscription(self, *, customer: str, price: str, metadata: Mapping[str, str],
-                            idempotency_key: str) -> dict[str, Any]:
+    def create_subscription(
+        self, *, customer: str, price: str, metadata: Mapping[str, str], idempotency_key: str
+    ) -> dict[str, Any]:
         """``default_incomplete``: the first invoice waits for the buyer (its
         ``confirmation_secret`` is expanded); the card that pays it becomes the
         subscription's default (``save_default_payment_method=on_subscription``)."""
-        params = {"customer": customer, "items": [{"price": price}],
-                  "payment_behavior": "default_incomplete",
-                  "payment_settings": {"save_default_payment_method": "on_subscription"},
-                  "metadata": dict(metadata),
-                  "expand": ["latest_invoice.confirmation_secret", "latest_invoice.payments"]}
+        params = {
+            "customer": customer,
+            "items": [{"price": price}],
+            "payment_behavior": "default_incomplete",
+            "payment_settings": {"save_default_payment_method": "on_subscription"},
+            "metadata": dict(metadata),
+            "expand": ["latest_invoice.confirmation_secret", "latest_invoice.payments"],
+        }
         return self._call(self.v1.subscriptions.create, params, self._opts(idempotency_key))
 
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         return self._call(self.v1.subscriptions.retrieve, subscription_id)
 
     def list_subscriptions(self, customer_id: str) -> list[dict[str, Any]]:
-        return list(self._paginate(self.v1.subscriptions.list,
-                                   {"customer": customer_id, "status": "all", "limit": 100}))
+        return list(
+            self._paginate(self.v1.subscriptions.list, {"customer": customer_id, "status": "all", "limit": 100})
+        )
 
-    def update_subscription(self, subscription_id: str, params: Mapping[str, Any], *,
-                            idempotency_key: str) -> dict[str, Any]:
-        return self._call(self.v1.subscriptions.update, subscription_id, dict(params),
-                          self._opts(idempotency_key))
+    def update_subscription(
+        self, subscription_id: str, params: Mapping[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        return self._call(self.v1.subscriptions.update, subscription_id, dict(params), self._opts(idempotency_key))
 
-    def cancel_subscription(self, subscription_id: str, *,
-                            idempotency_key: str) -> dict[str, Any]:
-        return self._call(self.v1.subscriptions.cancel, subscription_id, {},
-                          self._opts(idempotency_key))
+    def cancel_subscription(self, subscription_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.subscriptions.cancel, subscription_id, {}, self._opts(idempotency_key))
 
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         """With ``payments`` expanded: the PaymentIntent that pays it."""
@@ -331,11 +381,10 @@ class StripeGateway:
         page = self._call(self.v1.invoices.list, {"customer": customer_id, "limit": limit})
         return list(page.get("data", []))
 
-    def preview_invoice(self, *, subscription: str, item_id: str, price: str,
-                        proration_behavior: str, proration_date: int | None = None
-                        ) -> dict[str, Any]:
-        details: dict[str, Any] = {"items": [{"id": item_id, "price": price}],
-                                   "proration_behavior": proration_behavior}
+    def preview_invoice(
+        self, *, subscription: str, item_id: str, price: str, proration_behavior: str, proration_date: int | None = None
+    ) -> dict[str, Any]:
+        details: dict[str, Any] = {"items": [{"id": item_id, "price": price}], "proration_behavior": proration_behavior}
         if proration_date is not None:
             details["proration_date"] = proration_date
         params = {"subscription": subscription, "subscription_details": details}
@@ -344,16 +393,18 @@ class StripeGateway:
     def preview_upcoming(self, subscription: str) -> dict[str, Any]:
         return self._call(self.v1.invoices.create_preview, {"subscription": subscription})
 
-    def create_billing_portal_session(self, *, customer: str, return_url: str,
-                                      idempotency_key: str) -> dict[str, Any]:
-        return self._call(self.v1.billing_portal.sessions.create,
-                          {"customer": customer, "return_url": return_url},
-                          self._opts(idempotency_key))
+    def create_billing_portal_session(self, *, customer: str, return_url: str, idempotency_key: str) -> dict[str, Any]:
+        return self._call(
+            self.v1.billing_portal.sessions.create,
+            {"customer": customer, "return_url": return_url},
+            self._opts(idempotency_key),
+        )
 
     # -- webhooks ----------------------------------------------------------------------
     @staticmethod
-    def verify_webhook(payload: bytes, signature: str | None, secret: str | None,
-                       tolerance: int = 300) -> dict[str, Any]:
+    def verify_webhook(
+        payload: bytes, signature: str | None, secret: str | None, tolerance: int = 300
+    ) -> dict[str, Any]:
         """Check ``Stripe-Signature`` over the raw body; return the event as a plain dict.
 
         Verification is Stripe's own (``WebhookSignature.verify_header``), which only refuses
@@ -381,11 +432,12 @@ class StripeGateway:
             raise WebhookPayloadInvalid("the webhook body is not a Stripe event")
         return event
 
-    def create_webhook_endpoint(self, *, url: str, enabled_events: list[str],
-                                idempotency_key: str) -> dict[str, Any]:
-        return self._call(self.v1.webhook_endpoints.create,
-                          {"url": url, "enabled_events": enabled_events},
-                          self._opts(idempotency_key))
+    def create_webhook_endpoint(self, *, url: str, enabled_events: list[str], idempotency_key: str) -> dict[str, Any]:
+        return self._call(
+            self.v1.webhook_endpoints.create,
+            {"url": url, "enabled_events": enabled_events},
+            self._opts(idempotency_key),
+        )
 
     def list_webhook_endpoints(self) -> list[dict[str, Any]]:
         return list(self._paginate(self.v1.webhook_endpoints.list, {"limit": 100}))

@@ -1,4 +1,5 @@
 """Free text the store keeps (names, emails, notes): what it refuses to store."""
+
 from __future__ import annotations
 
 import unicodedata
@@ -11,8 +12,7 @@ REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 JOINERS = frozenset({"\u200c", "\u200d"})
 
 
-def control_character(text: str | None, *, allow_joiners: bool = True,
-                      allow_newlines: bool = False) -> str | None:
+def control_character(text: str | None, *, allow_joiners: bool = True, allow_newlines: bool = False) -> str | None:
     """The first character of ``text`` that must not be stored, as ``U+XXXX``; else None.
 
     ``allow_newlines`` keeps line breaks (LF, CR) for multi-line notes.

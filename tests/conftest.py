@@ -5,6 +5,7 @@
   always comes from running the Alembic migrations, so they are tested too.
 * Stripe: one ``SandboxServer`` per session on a free port, reset before each test.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,13 +56,13 @@ class Sandbox:
 
     def __init__(self, url: str):
         self.url = url.rstrip("/")
-        self.stripe = stripe.StripeClient("sk_test_sandbox", base_addresses={"api": self.url},
-                                          max_network_retries=0)
+        self.stripe = stripe.StripeClient("sk_test_sandbox", base_addresses={"api": self.url}, max_network_retries=0)
 
     def control(self, method: str, path: str, payload: dict | None = None):
         data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
 
@@ -70,8 +71,9 @@ class Sandbox:
 
     def fault(self, mode: str, count: int = 1, path_prefix: str = "/v1/", **extra):
         """``extra``: e.g. ``seconds=2`` for the ``delay`` and ``timeout`` modes."""
-        return self.control("POST", "/_sandbox/faults", {"mode": mode, "count": count,
-                                                        "path_prefix": path_prefix, **extra})
+        return self.control(
+            "POST", "/_sandbox/faults", {"mode": mode, "count": count, "path_prefix": path_prefix, **extra}
+        )
 
     def clear_faults(self):
         return self.control("DELETE", "/_sandbox/faults")
@@ -119,7 +121,7 @@ def _prepare_database(tmp_path_factory) -> str:
     if not url:
         return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
@@ -156,6 +158,7 @@ def app(database_url, sandbox_server):
     app = create_app(make_config(database_url, sandbox_server.url))
     with app.app_context():
         from flask_migrate import upgrade
+
         upgrade()
     guard = TransactionGuard()  # on for every test that uses the app (see _isolate)
     guard.install(app)
@@ -223,6 +226,7 @@ def runner(app):
 def catalog(app, sandbox):
     """The default catalog loaded into the DB and synced to the sandbox."""
     from storefront.services.catalog import sync_catalog
+
     with app.app_context():
         sync_catalog()
 
@@ -263,10 +267,15 @@ class TransactionGuard:
     # the gateway hook
     def before_request(self, fn, args):
         from flask import has_request_context, request
+
         open_ = self._open()
-        call = {"call": getattr(fn, "__qualname__", repr(fn)), "args": args,
-                "in_transaction": bool(open_), "wrote": any(open_.values()),
-                "path": request.path if has_request_context() else None}
+        call = {
+            "call": getattr(fn, "__qualname__", repr(fn)),
+            "args": args,
+            "in_transaction": bool(open_),
+            "wrote": any(open_.values()),
+            "path": request.path if has_request_context() else None,
+        }
         with self._lock:
             self.calls.append(call)
 
@@ -276,13 +285,15 @@ class TransactionGuard:
     def assert_clean(self) -> None:
         problems = self.problems()
         assert not problems, "Stripe called inside a database transaction: " + "; ".join(
-            f"{p['call']}{p['args'][:1]} from {p['path'] or 'outside a request'}"
-            f" ({'wrote' if p['wrote'] else 'read'})" for p in problems)
+            f"{p['call']}{p['args'][:1]} from {p['path'] or 'outside a request'} ({'wrote' if p['wrote'] else 'read'})"
+            for p in problems
+        )
 
     def install(self, app):
         from sqlalchemy import event
 
         from storefront.stripe_gateway import EXTENSION_KEY
+
         with app.app_context():
             engine = db.engine
         self._engine = engine
@@ -295,6 +306,7 @@ class TransactionGuard:
 
     def uninstall(self):
         from sqlalchemy import event
+
         self._gateway.before_request = None
         event.remove(self._engine, "begin", self.on_begin)
         event.remove(self._engine, "commit", self.on_end)
@@ -315,8 +327,16 @@ class AuthActions:
         self.client = client
 
     def signup(self, email="buyer@example.com", name="Bea Buyer", password=TEST_PASSWORD, confirm=None, **kw):
-        return self.client.post("/signup", data={"email": email, "name": name, "password": password,
-                                                 "confirm": password if confirm is None else confirm}, **kw)
+        return self.client.post(
+            "/signup",
+            data={
+                "email": email,
+                "name": name,
+                "password": password,
+                "confirm": password if confirm is None else confirm,
+            },
+            **kw,
+        )
 
     def login(self, email="buyer@example.com", password=TEST_PASSWORD, **kw):
         return self.client.post("/login", data={"email": email, "password": password}, **kw)
@@ -346,6 +366,7 @@ class LiveServer:
 
     def __init__(self, app):
         from werkzeug.serving import make_server
+
         self._in_flight = 0
         self._idle = threading.Condition()
         self._server = make_server("127.0.0.1", 0, self._counting(app), threaded=True)
@@ -394,14 +415,16 @@ class LiveServer:
                 tracked.finish()
                 raise
             return tracked
+
         return wsgi
 
     def wait_idle(self, timeout: float = 10.0) -> None:
         """Until no request is being served: a webhook or a browser poll still running holds
         database locks that the per-test clean-up (PostgreSQL's TRUNCATE) would deadlock on."""
         with self._idle:
-            assert self._idle.wait_for(lambda: self._in_flight == 0, timeout), \
+            assert self._idle.wait_for(lambda: self._in_flight == 0, timeout), (
                 f"{self._in_flight} request(s) still running after {timeout} s"
+            )
 
     def stop(self):
         self._server.shutdown()
@@ -421,6 +444,7 @@ def webhooks(app, sandbox, live_server):
     """The store's webhook endpoint registered with the sandbox (as the run command does); the
     app verifies deliveries with its signing secret. Yields the secret."""
     from storefront.services.webhooks import register_endpoint
+
     with app.app_context():
         _endpoint, secret = register_endpoint(live_server.url + "/api/stripe/webhook")
     app.config["STRIPE_WEBHOOK_SECRET"] = secret
@@ -434,6 +458,7 @@ def sign_payload(payload: str | bytes, secret: str, timestamp: int | None = None
     import hashlib
     import hmac
     import time
+
     timestamp = int(time.time()) if timestamp is None else timestamp
     body = payload if isinstance(payload, bytes) else payload.encode()
     mac = hmac.new(secret.encode(), b"%d." % timestamp + body, hashlib.sha256)
@@ -451,6 +476,7 @@ def buyer(client, auth, catalog):
 def admin(app, sandbox, catalog):
     """A logged-in admin on its own test client."""
     from storefront.services.accounts import create_or_promote_admin
+
     with app.app_context():
         create_or_promote_admin(ADMIN_EMAIL, TEST_PASSWORD, "Ada Admin")
     client = app.test_client()
@@ -466,13 +492,16 @@ def browser_confirm(sandbox, payment_intent_id: str | None, payment_method: str 
     assert payment_intent_id, "no PaymentIntent to confirm"
     secret_client = sandbox.stripe
     pi = secret_client.v1.payment_intents.retrieve(payment_intent_id)
-    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url},
-                                  max_network_retries=0)
+    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url}, max_network_retries=0)
     try:
         # client_secret is the browser's (publishable-key) credential; the SDK's typed params,
         # written for secret-key callers, leave it out.
         return browser.v1.payment_intents.confirm(
-            payment_intent_id, params={"client_secret": pi.client_secret,  # type: ignore[arg-type]
-                                       "payment_method": payment_method})
+            payment_intent_id,
+            params={
+                "client_secret": pi.client_secret,  # type: ignore[arg-type]
+                "payment_method": payment_method,
+            },
+        )
     except stripe.CardError as err:
         return err

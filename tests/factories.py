@@ -29,8 +29,9 @@ def _saved(row: T) -> T:
     return row
 
 
-def make_user(email: str = "buyer@example.com", *, name: str = "Bea Buyer", password: str = TEST_PASSWORD,
-              **fields: Any) -> User:
+def make_user(
+    email: str = "buyer@example.com", *, name: str = "Bea Buyer", password: str = TEST_PASSWORD, **fields: Any
+) -> User:
     """A user row (no Stripe customer unless ``stripe_customer_id=`` is given)."""
     user = User(email=email, name=name, **fields)
     user.set_password(password)
@@ -44,27 +45,50 @@ def price_of(lookup_key: str) -> Price:
     return price
 
 
-def make_price(lookup_key: str = "test_points", *, unit_amount: int = 500, currency: str = "usd",
-               interval: str | None = None, points: int = 100, **product_fields: Any) -> Price:
+def make_price(
+    lookup_key: str = "test_points",
+    *,
+    unit_amount: int = 500,
+    currency: str = "usd",
+    interval: str | None = None,
+    points: int = 100,
+    **product_fields: Any,
+) -> Price:
     """A product with one price, known only to our database (not at Stripe)."""
     kind = "subscription" if interval else "one_time"
     product_fields.setdefault("category", "plan" if interval else "points")
-    product = _saved(Product(key=lookup_key, name=product_fields.pop("name", lookup_key.replace("_", " ").title()),
-                             kind=kind, points=points, **product_fields))
-    return _saved(Price(product=product, lookup_key=lookup_key, unit_amount=unit_amount, currency=currency,
-                        interval=interval))
+    product = _saved(
+        Product(
+            key=lookup_key,
+            name=product_fields.pop("name", lookup_key.replace("_", " ").title()),
+            kind=kind,
+            points=points,
+            **product_fields,
+        )
+    )
+    return _saved(
+        Price(product=product, lookup_key=lookup_key, unit_amount=unit_amount, currency=currency, interval=interval)
+    )
 
 
-def make_order(user: User, price: Price, *, status: str = "pending", method: str = "payment_element",
-               **fields: Any) -> Order:
+def make_order(
+    user: User, price: Price, *, status: str = "pending", method: str = "payment_element", **fields: Any
+) -> Order:
     """An order for ``price``, copying what was bought from the catalog as ``services.purchase`` does.
 
     A ``payment_element`` order gets a made-up PaymentIntent id and a paid one its ``paid_at`` (override
     either). It credits no points: set ``user.points_balance`` too if the test needs the balance."""
     values: dict[str, Any] = dict(
-        user_id=user.id, price_id=price.id, lookup_key=price.lookup_key, product_name=price.product.name,
-        points=price.product.points, entitlement=price.product.entitlement, amount=price.unit_amount,
-        currency=price.currency, method=method, status=status,
+        user_id=user.id,
+        price_id=price.id,
+        lookup_key=price.lookup_key,
+        product_name=price.product.name,
+        points=price.product.points,
+        entitlement=price.product.entitlement,
+        amount=price.unit_amount,
+        currency=price.currency,
+        method=method,
+        status=status,
         paid_at=utcnow() if status == "paid" else None,
     )
     if method == "payment_element":
@@ -76,15 +100,23 @@ def make_order(user: User, price: Price, *, status: str = "pending", method: str
 def make_subscription(user: User, price: Price, *, status: str = "active", **fields: Any) -> Subscription:
     """Our mirror of a subscription to ``price`` (a made-up Stripe id unless given)."""
     values: dict[str, Any] = dict(
-        user_id=user.id, price_id=price.id, stripe_price_id=price.stripe_price_id, status=status,
+        user_id=user.id,
+        price_id=price.id,
+        stripe_price_id=price.stripe_price_id,
+        status=status,
         stripe_subscription_id=f"sub_test_{secrets.token_hex(8)}",
     )
     values.update(fields)
     return _saved(Subscription(**values))
 
 
-def make_stripe_event(event_type: str = "payment_intent.succeeded", *, object_id: str | None = "pi_test",
-                      payload: dict[str, Any] | str | None = None, **fields: Any) -> StripeEvent:
+def make_stripe_event(
+    event_type: str = "payment_intent.succeeded",
+    *,
+    object_id: str | None = "pi_test",
+    payload: dict[str, Any] | str | None = None,
+    **fields: Any,
+) -> StripeEvent:
     """A stored webhook event; ``payload`` is the event JSON (a dict is serialised; default: a minimal
     event naming the id, type and object)."""
     stripe_id = fields.pop("stripe_id", f"evt_test_{secrets.token_hex(8)}")

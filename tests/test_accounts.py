@@ -39,8 +39,10 @@ def test_signup_submitted_twice_at_once_creates_one_user_and_one_customer(app, s
     def submit():
         client = app.test_client()
         barrier.wait()
-        response = client.post("/signup", data={"email": "race@example.com", "name": "Racer",
-                                                "password": TEST_PASSWORD, "confirm": TEST_PASSWORD})
+        response = client.post(
+            "/signup",
+            data={"email": "race@example.com", "name": "Racer", "password": TEST_PASSWORD, "confirm": TEST_PASSWORD},
+        )
         statuses.append(response.status_code)
 
     threads = [threading.Thread(target=submit) for _ in range(2)]
@@ -154,12 +156,15 @@ def test_duplicate_email_is_refused(app, client, auth, sandbox):
     assert len(sandbox.customers(email="dup@example.com")) == 1
 
 
-@pytest.mark.parametrize("password,message", [
-    ("short1!", "at least 10 characters"),
-    ("12345678901234", "only digits"),
-    ("aaaaaaaaaaaa", "different characters"),
-    ("password123", "too common"),
-])
+@pytest.mark.parametrize(
+    "password,message",
+    [
+        ("short1!", "at least 10 characters"),
+        ("12345678901234", "only digits"),
+        ("aaaaaaaaaaaa", "different characters"),
+        ("password123", "too common"),
+    ],
+)
 def test_weak_password_is_refused(app, auth, sandbox, password, message):
     response = auth.signup(email="weak@example.com", password=password)
     assert response.status_code == 400
@@ -201,15 +206,31 @@ def test_signup_without_valid_csrf_token_is_refused(app, client, sandbox, csrf_o
 
 def test_signup_with_valid_csrf_token_works(app, client, sandbox, csrf_on):
     token = csrf_token_from(client.get("/signup").get_data(as_text=True))
-    response = client.post("/signup", data={"csrf_token": token, "email": "ok@example.com", "name": "Ok",
-                                            "password": TEST_PASSWORD, "confirm": TEST_PASSWORD})
+    response = client.post(
+        "/signup",
+        data={
+            "csrf_token": token,
+            "email": "ok@example.com",
+            "name": "Ok",
+            "password": TEST_PASSWORD,
+            "confirm": TEST_PASSWORD,
+        },
+    )
     assert response.status_code == 302
 
 
 def test_logout_requires_post_with_csrf(app, client, auth, sandbox, csrf_on):
     token = csrf_token_from(client.get("/signup").get_data(as_text=True))
-    client.post("/signup", data={"csrf_token": token, "email": "out@example.com", "name": "Out",
-                                 "password": TEST_PASSWORD, "confirm": TEST_PASSWORD})
+    client.post(
+        "/signup",
+        data={
+            "csrf_token": token,
+            "email": "out@example.com",
+            "name": "Out",
+            "password": TEST_PASSWORD,
+            "confirm": TEST_PASSWORD,
+        },
+    )
     assert client.get("/logout").status_code == 405
     assert client.post("/logout").status_code == 400  # no token: still logged in
     assert "Out" in client.get("/account/").get_data(as_text=True)
@@ -244,21 +265,26 @@ def test_login_follows_safe_next(client, auth, sandbox, target):
     assert response.headers["Location"] == target
 
 
-@pytest.mark.parametrize("target", ["//evil.com", "https://evil.com", "http://evil.com/x", "/\\evil.com",
-                                    "javascript:alert(1)", "///evil.com"])
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.com", "https://evil.com", "http://evil.com/x", "/\\evil.com", "javascript:alert(1)", "///evil.com"],
+)
 def test_login_refuses_offsite_next(client, auth, sandbox, target):
     auth.signup(email="next@example.com")
     auth.logout()
-    response = client.post("/login", query_string={"next": target},
-                           data={"email": "next@example.com", "password": TEST_PASSWORD})
+    response = client.post(
+        "/login", query_string={"next": target}, data={"email": "next@example.com", "password": TEST_PASSWORD}
+    )
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
     assert "outside this site" in client.get("/").get_data(as_text=True)
 
 
 def test_signup_refuses_offsite_next(client, sandbox):
-    response = client.post("/signup?next=//evil.com", data={
-        "email": "n2@example.com", "name": "N", "password": TEST_PASSWORD, "confirm": TEST_PASSWORD})
+    response = client.post(
+        "/signup?next=//evil.com",
+        data={"email": "n2@example.com", "name": "N", "password": TEST_PASSWORD, "confirm": TEST_PASSWORD},
+    )
     assert response.headers["Location"] == "/"
 
 
@@ -272,25 +298,25 @@ IP_A = {"REMOTE_ADDR": "10.0.0.1"}
 IP_B = {"REMOTE_ADDR": "10.0.0.2"}
 
 
-def test_login_is_throttled_per_account_and_ip_so_nobody_can_lock_the_owner_out(app, client, auth,
-                                                                                sandbox):
+def test_login_is_throttled_per_account_and_ip_so_nobody_can_lock_the_owner_out(app, client, auth, sandbox):
     auth.signup(email="victim@example.com")
     auth.logout()
     attacker = app.test_client()
     for _ in range(5):
-        response = attacker.post("/login", data={"email": "victim@example.com",
-                                                 "password": "wrong-password-1"}, environ_base=IP_A)
+        response = attacker.post(
+            "/login", data={"email": "victim@example.com", "password": "wrong-password-1"}, environ_base=IP_A
+        )
         assert response.status_code == 401
-    response = attacker.post("/login", data={"email": "victim@example.com", "password": TEST_PASSWORD},
-                             environ_base=IP_A)  # from the attacker's IP even the right one waits
+    response = attacker.post(
+        "/login", data={"email": "victim@example.com", "password": TEST_PASSWORD}, environ_base=IP_A
+    )  # from the attacker's IP even the right one waits
     assert response.status_code == 429
     page = response.get_data(as_text=True)
     assert "Too many login attempts" in page and "reset" not in page.lower()
     assert int(response.headers["Retry-After"]) > 0
     # the owner, elsewhere, logs in
     owner = app.test_client()
-    response = owner.post("/login", data={"email": "victim@example.com", "password": TEST_PASSWORD},
-                          environ_base=IP_B)
+    response = owner.post("/login", data={"email": "victim@example.com", "password": TEST_PASSWORD}, environ_base=IP_B)
     assert response.status_code == 302
 
 
@@ -301,12 +327,16 @@ def test_login_has_a_per_account_ceiling_across_ips(app, auth, sandbox, monkeypa
     auth.logout()
     for i in range(6):  # 3 IPs, 2 failures each: under the per-(account, IP) limit
         response = app.test_client().post(
-            "/login", data={"email": "target@example.com", "password": "wrong-password-1"},
-            environ_base={"REMOTE_ADDR": f"10.0.1.{i // 2}"})
+            "/login",
+            data={"email": "target@example.com", "password": "wrong-password-1"},
+            environ_base={"REMOTE_ADDR": f"10.0.1.{i // 2}"},
+        )
         assert response.status_code == 401
-    response = app.test_client().post("/login", data={"email": "target@example.com",
-                                                      "password": TEST_PASSWORD},
-                                      environ_base={"REMOTE_ADDR": "10.0.2.1"})
+    response = app.test_client().post(
+        "/login",
+        data={"email": "target@example.com", "password": TEST_PASSWORD},
+        environ_base={"REMOTE_ADDR": "10.0.2.1"},
+    )
     assert response.status_code == expected
 
 
@@ -316,22 +346,29 @@ def test_login_is_throttled_per_ip(app, client, sandbox, monkeypatch):
         assert client.post("/login", data={"email": f"u{i}@example.com", "password": "x" * 12}).status_code == 401
     response = client.post("/login", data={"email": "u9@example.com", "password": "x" * 12})
     assert response.status_code == 429
-    other_ip = client.post("/login", data={"email": "u9@example.com", "password": "x" * 12},
-                           environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    other_ip = client.post(
+        "/login", data={"email": "u9@example.com", "password": "x" * 12}, environ_base={"REMOTE_ADDR": "10.1.2.3"}
+    )
     assert other_ip.status_code == 401
 
 
 def test_change_password(app, client, auth, sandbox):
     auth.signup(email="pw@example.com")
-    response = client.post("/account/password", data={
-        "current_password": "not-my-password", "password": "a-brand-new-pass", "confirm": "a-brand-new-pass"})
+    response = client.post(
+        "/account/password",
+        data={"current_password": "not-my-password", "password": "a-brand-new-pass", "confirm": "a-brand-new-pass"},
+    )
     assert response.status_code == 400
     assert "current password is not correct" in response.get_data(as_text=True)
-    response = client.post("/account/password", data={
-        "current_password": TEST_PASSWORD, "password": "1234567890123", "confirm": "1234567890123"})
+    response = client.post(
+        "/account/password",
+        data={"current_password": TEST_PASSWORD, "password": "1234567890123", "confirm": "1234567890123"},
+    )
     assert response.status_code == 400 and "only digits" in response.get_data(as_text=True)
-    response = client.post("/account/password", data={
-        "current_password": TEST_PASSWORD, "password": "a-brand-new-pass", "confirm": "a-brand-new-pass"})
+    response = client.post(
+        "/account/password",
+        data={"current_password": TEST_PASSWORD, "password": "a-brand-new-pass", "confirm": "a-brand-new-pass"},
+    )
     assert response.status_code == 302
     auth.logout()
     assert auth.login(email="pw@example.com").status_code == 401
@@ -344,9 +381,16 @@ def test_signup_is_throttled_per_ip_and_a_flood_creates_nothing(app, sandbox, mo
     monkeypatch.setitem(app.config, "SIGNUP_LIMIT_PER_IP", "3 per hour")
 
     def signup(i, environ=IP_A):
-        return app.test_client().post("/signup", environ_base=environ, data={
-            "email": f"flood{i}@example.com", "name": "Flood", "password": TEST_PASSWORD,
-            "confirm": TEST_PASSWORD})
+        return app.test_client().post(
+            "/signup",
+            environ_base=environ,
+            data={
+                "email": f"flood{i}@example.com",
+                "name": "Flood",
+                "password": TEST_PASSWORD,
+                "confirm": TEST_PASSWORD,
+            },
+        )
 
     assert [signup(i).status_code for i in range(3)] == [302, 302, 302]
     for i in range(3, 6):
@@ -361,15 +405,18 @@ def test_signup_is_throttled_per_ip_and_a_flood_creates_nothing(app, sandbox, mo
 
 
 # --------------------------------------------------------------------------- control characters
-@pytest.mark.parametrize("field,value", [
-    ("name", "Bea\u202eyub"),          # right-to-left override
-    ("name", "Bea\u2066Buyer\u2069"),  # bidi isolates
-    ("name", "Bea\x00Buyer"),          # NUL
-    ("name", "Bea\nBuyer"),
-    ("name", "Bea\u200bBuyer"),        # zero-width space
-    ("email", "bea\u200b@example.com"),
-    ("email", "bea\u202e@example.com"),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("name", "Bea\u202eyub"),  # right-to-left override
+        ("name", "Bea\u2066Buyer\u2069"),  # bidi isolates
+        ("name", "Bea\x00Buyer"),  # NUL
+        ("name", "Bea\nBuyer"),
+        ("name", "Bea\u200bBuyer"),  # zero-width space
+        ("email", "bea\u200b@example.com"),
+        ("email", "bea\u202e@example.com"),
+    ],
+)
 def test_control_characters_in_names_and_emails_are_refused(app, auth, sandbox, field, value):
     data = {"email": "ctl@example.com", "name": "Bea Buyer", field: value}
     response = auth.signup(**data)
@@ -427,15 +474,13 @@ def _sign_ins(app, email) -> int:
     with app.app_context():
         user = get_user(email)
         assert user is not None
-        return db.session.scalars(select(func.count(UserSession.id))
-                                  .where(UserSession.user_id == user.id)).one()
+        return db.session.scalars(select(func.count(UserSession.id)).where(UserSession.user_id == user.id)).one()
 
 
 def test_logout_ends_the_session_and_its_remember_cookie(app, client, auth, sandbox):
     auth.signup(email="leave@example.com")
     auth.logout()
-    response = client.post("/login", data={"email": "leave@example.com", "password": TEST_PASSWORD,
-                                           "remember": "y"})
+    response = client.post("/login", data={"email": "leave@example.com", "password": TEST_PASSWORD, "remember": "y"})
     assert response.status_code == 302
     session_cookie, remember_cookie = _cookie(client, "session"), _cookie(client, "remember_token")
     assert session_cookie and remember_cookie
@@ -460,8 +505,7 @@ def test_remember_cookie_lasts_30_days_and_sign_in_stamps_are_checked(app, clien
 
     auth.signup(email="stamp@example.com")
     auth.logout()
-    response = client.post("/login", data={"email": "stamp@example.com", "password": TEST_PASSWORD,
-                                           "remember": "y"})
+    response = client.post("/login", data={"email": "stamp@example.com", "password": TEST_PASSWORD, "remember": "y"})
     set_cookie = next(v for v in response.headers.getlist("Set-Cookie") if v.startswith("remember_token="))
     expires = client.get_cookie("remember_token").expires
     assert 29 * 86400 < expires.timestamp() - time.time() <= 30 * 86400 + 60, set_cookie
@@ -473,16 +517,16 @@ def test_remember_cookie_lasts_30_days_and_sign_in_stamps_are_checked(app, clien
         wrong = f"{user.id}:{'x' * 32}:{int(time.time())}"
         old_style = str(user.id)  # what the remember cookie held before session tokens
         with app.test_request_context():
-            cookies = {name: encode_cookie(value)
-                       for name, value in [("stale", stale), ("fresh", fresh), ("wrong", wrong),
-                                           ("old", old_style)]}
+            cookies = {
+                name: encode_cookie(value)
+                for name, value in [("stale", stale), ("fresh", fresh), ("wrong", wrong), ("old", old_style)]
+            }
     assert _signed_in(_replay(app, remember=cookies["fresh"]))  # the forging is right ...
     for name in ("stale", "wrong", "old"):  # ... and only a current, in-date stamp signs in
         assert not _signed_in(_replay(app, remember=cookies[name])), name
     # the server caps the sign-in itself too: a row older than 30 days ends it, whatever the stamp
     with app.app_context():
-        db.session.execute(db.update(UserSession).values(
-            created_at=utcnow() - timedelta(days=30, minutes=1)))
+        db.session.execute(db.update(UserSession).values(created_at=utcnow() - timedelta(days=30, minutes=1)))
         db.session.commit()
     assert not _signed_in(_replay(app, remember=cookies["fresh"]))
     assert not _signed_in(client)
@@ -518,12 +562,17 @@ def test_a_sign_in_records_the_browser_and_prunes_expired_rows(app, auth, sandbo
 
     auth.signup(email="agent@example.com")
     with app.app_context():
-        db.session.execute(db.update(UserSession).values(
-            created_at=utcnow() - timedelta(days=31)))
+        db.session.execute(db.update(UserSession).values(created_at=utcnow() - timedelta(days=31)))
         db.session.commit()
     device = app.test_client()
-    assert device.post("/login", data={"email": "agent@example.com", "password": TEST_PASSWORD},
-                       headers={"User-Agent": "Firefox\x00/" + "x" * 300}).status_code == 302
+    assert (
+        device.post(
+            "/login",
+            data={"email": "agent@example.com", "password": TEST_PASSWORD},
+            headers={"User-Agent": "Firefox\x00/" + "x" * 300},
+        ).status_code
+        == 302
+    )
     with app.app_context():
         rows = db.session.scalars(select(UserSession)).all()
     assert len(rows) == 1  # the expired sign-in went
@@ -534,8 +583,10 @@ def test_password_change_ends_every_other_session_and_keeps_this_one(app, auth, 
     auth.signup(email="two@example.com")
     device_a, a_session, a_remember = _device(app, "two@example.com")
     device_b, b_session, b_remember = _device(app, "two@example.com")
-    response = device_a.post("/account/password", data={
-        "current_password": TEST_PASSWORD, "password": "a-brand-new-pass", "confirm": "a-brand-new-pass"})
+    response = device_a.post(
+        "/account/password",
+        data={"current_password": TEST_PASSWORD, "password": "a-brand-new-pass", "confirm": "a-brand-new-pass"},
+    )
     assert response.status_code == 302
     assert "Every other device has been signed out" in device_a.get("/account/").get_data(as_text=True)
     assert _signed_in(device_a)
@@ -551,21 +602,21 @@ def test_password_change_ends_every_other_session_and_keeps_this_one(app, auth, 
 
 def test_an_admin_ends_a_buyers_sessions(app, auth, client, sandbox):
     from .test_admin import ADMIN_EMAIL
+
     with app.app_context():
         accounts.create_or_promote_admin(ADMIN_EMAIL, TEST_PASSWORD, "Ada Admin")
     admin = app.test_client()
     assert admin.post("/login", data={"email": ADMIN_EMAIL, "password": TEST_PASSWORD}).status_code == 302
     auth.signup(email="lost-laptop@example.com")
     client.post("/logout")
-    client.post("/login", data={"email": "lost-laptop@example.com", "password": TEST_PASSWORD,
-                                "remember": "y"})
+    client.post("/login", data={"email": "lost-laptop@example.com", "password": TEST_PASSWORD, "remember": "y"})
     remember_cookie = _cookie(client, "remember_token")
     phone, phone_session, phone_remember = _device(app, "lost-laptop@example.com")
     assert _signed_in(client) and _signed_in(phone)
     with app.app_context():
         public_id = get_user("lost-laptop@example.com").public_id
     page = admin.get(f"/admin/buyers/{public_id}").get_data(as_text=True)
-    assert f'/admin/buyers/{public_id}/sessions/end' in page
+    assert f"/admin/buyers/{public_id}/sessions/end" in page
     assert client.post(f"/admin/buyers/{public_id}/sessions/end").status_code == 403  # buyers can't
     response = admin.post(f"/admin/buyers/{public_id}/sessions/end", follow_redirects=True)
     assert response.status_code == 200
@@ -577,14 +628,23 @@ def test_an_admin_ends_a_buyers_sessions(app, auth, client, sandbox):
     assert not _signed_in(_replay(app, remember=phone_remember))
     assert _sign_ins(app, "lost-laptop@example.com") == 0
     assert admin.get("/admin/").status_code == 200  # the admin's own session is untouched
-    assert client.post("/login", data={"email": "lost-laptop@example.com",
-                                       "password": TEST_PASSWORD}).status_code == 302
+    assert (
+        client.post("/login", data={"email": "lost-laptop@example.com", "password": TEST_PASSWORD}).status_code == 302
+    )
 
 
 def test_login_renews_the_csrf_secret(app, client, auth, sandbox, csrf_on):
     token = csrf_token_from(client.get("/signup").get_data(as_text=True))
-    client.post("/signup", data={"csrf_token": token, "email": "csrf2@example.com", "name": "C",
-                                 "password": TEST_PASSWORD, "confirm": TEST_PASSWORD})
+    client.post(
+        "/signup",
+        data={
+            "csrf_token": token,
+            "email": "csrf2@example.com",
+            "name": "C",
+            "password": TEST_PASSWORD,
+            "confirm": TEST_PASSWORD,
+        },
+    )
     assert _signed_in(client)
     # the token of the anonymous page no longer works for the signed-in session
     assert client.post("/logout", data={"csrf_token": token}).status_code == 400
@@ -608,8 +668,9 @@ def test_the_status_fast_path_ends_with_the_session_too(app, client, auth, sandb
 
 
 def test_create_admin_command_refuses_control_characters_in_the_name(app, runner, sandbox):
-    result = runner.invoke(args=["create-admin", "boss2@example.com", "--password",
-                                 "a-strong-admin-pass", "--name", "Boss\u202eevil"])
+    result = runner.invoke(
+        args=["create-admin", "boss2@example.com", "--password", "a-strong-admin-pass", "--name", "Boss\u202eevil"]
+    )
     assert result.exit_code != 0 and "invisible or control characters (U+202E)" in result.output
     with app.app_context():
         assert get_user("boss2@example.com") is None
@@ -630,6 +691,7 @@ def test_a_session_cookie_not_written_for_12_hours_is_refused(app, client, auth,
         class Then(TimestampSigner):
             def get_timestamp(self):
                 return int(time.time()) - age_seconds
+
         serializer.signer = Then
         return serializer.dumps(data)
 

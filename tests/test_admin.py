@@ -2,6 +2,7 @@
 over every admin route, refunds (partial, full, double-submitted, over the limit), disputes,
 replaying events, reconciliation after a dropped webhook, purchases (filters, search,
 pagination, totals, CSV), buyers and points adjustments, the dashboard."""
+
 from __future__ import annotations
 
 import csv
@@ -25,6 +26,7 @@ NONCE_RE = re.compile(r'name="nonce" value="([^"]+)"')
 
 # --- helpers --------------------------------------------------------------------------------------
 
+
 def flush(sandbox):
     assert sandbox.control("POST", "/_sandbox/webhooks/flush", {"timeout": 15})["idle"]
 
@@ -45,13 +47,11 @@ def snapshot(app) -> dict:
     """Everything a replay or a second reconcile must leave alone."""
     with app.app_context():
         return {
-            "orders": db.session.execute(select(Order.public_id, Order.status,
-                                                Order.amount_refunded, Order.paid_at)
-                                         .order_by(Order.id)).all(),
-            "ledger": db.session.execute(select(PointsEntry.key, PointsEntry.amount)
-                                         .order_by(PointsEntry.id)).all(),
-            "balances": db.session.execute(select(User.email, User.points_balance)
-                                           .order_by(User.id)).all(),
+            "orders": db.session.execute(
+                select(Order.public_id, Order.status, Order.amount_refunded, Order.paid_at).order_by(Order.id)
+            ).all(),
+            "ledger": db.session.execute(select(PointsEntry.key, PointsEntry.amount).order_by(PointsEntry.id)).all(),
+            "balances": db.session.execute(select(User.email, User.points_balance).order_by(User.id)).all(),
             "transitions": db.session.scalar(select(func.count(OrderTransition.id))),
         }
 
@@ -81,8 +81,7 @@ CONFIRMATION_RE = re.compile(r'name="confirmation" value="([^"]+)"')
 
 def review(admin, order: Order, amount: str, reason="requested_by_customer", **form):
     """Step 1 of a refund: the confirmation page (or a redirect with the refusal)."""
-    return admin.post(f"/admin/orders/{order.public_id}/refund",
-                      data={"amount": amount, "reason": reason, **form})
+    return admin.post(f"/admin/orders/{order.public_id}/refund", data={"amount": amount, "reason": reason, **form})
 
 
 def confirmation_from(html: str) -> str:
@@ -92,8 +91,7 @@ def confirmation_from(html: str) -> str:
 
 
 def confirm(admin, order: Order, token: str, **form):
-    return admin.post(f"/admin/orders/{order.public_id}/refund/confirm",
-                      data={"confirmation": token, **form})
+    return admin.post(f"/admin/orders/{order.public_id}/refund/confirm", data={"confirmation": token, **form})
 
 
 def refund(admin, order: Order, amount: str, reason="requested_by_customer"):
@@ -106,17 +104,18 @@ def refund(admin, order: Order, amount: str, reason="requested_by_customer"):
 
 # --- access: every admin route, automatically -----------------------------------------------------
 
+
 def _admin_routes():
     from storefront import create_app
 
     from .conftest import make_config
+
     app = create_app(make_config("sqlite://", "http://127.0.0.1:9"))
     out = []
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/admin"):
             continue
-        values = {arg: (1 if "int" in type(rule._converters[arg]).__name__.lower() else "x")
-                  for arg in rule.arguments}
+        values = {arg: (1 if "int" in type(rule._converters[arg]).__name__.lower() else "x") for arg in rule.arguments}
         path = rule.rule
         for arg, value in values.items():
             path = re.sub(r"<(?:[^:>]+:)?" + arg + ">", str(value), path)
@@ -130,9 +129,16 @@ ADMIN_ROUTES = _admin_routes()
 
 def test_the_admin_routes_are_all_collected():
     paths = {p for _, p in ADMIN_ROUTES}
-    assert {"/admin/", "/admin/purchases", "/admin/purchases.csv", "/admin/orders/x",
-            "/admin/orders/x/refund", "/admin/events/1/replay", "/admin/reconcile",
-            "/admin/buyers/x/points"} <= paths
+    assert {
+        "/admin/",
+        "/admin/purchases",
+        "/admin/purchases.csv",
+        "/admin/orders/x",
+        "/admin/orders/x/refund",
+        "/admin/events/1/replay",
+        "/admin/reconcile",
+        "/admin/buyers/x/points",
+    } <= paths
     assert ("POST", "/admin/reconcile") in ADMIN_ROUTES
 
 
@@ -164,14 +170,12 @@ def test_admin_forms_carry_the_csrf_token(app, admin, buyer, sandbox, webhooks):
     app.config["WTF_CSRF_ENABLED"] = True
     try:
         page = admin.get(f"/admin/orders/{order.public_id}").get_data(as_text=True)
-        page = review(admin, order, "1.00", "duplicate",
-                      csrf_token=csrf_token_from(page)).get_data(as_text=True)
+        page = review(admin, order, "1.00", "duplicate", csrf_token=csrf_token_from(page)).get_data(as_text=True)
         response = confirm(admin, order, confirmation_from(page), csrf_token=csrf_token_from(page))
     finally:
         app.config["WTF_CSRF_ENABLED"] = False
     assert response.status_code == 302
-    assert len(sandbox.stripe.v1.refunds.list(
-        params={"payment_intent": order.stripe_payment_intent_id}).data) == 1
+    assert len(sandbox.stripe.v1.refunds.list(params={"payment_intent": order.stripe_payment_intent_id}).data) == 1
     flush(sandbox)  # charge.refunded reaches the store before the tables are emptied
 
 
@@ -185,10 +189,19 @@ def test_every_admin_page_renders_for_an_admin(app, admin, buyer, sandbox, webho
     with app.app_context():
         event_id = db.session.scalar(select(StripeEvent.id))
         buyer_id = db.session.scalar(select(User.public_id).where(User.email == "buyer@example.com"))
-    for path in ("/admin/", "/admin/purchases", "/admin/purchases.csv",
-                 f"/admin/orders/{order.public_id}", "/admin/buyers", f"/admin/buyers/{buyer_id}",
-                 "/admin/events", f"/admin/events/{event_id}", "/admin/reconcile",
-                 "/admin/events?problem=1&type=charge.refunded", "/admin/buyers?q=buy"):
+    for path in (
+        "/admin/",
+        "/admin/purchases",
+        "/admin/purchases.csv",
+        f"/admin/orders/{order.public_id}",
+        "/admin/buyers",
+        f"/admin/buyers/{buyer_id}",
+        "/admin/events",
+        f"/admin/events/{event_id}",
+        "/admin/reconcile",
+        "/admin/events?problem=1&type=charge.refunded",
+        "/admin/buyers?q=buy",
+    ):
         response = admin.get(path)
         assert response.status_code == 200, path
         assert response.headers["Cache-Control"] == "no-store"
@@ -199,6 +212,7 @@ def test_every_admin_page_renders_for_an_admin(app, admin, buyer, sandbox, webho
 
 
 # --- refunds ------------------------------------------------------------------------------------
+
 
 def test_partial_then_full_refund_from_the_order_page(app, admin, buyer, sandbox, webhooks):
     order = paid_order(app, buyer, sandbox)  # $5.00, 550 points
@@ -217,16 +231,19 @@ def test_partial_then_full_refund_from_the_order_page(app, admin, buyer, sandbox
     assert (order.status, order.amount_refunded) == ("refunded", 500)
     assert balance(app) == 0
     with app.app_context():
-        claws = db.session.scalars(select(PointsEntry.amount).where(
-            PointsEntry.order_id == order.id, PointsEntry.reason == "refund")
-            .order_by(PointsEntry.id)).all()
+        claws = db.session.scalars(
+            select(PointsEntry.amount)
+            .where(PointsEntry.order_id == order.id, PointsEntry.reason == "refund")
+            .order_by(PointsEntry.id)
+        ).all()
         rows = db.session.scalars(select(Refund).order_by(Refund.id)).all()
         assert [(r.amount, r.status, r.reason) for r in rows] == [
-            (200, "succeeded", "requested_by_customer"), (300, "succeeded", "requested_by_customer")]
+            (200, "succeeded", "requested_by_customer"),
+            (300, "succeeded", "requested_by_customer"),
+        ]
         assert all(r.created_by.email == ADMIN_EMAIL for r in rows)
     assert claws == [-220, -330]
-    at_stripe = sandbox.stripe.v1.refunds.list(
-        params={"payment_intent": order.stripe_payment_intent_id}).data
+    at_stripe = sandbox.stripe.v1.refunds.list(params={"payment_intent": order.stripe_payment_intent_id}).data
     assert sorted(r.amount for r in at_stripe) == [200, 300]
     # the buyer sees why points went away
     history = buyer.get("/account/points").get_data(as_text=True)
@@ -262,8 +279,7 @@ def test_a_double_submitted_refund_refunds_once(app, admin, buyer, sandbox, webh
         t.join(timeout=30)
     assert codes == [302, 302]
     flush(sandbox)
-    at_stripe = sandbox.stripe.v1.refunds.list(
-        params={"payment_intent": order.stripe_payment_intent_id}).data
+    at_stripe = sandbox.stripe.v1.refunds.list(params={"payment_intent": order.stripe_payment_intent_id}).data
     assert [r.amount for r in at_stripe] == [150]
     order = last_order(app)
     assert (order.status, order.amount_refunded) == ("partially_refunded", 150)
@@ -272,8 +288,7 @@ def test_a_double_submitted_refund_refunds_once(app, admin, buyer, sandbox, webh
     assert balance(app) == 550 - 165
 
 
-def test_a_refund_cannot_exceed_what_is_left_including_refunds_in_flight(app, admin, buyer,
-                                                                          sandbox, webhooks):
+def test_a_refund_cannot_exceed_what_is_left_including_refunds_in_flight(app, admin, buyer, sandbox, webhooks):
     order = paid_order(app, buyer, sandbox)
     sandbox.control("POST", "/_sandbox/webhooks/faults", {"hold": True})  # Stripe confirms late
     refund(admin, order, "4.00")
@@ -284,8 +299,7 @@ def test_a_refund_cannot_exceed_what_is_left_including_refunds_in_flight(app, ad
     follow = admin.get(response.headers["Location"]).get_data(as_text=True)
     assert "At most $1.00 can be refunded" in follow
     assert refund(admin, order, "5.00").status_code == 302
-    at_stripe = sandbox.stripe.v1.refunds.list(
-        params={"payment_intent": order.stripe_payment_intent_id}).data
+    at_stripe = sandbox.stripe.v1.refunds.list(params={"payment_intent": order.stripe_payment_intent_id}).data
     assert [r.amount for r in at_stripe] == [400]
     assert last_order(app).status == "paid"  # nothing changes until Stripe confirms
     sandbox.control("DELETE", "/_sandbox/webhooks/faults")
@@ -296,8 +310,7 @@ def test_a_refund_cannot_exceed_what_is_left_including_refunds_in_flight(app, ad
     assert balance(app) == 550 - 440
 
 
-def test_sync_with_stripe_applies_a_refund_whose_webhook_was_lost(app, admin, buyer, sandbox,
-                                                                   webhooks):
+def test_sync_with_stripe_applies_a_refund_whose_webhook_was_lost(app, admin, buyer, sandbox, webhooks):
     order = paid_order(app, buyer, sandbox)
     sandbox.control("POST", "/_sandbox/webhooks/faults", {"drop": 100})
     refund(admin, order, "5")
@@ -309,18 +322,41 @@ def test_sync_with_stripe_applies_a_refund_whose_webhook_was_lost(app, admin, bu
     assert balance(app) == 0
 
 
-@pytest.mark.parametrize("text,currency,expected", [
-    ("12.50", "usd", 1250), ("12.5", "usd", 1250), ("$1,000", "usd", 100000), ("3", "usd", 300),
-    ("0.01", "usd", 1), ("500", "jpy", 500), ("1,234.50", "usd", 123450)])
+@pytest.mark.parametrize(
+    "text,currency,expected",
+    [
+        ("12.50", "usd", 1250),
+        ("12.5", "usd", 1250),
+        ("$1,000", "usd", 100000),
+        ("3", "usd", 300),
+        ("0.01", "usd", 1),
+        ("500", "jpy", 500),
+        ("1,234.50", "usd", 123450),
+    ],
+)
 def test_refund_amounts_are_parsed_to_minor_units(text, currency, expected):
     assert refunds_service.parse_amount(text, currency) == expected
 
 
-@pytest.mark.parametrize("text,currency", [("", "usd"), ("abc", "usd"), ("-1", "usd"),
-                                           ("0", "usd"), ("1.001", "usd"), ("1.5", "jpy"),
-                                           ("NaN", "usd"), ("Infinity", "usd"), ("1e3", "jpy"),
-                                           ("1,50", "usd"), ("1_000", "usd"), ("١", "usd"),
-                                           ("9" * 5000, "usd"), ("€5", "usd")])
+@pytest.mark.parametrize(
+    "text,currency",
+    [
+        ("", "usd"),
+        ("abc", "usd"),
+        ("-1", "usd"),
+        ("0", "usd"),
+        ("1.001", "usd"),
+        ("1.5", "jpy"),
+        ("NaN", "usd"),
+        ("Infinity", "usd"),
+        ("1e3", "jpy"),
+        ("1,50", "usd"),
+        ("1_000", "usd"),
+        ("١", "usd"),
+        ("9" * 5000, "usd"),
+        ("€5", "usd"),
+    ],
+)
 def test_bad_refund_amounts_are_refused(text, currency):
     with pytest.raises(refunds_service.RefundError):
         refunds_service.parse_amount(text, currency)
@@ -335,8 +371,7 @@ def test_an_unpaid_order_cannot_be_refunded(app, admin, buyer, sandbox):
     assert sandbox.stripe.v1.refunds.list(params={"limit": 10}).data == []
 
 
-def test_a_refund_is_confirmed_with_its_exact_amount_and_card_before_it_leaves(
-        app, admin, buyer, sandbox, webhooks):
+def test_a_refund_is_confirmed_with_its_exact_amount_and_card_before_it_leaves(app, admin, buyer, sandbox, webhooks):
     order = paid_order(app, buyer, sandbox)  # $5.00 with pm_card_visa
     page = review(admin, order, "1.50")
     assert page.status_code == 200
@@ -348,14 +383,12 @@ def test_a_refund_is_confirmed_with_its_exact_amount_and_card_before_it_leaves(
     # the confirmed amount is the signed one: a re-typed form field changes nothing
     response = confirm(admin, order, confirmation_from(html), amount="5.00")
     assert response.status_code == 302
-    at_stripe = sandbox.stripe.v1.refunds.list(
-        params={"payment_intent": order.stripe_payment_intent_id}).data
+    at_stripe = sandbox.stripe.v1.refunds.list(params={"payment_intent": order.stripe_payment_intent_id}).data
     assert [r.amount for r in at_stripe] == [150]
     flush(sandbox)
 
 
-def test_a_comma_amount_is_refused_not_read_as_a_hundred_times_more(app, admin, buyer, sandbox,
-                                                                   webhooks):
+def test_a_comma_amount_is_refused_not_read_as_a_hundred_times_more(app, admin, buyer, sandbox, webhooks):
     """Issue 10, finding 2: "1,50" refunded $150.00."""
     order = paid_order(app, buyer, sandbox, "points_large")
     response = review(admin, order, "1,50")
@@ -366,8 +399,7 @@ def test_a_comma_amount_is_refused_not_read_as_a_hundred_times_more(app, admin, 
 
 
 @pytest.mark.parametrize("token", ["", "bad-١", "x" * 5000, "forged.token.value"])
-def test_a_bad_confirmation_refunds_nothing_and_leaves_no_row(app, admin, buyer, sandbox, webhooks,
-                                                             token):
+def test_a_bad_confirmation_refunds_nothing_and_leaves_no_row(app, admin, buyer, sandbox, webhooks, token):
     order = paid_order(app, buyer, sandbox)
     response = confirm(admin, order, token)
     assert response.status_code == 302
@@ -377,8 +409,7 @@ def test_a_bad_confirmation_refunds_nothing_and_leaves_no_row(app, admin, buyer,
     assert sandbox.stripe.v1.refunds.list(params={"limit": 10}).data == []
 
 
-def test_a_confirmation_is_for_its_order_and_admin_and_expires(app, admin, buyer, sandbox, webhooks,
-                                                               monkeypatch):
+def test_a_confirmation_is_for_its_order_and_admin_and_expires(app, admin, buyer, sandbox, webhooks, monkeypatch):
     first = paid_order(app, buyer, sandbox)
     second = paid_order(app, buyer, sandbox)
     token = confirmation_from(review(admin, first, "1.00").get_data(as_text=True))
@@ -392,20 +423,19 @@ def test_a_confirmation_is_for_its_order_and_admin_and_expires(app, admin, buyer
 
 
 @pytest.mark.parametrize("nonce", ["bad-١", "short", "a" * 65, "has space 1234567890", "", None])
-def test_a_refund_nonce_outside_the_idempotency_key_alphabet_is_refused(app, admin, buyer, webhooks,
-                                                                        sandbox, nonce):
+def test_a_refund_nonce_outside_the_idempotency_key_alphabet_is_refused(app, admin, buyer, webhooks, sandbox, nonce):
     """Issue 10, finding 14: ``bad-١`` went into the Idempotency-Key and left a refund stuck."""
     order = paid_order(app, buyer, sandbox)
     with app.app_context():
         boss = found(db.session.scalar(select(User).where(User.email == ADMIN_EMAIL)), "admin")
         with pytest.raises(refunds_service.RefundError):
-            refunds_service.request_refund(order.id, amount=100, reason=None, nonce=nonce,
-                                           admin=boss)
+            refunds_service.request_refund(order.id, amount=100, reason=None, nonce=nonce, admin=boss)
         assert db.session.scalar(select(func.count(Refund.id))) == 0
     assert sandbox.stripe.v1.refunds.list(params={"limit": 10}).data == []
 
 
 # --- disputes -------------------------------------------------------------------------------------
+
 
 def test_a_dispute_freezes_points_and_shows_on_the_dashboard(app, admin, buyer, sandbox, webhooks):
     order = paid_order(app, buyer, sandbox, card="pm_card_createDispute")
@@ -414,8 +444,9 @@ def test_a_dispute_freezes_points_and_shows_on_the_dashboard(app, admin, buyer, 
     order = last_order(app)
     assert order.status == "disputed" and balance(app) == 0
     with app.app_context():
-        frozen = db.session.scalar(select(PointsEntry.amount).where(
-            PointsEntry.order_id == order.id, PointsEntry.reason == "dispute"))
+        frozen = db.session.scalar(
+            select(PointsEntry.amount).where(PointsEntry.order_id == order.id, PointsEntry.reason == "dispute")
+        )
     assert frozen == -550
     dashboard = admin.get("/admin/").get_data(as_text=True)
     assert order.public_id in dashboard
@@ -425,6 +456,7 @@ def test_a_dispute_freezes_points_and_shows_on_the_dashboard(app, admin, buyer, 
 
 
 # --- Stripe events and replay -----------------------------------------------------------------------
+
 
 def test_replaying_every_event_changes_nothing(app, admin, buyer, sandbox, webhooks):
     order = paid_order(app, buyer, sandbox)
@@ -447,6 +479,7 @@ def test_replaying_every_event_changes_nothing(app, admin, buyer, sandbox, webho
 
 def test_a_replay_retries_an_event_that_failed(app, admin, buyer, sandbox, webhooks, monkeypatch):
     from storefront.services import fulfilment
+
     order = buy(buyer, app)
     real = fulfilment.apply_payment_intent
 
@@ -460,6 +493,7 @@ def test_a_replay_retries_an_event_that_failed(app, admin, buyer, sandbox, webho
     browser_confirm(sandbox, order.stripe_payment_intent_id)
     event = sandbox.stripe.v1.events.list(params={"type": "payment_intent.succeeded"}).data[0]
     from .test_webhooks import post_event
+
     assert post_event(admin, event.to_dict(), webhooks).status_code == 500
     with app.app_context():
         row = found(db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == event.id)), "event row")
@@ -474,8 +508,7 @@ def test_a_replay_retries_an_event_that_failed(app, admin, buyer, sandbox, webho
     order = last_order(app)
     assert order.status == "paid" and balance(app) == 550
     with app.app_context():
-        source = db.session.scalar(select(OrderTransition.source)
-                                   .where(OrderTransition.to_status == "paid"))
+        source = db.session.scalar(select(OrderTransition.source).where(OrderTransition.to_status == "paid"))
     assert source == f"replay:{event.id}"
 
 
@@ -492,8 +525,9 @@ def test_replay_event_command(app, runner, buyer, sandbox, webhooks):
     paid_order(app, buyer, sandbox)
     before = snapshot(app)
     with app.app_context():
-        stripe_id = db.session.scalar(select(StripeEvent.stripe_id)
-                                      .where(StripeEvent.type == "payment_intent.succeeded"))
+        stripe_id = db.session.scalar(
+            select(StripeEvent.stripe_id).where(StripeEvent.type == "payment_intent.succeeded")
+        )
     result = runner.invoke(args=["replay-event", stripe_id])
     assert result.exit_code == 0, result.output
     assert f"Replayed {stripe_id}" in result.output
@@ -503,8 +537,8 @@ def test_replay_event_command(app, runner, buyer, sandbox, webhooks):
 
 # --- reconciliation -------------------------------------------------------------------------------
 
-def test_reconcile_repairs_a_dropped_webhook_and_then_changes_nothing(app, admin, buyer, sandbox,
-                                                                       webhooks):
+
+def test_reconcile_repairs_a_dropped_webhook_and_then_changes_nothing(app, admin, buyer, sandbox, webhooks):
     sandbox.control("POST", "/_sandbox/webhooks/faults", {"drop": 100})
     order = buy(buyer, app)
     browser_confirm(sandbox, order.stripe_payment_intent_id)
@@ -518,8 +552,7 @@ def test_reconcile_repairs_a_dropped_webhook_and_then_changes_nothing(app, admin
     assert order.status == "paid" and balance(app) == 550
     with app.app_context():
         assert db.session.scalar(select(func.count(PointsEntry.id))) == 1
-        source = db.session.scalar(select(OrderTransition.source)
-                                   .where(OrderTransition.to_status == "paid"))
+        source = db.session.scalar(select(OrderTransition.source).where(OrderTransition.to_status == "paid"))
     assert source == "reconcile"
     before = snapshot(app)
     again = admin.post("/admin/reconcile", data={"days": "3"}).get_data(as_text=True)
@@ -527,13 +560,13 @@ def test_reconcile_repairs_a_dropped_webhook_and_then_changes_nothing(app, admin
     assert snapshot(app) == before
 
 
-def test_reconcile_command_repairs_checkout_and_refund(app, runner, admin, buyer, sandbox,
-                                                       webhooks):
+def test_reconcile_command_repairs_checkout_and_refund(app, runner, admin, buyer, sandbox, webhooks):
     sandbox.control("POST", "/_sandbox/webhooks/faults", {"drop": 1000})
     buyer.post("/buy/points_large", data={"method": "checkout"})
     order = last_order(app)
-    sandbox.control("POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay",
-                    {"payment_method": "pm_card_visa"})
+    sandbox.control(
+        "POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay", {"payment_method": "pm_card_visa"}
+    )
     flush(sandbox)
     assert last_order(app).status == "pending"
     result = runner.invoke(args=["reconcile", "--days", "3"])
@@ -541,8 +574,7 @@ def test_reconcile_command_repairs_checkout_and_refund(app, runner, admin, buyer
     assert f"{order.public_id}: pending -> paid" in result.output
     assert balance(app) == 1400
     order = last_order(app)
-    sandbox.stripe.v1.refunds.create(params={"payment_intent": order.stripe_payment_intent_id,
-                                             "amount": 600})
+    sandbox.stripe.v1.refunds.create(params={"payment_intent": order.stripe_payment_intent_id, "amount": 600})
     result = runner.invoke(args=["reconcile", "--days", "3"])
     assert f"{order.public_id}: paid -> partially_refunded" in result.output
     assert balance(app) == 700
@@ -557,19 +589,18 @@ def test_reconcile_refuses_silly_ranges(app, admin, runner):
 
 # --- purchases: filters, search, pagination, totals, CSV ---------------------------------------------
 
+
 @pytest.fixture
 def orders_mix(app, buyer, sandbox, webhooks, client, auth):
     """Five orders: two paid (medium, large), one failed, one pending (small), one checkout."""
-    paid = [paid_order(app, buyer, sandbox, "points_medium"),
-            paid_order(app, buyer, sandbox, "points_large")]
+    paid = [paid_order(app, buyer, sandbox, "points_medium"), paid_order(app, buyer, sandbox, "points_large")]
     failed = buy(buyer, app, "points_small")
     browser_confirm(sandbox, failed.stripe_payment_intent_id, "pm_card_chargeDeclined")
     flush(sandbox)
     pending = buy(buyer, app, "points_small")
     buyer.post("/buy/points_medium", data={"method": "checkout"})
     checkout = last_order(app)
-    return {"paid": paid, "failed": last_order_with(app, failed.public_id), "pending": pending,
-            "checkout": checkout}
+    return {"paid": paid, "failed": last_order_with(app, failed.public_id), "pending": pending, "checkout": checkout}
 
 
 def last_order_with(app, public_id):
@@ -588,9 +619,18 @@ def csv_rows(response) -> list[dict]:
     return list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
 
 
-@pytest.mark.parametrize("query", ["", "status=paid", "product=points_small",
-                                   "method=checkout", "status=failed&product=points_small",
-                                   "q=buyer@example.com&status=pending", "q=BUYER"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "status=paid",
+        "product=points_small",
+        "method=checkout",
+        "status=failed&product=points_small",
+        "q=buyer@example.com&status=pending",
+        "q=BUYER",
+    ],
+)
 def test_csv_export_matches_the_filtered_table(app, admin, orders_mix, query):
     html = admin.get(f"/admin/purchases?{query}").get_data(as_text=True)
     rows = csv_rows(admin.get(f"/admin/purchases.csv?{query}"))
@@ -613,30 +653,28 @@ def test_purchases_filters_and_totals(app, admin, orders_mix):
     assert "USD: 2 paid, collected $17.00, refunded $0.00, net $17.00" in html
     paid = table_ids(admin.get("/admin/purchases?status=paid").get_data(as_text=True))
     assert sorted(paid) == sorted(o.public_id for o in orders_mix["paid"])
-    assert table_ids(admin.get("/admin/purchases?status=failed").get_data(as_text=True)) == \
-        [orders_mix["failed"].public_id]
+    assert table_ids(admin.get("/admin/purchases?status=failed").get_data(as_text=True)) == [
+        orders_mix["failed"].public_id
+    ]
     today = last_order(app).created_at.date().isoformat()
-    assert len(table_ids(admin.get(f"/admin/purchases?date_from={today}&date_to={today}")
-                         .get_data(as_text=True))) == 5
+    assert len(table_ids(admin.get(f"/admin/purchases?date_from={today}&date_to={today}").get_data(as_text=True))) == 5
     assert table_ids(admin.get("/admin/purchases?date_to=2001-01-01").get_data(as_text=True)) == []
     bad = admin.get("/admin/purchases?date_from=yesterday").get_data(as_text=True)
     assert "is not a date" in bad and len(table_ids(bad)) == 5
 
 
-@pytest.mark.parametrize("field", ["public_id", "stripe_payment_intent_id",
-                                   "stripe_checkout_session_id", "stripe_charge_id"])
+@pytest.mark.parametrize(
+    "field", ["public_id", "stripe_payment_intent_id", "stripe_checkout_session_id", "stripe_charge_id"]
+)
 def test_purchases_search_by_ids(app, admin, orders_mix, field):
     target = orders_mix["checkout"] if field == "stripe_checkout_session_id" else orders_mix["paid"][1]
     value = getattr(last_order_with(app, target.public_id), field)
-    assert table_ids(admin.get(f"/admin/purchases?q={value}").get_data(as_text=True)) == \
-        [target.public_id]
+    assert table_ids(admin.get(f"/admin/purchases?q={value}").get_data(as_text=True)) == [target.public_id]
 
 
 def test_purchases_search_by_email_and_pagination(app, admin, orders_mix, monkeypatch):
-    assert len(table_ids(admin.get("/admin/purchases?q=buyer@example.com")
-                         .get_data(as_text=True))) == 5
-    assert table_ids(admin.get("/admin/purchases?q=nobody@example.com")
-                     .get_data(as_text=True)) == []
+    assert len(table_ids(admin.get("/admin/purchases?q=buyer@example.com").get_data(as_text=True))) == 5
+    assert table_ids(admin.get("/admin/purchases?q=nobody@example.com").get_data(as_text=True)) == []
     assert table_ids(admin.get("/admin/purchases?q=boss").get_data(as_text=True)) == []
     monkeypatch.setattr(admin_reports, "PAGE_SIZE", 2)
     seen, url = [], "/admin/purchases"
@@ -649,8 +687,7 @@ def test_purchases_search_by_email_and_pagination(app, admin, orders_mix, monkey
         url = found.group(1).replace("&amp;", "&")
     assert len(seen) == 5 and len(set(seen)) == 5
     with app.app_context():
-        expected = db.session.scalars(select(Order.public_id)
-                                      .order_by(Order.created_at.desc(), Order.id.desc())).all()
+        expected = db.session.scalars(select(Order.public_id).order_by(Order.created_at.desc(), Order.id.desc())).all()
     assert seen == expected
 
 
@@ -662,14 +699,22 @@ def test_csv_cells_cannot_become_formulas():
 def test_order_page_shows_everything(app, admin, orders_mix):
     order = last_order_with(app, orders_mix["paid"][0].public_id)
     page = admin.get(f"/admin/orders/{order.public_id}").get_data(as_text=True)
-    for expected in (order.stripe_payment_intent_id, order.stripe_charge_id, "buyer@example.com",
-                     "payment_intent.succeeded", "+550", "sandbox", "Payment Element",
-                     "new → <strong>pending</strong>"):
+    for expected in (
+        order.stripe_payment_intent_id,
+        order.stripe_charge_id,
+        "buyer@example.com",
+        "payment_intent.succeeded",
+        "+550",
+        "sandbox",
+        "Payment Element",
+        "new → <strong>pending</strong>",
+    ):
         assert expected in page, expected
 
 
 def test_dashboard_links_use_stripe_dashboard_urls_outside_the_sandbox(app):
     from storefront.stripe_gateway import StripeGateway
+
     test = StripeGateway("sk_test_x", mode="test")
     live = StripeGateway("sk_live_x", mode="live")
     sandbox = StripeGateway("sk_test_x", mode="sandbox")
@@ -680,6 +725,7 @@ def test_dashboard_links_use_stripe_dashboard_urls_outside_the_sandbox(app):
 
 
 # --- buyers and points ----------------------------------------------------------------------------
+
 
 def _buyer_id(app, email="buyer@example.com") -> str:
     with app.app_context():
@@ -712,13 +758,13 @@ def test_points_adjustment_needs_a_reason_and_records_the_admin(app, admin, buye
     detail = admin.get(f"/admin/buyers/{public_id}").get_data(as_text=True)
     assert "Goodwill reversal" in detail and "Ada Admin" in detail
     assert "Goodwill reversal" in buyer.get("/account/points").get_data(as_text=True)
-    for n, bad in enumerate(("0", "abc", "1.5", "99999999", "١٢", "1_000", "9" * 5000, "1e3",
-                             "12,34", "--5")):
-        response = admin.post(url, data={"points": bad, "reason": "why not",
-                                         "nonce": f"other-nonce-{n:08d}"})
+    for n, bad in enumerate(("0", "abc", "1.5", "99999999", "١٢", "1_000", "9" * 5000, "1e3", "12,34", "--5")):
+        response = admin.post(url, data={"points": bad, "reason": "why not", "nonce": f"other-nonce-{n:08d}"})
         assert response.status_code == 302
-        assert "whole number" in admin.get(response.headers["Location"]).get_data(as_text=True) \
-            or bad in ("0", "99999999")
+        assert "whole number" in admin.get(response.headers["Location"]).get_data(as_text=True) or bad in (
+            "0",
+            "99999999",
+        )
     assert balance(app) == -250
     # the nonce goes into the ledger key: only the idempotency-key alphabet, 16-64 long
     for bad_nonce in ("bad-١", "short", "x" * 65, "with space in it!"):
@@ -730,6 +776,7 @@ def test_points_adjustment_needs_a_reason_and_records_the_admin(app, admin, buye
 
 
 # --- dashboard ------------------------------------------------------------------------------------
+
 
 def test_dashboard_figures_and_an_accessible_chart(app, admin, orders_mix):
     html = admin.get("/admin/").get_data(as_text=True)

@@ -1,4 +1,5 @@
 """The JSON API of the seed contract: create-checkout-session and check-payment-status."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,15 +30,18 @@ def test_create_checkout_session_uses_our_catalog_amount(app, buyer, sandbox):
     assert session.amount_total == 200 and session.currency == "usd"
 
 
-@pytest.mark.parametrize("body, status, code", [
-    ({}, 400, "invalid_price_id"),
-    ({"priceId": 42}, 400, "invalid_price_id"),
-    ({"priceId": "prod_123"}, 400, "invalid_price_id"),
-    ({"priceId": "price_<script>"}, 400, "invalid_price_id"),
-    ({"priceId": "price_123\n"}, 400, "invalid_price_id"),  # "$" alone lets the newline in
-    ({"priceId": "price_١٢٣"}, 400, "invalid_price_id"),
-    ({"priceId": "price_doesNotExist123"}, 404, "price_not_found"),
-])
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({}, 400, "invalid_price_id"),
+        ({"priceId": 42}, 400, "invalid_price_id"),
+        ({"priceId": "prod_123"}, 400, "invalid_price_id"),
+        ({"priceId": "price_<script>"}, 400, "invalid_price_id"),
+        ({"priceId": "price_123\n"}, 400, "invalid_price_id"),  # "$" alone lets the newline in
+        ({"priceId": "price_١٢٣"}, 400, "invalid_price_id"),
+        ({"priceId": "price_doesNotExist123"}, 404, "price_not_found"),
+    ],
+)
 def test_bad_price_ids_are_refused_with_json_errors(app, buyer, sandbox, body, status, code):
     response = _create(buyer, body)
     assert response.status_code == status
@@ -52,20 +56,20 @@ def test_amount_and_currency_rules_come_from_the_catalog(app, buyer, sandbox):
         price = found(db.session.scalar(select(Price).where(Price.lookup_key == "points_small")), "points_small")
         price.unit_amount = 20
         db.session.commit()
-    assert _create(buyer, {"priceId": _price_id(app, "points_small")}).get_json()["error"]["code"] \
-        == "amount_too_small"
+    assert _create(buyer, {"priceId": _price_id(app, "points_small")}).get_json()["error"]["code"] == "amount_too_small"
     with app.app_context():
         price = found(db.session.scalar(select(Price).where(Price.lookup_key == "points_small")), "points_small")
         price.unit_amount, price.currency = 200, "xyz"
         db.session.commit()
-    assert _create(buyer, {"priceId": _price_id(app, "points_small")}).get_json()["error"]["code"] \
+    assert (
+        _create(buyer, {"priceId": _price_id(app, "points_small")}).get_json()["error"]["code"]
         == "currency_not_supported"
+    )
     with app.app_context():
         price = found(db.session.scalar(select(Price).where(Price.lookup_key == "points_small")), "points_small")
         price.unit_amount, price.currency = 100_000_000, "usd"
         db.session.commit()
-    assert _create(buyer, {"priceId": _price_id(app, "points_small")}).get_json()["error"]["code"] \
-        == "amount_too_large"
+    assert _create(buyer, {"priceId": _price_id(app, "points_small")}).get_json()["error"]["code"] == "amount_too_large"
 
 
 def test_api_needs_a_login(app, client, catalog, sandbox):

@@ -47,10 +47,16 @@ def _is_type_checking(node: ast.If) -> bool:
 
 def _import_nodes(module: ast.Module) -> list[ast.Import | ast.ImportFrom]:
     """Every import statement, at any depth, except those in the body of ``if TYPE_CHECKING:``."""
-    skipped = {id(inner) for node in ast.walk(module) if isinstance(node, ast.If) and _is_type_checking(node)
-               for statement in node.body for inner in ast.walk(statement)}
-    return [node for node in ast.walk(module)
-            if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in skipped]
+    skipped = {
+        id(inner)
+        for node in ast.walk(module)
+        if isinstance(node, ast.If) and _is_type_checking(node)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
+    return [
+        node for node in ast.walk(module) if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in skipped
+    ]
 
 
 def imports_of(name: str) -> set[str]:
@@ -83,8 +89,9 @@ def _within(module: str, package: str) -> bool:
 
 def long_modules() -> list[str]:
     lengths = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules().items()}
-    return [f"{modules()[name].relative_to(ROOT)}: {n} lines" for name, n in sorted(lengths.items())
-            if n > MAX_MODULE_LINES]
+    return [
+        f"{modules()[name].relative_to(ROOT)}: {n} lines" for name, n in sorted(lengths.items()) if n > MAX_MODULE_LINES
+    ]
 
 
 def long_functions() -> list[str]:
@@ -110,8 +117,13 @@ def test_no_function_is_over_60_lines() -> None:
 
 
 def forbidden_imports(importer: str, imported: str) -> list[str]:
-    return [f"{name} imports {target}" for name in modules() if _within(name, importer)
-            for target in sorted(imports_of(name)) if _within(target, imported)]
+    return [
+        f"{name} imports {target}"
+        for name in modules()
+        if _within(name, importer)
+        for target in sorted(imports_of(name))
+        if _within(target, imported)
+    ]
 
 
 def test_services_import_nothing_from_the_web_layer() -> None:
@@ -128,8 +140,11 @@ def test_the_sandbox_imports_nothing_from_the_store() -> None:
 def import_cycles(package: str) -> list[list[str]]:
     """The strongly connected components (two modules or more, or a module importing itself) of the
     import graph inside ``package`` (Tarjan's algorithm)."""
-    graph = {name: sorted(t for t in imports_of(name) if _within(t, package) and t in modules())
-             for name in modules() if _within(name, package)}
+    graph = {
+        name: sorted(t for t in imports_of(name) if _within(t, package) and t in modules())
+        for name in modules()
+        if _within(name, package)
+    }
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

@@ -1,5 +1,6 @@
 """Buying a points pack: orders from our catalog, paid on our page, with a saved card, or
 through Checkout; status pages; ownership; Stripe failing mid-purchase."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,6 +45,7 @@ def start(client, lookup_key="points_medium", **form):
 
 # --- starting a payment ----------------------------------------------------------------------
 
+
 def test_buy_creates_an_order_and_a_payment_intent_for_the_catalog_amount(app, buyer, sandbox):
     response = start(buyer, "points_medium", amount="1", currency="jpy")  # tampering is ignored
     assert response.status_code == 303
@@ -71,8 +73,10 @@ def test_unknown_product_is_404_and_creates_nothing(app, buyer, sandbox):
 def test_subscription_plans_are_not_bought_as_one_offs(app, buyer, sandbox):
     response = start(buyer, "starter_monthly")
     assert response.status_code == 400
-    assert b"Subscriptions are started from your account page" in response.data or \
-        b"Plans are subscriptions" in response.data
+    assert (
+        b"Subscriptions are started from your account page" in response.data
+        or b"Plans are subscriptions" in response.data
+    )
     assert _find_order(app) is None
 
 
@@ -96,14 +100,16 @@ def test_stripe_failing_during_purchase_leaves_no_order(app, buyer, sandbox):
 
 
 def test_stripe_timing_out_during_purchase_leaves_no_order(app, buyer, sandbox):
-    sandbox.control("POST", "/_sandbox/faults", {"mode": "timeout", "count": 1, "seconds": 6,
-                                                 "path_prefix": "/v1/payment_intents"})
+    sandbox.control(
+        "POST", "/_sandbox/faults", {"mode": "timeout", "count": 1, "seconds": 6, "path_prefix": "/v1/payment_intents"}
+    )
     response = start(buyer)
     assert response.status_code == 503
     assert _find_order(app) is None
 
 
 # --- paying on our page, then the status page -----------------------------------------------------
+
 
 def test_status_poll_alone_fulfils_when_no_webhook_arrives(app, buyer, sandbox):
     start(buyer)
@@ -114,8 +120,7 @@ def test_status_poll_alone_fulfils_when_no_webhook_arrives(app, buyer, sandbox):
         db.session.execute(db.update(Order).values(synced_at=None))
         db.session.commit()
     state = buyer.get(f"/orders/{order.public_id}/status").get_json()
-    assert state == {**state, "status": "paid", "order_status": "paid", "settled": True,
-                     "points_credited": 550}
+    assert state == {**state, "status": "paid", "order_status": "paid", "settled": True, "points_credited": 550}
     assert "550 points were added" in state["message"]
     assert _balance(app) == 550
     buyer.get(f"/orders/{order.public_id}/status")
@@ -161,6 +166,7 @@ def test_a_declined_card_shows_the_reason_and_a_retry_succeeds(app, buyer, sandb
 
 # --- saved cards -------------------------------------------------------------------------------------
 
+
 def _save_card(app, sandbox, pm="pm_card_visa"):
     with app.app_context():
         customer = db.session.scalar(select(User.stripe_customer_id))
@@ -168,9 +174,11 @@ def _save_card(app, sandbox, pm="pm_card_visa"):
 
 
 def _pay_saved(client, order, pm_id, attempt="a1"):
-    return client.post(f"/orders/{order.public_id}/pay/saved-card",
-                       data={"payment_method": pm_id, "attempt": attempt},
-                       headers={"Accept": "application/json"})
+    return client.post(
+        f"/orders/{order.public_id}/pay/saved-card",
+        data={"payment_method": pm_id, "attempt": attempt},
+        headers={"Accept": "application/json"},
+    )
 
 
 def test_pay_with_a_saved_card(app, buyer, sandbox):
@@ -205,8 +213,7 @@ def test_saved_3ds_card_comes_back_for_authentication(app, buyer, sandbox):
     reply = _pay_saved(buyer, order, card.id).get_json()
     assert reply["order_status"] == "requires_action"
     assert reply["client_secret"].startswith(found(order.stripe_payment_intent_id, "PaymentIntent") + "_secret_")
-    sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}",
-                    {"outcome": "complete"})
+    sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}", {"outcome": "complete"})
     with app.app_context():
         db.session.execute(db.update(Order).values(synced_at=None))
         db.session.commit()
@@ -234,14 +241,15 @@ def test_cannot_pay_with_another_buyers_card(app, client, auth, catalog, sandbox
     response = _pay_saved(client, order, victim_card.id)
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "card_not_found"
-    assert sandbox.stripe.v1.payment_intents.retrieve(order.stripe_payment_intent_id).status \
-        == "requires_payment_method"
+    assert (
+        sandbox.stripe.v1.payment_intents.retrieve(order.stripe_payment_intent_id).status == "requires_payment_method"
+    )
 
 
 # --- ownership -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/orders/{id}", "/orders/{id}/status", "/orders/{id}/pay",
-                                  "/orders/{id}/canceled"])
+
+@pytest.mark.parametrize("path", ["/orders/{id}", "/orders/{id}/status", "/orders/{id}/pay", "/orders/{id}/canceled"])
 def test_a_buyer_cannot_see_another_buyers_order(app, client, auth, catalog, sandbox, path):
     auth.signup(email="first@example.com")
     start(client)
@@ -258,14 +266,14 @@ def test_order_pages_need_a_login(app, client, catalog, sandbox):
 
 # --- Checkout redirect ---------------------------------------------------------------------------------
 
+
 def test_checkout_redirect_then_paid(app, buyer, sandbox):
     response = start(buyer, method="checkout")
     assert response.status_code == 303
     order = _order(app)
     session_id = order.stripe_checkout_session_id
     assert response.headers["Location"] == f"{sandbox.url}/c/pay/{session_id}"
-    session = sandbox.stripe.v1.checkout.sessions.retrieve(session_id,
-                                                           params={"expand": ["line_items"]})
+    session = sandbox.stripe.v1.checkout.sessions.retrieve(session_id, params={"expand": ["line_items"]})
     assert session.amount_total == 500 and session.client_reference_id == order.public_id
     assert session.success_url.endswith(f"/orders/{order.public_id}?session_id={{CHECKOUT_SESSION_ID}}")
     assert session.line_items.data[0].price.lookup_key == "points_medium"
@@ -287,8 +295,7 @@ def test_leaving_checkout_cancels_the_order_and_expires_the_session(app, buyer, 
     session = sandbox.stripe.v1.checkout.sessions.retrieve(order.stripe_checkout_session_id)
     assert session.status == "expired"
     with app.app_context():
-        sources = db.session.scalars(select(OrderTransition.source)
-                                     .where(OrderTransition.order_id == order.id)).all()
+        sources = db.session.scalars(select(OrderTransition.source).where(OrderTransition.order_id == order.id)).all()
     assert sources == ["buyer", "buyer"]
 
 
@@ -319,6 +326,7 @@ def test_points_history_lists_the_ledger(app, buyer, sandbox):
 
 # --- GET never changes an order; Stripe's real state wins ---------------------------------------
 
+
 def test_the_checkout_cancel_url_changes_nothing_on_get(app, buyer, sandbox):
     """Finding 14: a GET (a link, a prefetch, an <img> on another site) must not cancel."""
     start(buyer, method="checkout")
@@ -333,8 +341,9 @@ def test_the_checkout_cancel_url_changes_nothing_on_get(app, buyer, sandbox):
 def test_the_checkout_cancel_url_shows_a_payment_made_meanwhile(app, buyer, sandbox):
     start(buyer, method="checkout")
     order = _order(app)
-    sandbox.control("POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay",
-                    {"payment_method": "pm_card_visa"})
+    sandbox.control(
+        "POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay", {"payment_method": "pm_card_visa"}
+    )
     response = buyer.get(f"/orders/{order.public_id}/canceled")
     assert response.headers["Location"] == f"/orders/{order.public_id}"
     assert _order(app).status == "paid"

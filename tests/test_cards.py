@@ -1,5 +1,6 @@
 """Saved cards: listed from Stripe (cached briefly), added with a SetupIntent, set as default,
 removed; nobody touches another buyer's card."""
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,9 @@ def attach(app, sandbox, pm="pm_card_visa", email="buyer@example.com"):
 def test_cards_page_lists_brand_last4_expiry_and_default(app, buyer, sandbox):
     visa = attach(app, sandbox)
     mastercard = attach(app, sandbox, "pm_card_mastercard")
-    sandbox.stripe.v1.customers.update(customer_id(app), params={
-        "invoice_settings": {"default_payment_method": mastercard.id}})
+    sandbox.stripe.v1.customers.update(
+        customer_id(app), params={"invoice_settings": {"default_payment_method": mastercard.id}}
+    )
     cards._cache.clear()
     page = buyer.get("/account/cards").get_data(as_text=True)
     assert f"Visa ending in {visa.card.last4} · expires {visa.card.exp_month:02d}/{visa.card.exp_year}" in page
@@ -43,10 +45,10 @@ def test_cards_page_lists_brand_last4_expiry_and_default(app, buyer, sandbox):
 def test_expired_card_is_marked(app, buyer, sandbox):
     # Stripe refuses a past expiry on an update, so the cached list is seeded (it is ours)
     import time
+
     assert cards.Card("pm_x", "visa", "4242", 1, 2020, False).expired
     assert not cards.Card("pm_x", "visa", "4242", 12, 2099, False).expired
-    cards._cache[customer_id(app)] = (time.monotonic() + 30, [
-        cards.Card("pm_old", "visa", "0002", 1, 2020, True)])
+    cards._cache[customer_id(app)] = (time.monotonic() + 30, [cards.Card("pm_old", "visa", "0002", 1, 2020, True)])
     page = buyer.get("/account/cards").get_data(as_text=True)
     assert "expires 01/2020" in page and "Expired" in page
 
@@ -62,6 +64,7 @@ def test_the_list_is_cached_briefly(app, buyer, sandbox):
 def test_reloading_the_add_a_card_page_mints_no_new_setup_intent(app, buyer, sandbox):
     """A page view creates nothing more at Stripe: the unconfirmed SetupIntent is handed out again
     (a reload, a HEAD, a second tab); once it is used, the next visit gets a new one."""
+
     def secret() -> str:
         page = buyer.get("/account/cards/new").get_data(as_text=True)
         return found(re.search(r'data-client-secret="(seti_[^"]+)"', page), "SetupIntent").group(1)
@@ -71,11 +74,15 @@ def test_reloading_the_add_a_card_page_mints_no_new_setup_intent(app, buyer, san
     assert secret() == first and secret() == first
     assert len(sandbox.stripe.v1.setup_intents.list({"customer": customer_id(app)}).data) == 1
     seti_id = first.split("_secret_")[0]
-    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url},
-                                  max_network_retries=0)
+    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url}, max_network_retries=0)
     # client_secret is the browser's (publishable-key) credential; the SDK's typed params leave it out.
-    browser.v1.setup_intents.confirm(seti_id, params={"client_secret": first,  # type: ignore[arg-type]
-                                                      "payment_method": "pm_card_visa"})
+    browser.v1.setup_intents.confirm(
+        seti_id,
+        params={
+            "client_secret": first,  # type: ignore[arg-type]
+            "payment_method": "pm_card_visa",
+        },
+    )
     assert secret() != first
     assert len(sandbox.stripe.v1.setup_intents.list({"customer": customer_id(app)}).data) == 2
 
@@ -87,11 +94,15 @@ def test_add_a_card_with_a_setup_intent(app, buyer, sandbox):
     seti_id = secret.split("_secret_")[0]
     si = sandbox.stripe.v1.setup_intents.retrieve(seti_id)
     assert si.customer == customer_id(app) and si.usage == "off_session"
-    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url},
-                                  max_network_retries=0)
+    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url}, max_network_retries=0)
     # client_secret is the browser's (publishable-key) credential; the SDK's typed params leave it out.
-    browser.v1.setup_intents.confirm(seti_id, params={"client_secret": secret,  # type: ignore[arg-type]
-                                                      "payment_method": "pm_card_visa"})
+    browser.v1.setup_intents.confirm(
+        seti_id,
+        params={
+            "client_secret": secret,  # type: ignore[arg-type]
+            "payment_method": "pm_card_visa",
+        },
+    )
     response = buyer.get(f"/account/cards/added?setup_intent={seti_id}")
     assert response.status_code == 303
     page = buyer.get("/account/cards").get_data(as_text=True)
@@ -108,8 +119,7 @@ def test_set_default_and_remove(app, buyer, sandbox):
     customer = sandbox.stripe.v1.customers.retrieve(customer_id(app))
     assert customer.invoice_settings.default_payment_method == mastercard.id
     assert buyer.post(f"/account/cards/{visa.id}/remove").status_code == 303
-    remaining = sandbox.stripe.v1.payment_methods.list(params={"customer": customer_id(app),
-                                                               "type": "card"}).data
+    remaining = sandbox.stripe.v1.payment_methods.list(params={"customer": customer_id(app), "type": "card"}).data
     assert [pm.id for pm in remaining] == [mastercard.id]
     page = buyer.get("/account/cards").get_data(as_text=True)
     assert visa.id not in page and mastercard.id in page
@@ -125,16 +135,23 @@ def test_a_buyer_cannot_touch_another_buyers_card(app, client, auth, catalog, sa
     assert response.status_code == 404
     pm = sandbox.stripe.v1.payment_methods.retrieve(victim_card.id)
     assert pm.customer == customer_id(app, "victim@example.com")
-    assert sandbox.stripe.v1.customers.retrieve(customer_id(app, "thief@example.com")) \
-        .invoice_settings.default_payment_method is None
+    assert (
+        sandbox.stripe.v1.customers.retrieve(
+            customer_id(app, "thief@example.com")
+        ).invoice_settings.default_payment_method
+        is None
+    )
     assert client.post("/account/cards/pm_does_not_exist/remove").status_code == 404
 
 
 def test_cannot_finish_another_buyers_setup_intent(app, client, auth, catalog, sandbox):
     auth.signup(email="victim@example.com")
     page = client.get("/account/cards/new").get_data(as_text=True)
-    seti_id = found(re.search(r'data-client-secret="(seti_[^"_]+_[^"_]+)', page),
-                    "SetupIntent secret").group(1).split("_secret")[0]
+    seti_id = (
+        found(re.search(r'data-client-secret="(seti_[^"_]+_[^"_]+)', page), "SetupIntent secret")
+        .group(1)
+        .split("_secret")[0]
+    )
     auth.logout()
     auth.signup(email="thief@example.com")
     assert client.get(f"/account/cards/added?setup_intent={seti_id}").status_code == 404
@@ -143,11 +160,20 @@ def test_cannot_finish_another_buyers_setup_intent(app, client, auth, catalog, s
 def test_card_actions_need_csrf(app, sandbox, database_url, sandbox_server, catalog):
     from storefront import create_app
     from tests.conftest import TEST_PASSWORD, make_config
+
     store = create_app(make_config(database_url, sandbox_server.url, WTF_CSRF_ENABLED=True))
     client = store.test_client()
     signup = client.get("/signup").get_data(as_text=True)
-    client.post("/signup", data={"email": "buyer@example.com", "name": "Bea", "password": TEST_PASSWORD,
-                                 "confirm": TEST_PASSWORD, "csrf_token": csrf_token_from(signup)})
+    client.post(
+        "/signup",
+        data={
+            "email": "buyer@example.com",
+            "name": "Bea",
+            "password": TEST_PASSWORD,
+            "confirm": TEST_PASSWORD,
+            "csrf_token": csrf_token_from(signup),
+        },
+    )
     card = attach(app, sandbox)
     assert client.post(f"/account/cards/{card.id}/remove").status_code == 400
     assert client.post("/account/subscribe/starter_monthly").status_code == 400

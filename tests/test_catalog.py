@@ -27,11 +27,20 @@ EXPECTED = {
 def test_default_catalog_file_has_the_seven_products():
     entries = parse_catalog(DEFAULT_CATALOG.read_text())
     assert {e.lookup_key: e.amount for e in entries} == {
-        "starter_monthly": 500, "advanced_monthly": 1500, "professional_monthly": 9900, "lifetime": 40000,
-        "points_small": 200, "points_medium": 500, "points_large": 1200}
+        "starter_monthly": 500,
+        "advanced_monthly": 1500,
+        "professional_monthly": 9900,
+        "lifetime": 40000,
+        "points_small": 200,
+        "points_medium": 500,
+        "points_large": 1200,
+    }
     assert all(e.currency == "usd" for e in entries)
     assert {e.lookup_key for e in entries if e.kind == "subscription"} == {
-        "starter_monthly", "advanced_monthly", "professional_monthly"}
+        "starter_monthly",
+        "advanced_monthly",
+        "professional_monthly",
+    }
 
 
 def test_sync_creates_products_and_prices_in_db_and_stripe(app, runner, sandbox):
@@ -64,8 +73,11 @@ def test_changed_amount_creates_new_price_and_archives_old(app, runner, sandbox,
     assert runner.invoke(args=["catalog", "sync"]).exit_code == 0
     old = {p.lookup_key: p for p in sandbox.prices(active=True)}["points_small"]
     changed = tmp_path / "catalog.toml"
-    changed.write_text(DEFAULT_CATALOG.read_text().replace(
-        'lookup_key = "points_small", amount = 200', 'lookup_key = "points_small", amount = 250'))
+    changed.write_text(
+        DEFAULT_CATALOG.read_text().replace(
+            'lookup_key = "points_small", amount = 200', 'lookup_key = "points_small", amount = 250'
+        )
+    )
     result = runner.invoke(args=["catalog", "sync", "--file", str(changed)])
     assert result.exit_code == 0, result.output
     assert "1 created" in result.output and "1 archived" in result.output
@@ -123,12 +135,15 @@ def test_sync_with_stripe_down_fails_clearly_and_recovers(app, runner, sandbox):
     assert len(sandbox.prices(active=True)) == 7
 
 
-@pytest.mark.parametrize("mutation,message", [
-    (("amount = 200", "amount = 2.5"), "positive integer"),
-    (('currency = "usd", interval = "month"', 'currency = "usd"'), "needs price.interval"),
-    (('category = "points"', 'category = "pointz"'), "category"),
-    (("[products.points_small]", "[products.Points-Small]"), "lower-case"),
-])
+@pytest.mark.parametrize(
+    "mutation,message",
+    [
+        (("amount = 200", "amount = 2.5"), "positive integer"),
+        (('currency = "usd", interval = "month"', 'currency = "usd"'), "needs price.interval"),
+        (('category = "points"', 'category = "pointz"'), "category"),
+        (("[products.points_small]", "[products.Points-Small]"), "lower-case"),
+    ],
+)
 def test_invalid_catalog_is_refused(mutation: tuple[str, str], message: str):
     with pytest.raises(CatalogError, match=message):
         parse_catalog(DEFAULT_CATALOG.read_text().replace(*mutation, 1))
@@ -152,6 +167,7 @@ def count_queries(app):
 
     def before(conn, cursor, statement, *args):
         statements.append(statement)
+
     event.listen(engine, "before_cursor_execute", before)
     return statements, lambda: event.remove(engine, "before_cursor_execute", before)
 
@@ -181,11 +197,20 @@ def test_buy_requires_login_and_known_product(client, auth, catalog):
     assert response.status_code == 303 and response.headers["Location"].endswith("/pay")
 
 
-@pytest.mark.parametrize("amount,currency,expected", [
-    (500, "usd", "$5.00"), (40000, "usd", "$400.00"), (123456789, "usd", "$1,234,567.89"),
-    (5, "usd", "$0.05"), (1200, "eur", "€12.00"), (500, "jpy", "¥500"), (1999, "chf", "19.99 CHF"),
-    (-250, "usd", "-$2.50"), (0, "USD", "$0.00"),
-])
+@pytest.mark.parametrize(
+    "amount,currency,expected",
+    [
+        (500, "usd", "$5.00"),
+        (40000, "usd", "$400.00"),
+        (123456789, "usd", "$1,234,567.89"),
+        (5, "usd", "$0.05"),
+        (1200, "eur", "€12.00"),
+        (500, "jpy", "¥500"),
+        (1999, "chf", "19.99 CHF"),
+        (-250, "usd", "-$2.50"),
+        (0, "USD", "$0.00"),
+    ],
+)
 def test_money_filter(amount, currency, expected):
     assert format_money(amount, currency) == expected
 
@@ -198,8 +223,9 @@ def test_anonymous_buy_button_goes_to_login_then_review(app, client, auth, catal
     assert response.headers["Location"] == "/login?next=%2Fbuy%2Fpoints_medium"
     auth.signup(email="rev@example.com")
     auth.logout()
-    response = client.post("/login?next=/buy/points_medium",
-                           data={"email": "rev@example.com", "password": "correct-horse-battery"})
+    response = client.post(
+        "/login?next=/buy/points_medium", data={"email": "rev@example.com", "password": "correct-horse-battery"}
+    )
     assert response.headers["Location"] == "/buy/points_medium"
     page = client.get("/buy/points_medium").get_data(as_text=True)
     assert "Medium Points Pack" in page and 'method="post" action="/buy/points_medium"' in page

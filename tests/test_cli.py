@@ -7,8 +7,9 @@ from .conftest import found
 
 
 def test_create_admin_creates_and_promotes(app, runner, sandbox):
-    result = runner.invoke(args=["create-admin", "Boss@Example.com", "--password", "a-strong-admin-pass",
-                                 "--name", "Boss"])
+    result = runner.invoke(
+        args=["create-admin", "Boss@Example.com", "--password", "a-strong-admin-pass", "--name", "Boss"]
+    )
     assert result.exit_code == 0, result.output
     assert "Created admin boss@example.com" in result.output
     with app.app_context():

@@ -42,8 +42,7 @@ def test_no_keys_means_sandbox_with_default_keys():
 
 
 def test_test_key_uses_stripes_default_base():
-    s = settings({"STRIPE_SECRET_KEY": "sk_test_abc", "STRIPE_PUBLISHABLE_KEY": "pk_test_abc",
-                  "SECRET_KEY": GOOD_KEY})
+    s = settings({"STRIPE_SECRET_KEY": "sk_test_abc", "STRIPE_PUBLISHABLE_KEY": "pk_test_abc", "SECRET_KEY": GOOD_KEY})
     assert s["STRIPE_MODE"] == "test"
     assert s["STRIPE_API_BASE"] is None
     assert s["STRIPE_JS_URL"] == "https://js.stripe.com/v3/"
@@ -58,8 +57,7 @@ def test_test_key_with_local_base_is_sandbox():
 
 
 def test_live_mode_refuses_to_start_without_webhook_secret():
-    env = {"STRIPE_SECRET_KEY": "sk_live_abc", "STRIPE_PUBLISHABLE_KEY": "pk_live_abc",
-           "SECRET_KEY": GOOD_KEY}
+    env = {"STRIPE_SECRET_KEY": "sk_live_abc", "STRIPE_PUBLISHABLE_KEY": "pk_live_abc", "SECRET_KEY": GOOD_KEY}
     with pytest.raises(ConfigError, match="STRIPE_WEBHOOK_SECRET"):
         settings(env)
     with pytest.raises(ConfigError, match="STRIPE_WEBHOOK_SECRET"):
@@ -67,17 +65,24 @@ def test_live_mode_refuses_to_start_without_webhook_secret():
 
 
 def test_live_mode_refuses_dev_secret_key_and_test_publishable_key():
-    env = {"STRIPE_SECRET_KEY": "sk_live_abc", "STRIPE_PUBLISHABLE_KEY": "pk_test_abc",
-           "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+    env = {
+        "STRIPE_SECRET_KEY": "sk_live_abc",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_abc",
+        "STRIPE_WEBHOOK_SECRET": "whsec_x",
+    }
     with pytest.raises(ConfigError) as info:
         settings(env)
     assert "SECRET_KEY" in str(info.value) and "pk_live_" in str(info.value)
 
 
 def test_live_mode_forces_secure_cookies_and_hides_banner():
-    env = {"STRIPE_SECRET_KEY": "sk_live_abc", "STRIPE_PUBLISHABLE_KEY": "pk_live_abc",
-           "STRIPE_WEBHOOK_SECRET": "whsec_abc", "SECRET_KEY": GOOD_KEY,
-           "SESSION_COOKIE_SECURE": False}
+    env = {
+        "STRIPE_SECRET_KEY": "sk_live_abc",
+        "STRIPE_PUBLISHABLE_KEY": "pk_live_abc",
+        "STRIPE_WEBHOOK_SECRET": "whsec_abc",
+        "SECRET_KEY": GOOD_KEY,
+        "SESSION_COOKIE_SECURE": False,
+    }
     app = create_app({**BASE, **env, "INSTANCE_PATH": INSTANCE})
     assert app.config["STRIPE_MODE"] == "live"
     assert app.config["SESSION_COOKIE_SECURE"] is True
@@ -85,6 +90,7 @@ def test_live_mode_forces_secure_cookies_and_hides_banner():
     assert app.config["STRIPE_API_BASE"] is None
     with app.app_context():
         from storefront.extensions import db
+
         db.create_all()
     html = app.test_client().get("/").get_data(as_text=True)
     assert "Test mode" not in html
@@ -129,18 +135,32 @@ def test_instance_folder_is_not_in_git():
 
 def test_the_old_default_key_is_nowhere_in_the_code():
     assert OLD_DEFAULT_KEY not in (ROOT / "storefront" / "config.py").read_text().replace(
-        f'"{OLD_DEFAULT_KEY}"', "")  # only in the list of refused keys
+        f'"{OLD_DEFAULT_KEY}"', ""
+    )  # only in the list of refused keys
 
 
-@pytest.mark.parametrize("key,problem", [
-    (None, "not set"), ("short", "shorter than 32 bytes"), ("x" * 40, "too few characters"),
-    (OLD_DEFAULT_KEY, "published"), ("test-secret-key", "published"),
-])
-@pytest.mark.parametrize("mode_env", [
-    {"STRIPE_SECRET_KEY": "sk_test_abc", "STRIPE_PUBLISHABLE_KEY": "pk_test_abc"},
-    {"STRIPE_SECRET_KEY": "sk_live_abc", "STRIPE_PUBLISHABLE_KEY": "pk_live_abc",
-     "STRIPE_WEBHOOK_SECRET": "whsec_abc"},
-], ids=["test", "live"])
+@pytest.mark.parametrize(
+    "key,problem",
+    [
+        (None, "not set"),
+        ("short", "shorter than 32 bytes"),
+        ("x" * 40, "too few characters"),
+        (OLD_DEFAULT_KEY, "published"),
+        ("test-secret-key", "published"),
+    ],
+)
+@pytest.mark.parametrize(
+    "mode_env",
+    [
+        {"STRIPE_SECRET_KEY": "sk_test_abc", "STRIPE_PUBLISHABLE_KEY": "pk_test_abc"},
+        {
+            "STRIPE_SECRET_KEY": "sk_live_abc",
+            "STRIPE_PUBLISHABLE_KEY": "pk_live_abc",
+            "STRIPE_WEBHOOK_SECRET": "whsec_abc",
+        },
+    ],
+    ids=["test", "live"],
+)
 def test_test_and_live_modes_refuse_a_missing_short_or_published_key(mode_env, key, problem):
     env = dict(mode_env)
     if key is not None:
@@ -160,6 +180,7 @@ def test_sandbox_refuses_a_published_key_too():
 def _forged_session(key: str, data: dict) -> str:
     from flask import Flask
     from flask.sessions import SecureCookieSessionInterface
+
     forger = Flask("forger")
     forger.secret_key = key
     return found(SecureCookieSessionInterface().get_signing_serializer(forger), "session serializer").dumps(data)
@@ -168,22 +189,21 @@ def _forged_session(key: str, data: dict) -> str:
 def _forged_remember(key: str, value: str) -> str:
     from flask import Flask
     from flask_login.utils import encode_cookie
+
     forger = Flask("forger")
     forger.secret_key = key
     with forger.app_context():
         return encode_cookie(value)
 
 
-def test_cookies_forged_with_the_old_default_key_do_not_open_admin(database_url, sandbox_server,
-                                                                   app, sandbox):
+def test_cookies_forged_with_the_old_default_key_do_not_open_admin(database_url, sandbox_server, app, sandbox):
     # A sandbox-mode store started with no SECRET_KEY, as `bash scripts/run.sh` starts it.
-    store = create_app(make_config(database_url, sandbox_server.url, SECRET_KEY=None,
-                                   INSTANCE_PATH=INSTANCE))
+    store = create_app(make_config(database_url, sandbox_server.url, SECRET_KEY=None, INSTANCE_PATH=INSTANCE))
     from storefront.extensions import db
     from storefront.services import accounts
+
     with store.app_context():
-        admin = accounts.register_user("root@example.com", "Root", TEST_PASSWORD, is_admin=True,
-                                       create_customer=False)
+        admin = accounts.register_user("root@example.com", "Root", TEST_PASSWORD, is_admin=True, create_customer=False)
         accounts.start_session(admin, max_age=accounts.sign_in_max_age(store.config))
         user_id = admin.get_id()  # the attacker even knows the token of the admin's sign-in
     real_key = store.config["SECRET_KEY"]
@@ -200,9 +220,10 @@ def test_cookies_forged_with_the_old_default_key_do_not_open_admin(database_url,
     from importlib.metadata import version
 
     from flask_login.utils import _create_identifier
+
     browser = {"REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": f"Werkzeug/{version('werkzeug')}"}
     with store.test_request_context(environ_base=browser):  # the attacker knows the victim's
-        identifier = _create_identifier()                     # address and browser
+        identifier = _create_identifier()  # address and browser
     session = {"_user_id": user_id, "_fresh": True, "_id": identifier}
     # the forging is right: signed with the store's real key it opens /admin ...
     assert admin_page(session=_forged_session(real_key, session)) == 200
@@ -218,6 +239,7 @@ def test_processes_starting_together_agree_on_one_sandbox_key():
     import threading
 
     from storefront.config import sandbox_secret_key
+
     barrier, keys = threading.Barrier(8), []
 
     def start():
@@ -233,8 +255,9 @@ def test_processes_starting_together_agree_on_one_sandbox_key():
     assert (Path(INSTANCE) / "secret_key").read_text().strip() == keys[0]
 
 
-@pytest.mark.parametrize("name", ["LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_IP",
-                                  "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL", "SIGNUP_LIMIT_PER_IP"])
+@pytest.mark.parametrize(
+    "name", ["LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_IP", "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL", "SIGNUP_LIMIT_PER_IP"]
+)
 def test_an_unreadable_rate_limit_is_refused_at_start(name):
     with pytest.raises(ConfigError, match=name):
         settings({name: "lots"})

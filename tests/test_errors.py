@@ -28,11 +28,14 @@ def error_app(database_url, sandbox_server):
     return app
 
 
-@pytest.mark.parametrize("path,status,text", [
-    ("/nope", 404, "couldn&#39;t find that page"),
-    ("/forbidden", 403, "have access"),
-    ("/boom", 500, "Something went wrong on our side"),
-])
+@pytest.mark.parametrize(
+    "path,status,text",
+    [
+        ("/nope", 404, "couldn&#39;t find that page"),
+        ("/forbidden", 403, "have access"),
+        ("/boom", 500, "Something went wrong on our side"),
+    ],
+)
 def test_html_error_pages_use_the_site_look(error_app, path, status, text):
     response = error_app.test_client().get(path)
     assert response.status_code == status
@@ -42,11 +45,14 @@ def test_html_error_pages_use_the_site_look(error_app, path, status, text):
     assert "secret internals" not in html
 
 
-@pytest.mark.parametrize("path,status,code", [
-    ("/nope", 404, "not_found"),
-    ("/forbidden", 403, "forbidden"),
-    ("/boom", 500, "internal_error"),
-])
+@pytest.mark.parametrize(
+    "path,status,code",
+    [
+        ("/nope", 404, "not_found"),
+        ("/forbidden", 403, "forbidden"),
+        ("/boom", 500, "internal_error"),
+    ],
+)
 def test_json_clients_get_json_errors(error_app, path, status, code):
     response = error_app.test_client().get(path, headers={"Accept": "application/json"})
     assert response.status_code == status
@@ -62,8 +68,11 @@ def test_api_paths_always_answer_json(error_app):
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
     response = client.get("/api/boom")
     assert response.status_code == 500
-    assert response.get_json()["error"] == {"code": "internal_error", "type": "api_error",
-                                            "message": response.get_json()["error"]["message"]}
+    assert response.get_json()["error"] == {
+        "code": "internal_error",
+        "type": "api_error",
+        "message": response.get_json()["error"]["message"],
+    }
     response = client.post("/api/config")
     assert response.status_code == 405 and response.get_json()["error"]["code"] == "method_not_allowed"
 
@@ -96,14 +105,22 @@ def test_test_mode_banner_and_test_cards_page(client, sandbox):
 
 
 def test_test_mode_uses_builtin_test_cards(database_url, sandbox_server):
-    app = create_app(make_config(database_url, sandbox_server.url, STRIPE_SECRET_KEY="sk_test_x",
-                                 STRIPE_PUBLISHABLE_KEY="pk_test_x", STRIPE_API_BASE=None))
+    app = create_app(
+        make_config(
+            database_url,
+            sandbox_server.url,
+            STRIPE_SECRET_KEY="sk_test_x",
+            STRIPE_PUBLISHABLE_KEY="pk_test_x",
+            STRIPE_API_BASE=None,
+        )
+    )
     assert app.config["STRIPE_MODE"] == "test"
     page = app.test_client().get("/test-cards").get_data(as_text=True)
     assert "4000002500003155" in page and "built-in list" in page
 
 
 # --- ServiceError: one handler (web/errors.py) ------------------------------------------------------
+
 
 @pytest.fixture
 def refusing_app(database_url, sandbox_server):
@@ -139,22 +156,23 @@ REFUSALS: dict[str, ServiceError] = {
 }
 
 
-@pytest.mark.parametrize("kind,status,code,error_type", [
-    ("owned", 409, "already_owned", "invalid_request_error"),
-    ("down", 503, "payment_provider_unavailable", "api_error"),
-    ("missing", 404, "card_not_found", "invalid_request_error"),
-    ("plain", 400, "invalid_request", "invalid_request_error"),
-])
+@pytest.mark.parametrize(
+    "kind,status,code,error_type",
+    [
+        ("owned", 409, "already_owned", "invalid_request_error"),
+        ("down", 503, "payment_provider_unavailable", "api_error"),
+        ("missing", 404, "card_not_found", "invalid_request_error"),
+        ("plain", 400, "invalid_request", "invalid_request_error"),
+    ],
+)
 def test_service_errors_answer_the_api_json_shape(refusing_app, kind, status, code, error_type):
     response = refusing_app.test_client().get(f"/api/refuse/{kind}")
     assert response.status_code == status and response.is_json
-    assert response.get_json() == {"error": {"code": code, "type": error_type,
-                                             "message": REFUSALS[kind].message}}
+    assert response.get_json() == {"error": {"code": code, "type": error_type, "message": REFUSALS[kind].message}}
 
 
 def test_a_json_client_of_a_form_gets_json_too(refusing_app):
-    response = refusing_app.test_client().get("/refuse/owned/ord_1",
-                                              headers={"Accept": "application/json"})
+    response = refusing_app.test_client().get("/refuse/owned/ord_1", headers={"Accept": "application/json"})
     assert response.status_code == 409
     assert response.get_json()["error"]["code"] == "already_owned"
 
@@ -164,9 +182,12 @@ def test_a_form_gets_a_flash_and_a_redirect_back(refusing_app):
     response = client.get("/refuse/down/ord_1")
     assert response.status_code == 302 and response.headers["Location"] == "/admin/orders/ord_1"
     with client.session_transaction() as session:
-        assert session["_flashes"] == [("warning", "Our payment provider is not responding right "
-                                                   "now. Please try again in a minute. "
-                                                   "Nothing was charged.")]
+        assert session["_flashes"] == [
+            (
+                "warning",
+                "Our payment provider is not responding right now. Please try again in a minute. Nothing was charged.",
+            )
+        ]
 
 
 def test_not_found_shows_the_not_found_page_unless_the_view_redirects_it(refusing_app):
@@ -193,11 +214,11 @@ def test_real_views_refuse_through_the_handler(client, buyer, sandbox):
     """A card that isn't the buyer's: the 404 page for the form, the JSON shape for a script."""
     response = buyer.post("/account/cards/pm_doesNotExist/default")
     assert response.status_code == 404 and response.mimetype == "text/html"
-    response = buyer.post("/account/cards/pm_doesNotExist/default",
-                          headers={"Accept": "application/json"})
+    response = buyer.post("/account/cards/pm_doesNotExist/default", headers={"Accept": "application/json"})
     assert response.status_code == 404
-    assert response.get_json() == {"error": {"code": "card_not_found", "type": "invalid_request_error",
-                                             "message": "We couldn't find that card."}}
+    assert response.get_json() == {
+        "error": {"code": "card_not_found", "type": "invalid_request_error", "message": "We couldn't find that card."}
+    }
     sandbox.fault("error", count=10, path_prefix="/v1/payment_methods")
     response = buyer.post("/account/cards/pm_doesNotExist/remove")
     assert response.status_code == 302 and response.headers["Location"] == "/account/cards"

@@ -1,4 +1,5 @@
 """The order state machine and its status groups (models/order.py): pure rules, no app needed."""
+
 from __future__ import annotations
 
 import pytest

@@ -5,6 +5,7 @@ byte-for-byte as the view does when no Stripe sync is due, with one query, and l
 else to Flask; tokens are order-scoped, signed, expiring and end with the sign-in.
 The catalog page cache (web/page_cache.py): it replays the response Flask finished, headers and
 all."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,21 +29,36 @@ from storefront.web.status_fast_path import StatusFastPath
 from .conftest import TEST_PASSWORD, found
 
 #: the headers a poll's answer must carry, whoever answers it
-HEADERS = ("Content-Type", "Cache-Control", "Content-Security-Policy", "X-Frame-Options",
-           "X-Content-Type-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy",
-           "Content-Length")
+HEADERS = (
+    "Content-Type",
+    "Cache-Control",
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Cross-Origin-Opener-Policy",
+    "Content-Length",
+)
 
 
 def _order(app, email="buyer@example.com", *, status="paid", synced_ago=None) -> str:
     with app.app_context():
         user = found(db.session.scalar(select(User).where(User.email == email)), f"user {email}")
         price = found(db.session.scalar(select(Price).where(Price.lookup_key == "points_medium")), "points_medium")
-        order = Order(user_id=user.id, price_id=price.id, lookup_key=price.lookup_key,
-                      product_name=price.product.name, points=price.product.points,
-                      amount=price.unit_amount, currency=price.currency, method="payment_element",
-                      status=status, stripe_payment_intent_id=f"pi_fast_{secrets.token_hex(6)}",
-                      paid_at=utcnow() if status == "paid" else None,
-                      synced_at=None if synced_ago is None else utcnow() - synced_ago)
+        order = Order(
+            user_id=user.id,
+            price_id=price.id,
+            lookup_key=price.lookup_key,
+            product_name=price.product.name,
+            points=price.product.points,
+            amount=price.unit_amount,
+            currency=price.currency,
+            method="payment_element",
+            status=status,
+            stripe_payment_intent_id=f"pi_fast_{secrets.token_hex(6)}",
+            paid_at=utcnow() if status == "paid" else None,
+            synced_at=None if synced_ago is None else utcnow() - synced_ago,
+        )
         if status == "paid":
             user.points_balance = order.points
         db.session.add(order)
@@ -82,8 +98,7 @@ REFUSED = (302, 401)
 
 def _signed(key: str, salt: str, claim: list) -> str:
     """A token as ours are made (same digest), with another key or salt."""
-    return URLSafeTimedSerializer(key, salt=salt,
-                                  signer_kwargs={"digest_method": hashlib.sha256}).dumps(claim)
+    return URLSafeTimedSerializer(key, salt=salt, signer_kwargs={"digest_method": hashlib.sha256}).dumps(claim)
 
 
 def _poll(client, public_id: str, token: str | None, **headers):
@@ -102,6 +117,7 @@ def view_calls(app, monkeypatch):
     def counting(*args, **kwargs):
         calls.append(kwargs)
         return view(*args, **kwargs)
+
     monkeypatch.setitem(app.view_functions, "orders.status", counting)
     return calls
 
@@ -115,6 +131,7 @@ def statements(app):
 
     def before(conn, cursor, statement, *args):
         seen.append(statement)
+
     event.listen(engine, "before_cursor_execute", before)
     yield seen
     event.remove(engine, "before_cursor_execute", before)
@@ -195,8 +212,7 @@ def test_an_order_due_for_a_sync_goes_to_the_view_with_its_token(app, buyer, vie
         assert synced_at is not None and synced_at > utcnow() - timedelta(seconds=30)
 
 
-def test_foreign_forged_and_expired_tokens_are_refused(app, client, auth, catalog, view_calls,
-                                                       monkeypatch):
+def test_foreign_forged_and_expired_tokens_are_refused(app, client, auth, catalog, view_calls, monkeypatch):
     auth.signup(email="other@example.com")
     theirs = _order(app, "other@example.com", status="paid")
     auth.logout()
@@ -214,8 +230,7 @@ def test_foreign_forged_and_expired_tokens_are_refused(app, client, auth, catalo
         "a tampered token": (mine, token[:-2] + ("AA" if token[-2:] != "AA" else "BB")),
         "garbage": (mine, "not.a.token"),
         # well signed, but naming their order with my sign-in: the owner check refuses it
-        "a token for an order not the buyer's": (theirs, order_status.tokens(app).issue(
-            theirs, claim[1], claim[2])),
+        "a token for an order not the buyer's": (theirs, order_status.tokens(app).issue(theirs, claim[1], claim[2])),
     }
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() - 2 * 86400)
@@ -233,8 +248,7 @@ def test_foreign_forged_and_expired_tokens_are_refused(app, client, auth, catalo
 def test_no_token_or_another_scheme_falls_through_to_the_session(app, buyer, view_calls):
     public_id = _order(app, status="paid")
     assert _poll(buyer, public_id, None).status_code == 200
-    assert buyer.get(f"/orders/{public_id}/status",
-                     headers={"Authorization": "Basic dXNlcjpwYXNz"}).status_code == 200
+    assert buyer.get(f"/orders/{public_id}/status", headers={"Authorization": "Basic dXNlcjpwYXNz"}).status_code == 200
     assert len(view_calls) == 2
     assert _poll(app.test_client(), public_id, None).status_code in REFUSED
     assert _poll(buyer, "ord_unknown", None).status_code == 404
@@ -246,8 +260,7 @@ def test_a_token_ends_with_its_sign_in(app, client, auth, catalog, view_calls):
     auth.signup()
     public_id = _order(app, status="processing", synced_ago=timedelta(seconds=1))
     other = app.test_client()
-    assert other.post("/login", data={"email": "buyer@example.com",
-                                      "password": TEST_PASSWORD}).status_code == 302
+    assert other.post("/login", data={"email": "buyer@example.com", "password": TEST_PASSWORD}).status_code == 302
     token, others = _page_token(client, public_id), _page_token(other, public_id)
     assert token and others and token != others
     assert _poll(client, public_id, token).status_code == 200
@@ -272,6 +285,7 @@ def test_a_status_path_with_a_trailing_newline_is_not_the_fast_path(app, buyer, 
 
 # --- the catalog page cache ------------------------------------------------------------------
 
+
 def test_the_cached_catalog_carries_every_header_of_a_fresh_render(app, catalog, monkeypatch):
     """Whatever ``after_request`` adds (the security headers, and a header a later change might
     add) is part of what the cache replays."""
@@ -285,9 +299,9 @@ def test_the_cached_catalog_carries_every_header_of_a_fresh_render(app, catalog,
     def extra_header(response):
         response.headers["X-Added-Later"] = "yes"
         return response
+
     monkeypatch.setitem(app.view_functions, "shop.index", counting)
-    monkeypatch.setitem(app.after_request_funcs, None,
-                        [*app.after_request_funcs.get(None, []), extra_header])
+    monkeypatch.setitem(app.after_request_funcs, None, [*app.after_request_funcs.get(None, []), extra_header])
     app.extensions["catalog_page_cache"].clear()
     fresh = app.test_client().get("/")
     cached = app.test_client().get("/")

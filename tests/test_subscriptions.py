@@ -1,6 +1,7 @@
 """Subscriptions against the running store and the sandbox: start (our page, saved card,
 Checkout), renewals through the sandbox clock, a failed renewal paid with another card, plan
 changes, cancel / resume, Lifetime, out-of-order and duplicate events, ownership."""
+
 from __future__ import annotations
 
 import re
@@ -21,6 +22,7 @@ MONTH = 31 * 86400
 
 # --- helpers ----------------------------------------------------------------------------------
 
+
 def flush(sandbox):
     assert sandbox.control("POST", "/_sandbox/webhooks/flush", {"timeout": 20})["idle"]
 
@@ -31,8 +33,9 @@ def advance(sandbox, seconds=MONTH):
 
 def customer_id(app, email="buyer@example.com") -> str:
     with app.app_context():
-        return found(db.session.scalar(select(User.stripe_customer_id).where(User.email == email)),
-                     f"Stripe customer of {email}")
+        return found(
+            db.session.scalar(select(User.stripe_customer_id).where(User.email == email)), f"Stripe customer of {email}"
+        )
 
 
 def save_card(app, sandbox, pm="pm_card_visa", email="buyer@example.com"):
@@ -46,15 +49,18 @@ def balance(app, email="buyer@example.com") -> int:
 
 def ledger(app) -> list[tuple[str, int]]:
     with app.app_context():
-        return [(e.key, e.amount) for e in db.session.scalars(select(PointsEntry)
-                                                              .order_by(PointsEntry.id))]
+        return [(e.key, e.amount) for e in db.session.scalars(select(PointsEntry).order_by(PointsEntry.id))]
 
 
 def sub_row(app, email="buyer@example.com") -> Subscription:
     """The buyer's newest subscription row (detached), asserted to exist."""
     with app.app_context():
-        row = db.session.scalar(select(Subscription).join(User, User.id == Subscription.user_id)
-                                .where(User.email == email).order_by(Subscription.id.desc()))
+        row = db.session.scalar(
+            select(Subscription)
+            .join(User, User.id == Subscription.user_id)
+            .where(User.email == email)
+            .order_by(Subscription.id.desc())
+        )
         if row is not None:
             db.session.expunge(row)
         return found(row, f"subscription of {email}")
@@ -62,8 +68,7 @@ def sub_row(app, email="buyer@example.com") -> Subscription:
 
 def invoice_orders(app) -> list[Order]:
     with app.app_context():
-        rows = db.session.scalars(select(Order).where(Order.method == "subscription_invoice")
-                                  .order_by(Order.id)).all()
+        rows = db.session.scalars(select(Order).where(Order.method == "subscription_invoice").order_by(Order.id)).all()
         for row in rows:
             db.session.expunge(row)
         return list(rows)
@@ -72,6 +77,7 @@ def invoice_orders(app) -> list[Order]:
 def catch_up(client):
     """The billing page, with its Stripe sync due now (it runs at most every few seconds)."""
     from storefront.services import subscriptions
+
     subscriptions._synced.clear()
     return client.get("/account/billing").get_data(as_text=True)
 
@@ -87,9 +93,11 @@ def subscribe(client, lookup_key="starter_monthly", **form) -> str:
 
 
 def pay_saved(client, order_id, pm_id, attempt="p1"):
-    return client.post(f"/orders/{order_id}/pay/saved-card",
-                       data={"payment_method": pm_id, "attempt": attempt},
-                       headers={"Accept": "application/json"})
+    return client.post(
+        f"/orders/{order_id}/pay/saved-card",
+        data={"payment_method": pm_id, "attempt": attempt},
+        headers={"Accept": "application/json"},
+    )
 
 
 def subscribed(app, client, sandbox, lookup_key="starter_monthly", pm="pm_card_visa"):
@@ -103,8 +111,7 @@ def subscribed(app, client, sandbox, lookup_key="starter_monthly", pm="pm_card_v
 def authenticated_then_polled(app, buyer, sandbox, order: Order, order_id: str) -> str:
     """The buyer passes 3-D Secure for ``order`` at the sandbox; the status page, due a sync,
     asks Stripe and answers the order's status."""
-    sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}",
-                    {"outcome": "complete"})
+    sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}", {"outcome": "complete"})
     with app.app_context():
         db.session.execute(db.update(Order).values(synced_at=None))
         db.session.commit()
@@ -117,6 +124,7 @@ def stripe_sub(sandbox, app, email="buyer@example.com"):
 
 # --- starting on our page -------------------------------------------------------------------------
 
+
 def test_subscribe_creates_an_incomplete_subscription_and_its_first_invoice_order(app, buyer, sandbox):
     order_id = subscribe(buyer, "advanced_monthly", amount="1")
     order = invoice_orders(app)[0]
@@ -125,8 +133,7 @@ def test_subscribe_creates_an_incomplete_subscription_and_its_first_invoice_orde
     sub = sandbox.stripe.v1.subscriptions.retrieve(order.stripe_subscription_id)
     assert sub.status == "incomplete" and sub.items.data[0].price.lookup_key == "advanced_monthly"
     assert sub.latest_invoice == order.stripe_invoice_id
-    invoice = sandbox.stripe.v1.invoices.retrieve(order.stripe_invoice_id,
-                                                  params={"expand": ["confirmation_secret"]})
+    invoice = sandbox.stripe.v1.invoices.retrieve(order.stripe_invoice_id, params={"expand": ["confirmation_secret"]})
     assert invoice.confirmation_secret.client_secret.startswith(order.stripe_payment_intent_id)
     row = sub_row(app)
     assert row.status == "incomplete" and row.stripe_subscription_id == sub.id
@@ -169,6 +176,7 @@ def test_saved_3ds_card_needs_authentication_for_the_first_invoice(app, buyer, s
 
 
 # --- renewals through the sandbox clock ---------------------------------------------------------
+
 
 def test_three_renewals_credit_exactly_three_more_months(app, buyer, sandbox, webhooks):
     subscribed(app, buyer, sandbox)
@@ -254,7 +262,7 @@ def test_failed_renewal_paid_after_3ds_authentication(app, buyer, sandbox):
 
 # --- change plan, cancel, resume -------------------------------------------------------------------
 
-AMOUNT_DUE = re.compile(r'data-amount-due>\$([\d,]+\.\d\d)<')
+AMOUNT_DUE = re.compile(r"data-amount-due>\$([\d,]+\.\d\d)<")
 PREVIEW_TOKEN = re.compile(r'name="preview" value="([^"]+)"')
 
 
@@ -275,8 +283,7 @@ def preview(client, row, plan):
 
 
 def confirm(client, row, token, **forged):
-    return client.post(f"/account/subscription/{row.public_id}/change",
-                       data={"preview": token, **forged})
+    return client.post(f"/account/subscription/{row.public_id}/change", data={"preview": token, **forged})
 
 
 def period(sandbox, app) -> tuple[int, int]:
@@ -285,22 +292,21 @@ def period(sandbox, app) -> tuple[int, int]:
 
 
 def upcoming(sandbox, app):
-    return sandbox.stripe.v1.invoices.create_preview(
-        params={"subscription": sub_row(app).stripe_subscription_id})
+    return sandbox.stripe.v1.invoices.create_preview(params={"subscription": sub_row(app).stripe_subscription_id})
 
 
 def proration_total(invoice) -> int:
-    return sum(line.amount for line in invoice.lines.data
-               if line.parent.subscription_item_details.proration)
+    return sum(line.amount for line in invoice.lines.data if line.parent.subscription_item_details.proration)
 
 
 def stripe_invoices(sandbox, app):
-    return sorted(sandbox.stripe.v1.invoices.list(
-        params={"customer": customer_id(app), "limit": 100}).data, key=lambda i: i.created)
+    return sorted(
+        sandbox.stripe.v1.invoices.list(params={"customer": customer_id(app), "limit": 100}).data,
+        key=lambda i: i.created,
+    )
 
 
-def test_an_upgrade_is_charged_now_as_previewed_and_the_renewal_is_the_new_price(
-        app, buyer, sandbox, webhooks):
+def test_an_upgrade_is_charged_now_as_previewed_and_the_renewal_is_the_new_price(app, buyer, sandbox, webhooks):
     subscribed(app, buyer, sandbox)
     advance(sandbox, 15 * 86400)
     row = sub_row(app)
@@ -315,8 +321,7 @@ def test_an_upgrade_is_charged_now_as_previewed_and_the_renewal_is_the_new_price
     sub = stripe_sub(sandbox, app)
     assert sub.items.data[0].price.lookup_key == "advanced_monthly"
     upgrade = stripe_invoices(sandbox, app)[-1]
-    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == \
-        ("subscription_update", "paid", due)
+    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == ("subscription_update", "paid", due)
     orders = invoice_orders(app)
     assert [(o.amount, o.status, o.points) for o in orders] == [(500, "paid", 500), (due, "paid", 0)]
     assert orders[1].lookup_key == "advanced_monthly"
@@ -354,12 +359,12 @@ def test_a_buyer_cannot_choose_the_proration_date_of_a_downgrade(app, buyer, san
     advance(sandbox, (end - start) - 2 * 86400)  # two days before the renewal
     row = sub_row(app)
     html, _due, token = preview(buyer, row, "starter_monthly")
-    shown = [cents(m) * (-1 if sign else 1) for sign, m in
-             re.findall(r'<td class="num">(-?)\$([\d,]+\.\d\d)</td>', html)]
+    shown = [
+        cents(m) * (-1 if sign else 1) for sign, m in re.findall(r'<td class="num">(-?)\$([\d,]+\.\d\d)</td>', html)
+    ]
     honest = sum(shown[:-1])  # the lines but the next month's
     assert -1000 < honest < 0
-    response = confirm(buyer, row, token, plan="starter_monthly", proration_date=str(start),
-                       attempt="forged")
+    response = confirm(buyer, row, token, plan="starter_monthly", proration_date=str(start), attempt="forged")
     assert response.status_code == 303
     assert proration_total(upcoming(sandbox, app)) == honest  # not -$94.00
 
@@ -373,12 +378,10 @@ def test_a_buyer_cannot_choose_the_proration_date_of_an_upgrade(app, buyer, sand
     row = sub_row(app)
     _html, due, token = preview(buyer, row, "professional_monthly")
     assert due > 5000
-    response = confirm(buyer, row, token, plan="professional_monthly",
-                       proration_date=str(end - 60), attempt="forged")
+    response = confirm(buyer, row, token, plan="professional_monthly", proration_date=str(end - 60), attempt="forged")
     assert response.status_code == 303
     upgrade = stripe_invoices(sandbox, app)[-1]
-    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == \
-        ("subscription_update", "paid", due)
+    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == ("subscription_update", "paid", due)
     assert upcoming(sandbox, app).amount_due == 9900
 
 
@@ -386,6 +389,7 @@ def test_a_buyer_cannot_choose_the_proration_date_of_an_upgrade(app, buyer, sand
 def test_a_stale_preview_is_refused_and_shown_again(app, buyer, sandbox, spoil, monkeypatch):
     from storefront.models import Price
     from storefront.services import plan_changes
+
     subscribed(app, buyer, sandbox)
     advance(sandbox, 5 * 86400)
     row = sub_row(app)
@@ -396,8 +400,7 @@ def test_a_stale_preview_is_refused_and_shown_again(app, buyer, sandbox, spoil, 
         monkeypatch.setattr(plan_changes, "PREVIEW_MAX_AGE", -1)
     elif spoil == "price_changed":
         with app.app_context():
-            db.session.execute(db.update(Price).where(Price.lookup_key == "advanced_monthly")
-                               .values(unit_amount=1400))
+            db.session.execute(db.update(Price).where(Price.lookup_key == "advanced_monthly").values(unit_amount=1400))
             db.session.commit()
     elif spoil == "plan_changed":  # another tab moved to Professional since this preview
         _h, _d, other = preview(buyer, row, "professional_monthly")
@@ -413,8 +416,9 @@ def test_a_stale_preview_is_refused_and_shown_again(app, buyer, sandbox, spoil, 
     assert PREVIEW_TOKEN.search(html)  # a fresh preview to confirm instead
     assert stripe_sub(sandbox, app).items.data[0].price.lookup_key == lookup_before
     assert len(stripe_invoices(sandbox, app)) == invoices_before
-    as_json = buyer.post(f"/account/subscription/{row.public_id}/change",
-                         data={"preview": token}, headers={"Accept": "application/json"})
+    as_json = buyer.post(
+        f"/account/subscription/{row.public_id}/change", data={"preview": token}, headers={"Accept": "application/json"}
+    )
     assert as_json.status_code == 409
     assert as_json.get_json()["error"]["code"] in ("preview_stale", "price_not_found")
 
@@ -427,14 +431,15 @@ def test_an_upgrade_then_cancel_at_period_end_is_still_paid(app, buyer, sandbox,
     row = sub_row(app)
     _html, due, token = preview(buyer, row, "professional_monthly")
     assert confirm(buyer, row, token).status_code == 303
-    assert buyer.post(f"/account/subscription/{row.public_id}/cancel",
-                      data={"attempt": "end"}).status_code == 303
+    assert buyer.post(f"/account/subscription/{row.public_id}/cancel", data={"attempt": "end"}).status_code == 303
     advance(sandbox, 25 * 86400)
     flush(sandbox)
     assert stripe_sub(sandbox, app).status == "canceled"
     invoices = stripe_invoices(sandbox, app)
     assert [(i.billing_reason, i.status, i.amount_paid) for i in invoices] == [
-        ("subscription_create", "paid", 500), ("subscription_update", "paid", due)]
+        ("subscription_create", "paid", 500),
+        ("subscription_update", "paid", due),
+    ]
     assert [(o.amount, o.status) for o in invoice_orders(app)] == [(500, "paid"), (due, "paid")]
     assert balance(app) == 500
 
@@ -454,8 +459,7 @@ def test_a_downgrade_upgrade_round_trip_mints_no_points(app, buyer, sandbox, web
     flush(sandbox)
     catch_up(buyer)
     upgrade = stripe_invoices(sandbox, app)[-1]
-    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == \
-        ("subscription_update", "paid", 0)
+    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == ("subscription_update", "paid", 0)
     assert balance(app) == 2000 and len(ledger(app)) == 1
 
 
@@ -482,8 +486,7 @@ def test_an_upgrade_the_bank_does_not_charge_sends_the_buyer_to_pay_it(app, buye
         good = save_card(app, sandbox, "pm_card_mastercard")
         assert pay_saved(buyer, order_id, good.id).get_json()["order_status"] == "paid"
     upgrade = stripe_invoices(sandbox, app)[-1]
-    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == \
-        ("subscription_update", "paid", due)
+    assert (upgrade.billing_reason, upgrade.status, upgrade.amount_paid) == ("subscription_update", "paid", due)
     catch_up(buyer)
     assert sub_row(app).status == "active" and balance(app) == 500
 
@@ -516,6 +519,7 @@ def test_only_admins_cancel_immediately(app, client, auth, catalog, sandbox):
     auth.logout()
     with app.app_context():
         from storefront.services.accounts import create_or_promote_admin
+
         create_or_promote_admin("admin@example.com", "admin-pass-2024-long", "Ada")
     auth.login(email="admin@example.com", password="admin-pass-2024-long")
     response = client.post(f"/account/subscription/{row.public_id}/cancel-now")
@@ -526,6 +530,7 @@ def test_only_admins_cancel_immediately(app, client, auth, catalog, sandbox):
 
 # --- Checkout -----------------------------------------------------------------------------------------
 
+
 def test_subscribe_through_checkout(app, buyer, sandbox, webhooks):
     response = buyer.post("/account/subscribe/professional_monthly", data={"method": "checkout"})
     assert response.status_code == 303
@@ -533,8 +538,9 @@ def test_subscribe_through_checkout(app, buyer, sandbox, webhooks):
     assert response.headers["Location"] == f"{sandbox.url}/c/pay/{order.stripe_checkout_session_id}"
     session = sandbox.stripe.v1.checkout.sessions.retrieve(order.stripe_checkout_session_id)
     assert session.mode == "subscription" and session.client_reference_id == order.public_id
-    sandbox.control("POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay",
-                    {"payment_method": "pm_card_visa"})
+    sandbox.control(
+        "POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay", {"payment_method": "pm_card_visa"}
+    )
     page = buyer.get(f"/orders/{order.public_id}?session_id={session.id}").get_data(as_text=True)
     assert "Payment of $99.00 received" in page
     flush(sandbox)
@@ -545,6 +551,7 @@ def test_subscribe_through_checkout(app, buyer, sandbox, webhooks):
 
 
 # --- Lifetime ---------------------------------------------------------------------------------------
+
 
 def test_lifetime_while_subscribed_ends_the_subscription_at_period_end(app, buyer, sandbox):
     subscribed(app, buyer, sandbox)
@@ -559,8 +566,7 @@ def test_lifetime_while_subscribed_ends_the_subscription_at_period_end(app, buye
     page = buyer.get("/account/billing").get_data(as_text=True)
     assert "data-ends" in page and "Resume subscription" not in page
     row = sub_row(app)
-    refused = buyer.post(f"/account/subscription/{row.public_id}/resume",
-                         headers={"Accept": "application/json"})
+    refused = buyer.post(f"/account/subscription/{row.public_id}/resume", headers={"Accept": "application/json"})
     assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "already_owned"
     assert stripe_sub(sandbox, app).cancel_at_period_end is True
     advance(sandbox)
@@ -575,8 +581,9 @@ def test_lifetime_while_subscribed_ends_the_subscription_at_period_end(app, buye
 
 def test_one_live_subscription_per_buyer(app, buyer, sandbox):
     subscribed(app, buyer, sandbox)
-    response = buyer.post("/account/subscribe/advanced_monthly", data={"attempt": "x"},
-                          headers={"Accept": "application/json"})
+    response = buyer.post(
+        "/account/subscribe/advanced_monthly", data={"attempt": "x"}, headers={"Accept": "application/json"}
+    )
     assert response.status_code == 409
     assert response.get_json()["error"]["code"] == "already_subscribed"
     assert len(sandbox.stripe.v1.subscriptions.list(params={"status": "all"}).data) == 1
@@ -592,6 +599,7 @@ def test_an_unpaid_start_is_replaced_by_another_plan(app, buyer, sandbox):
 
 
 # --- duplicates, out of order, races ----------------------------------------------------------------
+
 
 def test_duplicate_events_credit_once(app, buyer, sandbox, webhooks):
     sandbox.control("POST", "/_sandbox/webhooks/faults", {"duplicate": True})
@@ -612,8 +620,9 @@ def test_out_of_order_subscription_events_leave_the_final_state(app, buyer, sand
     buyer.post(f"/account/subscription/{row.public_id}/cancel", data={"attempt": "3"})
     # our row is already right (each action applied Stripe's answer); make it wrong on purpose
     with app.app_context():
-        db.session.execute(db.update(Subscription).values(cancel_at_period_end=False,
-                                                          status="incomplete", fetched_at=None))
+        db.session.execute(
+            db.update(Subscription).values(cancel_at_period_end=False, status="incomplete", fetched_at=None)
+        )
         db.session.commit()
     sandbox.control("DELETE", "/_sandbox/webhooks/faults")
     released = sandbox.control("POST", "/_sandbox/webhooks/release", {"newest_first": True})
@@ -628,6 +637,7 @@ def test_a_stale_fetch_never_overwrites_a_newer_one(app, buyer, sandbox):
     subscribed(app, buyer, sandbox)
     sub = stripe_sub(sandbox, app).to_dict()
     from datetime import timedelta
+
     with app.app_context():
         row = found(db.session.scalar(select(Subscription)), "subscription")
         newer = row.fetched_at
@@ -644,14 +654,12 @@ def test_a_fetch_answered_before_a_slower_write_does_not_overwrite_it(app, buyer
     (Ordered by start, the write lost and the row kept the old plan: a flaky CI failure.)"""
     subscribed(app, buyer, sandbox)
     row = sub_row(app)
-    sandbox.fault("delay", count=1, path_prefix=f"/v1/subscriptions/{row.stripe_subscription_id}",
-                  seconds=1.0)
+    sandbox.fault("delay", count=1, path_prefix=f"/v1/subscriptions/{row.stripe_subscription_id}", seconds=1.0)
     from storefront.services import subscriptions
 
     def cancel_at_period_end() -> None:
         with app.app_context():
-            subscriptions.cancel_at_period_end(found(db.session.get(Subscription, row.id), "row"),
-                                               attempt="slow")
+            subscriptions.cancel_at_period_end(found(db.session.get(Subscription, row.id), "row"), attempt="slow")
             db.session.remove()
 
     writer = threading.Thread(target=cancel_at_period_end)
@@ -672,13 +680,13 @@ def test_webhook_and_sync_racing_on_one_renewal_credit_once(app, buyer, sandbox)
     advance(sandbox)
     invoice_id = stripe_sub(sandbox, app).latest_invoice
     from storefront.services import subscriptions
+
     errors = []
 
     def apply():
         try:
             with app.app_context():
-                invoice = sandbox.stripe.v1.invoices.retrieve(
-                    invoice_id, params={"expand": ["payments"]}).to_dict()
+                invoice = sandbox.stripe.v1.invoices.retrieve(invoice_id, params={"expand": ["payments"]}).to_dict()
                 subscriptions.apply_paid_invoice(invoice, source="race")
                 db.session.remove()
         except Exception as exc:  # noqa: BLE001 - any failure in a thread is reported below
@@ -696,8 +704,8 @@ def test_webhook_and_sync_racing_on_one_renewal_credit_once(app, buyer, sandbox)
 
 # --- ownership ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("action", ["cancel", "resume", "pay", "change", "change/advanced_monthly",
-                                    "cancel-now"])
+
+@pytest.mark.parametrize("action", ["cancel", "resume", "pay", "change", "change/advanced_monthly", "cancel-now"])
 def test_a_buyer_cannot_act_on_another_buyers_subscription(app, client, auth, catalog, sandbox, action):
     auth.signup(email="victim@example.com")
     subscribed_victim = save_card(app, sandbox, email="victim@example.com")
@@ -707,8 +715,11 @@ def test_a_buyer_cannot_act_on_another_buyers_subscription(app, client, auth, ca
     auth.logout()
     auth.signup(email="thief@example.com")
     path = f"/account/subscription/{victim.public_id}/{action}"
-    response = client.get(path) if action.startswith("change/") else \
-        client.post(path, data={"plan": "advanced_monthly", "attempt": "t"})
+    response = (
+        client.get(path)
+        if action.startswith("change/")
+        else client.post(path, data={"plan": "advanced_monthly", "attempt": "t"})
+    )
     assert response.status_code == 404
     sub = sandbox.stripe.v1.subscriptions.retrieve(victim.stripe_subscription_id)
     assert sub.status == "active" and sub.cancel_at_period_end is False

@@ -14,6 +14,7 @@ read -- fails it, on every path (``storefront.services.uow``). The two timing te
 what that buys, over real HTTP: a Stripe call that takes 2 s, behind a webhook or a buyer's
 page, leaves an unrelated write waiting under 100 ms.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,6 +39,7 @@ SECRET = "whsec_transactions_test"
 
 # --- helpers ----------------------------------------------------------------------------------
 
+
 def flush(sandbox):
     assert sandbox.control("POST", "/_sandbox/webhooks/flush", {"timeout": 20})["idle"]
 
@@ -50,9 +52,11 @@ def subscribe_and_pay(app, client, sandbox) -> tuple[Subscription, str]:
     response = client.post("/account/subscribe/starter_monthly", data={"attempt": "a1"})
     assert response.status_code == 303, response.get_data(as_text=True)[:300]
     order_id = found(re.fullmatch(r"/orders/(ord_[\w-]+)/pay", response.headers["Location"]), "order URL").group(1)
-    reply = client.post(f"/orders/{order_id}/pay/saved-card",
-                        data={"payment_method": card.id, "attempt": "p1"},
-                        headers={"Accept": "application/json"}).get_json()
+    reply = client.post(
+        f"/orders/{order_id}/pay/saved-card",
+        data={"payment_method": card.id, "attempt": "p1"},
+        headers={"Accept": "application/json"},
+    ).get_json()
     assert reply["order_status"] == "paid", reply
     return sub_row(app), card.id
 
@@ -65,9 +69,11 @@ def pay_lifetime_with_a_saved_card(app, buyer, sandbox, *, cancel_failures: int)
     assert buyer.post("/buy/lifetime").status_code == 303
     order = lifetime_order(app)
     sandbox.fault("error", count=cancel_failures, path_prefix=f"/v1/subscriptions/{stripe_id}")
-    reply = buyer.post(f"/orders/{order.public_id}/pay/saved-card",
-                       data={"payment_method": card, "attempt": "l1"},
-                       headers={"Accept": "application/json"})
+    reply = buyer.post(
+        f"/orders/{order.public_id}/pay/saved-card",
+        data={"payment_method": card, "attempt": "l1"},
+        headers={"Accept": "application/json"},
+    )
     return stripe_id, order, reply
 
 
@@ -92,8 +98,9 @@ def lifetime_since(app):
 
 def subscription_writes(guard, stripe_id: str) -> list[str]:
     """The writes the app sent Stripe for one subscription (update / cancel)."""
-    return [c["call"] for c in guard.calls
-            if c["call"].endswith((".update", ".cancel")) and c["args"][:1] == (stripe_id,)]
+    return [
+        c["call"] for c in guard.calls if c["call"].endswith((".update", ".cancel")) and c["args"][:1] == (stripe_id,)
+    ]
 
 
 def stripe_sub(sandbox):
@@ -104,8 +111,12 @@ def stripe_sub(sandbox):
 
 def post_event(client, event: dict, secret: str = SECRET):
     payload = json.dumps(event, default=str)  # the SDK's Decimal (unit_amount_decimal)
-    return client.post("/api/stripe/webhook", data=payload, content_type="application/json",
-                       headers={"Stripe-Signature": sign_payload(payload, secret)})
+    return client.post(
+        "/api/stripe/webhook",
+        data=payload,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign_payload(payload, secret)},
+    )
 
 
 # --- a slow Stripe never holds a lock -------------------------------------------------------------
@@ -153,28 +164,37 @@ def _while_stripe_is_slow(app, tx_guard, call: str, request: Callable[[], int]) 
     return int(answer["status"]), answer["seconds"], blocked
 
 
-def test_a_slow_refetch_does_not_block_an_unrelated_write(app, buyer, sandbox, tx_guard,
-                                                          live_server, monkeypatch):
+def test_a_slow_refetch_does_not_block_an_unrelated_write(app, buyer, sandbox, tx_guard, live_server, monkeypatch):
     """The issue's measurement, over real HTTP: a webhook whose Stripe re-fetch takes 2 s
     leaves an unrelated write waiting < 100 ms (it blocked it for 1.5 s on SQLite when the
     fetch ran inside the event's transaction). The fetch happens before the transaction opens."""
     row, _ = subscribe_and_pay(app, buyer, sandbox)
     monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)  # we deliver it ourselves
     sub = sandbox.stripe.v1.subscriptions.retrieve(row.stripe_subscription_id).to_dict()
-    event = {"id": "evt_slow_refetch", "object": "event", "type": "customer.subscription.updated",
-             "created": int(time.time()), "livemode": False, "api_version": "2026-10-28.endive",
-             "data": {"object": sub}}
+    event = {
+        "id": "evt_slow_refetch",
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "created": int(time.time()),
+        "livemode": False,
+        "api_version": "2026-10-28.endive",
+        "data": {"object": sub},
+    }
     payload = json.dumps(event, default=str)
     with app.app_context():  # make our row stale so the event has something to apply
         db.session.execute(update(Subscription).values(status="past_due", fetched_at=None))
         db.session.commit()
-    sandbox.fault("delay", count=1, path_prefix=f"/v1/subscriptions/{row.stripe_subscription_id}",
-                  seconds=2)
+    sandbox.fault("delay", count=1, path_prefix=f"/v1/subscriptions/{row.stripe_subscription_id}", seconds=2)
     status, seconds, blocked = _while_stripe_is_slow(
-        app, tx_guard, "SubscriptionService.retrieve", lambda: _post_over_http(
-            live_server.url + "/api/stripe/webhook", payload.encode(),
-            {"Content-Type": "application/json",
-             "Stripe-Signature": sign_payload(payload, SECRET)}))
+        app,
+        tx_guard,
+        "SubscriptionService.retrieve",
+        lambda: _post_over_http(
+            live_server.url + "/api/stripe/webhook",
+            payload.encode(),
+            {"Content-Type": "application/json", "Stripe-Signature": sign_payload(payload, SECRET)},
+        ),
+    )
     print(f"webhook took {seconds:.2f}s; the unrelated write {blocked * 1000:.1f} ms")
     assert status == 200 and seconds >= 1.9  # the delay really happened
     assert blocked < WRITE_BUDGET, f"an unrelated write waited {blocked:.3f}s for a Stripe call"
@@ -185,13 +205,17 @@ def test_a_slow_refetch_does_not_block_an_unrelated_write(app, buyer, sandbox, t
 
 
 def test_a_slow_stripe_behind_a_buyer_page_does_not_block_an_unrelated_write(
-        app, buyer, sandbox, tx_guard, live_server):
+    app, buyer, sandbox, tx_guard, live_server
+):
     """A signed-in page that asks Stripe (the billing page's subscription sync): Flask-Login's
     user load and the page's own reads end before the call, so a 2 s Stripe holds nothing."""
     subscribe_and_pay(app, buyer, sandbox)
     browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())  # its own sign-in
-    signed_in = browser.open(live_server.url + "/login", data=urllib.parse.urlencode(
-        {"email": "buyer@example.com", "password": TEST_PASSWORD}).encode(), timeout=30)
+    signed_in = browser.open(
+        live_server.url + "/login",
+        data=urllib.parse.urlencode({"email": "buyer@example.com", "password": TEST_PASSWORD}).encode(),
+        timeout=30,
+    )
     assert "/login" not in signed_in.url, "sign-in over HTTP failed"
     subscriptions._synced.clear()  # the billing page's Stripe sync is due now
     tx_guard.calls.clear()
@@ -202,20 +226,26 @@ def test_a_slow_stripe_behind_a_buyer_page_does_not_block_an_unrelated_write(
             assert "/login" not in response.url  # signed in: the page itself answered
             return int(response.status)
 
-    status, seconds, blocked = _while_stripe_is_slow(app, tx_guard, "SubscriptionService.list",
-                                                     billing_page)
+    status, seconds, blocked = _while_stripe_is_slow(app, tx_guard, "SubscriptionService.list", billing_page)
     print(f"billing page took {seconds:.2f}s; the unrelated write {blocked * 1000:.1f} ms")
     assert status == 200 and seconds >= 1.9
     assert blocked < WRITE_BUDGET, f"an unrelated write waited {blocked:.3f}s for a Stripe call"
 
 
 def test_a_refetch_that_fails_stores_the_event_with_the_error_and_the_retry_applies_it(
-        app, buyer, sandbox, monkeypatch):
+    app, buyer, sandbox, monkeypatch
+):
     row, _ = subscribe_and_pay(app, buyer, sandbox)
     monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
     sub = sandbox.stripe.v1.subscriptions.retrieve(row.stripe_subscription_id).to_dict()
-    event = {"id": "evt_refetch_down", "object": "event", "type": "customer.subscription.updated",
-             "created": int(time.time()), "livemode": False, "data": {"object": sub}}
+    event = {
+        "id": "evt_refetch_down",
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": sub},
+    }
     with app.app_context():
         db.session.execute(update(Subscription).values(status="past_due", fetched_at=None))
         db.session.commit()
@@ -235,8 +265,10 @@ def test_a_refetch_that_fails_stores_the_event_with_the_error_and_the_retry_appl
 
 # --- Lifetime: the subscription cancel is sent after commit and retried until it holds ------------
 
+
 def test_lifetime_paid_while_stripe_fails_the_cancel_owes_it_until_reconcile_sends_it_once(
-        app, buyer, sandbox, webhooks, runner, tx_guard):
+    app, buyer, sandbox, webhooks, runner, tx_guard
+):
     row, _ = subscribe_and_pay(app, buyer, sandbox)
     flush(sandbox)  # the subscription's own events are in before Stripe starts failing
     stripe_id = row.stripe_subscription_id
@@ -250,8 +282,11 @@ def test_lifetime_paid_while_stripe_fails_the_cancel_owes_it_until_reconcile_sen
     assert order.status == "paid" and lifetime_since(app) is not None
     row = sub_row(app)
     assert row.pending_cancel == f"lifetime:{order.public_id}"
-    assert row.pending_cancel_attempts == 1 and row.pending_cancel_error is not None \
+    assert (
+        row.pending_cancel_attempts == 1
+        and row.pending_cancel_error is not None
         and "payment_provider_unavailable" in row.pending_cancel_error
+    )
     assert row.cancel_at_period_end is False and row.status == "active"
     assert stripe_sub(sandbox).cancel_at_period_end is False
     assert subscription_writes(tx_guard, stripe_id) == ["SubscriptionService.update"]
@@ -277,7 +312,8 @@ def test_lifetime_paid_while_stripe_fails_the_cancel_owes_it_until_reconcile_sen
 
 
 def test_lifetime_paid_with_a_saved_card_while_stripe_fails_is_retried_by_the_account_sync(
-        app, buyer, sandbox, tx_guard):
+    app, buyer, sandbox, tx_guard
+):
     stripe_id, order, reply = pay_lifetime_with_a_saved_card(app, buyer, sandbox, cancel_failures=50)
     assert reply.status_code == 200 and reply.get_json()["order_status"] == "paid"
     assert sub_row(app).pending_cancel == f"lifetime:{order.public_id}"
@@ -294,32 +330,39 @@ def test_lifetime_paid_with_a_saved_card_while_stripe_fails_is_retried_by_the_ac
     assert subscription_writes(tx_guard, stripe_id) == ["SubscriptionService.update"] * 2
 
 
-def test_lifetime_with_stripe_up_ends_the_subscription_right_after_commit(app, buyer, sandbox,
-                                                                         tx_guard):
+def test_lifetime_with_stripe_up_ends_the_subscription_right_after_commit(app, buyer, sandbox, tx_guard):
     row, card = subscribe_and_pay(app, buyer, sandbox)
     assert buyer.post("/buy/lifetime").status_code == 303
     order = lifetime_order(app)
-    reply = buyer.post(f"/orders/{order.public_id}/pay/saved-card",
-                       data={"payment_method": card, "attempt": "l1"},
-                       headers={"Accept": "application/json"})
+    reply = buyer.post(
+        f"/orders/{order.public_id}/pay/saved-card",
+        data={"payment_method": card, "attempt": "l1"},
+        headers={"Accept": "application/json"},
+    )
     assert reply.get_json()["order_status"] == "paid"
     row = sub_row(app)
     assert row.cancel_at_period_end is True and row.pending_cancel is None
     assert row.pending_cancel_attempts == 1
-    assert subscription_writes(tx_guard, row.stripe_subscription_id) == \
-        ["SubscriptionService.update"]
+    assert subscription_writes(tx_guard, row.stripe_subscription_id) == ["SubscriptionService.update"]
 
 
 def test_an_owed_cancel_is_retried_by_the_next_webhook_about_the_subscription(
-        app, buyer, sandbox, tx_guard, monkeypatch):
+    app, buyer, sandbox, tx_guard, monkeypatch
+):
     stripe_id, _order, reply = pay_lifetime_with_a_saved_card(app, buyer, sandbox, cancel_failures=1)
     assert reply.get_json()["order_status"] == "paid"
     assert sub_row(app).pending_cancel is not None
 
     monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
     sub = stripe_sub(sandbox).to_dict()
-    event = {"id": "evt_sub_touched", "object": "event", "type": "customer.subscription.updated",
-             "created": int(time.time()), "livemode": False, "data": {"object": sub}}
+    event = {
+        "id": "evt_sub_touched",
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": sub},
+    }
     assert post_event(buyer, event).status_code == 200
     assert stripe_sub(sandbox).cancel_at_period_end is True
     row = sub_row(app)

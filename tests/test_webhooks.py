@@ -1,5 +1,6 @@
 """Webhooks and exactly-once fulfilment: signed deliveries from the sandbox to the running
 store, duplicates, out-of-order events, races with the status poll, forged signatures."""
+
 from __future__ import annotations
 
 import io
@@ -19,6 +20,7 @@ from .conftest import browser_confirm, found, sign_payload
 #: every test here fails if the app calls Stripe inside a database transaction that has written,
 #: or inside any transaction while handling a webhook (tests/conftest.py: TransactionGuard)
 
+
 def flush(sandbox):
     assert sandbox.control("POST", "/_sandbox/webhooks/flush", {"timeout": 15})["idle"]
 
@@ -35,8 +37,9 @@ def counts(app) -> dict:
         return {
             "balance": db.session.scalar(select(User.points_balance).order_by(User.id.desc())),
             "ledger": db.session.scalar(select(func.count(PointsEntry.id))),
-            "paid_transitions": db.session.scalar(select(func.count(OrderTransition.id))
-                                                  .where(OrderTransition.to_status == "paid")),
+            "paid_transitions": db.session.scalar(
+                select(func.count(OrderTransition.id)).where(OrderTransition.to_status == "paid")
+            ),
             "events": db.session.scalar(select(func.count(StripeEvent.id))),
         }
 
@@ -54,11 +57,16 @@ def sandbox_event(sandbox, event_type: str) -> dict:
 
 def post_event(client, event: dict, secret: str, timestamp: int | None = None):
     payload = json.dumps(event)
-    return client.post("/api/stripe/webhook", data=payload, content_type="application/json",
-                       headers={"Stripe-Signature": sign_payload(payload, secret, timestamp)})
+    return client.post(
+        "/api/stripe/webhook",
+        data=payload,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign_payload(payload, secret, timestamp)},
+    )
 
 
 # --- the happy path over real HTTP ------------------------------------------------------------
+
 
 def test_signed_webhook_alone_fulfils_the_order(app, buyer, sandbox, webhooks):
     order = bought(buyer, app)
@@ -68,8 +76,7 @@ def test_signed_webhook_alone_fulfils_the_order(app, buyer, sandbox, webhooks):
     assert order.status == "paid" and order.stripe_charge_id is not None and order.stripe_charge_id.startswith("ch_")
     assert counts(app)["balance"] == 550 and counts(app)["ledger"] == 1
     with app.app_context():
-        sources = db.session.scalars(select(OrderTransition.source)
-                                     .where(OrderTransition.to_status == "paid")).all()
+        sources = db.session.scalars(select(OrderTransition.source).where(OrderTransition.to_status == "paid")).all()
         stored = db.session.scalars(select(StripeEvent)).all()
     assert sources[0].startswith("event:evt_")
     assert {e.type for e in stored} >= {"payment_intent.succeeded", "charge.succeeded"}
@@ -81,16 +88,21 @@ def test_signed_webhook_alone_fulfils_the_order(app, buyer, sandbox, webhooks):
 def test_checkout_completed_webhook_fulfils(app, buyer, sandbox, webhooks):
     buyer.post("/buy/points_large", data={"method": "checkout"})
     order = order_row(app)
-    sandbox.control("POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay",
-                    {"payment_method": "pm_card_visa"})
+    sandbox.control(
+        "POST", f"/_sandbox/checkout/{order.stripe_checkout_session_id}/pay", {"payment_method": "pm_card_visa"}
+    )
     flush(sandbox)
     order = order_row(app)
-    assert order.status == "paid" and order.stripe_payment_intent_id is not None \
+    assert (
+        order.status == "paid"
+        and order.stripe_payment_intent_id is not None
         and order.stripe_payment_intent_id.startswith("pi_")
+    )
     assert counts(app)["balance"] == 1400
 
 
 # --- duplicates, order, races -------------------------------------------------------------------
+
 
 def test_the_same_event_three_times_credits_once(app, buyer, client, sandbox, webhooks):
     sandbox.control("POST", "/_sandbox/webhooks/faults", {"duplicate": True})
@@ -101,8 +113,7 @@ def test_the_same_event_three_times_credits_once(app, buyer, client, sandbox, we
     third = post_event(client, event, webhooks)  # and once more, late
     assert third.status_code == 200 and third.get_json()["duplicate"] is True
     with app.app_context():
-        stored = db.session.scalar(select(func.count(StripeEvent.id))
-                                   .where(StripeEvent.stripe_id == event["id"]))
+        stored = db.session.scalar(select(func.count(StripeEvent.id)).where(StripeEvent.stripe_id == event["id"]))
     assert stored == 1
     assert counts(app)["balance"] == 550 and counts(app)["ledger"] == 1
     assert counts(app)["paid_transitions"] == 1
@@ -114,8 +125,7 @@ def test_events_out_of_order_end_in_the_right_state(app, buyer, sandbox, webhook
     order = bought(buyer, app)
     browser_confirm(sandbox, order.stripe_payment_intent_id, "pm_card_chargeDeclined")
     browser_confirm(sandbox, order.stripe_payment_intent_id, "pm_card_authenticationRequired")
-    sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}",
-                    {"outcome": "complete"})
+    sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}", {"outcome": "complete"})
     sandbox.control("DELETE", "/_sandbox/webhooks/faults")
     released = sandbox.control("POST", "/_sandbox/webhooks/release", {"newest_first": True})
     assert released["released"] >= 5
@@ -124,9 +134,9 @@ def test_events_out_of_order_end_in_the_right_state(app, buyer, sandbox, webhook
     assert order.status == "paid"
     assert counts(app)["balance"] == 550 and counts(app)["paid_transitions"] == 1
     with app.app_context():
-        history = db.session.scalars(select(OrderTransition.to_status)
-                                     .where(OrderTransition.order_id == order.id)
-                                     .order_by(OrderTransition.id)).all()
+        history = db.session.scalars(
+            select(OrderTransition.to_status).where(OrderTransition.order_id == order.id).order_by(OrderTransition.id)
+        ).all()
     assert history == ["pending", "paid"]  # the older failure and action arrived too late
 
 
@@ -134,19 +144,22 @@ def test_an_event_older_than_the_state_we_hold_changes_nothing(app, buyer, sandb
     order = bought(buyer, app)
     pi = sandbox.stripe.v1.payment_intents.retrieve(order.stripe_payment_intent_id).to_dict()
     with app.app_context():
-        fulfilment.apply_payment_intent({**pi, "status": "processing"}, source="event:evt_new",
-                                        event_created=2000)
+        fulfilment.apply_payment_intent({**pi, "status": "processing"}, source="event:evt_new", event_created=2000)
         db.session.commit()
-        fulfilment.apply_payment_intent({**pi, "status": "requires_payment_method",
-                                         "last_payment_error": {"code": "card_declined",
-                                                                "message": "Declined"}},
-                                        source="event:evt_old", event_created=1000)
+        fulfilment.apply_payment_intent(
+            {
+                **pi,
+                "status": "requires_payment_method",
+                "last_payment_error": {"code": "card_declined", "message": "Declined"},
+            },
+            source="event:evt_old",
+            event_created=1000,
+        )
         db.session.commit()
     assert order_row(app).status == "processing"
 
 
-def test_webhook_and_status_poll_racing(app, client, auth, catalog, sandbox, webhooks,
-                                        monkeypatch):
+def test_webhook_and_status_poll_racing(app, client, auth, catalog, sandbox, webhooks, monkeypatch):
     """Four deliveries of the event and four polls that each sync, all at once: one credit."""
     auth.signup()
     order = bought(client, app)
@@ -169,8 +182,7 @@ def test_webhook_and_status_poll_racing(app, client, auth, catalog, sandbox, web
             barrier.wait()
             answers.append(c.get(f"/orders/{order.public_id}/status").status_code)
 
-    threads = [threading.Thread(target=deliver) for _ in range(4)] + \
-              [threading.Thread(target=poll) for _ in range(4)]
+    threads = [threading.Thread(target=deliver) for _ in range(4)] + [threading.Thread(target=poll) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -183,6 +195,7 @@ def test_webhook_and_status_poll_racing(app, client, auth, catalog, sandbox, web
 
 # --- signatures ---------------------------------------------------------------------------------
 
+
 def test_forged_stale_and_missing_signatures_are_refused(app, buyer, client, sandbox, webhooks):
     order = bought(buyer, app)
     sandbox.control("POST", "/_sandbox/webhooks/faults", {"hold": True})
@@ -190,42 +203,52 @@ def test_forged_stale_and_missing_signatures_are_refused(app, buyer, client, san
     event = sandbox_event(sandbox, "payment_intent.succeeded")
     assert post_event(client, event, "whsec_forged").status_code == 400
     assert post_event(client, event, webhooks, timestamp=int(time.time()) - 3600).status_code == 400
-    unsigned = client.post("/api/stripe/webhook", data=json.dumps(event),
-                           content_type="application/json")
+    unsigned = client.post("/api/stripe/webhook", data=json.dumps(event), content_type="application/json")
     assert unsigned.status_code == 400
     assert unsigned.get_json()["error"]["code"] == "invalid_signature"
     payload = json.dumps(event)
     tampered = payload.replace('"amount": 500', '"amount": 1')
-    response = client.post("/api/stripe/webhook", data=tampered, content_type="application/json",
-                           headers={"Stripe-Signature": sign_payload(payload, webhooks)})
+    response = client.post(
+        "/api/stripe/webhook",
+        data=tampered,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign_payload(payload, webhooks)},
+    )
     assert response.status_code == 400
     assert counts(app)["events"] == 0 and order_row(app).status == "pending"
 
 
 def test_without_a_signing_secret_every_webhook_is_refused(app, client, sandbox):
     app.config["STRIPE_WEBHOOK_SECRET"] = None
-    response = client.post("/api/stripe/webhook", data="{}", content_type="application/json",
-                           headers={"Stripe-Signature": "t=1,v1=abc"})
+    response = client.post(
+        "/api/stripe/webhook", data="{}", content_type="application/json", headers={"Stripe-Signature": "t=1,v1=abc"}
+    )
     assert response.status_code == 400
 
 
 # --- failures and unknown objects -----------------------------------------------------------------
 
+
 def test_event_for_an_unknown_object_is_stored_and_acknowledged(app, client, sandbox, webhooks):
-    event = {"id": "evt_unknown_1", "object": "event", "type": "payment_intent.succeeded",
-             "created": int(time.time()), "livemode": False, "api_version": "2026-10-28.endive",
-             "data": {"object": {"id": "pi_not_ours", "object": "payment_intent",
-                                 "status": "succeeded", "metadata": {}}}}
+    event = {
+        "id": "evt_unknown_1",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "livemode": False,
+        "api_version": "2026-10-28.endive",
+        "data": {"object": {"id": "pi_not_ours", "object": "payment_intent", "status": "succeeded", "metadata": {}}},
+    }
     response = post_event(client, event, webhooks)
     assert response.status_code == 200
     with app.app_context():
-        stored = found(db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == "evt_unknown_1")),
-                       "evt_unknown_1")
+        stored = found(
+            db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_id == "evt_unknown_1")), "evt_unknown_1"
+        )
         assert stored.processed_at is not None
 
 
-def test_a_failing_handler_answers_500_and_the_retry_succeeds(app, buyer, client, sandbox,
-                                                              webhooks, monkeypatch):
+def test_a_failing_handler_answers_500_and_the_retry_succeeds(app, buyer, client, sandbox, webhooks, monkeypatch):
     order = bought(buyer, app)
     sandbox.control("POST", "/_sandbox/webhooks/faults", {"hold": True})
     browser_confirm(sandbox, order.stripe_payment_intent_id)
@@ -247,8 +270,7 @@ def test_a_failing_handler_answers_500_and_the_retry_succeeds(app, buyer, client
     assert order_row(app).status == "paid" and counts(app)["balance"] == 550
 
 
-def test_sandbox_retries_a_failed_delivery_until_the_store_accepts(app, buyer, sandbox, webhooks,
-                                                                    monkeypatch):
+def test_sandbox_retries_a_failed_delivery_until_the_store_accepts(app, buyer, sandbox, webhooks, monkeypatch):
     order = bought(buyer, app)
     calls = {"n": 0}
     real = fulfilment.apply_payment_intent
@@ -265,20 +287,23 @@ def test_sandbox_retries_a_failed_delivery_until_the_store_accepts(app, buyer, s
     while time.time() < deadline and order_row(app).status != "paid":
         time.sleep(0.1)
     assert order_row(app).status == "paid" and counts(app)["balance"] == 550
-    retried = [d for d in sandbox.control("GET", "/_sandbox/deliveries")["deliveries"]
-               if d["event_type"] == "payment_intent.succeeded"]
+    retried = [
+        d
+        for d in sandbox.control("GET", "/_sandbox/deliveries")["deliveries"]
+        if d["event_type"] == "payment_intent.succeeded"
+    ]
     assert retried[0]["attempts"] == 2
     assert [a["status"] for a in retried[0]["attempt_log"]] == [500, 200]
 
 
 # --- refunds and disputes ---------------------------------------------------------------------------
 
+
 def test_partial_then_full_refund_claws_points_back_in_proportion(app, buyer, sandbox, webhooks):
     order = bought(buyer, app)  # $5.00 for 550 points
     browser_confirm(sandbox, order.stripe_payment_intent_id)
     flush(sandbox)
-    sandbox.stripe.v1.refunds.create(params={"payment_intent": order.stripe_payment_intent_id,
-                                             "amount": 200})
+    sandbox.stripe.v1.refunds.create(params={"payment_intent": order.stripe_payment_intent_id, "amount": 200})
     flush(sandbox)
     assert order_row(app).status == "partially_refunded"
     assert counts(app)["balance"] == 550 - 220
@@ -301,20 +326,29 @@ def test_a_dispute_marks_the_order_and_freezes_its_points(app, buyer, sandbox, w
 
 # --- malformed, future-dated and oversized deliveries (400 / 413, nothing stored) -----------------
 
+
 def _stored_nothing(app) -> bool:
     return counts(app)["events"] == 0
 
 
 def _post_raw(client, body: bytes, secret: str, timestamp: int | None = None):
-    return client.post("/api/stripe/webhook", data=body, content_type="application/json",
-                       headers={"Stripe-Signature": sign_payload(body, secret, timestamp)})
+    return client.post(
+        "/api/stripe/webhook",
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign_payload(body, secret, timestamp)},
+    )
 
 
 def _good_event(**changes) -> dict:
-    event = {"id": "evt_shape_1", "object": "event", "type": "payment_intent.succeeded",
-             "created": int(time.time()), "livemode": False,
-             "data": {"object": {"id": "pi_not_ours", "object": "payment_intent",
-                                 "status": "succeeded", "metadata": {}}}}
+    event = {
+        "id": "evt_shape_1",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": {"id": "pi_not_ours", "object": "payment_intent", "status": "succeeded", "metadata": {}}},
+    }
     event.update(changes)
     return {k: v for k, v in event.items() if v is not _DROP}
 
@@ -336,18 +370,20 @@ MALFORMED = {
     "deeply nested": b"[" * 50_000 + b"]" * 50_000,
     "not an event": json.dumps({**_good_event(), "object": "charge"}).encode(),
     # each of these reached a varchar column and answered 500 on PostgreSQL (found by the fuzz suite)
-    "a 5,000-digit charge id": json.dumps(_good_event(data={"object": {
-        "id": "pi_not_ours", "object": "payment_intent", "latest_charge": "9" * 5000}})).encode(),
-    "a NUL in a metadata value": json.dumps(_good_event(data={"object": {
-        "id": "pi_not_ours", "object": "payment_intent", "metadata": {"order": "a\x00b"}}})).encode(),
-    "a 6,000-character description": json.dumps(_good_event(data={"object": {
-        "id": "pi_not_ours", "object": "payment_intent", "description": "x" * 6000}})).encode(),
+    "a 5,000-digit charge id": json.dumps(
+        _good_event(data={"object": {"id": "pi_not_ours", "object": "payment_intent", "latest_charge": "9" * 5000}})
+    ).encode(),
+    "a NUL in a metadata value": json.dumps(
+        _good_event(data={"object": {"id": "pi_not_ours", "object": "payment_intent", "metadata": {"order": "a\x00b"}}})
+    ).encode(),
+    "a 6,000-character description": json.dumps(
+        _good_event(data={"object": {"id": "pi_not_ours", "object": "payment_intent", "description": "x" * 6000}})
+    ).encode(),
 }
 
 
 @pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
-def test_a_signed_but_malformed_event_answers_400_and_stores_nothing(app, client, sandbox,
-                                                                    webhooks, body):
+def test_a_signed_but_malformed_event_answers_400_and_stores_nothing(app, client, sandbox, webhooks, body):
     response = _post_raw(client, body, webhooks)
     assert response.status_code == 400
     error = response.get_json()["error"]
@@ -401,10 +437,12 @@ class _Body(io.RawIOBase):
 
 def test_a_50_mb_webhook_is_refused_before_it_is_read(app, client, sandbox, webhooks):
     body = _Body(50 * 1024 * 1024)
-    response = client.post("/api/stripe/webhook", input_stream=body,
-                           environ_overrides={"CONTENT_LENGTH": str(body.size)},
-                           headers={"Stripe-Signature": "t=1,v1=abc",
-                                    "Content-Type": "application/json"})
+    response = client.post(
+        "/api/stripe/webhook",
+        input_stream=body,
+        environ_overrides={"CONTENT_LENGTH": str(body.size)},
+        headers={"Stripe-Signature": "t=1,v1=abc", "Content-Type": "application/json"},
+    )
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
     assert body.read_bytes == 0 and _stored_nothing(app)
@@ -412,19 +450,21 @@ def test_a_50_mb_webhook_is_refused_before_it_is_read(app, client, sandbox, webh
 
 def test_a_body_without_content_length_is_cut_off_at_the_limit(app, client, sandbox, webhooks):
     from storefront.services.webhooks import MAX_BYTES
+
     body = _Body(50 * 1024 * 1024)
-    response = client.post("/api/stripe/webhook", input_stream=body,
-                           environ_overrides={"CONTENT_LENGTH": "",
-                                              "wsgi.input_terminated": True},
-                           headers={"Stripe-Signature": "t=1,v1=abc",
-                                    "Content-Type": "application/json"})
+    response = client.post(
+        "/api/stripe/webhook",
+        input_stream=body,
+        environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True},
+        headers={"Stripe-Signature": "t=1,v1=abc", "Content-Type": "application/json"},
+    )
     assert response.status_code == 413
     assert body.read_bytes <= MAX_BYTES + 1 and _stored_nothing(app)
 
 
-def test_a_body_just_over_the_limit_is_refused_and_one_under_is_read(app, client, sandbox,
-                                                                     webhooks):
+def test_a_body_just_over_the_limit_is_refused_and_one_under_is_read(app, client, sandbox, webhooks):
     from storefront.services.webhooks import MAX_BYTES
+
     event = json.dumps(_good_event()).encode()
     over = event + b" " * (MAX_BYTES + 1 - len(event))
     assert _post_raw(client, over, webhooks).status_code == 413
@@ -432,11 +472,13 @@ def test_a_body_just_over_the_limit_is_refused_and_one_under_is_read(app, client
     assert _post_raw(client, under, webhooks).status_code == 200
 
 
-def test_a_repeat_of_a_processed_event_does_not_ask_stripe(app, client, sandbox, webhooks,
-                                                           tx_guard):
-    event = _good_event(type="customer.subscription.updated",
-                        data={"object": {"id": "sub_not_ours", "object": "subscription",
-                                         "customer": "cus_not_ours", "status": "active"}})
+def test_a_repeat_of_a_processed_event_does_not_ask_stripe(app, client, sandbox, webhooks, tx_guard):
+    event = _good_event(
+        type="customer.subscription.updated",
+        data={
+            "object": {"id": "sub_not_ours", "object": "subscription", "customer": "cus_not_ours", "status": "active"}
+        },
+    )
     body = json.dumps(event).encode()
     calls = len(tx_guard.calls)
     first = _post_raw(client, body, webhooks)  # re-fetched (unknown at Stripe: the event's copy)

@@ -1,4 +1,5 @@
 """One module per aggregate."""
+
 from .base import utcnow
 from .catalog import Price, Product
 from .ledger import PointsEntry
@@ -9,5 +10,16 @@ from .subscription import Subscription
 from .user import User
 from .user_session import UserSession
 
-__all__ = ["Order", "OrderTransition", "PointsEntry", "Price", "Product", "Refund", "StripeEvent",
-           "Subscription", "User", "UserSession", "utcnow"]
+__all__ = [
+    "Order",
+    "OrderTransition",
+    "PointsEntry",
+    "Price",
+    "Product",
+    "Refund",
+    "StripeEvent",
+    "Subscription",
+    "User",
+    "UserSession",
+    "utcnow",
+]

@@ -41,14 +41,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def insert_or_ignore(session: Session | scoped_session[Any], table: FromClause, values: dict[str, Any],
-                     conflict_column: str) -> bool:
+def insert_or_ignore(
+    session: Session | scoped_session[Any], table: FromClause, values: dict[str, Any], conflict_column: str
+) -> bool:
     """``INSERT … ON CONFLICT (conflict_column) DO NOTHING`` in one statement, on PostgreSQL
     and SQLite alike. True if this call inserted the row (False: it already existed, perhaps
     inserted a moment ago by a concurrent transaction)."""
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(table).values(**values).on_conflict_do_nothing(
-        index_elements=[conflict_column]).returning(table.c[conflict_column])
+    statement = (
+        module.insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[conflict_column])
+        .returning(table.c[conflict_column])
+    )
     # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING
     return session.execute(statement).first() is not None

@@ -5,6 +5,7 @@ A Price row keeps its ``lookup_key`` for life; when the amount changes the sync 
 it at the new Stripe price (the old one is archived in Stripe). Orders (next issue) copy
 amount and currency at purchase time, so history never depends on today's price.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -25,6 +26,8 @@ def describe_grants(kind: str, points: int, entitlement: str | None) -> str:
     if entitlement:
         return f"{entitlement.title()} features forever + {points:,} points"
     return f"{points:,} points"
+
+
 CATEGORIES = ("plan", "points")
 
 

@@ -5,6 +5,7 @@ Each entry has a unique ``key`` naming the fact it records (``order:ord_…:purc
 makes fulfilment exactly-once even when two workers race. ``users.points_balance`` is kept
 in step in the same transaction, so the header shows the balance without summing.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -24,8 +25,7 @@ class PointsEntry(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True,
-                                                 nullable=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True, nullable=True)
     amount: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(24))
     key: Mapped[str] = mapped_column(String(200), unique=True)

@@ -5,6 +5,7 @@ the buyer pays and gets never depends on the browser or on later catalog changes
 change is recorded as an :class:`OrderTransition` naming its cause (a Stripe event id, a sync
 from the status page, the buyer, an admin).
 """
+
 from __future__ import annotations
 
 import secrets
@@ -60,8 +61,7 @@ PAYABLE = frozenset({_S.PENDING, _S.REQUIRES_ACTION, _S.FAILED})
 #: the buyer may retry with another card); an unpaid subscription invoice is one of these
 SYNCABLE = PAYABLE | {_S.PROCESSING}
 #: the buyer has an answer: the status page stops polling
-SETTLED = frozenset({_S.PAID, _S.FAILED, _S.CANCELED, _S.EXPIRED, _S.REFUNDED, _S.PARTIALLY_REFUNDED,
-                     _S.DISPUTED})
+SETTLED = frozenset({_S.PAID, _S.FAILED, _S.CANCELED, _S.EXPIRED, _S.REFUNDED, _S.PARTIALLY_REFUNDED, _S.DISPUTED})
 #: money was received (refunds are counted separately)
 COLLECTED = frozenset({_S.PAID, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED})
 #: Stripe can refund it (a disputed charge cannot be refunded: Stripe refuses)
@@ -81,8 +81,7 @@ class Order(Model):
     __tablename__ = "orders"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("amount_refunded >= 0 and amount_refunded <= amount",
-                        name="refund_within_amount"),
+        CheckConstraint("amount_refunded >= 0 and amount_refunded <= amount", name="refund_within_amount"),
         CheckConstraint("status in ('" + "', '".join(STATUSES) + "')", name="status"),
         Index("ix_orders_user_created", "user_id", "created_at"),
         Index("ix_orders_status_created", "status", "created_at"),
@@ -111,14 +110,10 @@ class Order(Model):
     failure_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     failure_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Stripe's side of it
-    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True,
-                                                                  nullable=True)
-    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True,
-                                                                    nullable=True)
-    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True,
-                                                           nullable=True)
-    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True,
-                                                                nullable=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True, nullable=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True, nullable=True)
     #: ``created`` of the newest Stripe event applied: an older event changes nothing
     last_event_created: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -132,8 +127,7 @@ class Order(Model):
 
     user = relationship("User")
     price = relationship("Price")
-    transitions: Mapped[list[OrderTransition]] = relationship(
-        back_populates="order", order_by="OrderTransition.id")
+    transitions: Mapped[list[OrderTransition]] = relationship(back_populates="order", order_by="OrderTransition.id")
 
     @property
     def settled(self) -> bool:
@@ -145,6 +139,7 @@ class Order(Model):
 
 class OrderTransition(Model):
     """One step in an order's history: from, to, and what caused it."""
+
     __tablename__ = "order_transitions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -5,6 +5,7 @@ key (order + form nonce + amount), so a double-submitted form inserts once and c
 the same key. The order itself changes only when Stripe confirms (``charge.refunded`` or a sync
 that fetches the charge): these rows are the request log and what is still "in flight".
 """
+
 from __future__ import annotations
 
 from datetime import datetime

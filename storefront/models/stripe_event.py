@@ -1,4 +1,5 @@
 """Every webhook event Stripe sent us, stored by its Stripe id before it is processed."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -5,6 +5,7 @@ what we enforce (one live subscription per buyer, the past-due banner). It is wr
 ``services.subscription_sync.apply_subscription`` from a subscription object freshly fetched from
 Stripe, so duplicate or out-of-order webhooks cannot leave it behind (see ``fetched_at``).
 """
+
 from __future__ import annotations
 
 import secrets
@@ -28,8 +29,10 @@ def new_subscription_id() -> str:
 
 class Subscription(Model):
     __tablename__ = "subscriptions"
-    __table_args__ = (Index("ix_subscriptions_user_status", "user_id", "status"),
-                      Index("ix_subscriptions_pending_cancel", "pending_cancel_since"))
+    __table_args__ = (
+        Index("ix_subscriptions_user_status", "user_id", "status"),
+        Index("ix_subscriptions_pending_cancel", "pending_cancel_since"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: used in URLs (ownership is checked on every action)
@@ -40,8 +43,7 @@ class Subscription(Model):
     stripe_subscription_id: Mapped[str] = mapped_column(String(255), unique=True)
     stripe_price_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status: Mapped[str] = mapped_column(String(24), default="incomplete")
-    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False,
-                                                       server_default=false())
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

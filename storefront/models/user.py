@@ -36,9 +36,12 @@ class User(UserMixin, Model):  # type: ignore[misc]
     #: the subscription whose renewal failed, if any (for the site-wide banner): loaded with
     #: the user in the same query, so signed-in pages pay nothing extra for it
     past_due_subscription = relationship(
-        "Subscription", viewonly=True, uselist=False, lazy="joined",
-        primaryjoin="and_(User.id == foreign(Subscription.user_id), "
-                    "Subscription.status.in_(('past_due', 'unpaid')))")
+        "Subscription",
+        viewonly=True,
+        uselist=False,
+        lazy="joined",
+        primaryjoin="and_(User.id == foreign(Subscription.user_id), Subscription.status.in_(('past_due', 'unpaid')))",
+    )
 
     @validates("email")
     def _normalize_email(self, _key: str, value: str) -> str:

@@ -4,6 +4,7 @@ The cookie carries the row's random ``token`` (see ``User.get_id``); a request i
 while the row exists. Log-out deletes this device's row, a password change deletes the others,
 an admin's "Sign out on every device" deletes them all.
 """
+
 from __future__ import annotations
 
 import secrets

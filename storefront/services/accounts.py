@@ -1,4 +1,5 @@
 """Accounts: sign-up, authentication, passwords, admins and the user's Stripe customer."""
+
 from __future__ import annotations
 
 import logging
@@ -25,12 +26,34 @@ log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 128
-COMMON_PASSWORDS = frozenset({
-    "password12", "password123", "password1234", "qwertyuiop", "1q2w3e4r5t", "iloveyou12",
-    "letmein123", "welcome123", "abcdefghij", "abc1234567", "qwerty1234", "administrator",
-    "passw0rd12", "changeme12", "football12", "baseball12", "monkey1234", "dragon1234",
-    "sunshine12", "princess12", "trustno1234", "1234567890", "0987654321", "qwertyuiop1",
-})
+COMMON_PASSWORDS = frozenset(
+    {
+        "password12",
+        "password123",
+        "password1234",
+        "qwertyuiop",
+        "1q2w3e4r5t",
+        "iloveyou12",
+        "letmein123",
+        "welcome123",
+        "abcdefghij",
+        "abc1234567",
+        "qwerty1234",
+        "administrator",
+        "passw0rd12",
+        "changeme12",
+        "football12",
+        "baseball12",
+        "monkey1234",
+        "dragon1234",
+        "sunshine12",
+        "princess12",
+        "trustno1234",
+        "1234567890",
+        "0987654321",
+        "qwertyuiop1",
+    }
+)
 
 
 class AccountError(ServiceError):
@@ -76,16 +99,16 @@ def check_identity_text(email: str, name: str | None) -> None:
     """Names and emails are shown to admins and sent to Stripe: no invisible characters."""
     found = control_character(email, allow_joiners=False) or control_character(name)
     if found:
-        raise AccountError(f"Names and email addresses can't contain invisible or control "
-                           f"characters ({found}).")
+        raise AccountError(f"Names and email addresses can't contain invisible or control characters ({found}).")
 
 
 def email_exists(email: str) -> bool:
     return db.session.scalar(select(User.id).where(User.email == normalize_email(email))) is not None
 
 
-def register_user(email: str, name: str, password: str, *, is_admin: bool = False,
-                  create_customer: bool = True) -> User:
+def register_user(
+    email: str, name: str, password: str, *, is_admin: bool = False, create_customer: bool = True
+) -> User:
     """Create the account (one transaction), then try to create its Stripe customer.
 
     If Stripe is unavailable the account still exists; ``ensure_stripe_customer`` creates
@@ -137,11 +160,14 @@ def ensure_stripe_customer(user: User) -> str:
     read_then_release()
     if stored is None:
         customer = get_gateway().create_customer(
-            email=email, name=name, metadata={"user_id": str(user_id)}, idempotency_key=key)
+            email=email, name=name, metadata={"user_id": str(user_id)}, idempotency_key=key
+        )
         with unit_of_work():
-            db.session.execute(update(User)
-                               .where(User.id == user_id, User.stripe_customer_id.is_(None))
-                               .values(stripe_customer_id=customer["id"]))
+            db.session.execute(
+                update(User)
+                .where(User.id == user_id, User.stripe_customer_id.is_(None))
+                .values(stripe_customer_id=customer["id"])
+            )
             stored = db.session.scalar(select(User.stripe_customer_id).where(User.id == user_id))
     if stored is None:  # pragma: no cover - the row was deleted meanwhile
         raise AccountError("This account no longer exists.")
@@ -163,6 +189,7 @@ _DUMMY_HASH: list[str] = []
 
 def _dummy_check(password: str) -> None:
     from werkzeug.security import check_password_hash, generate_password_hash
+
     if not _DUMMY_HASH:
         _DUMMY_HASH.append(generate_password_hash("not-a-real-password", method="scrypt"))
     check_password_hash(_DUMMY_HASH[0], password)
@@ -204,8 +231,9 @@ def start_session(user: User, *, max_age: timedelta, user_agent: str = "") -> Us
 
     The user's sign-ins too old to be used any more are deleted on the way.
     """
-    db.session.execute(delete(UserSession).where(UserSession.user_id == user.id,
-                                                 UserSession.created_at < utcnow() - max_age))
+    db.session.execute(
+        delete(UserSession).where(UserSession.user_id == user.id, UserSession.created_at < utcnow() - max_age)
+    )
     agent = "".join(ch for ch in user_agent if ch.isprintable())[:USER_AGENT_LENGTH]
     row = UserSession(user_id=user.id, token=new_session_token(), user_agent=agent)
     db.session.add(row)
@@ -227,9 +255,10 @@ def user_for_session(value: str, max_age: timedelta) -> User | None:
         return None
     user_id, token, signed_in_at = parsed
     user = db.session.scalar(
-        select(User).join(UserSession, UserSession.user_id == User.id)
-        .where(User.id == user_id, UserSession.token == token,
-               UserSession.created_at >= utcnow() - max_age))
+        select(User)
+        .join(UserSession, UserSession.user_id == User.id)
+        .where(User.id == user_id, UserSession.token == token, UserSession.created_at >= utcnow() - max_age)
+    )
     if user is not None:
         user.sign_in = (token, signed_in_at)
     return user
@@ -250,8 +279,9 @@ def parse_session_id(value: object, max_age: timedelta) -> tuple[int, str, int] 
 def end_session(user: User) -> None:
     """Log-out: this sign-in's row goes; the user's other devices stay signed in."""
     if user.sign_in is not None:
-        db.session.execute(delete(UserSession).where(UserSession.user_id == user.id,
-                                                     UserSession.token == user.sign_in[0]))
+        db.session.execute(
+            delete(UserSession).where(UserSession.user_id == user.id, UserSession.token == user.sign_in[0])
+        )
         db.session.commit()
         user.sign_in = None
 

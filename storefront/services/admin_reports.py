@@ -7,6 +7,7 @@ key), one aggregate for the totals of the filtered set, and the product list for
 A search term is classified by its shape (``ord_``, ``pi_``, ``cs_``, ``ch_``, ``in_``, an
 email) so it hits a unique index instead of a ``LIKE`` over every order.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,13 +33,14 @@ PAGE_SIZE = 50
 
 # --- filters ----------------------------------------------------------------------------------
 
+
 @dataclass
 class PurchaseFilters:
     status: str | None = None
-    product: str | None = None       # a lookup key
+    product: str | None = None  # a lookup key
     method: str | None = None
-    date_from: date | None = None    # inclusive, UTC
-    date_to: date | None = None      # inclusive, UTC
+    date_from: date | None = None  # inclusive, UTC
+    date_to: date | None = None  # inclusive, UTC
     q: str | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -61,9 +63,14 @@ class PurchaseFilters:
         return f
 
     def as_args(self) -> dict[str, str]:
-        out = {"status": self.status, "product": self.product, "method": self.method,
-               "date_from": self.date_from.isoformat() if self.date_from else None,
-               "date_to": self.date_to.isoformat() if self.date_to else None, "q": self.q}
+        out = {
+            "status": self.status,
+            "product": self.product,
+            "method": self.method,
+            "date_from": self.date_from.isoformat() if self.date_from else None,
+            "date_to": self.date_to.isoformat() if self.date_to else None,
+            "q": self.q,
+        }
         return {k: v for k, v in out.items() if v}
 
     @property
@@ -95,9 +102,11 @@ def search_condition(q: str) -> ColumnElement[bool]:
         return Order.user_id.in_(select(User.id).where(User.email == lowered))
     # part of an email or a name: the (small) users table, then orders by user
     escaped = lowered.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return Order.user_id.in_(select(User.id).where(
-        or_(User.email.like(f"{escaped}%", escape="\\"),
-            func.lower(User.name).like(f"{escaped}%", escape="\\"))))
+    return Order.user_id.in_(
+        select(User.id).where(
+            or_(User.email.like(f"{escaped}%", escape="\\"), func.lower(User.name).like(f"{escaped}%", escape="\\"))
+        )
+    )
 
 
 def conditions(f: PurchaseFilters) -> list[ColumnElement[bool]]:
@@ -119,9 +128,10 @@ def conditions(f: PurchaseFilters) -> list[ColumnElement[bool]]:
 
 # --- the table ------------------------------------------------------------------------------------
 
+
 @dataclass
 class Page:
-    rows: Sequence[Any]              # Rows of _rows_query
+    rows: Sequence[Any]  # Rows of _rows_query
     next_cursor: str | None
     first: bool
 
@@ -135,28 +145,42 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
 
 
 def _rows_query(f: PurchaseFilters) -> Select[*tuple[Any, ...]]:
-    return (select(Order.id, Order.public_id, Order.created_at, Order.product_name,
-                   Order.lookup_key, Order.amount, Order.currency, Order.amount_refunded,
-                   Order.status, Order.method, Order.points, Order.stripe_payment_intent_id,
-                   Order.stripe_checkout_session_id, Order.stripe_invoice_id,
-                   User.email.label("email"), User.public_id.label("user_public_id"))
-            .join(User, User.id == Order.user_id)
-            .where(*conditions(f)))
+    return (
+        select(
+            Order.id,
+            Order.public_id,
+            Order.created_at,
+            Order.product_name,
+            Order.lookup_key,
+            Order.amount,
+            Order.currency,
+            Order.amount_refunded,
+            Order.status,
+            Order.method,
+            Order.points,
+            Order.stripe_payment_intent_id,
+            Order.stripe_checkout_session_id,
+            Order.stripe_invoice_id,
+            User.email.label("email"),
+            User.public_id.label("user_public_id"),
+        )
+        .join(User, User.id == Order.user_id)
+        .where(*conditions(f))
+    )
 
 
-def purchases_page(f: PurchaseFilters, cursor: str | None = None,
-                   size: int = PAGE_SIZE) -> Page:
+def purchases_page(f: PurchaseFilters, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
     """One page, newest first; keyset pagination (``cursor`` = the last row's position)."""
     query = _rows_query(f)
     position = decode_cursor(cursor)
     if position:
         query = query.where(tuple_(Order.created_at, Order.id) < tuple_(*position))
-    rows = db.session.execute(query.order_by(Order.created_at.desc(), Order.id.desc())
-                              .limit(size + 1)).all()
+    rows = db.session.execute(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(size + 1)).all()
     more = len(rows) > size
     rows = rows[:size]
-    return Page(rows, encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
-                first=position is None)
+    return Page(
+        rows, encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None, first=position is None
+    )
 
 
 @dataclass
@@ -169,30 +193,61 @@ def purchases_totals(f: PurchaseFilters) -> Totals:
     """Count, money collected and refunded, per currency, for the whole filtered set."""
     collected = case((Order.status.in_(COLLECTED), Order.amount), else_=0)
     paid = case((Order.status.in_(COLLECTED), 1), else_=0)
-    query = (select(Order.currency, func.count(Order.id), func.sum(paid), func.sum(collected),
-                    func.sum(Order.amount_refunded))
-             .where(*conditions(f)).group_by(Order.currency).order_by(Order.currency))
+    query = (
+        select(
+            Order.currency, func.count(Order.id), func.sum(paid), func.sum(collected), func.sum(Order.amount_refunded)
+        )
+        .where(*conditions(f))
+        .group_by(Order.currency)
+        .order_by(Order.currency)
+    )
     per: list[dict[str, Any]] = []
     count = 0
     for currency, n, n_paid, gross, refunded in db.session.execute(query):
         count += n
         gross, refunded = int(gross or 0), int(refunded or 0)
-        per.append({"currency": currency, "count": n, "paid": int(n_paid or 0), "gross": gross,
-                    "refunded": refunded, "net": gross - refunded})
+        per.append(
+            {
+                "currency": currency,
+                "count": n,
+                "paid": int(n_paid or 0),
+                "gross": gross,
+                "refunded": refunded,
+                "net": gross - refunded,
+            }
+        )
     return Totals(count, per)
 
 
 def product_choices() -> list[tuple[str, str]]:
-    return [(key, name) for key, name in db.session.execute(
-        select(Price.lookup_key, Product.name).join(Product, Product.id == Price.product_id)
-        .order_by(Product.sort_order, Price.id))]
+    return [
+        (key, name)
+        for key, name in db.session.execute(
+            select(Price.lookup_key, Product.name)
+            .join(Product, Product.id == Price.product_id)
+            .order_by(Product.sort_order, Price.id)
+        )
+    ]
 
 
 # --- CSV ------------------------------------------------------------------------------------------
 
-CSV_HEADER = ["created_at", "order_id", "email", "product", "lookup_key", "method", "status",
-              "amount", "currency", "amount_refunded", "points", "payment_intent",
-              "checkout_session", "invoice"]
+CSV_HEADER = [
+    "created_at",
+    "order_id",
+    "email",
+    "product",
+    "lookup_key",
+    "method",
+    "status",
+    "amount",
+    "currency",
+    "amount_refunded",
+    "points",
+    "payment_intent",
+    "checkout_session",
+    "invoice",
+]
 
 
 def major(amount: int, currency: str) -> str:
@@ -209,12 +264,22 @@ def _cell(value: object) -> str:
 
 
 def csv_row(row: Row[Any]) -> list[str]:
-    return [row.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            row.public_id, _cell(row.email), _cell(row.product_name), row.lookup_key,
-            row.method, row.status, major(row.amount, row.currency), row.currency,
-            major(row.amount_refunded, row.currency), str(row.points),
-            row.stripe_payment_intent_id or "", row.stripe_checkout_session_id or "",
-            row.stripe_invoice_id or ""]
+    return [
+        row.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        row.public_id,
+        _cell(row.email),
+        _cell(row.product_name),
+        row.lookup_key,
+        row.method,
+        row.status,
+        major(row.amount, row.currency),
+        row.currency,
+        major(row.amount_refunded, row.currency),
+        str(row.points),
+        row.stripe_payment_intent_id or "",
+        row.stripe_checkout_session_id or "",
+        row.stripe_invoice_id or "",
+    ]
 
 
 def purchases_csv(f: PurchaseFilters, *, batch: int = 1000) -> Iterator[str]:
@@ -222,8 +287,7 @@ def purchases_csv(f: PurchaseFilters, *, batch: int = 1000) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
-    query = (_rows_query(f).order_by(Order.created_at.desc(), Order.id.desc())
-             .execution_options(yield_per=batch))
+    query = _rows_query(f).order_by(Order.created_at.desc(), Order.id.desc()).execution_options(yield_per=batch)
     for n, row in enumerate(db.session.execute(query), start=1):
         writer.writerow(csv_row(row))
         if n % 200 == 0:
@@ -235,6 +299,7 @@ def purchases_csv(f: PurchaseFilters, *, batch: int = 1000) -> Iterator[str]:
 
 # --- the dashboard --------------------------------------------------------------------------------
 
+
 def _day(column: InstrumentedAttribute[Any]) -> ColumnElement[str]:
     """A UTC calendar day from a timestamp column, on SQLite and PostgreSQL."""
     if db.engine.dialect.name == "postgresql":
@@ -244,7 +309,7 @@ def _day(column: InstrumentedAttribute[Any]) -> ColumnElement[str]:
 
 @dataclass
 class Dashboard:
-    days: list[dict[str, Any]]       # [{day, amount, count}] for the main currency, oldest first
+    days: list[dict[str, Any]]  # [{day, amount, count}] for the main currency, oldest first
     currency: str
     other_currencies: list[dict[str, Any]]  # revenue in other currencies over the 30 days
     today: int
@@ -253,7 +318,7 @@ class Dashboard:
     failed: int
     success_rate: float | None
     refunded: int
-    disputes: Sequence[Any]          # Rows: public_id, product_name, amount, currency, updated_at, email
+    disputes: Sequence[Any]  # Rows: public_id, product_name, amount, currency, updated_at, email
     subscriptions: list[dict[str, Any]]
 
 
@@ -268,12 +333,12 @@ def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
     rows = db.session.execute(
         select(day, Order.currency, func.count(Order.id), func.sum(Order.amount))
         .where(Order.paid_at >= since, Order.status.in_(COLLECTED))
-        .group_by(day, Order.currency)).all()
+        .group_by(day, Order.currency)
+    ).all()
     by_currency: dict[str, dict[str, tuple[int, int]]] = {}
     for d, currency, n, amount in rows:
         by_currency.setdefault(currency, {})[d] = (int(n), int(amount or 0))
-    currency = max(by_currency, key=lambda c: sum(a for _, a in by_currency[c].values()),
-                   default="usd")
+    currency = max(by_currency, key=lambda c: sum(a for _, a in by_currency[c].values()), default="usd")
     series = by_currency.get(currency, {})
     chart = []
     for i in range(days):
@@ -282,35 +347,51 @@ def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
         chart.append({"day": d, "amount": amount, "count": n})
     today_key = today.isoformat()
     month_prefix = today_key[:7]
-    others = [{"currency": c, "amount": sum(a for k, (_, a) in v.items() if k >= start_day.isoformat())}
-              for c, v in sorted(by_currency.items()) if c != currency]
+    others = [
+        {"currency": c, "amount": sum(a for k, (_, a) in v.items() if k >= start_day.isoformat())}
+        for c, v in sorted(by_currency.items())
+        if c != currency
+    ]
 
     created = Order.created_at >= start
     counts = db.session.execute(
-        select(func.sum(case((Order.status.in_(COLLECTED), 1), else_=0)),
-               func.sum(case((Order.status == OrderStatus.FAILED, 1), else_=0)),
-               func.sum(case((Order.status.in_(COLLECTED), Order.amount_refunded), else_=0)))
-        .where(created)).one()
+        select(
+            func.sum(case((Order.status.in_(COLLECTED), 1), else_=0)),
+            func.sum(case((Order.status == OrderStatus.FAILED, 1), else_=0)),
+            func.sum(case((Order.status.in_(COLLECTED), Order.amount_refunded), else_=0)),
+        ).where(created)
+    ).one()
     paid, failed, refunded = (int(counts[0] or 0), int(counts[1] or 0), int(counts[2] or 0))
     disputes = db.session.execute(
-        select(Order.public_id, Order.product_name, Order.amount, Order.currency,
-               Order.updated_at, User.email)
+        select(Order.public_id, Order.product_name, Order.amount, Order.currency, Order.updated_at, User.email)
         .join(User, User.id == Order.user_id)
-        .where(Order.status == OrderStatus.DISPUTED).order_by(Order.created_at.desc()).limit(50)).all()
+        .where(Order.status == OrderStatus.DISPUTED)
+        .order_by(Order.created_at.desc())
+        .limit(50)
+    ).all()
     return Dashboard(
-        days=chart, currency=currency, other_currencies=others,
+        days=chart,
+        currency=currency,
+        other_currencies=others,
         today=series.get(today_key, (0, 0))[1],
         month=sum(a for k, (_, a) in series.items() if k.startswith(month_prefix)),
-        paid=paid, failed=failed,
+        paid=paid,
+        failed=failed,
         success_rate=(paid / (paid + failed)) if paid + failed else None,
-        refunded=refunded, disputes=disputes, subscriptions=active_subscriptions())
+        refunded=refunded,
+        disputes=disputes,
+        subscriptions=active_subscriptions(),
+    )
 
 
 def active_subscriptions() -> list[dict[str, Any]]:
     """Subscriptions that still bill (active, trialing or past due), per plan."""
     rows = db.session.execute(
         select(Product.name, func.count(Subscription.id))
-        .join(Price, Price.id == Subscription.price_id).join(Product, Product.id == Price.product_id)
+        .join(Price, Price.id == Subscription.price_id)
+        .join(Product, Product.id == Price.product_id)
         .where(Subscription.status.in_(("active", "trialing", "past_due")))
-        .group_by(Product.name).order_by(Product.name))
+        .group_by(Product.name)
+        .order_by(Product.name)
+    )
     return [{"plan": name, "count": int(n)} for name, n in rows]

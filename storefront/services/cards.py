@@ -6,6 +6,7 @@ and the pay page don't ask Stripe on every view; every change made here drops th
 entry. Every action first checks the card belongs to the buyer's Stripe customer
 (:func:`own_card`): another buyer's card id answers "not found", exactly like an unknown id.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,9 +66,14 @@ class Card:
 
 def _card(pm: dict[str, Any], default_id: str | None) -> Card:
     card = pm.get("card") or {}
-    return Card(id=pm["id"], brand=card.get("brand") or "card", last4=card.get("last4") or "????",
-                exp_month=int(card.get("exp_month") or 0), exp_year=int(card.get("exp_year") or 0),
-                is_default=pm["id"] == default_id)
+    return Card(
+        id=pm["id"],
+        brand=card.get("brand") or "card",
+        last4=card.get("last4") or "????",
+        exp_month=int(card.get("exp_month") or 0),
+        exp_year=int(card.get("exp_year") or 0),
+        is_default=pm["id"] == default_id,
+    )
 
 
 def invalidate(user: User) -> None:
@@ -102,8 +108,11 @@ def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
 
 def own_card(user: User, payment_method_id: str) -> dict[str, Any]:
     """The payment method, if it is one of ``user``'s cards; else :class:`NotFound`."""
-    if not isinstance(payment_method_id, str) or not PAYMENT_METHOD_ID.fullmatch(payment_method_id) \
-            or not user.stripe_customer_id:
+    if (
+        not isinstance(payment_method_id, str)
+        or not PAYMENT_METHOD_ID.fullmatch(payment_method_id)
+        or not user.stripe_customer_id
+    ):
         raise _not_found()
     read_then_release()
     try:
@@ -121,6 +130,7 @@ def own_card(user: User, payment_method_id: str) -> dict[str, Any]:
 
 # --- adding a card -------------------------------------------------------------------------------
 
+
 def start_setup(user: User, reuse: str | None = None) -> dict[str, Any]:
     """A SetupIntent for the buyer's customer; the page confirms it with the Payment Element
     (3-D Secure if the card asks). Returns the SetupIntent (its ``client_secret`` for the page).
@@ -136,13 +146,13 @@ def start_setup(user: User, reuse: str | None = None) -> dict[str, Any]:
                 si = gateway.retrieve_setup_intent(reuse)
             except StripeNotFound:
                 si = None
-            if si is not None and _customer_id(si) == customer \
-                    and si.get("status") == "requires_payment_method":
+            if si is not None and _customer_id(si) == customer and si.get("status") == "requires_payment_method":
                 return si
         return gateway.create_setup_intent(
-            customer=customer, metadata={"user_id": str(user_id)},
-            idempotency_key=idempotency_key("setup-intent", public_id,
-                                            secrets.token_urlsafe(12)))
+            customer=customer,
+            metadata={"user_id": str(user_id)},
+            idempotency_key=idempotency_key("setup-intent", public_id, secrets.token_urlsafe(12)),
+        )
     except GatewayError as err:
         raise unavailable(err) from err
 
@@ -179,6 +189,7 @@ def finish_setup(user: User, setup_intent_id: str) -> tuple[str, Card | None]:
 
 # --- default and removal -------------------------------------------------------------------------
 
+
 def set_default(user: User, payment_method_id: str) -> None:
     """The buyer's default card: ``invoice_settings.default_payment_method`` on their customer,
     and on their live subscription, so renewals charge the card they chose."""
@@ -186,21 +197,26 @@ def set_default(user: User, payment_method_id: str) -> None:
     customer = user.stripe_customer_id
     if customer is None:  # own_card has refused it already; this tells mypy
         raise _not_found()
-    live = db.session.scalars(select(Subscription.stripe_subscription_id).where(
-        Subscription.user_id == user.id, Subscription.status.in_(LIVE_STATUSES))).all()
+    live = db.session.scalars(
+        select(Subscription.stripe_subscription_id).where(
+            Subscription.user_id == user.id, Subscription.status.in_(LIVE_STATUSES)
+        )
+    ).all()
     read_then_release()
     gateway = get_gateway()
     nonce = secrets.token_urlsafe(8)  # the SDK's own retries reuse it; a later click is new
     try:
         gateway.set_default_payment_method(
-            customer, payment_method_id,
-            idempotency_key=idempotency_key("customer", customer, "default",
-                                            payment_method_id, nonce))
+            customer,
+            payment_method_id,
+            idempotency_key=idempotency_key("customer", customer, "default", payment_method_id, nonce),
+        )
         for sub_id in live:
             gateway.update_subscription(
-                sub_id, {"default_payment_method": payment_method_id},
-                idempotency_key=idempotency_key("subscription", sub_id, "default",
-                                                payment_method_id, nonce))
+                sub_id,
+                {"default_payment_method": payment_method_id},
+                idempotency_key=idempotency_key("subscription", sub_id, "default", payment_method_id, nonce),
+            )
     except GatewayError as err:
         raise unavailable(err) from err
     finally:
@@ -211,7 +227,8 @@ def remove(user: User, payment_method_id: str) -> None:
     own_card(user, payment_method_id)
     try:
         get_gateway().detach_payment_method(
-            payment_method_id, idempotency_key=idempotency_key("detach", payment_method_id))
+            payment_method_id, idempotency_key=idempotency_key("detach", payment_method_id)
+        )
     except GatewayError as err:
         raise unavailable(err) from err
     finally:

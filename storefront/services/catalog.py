@@ -5,6 +5,7 @@ reused, a changed amount creates a new price with ``transfer_lookup_key=True`` a
 the old one. Every write carries an idempotency key derived from the catalog entry and the
 request contents.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,8 +59,10 @@ class SyncReport:
     unchanged: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{len(self.created)} created, {len(self.updated)} updated, "
-                f"{len(self.archived)} archived, {len(self.unchanged)} unchanged")
+        return (
+            f"{len(self.created)} created, {len(self.updated)} updated, "
+            f"{len(self.archived)} archived, {len(self.unchanged)} unchanged"
+        )
 
 
 # --------------------------------------------------------------------------- reading
@@ -141,8 +144,18 @@ class CatalogItem:
         return describe_grants(self.kind, self.points, self.entitlement)
 
 
-_ITEM_COLUMNS = (Price.lookup_key, Product.name, Product.description, Product.category, Product.kind,
-                 Product.points, Product.entitlement, Price.unit_amount, Price.currency, Price.interval)
+_ITEM_COLUMNS = (
+    Price.lookup_key,
+    Product.name,
+    Product.description,
+    Product.category,
+    Product.kind,
+    Product.points,
+    Product.entitlement,
+    Price.unit_amount,
+    Price.currency,
+    Price.interval,
+)
 _ITEMS_QUERY = (
     select(*_ITEM_COLUMNS)
     .join(Product, Price.product_id == Product.id)
@@ -179,7 +192,9 @@ def active_prices() -> list[Price]:
 
 def price_by_lookup_key(lookup_key: str) -> Price | None:
     stmt = (
-        select(Price).join(Price.product).options(contains_eager(Price.product))
+        select(Price)
+        .join(Price.product)
+        .options(contains_eager(Price.product))
         .where(Price.lookup_key == lookup_key, Price.active.is_(True), Product.active.is_(True))
     )
     return db.session.scalar(stmt)
@@ -199,15 +214,28 @@ def load_into_db(entries: list[CatalogEntry]) -> SyncReport:
             product = Product(key=e.key)
             db.session.add(product)
             report.created.append(f"db product {e.key}")
-        for attr, value in (("name", e.name), ("description", e.description), ("category", e.category),
-                            ("kind", e.kind), ("points", e.points), ("entitlement", e.entitlement),
-                            ("sort_order", e.sort_order), ("active", True)):
+        for attr, value in (
+            ("name", e.name),
+            ("description", e.description),
+            ("category", e.category),
+            ("kind", e.kind),
+            ("points", e.points),
+            ("entitlement", e.entitlement),
+            ("sort_order", e.sort_order),
+            ("active", True),
+        ):
             if getattr(product, attr) != value:
                 setattr(product, attr, value)
         price = prices.get(e.lookup_key)
         if price is None:
-            price = Price(lookup_key=e.lookup_key, product=product, unit_amount=e.amount,
-                          currency=e.currency, interval=e.interval, active=True)
+            price = Price(
+                lookup_key=e.lookup_key,
+                product=product,
+                unit_amount=e.amount,
+                currency=e.currency,
+                interval=e.interval,
+                active=True,
+            )
             db.session.add(price)
             report.created.append(f"db price {e.lookup_key}")
         else:
@@ -255,6 +283,7 @@ def _product_matches(remote: dict[str, Any], params: dict[str, Any]) -> bool:
 @dataclass(frozen=True)
 class _Row:
     """What the Stripe sync needs of one price row and its product, read before any call."""
+
     price_id: int
     product_id: int
     lookup_key: str
@@ -271,22 +300,34 @@ class _Row:
 
 def _snapshot() -> list[_Row]:
     """The catalog as the sync needs it; the read ends here (no transaction across Stripe)."""
-    rows = [_Row(price_id=p.id, product_id=p.product.id, lookup_key=p.lookup_key,
-                 unit_amount=p.unit_amount, currency=p.currency, interval=p.interval,
-                 product_key=p.product.key, product_active=p.product.active,
-                 selling=p.active and p.product.active, product_params=_product_params(p.product),
-                 stripe_product_id=p.product.stripe_product_id, stripe_price_id=p.stripe_price_id)
-            for p in db.session.scalars(select(Price).join(Price.product)
-                                        .options(contains_eager(Price.product))
-                                        .order_by(Product.sort_order))]
+    rows = [
+        _Row(
+            price_id=p.id,
+            product_id=p.product.id,
+            lookup_key=p.lookup_key,
+            unit_amount=p.unit_amount,
+            currency=p.currency,
+            interval=p.interval,
+            product_key=p.product.key,
+            product_active=p.product.active,
+            selling=p.active and p.product.active,
+            product_params=_product_params(p.product),
+            stripe_product_id=p.product.stripe_product_id,
+            stripe_price_id=p.stripe_price_id,
+        )
+        for p in db.session.scalars(
+            select(Price).join(Price.product).options(contains_eager(Price.product)).order_by(Product.sort_order)
+        )
+    ]
     read_then_release()
     return rows
 
 
 def _save_id(model: type[Product] | type[Price], row_id: int, column: str, value: str) -> None:
     with unit_of_work():
-        db.session.execute(update(model).where(model.id == row_id).values({column: value})
-                           .execution_options(synchronize_session=False))
+        db.session.execute(
+            update(model).where(model.id == row_id).values({column: value}).execution_options(synchronize_session=False)
+        )
 
 
 def _price_matches(remote: dict[str, Any], row: _Row) -> bool:
@@ -305,44 +346,50 @@ def _sync_product(row: _Row, product_id: str | None, report: SyncReport) -> str 
     if product_id:
         if not _product_matches(gateway.retrieve_product(product_id), params):
             changed = dict(params, active=True)
-            gateway.update_product(product_id, changed, idempotency_key=idempotency_key(
-                "catalog-product-update", product_id, payload=changed))
+            gateway.update_product(
+                product_id,
+                changed,
+                idempotency_key=idempotency_key("catalog-product-update", product_id, payload=changed),
+            )
             report.updated.append(f"stripe product {row.product_key}")
         return product_id
-    created = gateway.create_product(params, idempotency_key=idempotency_key(
-        "catalog-product-create", row.product_key, payload=params))
+    created = gateway.create_product(
+        params, idempotency_key=idempotency_key("catalog-product-create", row.product_key, payload=params)
+    )
     report.created.append(f"stripe product {row.product_key}")
     return str(created["id"])
 
 
-def _archive(row: _Row, remote_price: dict[str, Any] | None, product_id: str | None,
-             report: SyncReport) -> None:
+def _archive(row: _Row, remote_price: dict[str, Any] | None, product_id: str | None, report: SyncReport) -> None:
     """Not on sale: its Stripe price is archived, and its product if the product is off sale."""
     gateway = get_gateway()
     if remote_price and remote_price.get("active"):
         _archive_price(remote_price["id"])
         report.archived.append(f"stripe price {row.lookup_key}")
     if product_id and not row.product_active and gateway.retrieve_product(product_id).get("active"):
-        gateway.update_product(product_id, {"active": False}, idempotency_key=idempotency_key(
-            "catalog-product-archive", product_id))
+        gateway.update_product(
+            product_id, {"active": False}, idempotency_key=idempotency_key("catalog-product-archive", product_id)
+        )
         report.archived.append(f"stripe product {row.product_key}")
 
 
 def _archive_price(stripe_price_id: str) -> None:
-    get_gateway().update_price(stripe_price_id, {"active": False}, idempotency_key=idempotency_key(
-        "catalog-price-archive", stripe_price_id))
+    get_gateway().update_price(
+        stripe_price_id, {"active": False}, idempotency_key=idempotency_key("catalog-price-archive", stripe_price_id)
+    )
 
 
-def _sync_price(row: _Row, remote_price: dict[str, Any] | None, product_id: str | None,
-                report: SyncReport) -> str:
+def _sync_price(row: _Row, remote_price: dict[str, Any] | None, product_id: str | None, report: SyncReport) -> str:
     """The active Stripe price for ``row``: the matching one, or a new one replacing it."""
-    if remote_price and _price_matches(remote_price, row) \
-            and _id_of(remote_price.get("product")) == product_id:
+    if remote_price and _price_matches(remote_price, row) and _id_of(remote_price.get("product")) == product_id:
         report.unchanged.append(f"stripe price {row.lookup_key}")
         return str(remote_price["id"])
     create: dict[str, Any] = {
-        "product": product_id, "unit_amount": row.unit_amount, "currency": row.currency,
-        "lookup_key": row.lookup_key, "transfer_lookup_key": True,
+        "product": product_id,
+        "unit_amount": row.unit_amount,
+        "currency": row.currency,
+        "lookup_key": row.lookup_key,
+        "transfer_lookup_key": True,
         "metadata": {"lookup_key": row.lookup_key, "catalog_key": row.product_key},
     }
     if row.interval:
@@ -350,8 +397,9 @@ def _sync_price(row: _Row, remote_price: dict[str, Any] | None, product_id: str 
     # The replaced price id is part of the key, so 5 -> 6 -> 5 dollars never replays the
     # first (now archived) price.
     replaces = remote_price["id"] if remote_price else "none"
-    new_price = get_gateway().create_price(create, idempotency_key=idempotency_key(
-        "catalog-price-create", row.lookup_key, replaces, payload=create))
+    new_price = get_gateway().create_price(
+        create, idempotency_key=idempotency_key("catalog-price-create", row.lookup_key, replaces, payload=create)
+    )
     report.created.append(f"stripe price {row.lookup_key}")
     if remote_price and remote_price.get("active") and remote_price["id"] != new_price["id"]:
         _archive_price(remote_price["id"])
@@ -364,8 +412,9 @@ def sync_to_stripe() -> SyncReport:
     the catalog is read first, each Stripe id is saved in its own short unit of work."""
     report = SyncReport()
     rows = _snapshot()
-    remote_by_key = {p.get("lookup_key"): p for p in
-                     get_gateway().list_prices_by_lookup_keys([r.lookup_key for r in rows])}
+    remote_by_key = {
+        p.get("lookup_key"): p for p in get_gateway().list_prices_by_lookup_keys([r.lookup_key for r in rows])
+    }
     product_ids = {r.product_id: r.stripe_product_id for r in rows}  # as saved during the sync
     for row in rows:
         remote_price = remote_by_key.get(row.lookup_key)

@@ -9,6 +9,7 @@ Subclasses exist only where a caller needs to tell cases apart; everything else 
 ``ServiceError`` with its own ``code``. :func:`unavailable` is the one translation of a
 gateway error (Stripe down, refused, declined) into buyer words.
 """
+
 from __future__ import annotations
 
 from ..stripe_gateway import GatewayError
@@ -62,8 +63,7 @@ class TryAgain(ServiceError):
 
 
 #: the family member for a status, so that a caller may catch the kind (``except NotFound``)
-_BY_STATUS: dict[int, type[ServiceError]] = {404: NotFound, 409: Conflict, 402: PaymentFailed,
-                                             503: TryAgain}
+_BY_STATUS: dict[int, type[ServiceError]] = {404: NotFound, 409: Conflict, 402: PaymentFailed, 503: TryAgain}
 
 
 def unavailable(err: GatewayError, suffix: str = "") -> ServiceError:

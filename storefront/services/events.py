@@ -9,6 +9,7 @@ one short unit of work that also stores the event. A handler that asks Stripe sa
 The event types registered here are the ones the webhook endpoint subscribes to
 (:func:`enabled_events`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,12 +39,14 @@ _registry: dict[str, Registration] = {}
 
 def handles(*event_types: str, fetches: bool = False) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of ``event_types`` (one handler each)."""
+
     def register(handler: Handler) -> Handler:
         for event_type in event_types:
             if event_type in _registry:
                 raise ValueError(f"{event_type} already has a handler")
             _registry[event_type] = Registration(handler, fetches)
         return handler
+
     return register
 
 
@@ -59,21 +62,30 @@ def enabled_events() -> list[str]:
 
 # --- the handlers ----------------------------------------------------------------------------------
 
-@handles("payment_intent.succeeded", "payment_intent.processing",
-         "payment_intent.payment_failed", "payment_intent.canceled",
-         "payment_intent.requires_action")
+
+@handles(
+    "payment_intent.succeeded",
+    "payment_intent.processing",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "payment_intent.requires_action",
+)
 def payment_intent(event: Event) -> Apply:
     obj, created = event["data"]["object"], event["created"]
-    return lambda source: fulfilment.apply_payment_intent(obj, source=source,
-                                                          event_created=created)
+    return lambda source: fulfilment.apply_payment_intent(obj, source=source, event_created=created)
 
 
-@handles("checkout.session.completed", "checkout.session.expired",
-         "checkout.session.async_payment_succeeded", "checkout.session.async_payment_failed")
+@handles(
+    "checkout.session.completed",
+    "checkout.session.expired",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+)
 def checkout_session(event: Event) -> Apply:
     obj, created, event_type = event["data"]["object"], event["created"], event["type"]
     return lambda source: fulfilment.apply_checkout_session(
-        obj, source=source, event_created=created, event_type=event_type)
+        obj, source=source, event_created=created, event_type=event_type
+    )
 
 
 @handles("charge.succeeded", "charge.failed")
@@ -94,8 +106,9 @@ def dispute(event: Event) -> Apply:
     return lambda source: fulfilment.apply_dispute(obj, source=source, event_created=created)
 
 
-@handles("customer.subscription.created", "customer.subscription.updated",
-         "customer.subscription.deleted", fetches=True)
+@handles(
+    "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted", fetches=True
+)
 def subscription(event: Event) -> Apply:
     """Stripe's current state of the subscription (out-of-order safe: ``fetched_at``)."""
     obj = event["data"]["object"]
@@ -125,4 +138,5 @@ def invoice(event: Event) -> Apply | None:
         order = invoices.apply_invoice(fetched_invoice, source=source)
         row = subscription_sync.apply_subscription(sub, source=source, fetched_at=received)
         return order or row
+
     return apply

@@ -18,6 +18,7 @@ Stripe first and owns the transaction. A Stripe write that must follow a change 
 Lifetime purchase ends the buyer's subscription) is only *recorded* in that transaction and sent
 after commit (:mod:`.subscription_sync`). Subscription invoices: :mod:`.invoices`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 # --- moving an order and delivering what it grants -------------------------------------------------
 
+
 def advance(order: Order, status: str, *, source: str, reason: str | None = None) -> bool:
     """Move ``order`` to ``status`` (:func:`.orders.move`); when that pays it, deliver. Returns moved."""
     moved = move(order, status, source=source, reason=reason)
@@ -57,19 +59,29 @@ def _deliver(order: Order, source: str) -> None:
     order.paid_at = order.paid_at or utcnow()
     order.failure_code = order.failure_message = None
     if order.stripe_invoice_id:  # a subscription invoice: one month of the plan's points
-        points.record(order.user_id, order.points, key=invoice_points_key(order.stripe_invoice_id),
-                      reason="subscription", order_id=order.id,
-                      note=f"{order.product_name}, invoice {order.stripe_invoice_id} ({source})")
+        points.record(
+            order.user_id,
+            order.points,
+            key=invoice_points_key(order.stripe_invoice_id),
+            reason="subscription",
+            order_id=order.id,
+            note=f"{order.product_name}, invoice {order.stripe_invoice_id} ({source})",
+        )
     else:
-        points.record(order.user_id, order.points, key=f"order:{order.public_id}:purchase",
-                      reason="purchase", order_id=order.id,
-                      note=f"{order.product_name} ({source})")
+        points.record(
+            order.user_id,
+            order.points,
+            key=f"order:{order.public_id}:purchase",
+            reason="purchase",
+            order_id=order.id,
+            note=f"{order.product_name} ({source})",
+        )
     if order.stripe_subscription_id:
         subscription_paid(order)
     if order.entitlement:  # a one-time plan: its features forever (the Lifetime plan)
-        db.session.execute(update(User).where(User.id == order.user_id,
-                                              User.lifetime_since.is_(None))
-                           .values(lifetime_since=utcnow()))
+        db.session.execute(
+            update(User).where(User.id == order.user_id, User.lifetime_since.is_(None)).values(lifetime_since=utcnow())
+        )
         end_subscriptions_for_lifetime(order.user_id, reason=order.public_id)
 
 
@@ -77,18 +89,23 @@ def _amount_matches(order: Order, amount: int | None, currency: str | None) -> b
     if amount is None:
         return True
     if amount != order.amount or (currency or "").lower() != order.currency:
-        log.error("order %s: Stripe says %s %s, our catalog said %s %s -- not fulfilled",
-                  order.public_id, amount, currency, order.amount, order.currency)
+        log.error(
+            "order %s: Stripe says %s %s, our catalog said %s %s -- not fulfilled",
+            order.public_id,
+            amount,
+            currency,
+            order.amount,
+            order.currency,
+        )
         return False
     return True
 
 
 # --- payments -------------------------------------------------------------------------------------
 
-def apply_payment_intent(pi: StripeObject, *, source: str,
-                         event_created: int | None = None) -> Order | None:
-    order = lock_matching(payment_intent=pi.get("id"),
-                          public_id=(pi.get("metadata") or {}).get("order_id"))
+
+def apply_payment_intent(pi: StripeObject, *, source: str, event_created: int | None = None) -> Order | None:
+    order = lock_matching(payment_intent=pi.get("id"), public_id=(pi.get("metadata") or {}).get("order_id"))
     if order is None:
         log.info("no order for PaymentIntent %s (%s)", pi.get("id"), source)
         return None
@@ -100,7 +117,8 @@ def apply_payment_intent(pi: StripeObject, *, source: str,
         order.stripe_charge_id = stripe_id(pi["latest_charge"])
     status, code, message = status_of_payment_intent(pi)
     if status == OrderStatus.PAID and not _amount_matches(
-            order, pi.get("amount_received") or pi.get("amount"), pi.get("currency")):
+        order, pi.get("amount_received") or pi.get("amount"), pi.get("currency")
+    ):
         return order
     if status == OrderStatus.FAILED:
         order.failure_code, order.failure_message = code, message
@@ -108,8 +126,9 @@ def apply_payment_intent(pi: StripeObject, *, source: str,
     return order
 
 
-def apply_checkout_session(session: StripeObject, *, source: str, event_created: int | None = None,
-                           event_type: str | None = None) -> Order | None:
+def apply_checkout_session(
+    session: StripeObject, *, source: str, event_created: int | None = None, event_type: str | None = None
+) -> Order | None:
     order = lock_matching(session=session.get("id"), public_id=session.get("client_reference_id"))
     if order is None:
         log.info("no order for Checkout Session %s (%s)", session.get("id"), source)
@@ -124,8 +143,7 @@ def apply_checkout_session(session: StripeObject, *, source: str, event_created:
         if session.get("subscription") and order.stripe_subscription_id is None:
             order.stripe_subscription_id = stripe_id(session["subscription"])
     status = status_of_checkout_session(session, event_type)
-    if status == OrderStatus.PAID and not _amount_matches(order, session.get("amount_total"),
-                                                          session.get("currency")):
+    if status == OrderStatus.PAID and not _amount_matches(order, session.get("amount_total"), session.get("currency")):
         return order
     reason = None
     if status == OrderStatus.FAILED:
@@ -137,8 +155,7 @@ def apply_checkout_session(session: StripeObject, *, source: str, event_created:
 
 def apply_charge(charge: StripeObject, *, source: str, event_created: int | None = None) -> Order | None:
     """``charge.succeeded`` / ``charge.failed``: note the charge; the PaymentIntent decides."""
-    order = lock_matching(payment_intent=stripe_id(charge.get("payment_intent")),
-                          charge=charge.get("id"))
+    order = lock_matching(payment_intent=stripe_id(charge.get("payment_intent")), charge=charge.get("id"))
     if order is None:
         return None
     if order.stripe_charge_id is None:
@@ -148,14 +165,14 @@ def apply_charge(charge: StripeObject, *, source: str, event_created: int | None
 
 # --- refunds and disputes -------------------------------------------------------------------------
 
+
 def apply_refund(charge: StripeObject, *, source: str, event_created: int | None = None) -> Order | None:
     """``charge.refunded``: partially or fully refunded, points taken back in proportion.
 
     The claw-back is keyed by the refunded total, so the same refund seen twice takes points
     back once, and a later, larger refund takes only the difference.
     """
-    order = lock_matching(payment_intent=stripe_id(charge.get("payment_intent")),
-                          charge=charge.get("id"))
+    order = lock_matching(payment_intent=stripe_id(charge.get("payment_intent")), charge=charge.get("id"))
     if order is None:
         log.info("no order for refunded charge %s", charge.get("id"))
         return None
@@ -164,8 +181,7 @@ def apply_refund(charge: StripeObject, *, source: str, event_created: int | None
         return order  # an older or repeated refund event
     order.amount_refunded = refunded
     status = OrderStatus.REFUNDED if refunded >= order.amount else OrderStatus.PARTIALLY_REFUNDED
-    advance(order, status, source=source,
-            reason=f"{refunded} of {order.amount} {order.currency} refunded")
+    advance(order, status, source=source, reason=f"{refunded} of {order.amount} {order.currency} refunded")
     _claw_back(order, refunded)
     return order
 
@@ -175,30 +191,41 @@ def _claw_back(order: Order, refunded: int) -> None:
     already = -sum(e.amount for e in _entries(order) if e.reason in ("refund", "dispute"))
     due = target + already
     if due < 0:
-        points.record(order.user_id, due, key=f"order:{order.public_id}:refund:{refunded}",
-                      reason="refund", order_id=order.id,
-                      note=f"{order.product_name}: {money.format_or_raw(refunded, order.currency)} of "
-                           f"{money.format_or_raw(order.amount, order.currency)} refunded, points "
-                           "taken back in proportion")
+        points.record(
+            order.user_id,
+            due,
+            key=f"order:{order.public_id}:refund:{refunded}",
+            reason="refund",
+            order_id=order.id,
+            note=f"{order.product_name}: {money.format_or_raw(refunded, order.currency)} of "
+            f"{money.format_or_raw(order.amount, order.currency)} refunded, points "
+            "taken back in proportion",
+        )
 
 
 def _entries(order: Order) -> list[PointsEntry]:
     return list(db.session.scalars(select(PointsEntry).where(PointsEntry.order_id == order.id)))
 
 
-def apply_dispute(dispute: StripeObject, *, source: str,
-                  event_created: int | None = None) -> Order | None:
+def apply_dispute(dispute: StripeObject, *, source: str, event_created: int | None = None) -> Order | None:
     """``charge.dispute.created``: the order is disputed and its remaining points frozen."""
-    order = lock_matching(payment_intent=stripe_id(dispute.get("payment_intent")),
-                          charge=stripe_id(dispute.get("charge")))
+    order = lock_matching(
+        payment_intent=stripe_id(dispute.get("payment_intent")), charge=stripe_id(dispute.get("charge"))
+    )
     if order is None:
         log.info("no order for dispute %s", dispute.get("id"))
         return None
-    if advance(order, OrderStatus.DISPUTED, source=source,
-               reason=f"Dispute {dispute.get('id')}: {dispute.get('reason')}"):
+    if advance(
+        order, OrderStatus.DISPUTED, source=source, reason=f"Dispute {dispute.get('id')}: {dispute.get('reason')}"
+    ):
         remaining = points.total_for_order(order.id)
         if remaining > 0:
-            points.record(order.user_id, -remaining, key=f"order:{order.public_id}:dispute",
-                          reason="dispute", order_id=order.id,
-                          note=f"Points frozen while the payment is disputed ({dispute.get('id')})")
+            points.record(
+                order.user_id,
+                -remaining,
+                key=f"order:{order.public_id}:dispute",
+                reason="dispute",
+                order_id=order.id,
+                note=f"Points frozen while the payment is disputed ({dispute.get('id')})",
+            )
     return order

@@ -10,6 +10,7 @@ like any other order (:func:`.fulfilment.advance`).
 Like :mod:`.fulfilment`, these functions run inside the caller's transaction and never call
 Stripe: the caller fetched the invoice first.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,20 +48,31 @@ def plan_price_of_invoice(invoice: StripeObject) -> Price | None:
     return None
 
 
-def invoice_order_values(user_id: int, price: Price, invoice: StripeObject, *,
-                         status: str = OrderStatus.PENDING) -> dict[str, Any]:
+def invoice_order_values(
+    user_id: int, price: Price, invoice: StripeObject, *, status: str = OrderStatus.PENDING
+) -> dict[str, Any]:
     """The columns of a new order for ``invoice`` (what it charges, the plan's points)."""
     product = price.product
-    return dict(public_id=new_order_id(), user_id=user_id, price_id=price.id,
-                lookup_key=price.lookup_key, product_name=product.name,
-                points=0 if is_plan_change_invoice(invoice) else product.points,
-                entitlement=None, amount=invoice_amount(invoice),
-                currency=(invoice.get("currency") or price.currency).lower(),
-                method="subscription_invoice", status=str(status), amount_refunded=0,
-                stripe_invoice_id=invoice["id"],
-                stripe_subscription_id=subscription_of_invoice(invoice),
-                stripe_payment_intent_id=invoice_payment_intent(invoice),
-                created_at=utcnow(), updated_at=utcnow(), lock_version=0)
+    return dict(
+        public_id=new_order_id(),
+        user_id=user_id,
+        price_id=price.id,
+        lookup_key=price.lookup_key,
+        product_name=product.name,
+        points=0 if is_plan_change_invoice(invoice) else product.points,
+        entitlement=None,
+        amount=invoice_amount(invoice),
+        currency=(invoice.get("currency") or price.currency).lower(),
+        method="subscription_invoice",
+        status=str(status),
+        amount_refunded=0,
+        stripe_invoice_id=invoice["id"],
+        stripe_subscription_id=subscription_of_invoice(invoice),
+        stripe_payment_intent_id=invoice_payment_intent(invoice),
+        created_at=utcnow(),
+        updated_at=utcnow(),
+        lock_version=0,
+    )
 
 
 def _order_id_of(invoice: StripeObject) -> int | None:
@@ -79,8 +91,9 @@ def ensure_invoice_order(invoice: StripeObject, *, source: str) -> int | None:
         return found
     public_id = invoice_metadata(invoice).get("order_id")
     if public_id:
-        found = db.session.scalar(select(Order.id).where(Order.public_id == public_id,
-                                                         Order.stripe_invoice_id.is_(None)))
+        found = db.session.scalar(
+            select(Order.id).where(Order.public_id == public_id, Order.stripe_invoice_id.is_(None))
+        )
         if found is not None:
             return found
     user_id = user_id_for_customer(invoice.get("customer"))
@@ -93,15 +106,20 @@ def ensure_invoice_order(invoice: StripeObject, *, source: str) -> int | None:
         return None
     if insert_or_ignore(db.session, Order.__table__, values, "stripe_invoice_id"):
         order_id = _order_id_of(invoice)
-        db.session.add(OrderTransition(order_id=order_id, from_status=None,
-                                       to_status=OrderStatus.PENDING.value,
-                                       source=source[:120], reason="subscription invoice"))
+        db.session.add(
+            OrderTransition(
+                order_id=order_id,
+                from_status=None,
+                to_status=OrderStatus.PENDING.value,
+                source=source[:120],
+                reason="subscription invoice",
+            )
+        )
         return order_id
     return _order_id_of(invoice)
 
 
-def apply_invoice(invoice: StripeObject, *, source: str,
-                  event_created: int | None = None) -> Order | None:
+def apply_invoice(invoice: StripeObject, *, source: str, event_created: int | None = None) -> Order | None:
     """A subscription invoice as Stripe has it now. Paid: its order is paid and the plan's
     monthly points credited once (``invoice:<in_id>``). Anything else: noted on its order, if
     it has one (the PaymentIntent's own status drives a pending order)."""
@@ -122,8 +140,7 @@ def apply_invoice(invoice: StripeObject, *, source: str,
     order.stripe_subscription_id = order.stripe_subscription_id or subscription_of_invoice(invoice)
     if order.stripe_payment_intent_id is None:
         pi = invoice_payment_intent(invoice)
-        if pi and db.session.scalar(select(Order.id).where(
-                Order.stripe_payment_intent_id == pi)) is None:
+        if pi and db.session.scalar(select(Order.id).where(Order.stripe_payment_intent_id == pi)) is None:
             order.stripe_payment_intent_id = pi
     if order.status != OrderStatus.PAID and order.can_move_to(OrderStatus.PAID):
         order.amount = int(invoice["amount_paid"])  # what the invoice charged
@@ -141,6 +158,10 @@ def _credit_free_invoice(invoice: StripeObject, source: str) -> None:
     price = plan_price_of_invoice(invoice)
     if user_id is None or price is None:
         return
-    points.record(user_id, price.product.points, key=invoice_points_key(invoice["id"]),
-                  reason="subscription",
-                  note=f"{price.product.name}, invoice {invoice['id']} ({source})")
+    points.record(
+        user_id,
+        price.product.points,
+        key=invoice_points_key(invoice["id"]),
+        reason="subscription",
+        note=f"{price.product.name}, invoice {invoice['id']} ({source})",
+    )

@@ -10,6 +10,7 @@ recorded as an :class:`OrderTransition` naming its cause.
 What a move *grants* (points, the Lifetime entitlement) is not decided here: a move that pays an
 order goes through :func:`.fulfilment.advance`, which moves and then delivers.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,20 +38,33 @@ def lock_where(column: InstrumentedAttribute[Any], value: object) -> Order | Non
     """Lock the order whose ``column`` is ``value`` and load it: one UPDATE … RETURNING (a row
     lock on PostgreSQL, the write lock on SQLite), then the fresh row."""
     order_id = db.session.execute(
-        update(Order).where(column == value).values(lock_version=Order.lock_version + 1)
-        .returning(Order.id).execution_options(synchronize_session=False)).scalar()
+        update(Order)
+        .where(column == value)
+        .values(lock_version=Order.lock_version + 1)
+        .returning(Order.id)
+        .execution_options(synchronize_session=False)
+    ).scalar()
     if order_id is None:
         return None
-    return db.session.execute(select(Order).where(Order.id == order_id)
-                              .execution_options(populate_existing=True)).scalar_one()
+    return db.session.execute(
+        select(Order).where(Order.id == order_id).execution_options(populate_existing=True)
+    ).scalar_one()
 
 
-def lock_matching(*, payment_intent: str | None = None, session: str | None = None,
-                  charge: str | None = None, public_id: str | None = None) -> Order | None:
+def lock_matching(
+    *,
+    payment_intent: str | None = None,
+    session: str | None = None,
+    charge: str | None = None,
+    public_id: str | None = None,
+) -> Order | None:
     """The order a Stripe object is about -- by the first of its ids that matches -- locked."""
     candidates: tuple[tuple[InstrumentedAttribute[Any], str | None], ...] = (
-        (Order.stripe_payment_intent_id, payment_intent), (Order.stripe_checkout_session_id, session),
-        (Order.stripe_charge_id, charge), (Order.public_id, public_id))
+        (Order.stripe_payment_intent_id, payment_intent),
+        (Order.stripe_checkout_session_id, session),
+        (Order.stripe_charge_id, charge),
+        (Order.public_id, public_id),
+    )
     for column, value in candidates:
         if value:
             order = lock_where(column, value)
@@ -68,8 +82,9 @@ def move(order: Order, status: str, *, source: str, reason: str | None = None) -
     if not order.can_move_to(status):
         log.info("order %s: %s -> %s refused (%s)", order.public_id, order.status, status, source)
         return False
-    db.session.add(OrderTransition(order=order, from_status=order.status, to_status=status,
-                                   source=source[:120], reason=reason))
+    db.session.add(
+        OrderTransition(order=order, from_status=order.status, to_status=status, source=source[:120], reason=reason)
+    )
     order.status = status
     return True
 

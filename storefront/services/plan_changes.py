@@ -4,6 +4,7 @@ exactly what they saw, then the change and (for an upgrade) its invoice.
 Upgrades invoice and charge the difference now (``always_invoice``); downgrades credit the next
 invoice (``create_prorations``). See README: "Account: saved cards and subscriptions".
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,6 +40,7 @@ _PREVIEW_SALT = "storefront.subscriptions.plan-change-preview"
 class Preview:
     """What a plan change costs, as Stripe computes it, and the signed ``token`` that lets the
     buyer confirm exactly that (the server's own ``proration_date``, never the form's)."""
+
     price: Price
     amount_due: int
     currency: str
@@ -66,8 +68,7 @@ class PreviewStale(Conflict):
     """The confirmed preview is not what Stripe would charge now (expired, tampered with, or
     prices / the plan changed): the buyer must review a fresh one."""
 
-    def __init__(self, message: str = "Prices changed since you looked: please review the "
-                                      "change again."):
+    def __init__(self, message: str = "Prices changed since you looked: please review the change again."):
         super().__init__(message, code="preview_stale", status=409)
 
 
@@ -82,11 +83,11 @@ def _stripe_sub(row: Subscription) -> dict[str, Any]:
 
 def _changeable(row: Subscription, price: Price) -> None:
     if row.status not in ("active", "trialing"):
-        raise ServiceError("Only an active subscription can change plan.",
-                           code="subscription_not_active", status=409)
+        raise ServiceError("Only an active subscription can change plan.", code="subscription_not_active", status=409)
     if row.cancel_at_period_end:
-        raise ServiceError("Resume your subscription before changing its plan.",
-                           code="subscription_canceling", status=409)
+        raise ServiceError(
+            "Resume your subscription before changing its plan.", code="subscription_canceling", status=409
+        )
     if row.price_id == price.id:
         raise ServiceError("You are already on that plan.", code="same_plan", status=409)
 
@@ -104,13 +105,17 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_PREVIEW_SALT)
 
 
-def _stripe_preview(row: Subscription, price: Price, item_id: str, behavior: str,
-                    proration_date: int | None) -> dict[str, Any]:
+def _stripe_preview(
+    row: Subscription, price: Price, item_id: str, behavior: str, proration_date: int | None
+) -> dict[str, Any]:
     try:
         return get_gateway().preview_invoice(
-            subscription=row.stripe_subscription_id, item_id=item_id,
-            price=str(price.stripe_price_id), proration_behavior=behavior,
-            proration_date=proration_date)
+            subscription=row.stripe_subscription_id,
+            item_id=item_id,
+            price=str(price.stripe_price_id),
+            proration_behavior=behavior,
+            proration_date=proration_date,
+        )
     except StripeRequestInvalid as err:
         if proration_date is not None:  # e.g. the period rolled over since the preview
             raise PreviewStale() from err
@@ -128,25 +133,40 @@ def preview_change(row: Subscription, lookup_key: str) -> Preview:
     sub = _stripe_sub(row)
     item = sub["items"]["data"][0]
     invoice = _stripe_preview(row, price, item["id"], behavior, None)
-    lines = [(line.get("description") or "", int(line.get("amount") or 0))
-             for line in invoice["lines"]["data"]]
-    proration_starts = [line["period"]["start"] for line in invoice["lines"]["data"]
-                        if stripe_objects.is_proration(line)]
-    preview = Preview(price=price, amount_due=int(invoice.get("amount_due") or 0),
-                      currency=invoice.get("currency") or price.currency,
-                      next_payment_at=None if behavior == UPGRADE_PRORATION else stripe_objects.ts(
-                          invoice.get("next_payment_attempt") or invoice.get("period_end")),
-                      proration_date=min(proration_starts) if proration_starts else None,
-                      behavior=behavior, lines=lines)
+    lines = [(line.get("description") or "", int(line.get("amount") or 0)) for line in invoice["lines"]["data"]]
+    proration_starts = [
+        line["period"]["start"] for line in invoice["lines"]["data"] if stripe_objects.is_proration(line)
+    ]
+    preview = Preview(
+        price=price,
+        amount_due=int(invoice.get("amount_due") or 0),
+        currency=invoice.get("currency") or price.currency,
+        next_payment_at=None
+        if behavior == UPGRADE_PRORATION
+        else stripe_objects.ts(invoice.get("next_payment_attempt") or invoice.get("period_end")),
+        proration_date=min(proration_starts) if proration_starts else None,
+        behavior=behavior,
+        lines=lines,
+    )
     preview.token = _serializer().dumps(_claims(row, price, preview, item["id"]))
     return preview
 
 
 def _claims(row: Subscription, price: Price, preview: Preview, item_id: str) -> dict[str, Any]:
-    return {"u": row.user_id, "s": row.public_id, "ss": row.stripe_subscription_id,
-            "si": item_id, "from": row.price_id, "to": price.lookup_key,
-            "sp": price.stripe_price_id, "ua": price.unit_amount, "b": preview.behavior,
-            "d": preview.proration_date, "a": preview.amount_due, "c": preview.currency}
+    return {
+        "u": row.user_id,
+        "s": row.public_id,
+        "ss": row.stripe_subscription_id,
+        "si": item_id,
+        "from": row.price_id,
+        "to": price.lookup_key,
+        "sp": price.stripe_price_id,
+        "ua": price.unit_amount,
+        "b": preview.behavior,
+        "d": preview.proration_date,
+        "a": preview.amount_due,
+        "c": preview.currency,
+    }
 
 
 def _verified(row: Subscription, token: str | None) -> dict[str, Any]:
@@ -158,9 +178,12 @@ def _verified(row: Subscription, token: str | None) -> dict[str, Any]:
         raise PreviewStale("That preview has expired: please review the change again.") from err
     except BadSignature as err:
         raise PreviewStale() from err
-    if not isinstance(claims, dict) or claims.get("s") != row.public_id or \
-            claims.get("u") != row.user_id or \
-            claims.get("ss") != row.stripe_subscription_id:
+    if (
+        not isinstance(claims, dict)
+        or claims.get("s") != row.public_id
+        or claims.get("u") != row.user_id
+        or claims.get("ss") != row.stripe_subscription_id
+    ):
         raise PreviewStale()
     return claims
 
@@ -185,8 +208,9 @@ def change_plan(row: Subscription, token: str | None) -> ChangeResult:
     claims = _verified(row, token)
     attempt = hashlib.sha256(str(token).encode()).hexdigest()[:24]
     price = plan_price(str(claims.get("to") or ""))
-    if (price.stripe_price_id, price.unit_amount) != (claims.get("sp"), claims.get("ua")) or \
-            row.price_id != claims.get("from"):
+    if (price.stripe_price_id, price.unit_amount) != (claims.get("sp"), claims.get("ua")) or row.price_id != claims.get(
+        "from"
+    ):
         raise PreviewStale()
     _changeable(row, price)
     behavior = _behavior(row, price)
@@ -199,17 +223,21 @@ def change_plan(row: Subscription, token: str | None) -> ChangeResult:
     proration_date = claims.get("d")
     proration_date = int(proration_date) if isinstance(proration_date, int) else None
     again = _stripe_preview(row, price, item["id"], behavior, proration_date)
-    if int(again.get("amount_due") or 0) != claims.get("a") or \
-            (again.get("currency") or price.currency) != claims.get("c"):
+    if int(again.get("amount_due") or 0) != claims.get("a") or (again.get("currency") or price.currency) != claims.get(
+        "c"
+    ):
         raise PreviewStale()
-    params: dict[str, Any] = {"items": [{"id": item["id"], "price": price.stripe_price_id}],
-                    "proration_behavior": behavior}
+    params: dict[str, Any] = {
+        "items": [{"id": item["id"], "price": price.stripe_price_id}],
+        "proration_behavior": behavior,
+    }
     if proration_date is not None:
         params["proration_date"] = proration_date
     stripe_id = row.stripe_subscription_id
     updated = update_at_stripe(row, params, "change", price.lookup_key, attempt) or row
-    result = ChangeResult(subscription=updated, currency=str(claims.get("c") or "usd"),
-                          upgrade=behavior == UPGRADE_PRORATION)
+    result = ChangeResult(
+        subscription=updated, currency=str(claims.get("c") or "usd"), upgrade=behavior == UPGRADE_PRORATION
+    )
     if behavior == UPGRADE_PRORATION:
         _settle_upgrade_invoice(stripe_id, _invoice_id(sub.get("latest_invoice")), result)
     return result
@@ -220,8 +248,7 @@ def _invoice_id(value: object) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def _settle_upgrade_invoice(stripe_id: str, invoice_before: str | None,
-                            result: ChangeResult) -> None:
+def _settle_upgrade_invoice(stripe_id: str, invoice_before: str | None, result: ChangeResult) -> None:
     """Record the upgrade's invoice now: paid -> its order (no points: points follow monthly
     invoices); still open -> its order, for the buyer to pay (3-D Secure or another card).
     No new invoice (nothing to prorate) -> nothing to do."""

@@ -14,6 +14,7 @@ Session is never shown to the buyer, so it can never be paid. Amounts come only 
 catalog row; the browser sends a lookup key (or a Stripe price id for the JSON API), never an
 amount.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,20 +53,25 @@ PurchaseError = ServiceError
 @dataclass
 class PaymentStep:
     """What the page does next after a server-side confirm."""
+
     order: Order
-    status: str                      # the order's status
+    status: str  # the order's status
     client_secret: str | None = None  # for stripe.handleNextAction when status is requires_action
     message: str | None = None
 
 
 # --- catalog checks -------------------------------------------------------------------------------
 
+
 def _one_time_price(price: Price | None) -> Price:
     if price is None or not price.active or not price.product.active:
         raise PurchaseError("That product is not for sale.", code="price_not_found", status=404)
     if price.interval:
-        raise PurchaseError("Plans are subscriptions; choose a plan from your account page.",
-                            code="subscription_not_supported", status=400)
+        raise PurchaseError(
+            "Plans are subscriptions; choose a plan from your account page.",
+            code="subscription_not_supported",
+            status=400,
+        )
     check_amount(price)
     return price
 
@@ -73,14 +79,11 @@ def _one_time_price(price: Price | None) -> Price:
 def check_amount(price: Price) -> None:
     """Refuse prices Stripe would refuse, before asking Stripe."""
     if price.currency not in SUPPORTED_CURRENCIES:
-        raise PurchaseError(f"{price.currency.upper()} is not a supported currency.",
-                            code="currency_not_supported")
+        raise PurchaseError(f"{price.currency.upper()} is not a supported currency.", code="currency_not_supported")
     if price.unit_amount < MIN_AMOUNT.get(price.currency, 50):
-        raise PurchaseError("That amount is below the minimum we can charge.",
-                            code="amount_too_small")
+        raise PurchaseError("That amount is below the minimum we can charge.", code="amount_too_small")
     if price.unit_amount > MAX_AMOUNT:
-        raise PurchaseError("That amount is above the maximum we can charge.",
-                            code="amount_too_large")
+        raise PurchaseError("That amount is above the maximum we can charge.", code="amount_too_large")
 
 
 def price_for_lookup_key(lookup_key: str) -> Price:
@@ -88,16 +91,14 @@ def price_for_lookup_key(lookup_key: str) -> Price:
 
 
 def price_for_stripe_id(stripe_price_id: str) -> Price:
-    return _one_time_price(db.session.scalar(
-        select(Price).where(Price.stripe_price_id == stripe_price_id)))
+    return _one_time_price(db.session.scalar(select(Price).where(Price.stripe_price_id == stripe_price_id)))
 
 
 def _check_buyer(user: User, price: Price) -> str:
     """Refuse a second Lifetime; the buyer's Stripe customer (created on first need). Ends the
     read: the caller has read everything else it sends to Stripe before this."""
     if price.product.entitlement and user.lifetime_since is not None:
-        raise PurchaseError("You already own the Lifetime plan.", code="already_owned",
-                            status=409)
+        raise PurchaseError("You already own the Lifetime plan.", code="already_owned", status=409)
     read_then_release()
     try:
         return accounts.ensure_stripe_customer(user)
@@ -105,17 +106,31 @@ def _check_buyer(user: User, price: Price) -> str:
         raise unavailable(err, " Nothing was charged.") from err
 
 
-def new_order(user: User, price: Price, public_id: str, method: str, *, reason: str | None = None,
-              **stripe_ids: str) -> Order:
+def new_order(
+    user: User, price: Price, public_id: str, method: str, *, reason: str | None = None, **stripe_ids: str
+) -> Order:
     """The order row for a purchase Stripe has already accepted, with its first transition."""
     product = price.product
-    order = Order(public_id=public_id, user_id=user.id, price_id=price.id,
-                  lookup_key=price.lookup_key, product_name=product.name, points=product.points,
-                  entitlement=product.entitlement, amount=price.unit_amount,
-                  currency=price.currency, method=method, status="pending", **stripe_ids)
+    order = Order(
+        public_id=public_id,
+        user_id=user.id,
+        price_id=price.id,
+        lookup_key=price.lookup_key,
+        product_name=product.name,
+        points=product.points,
+        entitlement=product.entitlement,
+        amount=price.unit_amount,
+        currency=price.currency,
+        method=method,
+        status="pending",
+        **stripe_ids,
+    )
     db.session.add(order)
-    db.session.add(OrderTransition(order=order, from_status=None, to_status="pending",
-                                   source="buyer", reason=reason or f"{method} started"))
+    db.session.add(
+        OrderTransition(
+            order=order, from_status=None, to_status="pending", source="buyer", reason=reason or f"{method} started"
+        )
+    )
     db.session.commit()
     return order
 
@@ -124,22 +139,36 @@ def order_metadata(user: User, price: Price, public_id: str) -> dict[str, str]:
     return {"order_id": public_id, "user_id": str(user.id), "lookup_key": price.lookup_key}
 
 
-def create_checkout_session(customer: str, stripe_price_id: str, metadata: dict[str, str], *,
-                            mode: str, return_urls: Callable[[str], tuple[str, str]]) -> dict[str, Any]:
+def create_checkout_session(
+    customer: str,
+    stripe_price_id: str,
+    metadata: dict[str, str],
+    *,
+    mode: str,
+    return_urls: Callable[[str], tuple[str, str]],
+) -> dict[str, Any]:
     """A Checkout Session for one unit of the price. Our order id travels in its metadata and
     in that of what it creates (the PaymentIntent, or the subscription). Raises GatewayError."""
     public_id = metadata["order_id"]
     success_url, cancel_url = return_urls(public_id)
     created = "payment_intent_data" if mode == "payment" else "subscription_data"
-    return get_gateway().create_checkout_session({
-        "mode": mode, "customer": customer, "client_reference_id": public_id,
-        "line_items": [{"price": stripe_price_id, "quantity": 1}],
-        "metadata": metadata, created: {"metadata": metadata},
-        "success_url": success_url, "cancel_url": cancel_url,
-    }, idempotency_key=idempotency_key("order", public_id, "checkout-session"))
+    return get_gateway().create_checkout_session(
+        {
+            "mode": mode,
+            "customer": customer,
+            "client_reference_id": public_id,
+            "line_items": [{"price": stripe_price_id, "quantity": 1}],
+            "metadata": metadata,
+            created: {"metadata": metadata},
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+        },
+        idempotency_key=idempotency_key("order", public_id, "checkout-session"),
+    )
 
 
 # --- paying on our page -----------------------------------------------------------------------------
+
 
 def start_payment(user: User, lookup_key: str, *, save_card: bool = False) -> Order:
     """Create the PaymentIntent (catalog amount) and its order; the page confirms it."""
@@ -150,13 +179,17 @@ def start_payment(user: User, lookup_key: str, *, save_card: bool = False) -> Or
     customer = _check_buyer(user, price)  # the read ends there: Stripe next
     try:
         pi = get_gateway().create_payment_intent(
-            amount=amount, currency=currency, customer=customer, metadata=metadata,
-            description=name, setup_future_usage="off_session" if save_card else None,
-            idempotency_key=idempotency_key("order", public_id, "payment-intent"))
+            amount=amount,
+            currency=currency,
+            customer=customer,
+            metadata=metadata,
+            description=name,
+            setup_future_usage="off_session" if save_card else None,
+            idempotency_key=idempotency_key("order", public_id, "payment-intent"),
+        )
     except GatewayError as err:
         raise unavailable(err, " Nothing was charged.") from err
-    return new_order(user, price, public_id, "payment_element",
-                      stripe_payment_intent_id=pi["id"])
+    return new_order(user, price, public_id, "payment_element", stripe_payment_intent_id=pi["id"])
 
 
 def client_secret(order: Order) -> str:
@@ -182,8 +215,9 @@ def saved_cards(user: User) -> list[dict[str, Any]]:
         return []
 
 
-def pay_with_saved_card(user: User, order: Order, payment_method_id: str, *, attempt: str,
-                        return_url: str) -> PaymentStep:
+def pay_with_saved_card(
+    user: User, order: Order, payment_method_id: str, *, attempt: str, return_url: str
+) -> PaymentStep:
     """Confirm ``order``'s PaymentIntent with one of ``user``'s saved cards.
 
     ``attempt`` is a nonce from the pay form: a double-submitted form confirms once.
@@ -203,8 +237,11 @@ def pay_with_saved_card(user: User, order: Order, payment_method_id: str, *, att
             db.session.execute(update(Order).where(Order.id == order_id).values(method="saved_card"))
     try:
         pi = gateway.confirm_payment_intent(
-            pi_id, payment_method=payment_method_id, return_url=return_url,
-            idempotency_key=idempotency_key("order", public_id, "confirm", attempt))
+            pi_id,
+            payment_method=payment_method_id,
+            return_url=return_url,
+            idempotency_key=idempotency_key("order", public_id, "confirm", attempt),
+        )
     except PaymentDeclined as err:
         pi = err.payment_intent or gateway.retrieve_payment_intent(pi_id)
         order = apply(pi, source="buyer")
@@ -228,16 +265,23 @@ def _after_failed_confirm(pi_id: str, err: GatewayError) -> PaymentStep:
         pi = get_gateway().retrieve_payment_intent(pi_id)
     except GatewayError:
         if isinstance(err, StripeUnavailable):
-            raise PurchaseError(err.user_message + " If your payment went through, this order "
-                                "will show it shortly; please check it before paying again.",
-                                code=err.code, status=503) from err
+            raise PurchaseError(
+                err.user_message + " If your payment went through, this order "
+                "will show it shortly; please check it before paying again.",
+                code=err.code,
+                status=503,
+            ) from err
         raise unavailable(err, " Nothing was charged.") from err
     if pi.get("status") not in _CONFIRMED:
         raise unavailable(err, " Nothing was charged.") from err  # nothing happened at Stripe: nothing was charged
     order = apply(pi, source="buyer")
     if pi.get("status") == "requires_action":
-        return PaymentStep(order, order.status, client_secret=pi.get("client_secret"),
-                           message="Your bank asks you to confirm this payment.")
+        return PaymentStep(
+            order,
+            order.status,
+            client_secret=pi.get("client_secret"),
+            message="Your bank asks you to confirm this payment.",
+        )
     return PaymentStep(order, order.status, message=_not_payable_message(order))
 
 
@@ -246,15 +290,14 @@ def _not_payable_message(order: Order) -> str:
     if order.status == "paid":
         return "This order is already paid (perhaps in another tab); nothing more was charged."
     if order.status == "processing":
-        return ("The payment for this order is already processing (perhaps from another tab); "
-                "nothing more was charged.")
+        return "The payment for this order is already processing (perhaps from another tab); nothing more was charged."
     return f"This order can no longer be paid (it is {order.status.replace('_', ' ')})."
 
 
 # --- Checkout redirect ------------------------------------------------------------------------------
 
-def start_checkout(user: User, price: Price, *,
-                   return_urls: Callable[[str], tuple[str, str]]) -> tuple[Order, str]:
+
+def start_checkout(user: User, price: Price, *, return_urls: Callable[[str], tuple[str, str]]) -> tuple[Order, str]:
     """A Checkout Session for ``price`` and its order; returns (order, the session's url).
 
     ``return_urls(order_public_id)`` gives the success and cancel URLs (Stripe replaces
@@ -263,18 +306,15 @@ def start_checkout(user: User, price: Price, *,
     price = _one_time_price(price)
     stripe_price_id = price.stripe_price_id
     if not stripe_price_id:
-        raise PurchaseError("That product is not available for Checkout yet.",
-                            code="price_not_found", status=404)
+        raise PurchaseError("That product is not available for Checkout yet.", code="price_not_found", status=404)
     public_id = new_order_id()
     metadata = order_metadata(user, price, public_id)
     customer = _check_buyer(user, price)  # the read ends there: Stripe next
     try:
-        session = create_checkout_session(customer, stripe_price_id, metadata, mode="payment",
-                                          return_urls=return_urls)
+        session = create_checkout_session(customer, stripe_price_id, metadata, mode="payment", return_urls=return_urls)
     except GatewayError as err:
         raise unavailable(err, " Nothing was charged.") from err
-    order = new_order(user, price, public_id, "checkout",
-                      stripe_checkout_session_id=session["id"])
+    order = new_order(user, price, public_id, "checkout", stripe_checkout_session_id=session["id"])
     return order, session["url"]
 
 
@@ -288,7 +328,8 @@ def cancel_checkout(order: Order) -> Order:
     gateway = get_gateway()
     try:
         session = gateway.expire_checkout_session(
-            session_id, idempotency_key=idempotency_key("order", order.public_id, "expire"))
+            session_id, idempotency_key=idempotency_key("order", order.public_id, "expire")
+        )
     except GatewayError:
         try:
             session = gateway.retrieve_checkout_session(session_id)
@@ -305,6 +346,7 @@ def cancel_checkout(order: Order) -> Order:
 
 
 # --- applying and syncing ------------------------------------------------------------------------
+
 
 def apply(pi: dict[str, Any], *, source: str) -> Order:
     """Apply a PaymentIntent fetched for one of our orders; returns that order, fresh."""
@@ -336,10 +378,15 @@ def sync_if_due(order: Order) -> Order:
     pi_id, session_id = order.stripe_payment_intent_id, order.stripe_checkout_session_id
     now = utcnow()
     with unit_of_work():
-        claimed = cast(CursorResult[Any], db.session.execute(  # an UPDATE without RETURNING
-            update(Order).where(Order.id == order_id, or_(Order.synced_at.is_(None),
-                                                          Order.synced_at < now - SYNC_INTERVAL))
-            .values(synced_at=now).execution_options(synchronize_session=False))).rowcount
+        claimed = cast(
+            CursorResult[Any],
+            db.session.execute(  # an UPDATE without RETURNING
+                update(Order)
+                .where(Order.id == order_id, or_(Order.synced_at.is_(None), Order.synced_at < now - SYNC_INTERVAL))
+                .values(synced_at=now)
+                .execution_options(synchronize_session=False)
+            ),
+        ).rowcount
     if not claimed:
         return order
     gateway = get_gateway()

@@ -11,6 +11,7 @@ No database transaction is open while Stripe is asked (each read is committed be
 page or object is fetched). A run ends by sending the Stripe writes still owed after an earlier
 failure (``subscription_sync.finish_pending_cancels``: a Lifetime purchase's subscription cancel).
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,8 @@ SOURCE = "reconcile"
 
 @dataclass
 class Change:
-    order: str          # the order's public id
-    stripe_id: str      # the Stripe object that moved it
+    order: str  # the order's public id
+    stripe_id: str  # the Stripe object that moved it
     from_status: str | None
     to_status: str
     refunded: tuple[int, int] = (0, 0)
@@ -65,10 +66,15 @@ class Report:
         seen = ", ".join(f"{n} {kind}" for kind, n in self.checked.items()) or "nothing"
         owed = ""
         if self.cancels_sent or self.cancels_pending:
-            owed = (f", {self.cancels_sent} owed subscription cancel(s) sent"
-                    + (f", {self.cancels_pending} still owed" if self.cancels_pending else ""))
-        return (f"Checked the last {self.days} day(s): {seen}; {len(self.changes)} change(s)"
-                + owed + (f", {len(self.errors)} error(s)" if self.errors else "") + ".")
+            owed = f", {self.cancels_sent} owed subscription cancel(s) sent" + (
+                f", {self.cancels_pending} still owed" if self.cancels_pending else ""
+            )
+        return (
+            f"Checked the last {self.days} day(s): {seen}; {len(self.changes)} change(s)"
+            + owed
+            + (f", {len(self.errors)} error(s)" if self.errors else "")
+            + "."
+        )
 
 
 class ReconcileError(ServiceError):
@@ -81,14 +87,22 @@ def _snapshot(order: Order) -> tuple[str, int, int]:
     return order.status, order.amount_refunded, points.total_for_order(order.id)
 
 
-def _find(*, payment_intent: str | None = None, session: str | None = None,
-          charge: str | None = None, invoice: str | None = None,
-          public_id: str | None = None) -> int | None:
+def _find(
+    *,
+    payment_intent: str | None = None,
+    session: str | None = None,
+    charge: str | None = None,
+    invoice: str | None = None,
+    public_id: str | None = None,
+) -> int | None:
     conditions = []
-    for column, value in ((Order.stripe_payment_intent_id, payment_intent),
-                          (Order.stripe_checkout_session_id, session),
-                          (Order.stripe_charge_id, charge), (Order.stripe_invoice_id, invoice),
-                          (Order.public_id, public_id)):
+    for column, value in (
+        (Order.stripe_payment_intent_id, payment_intent),
+        (Order.stripe_checkout_session_id, session),
+        (Order.stripe_charge_id, charge),
+        (Order.stripe_invoice_id, invoice),
+        (Order.public_id, public_id),
+    ):
         if value:
             conditions.append(column == value)
     if not conditions:
@@ -98,21 +112,22 @@ def _find(*, payment_intent: str | None = None, session: str | None = None,
     return found
 
 
-def _apply(report: Report, stripe_id: str, order_id: int | None,
-           apply: Callable[[], Order | None]) -> None:
+def _apply(report: Report, stripe_id: str, order_id: int | None, apply: Callable[[], Order | None]) -> None:
     """Apply one Stripe object in its own transaction, noting what changed."""
     try:
         with unit_of_work():
-            before: tuple[str | None, int, int] = (
-                _snapshot(orders.lock_order(order_id)) if order_id else (None, 0, 0))
+            before: tuple[str | None, int, int] = _snapshot(orders.lock_order(order_id)) if order_id else (None, 0, 0)
             order = apply()
             if order is None:
                 return
             db.session.flush()
             after = _snapshot(order)
             if after != before:
-                report.changes.append(Change(order.public_id, stripe_id, before[0], after[0],
-                                             (before[1], after[1]), (before[2], after[2])))
+                report.changes.append(
+                    Change(
+                        order.public_id, stripe_id, before[0], after[0], (before[1], after[1]), (before[2], after[2])
+                    )
+                )
     except Exception as err:  # one bad object must not stop the run (logged with its traceback)
         log.exception("reconcile: %s failed", stripe_id)
         report.errors.append(f"{stripe_id}: {type(err).__name__}: {err}")
@@ -136,8 +151,7 @@ def reconcile(days: int = 3, *, now: int | None = None) -> Report:
         _refunds(report, gateway, since)
         _disputes(report, gateway, since)
     except GatewayError as err:
-        raise ReconcileError(f"Stripe could not be listed: {err.detail or err.user_message}") \
-            from err
+        raise ReconcileError(f"Stripe could not be listed: {err.detail or err.user_message}") from err
     report.cancels_sent, report.cancels_pending = subscription_sync.finish_pending_cancels()
     return report
 
@@ -146,11 +160,9 @@ def _payment_intents(report: Report, gateway: StripeGateway, since: int) -> None
     n = 0
     for pi in gateway.list_payment_intents(created_gte=since):
         n += 1
-        order_id = _find(payment_intent=pi["id"],
-                         public_id=(pi.get("metadata") or {}).get("order_id"))
+        order_id = _find(payment_intent=pi["id"], public_id=(pi.get("metadata") or {}).get("order_id"))
         if order_id:
-            _apply(report, pi["id"], order_id,
-                   partial(fulfilment.apply_payment_intent, pi, source=SOURCE))
+            _apply(report, pi["id"], order_id, partial(fulfilment.apply_payment_intent, pi, source=SOURCE))
     report.checked["PaymentIntents"] = n
 
 
@@ -162,8 +174,7 @@ def _checkout_sessions(report: Report, gateway: StripeGateway, since: int) -> No
             continue  # subscription sessions are the subscriptions code's (invoices below)
         order_id = _find(session=session["id"], public_id=session.get("client_reference_id"))
         if order_id:
-            _apply(report, session["id"], order_id,
-                   partial(fulfilment.apply_checkout_session, session, source=SOURCE))
+            _apply(report, session["id"], order_id, partial(fulfilment.apply_checkout_session, session, source=SOURCE))
     report.checked["Checkout Sessions"] = n
 
 
@@ -172,8 +183,7 @@ def _invoices(report: Report, gateway: StripeGateway, since: int) -> None:
     for invoice in gateway.list_invoices(created_gte=since):
         n += 1
         order_id = _find(invoice=invoice["id"])
-        _apply(report, invoice["id"], order_id,
-               partial(invoices.apply_invoice, invoice, source=SOURCE))
+        _apply(report, invoice["id"], order_id, partial(invoices.apply_invoice, invoice, source=SOURCE))
     report.checked["invoices"] = n
 
 
@@ -187,8 +197,7 @@ def _refunds(report: Report, gateway: StripeGateway, since: int) -> None:
         charge_object = gateway.retrieve_charge(charge_id)
         order_id = _find(charge=charge_id, payment_intent=_id(charge_object.get("payment_intent")))
         if order_id:
-            _apply(report, charge_id, order_id,
-                   partial(fulfilment.apply_refund, charge_object, source=SOURCE))
+            _apply(report, charge_id, order_id, partial(fulfilment.apply_refund, charge_object, source=SOURCE))
     report.checked["refunded charges"] = len(charges)
 
 
@@ -196,9 +205,7 @@ def _disputes(report: Report, gateway: StripeGateway, since: int) -> None:
     n = 0
     for dispute in gateway.list_disputes(created_gte=since):
         n += 1
-        order_id = _find(charge=_id(dispute.get("charge")),
-                         payment_intent=_id(dispute.get("payment_intent")))
+        order_id = _find(charge=_id(dispute.get("charge")), payment_intent=_id(dispute.get("payment_intent")))
         if order_id:
-            _apply(report, dispute["id"], order_id,
-                   partial(fulfilment.apply_dispute, dispute, source=SOURCE))
+            _apply(report, dispute["id"], order_id, partial(fulfilment.apply_dispute, dispute, source=SOURCE))
     report.checked["disputes"] = n

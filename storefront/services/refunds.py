@@ -19,6 +19,7 @@
    (points clawed back in proportion, see :func:`.fulfilment.apply_refund`) when Stripe confirms
    with ``charge.refunded``, or when :func:`sync_order` fetches the charge.
 """
+
 from __future__ import annotations
 
 import logging
@@ -78,8 +79,14 @@ def parse_amount(text: str | None, currency: str) -> int:
 def in_flight(order: Order) -> int:
     """Refunds we asked for that Stripe has not confirmed to us yet (approximation: our live
     refunds beyond what the order records as refunded)."""
-    ours = db.session.scalar(select(func.coalesce(func.sum(Refund.amount), 0))
-                             .where(Refund.order_id == order.id, Refund.status.in_(LIVE))) or 0
+    ours = (
+        db.session.scalar(
+            select(func.coalesce(func.sum(Refund.amount), 0)).where(
+                Refund.order_id == order.id, Refund.status.in_(LIVE)
+            )
+        )
+        or 0
+    )
     return max(0, ours - order.amount_refunded)
 
 
@@ -93,6 +100,7 @@ def refundable_amount(order: Order) -> int:
 class RefundReview:
     """What the admin is asked to confirm ("Refund $1.50 of $400.00 to Visa ending 4242?") and
     the signed token that carries exactly that to the confirming POST."""
+
     order: Order
     amount: int
     reason: str | None
@@ -102,8 +110,10 @@ class RefundReview:
 
     @property
     def question(self) -> str:
-        return (f"Refund {_fmt(self.amount, self.order.currency)} of "
-                f"{_fmt(self.order.amount, self.order.currency)} to {self.destination}?")
+        return (
+            f"Refund {_fmt(self.amount, self.order.currency)} of "
+            f"{_fmt(self.order.amount, self.order.currency)} to {self.destination}?"
+        )
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -116,8 +126,9 @@ def _check_reason(reason: str | None) -> str | None:
     return reason or None
 
 
-def review_refund(order: Order, *, amount_text: str | None, reason: str | None,
-                  note: str | None, admin: User) -> RefundReview:
+def review_refund(
+    order: Order, *, amount_text: str | None, reason: str | None, note: str | None, admin: User
+) -> RefundReview:
     """Step 1 of a refund: the exact amount, checked against what is left, and where the money
     goes (the card of the order's charge, asked of Stripe before any transaction). Nothing is
     written and nothing is sent to Stripe."""
@@ -127,18 +138,28 @@ def review_refund(order: Order, *, amount_text: str | None, reason: str | None,
     if order.status not in REFUNDABLE or not order.stripe_payment_intent_id:
         raise RefundError(f"A {order.status.replace('_', ' ')} order cannot be refunded.")
     if amount > left:
-        raise RefundError(f"At most {_fmt(left, order.currency)} can be refunded "
-                          "(refunds already made or in flight are taken off).")
+        raise RefundError(
+            f"At most {_fmt(left, order.currency)} can be refunded (refunds already made or in flight are taken off)."
+        )
     note = (note or "").strip()[:500] or None
-    token = _serializer().dumps({"o": order.public_id, "a": amount, "c": order.currency,
-                                 "r": reason, "n": note, "by": admin.id,
-                                 "k": secrets.token_urlsafe(18)})
-    return RefundReview(order=order, amount=amount, reason=reason, note=note,
-                        destination=destination(order), token=token)
+    token = _serializer().dumps(
+        {
+            "o": order.public_id,
+            "a": amount,
+            "c": order.currency,
+            "r": reason,
+            "n": note,
+            "by": admin.id,
+            "k": secrets.token_urlsafe(18),
+        }
+    )
+    return RefundReview(
+        order=order, amount=amount, reason=reason, note=note, destination=destination(order), token=token
+    )
 
 
 def destination(order: Order) -> str:
-    """"Visa ending 4242" from the order's charge at Stripe (we store no card details), or
+    """ "Visa ending 4242" from the order's charge at Stripe (we store no card details), or
     "the original payment method" when Stripe does not say (or does not answer)."""
     gateway = get_gateway()
     read_then_release()  # what we read of the order stays loaded; Stripe next
@@ -152,11 +173,16 @@ def destination(order: Order) -> str:
     except GatewayError as err:
         log.info("card of order %s not known: %s", order.public_id, err.code)
         charge = {}
-    card = ((charge.get("payment_method_details") or {}).get("card") or {})
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
     brand, last4 = str(card.get("brand") or ""), str(card.get("last4") or "")
     if brand and re.fullmatch(r"[0-9]{4}", last4):
-        names = {"amex": "American Express", "diners": "Diners Club", "jcb": "JCB",
-                 "unionpay": "UnionPay", "mastercard": "Mastercard"}
+        names = {
+            "amex": "American Express",
+            "diners": "Diners Club",
+            "jcb": "JCB",
+            "unionpay": "UnionPay",
+            "mastercard": "Mastercard",
+        }
         return f"{names.get(brand, brand.title())} ending {last4}"
     return "the original payment method"
 
@@ -173,16 +199,27 @@ def confirm_refund(order: Order, token: str | None, *, admin: User) -> RefundRes
         raise RefundError("That confirmation has expired; start the refund again.") from err
     except BadSignature as err:
         raise RefundError("That confirmation is not valid; start the refund again.") from err
-    if not isinstance(claims, dict) or claims.get("o") != order.public_id or \
-            claims.get("by") != admin.id or claims.get("c") != order.currency or \
-            not isinstance(claims.get("a"), int):
+    if (
+        not isinstance(claims, dict)
+        or claims.get("o") != order.public_id
+        or claims.get("by") != admin.id
+        or claims.get("c") != order.currency
+        or not isinstance(claims.get("a"), int)
+    ):
         raise RefundError("That confirmation is not valid; start the refund again.")
-    return request_refund(order.id, amount=claims["a"], reason=claims.get("r"),
-                          nonce=str(claims.get("k") or ""), admin=admin, note=claims.get("n"))
+    return request_refund(
+        order.id,
+        amount=claims["a"],
+        reason=claims.get("r"),
+        nonce=str(claims.get("k") or ""),
+        admin=admin,
+        note=claims.get("n"),
+    )
 
 
-def request_refund(order_id: int, *, amount: int, reason: str | None, nonce: str,
-                   admin: User, note: str | None = None) -> RefundResult:
+def request_refund(
+    order_id: int, *, amount: int, reason: str | None, nonce: str, admin: User, note: str | None = None
+) -> RefundResult:
     """Record the refund (once per nonce) and ask Stripe. ``amount`` is the confirmed one."""
     if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
         raise RefundError("The form is missing its token; reload the page and try again.")
@@ -198,18 +235,28 @@ def request_refund(order_id: int, *, amount: int, reason: str | None, nonce: str
                 raise RefundError(f"A {order.status.replace('_', ' ')} order cannot be refunded.")
             left = max(0, order.amount - order.amount_refunded - in_flight(order))
             if amount > left:
-                raise RefundError(f"At most {_fmt(left, order.currency)} can be refunded "
-                                  "(refunds already made or in flight are taken off).")
-            existing = Refund(order_id=order.id, amount=amount, currency=order.currency,
-                              reason=reason or None, note=(note or "").strip()[:500] or None,
-                              status="requested", idempotency_key=key, created_by_id=admin.id)
+                raise RefundError(
+                    f"At most {_fmt(left, order.currency)} can be refunded "
+                    "(refunds already made or in flight are taken off)."
+                )
+            existing = Refund(
+                order_id=order.id,
+                amount=amount,
+                currency=order.currency,
+                reason=reason or None,
+                note=(note or "").strip()[:500] or None,
+                status="requested",
+                idempotency_key=key,
+                created_by_id=admin.id,
+            )
             db.session.add(existing)
             try:
                 db.session.flush()
             except IntegrityError:  # the same form, submitted at the same moment
                 db.session.rollback()
-                return RefundResult(db.session.scalars(
-                    select(Refund).where(Refund.idempotency_key == key)).one(), duplicate=True)
+                return RefundResult(
+                    db.session.scalars(select(Refund).where(Refund.idempotency_key == key)).one(), duplicate=True
+                )
             duplicate = False
         else:
             duplicate = True
@@ -228,8 +275,12 @@ def _ask_stripe(refund: Refund) -> None:
     read_then_release()  # what we read stays loaded; Stripe next
     try:
         answer = get_gateway().create_refund(
-            payment_intent=payment_intent, amount=refund.amount, reason=refund.reason,
-            idempotency_key=refund.idempotency_key, metadata=metadata)
+            payment_intent=payment_intent,
+            amount=refund.amount,
+            reason=refund.reason,
+            idempotency_key=refund.idempotency_key,
+            metadata=metadata,
+        )
     except StripeRequestInvalid as err:  # Stripe said no: nothing was refunded
         with unit_of_work():
             row = db.session.get_one(Refund, refund.id)
@@ -239,8 +290,10 @@ def _ask_stripe(refund: Refund) -> None:
         with unit_of_work():
             row = db.session.get_one(Refund, refund.id)
             row.error = f"{err.code}: no answer from Stripe yet"
-        raise RefundError("Stripe did not answer. The refund is kept as requested; submitting "
-                          "the same form again, or “Sync with Stripe”, is safe.") from err
+        raise RefundError(
+            "Stripe did not answer. The refund is kept as requested; submitting "
+            "the same form again, or “Sync with Stripe”, is safe."
+        ) from err
     with unit_of_work():
         row = db.session.get_one(Refund, refund.id)
         row.stripe_refund_id = answer["id"]
@@ -293,8 +346,7 @@ def sync_refund_rows(order: Order, stripe_refunds: list[dict[str, Any]]) -> None
 
 
 def for_order(order_id: int) -> list[Refund]:
-    return list(db.session.scalars(select(Refund).where(Refund.order_id == order_id)
-                                   .order_by(Refund.id)))
+    return list(db.session.scalars(select(Refund).where(Refund.order_id == order_id).order_by(Refund.id)))
 
 
 def _fmt(amount: int, currency: str) -> str:

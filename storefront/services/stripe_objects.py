@@ -7,6 +7,7 @@ in the API version the SDK pins: invoices carry ``parent.subscription_details``,
 database, no Flask, no network. A field Stripe may send expanded (an object) or not (its id) is
 read either way (:func:`stripe_id`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ def ts(value: int | None) -> datetime | None:
 
 # --- payments -----------------------------------------------------------------------------------
 
+
 def status_of_payment_intent(pi: StripeObject) -> tuple[OrderStatus, str | None, str | None]:
     """Our order status for a PaymentIntent, with the failure code and buyer message if any."""
     status = pi.get("status")
@@ -49,8 +51,7 @@ def status_of_payment_intent(pi: StripeObject) -> tuple[OrderStatus, str | None,
         return OrderStatus.CANCELED, None, None
     error = pi.get("last_payment_error")
     if status == "requires_payment_method" and error:
-        return (OrderStatus.FAILED, error.get("decline_code") or error.get("code"),
-                error.get("message") or DECLINED)
+        return (OrderStatus.FAILED, error.get("decline_code") or error.get("code"), error.get("message") or DECLINED)
     return OrderStatus.PENDING, None, None
 
 
@@ -67,6 +68,7 @@ def status_of_checkout_session(session: StripeObject, event_type: str | None = N
 
 
 # --- invoices -----------------------------------------------------------------------------------
+
 
 def _subscription_details(invoice: StripeObject) -> Mapping[str, Any]:
     details: Mapping[str, Any] = (invoice.get("parent") or {}).get("subscription_details") or {}
@@ -127,12 +129,12 @@ def plan_price_ids(invoice: StripeObject) -> list[str]:
     bills the new plan: its charge line comes before the credit for the old one)."""
     lines = (invoice.get("lines") or {}).get("data") or []
     whole = [line for line in lines if not is_proration(line)]
-    prorated = sorted((line for line in lines if is_proration(line)),
-                      key=lambda line: -int(line.get("amount") or 0))
+    prorated = sorted((line for line in lines if is_proration(line)), key=lambda line: -int(line.get("amount") or 0))
     return [price for price in map(line_price_id, whole + prorated) if price]
 
 
 # --- subscriptions ------------------------------------------------------------------------------
+
 
 def _first_item(sub: StripeObject) -> Mapping[str, Any] | None:
     items = (sub.get("items") or {}).get("data") or []

@@ -7,6 +7,7 @@ have not seen (started through Checkout) gets its row here, if the customer is o
 It also holds the one Stripe write that must follow a local change: a paid Lifetime order ends
 the buyer's renewing subscriptions (see "owed cancels" below).
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,15 +39,20 @@ def user_id_for_customer(customer: Any) -> int | None:
 
 def lock_subscription(row_id: int) -> Subscription:
     """Take the subscription row's lock (as :func:`.orders.lock_order` does) and return it fresh."""
-    db.session.execute(update(Subscription).where(Subscription.id == row_id)
-                       .values(lock_version=Subscription.lock_version + 1)
-                       .execution_options(synchronize_session=False))
-    return db.session.execute(select(Subscription).where(Subscription.id == row_id)
-                              .execution_options(populate_existing=True)).scalar_one()
+    db.session.execute(
+        update(Subscription)
+        .where(Subscription.id == row_id)
+        .values(lock_version=Subscription.lock_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return db.session.execute(
+        select(Subscription).where(Subscription.id == row_id).execution_options(populate_existing=True)
+    ).scalar_one()
 
 
-def apply_subscription(sub: StripeObject, *, source: str, fetched_at: datetime | None = None,
-                       event_created: int | None = None) -> Subscription | None:
+def apply_subscription(
+    sub: StripeObject, *, source: str, fetched_at: datetime | None = None, event_created: int | None = None
+) -> Subscription | None:
     """Mirror a subscription object freshly fetched from Stripe into our row.
 
     ``fetched_at`` is when Stripe's answer *arrived*: an answer that arrived before the one
@@ -74,20 +80,31 @@ def apply_subscription(sub: StripeObject, *, source: str, fetched_at: datetime |
 
 def _row_id(sub: StripeObject, source: str) -> int | None:
     """Our row for ``sub``, inserted (race-free, on its unique Stripe id) if we have none yet."""
-    row_id = db.session.scalar(select(Subscription.id)
-                               .where(Subscription.stripe_subscription_id == sub["id"]))
+    row_id = db.session.scalar(select(Subscription.id).where(Subscription.stripe_subscription_id == sub["id"]))
     if row_id is not None:
         return row_id
     user_id = user_id_for_customer(sub.get("customer"))
     if user_id is None:
         log.info("subscription %s: not one of our buyers (%s)", sub.get("id"), source)
         return None
-    insert_or_ignore(db.session, Subscription.__table__, dict(
-        public_id=new_subscription_id(), user_id=user_id, stripe_subscription_id=sub["id"],
-        status=sub.get("status") or "incomplete", cancel_at_period_end=False,
-        lock_version=0, created_at=utcnow(), updated_at=utcnow()), "stripe_subscription_id")
-    return db.session.execute(select(Subscription.id).where(
-        Subscription.stripe_subscription_id == sub["id"])).scalar_one()
+    insert_or_ignore(
+        db.session,
+        Subscription.__table__,
+        dict(
+            public_id=new_subscription_id(),
+            user_id=user_id,
+            stripe_subscription_id=sub["id"],
+            status=sub.get("status") or "incomplete",
+            cancel_at_period_end=False,
+            lock_version=0,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        ),
+        "stripe_subscription_id",
+    )
+    return db.session.execute(
+        select(Subscription.id).where(Subscription.stripe_subscription_id == sub["id"])
+    ).scalar_one()
 
 
 def _copy(sub: StripeObject, row: Subscription) -> None:
@@ -95,8 +112,7 @@ def _copy(sub: StripeObject, row: Subscription) -> None:
     stripe_price = subscription_price_id(sub)
     if stripe_price and stripe_price != row.stripe_price_id:
         row.stripe_price_id = stripe_price
-        row.price_id = db.session.scalar(select(Price.id)
-                                         .where(Price.stripe_price_id == stripe_price))
+        row.price_id = db.session.scalar(select(Price.id).where(Price.stripe_price_id == stripe_price))
     period = subscription_period(sub)
     if period is not None:
         row.current_period_start, row.current_period_end = period
@@ -111,16 +127,26 @@ def subscription_paid(order: Order) -> None:
     """The first (or an overdue) invoice is paid: the subscription is active as far as we know
     now, unless another of its invoices is still unpaid. The next fetch from Stripe confirms it;
     answers received before this moment are older news (``fetched_at``)."""
-    unpaid = db.session.scalar(select(Order.id).where(
-        Order.stripe_subscription_id == order.stripe_subscription_id, Order.id != order.id,
-        Order.status.in_(SYNCABLE)).limit(1))
+    unpaid = db.session.scalar(
+        select(Order.id)
+        .where(
+            Order.stripe_subscription_id == order.stripe_subscription_id,
+            Order.id != order.id,
+            Order.status.in_(SYNCABLE),
+        )
+        .limit(1)
+    )
     if unpaid is not None:
         return
-    db.session.execute(update(Subscription).where(
-        Subscription.stripe_subscription_id == order.stripe_subscription_id,
-        Subscription.status.in_(("incomplete", *PAST_DUE_STATUSES)))
+    db.session.execute(
+        update(Subscription)
+        .where(
+            Subscription.stripe_subscription_id == order.stripe_subscription_id,
+            Subscription.status.in_(("incomplete", *PAST_DUE_STATUSES)),
+        )
         .values(status="active", fetched_at=utcnow())
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
 
 
 # --- a Stripe write owed after a local change: recorded, sent after commit, retried ------------------
@@ -143,12 +169,23 @@ def end_subscriptions_for_lifetime(user_id: int, *, reason: str) -> int:
     """A Lifetime purchase is paid: record, in the caller's transaction, that the buyer's renewing
     subscriptions must end (at the end of the period they have paid for; an unpaid one now).
     Stripe is asked after commit. Returns how many were newly marked."""
-    marked = db.session.execute(update(Subscription).where(
-        Subscription.user_id == user_id, Subscription.status.in_(LIVE_STATUSES),
-        Subscription.cancel_at_period_end.is_(False), Subscription.pending_cancel.is_(None))
-        .values(pending_cancel=f"lifetime:{reason}"[:120], pending_cancel_since=utcnow(),
-                pending_cancel_attempts=0, pending_cancel_error=None)
-        .returning(Subscription.id).execution_options(synchronize_session=False)).all()
+    marked = db.session.execute(
+        update(Subscription)
+        .where(
+            Subscription.user_id == user_id,
+            Subscription.status.in_(LIVE_STATUSES),
+            Subscription.cancel_at_period_end.is_(False),
+            Subscription.pending_cancel.is_(None),
+        )
+        .values(
+            pending_cancel=f"lifetime:{reason}"[:120],
+            pending_cancel_since=utcnow(),
+            pending_cancel_attempts=0,
+            pending_cancel_error=None,
+        )
+        .returning(Subscription.id)
+        .execution_options(synchronize_session=False)
+    ).all()
     _owe_after_commit(user_id)  # marked now or earlier and not sent yet: send it after commit
     return len(marked)
 
@@ -187,8 +224,7 @@ def _send_owed_cancels() -> None:
         finish_pending_cancels(user_ids=user_ids)
 
 
-def finish_pending_cancels(*, user_ids: Iterable[int] | None = None,
-                           limit: int = 100) -> tuple[int, int]:
+def finish_pending_cancels(*, user_ids: Iterable[int] | None = None, limit: int = 100) -> tuple[int, int]:
     """Send every owed subscription cancel (of ``user_ids``, or all) to Stripe, each in its own
     short steps with no transaction open across the call. Returns (settled, still pending).
     Never raises: what fails stays recorded for the next try."""
@@ -196,8 +232,7 @@ def finish_pending_cancels(*, user_ids: Iterable[int] | None = None,
     if user_ids is not None:
         query = query.where(Subscription.user_id.in_(list(user_ids)))
     db.session.commit()
-    row_ids = db.session.scalars(query.order_by(Subscription.pending_cancel_since)
-                                 .limit(limit)).all()
+    row_ids = db.session.scalars(query.order_by(Subscription.pending_cancel_since).limit(limit)).all()
     db.session.commit()
     settled = 0
     for row_id in row_ids:
@@ -216,12 +251,17 @@ def finish_pending_cancel(row_id: int) -> bool:
     the try, so a retry is a new request, and a retry first reads the subscription in case an
     earlier try reached Stripe but its answer was lost (then nothing is sent again)."""
     claimed = db.session.execute(
-        update(Subscription).where(Subscription.id == row_id,
-                                   Subscription.pending_cancel.is_not(None))
+        update(Subscription)
+        .where(Subscription.id == row_id, Subscription.pending_cancel.is_not(None))
         .values(pending_cancel_attempts=Subscription.pending_cancel_attempts + 1)
-        .returning(Subscription.stripe_subscription_id, Subscription.status,
-                   Subscription.pending_cancel, Subscription.pending_cancel_attempts)
-        .execution_options(synchronize_session=False)).first()
+        .returning(
+            Subscription.stripe_subscription_id,
+            Subscription.status,
+            Subscription.pending_cancel,
+            Subscription.pending_cancel_attempts,
+        )
+        .execution_options(synchronize_session=False)
+    ).first()
     db.session.commit()
     if claimed is None:
         return True  # settled meanwhile
@@ -237,8 +277,7 @@ def finish_pending_cancel(row_id: int) -> bool:
     except Exception:
         db.session.rollback()
         raise
-    log.info("subscription %s: owed cancel (%s) %s", stripe_id_, reason,
-             "holds" if settled else "still owed")
+    log.info("subscription %s: owed cancel (%s) %s", stripe_id_, reason, "holds" if settled else "still owed")
     return settled
 
 
@@ -247,14 +286,12 @@ def _send_cancel(stripe_id_: str, status: str, reason: str | None, attempt: int)
     gateway = get_gateway()
     try:
         sub = gateway.retrieve_subscription(stripe_id_) if attempt > 1 else None
-        if sub is None or (sub.get("status") in LIVE_STATUSES
-                           and not sub.get("cancel_at_period_end")):
+        if sub is None or (sub.get("status") in LIVE_STATUSES and not sub.get("cancel_at_period_end")):
             key = idempotency_key("subscription", stripe_id_, "owed-cancel", reason, attempt)
             if status == "incomplete":  # never paid: nothing to run to the period's end
                 sub = gateway.cancel_subscription(stripe_id_, idempotency_key=key)
             else:
-                sub = gateway.update_subscription(stripe_id_, {"cancel_at_period_end": True},
-                                                  idempotency_key=key)
+                sub = gateway.update_subscription(stripe_id_, {"cancel_at_period_end": True}, idempotency_key=key)
     except StripeRequestInvalid as err:  # e.g. already canceled: Stripe's state decides
         try:
             return gateway.retrieve_subscription(stripe_id_)
@@ -265,8 +302,11 @@ def _send_cancel(stripe_id_: str, status: str, reason: str | None, attempt: int)
 
 def _cancel_failed(row_id: int, stripe_id_: str, err: GatewayError) -> bool:
     log.warning("subscription %s: owed cancel not sent (%s); retried later", stripe_id_, err.code)
-    db.session.execute(update(Subscription).where(Subscription.id == row_id).values(
-        pending_cancel_error=f"{err.code}: {err.detail}"[:255])
-        .execution_options(synchronize_session=False))
+    db.session.execute(
+        update(Subscription)
+        .where(Subscription.id == row_id)
+        .values(pending_cancel_error=f"{err.code}: {err.detail}"[:255])
+        .execution_options(synchronize_session=False)
+    )
     db.session.commit()
     return False

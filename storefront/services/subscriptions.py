@@ -10,6 +10,7 @@ overdue invoice, and keep our record in step with Stripe.
 * Our ``Subscription`` row is only ever written from a subscription object fetched from Stripe
   (``subscription_sync.apply_subscription``), whatever the webhook said.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,17 +55,25 @@ def _not_found() -> NotFound:
 
 # --- reading -------------------------------------------------------------------------------------
 
+
 def plans() -> list[Price]:
     """The subscription plans on sale, cheapest first."""
-    return list(db.session.scalars(
-        select(Price).join(Price.product)
-        .where(Price.active.is_(True), Product.active.is_(True), Price.interval.is_not(None))
-        .order_by(Price.unit_amount)))
+    return list(
+        db.session.scalars(
+            select(Price)
+            .join(Price.product)
+            .where(Price.active.is_(True), Product.active.is_(True), Price.interval.is_not(None))
+            .order_by(Price.unit_amount)
+        )
+    )
 
 
 def plan_price(lookup_key: str) -> Price:
-    price = db.session.scalar(select(Price).join(Price.product).where(
-        Price.lookup_key == lookup_key, Price.active.is_(True), Product.active.is_(True)))
+    price = db.session.scalar(
+        select(Price)
+        .join(Price.product)
+        .where(Price.lookup_key == lookup_key, Price.active.is_(True), Product.active.is_(True))
+    )
     if price is None or not price.interval or not price.stripe_price_id:
         raise SubscriptionError("That plan is not available.", code="price_not_found", status=404)
     check_amount(price)
@@ -72,9 +81,12 @@ def plan_price(lookup_key: str) -> Price:
 
 
 def live_subscription(user_id: int) -> Subscription | None:
-    return db.session.scalar(select(Subscription).where(
-        Subscription.user_id == user_id, Subscription.status.in_(LIVE_STATUSES))
-        .order_by(Subscription.id.desc()).limit(1))
+    return db.session.scalar(
+        select(Subscription)
+        .where(Subscription.user_id == user_id, Subscription.status.in_(LIVE_STATUSES))
+        .order_by(Subscription.id.desc())
+        .limit(1)
+    )
 
 
 def own_subscription(user: User, public_id: str) -> Subscription:
@@ -86,12 +98,15 @@ def own_subscription(user: User, public_id: str) -> Subscription:
 
 
 def past_due_subscription(user_id: int) -> Subscription | None:
-    return db.session.scalar(select(Subscription).where(
-        Subscription.user_id == user_id, Subscription.status.in_(("past_due", "unpaid")))
-        .limit(1))
+    return db.session.scalar(
+        select(Subscription)
+        .where(Subscription.user_id == user_id, Subscription.status.in_(("past_due", "unpaid")))
+        .limit(1)
+    )
 
 
 # --- syncing with Stripe -------------------------------------------------------------------------
+
 
 def _apply(sub: dict[str, Any], *, source: str, fetched_at: datetime) -> Subscription | None:
     with unit_of_work():
@@ -134,9 +149,15 @@ def sync(user: User, *, force: bool = False) -> None:
     gateway = get_gateway()
     try:
         subs = gateway.list_subscriptions(customer)
-        paid = [i["id"] for i in gateway.list_customer_invoices(customer, limit=12)
-                if i.get("status") == "paid" and stripe_objects.subscription_of_invoice(i)] \
-            if subs else []
+        paid = (
+            [
+                i["id"]
+                for i in gateway.list_customer_invoices(customer, limit=12)
+                if i.get("status") == "paid" and stripe_objects.subscription_of_invoice(i)
+            ]
+            if subs
+            else []
+        )
         received = utcnow()
         for sub in subs:
             _apply(sub, source="sync", fetched_at=received)
@@ -151,19 +172,28 @@ def sync(user: User, *, force: bool = False) -> None:
 def _unknown_subscription(user_id: int) -> bool:
     """An order names a subscription we have no row for (started through Checkout, its
     webhook not here yet): worth asking Stripe now rather than in a few seconds."""
-    return db.session.scalar(
-        select(Order.id).outerjoin(Subscription, Subscription.stripe_subscription_id
-                                   == Order.stripe_subscription_id)
-        .where(Order.user_id == user_id, Order.stripe_subscription_id.is_not(None),
-               Subscription.id.is_(None)).limit(1)) is not None
+    return (
+        db.session.scalar(
+            select(Order.id)
+            .outerjoin(Subscription, Subscription.stripe_subscription_id == Order.stripe_subscription_id)
+            .where(Order.user_id == user_id, Order.stripe_subscription_id.is_not(None), Subscription.id.is_(None))
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _invoice_credited(invoice_id: str) -> bool:
     """Credited, or paid without points (an upgrade's invoice): nothing left to apply."""
     from . import points
-    return points.recorded(fulfilment.invoice_points_key(invoice_id)) or db.session.scalar(
-        select(Order.id).where(Order.stripe_invoice_id == invoice_id,
-                               Order.status.in_(COLLECTED)).limit(1)) is not None
+
+    return (
+        points.recorded(fulfilment.invoice_points_key(invoice_id))
+        or db.session.scalar(
+            select(Order.id).where(Order.stripe_invoice_id == invoice_id, Order.status.in_(COLLECTED)).limit(1)
+        )
+        is not None
+    )
 
 
 def enforce_lifetime(user: User) -> None:
@@ -180,16 +210,19 @@ def enforce_lifetime(user: User) -> None:
 
 # --- starting a subscription -----------------------------------------------------------------------
 
+
 def _check_buyer(user: User, price: Price) -> tuple[str, Subscription | None]:
     """Refuse a second live subscription and Lifetime owners; returns (customer, an
     unpaid subscription to replace or resume)."""
     if user.lifetime_since is not None:
-        raise SubscriptionError("You own the Lifetime plan: there is nothing to subscribe to.",
-                                code="already_owned", status=409)
+        raise SubscriptionError(
+            "You own the Lifetime plan: there is nothing to subscribe to.", code="already_owned", status=409
+        )
     existing = live_subscription(user.id)
     if existing is not None and existing.status != "incomplete":
-        raise SubscriptionError("You already have a subscription. Change its plan instead.",
-                                code="already_subscribed", status=409)
+        raise SubscriptionError(
+            "You already have a subscription. Change its plan instead.", code="already_subscribed", status=409
+        )
     read_then_release()
     try:
         return accounts.ensure_stripe_customer(user), existing
@@ -198,9 +231,12 @@ def _check_buyer(user: User, price: Price) -> tuple[str, Subscription | None]:
 
 
 def _unpaid_first_order(row: Subscription) -> Order | None:
-    return db.session.scalar(select(Order).where(
-        Order.stripe_subscription_id == row.stripe_subscription_id,
-        Order.status.in_(PAYABLE)).order_by(Order.id).limit(1))
+    return db.session.scalar(
+        select(Order)
+        .where(Order.stripe_subscription_id == row.stripe_subscription_id, Order.status.in_(PAYABLE))
+        .order_by(Order.id)
+        .limit(1)
+    )
 
 
 def _drop_unpaid(user: User, row: Subscription) -> None:
@@ -235,25 +271,25 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
     read_then_release()
     try:
         sub = get_gateway().create_subscription(
-            customer=customer, price=stripe_price_id, metadata=metadata, idempotency_key=key)
+            customer=customer, price=stripe_price_id, metadata=metadata, idempotency_key=key
+        )
     except GatewayError as err:
         raise unavailable(err, " Nothing was charged.") from err
     received = utcnow()
     invoice = sub.get("latest_invoice") or {}
     if not isinstance(invoice, dict) or not invoice.get("id"):
-        raise SubscriptionError("Our payment provider did not return an invoice. Nothing was "
-                                "charged.", code="invoice_missing", status=502)
+        raise SubscriptionError(
+            "Our payment provider did not return an invoice. Nothing was charged.", code="invoice_missing", status=502
+        )
     with unit_of_work():
         subscription_sync.apply_subscription(sub, source="buyer", fetched_at=received)
         order_id = ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
-        raise SubscriptionError("That plan is not available.", code="price_not_found",
-                                status=404)
+        raise SubscriptionError("That plan is not available.", code="price_not_found", status=404)
     return db.session.get_one(Order, order_id, populate_existing=True)
 
 
-def start_checkout(user: User, lookup_key: str, *,
-                   return_urls: Callable[[str], tuple[str, str]]) -> tuple[Order, str]:
+def start_checkout(user: User, lookup_key: str, *, return_urls: Callable[[str], tuple[str, str]]) -> tuple[Order, str]:
     """A Checkout Session in ``subscription`` mode and the order for its first invoice."""
     price = plan_price(lookup_key)
     public_id = new_order_id()
@@ -263,17 +299,24 @@ def start_checkout(user: User, lookup_key: str, *,
         _drop_unpaid(user, unpaid)
     read_then_release()
     try:
-        session = create_checkout_session(customer, stripe_price_id, metadata,
-                                          mode="subscription", return_urls=return_urls)
+        session = create_checkout_session(
+            customer, stripe_price_id, metadata, mode="subscription", return_urls=return_urls
+        )
     except GatewayError as err:
         raise unavailable(err, " Nothing was charged.") from err
-    order = new_order(user, price, public_id, "subscription_invoice",
-                      reason="subscription checkout started",
-                      stripe_checkout_session_id=session["id"])
+    order = new_order(
+        user,
+        price,
+        public_id,
+        "subscription_invoice",
+        reason="subscription checkout started",
+        stripe_checkout_session_id=session["id"],
+    )
     return order, session["url"]
 
 
 # --- changing, canceling, resuming --------------------------------------------------------------------
+
 
 def update_at_stripe(row: Subscription, params: dict[str, Any], *key_parts: str) -> Subscription:
     """Send a change of ``row`` to Stripe and apply Stripe's answer."""
@@ -281,8 +324,8 @@ def update_at_stripe(row: Subscription, params: dict[str, Any], *key_parts: str)
     read_then_release()
     try:
         sub = get_gateway().update_subscription(
-            stripe_id, params,
-            idempotency_key=idempotency_key("subscription", stripe_id, *key_parts, payload=params))
+            stripe_id, params, idempotency_key=idempotency_key("subscription", stripe_id, *key_parts, payload=params)
+        )
     except GatewayError as err:
         raise unavailable(err) from err
     return _apply(sub, source="buyer", fetched_at=utcnow()) or row
@@ -290,32 +333,31 @@ def update_at_stripe(row: Subscription, params: dict[str, Any], *key_parts: str)
 
 def cancel_at_period_end(row: Subscription, *, attempt: str) -> Subscription:
     if row.status not in ("active", "trialing", "past_due"):
-        raise SubscriptionError("This subscription is not active.", code="subscription_not_active",
-                                status=409)
+        raise SubscriptionError("This subscription is not active.", code="subscription_not_active", status=409)
     return update_at_stripe(row, {"cancel_at_period_end": True}, "cancel", _attempt(attempt))
 
 
 def resume(row: Subscription, *, attempt: str) -> Subscription:
     if not row.cancel_at_period_end or row.status not in ("active", "trialing", "past_due"):
-        raise SubscriptionError("This subscription is not set to end.", code="not_canceling",
-                                status=409)
+        raise SubscriptionError("This subscription is not set to end.", code="not_canceling", status=409)
     user = db.session.get(User, row.user_id)
     if user is not None and user.lifetime_since is not None:
-        raise SubscriptionError("You own the Lifetime plan: this subscription is no longer "
-                                "needed.", code="already_owned", status=409)
+        raise SubscriptionError(
+            "You own the Lifetime plan: this subscription is no longer needed.", code="already_owned", status=409
+        )
     return update_at_stripe(row, {"cancel_at_period_end": False}, "resume", _attempt(attempt))
 
 
 def cancel_now(row: Subscription, *, by: str, reason: str = "admin") -> Subscription:
     """End the subscription immediately (admins; also an unpaid one being replaced)."""
     if row.status not in LIVE_STATUSES:
-        raise SubscriptionError("This subscription has already ended.", code="subscription_ended",
-                                status=409)
+        raise SubscriptionError("This subscription has already ended.", code="subscription_ended", status=409)
     stripe_id = row.stripe_subscription_id
     read_then_release()
     try:
         sub = get_gateway().cancel_subscription(
-            stripe_id, idempotency_key=idempotency_key("subscription", stripe_id, "cancel-now"))
+            stripe_id, idempotency_key=idempotency_key("subscription", stripe_id, "cancel-now")
+        )
     except StripeNotFound:
         return refresh(stripe_id, source=by) or row
     except GatewayError as err:
@@ -332,6 +374,7 @@ def admin_cancel_now(admin: User, row: Subscription) -> Subscription:
 
 # --- an overdue invoice ---------------------------------------------------------------------------
 
+
 def open_invoice_order(row: Subscription) -> Order:
     """The order for the subscription's unpaid invoice (created on first need), to pay on the
     usual pay page with another card."""
@@ -347,17 +390,18 @@ def open_invoice_order(row: Subscription) -> Order:
         raise unavailable(err) from err
     if invoice is None or invoice.get("status") != "open":
         _apply(sub, source="buyer", fetched_at=utcnow())
-        raise SubscriptionError("There is nothing to pay: your subscription is up to date.",
-                                code="nothing_due", status=409)
+        raise SubscriptionError(
+            "There is nothing to pay: your subscription is up to date.", code="nothing_due", status=409
+        )
     with unit_of_work():
         order_id = ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
-        raise SubscriptionError("We couldn't find that invoice.", code="invoice_not_found",
-                                status=404)
+        raise SubscriptionError("We couldn't find that invoice.", code="invoice_not_found", status=404)
     return db.session.get_one(Order, order_id, populate_existing=True)
 
 
 # --- invoices and the billing portal -------------------------------------------------------------
+
 
 @dataclass
 class InvoiceRow:
@@ -380,12 +424,20 @@ def invoices(user: User) -> list[InvoiceRow]:
         found = get_gateway().list_customer_invoices(customer, limit=24)
     except GatewayError as err:
         raise unavailable(err) from err
-    return [InvoiceRow(id=i["id"], number=i.get("number"), created=stripe_objects.ts(i.get("created")),
-                       amount_due=int(i.get("amount_due") or 0),
-                       amount_paid=int(i.get("amount_paid") or 0),
-                       currency=i.get("currency") or "usd", status=i.get("status") or "",
-                       hosted_invoice_url=i.get("hosted_invoice_url"))
-            for i in found if i.get("status") != "draft"]
+    return [
+        InvoiceRow(
+            id=i["id"],
+            number=i.get("number"),
+            created=stripe_objects.ts(i.get("created")),
+            amount_due=int(i.get("amount_due") or 0),
+            amount_paid=int(i.get("amount_paid") or 0),
+            currency=i.get("currency") or "usd",
+            status=i.get("status") or "",
+            hosted_invoice_url=i.get("hosted_invoice_url"),
+        )
+        for i in found
+        if i.get("status") != "draft"
+    ]
 
 
 def upcoming_amount(row: Subscription) -> int | None:
@@ -409,7 +461,8 @@ def portal_url(user: User, return_url: str) -> str:
         customer = accounts.ensure_stripe_customer(user)
         read_then_release()
         session = get_gateway().create_billing_portal_session(
-            customer=customer, return_url=return_url, idempotency_key=key)
+            customer=customer, return_url=return_url, idempotency_key=key
+        )
     except GatewayError as err:
         raise unavailable(err) from err
     return str(session["url"])
@@ -425,6 +478,7 @@ _ATTEMPT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 def _attempt(attempt: str | None) -> str:
     """A form's nonce goes into an Idempotency-Key: ASCII letters, digits, ``-`` and ``_``."""
     if not attempt or not _ATTEMPT.fullmatch(attempt):
-        raise SubscriptionError("The form is missing its token; reload the page and try again.",
-                                code="invalid_attempt", status=400)
+        raise SubscriptionError(
+            "The form is missing its token; reload the page and try again.", code="invalid_attempt", status=400
+        )
     return attempt

@@ -1,4 +1,5 @@
 """Test cards for the test-mode page: from the sandbox in sandbox mode, else a built-in list."""
+
 from __future__ import annotations
 
 import json
@@ -12,21 +13,62 @@ from flask import current_app
 log = logging.getLogger(__name__)
 
 BUILTIN: list[dict[str, Any]] = [
-    {"number": "4242424242424242", "brand": "visa", "category": "success",
-     "outcome": "Succeeds", "decline_code": None, "requires_3ds": False},
-    {"number": "5555555555554444", "brand": "mastercard", "category": "success",
-     "outcome": "Succeeds", "decline_code": None, "requires_3ds": False},
-    {"number": "4000002500003155", "brand": "visa", "category": "3ds",
-     "outcome": "Requires 3-D Secure unless set up for off-session use", "decline_code": None,
-     "requires_3ds": "unless_set_up"},
-    {"number": "4000000000003220", "brand": "visa", "category": "3ds",
-     "outcome": "Always requires 3-D Secure", "decline_code": None, "requires_3ds": True},
-    {"number": "4000000000000002", "brand": "visa", "category": "declined",
-     "outcome": "Declined", "decline_code": "generic_decline", "requires_3ds": False},
-    {"number": "4000000000009995", "brand": "visa", "category": "declined",
-     "outcome": "Declined: insufficient funds", "decline_code": "insufficient_funds", "requires_3ds": False},
-    {"number": "4000000000000069", "brand": "visa", "category": "declined",
-     "outcome": "Declined: expired card", "decline_code": "expired_card", "requires_3ds": False},
+    {
+        "number": "4242424242424242",
+        "brand": "visa",
+        "category": "success",
+        "outcome": "Succeeds",
+        "decline_code": None,
+        "requires_3ds": False,
+    },
+    {
+        "number": "5555555555554444",
+        "brand": "mastercard",
+        "category": "success",
+        "outcome": "Succeeds",
+        "decline_code": None,
+        "requires_3ds": False,
+    },
+    {
+        "number": "4000002500003155",
+        "brand": "visa",
+        "category": "3ds",
+        "outcome": "Requires 3-D Secure unless set up for off-session use",
+        "decline_code": None,
+        "requires_3ds": "unless_set_up",
+    },
+    {
+        "number": "4000000000003220",
+        "brand": "visa",
+        "category": "3ds",
+        "outcome": "Always requires 3-D Secure",
+        "decline_code": None,
+        "requires_3ds": True,
+    },
+    {
+        "number": "4000000000000002",
+        "brand": "visa",
+        "category": "declined",
+        "outcome": "Declined",
+        "decline_code": "generic_decline",
+        "requires_3ds": False,
+    },
+    {
+        "number": "4000000000009995",
+        "brand": "visa",
+        "category": "declined",
+        "outcome": "Declined: insufficient funds",
+        "decline_code": "insufficient_funds",
+        "requires_3ds": False,
+    },
+    {
+        "number": "4000000000000069",
+        "brand": "visa",
+        "category": "declined",
+        "outcome": "Declined: expired card",
+        "decline_code": "expired_card",
+        "requires_3ds": False,
+    },
 ]
 
 _cache: dict[str, list[dict[str, Any]]] = {}

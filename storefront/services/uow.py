@@ -38,6 +38,7 @@ thread has a transaction open -- read or write -- fails the test, on every path;
 ``tests/test_transactions.py`` times an unrelated write while a webhook and a buyer's page each
 wait 2 s for Stripe over real HTTP (under 100 ms; a few ms on SQLite).
 """
+
 from __future__ import annotations
 
 import logging

@@ -15,6 +15,7 @@
 4. After commit, Stripe writes the change made owed (a Lifetime purchase ends the buyer's
    subscription) are sent: :func:`.uow.run_after_commit`.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,16 +56,66 @@ _MAX_CREATED = 2**31 - 1  # the column is a 32-bit integer (Stripe's seconds fit
 # What the handlers read from an event's own copy of its object, by key, wherever the key appears
 # (the object, its lines, items, payments...). A signed event with another type there is
 # malformed: 400 and nothing stored, not a 500 from deep inside a handler.
-_HASHES = frozenset({"metadata", "parent", "subscription_details", "items", "lines", "payments",
-                     "payment", "confirmation_secret", "pricing", "price_details",
-                     "subscription_item_details", "invoice_item_details", "last_payment_error"})
-_INTEGERS = frozenset({"amount", "amount_received", "amount_total", "amount_paid", "amount_due",
-                       "amount_refunded", "created", "canceled_at", "ended_at", "period_end",
-                       "current_period_start", "current_period_end", "next_payment_attempt"})
-_STRINGS = frozenset({"id", "object", "status", "currency", "payment_status", "mode",
-                      "client_reference_id", "billing_reason", "client_secret"})
-_REFERENCES = frozenset({"customer", "payment_intent", "invoice", "subscription", "latest_charge",
-                         "payment_method", "charge", "price", "latest_invoice"})  # an id or the object
+_HASHES = frozenset(
+    {
+        "metadata",
+        "parent",
+        "subscription_details",
+        "items",
+        "lines",
+        "payments",
+        "payment",
+        "confirmation_secret",
+        "pricing",
+        "price_details",
+        "subscription_item_details",
+        "invoice_item_details",
+        "last_payment_error",
+    }
+)
+_INTEGERS = frozenset(
+    {
+        "amount",
+        "amount_received",
+        "amount_total",
+        "amount_paid",
+        "amount_due",
+        "amount_refunded",
+        "created",
+        "canceled_at",
+        "ended_at",
+        "period_end",
+        "current_period_start",
+        "current_period_end",
+        "next_payment_attempt",
+    }
+)
+_STRINGS = frozenset(
+    {
+        "id",
+        "object",
+        "status",
+        "currency",
+        "payment_status",
+        "mode",
+        "client_reference_id",
+        "billing_reason",
+        "client_secret",
+    }
+)
+_REFERENCES = frozenset(
+    {
+        "customer",
+        "payment_intent",
+        "invoice",
+        "subscription",
+        "latest_charge",
+        "payment_method",
+        "charge",
+        "price",
+        "latest_invoice",
+    }
+)  # an id or the object
 
 
 def _malformed(value: Any, depth: int = 0) -> str | None:
@@ -75,15 +126,20 @@ def _malformed(value: Any, depth: int = 0) -> str | None:
             return str(key)
         if item is None:
             continue
-        if isinstance(item, str) and ("\x00" in item or (key in _STRINGS | _REFERENCES and len(item) > 255)
-                                      or (key not in _STRINGS | _REFERENCES and len(item) > 5000)):
+        if isinstance(item, str) and (
+            "\x00" in item
+            or (key in _STRINGS | _REFERENCES and len(item) > 255)
+            or (key not in _STRINGS | _REFERENCES and len(item) > 5000)
+        ):
             return str(key)  # Stripe sends no NUL, ids and enums of at most 255, no huge strings
-        if (key in _HASHES and not isinstance(item, dict)) \
-                or (key in _INTEGERS and (type(item) is not int or abs(item) > 2**31 - 1)) \
-                or (key in _STRINGS and not isinstance(item, str)) \
-                or (key in _REFERENCES and not isinstance(item, str | dict)) \
-                or (key == "data" and not isinstance(item, list)) \
-                or (key == "metadata" and not all(isinstance(v, str) for v in item.values())):
+        if (
+            (key in _HASHES and not isinstance(item, dict))
+            or (key in _INTEGERS and (type(item) is not int or abs(item) > 2**31 - 1))
+            or (key in _STRINGS and not isinstance(item, str))
+            or (key in _REFERENCES and not isinstance(item, str | dict))
+            or (key == "data" and not isinstance(item, list))
+            or (key == "metadata" and not all(isinstance(v, str) for v in item.values()))
+        ):
             return str(key)
         found = _malformed(item, depth + 1)
         if found:
@@ -99,6 +155,7 @@ class Outcome:
 
 # --- checking what arrived ---------------------------------------------------------------------
 
+
 def parse(payload: bytes, signature: str | None) -> dict[str, Any]:
     """The verified event, or :class:`WebhookSignatureInvalid` / :class:`WebhookPayloadInvalid`
     (both 400). Everything processing relies on is checked here, before anything is stored."""
@@ -110,15 +167,13 @@ def parse(payload: bytes, signature: str | None) -> dict[str, Any]:
 
 def _check_event(event: dict[str, Any]) -> None:
     def bad(message: str) -> WebhookPayloadInvalid:
-        return WebhookPayloadInvalid(f"the event {message}",
-                                     user_message=f"The webhook event {message}.")
+        return WebhookPayloadInvalid(f"the event {message}", user_message=f"The webhook event {message}.")
 
     event_id = event.get("id")
     if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
         raise bad("has no valid id")
     event_type = event.get("type")
-    if not isinstance(event_type, str) or len(event_type) > 100 \
-            or not _EVENT_TYPE.fullmatch(event_type):
+    if not isinstance(event_type, str) or len(event_type) > 100 or not _EVENT_TYPE.fullmatch(event_type):
         raise bad("has no valid type")
     created = event.get("created")
     if type(created) is not int or not 0 < created <= _MAX_CREATED:
@@ -139,6 +194,7 @@ def _check_event(event: dict[str, Any]) -> None:
 
 # --- receiving -----------------------------------------------------------------------------------
 
+
 def receive(payload: bytes, signature: str | None) -> Outcome:
     """Handle one delivery; the view turns the outcome into the HTTP answer.
 
@@ -149,8 +205,9 @@ def receive(payload: bytes, signature: str | None) -> Outcome:
     event = parse(payload, signature)
     registered = events.registration(event["type"])
     if registered is not None and registered.fetches:
-        processed = db.session.execute(select(StripeEvent.processed_at)
-                                       .where(StripeEvent.stripe_id == event["id"])).first()
+        processed = db.session.execute(
+            select(StripeEvent.processed_at).where(StripeEvent.stripe_id == event["id"])
+        ).first()
         read_then_release()  # nothing stays open across the handler's fetch
         if processed is not None and processed[0] is not None:
             return Outcome(200, {"received": True, "duplicate": True})
@@ -201,17 +258,24 @@ def _run(event: dict[str, Any], text: str, *, source: str, replay: bool = False)
     if apply is None:
         log.info("webhook %s: %s not handled, acknowledged", event["id"], event["type"])
     elif result is None:
-        log.info("webhook %s: %s is about an object we don't know; acknowledged",
-                 event["id"], event["type"])
+        log.info("webhook %s: %s is about an object we don't know; acknowledged", event["id"], event["type"])
     return Outcome(200, {"received": True, "processed": True})
 
 
 def _row_values(event: dict[str, Any], text: str) -> dict[str, Any]:
     obj = event["data"]["object"]
-    return dict(stripe_id=event["id"], type=event["type"], object_id=obj.get("id"),
-                created=event["created"], livemode=bool(event.get("livemode")),
-                payload=text, received_at=utcnow(), processed_at=utcnow(), attempts=1,
-                error=None)
+    return dict(
+        stripe_id=event["id"],
+        type=event["type"],
+        object_id=obj.get("id"),
+        created=event["created"],
+        livemode=bool(event.get("livemode")),
+        payload=text,
+        received_at=utcnow(),
+        processed_at=utcnow(),
+        attempts=1,
+        error=None,
+    )
 
 
 def _claim(event: dict[str, Any], text: str, *, replay: bool) -> bool:
@@ -223,23 +287,33 @@ def _claim(event: dict[str, Any], text: str, *, replay: bool) -> bool:
     condition = StripeEvent.stripe_id == event["id"]
     if not replay:
         condition = condition & StripeEvent.processed_at.is_(None)
-    return db.session.execute(update(StripeEvent).where(condition).values(
-        processed_at=utcnow(), error=None, attempts=StripeEvent.attempts + 1)
-        .returning(StripeEvent.id).execution_options(synchronize_session=False)).first() \
+    return (
+        db.session.execute(
+            update(StripeEvent)
+            .where(condition)
+            .values(processed_at=utcnow(), error=None, attempts=StripeEvent.attempts + 1)
+            .returning(StripeEvent.id)
+            .execution_options(synchronize_session=False)
+        ).first()
         is not None
+    )
 
 
 def _record_failure(event: dict[str, Any], text: str, err: Exception) -> None:
     error = f"{type(err).__name__}: {err}"[:2000]
     values = {**_row_values(event, text), "processed_at": None, "error": error}
     if not insert_or_ignore(db.session, StripeEvent.__table__, values, "stripe_id"):
-        db.session.execute(update(StripeEvent).where(StripeEvent.stripe_id == event["id"])
-                           .values(error=error, attempts=StripeEvent.attempts + 1)
-                           .execution_options(synchronize_session=False))
+        db.session.execute(
+            update(StripeEvent)
+            .where(StripeEvent.stripe_id == event["id"])
+            .values(error=error, attempts=StripeEvent.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
     db.session.commit()
 
 
 # --- registering the endpoint ---------------------------------------------------------------------
+
 
 def register_endpoint(url: str) -> tuple[dict[str, Any], str | None]:
     """Create a webhook endpoint for ``url`` at Stripe (or the sandbox) for :data:`ENABLED_EVENTS`.
@@ -254,7 +328,8 @@ def register_endpoint(url: str) -> tuple[dict[str, Any], str | None]:
             gateway.delete_webhook_endpoint(endpoint["id"])
             replaced.append(endpoint["id"])
     endpoint = gateway.create_webhook_endpoint(
-        url=url, enabled_events=ENABLED_EVENTS,
-        idempotency_key=idempotency_key("webhook-endpoint",
-                                        payload={"url": url, "replaces": replaced}))
+        url=url,
+        enabled_events=ENABLED_EVENTS,
+        idempotency_key=idempotency_key("webhook-endpoint", payload={"url": url, "replaces": replaced}),
+    )
     return endpoint, endpoint.get("secret")

@@ -42,5 +42,6 @@ def change_password():
 def points_history():
     before = arg_id("before")
     entries = points.history(current_user.id, limit=50, before_id=before)
-    return render_template("account/points.html", entries=entries,
-                           next_before=entries[-1].id if len(entries) == 50 else None)
+    return render_template(
+        "account/points.html", entries=entries, next_before=entries[-1].id if len(entries) == 50 else None
+    )

@@ -1,6 +1,7 @@
 """Account billing: saved cards, the subscription (start, change, cancel, resume, pay an overdue
 invoice), invoices and the billing portal. Thin views over ``services.cards`` and
 ``services.subscriptions``; every POST carries the CSRF token (``CSRFProtect``)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -34,11 +35,14 @@ def _own(public_id: str):
 
 
 def _stripe_js() -> dict:
-    return {"publishable_key": current_app.config["STRIPE_PUBLISHABLE_KEY"],
-            "stripe_js_url": current_app.config["STRIPE_JS_URL"]}
+    return {
+        "publishable_key": current_app.config["STRIPE_PUBLISHABLE_KEY"],
+        "stripe_js_url": current_app.config["STRIPE_JS_URL"],
+    }
 
 
 # --- the billing page -----------------------------------------------------------------------------
+
 
 @bp.get("/billing")
 @login_required
@@ -50,10 +54,15 @@ def index():
         invoice_rows, invoices_error = subscriptions.invoices(current_user), None
     except ServiceError as err:
         invoice_rows, invoices_error = [], err.message
-    return render_template("account/billing.html", subscription=sub, upcoming=upcoming,
-                           plans=subscriptions.plans(), invoices=invoice_rows,
-                           invoices_error=invoices_error,
-                           attempt=subscriptions.new_attempt_nonce())
+    return render_template(
+        "account/billing.html",
+        subscription=sub,
+        upcoming=upcoming,
+        plans=subscriptions.plans(),
+        invoices=invoice_rows,
+        invoices_error=invoices_error,
+        attempt=subscriptions.new_attempt_nonce(),
+    )
 
 
 @bp.post("/subscribe/<lookup_key>")
@@ -62,12 +71,11 @@ def index():
 def subscribe(lookup_key: str):
     """Start a plan: pay on our page (the first invoice's pay page) or through Checkout."""
     if request.form.get("method") == "checkout":
-        _order, url = subscriptions.start_checkout(current_user, lookup_key,
-                                                   return_urls=checkout_return_urls)
+        _order, url = subscriptions.start_checkout(current_user, lookup_key, return_urls=checkout_return_urls)
         return redirect(url, code=303)
-    order = subscriptions.subscribe(current_user, lookup_key,
-                                    attempt=request.form.get("attempt")
-                                    or subscriptions.new_attempt_nonce())
+    order = subscriptions.subscribe(
+        current_user, lookup_key, attempt=request.form.get("attempt") or subscriptions.new_attempt_nonce()
+    )
     return redirect(url_for("pay.page", public_id=order.public_id), code=303)
 
 
@@ -95,18 +103,22 @@ def change(public_id: str):
         return _stale_preview(sub, err)
     if result.unpaid_order is not None:
         order = result.unpaid_order
-        flash(f"Your plan has changed. The difference of {format_money(order.amount, order.currency)} "
-              "still needs to be paid: confirm it with your bank or use another card.", "warning")
+        flash(
+            f"Your plan has changed. The difference of {format_money(order.amount, order.currency)} "
+            "still needs to be paid: confirm it with your bank or use another card.",
+            "warning",
+        )
         return redirect(url_for("pay.page", public_id=order.public_id), code=303)
     if result.charged:
-        flash(f"Your plan has changed. {format_money(result.charged, result.currency)} was "
-              "charged now; your next invoice is the new plan's usual price.", "success")
+        flash(
+            f"Your plan has changed. {format_money(result.charged, result.currency)} was "
+            "charged now; your next invoice is the new plan's usual price.",
+            "success",
+        )
     elif result.upgrade:
-        flash("Your plan has changed. The difference is invoiced now; it shows under your "
-              "invoices.", "success")
+        flash("Your plan has changed. The difference is invoiced now; it shows under your invoices.", "success")
     else:
-        flash("Your plan has changed. The credit for unused time is on your next invoice.",
-              "success")
+        flash("Your plan has changed. The credit for unused time is on your next invoice.", "success")
     return redirect(url_for("billing.index"), code=303)
 
 
@@ -118,16 +130,16 @@ def _stale_preview(sub, err: ServiceError):
     except ServiceError:
         flash(err.message, "warning")
         return redirect(url_for("billing.index"), code=303)
-    return render_template("account/change_plan.html", subscription=sub, preview=fresh,
-                           stale=err.message), err.status
+    return render_template("account/change_plan.html", subscription=sub, preview=fresh, stale=err.message), err.status
 
 
 @bp.post("/subscription/<public_id>/cancel")
 @login_required
 @redirect_on_error("billing.index")
 def cancel(public_id: str):
-    sub = subscriptions.cancel_at_period_end(_own(public_id), attempt=request.form.get("attempt")
-                                             or subscriptions.new_attempt_nonce())
+    sub = subscriptions.cancel_at_period_end(
+        _own(public_id), attempt=request.form.get("attempt") or subscriptions.new_attempt_nonce()
+    )
     when = sub.current_period_end.strftime("%Y-%m-%d") if sub.current_period_end else "the period end"
     flash(f"Your subscription will end on {when}. You can resume it until then.", "info")
     return redirect(url_for("billing.index"), code=303)
@@ -137,8 +149,7 @@ def cancel(public_id: str):
 @login_required
 @redirect_on_error("billing.index")
 def resume(public_id: str):
-    subscriptions.resume(_own(public_id), attempt=request.form.get("attempt")
-                         or subscriptions.new_attempt_nonce())
+    subscriptions.resume(_own(public_id), attempt=request.form.get("attempt") or subscriptions.new_attempt_nonce())
     flash("Your subscription will renew as usual.", "success")
     return redirect(url_for("billing.index"), code=303)
 
@@ -152,9 +163,12 @@ def cancel_now(public_id: str):
         abort(404)
     subscriptions.admin_cancel_now(current_user, _own(public_id))
     flash("The subscription was canceled now.", "success")
-    return redirect(request.referrer if request.referrer and
-                    request.referrer.startswith(request.host_url) else url_for("billing.index"),
-                    code=303)
+    return redirect(
+        request.referrer
+        if request.referrer and request.referrer.startswith(request.host_url)
+        else url_for("billing.index"),
+        code=303,
+    )
 
 
 @bp.post("/subscription/<public_id>/pay")
@@ -176,6 +190,7 @@ def portal():
 
 # --- saved cards ------------------------------------------------------------------------------------
 
+
 @bp.get("/cards")
 @login_required
 def cards_page():
@@ -192,9 +207,12 @@ def cards_page():
 def new_card():
     setup_intent = cards.start_setup(current_user, reuse=session.get(SETUP_INTENT_KEY))
     session[SETUP_INTENT_KEY] = setup_intent["id"]
-    return render_template("account/new_card.html", client_secret=setup_intent["client_secret"],
-                           return_url=external_url("billing.card_added"),
-                           **_stripe_js())
+    return render_template(
+        "account/new_card.html",
+        client_secret=setup_intent["client_secret"],
+        return_url=external_url("billing.card_added"),
+        **_stripe_js(),
+    )
 
 
 @bp.get("/cards/added")

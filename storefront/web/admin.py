@@ -2,6 +2,7 @@
 Stripe events and replay, reconciliation. Admins only: anonymous visitors are sent to the log-in
 page, everyone else gets 403 -- for every route of this blueprint, checked before any view runs.
 Every POST carries the CSRF token (the app-wide ``CSRFProtect``)."""
+
 from __future__ import annotations
 
 import json
@@ -56,11 +57,15 @@ def no_store(response):
 @bp.context_processor
 def helpers():
     gateway = get_gateway()
-    return {"nonce": lambda: secrets.token_urlsafe(12), "dashboard_url": gateway.dashboard_url,
-            "stripe_mode": current_app.config["STRIPE_MODE"]}
+    return {
+        "nonce": lambda: secrets.token_urlsafe(12),
+        "dashboard_url": gateway.dashboard_url,
+        "stripe_mode": current_app.config["STRIPE_MODE"],
+    }
 
 
 # --- dashboard ------------------------------------------------------------------------------------
+
 
 @bp.get("/")
 def dashboard():
@@ -69,6 +74,7 @@ def dashboard():
 
 # --- purchases ------------------------------------------------------------------------------------
 
+
 @bp.get("/purchases")
 def purchases():
     filters = admin_reports.PurchaseFilters.from_args(request.args)
@@ -76,9 +82,15 @@ def purchases():
         flash(error, "warning")
     page = admin_reports.purchases_page(filters, request.args.get("after"))
     totals = admin_reports.purchases_totals(filters)
-    return render_template("admin/purchases.html", f=filters, page=page, totals=totals,
-                           products=admin_reports.product_choices(), statuses=STATUSES,
-                           methods=METHODS), 400 if filters.errors else 200
+    return render_template(
+        "admin/purchases.html",
+        f=filters,
+        page=page,
+        totals=totals,
+        products=admin_reports.product_choices(),
+        statuses=STATUSES,
+        methods=METHODS,
+    ), 400 if filters.errors else 200
 
 
 @bp.get("/purchases.csv")
@@ -86,12 +98,15 @@ def purchases_csv():
     filters = admin_reports.PurchaseFilters.from_args(request.args)
     if filters.errors:  # never a CSV of a different set than the one asked for
         raise InvalidParameter("date", " ".join(filters.errors))
-    return Response(stream_with_context(admin_reports.purchases_csv(filters)),
-                    mimetype="text/csv",
-                    headers={"Content-Disposition": 'attachment; filename="purchases.csv"'})
+    return Response(
+        stream_with_context(admin_reports.purchases_csv(filters)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="purchases.csv"'},
+    )
 
 
 # --- one order ------------------------------------------------------------------------------------
+
 
 def _order(public_id: str) -> Order:
     order = db.session.scalar(select(Order).where(Order.public_id == public_id))
@@ -103,25 +118,47 @@ def _order(public_id: str) -> Order:
 @bp.get("/orders/<public_id>")
 def order(public_id: str):
     order = _order(public_id)
-    transitions = db.session.scalars(select(OrderTransition)
-                                     .where(OrderTransition.order_id == order.id)
-                                     .order_by(OrderTransition.id)).all()
+    transitions = db.session.scalars(
+        select(OrderTransition).where(OrderTransition.order_id == order.id).order_by(OrderTransition.id)
+    ).all()
     event_ids = {m.group(1) for t in transitions if (m := EVENT_SOURCE.fullmatch(t.source))}
-    stripe_ids = [i for i in (order.stripe_payment_intent_id, order.stripe_checkout_session_id,
-                              order.stripe_charge_id, order.stripe_invoice_id) if i]
-    events = db.session.scalars(
-        select(StripeEvent).where(or_(StripeEvent.object_id.in_(stripe_ids),
-                                      StripeEvent.stripe_id.in_(event_ids)))
-        .order_by(StripeEvent.created, StripeEvent.id)).all() if stripe_ids or event_ids else []
+    stripe_ids = [
+        i
+        for i in (
+            order.stripe_payment_intent_id,
+            order.stripe_checkout_session_id,
+            order.stripe_charge_id,
+            order.stripe_invoice_id,
+        )
+        if i
+    ]
+    events = (
+        db.session.scalars(
+            select(StripeEvent)
+            .where(or_(StripeEvent.object_id.in_(stripe_ids), StripeEvent.stripe_id.in_(event_ids)))
+            .order_by(StripeEvent.created, StripeEvent.id)
+        ).all()
+        if stripe_ids or event_ids
+        else []
+    )
     event_rows = {e.stripe_id: e.id for e in events}
-    entries = db.session.scalars(select(PointsEntry).where(PointsEntry.order_id == order.id)
-                                 .order_by(PointsEntry.id)).all()
+    entries = db.session.scalars(
+        select(PointsEntry).where(PointsEntry.order_id == order.id).order_by(PointsEntry.id)
+    ).all()
     return render_template(
-        "admin/order.html", order=order, transitions=transitions, events=events,
-        event_rows=event_rows, event_source=EVENT_SOURCE, entries=entries,
-        refunds=refunds.for_order(order.id), refundable=refunds.refundable_amount(order),
-        in_flight=refunds.in_flight(order), reasons=REASONS,
-        amount_default=admin_reports.major(refunds.refundable_amount(order), order.currency))
+        "admin/order.html",
+        order=order,
+        transitions=transitions,
+        events=events,
+        event_rows=event_rows,
+        event_source=EVENT_SOURCE,
+        entries=entries,
+        refunds=refunds.for_order(order.id),
+        refundable=refunds.refundable_amount(order),
+        in_flight=refunds.in_flight(order),
+        reasons=REASONS,
+        amount_default=admin_reports.major(refunds.refundable_amount(order), order.currency),
+    )
 
 
 @bp.post("/orders/<public_id>/refund")
@@ -129,9 +166,13 @@ def order(public_id: str):
 def refund(public_id: str):
     """Step 1: the exact amount and card to confirm; nothing is refunded yet."""
     order = _order(public_id)
-    review = refunds.review_refund(order, amount_text=request.form.get("amount"),
-                                   reason=request.form.get("reason"),
-                                   note=request.form.get("note"), admin=current_user)
+    review = refunds.review_refund(
+        order,
+        amount_text=request.form.get("amount"),
+        reason=request.form.get("reason"),
+        note=request.form.get("note"),
+        admin=current_user,
+    )
     return render_template("admin/refund_confirm.html", review=review, order=order)
 
 
@@ -157,13 +198,17 @@ def sync(public_id: str):
     except GatewayError as err:
         flash(f"Stripe could not be asked: {err.user_message}", "error")
     else:
-        flash(f"Synced with Stripe: {before.replace('_', ' ')} → "
-              f"{order.status.replace('_', ' ')}." if before != order.status
-              else "Synced with Stripe: nothing changed.", "success")
+        flash(
+            f"Synced with Stripe: {before.replace('_', ' ')} → {order.status.replace('_', ' ')}."
+            if before != order.status
+            else "Synced with Stripe: nothing changed.",
+            "success",
+        )
     return redirect(url_for("admin.order", public_id=public_id))
 
 
 # --- buyers ---------------------------------------------------------------------------------------
+
 
 @bp.get("/buyers")
 def buyers_index():
@@ -175,22 +220,30 @@ def buyers_index():
 @bp.get("/buyers/<public_id>")
 def buyer(public_id: str):
     user = buyers.buyer_by_public_id(public_id) or abort(404)
-    return render_template("admin/buyer.html", user=user,
-                           orders=buyers.recent_orders(user.id),
-                           ledger=buyers.ledger(user.id, before=arg_id("before")),
-                           subscriptions=buyers.subscription_of(user.id))
+    return render_template(
+        "admin/buyer.html",
+        user=user,
+        orders=buyers.recent_orders(user.id),
+        ledger=buyers.ledger(user.id, before=arg_id("before")),
+        subscriptions=buyers.subscription_of(user.id),
+    )
 
 
 @bp.post("/buyers/<public_id>/points")
 @redirect_on_error("admin.buyer", "public_id")
 def adjust_points(public_id: str):
     user = buyers.buyer_by_public_id(public_id) or abort(404)
-    recorded = buyers.adjust_points(user, amount_text=request.form.get("points"),
-                                    reason=request.form.get("reason"),
-                                    nonce=request.form.get("nonce", ""), admin=current_user)
-    flash("Points adjusted." if recorded else
-          "That adjustment was already recorded; nothing changed.",
-          "success" if recorded else "info")
+    recorded = buyers.adjust_points(
+        user,
+        amount_text=request.form.get("points"),
+        reason=request.form.get("reason"),
+        nonce=request.form.get("nonce", ""),
+        admin=current_user,
+    )
+    flash(
+        "Points adjusted." if recorded else "That adjustment was already recorded; nothing changed.",
+        "success" if recorded else "info",
+    )
     return redirect(url_for("admin.buyer", public_id=public_id))
 
 
@@ -198,6 +251,7 @@ def adjust_points(public_id: str):
 def end_sessions(public_id: str):
     """Sign the buyer out everywhere (a stolen laptop, a shared computer)."""
     from ..services import accounts
+
     user = buyers.buyer_by_public_id(public_id) or abort(404)
     accounts.end_sessions(user)
     current_app.logger.info("admin %s ended every session of user %s", current_user.id, user.id)
@@ -207,15 +261,23 @@ def end_sessions(public_id: str):
 
 # --- Stripe events --------------------------------------------------------------------------------
 
+
 @bp.get("/events")
 def events():
     kind = (request.args.get("type") or "").strip()[:100]
     q = (request.args.get("q") or "").strip()[:255]
     problem = request.args.get("problem") == "1"
     before = arg_id("before")
-    query = select(StripeEvent.id, StripeEvent.stripe_id, StripeEvent.type,
-                   StripeEvent.object_id, StripeEvent.received_at, StripeEvent.processed_at,
-                   StripeEvent.error, StripeEvent.attempts)
+    query = select(
+        StripeEvent.id,
+        StripeEvent.stripe_id,
+        StripeEvent.type,
+        StripeEvent.object_id,
+        StripeEvent.received_at,
+        StripeEvent.processed_at,
+        StripeEvent.error,
+        StripeEvent.attempts,
+    )
     if kind:
         query = query.where(StripeEvent.type == kind)
     if q:
@@ -227,9 +289,15 @@ def events():
     rows = db.session.execute(query.order_by(StripeEvent.id.desc()).limit(EVENTS_PAGE + 1)).all()
     more = len(rows) > EVENTS_PAGE
     rows = rows[:EVENTS_PAGE]
-    return render_template("admin/events.html", rows=rows, kind=kind, q=q, problem=problem,
-                           next_before=rows[-1].id if more else None,
-                           handled=webhooks.ENABLED_EVENTS)
+    return render_template(
+        "admin/events.html",
+        rows=rows,
+        kind=kind,
+        q=q,
+        problem=problem,
+        next_before=rows[-1].id if more else None,
+        handled=webhooks.ENABLED_EVENTS,
+    )
 
 
 @bp.get("/events/<int:event_id>")
@@ -239,11 +307,22 @@ def event(event_id: int):
         pretty = json.dumps(json.loads(row.payload), indent=2, sort_keys=True)
     except ValueError:
         pretty = row.payload
-    orders = db.session.scalars(select(Order).where(or_(
-        Order.stripe_payment_intent_id == row.object_id,
-        Order.stripe_checkout_session_id == row.object_id,
-        Order.stripe_charge_id == row.object_id,
-        Order.stripe_invoice_id == row.object_id)).limit(5)).all() if row.object_id else []
+    orders = (
+        db.session.scalars(
+            select(Order)
+            .where(
+                or_(
+                    Order.stripe_payment_intent_id == row.object_id,
+                    Order.stripe_checkout_session_id == row.object_id,
+                    Order.stripe_charge_id == row.object_id,
+                    Order.stripe_invoice_id == row.object_id,
+                )
+            )
+            .limit(5)
+        ).all()
+        if row.object_id
+        else []
+    )
     return render_template("admin/event.html", row=row, pretty=pretty, orders=orders)
 
 
@@ -260,6 +339,7 @@ def replay(event_id: int):
 
 # --- reconciliation -------------------------------------------------------------------------------
 
+
 @bp.get("/reconcile")
 def reconcile_form():
     return render_template("admin/reconcile.html", report=None, days=3)
@@ -274,4 +354,3 @@ def reconcile_run():
         flash(str(err), "error")
         return render_template("admin/reconcile.html", report=None, days=days), 400
     return render_template("admin/reconcile.html", report=report, days=days)
-

@@ -1,5 +1,6 @@
 """JSON API for external front ends (the seed contract). Session auth; POSTs need the CSRF
 token in ``X-CSRFToken``. Errors answer ``{"error": {"code", "message", "type"}}``."""
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,7 @@ def config():
 
 def _login_required():
     if not current_user.is_authenticated:
-        return error_response(401, "authentication_required", "Log in to buy.",
-                              "authentication_error")
+        return error_response(401, "authentication_required", "Log in to buy.", "authentication_error")
     return None
 
 
@@ -50,8 +50,7 @@ def create_checkout_session():
     body = request.get_json(silent=True)
     price_id = body.get("priceId") if isinstance(body, dict) else None
     if not isinstance(price_id, str) or not PRICE_ID.fullmatch(price_id):
-        return error_response(400, "invalid_price_id",
-                              "priceId must be a Stripe price id such as price_123.")
+        return error_response(400, "invalid_price_id", "priceId must be a Stripe price id such as price_123.")
     price = purchase.price_for_stripe_id(price_id)  # a refusal answers through web/errors.py
     order, url = purchase.start_checkout(current_user, price, return_urls=checkout_return_urls)
     return jsonify(url=url, sessionId=order.stripe_checkout_session_id)

@@ -18,16 +18,16 @@ bp = Blueprint("auth", __name__)
 
 OFFSITE_NEXT_MESSAGE = "That link pointed outside this site, so we brought you to the home page instead."
 THROTTLED_MESSAGE = "Too many login attempts. For your security, please wait {wait} and try again."
-SIGNUP_THROTTLED_MESSAGE = ("Too many accounts were created from your network. Please wait {wait} "
-                            "and try again.")
+SIGNUP_THROTTLED_MESSAGE = "Too many accounts were created from your network. Please wait {wait} and try again."
 
 
 def sign_in(user, *, remember: bool = False) -> None:
     """Start a fresh session for ``user``: nothing of the anonymous session survives (its CSRF
     secret included), and the session and remember-me cookie carry a new sign-in's token."""
     session.clear()
-    accounts.start_session(user, max_age=accounts.sign_in_max_age(current_app.config),
-                           user_agent=request.user_agent.string)
+    accounts.start_session(
+        user, max_age=accounts.sign_in_max_age(current_app.config), user_agent=request.user_agent.string
+    )
     login_user(user, remember=remember, fresh=True)
 
 
@@ -84,8 +84,10 @@ def signup():
 def _login_checks(email: str) -> list[tuple[RateLimitItem, str, str]]:
     config = current_app.config
     ip = get_remote_address() or "-"
-    checks = [(parse(config["LOGIN_LIMIT_PER_IP"]), "login-ip", ip),
-              (parse(config["LOGIN_LIMIT_PER_ACCOUNT"]), "login-account-ip", f"{email}|{ip}")]
+    checks = [
+        (parse(config["LOGIN_LIMIT_PER_IP"]), "login-ip", ip),
+        (parse(config["LOGIN_LIMIT_PER_ACCOUNT"]), "login-account-ip", f"{email}|{ip}"),
+    ]
     ceiling = config.get("LOGIN_LIMIT_PER_ACCOUNT_GLOBAL") or "none"
     if ceiling.strip().lower() != "none":
         checks.append((parse(ceiling), "login-account", email))
@@ -131,7 +133,8 @@ def _signup_throttled() -> int | None:
 
 def _throttled_response(template: str, form, wait: int):
     response = current_app.make_response(
-        (render_template(template, form=form, next=safe_next_url(request.args.get("next"))), 429))
+        (render_template(template, form=form, next=safe_next_url(request.args.get("next"))), 429)
+    )
     response.headers["Retry-After"] = str(wait)
     return response
 

@@ -5,6 +5,7 @@ becomes the JSON error shape ``{"error": {"code", "message", "type"}}`` with its
 clients, and for a form a flash of its message and a redirect to where the view said with
 :func:`redirect_on_error`; a view that said nothing answers the error page with its status.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,21 +35,29 @@ MESSAGES = {
     429: ("rate_limit_exceeded", "Too many requests. Please slow down and try again in a minute."),
     500: ("internal_error", "Something went wrong on our side. We've been notified; please try again."),
 }
-TITLES = {400: "Bad request", 401: "Log in required", 403: "Forbidden", 404: "Page not found",
-          405: "Not allowed", 413: "Too large", 429: "Too many requests", 500: "Something went wrong",
-          503: "Temporarily unavailable"}
+TITLES = {
+    400: "Bad request",
+    401: "Log in required",
+    403: "Forbidden",
+    404: "Page not found",
+    405: "Not allowed",
+    413: "Too large",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Temporarily unavailable",
+}
 
 
-def error_response(status: int, code: str | None = None, message: str | None = None,
-                   error_type: str | None = None):
+def error_response(status: int, code: str | None = None, message: str | None = None, error_type: str | None = None):
     default_code, default_message = MESSAGES.get(status, ("error", "Something went wrong."))
     code = code or default_code
     message = message or default_message
     error_type = error_type or ("api_error" if status >= 500 else "invalid_request_error")
     if wants_json():
         return jsonify(error={"code": code, "message": message, "type": error_type}), status
-    return render_template("errors/error.html", status=status, title=TITLES.get(status, "Error"),
-                           message=message), status
+    return render_template(
+        "errors/error.html", status=status, title=TITLES.get(status, "Error"), message=message
+    ), status
 
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -59,13 +68,14 @@ _TARGET = "service_error_redirect"
 @dataclass(frozen=True)
 class RedirectTarget:
     endpoint: str
-    args: tuple[str, ...]       # the view's URL arguments the endpoint takes
+    args: tuple[str, ...]  # the view's URL arguments the endpoint takes
     category: str
     not_found_page: bool
 
 
-def redirect_on_error(endpoint: str, *args: str, category: str = "error",
-                      not_found_page: bool = True) -> Callable[[View], View]:
+def redirect_on_error(
+    endpoint: str, *args: str, category: str = "error", not_found_page: bool = True
+) -> Callable[[View], View]:
     """Say where a form goes back to when the view raises a ``ServiceError``: a flash of the
     error's message (``category``) and a redirect to ``endpoint``, given the view's URL
     arguments named in ``args`` (``@redirect_on_error("admin.order", "public_id")``).
@@ -78,6 +88,7 @@ def redirect_on_error(endpoint: str, *args: str, category: str = "error",
     def mark(view: View) -> View:
         setattr(view, _TARGET, target)
         return view
+
     return mark
 
 
@@ -108,9 +119,11 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(err: CSRFError):
-        return error_response(400, "csrf_failed",
-                              "Your form expired or was sent from another site. "
-                              "Please go back, reload the page and try again.")
+        return error_response(
+            400,
+            "csrf_failed",
+            "Your form expired or was sent from another site. Please go back, reload the page and try again.",
+        )
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(err: RateLimitExceeded):
@@ -118,8 +131,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(GatewayError)
     def gateway_error(err: GatewayError):
-        return error_response(err.http_status if err.http_status >= 400 else 502, err.code,
-                              err.user_message, "payment_provider_error")
+        return error_response(
+            err.http_status if err.http_status >= 400 else 502, err.code, err.user_message, "payment_provider_error"
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):

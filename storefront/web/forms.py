@@ -22,11 +22,11 @@ class NoControlCharacters:
         self.allow_joiners = allow_joiners
 
     def __call__(self, form, field):
-        found = control_character(field.data if isinstance(field.data, str) else None,
-                                  allow_joiners=self.allow_joiners)
+        found = control_character(field.data if isinstance(field.data, str) else None, allow_joiners=self.allow_joiners)
         if found:
-            raise ValidationError(f"{self.what} contains an invisible or control character "
-                                  f"({found}); please retype it.")
+            raise ValidationError(
+                f"{self.what} contains an invisible or control character ({found}); please retype it."
+            )
 
 
 class StrongPassword:
@@ -53,42 +53,70 @@ class StoreForm(FlaskForm):
                     return request.form
                 if not request.form and request.is_json:
                     body = request.get_json(silent=True)
-                    return ImmutableMultiDict([(key, value) for key, value in body.items()
-                                               if isinstance(value, str)]
-                                              if isinstance(body, dict) else [])
+                    return ImmutableMultiDict(
+                        [(key, value) for key, value in body.items() if isinstance(value, str)]
+                        if isinstance(body, dict)
+                        else []
+                    )
             return super().wrap_formdata(form, formdata)
 
 
 class SignupForm(StoreForm):
-    email = EmailField("Email", filters=[_strip], validators=[
-        DataRequired("Enter your email address."),
-        NoControlCharacters("Your email address", allow_joiners=False),
-        Email("Enter a valid email address."), Length(max=254)])
-    name = StringField("Name", filters=[_strip], validators=[
-        DataRequired("Tell us your name."), NoControlCharacters("Your name"),
-        Length(max=100, message="Keep your name under 100 characters.")])
-    password = PasswordField("Password", validators=[
-        DataRequired("Choose a password."), StrongPassword()])
-    confirm = PasswordField("Confirm password", validators=[
-        DataRequired("Type your password again."),
-        EqualTo("password", message="The two passwords don't match.")])
+    email = EmailField(
+        "Email",
+        filters=[_strip],
+        validators=[
+            DataRequired("Enter your email address."),
+            NoControlCharacters("Your email address", allow_joiners=False),
+            Email("Enter a valid email address."),
+            Length(max=254),
+        ],
+    )
+    name = StringField(
+        "Name",
+        filters=[_strip],
+        validators=[
+            DataRequired("Tell us your name."),
+            NoControlCharacters("Your name"),
+            Length(max=100, message="Keep your name under 100 characters."),
+        ],
+    )
+    password = PasswordField("Password", validators=[DataRequired("Choose a password."), StrongPassword()])
+    confirm = PasswordField(
+        "Confirm password",
+        validators=[
+            DataRequired("Type your password again."),
+            EqualTo("password", message="The two passwords don't match."),
+        ],
+    )
 
 
 class LoginForm(StoreForm):
-    email = EmailField("Email", filters=[_strip], validators=[
-        DataRequired("Enter your email address."),
-        NoControlCharacters("Your email address", allow_joiners=False), Length(max=254)])
-    password = PasswordField("Password", validators=[
-        DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)])
+    email = EmailField(
+        "Email",
+        filters=[_strip],
+        validators=[
+            DataRequired("Enter your email address."),
+            NoControlCharacters("Your email address", allow_joiners=False),
+            Length(max=254),
+        ],
+    )
+    password = PasswordField(
+        "Password", validators=[DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)]
+    )
     remember = BooleanField("Keep me logged in on this device")
 
 
 class ChangePasswordForm(StoreForm):
     current_password = PasswordField("Current password", validators=[DataRequired("Enter your current password.")])
     password = PasswordField("New password", validators=[DataRequired("Choose a new password."), StrongPassword()])
-    confirm = PasswordField("Confirm new password", validators=[
-        DataRequired("Type your new password again."),
-        EqualTo("password", message="The two passwords don't match.")])
+    confirm = PasswordField(
+        "Confirm new password",
+        validators=[
+            DataRequired("Type your new password again."),
+            EqualTo("password", message="The two passwords don't match."),
+        ],
+    )
 
 
 class PostForm(StoreForm):

@@ -10,6 +10,7 @@ a password change or an admin's "sign out everywhere" deletes -- so a logged-out
 no longer answered by the token, and a token never reads another order (its order id must be
 the URL's). Without a usable token the view falls back to the session, as any page.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,16 +40,25 @@ _CACHE_SIZE = 4096
 
 #: the seed front-end contract's statuses, from our order states
 BUYER_STATUS = {
-    "pending": "unpaid", "requires_action": "requires_action", "processing": "processing",
-    "paid": "paid", "failed": "failed", "canceled": "canceled", "expired": "expired",
-    "refunded": "refunded", "partially_refunded": "refunded", "disputed": "paid",
+    "pending": "unpaid",
+    "requires_action": "requires_action",
+    "processing": "processing",
+    "paid": "paid",
+    "failed": "failed",
+    "canceled": "canceled",
+    "expired": "expired",
+    "refunded": "refunded",
+    "partially_refunded": "refunded",
+    "disputed": "paid",
 }
 
 
 # --- the token -------------------------------------------------------------------------------
 
+
 class StatusClaim(NamedTuple):
     """What a valid token says: this buyer, signed in as this row, may poll this order."""
+
     public_id: str
     user_id: int
     sign_in_id: int
@@ -59,8 +69,7 @@ class StatusTokens:
 
     def __init__(self, config: Mapping[str, Any]):
         keys = [*(config.get("SECRET_KEY_FALLBACKS") or ()), config["SECRET_KEY"]]  # newest last
-        self.serializer = URLSafeTimedSerializer(keys, salt=TOKEN_SALT,
-                                                 signer_kwargs={"digest_method": hashlib.sha256})
+        self.serializer = URLSafeTimedSerializer(keys, salt=TOKEN_SALT, signer_kwargs={"digest_method": hashlib.sha256})
         self.max_age = int(TOKEN_MAX_AGE.total_seconds())
         self._verified: dict[str, tuple[StatusClaim, float]] = {}
         self._lock = threading.Lock()
@@ -76,8 +85,7 @@ class StatusTokens:
         known = self._verified.get(token)
         if known is None:
             try:
-                value, signed_at = self.serializer.loads(token, max_age=self.max_age,
-                                                         return_timestamp=True)
+                value, signed_at = self.serializer.loads(token, max_age=self.max_age, return_timestamp=True)
                 claim = StatusClaim(str(value[0]), int(value[1]), int(value[2]))
             except (BadData, TypeError, ValueError, IndexError, KeyError):
                 return None
@@ -107,21 +115,37 @@ def token_from_environ(environ: Mapping[str, Any]) -> str | None:
 
 # --- the one read ----------------------------------------------------------------------------
 
+
 def _status_query():
     """Built once, on the plain tables (no ORM work per row), with bound parameters: the order,
     its owner's balance, and the token's sign-in row if it is still the owner's and current."""
     orders, users, sign_ins = Order.__table__.c, User.__table__.c, UserSession.__table__.c
     return (
-        select(orders.id, orders.user_id, orders.public_id, orders.status, orders.amount,
-               orders.currency, orders.points, orders.entitlement, orders.failure_message,
-               orders.amount_refunded, orders.paid_at, orders.synced_at,
-               users.points_balance, sign_ins.id.label("sign_in_id"))
+        select(
+            orders.id,
+            orders.user_id,
+            orders.public_id,
+            orders.status,
+            orders.amount,
+            orders.currency,
+            orders.points,
+            orders.entitlement,
+            orders.failure_message,
+            orders.amount_refunded,
+            orders.paid_at,
+            orders.synced_at,
+            users.points_balance,
+            sign_ins.id.label("sign_in_id"),
+        )
         .join_from(Order.__table__, User.__table__, users.id == orders.user_id)
-        .outerjoin(UserSession.__table__,
-                   (sign_ins.id == bindparam("sign_in_id"))
-                   & (sign_ins.user_id == orders.user_id)
-                   & (sign_ins.created_at >= bindparam("signed_in_after")))
-        .where(orders.public_id == bindparam("public_id")))
+        .outerjoin(
+            UserSession.__table__,
+            (sign_ins.id == bindparam("sign_in_id"))
+            & (sign_ins.user_id == orders.user_id)
+            & (sign_ins.created_at >= bindparam("signed_in_after")),
+        )
+        .where(orders.public_id == bindparam("public_id"))
+    )
 
 
 STATUS_QUERY = _status_query()
@@ -130,9 +154,10 @@ STATUS_QUERY = _status_query()
 def read(connection: Connection, claim: StatusClaim, sign_in_age: timedelta) -> Row | None:
     """The order the claim names, if the claim still holds: its buyer owns it and is still signed
     in as the claimed sign-in (not logged out, not older than ``sign_in_age``). One query."""
-    row = connection.execute(STATUS_QUERY, {
-        "public_id": claim.public_id, "sign_in_id": claim.sign_in_id,
-        "signed_in_after": utcnow() - sign_in_age}).first()
+    row = connection.execute(
+        STATUS_QUERY,
+        {"public_id": claim.public_id, "sign_in_id": claim.sign_in_id, "signed_in_after": utcnow() - sign_in_age},
+    ).first()
     if row is None or row.user_id != claim.user_id or row.sign_in_id is None:
         return None
     return row
@@ -145,8 +170,10 @@ def sync_due(status: str, synced_at: datetime | None) -> bool:
 
 # --- the answer ------------------------------------------------------------------------------
 
+
 class OrderFacts(Protocol):
     """What :func:`buyer_message` reads: an :class:`Order`, or :func:`read`'s row."""
+
     status: str
     amount: int
     currency: str
@@ -158,6 +185,7 @@ class OrderFacts(Protocol):
 
 class StatusFacts(OrderFacts, Protocol):
     """What :func:`status_payload` reads."""
+
     public_id: str
     paid_at: datetime | None
 
@@ -170,12 +198,13 @@ def buyer_message(order: OrderFacts) -> str:
     if status == "requires_action":
         return "Your bank asks you to confirm this payment. Finish authentication to continue."
     if status == "processing":
-        return (f"Your payment of {amount} is processing. Bank debits can take a while; "
-                "we'll add your points as soon as it clears.")
+        return (
+            f"Your payment of {amount} is processing. Bank debits can take a while; "
+            "we'll add your points as soon as it clears."
+        )
     if status == "paid":
         granted = f" {order.points:,} points were added to your balance." if order.points else ""
-        lifetime = (f" {order.entitlement.title()} features are yours forever."
-                    if order.entitlement else "")
+        lifetime = f" {order.entitlement.title()} features are yours forever." if order.entitlement else ""
         return f"Payment of {amount} received.{granted}{lifetime}"
     if status == "failed":
         reason = order.failure_message or "The payment was declined."
@@ -194,14 +223,17 @@ def buyer_message(order: OrderFacts) -> str:
 def status_payload(order: StatusFacts, pay_url: Callable[[str], str]) -> dict[str, Any]:
     """The status as the page's script reads it; ``pay_url(public_id)`` is the pay page's URL
     (Flask's ``url_for`` in a view, the URL map's adapter in the fast path)."""
-    return {"status": BUYER_STATUS[order.status], "order_status": order.status,
-            "message": buyer_message(order), "settled": order.status in SETTLED,
-            "points_credited": order.points if order.paid_at else 0,
-            "pay_url": pay_url(order.public_id) if order.status in PAYABLE else None}
+    return {
+        "status": BUYER_STATUS[order.status],
+        "order_status": order.status,
+        "message": buyer_message(order),
+        "settled": order.status in SETTLED,
+        "points_credited": order.points if order.paid_at else 0,
+        "pay_url": pay_url(order.public_id) if order.status in PAYABLE else None,
+    }
 
 
-def poll_body(order: StatusFacts, points_balance: int | None,
-              pay_url: Callable[[str], str]) -> bytes:
+def poll_body(order: StatusFacts, points_balance: int | None, pay_url: Callable[[str], str]) -> bytes:
     """The poll's JSON bytes, whoever answers: the status and the viewer's balance (for the
     header's chip); compact, keys sorted, one trailing newline."""
     payload = status_payload(order, pay_url)

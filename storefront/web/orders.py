@@ -1,4 +1,5 @@
 """Orders: the status page that polls, its JSON, the Checkout return, the buyer's history."""
+
 from __future__ import annotations
 
 from flask import (
@@ -39,8 +40,10 @@ def external_url(endpoint: str, **values) -> str:
 def checkout_return_urls(public_id: str) -> tuple[str, str]:
     """Where Stripe Checkout sends the buyer back: the status page, or the cancel route."""
     success = external_url("orders.show", public_id=public_id)
-    return (success + "?session_id={CHECKOUT_SESSION_ID}",
-            external_url("orders.checkout_canceled", public_id=public_id))
+    return (
+        success + "?session_id={CHECKOUT_SESSION_ID}",
+        external_url("orders.checkout_canceled", public_id=public_id),
+    )
 
 
 def own_order(public_id: str) -> Order:
@@ -67,10 +70,14 @@ def _own_order_read(public_id: str) -> tuple[Order, int | None]:
     header's balance at least as new as the order's state (still one indexed read)."""
     sign_in = current_user.sign_in
     row = db.session.execute(
-        select(Order, User.points_balance, UserSession.id).join(User, User.id == Order.user_id)
-        .outerjoin(UserSession, (UserSession.user_id == Order.user_id)
-                   & (UserSession.token == (sign_in[0] if sign_in else None)))
-        .where(Order.public_id == public_id)).first()
+        select(Order, User.points_balance, UserSession.id)
+        .join(User, User.id == Order.user_id)
+        .outerjoin(
+            UserSession,
+            (UserSession.user_id == Order.user_id) & (UserSession.token == (sign_in[0] if sign_in else None)),
+        )
+        .where(Order.public_id == public_id)
+    ).first()
     if row is None or (row[0].user_id != current_user.id and not current_user.is_admin):
         abort(404)
     order, balance, sign_in_id = row
@@ -92,8 +99,9 @@ def _pay_url(public_id: str) -> str:
 @bp.get("/")
 @login_required
 def index():
-    orders = db.session.scalars(select(Order).where(Order.user_id == current_user.id)
-                                .order_by(Order.created_at.desc()).limit(100)).all()
+    orders = db.session.scalars(
+        select(Order).where(Order.user_id == current_user.id).order_by(Order.created_at.desc()).limit(100)
+    ).all()
     return render_template("orders/index.html", orders=orders)
 
 
@@ -102,10 +110,12 @@ def index():
 def show(public_id: str):
     order, sign_in_id = _own_order_read(public_id)
     order = purchase.sync_if_due(order)
-    token = None if sign_in_id is None or order.settled else order_status.tokens(
-        current_app).issue(order.public_id, order.user_id, sign_in_id)
-    return render_template("orders/show.html", order=order, status=status_payload(order),
-                           status_token=token)
+    token = (
+        None
+        if sign_in_id is None or order.settled
+        else order_status.tokens(current_app).issue(order.public_id, order.user_id, sign_in_id)
+    )
+    return render_template("orders/show.html", order=order, status=status_payload(order), status_token=token)
 
 
 @bp.get("/<public_id>/status")

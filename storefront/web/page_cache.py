@@ -10,6 +10,7 @@ on the very next request (the rows are the key); anything not stored goes throug
 Disabled when app-wide rate limits are configured (they must see every request) or with
 ``CATALOG_PAGE_CACHE=False``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -35,19 +36,21 @@ def offer(environ: dict, rows: tuple) -> None:
 
 
 def _anonymous_home(environ: dict) -> bool:
-    return (environ.get("PATH_INFO") == "/" and environ.get("REQUEST_METHOD") in ("GET", "HEAD")
-            and not environ.get("QUERY_STRING") and not environ.get("HTTP_COOKIE"))
+    return (
+        environ.get("PATH_INFO") == "/"
+        and environ.get("REQUEST_METHOD") in ("GET", "HEAD")
+        and not environ.get("QUERY_STRING")
+        and not environ.get("HTTP_COOKIE")
+    )
 
 
 def _site(environ: dict) -> tuple[str, str, str]:
     """What the page's URLs are built from besides the rows (the host guard checked the host)."""
-    return (environ.get("wsgi.url_scheme", ""), environ.get("HTTP_HOST", ""),
-            environ.get("SCRIPT_NAME", ""))
+    return (environ.get("wsgi.url_scheme", ""), environ.get("HTTP_HOST", ""), environ.get("SCRIPT_NAME", ""))
 
 
 class CatalogPageCache:
-    def __init__(self, app: Flask, wsgi_app: Callable, query: Callable[[Any], tuple],
-                 max_entries: int = 8):
+    def __init__(self, app: Flask, wsgi_app: Callable, query: Callable[[Any], tuple], max_entries: int = 8):
         self.app = app
         self.wsgi_app = wsgi_app
         self.query = query

@@ -1,6 +1,7 @@
 """Query-string parameters in the web layer: an optional id from ``request.args`` and the strict
 ``<int:…>`` route converter. The parsers themselves (ids, dates, page cursors) and
 :class:`InvalidParameter` live in :mod:`storefront.params`, so services use them too."""
+
 from __future__ import annotations
 
 from flask import Flask, request
@@ -18,8 +19,20 @@ from ..params import (
     parse_id,
 )
 
-__all__ = ["CURSOR_FORMAT", "MAX_DATE", "MAX_ID", "MIN_DATE", "InvalidParameter", "StrictIntegerConverter",
-           "arg_id", "encode_cursor", "install", "parse_cursor", "parse_date", "parse_id"]
+__all__ = [
+    "CURSOR_FORMAT",
+    "MAX_DATE",
+    "MAX_ID",
+    "MIN_DATE",
+    "InvalidParameter",
+    "StrictIntegerConverter",
+    "arg_id",
+    "encode_cursor",
+    "install",
+    "parse_cursor",
+    "parse_date",
+    "parse_id",
+]
 
 
 def arg_id(name: str) -> int | None:

@@ -1,4 +1,5 @@
 """Paying an order on our page: the Payment Element, or one of the buyer's saved cards."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -21,11 +22,15 @@ def page(public_id: str):
         return redirect(url_for("orders.show", public_id=public_id))
     secret = purchase.client_secret(order)
     return render_template(
-        "orders/pay.html", order=order, client_secret=secret,
-        cards=purchase.saved_cards(current_user), attempt=purchase.new_attempt_nonce(),
+        "orders/pay.html",
+        order=order,
+        client_secret=secret,
+        cards=purchase.saved_cards(current_user),
+        attempt=purchase.new_attempt_nonce(),
         publishable_key=current_app.config["STRIPE_PUBLISHABLE_KEY"],
         stripe_js_url=current_app.config["STRIPE_JS_URL"],
-        return_url=external_url("orders.show", public_id=public_id))
+        return_url=external_url("orders.show", public_id=public_id),
+    )
 
 
 @bp.post("/<public_id>/pay/saved-card")
@@ -38,11 +43,14 @@ def saved_card(public_id: str):
     payment_method = request.form.get("payment_method", "")
     attempt = request.form.get("attempt") or purchase.new_attempt_nonce()
     step = purchase.pay_with_saved_card(
-        current_user, order, payment_method, attempt=attempt,
-        return_url=external_url("orders.show", public_id=public_id))
+        current_user,
+        order,
+        payment_method,
+        attempt=attempt,
+        return_url=external_url("orders.show", public_id=public_id),
+    )
     payload = status_payload(step.order)
-    payload.update(client_secret=step.client_secret,
-                   status_url=url_for("orders.show", public_id=public_id))
+    payload.update(client_secret=step.client_secret, status_url=url_for("orders.show", public_id=public_id))
     if step.message:
         payload["message"] = step.message
     if wants_json():

@@ -13,6 +13,7 @@ The two WSGI fast paths answer without running a view: the page cache replays th
 produced for the page; the status fast path sends :func:`static_headers` plus its own
 (``order_status.fast_path_headers``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,6 +40,7 @@ NO_STORE = "no-store"
 
 
 # --- headers ----------------------------------------------------------------------------------------
+
 
 def _origin(url: str | None) -> str | None:
     if not url:
@@ -71,10 +73,17 @@ def content_security_policy(config: dict[str, Any] | Any) -> str:
         if (style_hash := sandbox_style_hash()) is not None:
             style.append(style_hash)
     directives = {
-        "default-src": ["'self'"], "script-src": script, "style-src": style,
-        "img-src": ["'self'", "data:"], "font-src": ["'self'"], "connect-src": connect,
-        "frame-src": frame, "form-action": form, "frame-ancestors": ["'none'"],
-        "base-uri": ["'self'"], "object-src": ["'none'"],
+        "default-src": ["'self'"],
+        "script-src": script,
+        "style-src": style,
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": connect,
+        "frame-src": frame,
+        "form-action": form,
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
     }
     return "; ".join(f"{name} {' '.join(values)}" for name, values in directives.items())
 
@@ -103,11 +112,11 @@ def _signed_in() -> bool:
 
 # --- requests -----------------------------------------------------------------------------------------
 
+
 class StorefrontRequest(Request):
     """``get_json`` answers 400 (not 500) for JSON nested deeper than the parser can go."""
 
-    def get_json(self, force: bool = False, silent: bool = False,
-                 cache: bool = True) -> Any | None:
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any | None:
         try:
             return super().get_json(force=force, silent=silent, cache=cache)
         except RecursionError:
@@ -139,8 +148,7 @@ def refuse_nul_characters() -> None:
         raise BadRequest("The address contains a NUL character.")
     if request.endpoint in _RAW_BODY_ENDPOINTS:
         return
-    if _has_nul(list(request.form.items(multi=True))) or \
-            (request.is_json and _has_nul(request.get_json(silent=True))):
+    if _has_nul(list(request.form.items(multi=True))) or (request.is_json and _has_nul(request.get_json(silent=True))):
         raise BadRequest("The form contains a NUL character.")
 
 
@@ -174,10 +182,15 @@ class HostGuard:
             get_host(environ, self.hosts)
         except BadRequest:  # werkzeug's SecurityError
             body = b"Bad request: unknown host.\n"
-            start_response("400 BAD REQUEST", [
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", str(len(body))), ("Cache-Control", NO_STORE),
-                *self.headers])
+            start_response(
+                "400 BAD REQUEST",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                    ("Cache-Control", NO_STORE),
+                    *self.headers,
+                ],
+            )
             return [body]
         return self.wsgi_app(environ, start_response)
 
@@ -201,5 +214,5 @@ def register(app: Flask) -> None:
 
 def install_host_guard(app: Flask) -> None:
     """After every other WSGI layer, so the guard runs first."""
-    app.wsgi_app = HostGuard(app.wsgi_app, app.config["TRUSTED_HOSTS"],  # type: ignore[method-assign]
-                             static_headers(app.config))
+    guard = HostGuard(app.wsgi_app, app.config["TRUSTED_HOSTS"], static_headers(app.config))
+    app.wsgi_app = guard  # type: ignore[method-assign]

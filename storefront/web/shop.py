@@ -21,11 +21,14 @@ from .orders import checkout_return_urls
 
 bp = Blueprint("shop", __name__)
 
+
 def _render_index(rows: tuple[tuple, ...]) -> str:
     items = catalog.catalog_items(rows)
-    return render_template("shop/index.html",
-                           plans=[i for i in items if i.category == "plan"],
-                           packs=[i for i in items if i.category == "points"])
+    return render_template(
+        "shop/index.html",
+        plans=[i for i in items if i.category == "plan"],
+        packs=[i for i in items if i.category == "points"],
+    )
 
 
 @bp.get("/")
@@ -62,11 +65,9 @@ def buy(lookup_key: str):
         abort(404)
     try:
         if request.form.get("method") == "checkout":
-            order, url = purchase.start_checkout(current_user, price,
-                                                 return_urls=checkout_return_urls)
+            order, url = purchase.start_checkout(current_user, price, return_urls=checkout_return_urls)
             return redirect(url, code=303)
-        order = purchase.start_payment(current_user, lookup_key,
-                                       save_card=request.form.get("save_card") == "1")
+        order = purchase.start_payment(current_user, lookup_key, save_card=request.form.get("save_card") == "1")
     except ServiceError as err:  # re-render the form with the message
         flash(err.message, "error")
         return render_template("shop/buy.html", price=price), err.status

@@ -14,6 +14,7 @@ token whose buyer logged out or no longer owns the order, an unknown order, and 
 sync is due for (the view claims the sync slot and asks Stripe). Disabled when app-wide rate
 limits are configured (they must see every request) or with ``STATUS_FAST_PATH=False``.
 """
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ refused with 413 before it is read or HMAC'd: by its Content-Length, and while r
 that has none. This limit replaces the app's ``MAX_CONTENT_LENGTH`` for this one route (forms
 and JSON are smaller than an invoice event can be).
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
@@ -19,8 +20,7 @@ _CHUNK = 64 * 1024
 
 
 def _error(status: int, code: str, message: str):
-    return jsonify(error={"code": code, "type": "invalid_request_error",
-                          "message": message}), status
+    return jsonify(error={"code": code, "type": "invalid_request_error", "message": message}), status
 
 
 def _read_body(limit: int) -> bytes | None:

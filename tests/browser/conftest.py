@@ -5,6 +5,7 @@ against Stripe.js's public API; the one thing that differs from a page using Str
 the script URL (``{sandbox}/v3/`` instead of ``https://js.stripe.com/v3/``). Intents are created
 server-side with the official SDK, as a real shop would.
 """
+
 from __future__ import annotations
 
 import html
@@ -22,8 +23,14 @@ from stripe.params import PaymentIntentCreateParams
 from stripe_sandbox.testing import SandboxServer
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PUBLISHABLE_KEY = "pk_test_browser_tests"
 SECRET_KEY = "sk_test_browser_tests"
 
@@ -33,14 +40,14 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 def pytest_collection_modifyitems(config, items):
     if os.path.exists(CHROMIUM):
         return
-    skip = pytest.mark.skip(reason=f"browser tests need Debian's Chromium at {CHROMIUM} "
-                                   "(apt-get install chromium)")
+    skip = pytest.mark.skip(reason=f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)")
     for item in items:
         if "tests/browser/" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(skip)
 
 
 # --- browser ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def chromium():
@@ -69,6 +76,7 @@ def page(chromium):
 
 # --- sandbox -------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def stripe_sandbox_server(tmp_path_factory):
     server = SandboxServer(tmp_path_factory.mktemp("browser-sandbox") / "state.sqlite3").start()
@@ -84,8 +92,7 @@ def stripe_sandbox(stripe_sandbox_server):
 
 @pytest.fixture
 def stripe_client(stripe_sandbox) -> stripe.StripeClient:
-    return stripe.StripeClient(SECRET_KEY, base_addresses={"api": stripe_sandbox.url},
-                               max_network_retries=0)
+    return stripe.StripeClient(SECRET_KEY, base_addresses={"api": stripe_sandbox.url}, max_network_retries=0)
 
 
 # --- the test shop -------------------------------------------------------------------------------
@@ -173,8 +180,7 @@ class TestShop:
 
     def __init__(self, sandbox_url: str):
         self.sandbox_url = sandbox_url
-        self.client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": sandbox_url},
-                                          max_network_retries=0)
+        self.client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": sandbox_url}, max_network_retries=0)
         self.intents: list = []
         shop = self
 
@@ -188,18 +194,21 @@ class TestShop:
                     elif parts.path == "/save":
                         body = shop.setup_page(query)
                     elif parts.path == "/return":
-                        body = _RETURN.format(stripe_js=f"{shop.sandbox_url}/v3/",
-                                              key=json.dumps(PUBLISHABLE_KEY),
-                                              redirect_status=html.escape(
-                                                  query.get("redirect_status", "")))
+                        body = _RETURN.format(
+                            stripe_js=f"{shop.sandbox_url}/v3/",
+                            key=json.dumps(PUBLISHABLE_KEY),
+                            redirect_status=html.escape(query.get("redirect_status", "")),
+                        )
                     elif parts.path == "/favicon.ico":
                         self.send_response(204)
                         self.end_headers()
                         return
                     elif parts.path in ("/success", "/cancel"):
-                        body = (f"<!doctype html><title>{parts.path[1:]}</title>"
-                                f"<h1 id='landed'>{parts.path[1:]}</h1>"
-                                f"<p id='session'>{html.escape(query.get('session_id', ''))}</p>")
+                        body = (
+                            f"<!doctype html><title>{parts.path[1:]}</title>"
+                            f"<h1 id='landed'>{parts.path[1:]}</h1>"
+                            f"<p id='session'>{html.escape(query.get('session_id', ''))}</p>"
+                        )
                     else:
                         self.send_error(404)
                         return
@@ -221,32 +230,48 @@ class TestShop:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def _render(self, title: str, button: str, config: dict) -> str:
-        return _PAGE.format(stripe_js=f"{self.sandbox_url}/v3/", title=title, button=button,
-                            config=json.dumps(config))
+        return _PAGE.format(stripe_js=f"{self.sandbox_url}/v3/", title=title, button=button, config=json.dumps(config))
 
     def payment_page(self, query: dict) -> str:
-        params: PaymentIntentCreateParams = {"amount": int(query.get("amount", 1999)),
-                                             "currency": query.get("currency", "usd")}
+        params: PaymentIntentCreateParams = {
+            "amount": int(query.get("amount", 1999)),
+            "currency": query.get("currency", "usd"),
+        }
         if query.get("types"):
             params["allowed_payment_method_types"] = query["types"].split(",")
         else:
             params["automatic_payment_methods"] = {"enabled": True}
         intent = self.client.v1.payment_intents.create(params=params)
         self.intents.append(intent)
-        return self._render("Buy a thing", "Pay", {
-            "publishableKey": PUBLISHABLE_KEY, "clientSecret": intent.client_secret,
-            "kind": "payment", "returnUrl": f"{self.url}/return",
-            "redirect": query.get("redirect", "always")})
+        return self._render(
+            "Buy a thing",
+            "Pay",
+            {
+                "publishableKey": PUBLISHABLE_KEY,
+                "clientSecret": intent.client_secret,
+                "kind": "payment",
+                "returnUrl": f"{self.url}/return",
+                "redirect": query.get("redirect", "always"),
+            },
+        )
 
     def setup_page(self, query: dict) -> str:
         customer = self.client.v1.customers.create(params={"email": "saver@example.com"})
-        intent = self.client.v1.setup_intents.create(params={
-            "customer": customer.id, "allowed_payment_method_types": ["card"]})
+        intent = self.client.v1.setup_intents.create(
+            params={"customer": customer.id, "allowed_payment_method_types": ["card"]}
+        )
         self.intents.append(intent)
-        return self._render("Save a card", "Save card", {
-            "publishableKey": PUBLISHABLE_KEY, "clientSecret": intent.client_secret,
-            "kind": "setup", "returnUrl": f"{self.url}/return",
-            "redirect": query.get("redirect", "always")})
+        return self._render(
+            "Save a card",
+            "Save card",
+            {
+                "publishableKey": PUBLISHABLE_KEY,
+                "clientSecret": intent.client_secret,
+                "kind": "setup",
+                "returnUrl": f"{self.url}/return",
+                "redirect": query.get("redirect", "always"),
+            },
+        )
 
     def close(self):
         self.server.shutdown()

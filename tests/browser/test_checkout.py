@@ -1,4 +1,5 @@
 """The hosted Checkout page (a Checkout Session's ``url``) in a real browser."""
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,14 @@ def create_session(stripe_client, shop, **extra):
     params = {
         "mode": "payment",
         "line_items": [
-            {"price_data": {"currency": "usd", "unit_amount": 1500,
-                            "product_data": {"name": "Storefront T-shirt"}}, "quantity": 2},
-            {"price_data": {"currency": "usd", "unit_amount": 499,
-                            "product_data": {"name": "Sticker pack"}}, "quantity": 1},
+            {
+                "price_data": {"currency": "usd", "unit_amount": 1500, "product_data": {"name": "Storefront T-shirt"}},
+                "quantity": 2,
+            },
+            {
+                "price_data": {"currency": "usd", "unit_amount": 499, "product_data": {"name": "Sticker pack"}},
+                "quantity": 1,
+            },
         ],
         "success_url": f"{shop.url}/success?session_id={{CHECKOUT_SESSION_ID}}",
         "cancel_url": f"{shop.url}/cancel",
@@ -33,9 +38,11 @@ def wait_ready(page):
 
 def post_confirm(sandbox_url: str, session_id: str, payment_method: str):
     request = urllib.request.Request(
-        f"{sandbox_url}/c/pay/{session_id}/confirm", method="POST",
+        f"{sandbox_url}/c/pay/{session_id}/confirm",
+        method="POST",
         data=json.dumps({"payment_method": payment_method}).encode(),
-        headers={"Content-Type": "application/json"})
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -127,13 +134,23 @@ def test_session_expiring_while_the_page_is_open(page, shop, stripe_client, stri
 
 
 def test_subscription_mode(page, shop, stripe_client):
-    price = stripe_client.v1.prices.create(params={
-        "currency": "usd", "unit_amount": 900, "recurring": {"interval": "month"},
-        "product_data": {"name": "Storefront Plus"}})
-    session = stripe_client.v1.checkout.sessions.create(params={
-        "mode": "subscription", "line_items": [{"price": price.id, "quantity": 1}],
-        "success_url": f"{shop.url}/success?session_id={{CHECKOUT_SESSION_ID}}",
-        "cancel_url": f"{shop.url}/cancel", "customer_email": "member@example.com"})
+    price = stripe_client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 900,
+            "recurring": {"interval": "month"},
+            "product_data": {"name": "Storefront Plus"},
+        }
+    )
+    session = stripe_client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": f"{shop.url}/success?session_id={{CHECKOUT_SESSION_ID}}",
+            "cancel_url": f"{shop.url}/cancel",
+            "customer_email": "member@example.com",
+        }
+    )
     page.goto(session.url)
     expect(page.get_by_text("billed per month")).to_be_visible()
     wait_ready(page)
@@ -146,13 +163,20 @@ def test_subscription_mode(page, shop, stripe_client):
 
 
 def test_delayed_method_redirects_while_unpaid(page, shop, stripe_client, stripe_sandbox):
-    session = stripe_client.v1.checkout.sessions.create(params={
-        "mode": "payment",
-        "line_items": [{"price_data": {"currency": "eur", "unit_amount": 2000,
-                                       "product_data": {"name": "Poster"}}, "quantity": 1}],
-        "allowed_payment_method_types": ["card", "sepa_debit"],
-        "success_url": f"{shop.url}/success?session_id={{CHECKOUT_SESSION_ID}}",
-        "cancel_url": f"{shop.url}/cancel"})
+    session = stripe_client.v1.checkout.sessions.create(
+        params={
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {"currency": "eur", "unit_amount": 2000, "product_data": {"name": "Poster"}},
+                    "quantity": 1,
+                }
+            ],
+            "allowed_payment_method_types": ["card", "sepa_debit"],
+            "success_url": f"{shop.url}/success?session_id={{CHECKOUT_SESSION_ID}}",
+            "cancel_url": f"{shop.url}/cancel",
+        }
+    )
     page.goto(session.url)
     expect(page.locator("#total")).to_have_text("€20.00")
     wait_ready(page)

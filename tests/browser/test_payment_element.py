@@ -2,6 +2,7 @@
 
 Every page here comes from the test shop (conftest.TestShop) and uses only Stripe.js's public API.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -10,8 +11,9 @@ import re
 from playwright.sync_api import expect
 
 DECLINED = "Your card was declined."
-AUTH_FAILED = ("We are unable to authenticate your payment method. Please choose a different "
-               "payment method and try again.")
+AUTH_FAILED = (
+    "We are unable to authenticate your payment method. Please choose a different payment method and try again."
+)
 
 
 def open_pay_page(page, shop, query: str = ""):
@@ -43,8 +45,13 @@ def test_successful_card_redirects_to_return_url(page, shop, stripe_client):
     fill_card(page, "4242 4242 4242 4242")
     expect(page.locator("[data-field=number] .sbx-brand")).to_have_text("Visa")
     events = page.evaluate("window.changeEvents")
-    assert events[-1] == {"elementType": "payment", "empty": False, "complete": True,
-                          "collapsed": False, "value": {"type": "card"}}
+    assert events[-1] == {
+        "elementType": "payment",
+        "empty": False,
+        "complete": True,
+        "collapsed": False,
+        "value": {"type": "card"},
+    }
     page.click("#submit")
     page.wait_for_url(re.compile(r"/return\?"))
     query = dict(re.findall(r"[?&]([^=]+)=([^&]*)", page.url))
@@ -116,8 +123,7 @@ def test_validation_errors_without_calling_the_api(page, shop):
     page.click("#submit")
     expect(page.locator("#message")).to_have_text("Your card number is invalid.")
     error = page.evaluate("window.lastResult.error")
-    assert error == {"type": "validation_error", "code": "invalid_number",
-                     "message": "Your card number is invalid."}
+    assert error == {"type": "validation_error", "code": "invalid_number", "message": "Your card number is invalid."}
     # incomplete fields
     number.fill("4242 4242")
     page.get_by_label("Expiration date").fill("12 / 34")
@@ -234,15 +240,20 @@ def test_every_test_card_number_is_complete_with_its_brand(page, shop):
 
     import stripe_sandbox as sandbox_package
 
-    cards = json.loads((Path(sandbox_package.__file__).parent / "data" / "test-cards.json")
-                       .read_text())
+    cards = json.loads((Path(sandbox_package.__file__).parent / "data" / "test-cards.json").read_text())
     numbers = [c for c in cards if c["number"] and c["outcome"] != "declined_invalid_number"]
     open_pay_page(page, shop)
     page.get_by_label("Expiration date").fill("12 / 34")
     page.get_by_label("ZIP").fill("12345")
-    labels = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express",
-              "discover": "Discover", "diners": "Diners Club", "jcb": "JCB",
-              "unionpay": "UnionPay"}
+    labels = {
+        "visa": "Visa",
+        "mastercard": "Mastercard",
+        "amex": "American Express",
+        "discover": "Discover",
+        "diners": "Diners Club",
+        "jcb": "JCB",
+        "unionpay": "UnionPay",
+    }
     for card in numbers:
         page.get_by_label("Card number").fill(card["number"])
         page.get_by_label("Security code").fill("1234" if card["brand"] == "amex" else "123")
@@ -255,10 +266,16 @@ def test_every_test_card_number_is_complete_with_its_brand(page, shop):
 def test_redirect_to_url_challenge_opened_top_level(page, shop, stripe_client):
     """A server-side confirm with a return_url gets ``redirect_to_url``: the challenge page,
     opened top-level, sends the buyer back to return_url with Stripe's query parameters."""
-    intent = stripe_client.v1.payment_intents.create(params={
-        "amount": 1200, "currency": "usd", "payment_method": "pm_card_authenticationRequired",
-        "confirm": True, "return_url": f"{shop.url}/return",
-        "allowed_payment_method_types": ["card"]})
+    intent = stripe_client.v1.payment_intents.create(
+        params={
+            "amount": 1200,
+            "currency": "usd",
+            "payment_method": "pm_card_authenticationRequired",
+            "confirm": True,
+            "return_url": f"{shop.url}/return",
+            "allowed_payment_method_types": ["card"],
+        }
+    )
     assert intent.status == "requires_action"
     assert intent.next_action.type == "redirect_to_url"
     page.goto(intent.next_action.redirect_to_url.url)
@@ -284,5 +301,4 @@ def test_closing_the_challenge_fails_authentication(page, shop, stripe_client):
     close.click()
     expect(page.locator("#message")).to_have_text(AUTH_FAILED)
     expect(dialog).to_have_count(0)
-    assert stripe_client.v1.payment_intents.retrieve(shop.intents[-1].id).status == \
-        "requires_payment_method"
+    assert stripe_client.v1.payment_intents.retrieve(shop.intents[-1].id).status == "requires_payment_method"

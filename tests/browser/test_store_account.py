@@ -3,6 +3,7 @@
 Store fixtures from tests/conftest.py (`app`, `sandbox`, `sandbox_server`), browser fixtures from
 tests/browser/conftest.py (`page`). The store runs with CSRF on, as in production; no webhook
 endpoint is registered, so the status page's own polling is what settles each payment."""
+
 from __future__ import annotations
 
 import re
@@ -26,6 +27,7 @@ def store(app, database_url, sandbox_server, sandbox):
     shop = create_app(make_config(database_url, sandbox_server.url, WTF_CSRF_ENABLED=True))
     with shop.app_context():
         from storefront.services.catalog import sync_catalog
+
         sync_catalog()
     server = make_server("127.0.0.1", 0, shop, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

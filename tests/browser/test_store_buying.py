@@ -7,6 +7,7 @@ say the right state in plain words and show the right points balance in the head
 delivers its webhooks to the live store (``webhooks`` fixture), so the order may be settled by
 the webhook or by the status page's own sync, whichever comes first -- as in production.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,6 +33,7 @@ STATUS_PAGE = re.compile(r"/orders/[A-Za-z0-9_-]+(\?.*)?$")
 
 # --- helpers ---------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def store(live_server, page):
     """A newcomer signed up (and logged in) through the store's own form; yields its URL."""
@@ -51,8 +53,7 @@ def balance_chip(page):
     return page.locator(".site-header .points-chip")
 
 
-def start_buying(page, store: str, lookup_key: str, *, method: str = "page",
-                 save_card: bool = False) -> None:
+def start_buying(page, store: str, lookup_key: str, *, method: str = "page", save_card: bool = False) -> None:
     """From the product's page: choose how to pay and continue."""
     page.goto(f"{store}/buy/{lookup_key}")
     if method == "checkout":
@@ -107,16 +108,14 @@ def pay_error(page):
     return page.locator("[data-pay-error]")
 
 
-def expect_status_page(page, state: str, balance: int, *, message: str | None = None,
-                       timeout: float = 10_000) -> str:
+def expect_status_page(page, state: str, balance: int, *, message: str | None = None, timeout: float = 10_000) -> str:
     """On the order's status page: the plain-words state, the message and the header balance.
     Returns the order's public id."""
     page.wait_for_url(STATUS_PAGE, timeout=timeout)
     expect(page.locator("[data-status-badge]")).to_have_text(state, timeout=timeout)
     if message:
         expect(page.locator("[data-status-message]")).to_contain_text(message)
-    expect(balance_chip(page)).to_have_text(re.compile(rf"(^|\s){balance:,} pts$"),
-                                            timeout=timeout)
+    expect(balance_chip(page)).to_have_text(re.compile(rf"(^|\s){balance:,} pts$"), timeout=timeout)
     return found(re.search(r"/orders/([^/?]+)", page.url), "order id in the URL").group(1)
 
 
@@ -129,16 +128,15 @@ def assert_books(app, *, orders_paid: int, balance: int) -> None:
     """The database agrees with the page: each paid order credited exactly once."""
     with app.app_context():
         user = found(db.session.scalar(select(User).where(User.email == "shopper@example.com")), "shopper")
-        paid = db.session.scalars(select(Order).where(Order.user_id == user.id,
-                                                      Order.status == "paid")).all()
-        entries = db.session.scalar(select(func.count(PointsEntry.id))
-                                    .where(PointsEntry.user_id == user.id))
+        paid = db.session.scalars(select(Order).where(Order.user_id == user.id, Order.status == "paid")).all()
+        entries = db.session.scalar(select(func.count(PointsEntry.id)).where(PointsEntry.user_id == user.id))
         assert len(paid) == orders_paid and entries == orders_paid
         assert user.points_balance == balance == sum(o.points for o in paid)
         db.session.remove()
 
 
 # --- the Payment Element ---------------------------------------------------------------------
+
 
 def test_points_pack_with_4242(page, store, app):
     open_pay_page(page, store, SMALL)
@@ -182,6 +180,7 @@ def test_declined_card_then_a_good_one(page, store, app):
 
 # --- saved cards -----------------------------------------------------------------------------
 
+
 def _save_a_card(page, store, number: str, *, three_d_secure: bool = False) -> None:
     open_pay_page(page, store, SMALL, save_card=True)
     expect(page.get_by_text("Pay with a saved card")).to_have_count(0)  # none saved yet
@@ -216,6 +215,7 @@ def test_saved_card_that_needs_three_d_secure(page, store, app):
 
 # --- Checkout redirect -----------------------------------------------------------------------
 
+
 def test_checkout_redirect(page, store, sandbox, app):
     start_buying(page, store, LARGE, method="checkout")
     page.wait_for_url(re.compile(re.escape(sandbox.url) + r"/c/pay/cs_"))
@@ -231,6 +231,7 @@ def test_checkout_redirect(page, store, sandbox, app):
 
 
 # --- a delayed method: ACH Direct Debit --------------------------------------------------------
+
 
 def test_us_bank_account_processing_then_paid(page, store, sandbox, app):
     open_pay_page(page, store, MEDIUM)
@@ -257,7 +258,6 @@ def test_us_bank_account_that_fails_after_processing(page, store, sandbox, app):
     pay_button(page, SMALL).click()
     expect_status_page(page, "processing", 0)
     sandbox.control("POST", "/_sandbox/clock/advance", {"seconds": 10})
-    expect_status_page(page, "failed", 0, timeout=15_000,
-                       message="The customer's bank account could not be located.")
+    expect_status_page(page, "failed", 0, timeout=15_000, message="The customer's bank account could not be located.")
     expect(page.get_by_role("link", name="Try another card")).to_be_visible()
     assert_books(app, orders_paid=0, balance=0)

@@ -2,6 +2,7 @@
 
 Uses the browser fixtures of tests/browser/conftest.py (`page`, skipped without Chromium) and
 the store fixtures of tests/conftest.py (`app`, `sandbox`)."""
+
 from __future__ import annotations
 
 import threading
@@ -19,6 +20,7 @@ def live_store(app, database_url, sandbox_server, sandbox):
     store = create_app(make_config(database_url, sandbox_server.url, WTF_CSRF_ENABLED=True))
     with store.app_context():
         from storefront.services.catalog import sync_catalog
+
         sync_catalog()
     server = make_server("127.0.0.1", 0, store, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

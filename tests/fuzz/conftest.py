@@ -1,5 +1,6 @@
 """The fuzz suite's fixtures: one seeded store for the whole module (tables are emptied once,
 at the end, not after every test) and the run's summary line."""
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,7 @@ def world(app, _sandbox, sandbox_server):
     started = time.monotonic()
     request_class = app.request_class
     # learn which query/form keys each view reads (used to pick keys; see strategies.LEARNED)
-    app.request_class = type("RecordingRequest", (request_class,),
-                             {"parameter_storage_class": RecordingMultiDict})
+    app.request_class = type("RecordingRequest", (request_class,), {"parameter_storage_class": RecordingMultiDict})
     world = seed_world(app, _sandbox, sandbox_server.sandbox.store.path)
     STATS.timing["seeding"] += time.monotonic() - started
     world.client = app.test_client(use_cookies=False)
@@ -48,6 +48,7 @@ def world(app, _sandbox, sandbox_server):
             limiter.reset()
         _sandbox.reset()
         from storefront.services import cards, subscriptions
+
         for name, module in (("_cache", cards), ("_synced", subscriptions)):
             cache: Any = getattr(module, name, None)
             if hasattr(cache, "clear"):
@@ -59,8 +60,10 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "fuzz")
         terminalreporter.write_line(STATS.summary())
         for failure in sorted(STATS.failures.values(), key=lambda f: (f.endpoint, f.method)):
-            terminalreporter.write_line(f"  {failure.kind}: {failure.method} {failure.endpoint} as "
-                                        f"{failure.identity} -> {failure.status} (x{failure.count})")
+            terminalreporter.write_line(
+                f"  {failure.kind}: {failure.method} {failure.endpoint} as "
+                f"{failure.identity} -> {failure.status} (x{failure.count})"
+            )
     report = os.environ.get("FUZZ_REPORT")
     if report and STATS.requests:
         with open(report, "w", encoding="utf-8") as out:

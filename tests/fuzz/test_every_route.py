@@ -13,6 +13,7 @@ Routes are read from the app when the tests are collected, so a new route is fuz
 touching this file. A route is skipped only for a stated technical reason: see ``SKIPPED``.
 There is no list of accepted failures.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -56,10 +57,12 @@ from .strategies import (
     webhook_request,
 )
 
-pytestmark = [pytest.mark.fuzz,
-              pytest.mark.filterwarnings("ignore:Generating overly large repr"),
-              # a false alarm about json_strategy's st.recursive (it does use its argument)
-              pytest.mark.filterwarnings("ignore:.*doesn't use it's argument")]
+pytestmark = [
+    pytest.mark.fuzz,
+    pytest.mark.filterwarnings("ignore:Generating overly large repr"),
+    # a false alarm about json_strategy's st.recursive (it does use its argument)
+    pytest.mark.filterwarnings("ignore:.*doesn't use it's argument"),
+]
 
 #: endpoint -> why it is not fuzzed
 SKIPPED = {
@@ -88,8 +91,9 @@ def _combos() -> list:
         # HEAD and OPTIONS are drawn inside the GET/POST runs (Flask answers them for every rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             for identity in IDENTITIES:
-                combos.append(pytest.param(rule.endpoint, rule.rule, method, identity,
-                                           id=f"{method} {rule.rule} as {identity}"))
+                combos.append(
+                    pytest.param(rule.endpoint, rule.rule, method, identity, id=f"{method} {rule.rule} as {identity}")
+                )
     return combos
 
 
@@ -113,16 +117,32 @@ def _signed(view) -> bool:
     return "Stripe-Signature" in source
 
 
-RAW_BODIES = [b"\xff\xfe\x00\x00", b"", b"\x00" * 64, json.dumps({"a": "b"}).encode("utf-16"),
-              b'{"priceId": "price_\xff"}', b"a=%ff&b=\x00",
-              b"--x\r\nContent-Disposition: form-data\r\n\r\n", b"{" * 10, b"[1, 2", b"A" * 2_000_000]
-RAW_TYPES = ["application/json", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-             "text/plain", "application/json; charset=utf-16", "\x00"]
+RAW_BODIES = [
+    b"\xff\xfe\x00\x00",
+    b"",
+    b"\x00" * 64,
+    json.dumps({"a": "b"}).encode("utf-16"),
+    b'{"priceId": "price_\xff"}',
+    b"a=%ff&b=\x00",
+    b"--x\r\nContent-Disposition: form-data\r\n\r\n",
+    b"{" * 10,
+    b"[1, 2",
+    b"A" * 2_000_000,
+]
+RAW_TYPES = [
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "text/plain",
+    "application/json; charset=utf-16",
+    "\x00",
+]
 
 
 @dataclass
 class Draw:
     """One request, as drawn (the identity's cookie is added when it is sent)."""
+
     method: str
     path: str
     query: str
@@ -137,15 +157,13 @@ class Draw:
 class RequestStrategies:
     """The strategies for one (route, method, identity), built once per test."""
 
-    def __init__(self, world: World, rule, method: str, identity: str, names: NamePool,
-                 signed: bool) -> None:
+    def __init__(self, world: World, rule, method: str, identity: str, names: NamePool, signed: bool) -> None:
         self.world, self.rule, self.method, self.identity = world, rule, method, identity
         self.signed = signed
         self.pairs = pairs_strategy(world, names)
         self.form_pairs = pairs_strategy(world, names, max_size=8)
         self.json = json_strategy(world, names)
-        self.paths = {arg: path_value(world, arg, rule._converters[arg])
-                      for arg in sorted(rule.arguments)}
+        self.paths = {arg: path_value(world, arg, rule._converters[arg]) for arg in sorted(rule.arguments)}
         self.webhook = webhook_request(world, names) if signed else None
         self.tail = st.one_of(st.none(), st.none(), st.none(), st.sampled_from(RAW_QUERY_TAILS))
 
@@ -171,8 +189,7 @@ class RequestStrategies:
             pairs = draw(self.form_pairs)
             if token is not None:
                 pairs.insert(draw(st.integers(0, len(pairs))), ("csrf_token", token))
-            return (urlencode(pairs, quote_via=quote), "application/x-www-form-urlencoded", headers,
-                    f"form={pairs!r}")
+            return (urlencode(pairs, quote_via=quote), "application/x-www-form-urlencoded", headers, f"form={pairs!r}")
         if token is not None:
             headers = {"X-CSRFToken": token}
         if kind == "json":
@@ -212,12 +229,14 @@ class RequestStrategies:
                 headers["Host"] = host
             if cookie is not None:
                 headers["Cookie"] = cookie
-            request = Draw(method, path, query, csrf, headers,
-                           outage=draw(st.sampled_from([None] * 10 + ["error", "rate_limit"])))
+            request = Draw(
+                method, path, query, csrf, headers, outage=draw(st.sampled_from([None] * 10 + ["error", "rate_limit"]))
+            )
             if method not in READ_METHODS:
                 request.body, request.content_type, extra, request.described = self.body(draw, token)
                 headers.update(extra)
             return request
+
         return requests()
 
 
@@ -238,8 +257,9 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
     headers = {**identity.headers(), **request.headers}  # a drawn (tampered) Cookie wins
     body, content_type, described = request.body, request.content_type, request.described
     shown = {k: v for k, v in headers.items() if k != "Cookie" or "Cookie" in request.headers}
-    request_text = (f"{actual} {path}?{qs[:1500]}\nas {identity_name}, csrf={csrf}, headers={shown!r}\n"
-                    f"{described}")[:4000]
+    request_text = (f"{actual} {path}?{qs[:1500]}\nas {identity_name}, csrf={csrf}, headers={shown!r}\n{described}")[
+        :4000
+    ]
     world.capture.records.clear()
     status, detail, kind, to_login = 0, "", None, False
     if request.outage:
@@ -247,18 +267,27 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
         request_text += f"\nwith Stripe down: every call answers {request.outage}"
     started = time.perf_counter()
     try:
-        response = world.client.open(path, method=actual, query_string=qs, headers=headers,
-                                     data=body, content_type=content_type)
+        response = world.client.open(
+            path, method=actual, query_string=qs, headers=headers, data=body, content_type=content_type
+        )
         status = response.status_code
         to_login = response.location is not None and response.location.split("?")[0].endswith("/login")
         try:
             data = response.get_data()  # a streamed answer (the CSV) runs its generator here
             if status == 200 and response.mimetype == "text/html":
                 harvest_forms(data.decode("utf-8", "replace"))
-            if 400 <= status < 500 and path.startswith("/api/") and actual != "HEAD" and "Host" not in headers \
-                    and not _json_error(data):  # (an untrusted Host gets a plain 400, before any route)
-                kind, detail = "not a JSON error", f"an /api/ answer must be {{\"error\": {{code, message, " \
-                    f"type}}}}; it was {response.mimetype}: {data[:300]!r}"
+            if (
+                400 <= status < 500
+                and path.startswith("/api/")
+                and actual != "HEAD"
+                and "Host" not in headers
+                and not _json_error(data)
+            ):  # (an untrusted Host gets a plain 400, before any route)
+                kind, detail = (
+                    "not a JSON error",
+                    f'an /api/ answer must be {{"error": {{code, message, '
+                    f"type}}}}; it was {response.mimetype}: {data[:300]!r}",
+                )
         except Exception:  # noqa: BLE001 - the body failed after the status line was sent
             kind, detail = "stream error", traceback.format_exc()
         finally:
@@ -281,10 +310,21 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
         STATS.server_errors += kind != "not a JSON error"
         detail = detail or "\n".join(world.capture.records) or "(no traceback logged)"
         frame = innermost_app_frame(detail)
-        exc_line = next((line for line in reversed(detail.strip().splitlines())
-                         if line and not line.startswith(" ")), "")
-        STATS.record(Failure((rule.endpoint, method, identity_name, kind, status, frame, exc_line[:80]),
-                             kind, rule.endpoint, actual, identity_name, status, request_text, detail))
+        exc_line = next(
+            (line for line in reversed(detail.strip().splitlines()) if line and not line.startswith(" ")), ""
+        )
+        STATS.record(
+            Failure(
+                (rule.endpoint, method, identity_name, kind, status, frame, exc_line[:80]),
+                kind,
+                rule.endpoint,
+                actual,
+                identity_name,
+                status,
+                request_text,
+                detail,
+            )
+        )
 
     before, before_rows = world.last_fp, world.db_fp.rows
     assert before is not None and before_rows is not None
@@ -298,20 +338,34 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
         if after[1] != before[1]:
             changed.append(f"sandbox: {after[1][0] - before[1][0]} objects more, or one changed")
         tables = tuple(line.split(":", 1)[0] for line in changed)
-        STATS.record(Failure((rule.endpoint, method, identity_name, "state", status, tables),
-                             "state change on 4xx", rule.endpoint, actual, identity_name, status,
-                             request_text, "changed:\n" + "\n".join(changed)))
+        STATS.record(
+            Failure(
+                (rule.endpoint, method, identity_name, "state", status, tables),
+                "state change on 4xx",
+                rule.endpoint,
+                actual,
+                identity_name,
+                status,
+                request_text,
+                "changed:\n" + "\n".join(changed),
+            )
+        )
     elif actual in READ_METHODS and after != before:
         # not a failure by these rules (a page may sync an order from Stripe), but worth a look
         changed = describe_change(before_rows, world.db_fp.rows or {}) if after[0] != before[0] else []
         if after[1] != before[1]:
             changed.append("sandbox objects")
         STATS.read_changes[f"{actual} {rule.rule} as {identity_name} -> {status}"].update(
-            line.split(":", 1)[0] for line in changed)
+            line.split(":", 1)[0] for line in changed
+        )
 
     # a successful POST may have logged this identity out (log-out, password change): sign in again
-    if identity.email is not None and actual not in READ_METHODS and status < 400 \
-            and not still_signed_in(world.app, identity):
+    if (
+        identity.email is not None
+        and actual not in READ_METHODS
+        and status < 400
+        and not still_signed_in(world.app, identity)
+    ):
         started = time.perf_counter()
         establish(world.app, identity)
         world.refresh_fingerprint()
@@ -319,8 +373,9 @@ def _send(world: World, rule, method: str, identity_name: str, request: Draw) ->
     return 401 if status in (301, 302, 303) and to_login else status
 
 
-def sweep(world: World, rule, method: str, identity_name: str, names: list[str],
-          signed: bool) -> Generator[Draw, int | None, None]:
+def sweep(
+    world: World, rule, method: str, identity_name: str, names: list[str], signed: bool
+) -> Generator[Draw, int | None, None]:
     """Requests with each value of ``SWEEP`` in the names the route reads (as learned while the
     random examples ran), in the query string and in the body, with the real CSRF token and
     real ids of the seeded store in the path (a different one each time). Yields requests and
@@ -331,8 +386,11 @@ def sweep(world: World, rule, method: str, identity_name: str, names: list[str],
     # per string argument: real ids of the kinds this route accepts (an order, a user, a
     # subscription...), found by one plain request per kind; all kinds if none is accepted
     rotations: dict[str, list[str]] = {}
-    firsts = {arg: groups[0][0] for arg in rule.arguments
-              if not is_number(rule._converters[arg]) and (groups := world.ids_for(arg))}
+    firsts = {
+        arg: groups[0][0]
+        for arg in rule.arguments
+        if not is_number(rule._converters[arg]) and (groups := world.ids_for(arg))
+    }
     for arg in firsts:
         groups = world.ids_for(arg)
         if len(groups) > 1:
@@ -345,8 +403,7 @@ def sweep(world: World, rule, method: str, identity_name: str, names: list[str],
                 if _send(world, rule, method, identity_name, probe) != 404:
                     accepted.append(ids)
             groups = accepted or groups
-        rotations[arg] = [ids[i] for i in range(max(map(len, groups)))
-                          for ids in groups if i < len(ids)]
+        rotations[arg] = [ids[i] for i in range(max(map(len, groups))) for ids in groups if i < len(ids)]
     # each value in every field at once; then, unless every answer was "log in" or "forbidden",
     # each value in one field at a time with the others as the app's own forms fill them
     plan: list[tuple[str, str | None]] = [(value, None) for value in SWEEP]
@@ -359,24 +416,33 @@ def sweep(world: World, rule, method: str, identity_name: str, names: list[str],
         values = {}
         for arg in sorted(rule.arguments):
             if is_number(rule._converters[arg]):
-                values[arg] = value if value.isascii() and value.isdigit() else \
-                    str(world.event_ids[n % len(world.event_ids)] if world.event_ids else 1)
+                values[arg] = (
+                    value
+                    if value.isascii() and value.isdigit()
+                    else str(world.event_ids[n % len(world.event_ids)] if world.event_ids else 1)
+                )
             else:
                 values[arg] = rotations[arg][n % len(rotations[arg])] if rotations.get(arg) else value
         if target is None:
             pairs = [(name, value) for name in names]
         else:
-            pairs = [(name, value if name == target else PLAUSIBLE[name][0])
-                     for name in names if name == target or PLAUSIBLE.get(name)]
+            pairs = [
+                (name, value if name == target else PLAUSIBLE[name][0])
+                for name in names
+                if name == target or PLAUSIBLE.get(name)
+            ]
         request = Draw(method, fill_path(rule, values), query_string(pairs, None), "real", {})
         if method not in READ_METHODS:
             if signed:
                 obj = dict(world.stripe_objects[n % len(world.stripe_objects)])
                 obj["id"] = value if n % 2 else obj.get("id")
-                event = {"id": value if n % 3 == 0 else f"evt_sweep{n}{time.time_ns()}", "object": "event",
-                         "type": "payment_intent.succeeded" if obj.get("object") == "payment_intent"
-                         else "charge.refunded", "created": value if n % 3 == 1 else int(time.time()),
-                         "data": {"object": obj}}
+                event = {
+                    "id": value if n % 3 == 0 else f"evt_sweep{n}{time.time_ns()}",
+                    "object": "event",
+                    "type": "payment_intent.succeeded" if obj.get("object") == "payment_intent" else "charge.refunded",
+                    "created": value if n % 3 == 1 else int(time.time()),
+                    "data": {"object": obj},
+                }
                 body = json.dumps(event).encode()
                 request.body, request.content_type = body, "application/json"
                 request.headers["Stripe-Signature"] = signature(body)
@@ -396,16 +462,19 @@ def sweep(world: World, rule, method: str, identity_name: str, names: list[str],
 
 @pytest.mark.parametrize("endpoint,rule_text,method,identity", COMBOS)
 def test_no_server_error_and_no_change_on_a_4xx(world: World, endpoint, rule_text, method, identity):
-    rule = next(r for r in world.app.url_map.iter_rules()
-                if r.endpoint == endpoint and r.rule == rule_text)
+    rule = next(r for r in world.app.url_map.iter_rules() if r.endpoint == endpoint and r.rule == rule_text)
     view = world.app.view_functions[endpoint]
     names = NamePool(endpoint, view_names(view))
     requests = RequestStrategies(world, rule, method, identity, names, _signed(view)).strategy()
 
     @seed(FUZZ_SEED ^ zlib.crc32(f"{method} {rule_text} {identity}".encode()))
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              phases=[Phase.explicit, Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(requests)
     def fuzz(request):
         _send(world, rule, method, identity, request)
@@ -419,7 +488,7 @@ def test_no_server_error_and_no_change_on_a_4xx(world: World, endpoint, rule_tex
         except StopIteration:
             break
         status = _send(world, rule, method, identity, request)
-    mine = [f for f in STATS.failures.values()
-            if (f.endpoint, f.identity) == (endpoint, identity) and f.key[1] == method]
-    assert not mine, "\n\n".join(
-        f"{f.kind} ({f.status}, x{f.count}):\n{f.request}\n{f.detail[-2500:]}" for f in mine)
+    mine = [
+        f for f in STATS.failures.values() if (f.endpoint, f.identity) == (endpoint, identity) and f.key[1] == method
+    ]
+    assert not mine, "\n\n".join(f"{f.kind} ({f.status}, x{f.count}):\n{f.request}\n{f.detail[-2500:]}" for f in mine)
