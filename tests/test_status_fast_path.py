@@ -19,7 +19,7 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import delete, event, select
 
 from storefront.extensions import db
-from storefront.models import Order, Price, User, UserSession
+from storefront.models import Order, User, UserSession
 from storefront.models.base import utcnow
 from storefront.web import order_status
 from storefront.web.page_cache import CatalogPageCache
@@ -27,6 +27,7 @@ from storefront.web.security import HostGuard
 from storefront.web.status_fast_path import StatusFastPath
 
 from .conftest import TEST_PASSWORD, found
+from .factories import make_order, price_of
 
 #: the headers a poll's answer must carry, whoever answers it
 HEADERS = (
@@ -44,24 +45,15 @@ HEADERS = (
 def _order(app, email="buyer@example.com", *, status="paid", synced_ago=None) -> str:
     with app.app_context():
         user = found(db.session.scalar(select(User).where(User.email == email)), f"user {email}")
-        price = found(db.session.scalar(select(Price).where(Price.lookup_key == "points_medium")), "points_medium")
-        order = Order(
-            user_id=user.id,
-            price_id=price.id,
-            lookup_key=price.lookup_key,
-            product_name=price.product.name,
-            points=price.product.points,
-            amount=price.unit_amount,
-            currency=price.currency,
-            method="payment_element",
+        order = make_order(
+            user,
+            price_of("points_medium"),
             status=status,
             stripe_payment_intent_id=f"pi_fast_{secrets.token_hex(6)}",
-            paid_at=utcnow() if status == "paid" else None,
             synced_at=None if synced_ago is None else utcnow() - synced_ago,
         )
         if status == "paid":
             user.points_balance = order.points
-        db.session.add(order)
         db.session.commit()
         return order.public_id
 
