@@ -46,10 +46,6 @@ MAX_AMOUNT = 99_999_999
 SUPPORTED_CURRENCIES = frozenset({"usd", "eur", "gbp"})
 
 
-#: kept while views still catch it by this name (``web/errors.py`` answers any ServiceError)
-PurchaseError = ServiceError
-
-
 @dataclass
 class PaymentStep:
     """What the page does next after a server-side confirm."""
@@ -65,9 +61,9 @@ class PaymentStep:
 
 def _one_time_price(price: Price | None) -> Price:
     if price is None or not price.active or not price.product.active:
-        raise PurchaseError("That product is not for sale.", code="price_not_found", status=404)
+        raise ServiceError("That product is not for sale.", code="price_not_found", status=404)
     if price.interval:
-        raise PurchaseError(
+        raise ServiceError(
             "Plans are subscriptions; choose a plan from your account page.",
             code="subscription_not_supported",
             status=400,
@@ -79,11 +75,11 @@ def _one_time_price(price: Price | None) -> Price:
 def check_amount(price: Price) -> None:
     """Refuse prices Stripe would refuse, before asking Stripe."""
     if price.currency not in SUPPORTED_CURRENCIES:
-        raise PurchaseError(f"{price.currency.upper()} is not a supported currency.", code="currency_not_supported")
+        raise ServiceError(f"{price.currency.upper()} is not a supported currency.", code="currency_not_supported")
     if price.unit_amount < MIN_AMOUNT.get(price.currency, 50):
-        raise PurchaseError("That amount is below the minimum we can charge.", code="amount_too_small")
+        raise ServiceError("That amount is below the minimum we can charge.", code="amount_too_small")
     if price.unit_amount > MAX_AMOUNT:
-        raise PurchaseError("That amount is above the maximum we can charge.", code="amount_too_large")
+        raise ServiceError("That amount is above the maximum we can charge.", code="amount_too_large")
 
 
 def price_for_lookup_key(lookup_key: str) -> Price:
@@ -98,7 +94,7 @@ def _check_buyer(user: User, price: Price) -> str:
     """Refuse a second Lifetime; the buyer's Stripe customer (created on first need). Ends the
     read: the caller has read everything else it sends to Stripe before this."""
     if price.product.entitlement and user.lifetime_since is not None:
-        raise PurchaseError("You already own the Lifetime plan.", code="already_owned", status=409)
+        raise ServiceError("You already own the Lifetime plan.", code="already_owned", status=409)
     read_then_release()
     try:
         return accounts.ensure_stripe_customer(user)
@@ -195,7 +191,7 @@ def start_payment(user: User, lookup_key: str, *, save_card: bool = False) -> Or
 def client_secret(order: Order) -> str:
     """The PaymentIntent's client secret, fetched when the pay page needs it (never stored)."""
     if order.stripe_payment_intent_id is None:  # a Checkout order: nothing to pay on our page
-        raise PurchaseError(_not_payable_message(order), code="order_not_payable", status=409)
+        raise ServiceError(_not_payable_message(order), code="order_not_payable", status=409)
     read_then_release()
     try:
         return str(get_gateway().retrieve_payment_intent(order.stripe_payment_intent_id)["client_secret"])
@@ -223,14 +219,14 @@ def pay_with_saved_card(
     ``attempt`` is a nonce from the pay form: a double-submitted form confirms once.
     """
     if order.status not in PAYABLE or order.stripe_payment_intent_id is None:
-        raise PurchaseError(_not_payable_message(order), code="order_not_payable", status=409)
+        raise ServiceError(_not_payable_message(order), code="order_not_payable", status=409)
     order_id, pi_id, public_id = order.id, order.stripe_payment_intent_id, order.public_id
     read_then_release()
     try:  # the one ownership check for a card: 404 if unknown, 503 if Stripe is down
         cards.own_card(user, payment_method_id)
     except ServiceError as err:
         message = err.message if err.status == 404 else f"{err.message} Nothing was charged."
-        raise PurchaseError(message, code=err.code, status=err.status) from err
+        raise ServiceError(message, code=err.code, status=err.status) from err
     gateway = get_gateway()
     if order.method not in ("saved_card", "subscription_invoice"):
         with unit_of_work():
@@ -265,7 +261,7 @@ def _after_failed_confirm(pi_id: str, err: GatewayError) -> PaymentStep:
         pi = get_gateway().retrieve_payment_intent(pi_id)
     except GatewayError:
         if isinstance(err, StripeUnavailable):
-            raise PurchaseError(
+            raise ServiceError(
                 err.user_message + " If your payment went through, this order "
                 "will show it shortly; please check it before paying again.",
                 code=err.code,
@@ -306,7 +302,7 @@ def start_checkout(user: User, price: Price, *, return_urls: Callable[[str], tup
     price = _one_time_price(price)
     stripe_price_id = price.stripe_price_id
     if not stripe_price_id:
-        raise PurchaseError("That product is not available for Checkout yet.", code="price_not_found", status=404)
+        raise ServiceError("That product is not available for Checkout yet.", code="price_not_found", status=404)
     public_id = new_order_id()
     metadata = order_metadata(user, price, public_id)
     customer = _check_buyer(user, price)  # the read ends there: Stripe next

@@ -45,10 +45,6 @@ _synced: dict[str, float] = {}  # by Stripe customer id
 _synced_lock = threading.Lock()
 
 
-#: kept while views still catch it by this name (``web/errors.py`` answers any ServiceError)
-SubscriptionError = ServiceError
-
-
 def _not_found() -> NotFound:
     return NotFound("We couldn't find that subscription.", code="subscription_not_found")
 
@@ -75,7 +71,7 @@ def plan_price(lookup_key: str) -> Price:
         .where(Price.lookup_key == lookup_key, Price.active.is_(True), Product.active.is_(True))
     )
     if price is None or not price.interval or not price.stripe_price_id:
-        raise SubscriptionError("That plan is not available.", code="price_not_found", status=404)
+        raise ServiceError("That plan is not available.", code="price_not_found", status=404)
     check_amount(price)
     return price
 
@@ -215,12 +211,12 @@ def _check_buyer(user: User, price: Price) -> tuple[str, Subscription | None]:
     """Refuse a second live subscription and Lifetime owners; returns (customer, an
     unpaid subscription to replace or resume)."""
     if user.lifetime_since is not None:
-        raise SubscriptionError(
+        raise ServiceError(
             "You own the Lifetime plan: there is nothing to subscribe to.", code="already_owned", status=409
         )
     existing = live_subscription(user.id)
     if existing is not None and existing.status != "incomplete":
-        raise SubscriptionError(
+        raise ServiceError(
             "You already have a subscription. Change its plan instead.", code="already_subscribed", status=409
         )
     read_then_release()
@@ -244,7 +240,7 @@ def _drop_unpaid(user: User, row: Subscription) -> None:
     open invoice is voided, so it can never be charged)."""
     try:
         cancel_now(row, by=f"buyer:{user.id}", reason="replaced")
-    except SubscriptionError as err:
+    except ServiceError as err:
         if err.status != 404:
             raise
 
@@ -258,7 +254,7 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
     price = plan_price(lookup_key)
     stripe_price_id, price_key = price.stripe_price_id, price.lookup_key
     if stripe_price_id is None:  # plan_price refuses such a price; this tells mypy
-        raise SubscriptionError("That plan is not available.", code="price_not_found", status=404)
+        raise ServiceError("That plan is not available.", code="price_not_found", status=404)
     metadata = {"user_id": str(user.id), "lookup_key": price_key}
     key = idempotency_key("subscription", user.public_id, price_key, attempt)
     customer, unpaid = _check_buyer(user, price)
@@ -278,14 +274,14 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
     received = utcnow()
     invoice = sub.get("latest_invoice") or {}
     if not isinstance(invoice, dict) or not invoice.get("id"):
-        raise SubscriptionError(
+        raise ServiceError(
             "Our payment provider did not return an invoice. Nothing was charged.", code="invoice_missing", status=502
         )
     with unit_of_work():
         subscription_sync.apply_subscription(sub, source="buyer", fetched_at=received)
         order_id = ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
-        raise SubscriptionError("That plan is not available.", code="price_not_found", status=404)
+        raise ServiceError("That plan is not available.", code="price_not_found", status=404)
     return db.session.get_one(Order, order_id, populate_existing=True)
 
 
@@ -333,16 +329,16 @@ def update_at_stripe(row: Subscription, params: dict[str, Any], *key_parts: str)
 
 def cancel_at_period_end(row: Subscription, *, attempt: str) -> Subscription:
     if row.status not in ("active", "trialing", "past_due"):
-        raise SubscriptionError("This subscription is not active.", code="subscription_not_active", status=409)
+        raise ServiceError("This subscription is not active.", code="subscription_not_active", status=409)
     return update_at_stripe(row, {"cancel_at_period_end": True}, "cancel", _attempt(attempt))
 
 
 def resume(row: Subscription, *, attempt: str) -> Subscription:
     if not row.cancel_at_period_end or row.status not in ("active", "trialing", "past_due"):
-        raise SubscriptionError("This subscription is not set to end.", code="not_canceling", status=409)
+        raise ServiceError("This subscription is not set to end.", code="not_canceling", status=409)
     user = db.session.get(User, row.user_id)
     if user is not None and user.lifetime_since is not None:
-        raise SubscriptionError(
+        raise ServiceError(
             "You own the Lifetime plan: this subscription is no longer needed.", code="already_owned", status=409
         )
     return update_at_stripe(row, {"cancel_at_period_end": False}, "resume", _attempt(attempt))
@@ -351,7 +347,7 @@ def resume(row: Subscription, *, attempt: str) -> Subscription:
 def cancel_now(row: Subscription, *, by: str, reason: str = "admin") -> Subscription:
     """End the subscription immediately (admins; also an unpaid one being replaced)."""
     if row.status not in LIVE_STATUSES:
-        raise SubscriptionError("This subscription has already ended.", code="subscription_ended", status=409)
+        raise ServiceError("This subscription has already ended.", code="subscription_ended", status=409)
     stripe_id = row.stripe_subscription_id
     read_then_release()
     try:
@@ -390,13 +386,11 @@ def open_invoice_order(row: Subscription) -> Order:
         raise unavailable(err) from err
     if invoice is None or invoice.get("status") != "open":
         _apply(sub, source="buyer", fetched_at=utcnow())
-        raise SubscriptionError(
-            "There is nothing to pay: your subscription is up to date.", code="nothing_due", status=409
-        )
+        raise ServiceError("There is nothing to pay: your subscription is up to date.", code="nothing_due", status=409)
     with unit_of_work():
         order_id = ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
-        raise SubscriptionError("We couldn't find that invoice.", code="invoice_not_found", status=404)
+        raise ServiceError("We couldn't find that invoice.", code="invoice_not_found", status=404)
     return db.session.get_one(Order, order_id, populate_existing=True)
 
 
@@ -478,7 +472,7 @@ _ATTEMPT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 def _attempt(attempt: str | None) -> str:
     """A form's nonce goes into an Idempotency-Key: ASCII letters, digits, ``-`` and ``_``."""
     if not attempt or not _ATTEMPT.fullmatch(attempt):
-        raise SubscriptionError(
+        raise ServiceError(
             "The form is missing its token; reload the page and try again.", code="invalid_attempt", status=400
         )
     return attempt
