@@ -18,6 +18,7 @@ The plain calls need no handler of their own::
     list_charges = list_endpoint("/v1/charges", "charge", params="ChargeListParams",
                                  filters=("customer", "payment_intent"))
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -41,17 +42,18 @@ class Endpoint:
 ENDPOINTS: list[Endpoint] = []
 
 
-def endpoint(method: str, rule: str, *, params: str | type | None = None, supported=(),
-             publishable: bool = False):
+def endpoint(method: str, rule: str, *, params: str | type | None = None, supported=(), publishable: bool = False):
     def register(handler):
         ENDPOINTS.append(Endpoint(method, rule, handler, params, tuple(supported), publishable))
         return handler
+
     return register
 
 
 @dataclass
 class Context:
     """What a handler sees: the store, the clock, who is calling and the request's identity."""
+
     store: Store
     key_kind: str  # "secret" or "publishable"
     request_id: str
@@ -66,17 +68,18 @@ class Context:
 
     def require_secret_key(self) -> None:
         if self.key_kind != "secret":
-            raise errors.unauthorized("This API call cannot be made with a publishable API key. "
-                                      "Please use a secret API key.")
+            raise errors.unauthorized(
+                "This API call cannot be made with a publishable API key. Please use a secret API key."
+            )
 
-    def load(self, object_id: str, object_type: str, *, param: str = "id",
-             label: str | None = None, status: int = 404) -> dict:
+    def load(
+        self, object_id: str, object_type: str, *, param: str = "id", label: str | None = None, status: int = 404
+    ) -> dict:
         """The stored, not deleted object of ``object_type``, or Stripe's resource_missing
         (``status=400`` for an object named by a parameter rather than the path)."""
         obj = self.store.get(object_id) if isinstance(object_id, str) else None
         if obj is None or obj.get("object") != object_type or obj.get("deleted"):
-            raise errors.no_such(label or object_type.split(".")[-1].replace("_", ""), object_id,
-                                 param, status=status)
+            raise errors.no_such(label or object_type.split(".")[-1].replace("_", ""), object_id, param, status=status)
         return obj
 
     def public_url(self) -> str:
@@ -89,8 +92,14 @@ class Context:
 
     def emit(self, event_type: str, obj: dict, previous_attributes: dict | None = None) -> dict:
         """Store a Stripe event for ``obj``, queue its webhooks, and keep it for the checks."""
-        event = create_event(self.store, event_type, obj, previous_attributes,
-                             request_id=self.request_id, idempotency_key=self.idempotency_key)
+        event = create_event(
+            self.store,
+            event_type,
+            obj,
+            previous_attributes,
+            request_id=self.request_id,
+            idempotency_key=self.idempotency_key,
+        )
         self.events.append(event)
         return event
 
@@ -117,8 +126,9 @@ def list_response(objects: list[dict], url: str, params: dict) -> dict:
     """Stripe's cursor pagination over ``objects`` (newest first)."""
     limit = params.get("limit", 10)
     if not 1 <= limit <= 100:
-        raise errors.invalid_request("Invalid limit: must be between 1 and 100", param="limit",
-                                     code="parameter_invalid_integer")
+        raise errors.invalid_request(
+            "Invalid limit: must be between 1 and 100", param="limit", code="parameter_invalid_integer"
+        )
     start = 0
     ids = [o["id"] for o in objects]
     if params.get("starting_after"):
@@ -126,14 +136,14 @@ def list_response(objects: list[dict], url: str, params: dict) -> dict:
         if cursor not in ids:
             raise errors.no_such("object", cursor, "starting_after")
         start = ids.index(cursor) + 1
-        page = objects[start:start + limit]
+        page = objects[start : start + limit]
         has_more = start + limit < len(objects)
     elif params.get("ending_before"):
         cursor = params["ending_before"]
         if cursor not in ids:
             raise errors.no_such("object", cursor, "ending_before")
         end = ids.index(cursor)
-        page = objects[max(0, end - limit):end]
+        page = objects[max(0, end - limit) : end]
         has_more = end - limit > 0
     else:
         page = objects[:limit]
@@ -156,10 +166,13 @@ def created_filter(objects: list[dict], created) -> list[dict]:
         return objects
     if isinstance(created, int):
         return [o for o in objects if o["created"] == created]
-    checks = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
-              "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
-    return [o for o in objects
-            if all(checks[op](o["created"], int(v)) for op, v in created.items())]
+    checks = {
+        "gt": lambda a, b: a > b,
+        "gte": lambda a, b: a >= b,
+        "lt": lambda a, b: a < b,
+        "lte": lambda a, b: a <= b,
+    }
+    return [o for o in objects if all(checks[op](o["created"], int(v)) for op, v in created.items())]
 
 
 # --- the common endpoints: retrieve by id, list with filters ---------------------------------
@@ -167,10 +180,10 @@ def created_filter(objects: list[dict], created) -> list[dict]:
 LIST_PARAMS = ("limit", "starting_after", "ending_before")
 
 
-def retrieve_endpoint(rule: str, object_type: str, *, params: str,
-                      label: str | None = None) -> Callable:
+def retrieve_endpoint(rule: str, object_type: str, *, params: str, label: str | None = None) -> Callable:
     """Declare ``GET rule`` (one ``<id>`` in the path): the stored object, or Stripe's 404
     ``resource_missing`` naming ``label`` (default: the type, as :meth:`Context.load` does)."""
+
     def retrieve(ctx: Context, _params: dict, **path: str) -> dict:
         ctx.require_secret_key()
         (object_id,) = path.values()
@@ -180,12 +193,20 @@ def retrieve_endpoint(rule: str, object_type: str, *, params: str,
     return endpoint("GET", rule, params=params)(retrieve)
 
 
-def list_endpoint(rule: str, object_type: str, *, params: str, filters: tuple[str, ...] = (),
-                  created: bool = True, extra: tuple[str, ...] = (),
-                  where: Callable[[list[dict], dict], list[dict]] | None = None) -> Callable:
+def list_endpoint(
+    rule: str,
+    object_type: str,
+    *,
+    params: str,
+    filters: tuple[str, ...] = (),
+    created: bool = True,
+    extra: tuple[str, ...] = (),
+    where: Callable[[list[dict], dict], list[dict]] | None = None,
+) -> Callable:
     """Declare ``GET rule``: every stored ``object_type`` (newest first, deleted ones left out),
     narrowed by the equality ``filters``, by ``where(objects, params)`` for the ``extra``
     parameters it reads, and by ``created``; then Stripe's cursor pagination."""
+
     def list_all(ctx: Context, list_params: dict) -> dict:
         ctx.require_secret_key()
         objects = [o for o in ctx.store.all(object_type) if not o.get("deleted")]
@@ -211,6 +232,7 @@ def listen(signal: str):
     def register(fn):
         _LISTENERS.setdefault(signal, []).append(fn)
         return fn
+
     return register
 
 

@@ -2,6 +2,7 @@
 ``hosted_invoice_url``, ``/i/<invoice_id>``) and the billing portal (a portal session's
 ``url``, ``/p/session/<session_id>``). Templates: ``templates/sandbox/invoice.html`` and
 ``portal.html`` (autoescaped)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, abort, render_template
@@ -24,14 +25,18 @@ def _stored(object_id: str, object_type: str) -> dict:
 def hosted_invoice(invoice_id: str):
     invoice = _stored(invoice_id, "invoice")
     currency = invoice["currency"]
-    lines = [{"description": line["description"] or "",
-              "amount": format_invoice_amount(line["amount"], line["currency"])}
-             for line in invoice["lines"]["data"]]
+    lines = [
+        {"description": line["description"] or "", "amount": format_invoice_amount(line["amount"], line["currency"])}
+        for line in invoice["lines"]["data"]
+    ]
     return render_template(
-        "sandbox/invoice.html", invoice=invoice, lines=lines,
+        "sandbox/invoice.html",
+        invoice=invoice,
+        lines=lines,
         amount_due=format_invoice_amount(invoice["amount_due"], currency),
         amount_paid=format_invoice_amount(invoice["amount_paid"], currency),
-        amount_remaining=format_invoice_amount(invoice["amount_remaining"], currency))
+        amount_remaining=format_invoice_amount(invoice["amount_remaining"], currency),
+    )
 
 
 @billing_pages.get("/p/session/<session_id>")
@@ -43,13 +48,25 @@ def portal_page(session_id: str):
         if sub["customer"] != session["customer"]:
             continue
         item = sub["items"]["data"][0]
-        subscriptions.append({
-            "name": (store.get(item["price"]["product"]) or {}).get("name", ""),
-            "amount": format_invoice_amount(item["price"]["unit_amount"], sub["currency"]),
-            "status": sub["status"], "cancels": sub["cancel_at_period_end"],
-            "renews": format_date(item["current_period_end"])})
-    invoices = [{"id": i["id"], "number": i.get("number") or i["id"], "status": i["status"],
-                 "total": format_invoice_amount(i["total"], i["currency"])}
-                for i in store.all("invoice") if i["customer"] == session["customer"]]
-    return render_template("sandbox/portal.html", subscriptions=subscriptions,
-                           invoices=invoices, return_url=session.get("return_url"))
+        subscriptions.append(
+            {
+                "name": (store.get(item["price"]["product"]) or {}).get("name", ""),
+                "amount": format_invoice_amount(item["price"]["unit_amount"], sub["currency"]),
+                "status": sub["status"],
+                "cancels": sub["cancel_at_period_end"],
+                "renews": format_date(item["current_period_end"]),
+            }
+        )
+    invoices = [
+        {
+            "id": i["id"],
+            "number": i.get("number") or i["id"],
+            "status": i["status"],
+            "total": format_invoice_amount(i["total"], i["currency"]),
+        }
+        for i in store.all("invoice")
+        if i["customer"] == session["customer"]
+    ]
+    return render_template(
+        "sandbox/portal.html", subscriptions=subscriptions, invoices=invoices, return_url=session.get("return_url")
+    )

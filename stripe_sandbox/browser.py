@@ -10,13 +10,14 @@ hosted Checkout page.
 * ``GET /c/pay/<session_id>``: the hosted Checkout page for a Checkout Session's ``url``. It
   loads ``/v3/``, mounts the Payment Element in deferred mode, creates the PaymentMethod with
   the publishable key, and POSTs its id to ``/c/pay/<id>/confirm`` (which pays the session
-  through ``resources.checkout.complete_session``); 3-D Secure runs through
+  through ``resources.checkout_completion.complete_session``); 3-D Secure runs through
   ``stripe.handleNextAction``; then it polls ``/c/pay/<id>/status`` until the session is
   complete and goes to ``success_url``.
 
 The hosted invoice and billing portal pages are in :mod:`.billing_pages`. Every page shows the
 sandbox's configured business name (``merchant_name``; Stripe.js gets it from the Checkout page).
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,7 +31,8 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 
 from . import errors
 from .money import format_money
-from .resources.checkout import complete_session, customer_details
+from .resources.checkout import customer_details
+from .resources.checkout_completion import complete_session
 from .runtime import page_context, sandbox_of
 
 browser = Blueprint("sandbox_browser", __name__)
@@ -42,17 +44,18 @@ PUBLISHABLE_KEY = "pk_test_sandbox_hosted_checkout"
 
 # --- Stripe.js ---------------------------------------------------------------------------------
 
+
 @browser.get("/v3/")
 @browser.get("/v3")
 def stripe_js():
-    response = send_file(_STATIC / "v3" / "stripe.js", mimetype="application/javascript",
-                         max_age=0)
+    response = send_file(_STATIC / "v3" / "stripe.js", mimetype="application/javascript", max_age=0)
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Cache-Control"] = "no-cache"
     return response
 
 
 # --- helpers to run sandbox code from a page -----------------------------------------------------
+
 
 def _check_events(ctx) -> None:
     sandbox = sandbox_of()
@@ -77,6 +80,7 @@ def _redirect_status(status: str) -> str:
 
 # --- 3-D Secure test page ----------------------------------------------------------------------
 
+
 def _intent(intent_id: str) -> dict | None:
     obj = sandbox_of().store.get(intent_id)
     if obj is None or obj.get("object") not in ("payment_intent", "setup_intent"):
@@ -94,10 +98,14 @@ def three_d_secure(intent_id: str):
     card = (pm or {}).get("card") or {}
     is_payment = intent["object"] == "payment_intent"
     return render_template(
-        "sandbox/three_d_secure.html", intent=intent, merchant=sandbox_of().display_name,
+        "sandbox/three_d_secure.html",
+        intent=intent,
+        merchant=sandbox_of().display_name,
         amount=format_money(intent["amount"], intent["currency"]) if is_payment else None,
-        brand=(card.get("brand") or "card").title(), last4=card.get("last4"),
-        pending=intent["status"] == "requires_action")
+        brand=(card.get("brand") or "card").title(),
+        last4=card.get("last4"),
+        pending=intent["status"] == "requires_action",
+    )
 
 
 @browser.get("/_sandbox/3ds/<intent_id>/return")
@@ -108,19 +116,21 @@ def three_d_secure_return(intent_id: str):
         abort(404)
     return_url = (intent.get("_sandbox") or {}).get("return_url")
     if not return_url:
-        return render_template("sandbox/message.html", title="Authentication finished",
-                               message="Authentication is finished. You can close this window.")
+        return render_template(
+            "sandbox/message.html",
+            title="Authentication finished",
+            message="Authentication is finished. You can close this window.",
+        )
     if intent["object"] == "payment_intent":
-        params = {"payment_intent": intent["id"],
-                  "payment_intent_client_secret": intent["client_secret"]}
+        params = {"payment_intent": intent["id"], "payment_intent_client_secret": intent["client_secret"]}
     else:
-        params = {"setup_intent": intent["id"],
-                  "setup_intent_client_secret": intent["client_secret"]}
+        params = {"setup_intent": intent["id"], "setup_intent_client_secret": intent["client_secret"]}
     params["redirect_status"] = _redirect_status(intent["status"])
     return redirect(_with_query(return_url, params), code=302)
 
 
 # --- hosted Checkout ---------------------------------------------------------------------------
+
 
 def _session(session_id: str) -> dict | None:
     obj = sandbox_of().store.get(session_id)
@@ -160,15 +170,16 @@ def _line_items(session: dict) -> list[dict]:
         interval = None
         if recurring:
             count = recurring.get("interval_count") or 1
-            interval = (f"every {count} {recurring['interval']}s" if count > 1
-                        else f"per {recurring['interval']}")
-        items.append({
-            "description": item.get("description") or price.get("nickname") or "Item",
-            "quantity": item.get("quantity") or 1,
-            "unit": format_money(price.get("unit_amount"), item.get("currency")),
-            "total": format_money(item.get("amount_total"), item.get("currency")),
-            "interval": interval,
-        })
+            interval = f"every {count} {recurring['interval']}s" if count > 1 else f"per {recurring['interval']}"
+        items.append(
+            {
+                "description": item.get("description") or price.get("nickname") or "Item",
+                "quantity": item.get("quantity") or 1,
+                "unit": format_money(price.get("unit_amount"), item.get("currency")),
+                "total": format_money(item.get("amount_total"), item.get("currency")),
+                "interval": interval,
+            }
+        )
     return items
 
 
@@ -180,24 +191,25 @@ def _deferred_amount(session: dict) -> int:
 def checkout_page(session_id: str):
     session = _session(session_id)
     if session is None:
-        return render_template("sandbox/message.html", title="Something went wrong",
-                               message="This Checkout Session does not exist."), 404
+        return render_template(
+            "sandbox/message.html", title="Something went wrong", message="This Checkout Session does not exist."
+        ), 404
     state = _session_state(session)
     # Back from a top-level 3-D Secure redirect (the PaymentIntent's return_url is this page).
     success_url = _success_url(session)
     if state == "complete" and request.args.get("redirect_status") and success_url:
         return redirect(success_url, code=302)
-    methods = [t for t in session.get("payment_method_types") or ["card"]
-               if t in ("card", "sepa_debit")] or ["card"]
+    methods = [t for t in session.get("payment_method_types") or ["card"] if t in ("card", "sepa_debit")] or ["card"]
     config = {
-        "sessionId": session["id"], "publishableKey": PUBLISHABLE_KEY,
+        "sessionId": session["id"],
+        "publishableKey": PUBLISHABLE_KEY,
         "mode": "setup" if session["mode"] == "setup" else session["mode"],
-        "amount": _deferred_amount(session), "currency": session.get("currency") or "usd",
+        "amount": _deferred_amount(session),
+        "currency": session.get("currency") or "usd",
         "paymentMethodTypes": methods,
         "confirmUrl": f"/c/pay/{session['id']}/confirm",
         "statusUrl": f"/c/pay/{session['id']}/status",
-        "email": session.get("customer_email") or
-        ((session.get("customer_details") or {}).get("email")),
+        "email": session.get("customer_email") or ((session.get("customer_details") or {}).get("email")),
         "business": sandbox_of().display_name,
     }
     email = config["email"]
@@ -206,29 +218,36 @@ def checkout_page(session_id: str):
         email = config["email"] = customer.get("email")
     pay_label = {"subscription": "Subscribe", "setup": "Save card"}.get(session["mode"], "Pay")
     return render_template(
-        "sandbox/checkout.html", session=session, state=state, merchant=sandbox_of().display_name,
-        items=_line_items(session), email=email,
+        "sandbox/checkout.html",
+        session=session,
+        state=state,
+        merchant=sandbox_of().display_name,
+        items=_line_items(session),
+        email=email,
         subtotal=format_money(session.get("amount_subtotal"), session.get("currency")),
         total=format_money(session.get("amount_total"), session.get("currency")),
-        currency=(session.get("currency") or "").upper(), pay_label=pay_label,
+        currency=(session.get("currency") or "").upper(),
+        pay_label=pay_label,
         config_json=json.dumps(config).replace("</", "<\\/"),
-        success_url=_success_url(session) if state == "complete" else None)
+        success_url=_success_url(session) if state == "complete" else None,
+    )
 
 
 def _status_body(session: dict) -> dict:
     state = _session_state(session)
     pi = _payment_intent_of(session)
-    body = {"status": state, "payment_status": session.get("payment_status"),
-            "payment_intent_status": pi["status"] if pi else None}
+    body = {
+        "status": state,
+        "payment_status": session.get("payment_status"),
+        "payment_intent_status": pi["status"] if pi else None,
+    }
     if state == "complete":
         body["redirect_url"] = _success_url(session)
     elif pi is not None and pi["status"] == "requires_action":
         body["requires_action"] = True
         body["client_secret"] = pi["client_secret"]
-    elif pi is not None and pi["status"] == "requires_payment_method" and \
-            pi.get("last_payment_error"):
-        body["error"] = {"message": pi["last_payment_error"]["message"],
-                         "code": pi["last_payment_error"].get("code")}
+    elif pi is not None and pi["status"] == "requires_payment_method" and pi.get("last_payment_error"):
+        body["error"] = {"message": pi["last_payment_error"]["message"], "code": pi["last_payment_error"].get("code")}
     return body
 
 
@@ -257,11 +276,15 @@ def checkout_confirm(session_id: str):
                 return jsonify({"error": {"message": "This Checkout Session does not exist."}}), 404
             state = _session_state(session)
             if state == "expired":
-                return jsonify({"status": "expired", "error": {
-                    "message": "This Checkout Session has expired."}}), 409
+                return jsonify({"status": "expired", "error": {"message": "This Checkout Session has expired."}}), 409
             if state == "complete":
-                return jsonify({"status": "complete", "redirect_url": _success_url(session),
-                                "error": {"message": "This Checkout Session is already paid."}}), 409
+                return jsonify(
+                    {
+                        "status": "complete",
+                        "redirect_url": _success_url(session),
+                        "error": {"message": "This Checkout Session is already paid."},
+                    }
+                ), 409
             if email and not session.get("customer_details") and not session.get("customer"):
                 session["customer_details"] = customer_details(email)
                 store.put(session)
@@ -274,12 +297,14 @@ def checkout_confirm(session_id: str):
             _check_events(ctx)
             body = _status_body(store.require(session_id))
     except _Refused as refused:
-        return jsonify({"error": {"message": refused.error.message,
-                                  "code": refused.error.code}}), refused.error.status
+        return jsonify({"error": {"message": refused.error.message, "code": refused.error.code}}), refused.error.status
     if declined is not None:
         error = declined.body()["error"]
-        body["error"] = {"message": error.get("message"), "code": error.get("code"),
-                         "decline_code": error.get("decline_code")}
+        body["error"] = {
+            "message": error.get("message"),
+            "code": error.get("code"),
+            "decline_code": error.get("decline_code"),
+        }
         return jsonify(body), 402
     return jsonify(body)
 

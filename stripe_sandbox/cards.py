@@ -7,6 +7,7 @@ checksum behaves like a plain successful card of its brand, as at Stripe.
 :func:`charge_decision` is the single place that decides what happens when a card is charged:
 succeed, stop for 3-D Secure, or decline with Stripe's codes and messages.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,7 +24,7 @@ MESSAGES = {
     "stolen_card": "Your card was declined.",
     "fraudulent": "Your card was declined.",
     "card_velocity_exceeded": "Your card was declined for making repeated attempts too "
-                              "frequently or exceeding its amount limit.",
+    "frequently or exceeding its amount limit.",
     "expired_card": "Your card has expired.",
     "incorrect_cvc": "Your card's security code is incorrect.",
     "processing_error": "An error occurred while processing your card. Try again in a little bit.",
@@ -32,14 +33,13 @@ MESSAGES = {
     "invalid_expiry_month": "Your card's expiration month is invalid.",
     "invalid_expiry_year": "Your card's expiration year is invalid.",
     "invalid_cvc": "Your card's security code is invalid.",
-    "authentication_required": "Your card was declined. This transaction requires "
-                               "authentication.",
+    "authentication_required": "Your card was declined. This transaction requires authentication.",
     "payment_intent_authentication_failure": "We are unable to authenticate your payment method. "
-                                             "Please choose a different payment method and try "
-                                             "again.",
+    "Please choose a different payment method and try "
+    "again.",
     "setup_intent_authentication_failure": "We are unable to authenticate your payment method. "
-                                           "Please choose a different payment method and try "
-                                           "again.",
+    "Please choose a different payment method and try "
+    "again.",
 }
 
 
@@ -102,6 +102,7 @@ def cvc_length(brand: str) -> int:
 @dataclass(frozen=True)
 class Decision:
     """What charging a card does: ``succeed``, ``authenticate`` (3-D Secure) or ``decline``."""
+
     action: str
     code: str | None = None
     decline_code: str | None = None
@@ -113,8 +114,7 @@ class Decision:
 
     @property
     def message(self) -> str:
-        return MESSAGES.get(self.decline_code or "", MESSAGES.get(self.code or "",
-                                                                 "Your card was declined."))
+        return MESSAGES.get(self.decline_code or "", MESSAGES.get(self.code or "", "Your card was declined."))
 
 
 SUCCEED = Decision("succeed")
@@ -129,8 +129,7 @@ def _decline(card: dict) -> Decision:
     return Decision("decline", code, decline)
 
 
-def charge_decision(card: dict | None, *, off_session: bool, set_up: bool,
-                    authenticated: bool) -> Decision:
+def charge_decision(card: dict | None, *, off_session: bool, set_up: bool, authenticated: bool) -> Decision:
     """Decide a charge on ``card`` (None: an ordinary card that succeeds).
 
     ``set_up``: the card was saved with authentication for future use (SetupIntent or
@@ -140,8 +139,7 @@ def charge_decision(card: dict | None, *, off_session: bool, set_up: bool,
         return SUCCEED
     outcome, needs_3ds = card["outcome"], card["requires_3ds"]
     if outcome in ("declined", "attach_succeeds_then_charges_declined"):
-        return _decline(card) if card.get("error_code") else \
-            Decision("decline", "card_declined", "generic_decline")
+        return _decline(card) if card.get("error_code") else Decision("decline", "card_declined", "generic_decline")
     if outcome in ("blocked_by_radar_always", "risk_highest_blocked_depending_on_rules"):
         return Decision("decline", "card_declined", "fraudulent")
     if outcome == "cvc_check_fails":
@@ -158,8 +156,7 @@ def charge_decision(card: dict | None, *, off_session: bool, set_up: bool,
                 return Decision("decline", "authentication_required", "authentication_required")
             return AUTHENTICATE
         if outcome == "authenticates_then_declined":
-            return Decision("decline", "card_declined",
-                            card.get("decline_code") or "generic_decline")
+            return Decision("decline", "card_declined", card.get("decline_code") or "generic_decline")
         return SUCCEED
     if needs_3ds == "unless_set_up":
         if authenticated or set_up:
@@ -178,22 +175,23 @@ def setup_needs_authentication(card: dict | None) -> bool:
     """Saving a card for later: 3-D Secure cards (always or unless set up) ask on setup."""
     if card is None:
         return False
-    return card["requires_3ds"] in (True, "unless_set_up", "on_session_only") and \
-        card["outcome"] != "succeeds_frictionless_3ds"
+    return (
+        card["requires_3ds"] in (True, "unless_set_up", "on_session_only")
+        and card["outcome"] != "succeeds_frictionless_3ds"
+    )
 
 
-def tokenization_error(number: str, exp_month: int, exp_year: int, cvc: str,
-                       now_year: int, now_month: int) -> tuple[str, str] | None:
+def tokenization_error(
+    number: str, exp_month: int, exp_year: int, cvc: str, now_year: int, now_month: int
+) -> tuple[str, str] | None:
     """Errors Stripe gives when raw card details are submitted: ``(code, param)`` or None."""
     if not luhn_ok(number):
-        return ("incorrect_number" if number.isdigit() and 12 <= len(number) <= 19
-                else "invalid_number"), "number"
+        return ("incorrect_number" if number.isdigit() and 12 <= len(number) <= 19 else "invalid_number"), "number"
     if not 1 <= exp_month <= 12:
         return "invalid_expiry_month", "exp_month"
     if exp_year < 100:
         exp_year += 2000
-    if exp_year < now_year or (exp_year == now_year and exp_month < now_month) \
-            or exp_year > now_year + 50:
+    if exp_year < now_year or (exp_year == now_year and exp_month < now_month) or exp_year > now_year + 50:
         return "invalid_expiry_year", "exp_year"
     if cvc and (not cvc.isdigit() or len(cvc) != cvc_length(brand_of(number))):
         return "invalid_cvc", "cvc"
@@ -201,6 +199,7 @@ def tokenization_error(number: str, exp_month: int, exp_year: int, cvc: str,
 
 
 # --- added for payment methods / charges (payments engineer) ---------------------------------
+
 
 def setup_decision(card: dict | None) -> Decision:
     """Saving a card (SetupIntent, after any 3-D Secure): Stripe verifies it with a $0 check.
@@ -233,8 +232,11 @@ def card_funding(card: dict | None, number: str) -> str:
 def checks_of(card: dict | None, *, cvc_given: bool = True) -> dict:
     """``card.checks`` as Stripe reports them after a charge or a verification."""
     outcome = (card or {}).get("outcome")
-    checks = {"address_line1_check": None, "address_postal_code_check": None,
-              "cvc_check": "pass" if cvc_given else None}
+    checks = {
+        "address_line1_check": None,
+        "address_postal_code_check": None,
+        "cvc_check": "pass" if cvc_given else None,
+    }
     if outcome == "cvc_check_fails":
         checks["cvc_check"] = "fail"
     elif outcome == "postal_code_check_fails":
@@ -244,8 +246,7 @@ def checks_of(card: dict | None, *, cvc_given: bool = True) -> dict:
     elif outcome == "address_checks_fail":
         checks.update(address_line1_check="fail", address_postal_code_check="fail")
     elif outcome == "address_checks_unavailable":
-        checks.update(address_line1_check="unavailable",
-                      address_postal_code_check="unavailable")
+        checks.update(address_line1_check="unavailable", address_postal_code_check="unavailable")
     return checks
 
 

@@ -7,6 +7,7 @@ from its OpenAPI description, so they are a version-matched reference. :func:`sh
 checks a JSON object against them: a field the model lacks, a required field missing, a wrong
 type or an enum value outside the model are reported as ``"path: problem"``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -168,8 +169,7 @@ def shape_errors(obj: dict) -> list[str]:
     if name == "list":
         errors: list = []
         for i, item in enumerate(obj.get("data", [])):
-            errors.extend(shape_errors(item) if isinstance(item, dict) else
-                          [f"list.data[{i}]: not an object"])
+            errors.extend(shape_errors(item) if isinstance(item, dict) else [f"list.data[{i}]: not an object"])
         return errors
     cls = model_for(name) if isinstance(name, str) else None
     if cls is None or not isinstance(name, str):
@@ -184,16 +184,29 @@ def shape_errors(obj: dict) -> list[str]:
 
 def error_shape_errors(body: dict) -> list[str]:
     """Stripe's error object has no class in the SDK's model; check the documented keys."""
-    allowed = {"type", "code", "decline_code", "message", "param", "doc_url", "charge",
-               "payment_intent", "payment_method", "payment_method_type", "setup_intent",
-               "source", "request_log_url", "advice_code", "network_advice_code",
-               "network_decline_code"}
+    allowed = {
+        "type",
+        "code",
+        "decline_code",
+        "message",
+        "param",
+        "doc_url",
+        "charge",
+        "payment_intent",
+        "payment_method",
+        "payment_method_type",
+        "setup_intent",
+        "source",
+        "request_log_url",
+        "advice_code",
+        "network_advice_code",
+        "network_decline_code",
+    }
     error = body.get("error")
     if not isinstance(error, dict):
         return ["error: missing"]
     problems = [f"error.{k}: not a field of an error" for k in sorted(set(error) - allowed)]
-    if error.get("type") not in ("api_error", "card_error", "idempotency_error",
-                                 "invalid_request_error"):
+    if error.get("type") not in ("api_error", "card_error", "idempotency_error", "invalid_request_error"):
         problems.append(f"error.type: {error.get('type')!r} not a Stripe error type")
     for key in ("payment_intent", "setup_intent", "payment_method"):
         if isinstance(error.get(key), dict):

@@ -5,6 +5,7 @@ hang, or 429, or answer normally after a delay), steer webhook delivery (twice, 
 newest-first, dropped), read the delivery log, list the test cards, and read the conformance
 counters.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from . import errors
 from .cards import all_cards
 from .expand import expand
 from .primitives import public
-from .resources.checkout import complete_session
+from .resources.checkout_completion import complete_session
 from .resources.three_d_secure import complete_authentication
 from .runtime import page_context, sandbox_of
 from .webhooks import delivery_log, release_held
@@ -79,14 +80,18 @@ def faults():
         if not isinstance(count, int) or count < 1:
             return _bad("count must be a positive integer")
         seconds = fault.get("seconds", 30)
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
-                or not 0 <= seconds <= _MAX_FAULT_SECONDS:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= _MAX_FAULT_SECONDS:
             return _bad(f"seconds must be a number from 0 to {_MAX_FAULT_SECONDS}")
         with store.transaction():
             current = store.meta_json("faults", [])
-            current.append({"mode": fault["mode"], "count": count,
-                            "path_prefix": fault.get("path_prefix") or "/v1/",
-                            "seconds": float(seconds)})
+            current.append(
+                {
+                    "mode": fault["mode"],
+                    "count": count,
+                    "path_prefix": fault.get("path_prefix") or "/v1/",
+                    "seconds": float(seconds),
+                }
+            )
             store.set_meta_json("faults", current)
     return jsonify({"faults": store.meta_json("faults", [])})
 
@@ -198,8 +203,7 @@ def authenticate(intent_id):
             for event in ctx.events:
                 problems += sandbox.check_event(event)
             if problems and sandbox.strict:
-                raise errors.StripeError(500, "api_error", "Sandbox conformance failure: "
-                                         + "; ".join(problems[:5]))
+                raise errors.StripeError(500, "api_error", "Sandbox conformance failure: " + "; ".join(problems[:5]))
     except errors.StripeError as exc:
         sandbox.check(exc.body(), is_error=True)
         return jsonify(exc.body()), exc.status

@@ -5,6 +5,7 @@ Paths are dotted (``latest_invoice.confirmation_secret``); on a list response th
 *Includable* fields (``checkout.session.line_items``, ``invoice.confirmation_secret``) are absent
 unless expanded; their resource module registers a function that computes them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,12 +26,13 @@ def includable(object_type: str, field: str):
     def register(fn):
         INCLUDABLE[(object_type, field)] = fn
         return fn
+
     return register
 
 
 def strip_includables(obj: dict) -> dict:
     """Remove includable fields (stored objects never carry them, but nested copies might)."""
-    for (object_type, field) in INCLUDABLE:
+    for object_type, field in INCLUDABLE:
         if obj.get("object") == object_type:
             obj.pop(field, None)
     return obj
@@ -43,8 +45,8 @@ def expand(store: Store, obj: dict, paths: list[str]) -> dict:
         parts = path.split(".")
         if len(parts) > MAX_DEPTH:
             raise errors.invalid_request(
-                f"You cannot expand more than {MAX_DEPTH} levels of a property. "
-                f"Property: {path}", param="expand")
+                f"You cannot expand more than {MAX_DEPTH} levels of a property. Property: {path}", param="expand"
+            )
         if obj.get("object") == "list":
             if parts[0] != "data":
                 raise _not_expandable(path)
@@ -76,8 +78,7 @@ def _expand_in(store: Store, node, parts: list[str], path: str) -> None:
         if loaded is None:
             raise _not_expandable(path)
         node[head] = value = loaded
-    elif not rest and not isinstance(value, dict) and value is not None \
-            and key not in INCLUDABLE:
+    elif not rest and not isinstance(value, dict) and value is not None and key not in INCLUDABLE:
         raise _not_expandable(path)
     _expand_in(store, value, rest, path)
 

@@ -4,6 +4,7 @@ A resource module registers a job kind with :func:`job` and schedules it with
 ``ctx.store.schedule(due, kind, object_id, **data)``; the clock ticker (and
 ``/_sandbox/clock/advance``) runs it, at its due time, inside one transaction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,6 +20,7 @@ def job(kind: str):
     def register(fn):
         JOBS[kind] = fn
         return fn
+
     return register
 
 

@@ -3,22 +3,85 @@ charge amounts, and amounts formatted as Stripe's messages and the pages show th
 
 Amounts are integers in the currency's smallest unit (cents; yen for zero-decimal currencies).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from . import errors
 
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
-                "vnd", "vuv", "xaf", "xof", "xpf"}
+ZERO_DECIMAL = {
+    "bif",
+    "clp",
+    "djf",
+    "gnf",
+    "jpy",
+    "kmf",
+    "krw",
+    "mga",
+    "pyg",
+    "rwf",
+    "ugx",
+    "vnd",
+    "vuv",
+    "xaf",
+    "xof",
+    "xpf",
+}
 #: Stripe's minimum charge amounts (smallest unit); other supported currencies: 50
-MINIMUMS = {"usd": 50, "eur": 50, "gbp": 30, "aud": 50, "cad": 50, "chf": 50, "dkk": 250,
-            "hkd": 400, "jpy": 50, "mxn": 1000, "nok": 300, "nzd": 50, "pln": 200, "sek": 300,
-            "sgd": 50, "czk": 1500, "huf": 17500, "brl": 50, "inr": 50, "ron": 200,
-            "bgn": 100, "thb": 1000, "aed": 200, "myr": 200}
-CURRENCIES = set(MINIMUMS) | ZERO_DECIMAL | {"ils", "isk", "try", "zar", "php", "idr", "twd",
-                                             "sar", "qar", "egp", "ngn", "kes", "cop", "pen",
-                                             "ars", "uah", "rsd", "mad", "pkr", "lkr", "bdt"}
+MINIMUMS = {
+    "usd": 50,
+    "eur": 50,
+    "gbp": 30,
+    "aud": 50,
+    "cad": 50,
+    "chf": 50,
+    "dkk": 250,
+    "hkd": 400,
+    "jpy": 50,
+    "mxn": 1000,
+    "nok": 300,
+    "nzd": 50,
+    "pln": 200,
+    "sek": 300,
+    "sgd": 50,
+    "czk": 1500,
+    "huf": 17500,
+    "brl": 50,
+    "inr": 50,
+    "ron": 200,
+    "bgn": 100,
+    "thb": 1000,
+    "aed": 200,
+    "myr": 200,
+}
+CURRENCIES = (
+    set(MINIMUMS)
+    | ZERO_DECIMAL
+    | {
+        "ils",
+        "isk",
+        "try",
+        "zar",
+        "php",
+        "idr",
+        "twd",
+        "sar",
+        "qar",
+        "egp",
+        "ngn",
+        "kes",
+        "cop",
+        "pen",
+        "ars",
+        "uah",
+        "rsd",
+        "mad",
+        "pkr",
+        "lkr",
+        "bdt",
+    }
+)
 MAX_AMOUNT = 99999999
 
 
@@ -32,30 +95,36 @@ def format_amount(amount: int, currency: str) -> str:
 
 def check_amount(amount: Any, currency: str) -> None:
     if not isinstance(amount, int) or isinstance(amount, bool) or amount < 1:
-        raise errors.invalid_request("This value must be greater than or equal to 1.",
-                                     param="amount", code="parameter_invalid_integer")
+        raise errors.invalid_request(
+            "This value must be greater than or equal to 1.", param="amount", code="parameter_invalid_integer"
+        )
     minimum = MINIMUMS.get(currency, 50)
     if amount < minimum:
         raise errors.invalid_request(
             f"Amount must be at least {format_amount(minimum, currency)} {currency}",
-            param="amount", code="amount_too_small")
+            param="amount",
+            code="amount_too_small",
+        )
     if amount > MAX_AMOUNT:
         raise errors.invalid_request(
             f"Amount must be no more than {format_amount(MAX_AMOUNT, currency)}",
-            param="amount", code="amount_too_large")
+            param="amount",
+            code="amount_too_large",
+        )
 
 
 def check_currency(currency: Any) -> str:
     value = str(currency or "").lower()
     if value not in CURRENCIES:
         raise errors.invalid_request(
-            f"Invalid currency: {value}. Stripe currently supports these currencies: "
-            + ", ".join(sorted(CURRENCIES)), param="currency", code="parameter_invalid")
+            f"Invalid currency: {value}. Stripe currently supports these currencies: " + ", ".join(sorted(CURRENCIES)),
+            param="currency",
+            code="parameter_invalid",
+        )
     return value
 
 
-_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$",
-            "chf": "CHF ", "inr": "₹"}
+_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$", "chf": "CHF ", "inr": "₹"}
 
 
 def format_money(amount: int | None, currency: str | None) -> str:

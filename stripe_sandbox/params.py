@@ -8,6 +8,7 @@ stripe-python generates from Stripe's OpenAPI description (``stripe.params.Custo
 declared types (form values arrive as strings); and a key Stripe knows but this sandbox does not
 implement is refused with ``parameter_unsupported`` instead of being silently ignored.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,8 +26,15 @@ from .errors import invalid_request
 
 _KEY_PART = re.compile(r"\[([^\[\]]*)\]")
 _NONE = type(None)
-_REQUEST_OPTIONS = {"api_key", "idempotency_key", "stripe_account", "stripe_context",
-                    "stripe_version", "headers", "base_address"}
+_REQUEST_OPTIONS = {
+    "api_key",
+    "idempotency_key",
+    "stripe_account",
+    "stripe_context",
+    "stripe_version",
+    "headers",
+    "base_address",
+}
 
 
 def _split_key(key: str) -> list[str]:
@@ -66,6 +74,7 @@ def _listify(node: Any) -> Any:
 
 
 # --- schema lookup -------------------------------------------------------------------------
+
 
 @functools.cache
 def params_class(name: str | type) -> type:
@@ -116,9 +125,11 @@ def _is_typeddict(tp) -> bool:
 
 # --- what only Stripe.js sends -------------------------------------------------------------
 
+
 class BrowserMandateOnline(typing.TypedDict, total=False):
     """Stripe.js asks Stripe to take the IP address and user agent from the browser's request
     (``infer_from_client``); the server-side SDK must send them itself."""
+
     infer_from_client: bool
     ip_address: str
     user_agent: str
@@ -142,24 +153,24 @@ def browser_confirm_params(confirm: type, payment_method_data: type) -> type:
 
     # Built with types.new_class: a static `class X(base, total=False)` needs a base the type
     # checker knows as a TypedDict, and these bases are chosen at run time.
-    BrowserPaymentMethodData = types.new_class("BrowserPaymentMethodData", (payment_method_data,),
-                                               {"total": False})
+    BrowserPaymentMethodData = types.new_class("BrowserPaymentMethodData", (payment_method_data,), {"total": False})
     BrowserConfirmParams = types.new_class("BrowserConfirmParams", (confirm,), {"total": False})
 
     # A TypedDict subclass carries its parents' annotations as the SDK wrote them (text):
     # resolve them in the SDK's module; the added fields are real types.
     BrowserPaymentMethodData.__module__ = payment_method_data.__module__
     BrowserConfirmParams.__module__ = confirm.__module__
-    BrowserPaymentMethodData.__annotations__["card"] = typing.NotRequired[
-        PaymentMethodCreateParamsCard]
+    BrowserPaymentMethodData.__annotations__["card"] = typing.NotRequired[PaymentMethodCreateParamsCard]
     BrowserConfirmParams.__annotations__.update(
         client_secret=typing.NotRequired[str],
         mandate_data=typing.NotRequired[BrowserMandateData],
-        payment_method_data=typing.NotRequired[BrowserPaymentMethodData])
+        payment_method_data=typing.NotRequired[BrowserPaymentMethodData],
+    )
     return BrowserConfirmParams
 
 
 # --- validation ----------------------------------------------------------------------------
+
 
 class _Invalid(Exception):
     def __init__(self, message: str, path: str):
@@ -238,14 +249,12 @@ def _validate_dict(value: dict, cls: type, path: str) -> dict:
     for key in sorted(getattr(cls, "__required_keys__", ())):
         if key in hints and key not in value:
             sub = f"{path}[{key}]" if path else key
-            raise invalid_request(f"Missing required param: {sub}.", param=sub,
-                                  code="parameter_missing")
+            raise invalid_request(f"Missing required param: {sub}.", param=sub, code="parameter_missing")
     out = {}
     for key, item in value.items():
         sub = f"{path}[{key}]" if path else key
         if key not in hints:
-            raise invalid_request(f"Received unknown parameter: {sub}", param=sub,
-                                  code="parameter_unknown")
+            raise invalid_request(f"Received unknown parameter: {sub}", param=sub, code="parameter_unknown")
         annotation, ns = hints[key]
         out[key] = _coerce(item, annotation, sub, ns)
     return out
@@ -260,8 +269,7 @@ def validate(raw: dict, params: str | type | None, supported: Iterable[str] = ()
     if params is None:
         if raw:
             first = next(iter(raw))
-            raise invalid_request(f"Received unknown parameter: {first}", param=first,
-                                  code="parameter_unknown")
+            raise invalid_request(f"Received unknown parameter: {first}", param=first, code="parameter_unknown")
         return {}
     try:
         clean = _validate_dict(raw, params_class(params), "")
@@ -273,7 +281,9 @@ def validate(raw: dict, params: str | type | None, supported: Iterable[str] = ()
             raise invalid_request(
                 f"The parameter {leaf} is valid at Stripe but not supported by the sandbox "
                 "(it would be ignored here, so it is refused).",
-                param=leaf, code="parameter_unsupported")
+                param=leaf,
+                code="parameter_unsupported",
+            )
     return clean
 
 

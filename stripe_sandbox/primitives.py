@@ -1,5 +1,6 @@
 """What every layer of the sandbox shares: the API version, object ids, and the public view of a
 stored object. It imports nothing from the package, so anything may import it."""
+
 from __future__ import annotations
 
 import secrets
@@ -11,12 +12,27 @@ _ALPHABET = string.ascii_letters + string.digits
 
 #: id prefix -> object type, for expansion and for looking objects up by id
 PREFIXES = {
-    "cus": "customer", "prod": "product", "price": "price", "pm": "payment_method",
-    "seti": "setup_intent", "pi": "payment_intent", "ch": "charge", "py": "charge",
-    "re": "refund", "dp": "dispute", "cs": "checkout.session", "sub": "subscription",
-    "si": "subscription_item", "in": "invoice", "il": "line_item", "evt": "event",
-    "we": "webhook_endpoint", "bps": "billing_portal.session", "inpay": "invoice_payment",
-    "setatt": "setup_attempt", "li": "item",
+    "cus": "customer",
+    "prod": "product",
+    "price": "price",
+    "pm": "payment_method",
+    "seti": "setup_intent",
+    "pi": "payment_intent",
+    "ch": "charge",
+    "py": "charge",
+    "re": "refund",
+    "dp": "dispute",
+    "cs": "checkout.session",
+    "sub": "subscription",
+    "si": "subscription_item",
+    "in": "invoice",
+    "il": "line_item",
+    "evt": "event",
+    "we": "webhook_endpoint",
+    "bps": "billing_portal.session",
+    "inpay": "invoice_payment",
+    "setatt": "setup_attempt",
+    "li": "item",
 }
 
 #: the key under which a stored object keeps the sandbox's private bookkeeping

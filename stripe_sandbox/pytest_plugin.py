@@ -6,6 +6,7 @@ totals at the end of the run -- every API answer and every event checked -- and 
 if any answer went unchecked or any check failed. Enable with
 ``pytest_plugins = ["stripe_sandbox.pytest_plugin"]`` in the root conftest.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,11 +34,12 @@ def totals() -> dict:
 
 def _problem(counts: dict) -> str | None:
     if counts["failed"]:
-        return f"{counts['failed']} sandbox answers did not fit the SDK's model: " \
-               f"{counts['failures'][:3]}"
+        return f"{counts['failed']} sandbox answers did not fit the SDK's model: {counts['failures'][:3]}"
     if counts["checked"] < counts["responses"]:
-        return (f"only {counts['checked']} of {counts['responses']} sandbox answers were "
-                f"checked; unchecked: {counts['unchecked'][:5]}")
+        return (
+            f"only {counts['checked']} of {counts['responses']} sandbox answers were "
+            f"checked; unchecked: {counts['unchecked'][:5]}"
+        )
     return None
 
 
@@ -51,7 +53,8 @@ def pytest_terminal_summary(terminalreporter):
         f"{counts['checked']} of {counts['responses']} API answers ({share:.1f}%), "
         f"{counts['events']} events and {counts['control']} control-route answers checked "
         f"against stripe-python's typed model ({counts['objects']} Stripe objects in them); "
-        f"{counts['failed']} failed.")
+        f"{counts['failed']} failed."
+    )
     problem = _problem(counts)
     if problem:
         terminalreporter.write_line("CONFORMANCE FAILURE: " + problem, red=True)

@@ -4,6 +4,7 @@ counters) and how a view finds it: :func:`sandbox_of`, :func:`base_url`, :func:`
 The API view (``app``), the control routes and the browser pages all import this module; it
 imports none of them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,7 @@ log = logging.getLogger("stripe_sandbox")
 class Sandbox:
     """Everything one running sandbox owns: store, webhook sender, clock ticker, counters."""
 
-    def __init__(self, store: Store, *, strict: bool, sender: Sender, tick: float,
-                 merchant_name: str | None = None):
+    def __init__(self, store: Store, *, strict: bool, sender: Sender, tick: float, merchant_name: str | None = None):
         self.store = store
         #: the business name shown on the pages and as an invoice's ``account_name`` (None: the
         #: defaults, DEFAULT_MERCHANT_NAME on the pages and "Stripe Sandbox" on invoices)
@@ -38,12 +38,19 @@ class Sandbox:
         self.tick = tick
         #: responses: API answers sent; checked: answers (and events) checked against the SDK
         #: model; objects: Stripe objects inside them (nested and expanded ones included)
-        self.conformance: dict[str, Any] = {"responses": 0, "checked": 0, "events": 0, "control": 0,
-                            "objects": 0, "failed": 0, "failures": [], "unchecked": []}
+        self.conformance: dict[str, Any] = {
+            "responses": 0,
+            "checked": 0,
+            "events": 0,
+            "control": 0,
+            "objects": 0,
+            "failed": 0,
+            "failures": [],
+            "unchecked": [],
+        }
         self._counter_lock = threading.Lock()
         self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._run_ticker, name="sandbox-clock",
-                                        daemon=True)
+        self._ticker = threading.Thread(target=self._run_ticker, name="sandbox-clock", daemon=True)
 
     def start(self) -> None:
         self.sender.start()
@@ -59,11 +66,9 @@ class Sandbox:
         """The business name the pages show."""
         return self.merchant_name or DEFAULT_MERCHANT_NAME
 
-    def context(self, base_url: str = "", *, key_kind: str = "secret",
-                idempotency_key: str | None = None) -> Context:
+    def context(self, base_url: str = "", *, key_kind: str = "secret", idempotency_key: str | None = None) -> Context:
         """A handler's :class:`~.api.Context` for one request, job or page action."""
-        return Context(self.store, key_kind, new_id("req"), idempotency_key, base_url,
-                       merchant_name=self.merchant_name)
+        return Context(self.store, key_kind, new_id("req"), idempotency_key, base_url, merchant_name=self.merchant_name)
 
     # --- conformance -----------------------------------------------------------------------
     def check(self, body: dict, *, is_error: bool = False) -> list[str]:
@@ -138,5 +143,3 @@ def base_url() -> str:
 def page_context() -> Context:
     """The context a page or control route runs sandbox code in (secret key, this request)."""
     return sandbox_of().context(base_url())
-
-

@@ -6,6 +6,7 @@ SQLite file, so it survives a restart. The sandbox clock is real time plus an of
 ``/_sandbox/clock/advance`` moves; scheduled jobs (renewals, settlements, expiries) run when the
 clock passes them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -93,12 +94,13 @@ class Store:
     def put(self, obj: dict) -> dict:
         with self.transaction():
             data = json.dumps(obj, separators=(",", ":"))
-            updated = self._db.execute("UPDATE objects SET data = ? WHERE id = ?",
-                                       (data, obj["id"])).rowcount
+            updated = self._db.execute("UPDATE objects SET data = ? WHERE id = ?", (data, obj["id"])).rowcount
             if not updated:
                 seq = self._next_seq()
-                self._db.execute("INSERT INTO objects (id, type, seq, data) VALUES (?, ?, ?, ?)",
-                                 (obj["id"], obj["object"], seq, data))
+                self._db.execute(
+                    "INSERT INTO objects (id, type, seq, data) VALUES (?, ?, ?, ?)",
+                    (obj["id"], obj["object"], seq, data),
+                )
         return obj
 
     def delete(self, object_id: str) -> None:
@@ -107,8 +109,7 @@ class Store:
 
     def all(self, object_type: str) -> list[dict]:
         """Every object of a type, newest first (Stripe's list order)."""
-        rows = self._db.execute(
-            "SELECT data FROM objects WHERE type = ? ORDER BY seq DESC", (object_type,))
+        rows = self._db.execute("SELECT data FROM objects WHERE type = ? ORDER BY seq DESC", (object_type,))
         return [json.loads(r[0]) for r in rows]
 
     def _next_seq(self) -> int:
@@ -128,9 +129,10 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction():
-            self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                             (key, value))
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     def meta_json(self, key: str, default=None):
         raw = self.meta(key)
@@ -156,8 +158,9 @@ class Store:
     # --- scheduled jobs ---------------------------------------------------------------------
     def schedule(self, due: int, kind: str, ref: str, **data) -> None:
         with self.transaction():
-            self._db.execute("INSERT INTO jobs (due, kind, ref, data) VALUES (?, ?, ?, ?)",
-                             (due, kind, ref, json.dumps(data)))
+            self._db.execute(
+                "INSERT INTO jobs (due, kind, ref, data) VALUES (?, ?, ?, ?)", (due, kind, ref, json.dumps(data))
+            )
 
     def cancel_jobs(self, kind: str, ref: str) -> None:
         with self.transaction():
@@ -165,8 +168,9 @@ class Store:
 
     def pop_due_job(self, until: int) -> tuple[int, str, str, dict] | None:
         with self.transaction():
-            row = self._db.execute("SELECT id, due, kind, ref, data FROM jobs WHERE due <= ? "
-                                   "ORDER BY due, id LIMIT 1", (until,)).fetchone()
+            row = self._db.execute(
+                "SELECT id, due, kind, ref, data FROM jobs WHERE due <= ? ORDER BY due, id LIMIT 1", (until,)
+            ).fetchone()
             if row is None:
                 return None
             self._db.execute("DELETE FROM jobs WHERE id = ?", (row[0],))
@@ -174,13 +178,14 @@ class Store:
 
     # --- idempotency ------------------------------------------------------------------------
     def idempotent_result(self, key: str) -> tuple[str, int, str] | None:
-        return self._db.execute("SELECT fingerprint, status, body FROM idempotency WHERE key = ?",
-                                (key,)).fetchone()
+        return self._db.execute("SELECT fingerprint, status, body FROM idempotency WHERE key = ?", (key,)).fetchone()
 
     def save_idempotent_result(self, key: str, fingerprint: str, status: int, body: str) -> None:
         with self.transaction():
-            self._db.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?)",
-                             (key, fingerprint, status, body, time.time()))
+            self._db.execute(
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?)",
+                (key, fingerprint, status, body, time.time()),
+            )
 
     # --- raw access for the webhook sender --------------------------------------------------
     def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:

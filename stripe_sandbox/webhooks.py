@@ -9,6 +9,7 @@ exponential backoff. Every attempt is logged in the ``deliveries`` table.
 Faults for tests (``/_sandbox/webhooks/faults``): deliver every event twice, hold deliveries for
 a delay, hold them until released and then deliver them newest first, or drop the next N.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,18 +29,31 @@ from .primitives import API_VERSION, new_id, public
 from .store import Store
 
 
-def create_event(store: Store, event_type: str, obj: dict, previous_attributes: dict | None,
-                 *, request_id: str, idempotency_key: str | None) -> dict:
+def create_event(
+    store: Store,
+    event_type: str,
+    obj: dict,
+    previous_attributes: dict | None,
+    *,
+    request_id: str,
+    idempotency_key: str | None,
+) -> dict:
     """Store the event (``GET /v1/events``) and queue one delivery per enabled endpoint."""
     data = {"object": public(strip_includables(copy.deepcopy(obj)))}
     if previous_attributes is not None:
         data["previous_attributes"] = previous_attributes
-    endpoints = [e for e in store.all("webhook_endpoint")
-                 if e["status"] == "enabled"
-                 and ("*" in e["enabled_events"] or event_type in e["enabled_events"])]
+    endpoints = [
+        e
+        for e in store.all("webhook_endpoint")
+        if e["status"] == "enabled" and ("*" in e["enabled_events"] or event_type in e["enabled_events"])
+    ]
     event = {
-        "id": new_id("evt"), "object": "event", "api_version": API_VERSION,
-        "created": store.now(), "data": data, "livemode": False,
+        "id": new_id("evt"),
+        "object": "event",
+        "api_version": API_VERSION,
+        "created": store.now(),
+        "data": data,
+        "livemode": False,
         "pending_webhooks": len(endpoints),
         "request": {"id": request_id, "idempotency_key": idempotency_key},
         "type": event_type,
@@ -61,9 +75,10 @@ def _queue(store: Store, event: dict, endpoints: list[dict]) -> None:
                 status = "dropped"
             elif faults.get("hold"):
                 status = "held"
-            store.execute("INSERT INTO deliveries (event_id, endpoint_id, status, next_attempt,"
-                          " created) VALUES (?, ?, ?, ?, ?)",
-                          (event["id"], endpoint["id"], status, due, now))
+            store.execute(
+                "INSERT INTO deliveries (event_id, endpoint_id, status, next_attempt, created) VALUES (?, ?, ?, ?, ?)",
+                (event["id"], endpoint["id"], status, due, now),
+            )
     store.set_meta_json("webhook_faults", faults)
     store.after_commit(Sender.wake_all)
 
@@ -76,8 +91,10 @@ def release_held(store: Store, newest_first: bool = True) -> int:
             rows.reverse()
         now = time.time()
         for position, (delivery_id,) in enumerate(rows):
-            store.execute("UPDATE deliveries SET status = 'pending', next_attempt = ? "
-                          "WHERE id = ?", (now + position * 0.001, delivery_id))
+            store.execute(
+                "UPDATE deliveries SET status = 'pending', next_attempt = ? WHERE id = ?",
+                (now + position * 0.001, delivery_id),
+            )
     Sender.wake_all()
     return len(rows)
 
@@ -93,9 +110,23 @@ def delivery_log(store: Store, limit: int = 200) -> list[dict]:
         "SELECT d.id, d.event_id, d.endpoint_id, d.status, d.attempts, d.next_attempt, "
         "d.created, d.last_status, d.last_error, d.delivered, d.log, "
         "json_extract(o.data, '$.type') FROM deliveries d LEFT JOIN objects o "
-        "ON o.id = d.event_id ORDER BY d.id DESC LIMIT ?", (limit,)).fetchall()
-    keys = ("id", "event_id", "endpoint_id", "status", "attempts", "next_attempt", "created",
-            "last_status", "last_error", "delivered", "attempt_log", "event_type")
+        "ON o.id = d.event_id ORDER BY d.id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    keys = (
+        "id",
+        "event_id",
+        "endpoint_id",
+        "status",
+        "attempts",
+        "next_attempt",
+        "created",
+        "last_status",
+        "last_error",
+        "delivered",
+        "attempt_log",
+        "event_type",
+    )
     out = []
     for row in rows:
         item = dict(zip(keys, row, strict=True))
@@ -109,8 +140,7 @@ class Sender:
 
     _instances: ClassVar[list[Sender]] = []
 
-    def __init__(self, store: Store, *, timeout: float = 10.0, retry_base: float = 2.0,
-                 max_attempts: int = 8):
+    def __init__(self, store: Store, *, timeout: float = 10.0, retry_base: float = 2.0, max_attempts: int = 8):
         self.store = store
         self.timeout = timeout
         self.retry_base = retry_base
@@ -144,8 +174,9 @@ class Sender:
         while time.time() < deadline:
             with self.store.lock:
                 due = self.store.execute(
-                    "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'sending') "
-                    "AND next_attempt <= ?", (time.time(),)).fetchone()[0]
+                    "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'sending') AND next_attempt <= ?",
+                    (time.time(),),
+                ).fetchone()[0]
             if not due:
                 return True
             self._wake.set()
@@ -181,8 +212,7 @@ class Sender:
 
     def _seconds_to_next(self) -> float:
         with self.store.lock:
-            row = self.store.execute("SELECT MIN(next_attempt) FROM deliveries "
-                                     "WHERE status = 'pending'").fetchone()
+            row = self.store.execute("SELECT MIN(next_attempt) FROM deliveries WHERE status = 'pending'").fetchone()
         if row[0] is None:
             return 1.0
         return max(0.0, min(1.0, row[0] - time.time()))
@@ -192,27 +222,43 @@ class Sender:
             row = self.store.execute(
                 "SELECT d.id, d.event_id, d.endpoint_id, d.attempts FROM deliveries d "
                 "WHERE d.status = 'pending' AND d.next_attempt <= ? "
-                "ORDER BY d.next_attempt, d.id LIMIT 1", (time.time(),)).fetchone()
+                "ORDER BY d.next_attempt, d.id LIMIT 1",
+                (time.time(),),
+            ).fetchone()
             if row is None:
                 return None
             event, endpoint = self.store.get(row[1]), self.store.get(row[2])
             if event is None or endpoint is None:
-                self.store.execute("UPDATE deliveries SET status = 'abandoned' WHERE id = ?",
-                                   (row[0],))
+                self.store.execute("UPDATE deliveries SET status = 'abandoned' WHERE id = ?", (row[0],))
                 return ()
-            self.store.execute("UPDATE deliveries SET status = 'sending' WHERE id = ?",
-                               (row[0],))
+            self.store.execute("UPDATE deliveries SET status = 'sending' WHERE id = ?", (row[0],))
         return row[0], event, endpoint, row[3]
 
     def _deliver(self, delivery_id=None, event=None, endpoint=None, attempts=0) -> None:
         if delivery_id is None:
             return
+        started, status, error = self._post(event, endpoint)
+        entry = {
+            "at": started,
+            "status": status,
+            "error": error,
+            "duration_ms": round((time.time() - started) * 1000, 1),
+        }
+        self._record(delivery_id, event, attempts + 1, entry)
+
+    def _post(self, event: dict, endpoint: dict) -> tuple[float, int | None, str | None]:
+        """POST the signed event; returns when it started, the answer's status, the error."""
         payload = json.dumps(event, indent=2)
         request = urllib.request.Request(  # noqa: S310 - http(s) only: checked when the endpoint was stored
-            endpoint["url"], data=payload.encode(), method="POST",
-            headers={"Content-Type": "application/json; charset=utf-8",
-                     "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                     "Stripe-Signature": sign(payload, endpoint["secret"])})
+            endpoint["url"],
+            data=payload.encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                "Stripe-Signature": sign(payload, endpoint["secret"]),
+            },
+        )
         started = time.time()
         status, error = None, None
         try:
@@ -222,12 +268,13 @@ class Sender:
             status, error = exc.code, f"HTTP {exc.code}"
         except Exception as exc:  # noqa: BLE001 - timeout, refused connection...: logged, retried
             error = f"{type(exc).__name__}: {exc}"
-        attempts += 1
-        entry = {"at": started, "status": status, "error": error,
-                 "duration_ms": round((time.time() - started) * 1000, 1)}
+        return started, status, error
+
+    def _record(self, delivery_id, event: dict, attempts: int, entry: dict) -> None:
+        """Log the attempt; delivered, failed for good, or pending a retry with backoff."""
+        status, error = entry["status"], entry["error"]
         with self.store.transaction():
-            row = self.store.execute("SELECT log FROM deliveries WHERE id = ?",
-                                     (delivery_id,)).fetchone()
+            row = self.store.execute("SELECT log FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
             if row is None:  # the sandbox was reset while this delivery was in flight
                 return
             log = json.loads(row[0])
@@ -247,5 +294,14 @@ class Sender:
             self.store.execute(
                 "UPDATE deliveries SET status = ?, attempts = ?, next_attempt = ?, "
                 "last_status = ?, last_error = ?, delivered = ?, log = ? WHERE id = ?",
-                (state, attempts, next_attempt, status, error, time.time() if ok else None,
-                 json.dumps(log), delivery_id))
+                (
+                    state,
+                    attempts,
+                    next_attempt,
+                    status,
+                    error,
+                    time.time() if ok else None,
+                    json.dumps(log),
+                    delivery_id,
+                ),
+            )

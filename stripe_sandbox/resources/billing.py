@@ -2,9 +2,10 @@
 
 The billing resources are split by family:
 
-* :mod:`.subscriptions` -- create, retrieve, list, update, cancel; subscription items;
-* :mod:`.invoices` -- invoices and invoice payments: finalize, pay, void, react to the
-  PaymentIntent;
+* :mod:`.subscriptions` -- create, retrieve, list, cancel; subscription items;
+* :mod:`.subscription_updates` -- update (fields, cancel at period end, price changes);
+* :mod:`.invoices` -- build, retrieve, list invoices;
+* :mod:`.invoice_payments` -- finalize, pay, void, react to the PaymentIntent; invoice payments;
 * :mod:`.proration` -- price changes (credit for unused time, charge for the remaining time) and
   ``POST /v1/invoices/create_preview``;
 * :mod:`.renewals` -- what the sandbox clock does: period ends, renewals, expiries;
@@ -27,6 +28,7 @@ confirms it (the sandbox, the SDK, the browser); they announce ``subscription.in
 ``subscription.invoice_payment_failed`` (to their subscription) and then ``invoice.paid`` /
 ``invoice.payment_failed`` (for Checkout).
 """
+
 from __future__ import annotations
 
 import calendar
@@ -72,9 +74,62 @@ def product_name(ctx: Context, price: dict) -> str:
 def load_price_param(ctx: Context, price_id: str, param: str) -> dict:
     price = ctx.load(price_id, "price", param=param, status=400)
     if not price["active"]:
-        raise errors.invalid_request("The price specified is inactive. This field only accepts "
-                                     "active prices.", param=param)
+        raise errors.invalid_request(
+            "The price specified is inactive. This field only accepts active prices.", param=param
+        )
     return price
+
+
+def _new_product(pd: dict, now: int) -> dict:
+    """The Product Stripe creates for ``price_data[product_data]``."""
+    return {
+        "id": new_id("prod"),
+        "object": "product",
+        "active": True,
+        "created": now,
+        "default_price": None,
+        "description": pd.get("description"),
+        "images": [],
+        "livemode": False,
+        "marketing_features": [],
+        "metadata": {},
+        "name": pd["name"],
+        "package_dimensions": None,
+        "shippable": None,
+        "statement_descriptor": None,
+        "tax_code": None,
+        "type": "service",
+        "unit_label": None,
+        "updated": now,
+        "url": None,
+    }
+
+
+def _inline_product(ctx: Context, data: dict, param: str, product_data_ok: bool, now: int) -> dict:
+    """``price_data[product]`` (an existing Product) or ``price_data[product_data]`` (a new one)."""
+    if data.get("product"):
+        return ctx.load(data["product"], "product", param=f"{param}[product]", status=400)
+    if not (data.get("product_data") and product_data_ok):
+        raise errors.missing_param(f"{param}[product_data]" if product_data_ok else f"{param}[product]")
+    pd = data["product_data"]
+    if not pd.get("name"):
+        raise errors.missing_param(f"{param}[product_data][name]")
+    product = _new_product(pd, now)
+    apply_metadata(product, pd.get("metadata"))
+    ctx.store.put(product)
+    return product
+
+
+def _inline_recurring(data: dict) -> dict | None:
+    if not data.get("recurring"):
+        return None
+    return {
+        "interval": data["recurring"]["interval"],
+        "interval_count": data["recurring"].get("interval_count", 1),
+        "meter": None,
+        "trial_period_days": None,
+        "usage_type": "licensed",
+    }
 
 
 def inline_price(ctx: Context, data: dict, param: str, *, product_data_ok: bool = True) -> dict:
@@ -84,41 +139,29 @@ def inline_price(ctx: Context, data: dict, param: str, *, product_data_ok: bool 
     if "unit_amount" not in data:
         raise errors.missing_param(f"{param}[unit_amount]")
     if data["unit_amount"] < 0:
-        raise errors.invalid_request("Invalid non-negative integer",
-                                     param=f"{param}[unit_amount]")
+        raise errors.invalid_request("Invalid non-negative integer", param=f"{param}[unit_amount]")
     now = ctx.now()
-    if data.get("product"):
-        product = ctx.load(data["product"], "product", param=f"{param}[product]", status=400)
-    elif data.get("product_data") and product_data_ok:
-        pd = data["product_data"]
-        if not pd.get("name"):
-            raise errors.missing_param(f"{param}[product_data][name]")
-        product = {
-            "id": new_id("prod"), "object": "product", "active": True, "created": now,
-            "default_price": None, "description": pd.get("description"), "images": [],
-            "livemode": False, "marketing_features": [], "metadata": {}, "name": pd["name"],
-            "package_dimensions": None, "shippable": None, "statement_descriptor": None,
-            "tax_code": None, "type": "service", "unit_label": None, "updated": now,
-            "url": None,
-        }
-        apply_metadata(product, pd.get("metadata"))
-        ctx.store.put(product)
-    else:
-        raise errors.missing_param(f"{param}[product_data]" if product_data_ok
-                                   else f"{param}[product]")
-    recurring = None
-    if data.get("recurring"):
-        recurring = {"interval": data["recurring"]["interval"],
-                     "interval_count": data["recurring"].get("interval_count", 1),
-                     "meter": None, "trial_period_days": None, "usage_type": "licensed"}
-    currency = data["currency"].lower()
+    product = _inline_product(ctx, data, param, product_data_ok, now)
+    recurring = _inline_recurring(data)
     price = {
-        "id": new_id("price"), "object": "price", "active": False,
-        "billing_scheme": "per_unit", "created": now, "currency": currency,
-        "custom_unit_amount": None, "livemode": False, "lookup_key": None, "metadata": {},
-        "nickname": None, "product": product["id"], "recurring": recurring,
-        "tax_behavior": "unspecified", "tiers_mode": None, "transform_quantity": None,
-        "type": "recurring" if recurring else "one_time", "unit_amount": data["unit_amount"],
+        "id": new_id("price"),
+        "object": "price",
+        "active": False,
+        "billing_scheme": "per_unit",
+        "created": now,
+        "currency": data["currency"].lower(),
+        "custom_unit_amount": None,
+        "livemode": False,
+        "lookup_key": None,
+        "metadata": {},
+        "nickname": None,
+        "product": product["id"],
+        "recurring": recurring,
+        "tax_behavior": "unspecified",
+        "tiers_mode": None,
+        "transform_quantity": None,
+        "type": "recurring" if recurring else "one_time",
+        "unit_amount": data["unit_amount"],
         "unit_amount_decimal": str(data["unit_amount"]),
     }
     ctx.store.put(price)
@@ -128,14 +171,25 @@ def inline_price(ctx: Context, data: dict, param: str, *, product_data_ok: bool 
 def plan_of(price: dict) -> dict:
     recurring = price["recurring"] or {}
     return {
-        "id": price["id"], "object": "plan", "active": price["active"],
-        "amount": price["unit_amount"], "amount_decimal": price["unit_amount_decimal"],
-        "billing_scheme": "per_unit", "created": price["created"],
-        "currency": price["currency"], "interval": recurring.get("interval", "month"),
-        "interval_count": recurring.get("interval_count", 1), "livemode": False,
-        "metadata": dict(price.get("metadata") or {}), "meter": None,
-        "nickname": price.get("nickname"), "product": price["product"], "tiers_mode": None,
-        "transform_usage": None, "trial_period_days": None, "usage_type": "licensed",
+        "id": price["id"],
+        "object": "plan",
+        "active": price["active"],
+        "amount": price["unit_amount"],
+        "amount_decimal": price["unit_amount_decimal"],
+        "billing_scheme": "per_unit",
+        "created": price["created"],
+        "currency": price["currency"],
+        "interval": recurring.get("interval", "month"),
+        "interval_count": recurring.get("interval_count", 1),
+        "livemode": False,
+        "metadata": dict(price.get("metadata") or {}),
+        "meter": None,
+        "nickname": price.get("nickname"),
+        "product": price["product"],
+        "tiers_mode": None,
+        "transform_usage": None,
+        "trial_period_days": None,
+        "usage_type": "licensed",
     }
 
 
@@ -147,8 +201,10 @@ def attach_payment_method(ctx: Context, pm_id: str, customer_id: str, param: str
         if pm.get("customer") != customer_id:
             raise errors.invalid_request(
                 f"The customer does not have a payment method with the ID {pm_id}. The "
-                "payment method must be attached to the customer.", param=param,
-                code="resource_missing")
+                "payment method must be attached to the customer.",
+                param=param,
+                code="resource_missing",
+            )
         return pm_id
     if not pm_id.startswith("pm_"):
         raise errors.no_such("PaymentMethod", pm_id, param, status=400)
@@ -189,48 +245,108 @@ def save_subscription(ctx: Context, sub: dict, before: dict | None = None) -> di
     return sub
 
 
-def new_line(ctx: Context, *, invoice_id: str | None, sub: dict | None, item: dict | None,
-             price: dict, quantity: int, amount: int, description: str, start: int, end: int,
-             proration: bool = False, invoice_item: str | None = None) -> dict:
+def _line_parent(sub: dict | None, item: dict | None, proration: bool, invoice_item: str | None) -> dict:
+    """A line's ``parent``: the subscription item it bills, or an invoice item (one-time price)."""
+    sub_id = sub["id"] if sub else None
     if item is not None:
-        parent = {"invoice_item_details": None, "type": "subscription_item_details",
-                  "subscription_item_details": {
-                      "invoice_item": invoice_item, "proration": proration,
-                      "proration_details": {"credited_items": None},
-                      "subscription": sub["id"] if sub else None,
-                      "subscription_item": item["id"]}}
-    else:
-        parent = {"subscription_item_details": None, "type": "invoice_item_details",
-                  "invoice_item_details": {
-                      "invoice_item": invoice_item or new_id("ii"), "proration": proration,
-                      "proration_details": {"credited_items": None},
-                      "subscription": sub["id"] if sub else None}}
+        return {
+            "invoice_item_details": None,
+            "type": "subscription_item_details",
+            "subscription_item_details": {
+                "invoice_item": invoice_item,
+                "proration": proration,
+                "proration_details": {"credited_items": None},
+                "subscription": sub_id,
+                "subscription_item": item["id"],
+            },
+        }
     return {
-        "id": new_id("il"), "object": "line_item", "amount": amount,
-        "currency": price["currency"], "description": description, "discount_amounts": [],
-        "discountable": not proration, "discounts": [], "invoice": invoice_id,
-        "livemode": False, "metadata": {}, "parent": parent,
-        "period": {"end": end, "start": start}, "pretax_credit_amounts": [],
-        "pricing": {"price_details": {"price": price["id"], "product": price["product"]},
-                    "type": "price_details", "unit_amount_decimal": price["unit_amount_decimal"]},
-        "quantity": quantity, "subscription": sub["id"] if sub else None, "subtotal": amount,
+        "subscription_item_details": None,
+        "type": "invoice_item_details",
+        "invoice_item_details": {
+            "invoice_item": invoice_item or new_id("ii"),
+            "proration": proration,
+            "proration_details": {"credited_items": None},
+            "subscription": sub_id,
+        },
+    }
+
+
+def new_line(
+    ctx: Context,
+    *,
+    invoice_id: str | None,
+    sub: dict | None,
+    item: dict | None,
+    price: dict,
+    quantity: int,
+    amount: int,
+    description: str,
+    start: int,
+    end: int,
+    proration: bool = False,
+    invoice_item: str | None = None,
+) -> dict:
+    parent = _line_parent(sub, item, proration, invoice_item)
+    return {
+        "id": new_id("il"),
+        "object": "line_item",
+        "amount": amount,
+        "currency": price["currency"],
+        "description": description,
+        "discount_amounts": [],
+        "discountable": not proration,
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": {},
+        "parent": parent,
+        "period": {"end": end, "start": start},
+        "pretax_credit_amounts": [],
+        "pricing": {
+            "price_details": {"price": price["id"], "product": price["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": price["unit_amount_decimal"],
+        },
+        "quantity": quantity,
+        "subscription": sub["id"] if sub else None,
+        "subtotal": amount,
         "taxes": [],
     }
 
 
-def item_line(ctx: Context, invoice_id, sub: dict | None, item: dict, start: int, end: int,
-              price: dict | None = None, quantity: int | None = None) -> dict:
+def item_line(
+    ctx: Context,
+    invoice_id,
+    sub: dict | None,
+    item: dict,
+    start: int,
+    end: int,
+    price: dict | None = None,
+    quantity: int | None = None,
+) -> dict:
     price = price or item["price"]
     quantity = item["quantity"] if quantity is None else quantity
     recurring = price["recurring"] or {}
     every = recurring.get("interval", "month")
     if recurring.get("interval_count", 1) > 1:
         every = f"every {recurring['interval_count']} {every}s"
-    description = (f"{quantity} × {product_name(ctx, price)} "
-                   f"(at {format_invoice_amount(price['unit_amount'], price['currency'])} / {every})")
-    return new_line(ctx, invoice_id=invoice_id, sub=sub, item=item, price=price, quantity=quantity,
-                    amount=price["unit_amount"] * quantity, description=description,
-                    start=start, end=end)
+    description = (
+        f"{quantity} × {product_name(ctx, price)} "
+        f"(at {format_invoice_amount(price['unit_amount'], price['currency'])} / {every})"
+    )
+    return new_line(
+        ctx,
+        invoice_id=invoice_id,
+        sub=sub,
+        item=item,
+        price=price,
+        quantity=quantity,
+        amount=price["unit_amount"] * quantity,
+        description=description,
+        start=start,
+        end=end,
+    )
 
 
 def resolve_items(ctx: Context, items: list[dict], param: str = "items") -> list[tuple]:
@@ -240,27 +356,27 @@ def resolve_items(ctx: Context, items: list[dict], param: str = "items") -> list
         if spec.get("price"):
             price = load_price_param(ctx, spec["price"], f"{where}[price]")
         elif spec.get("price_data"):
-            price = inline_price(ctx, spec["price_data"], f"{where}[price_data]",
-                                 product_data_ok=False)
+            price = inline_price(ctx, spec["price_data"], f"{where}[price_data]", product_data_ok=False)
         else:
             raise errors.missing_param(f"{where}[price]")
         if price["type"] != "recurring":
             raise errors.invalid_request(
                 "The price specified is set to `type=one_time` but this field only accepts "
-                "prices with `type=recurring`.", param=f"{where}[price]")
+                "prices with `type=recurring`.",
+                param=f"{where}[price]",
+            )
         quantity = spec.get("quantity", 1)
         if quantity < 0:
-            raise errors.invalid_request("Invalid non-negative integer",
-                                         param=f"{where}[quantity]")
+            raise errors.invalid_request("Invalid non-negative integer", param=f"{where}[quantity]")
         resolved.append((price, quantity, spec.get("metadata")))
     currencies = {p["currency"] for p, _, _ in resolved}
-    intervals = {(p["recurring"]["interval"], p["recurring"]["interval_count"])
-                 for p, _, _ in resolved}
+    intervals = {(p["recurring"]["interval"], p["recurring"]["interval_count"]) for p, _, _ in resolved}
     if len(currencies) > 1:
-        raise errors.invalid_request("All prices on a subscription must have the same currency.",
-                                     param=param)
+        raise errors.invalid_request("All prices on a subscription must have the same currency.", param=param)
     if len(intervals) > 1:
-        raise errors.invalid_request("Currently, all prices on a subscription must have the same "
-                                     "`recurring.interval` and `recurring.interval_count`.",
-                                     param=param)
+        raise errors.invalid_request(
+            "Currently, all prices on a subscription must have the same "
+            "`recurring.interval` and `recurring.interval_count`.",
+            param=param,
+        )
     return resolved

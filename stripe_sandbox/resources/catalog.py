@@ -1,4 +1,5 @@
 """Products and prices. Prices are immutable but for ``active``, ``lookup_key``, metadata."""
+
 from __future__ import annotations
 
 from .. import errors
@@ -11,35 +12,46 @@ _PRODUCT_FIELDS = ["name", "description", "active", "metadata", "default_price"]
 def _new_product(ctx: Context, params: dict) -> dict:
     now = ctx.now()
     product = {
-        "id": params.get("id") or new_id("prod"), "object": "product",
-        "active": params.get("active", True), "created": now,
-        "default_price": None, "description": params.get("description"), "images": [],
-        "livemode": False, "marketing_features": [], "metadata": {}, "name": params["name"],
-        "package_dimensions": None, "shippable": None, "statement_descriptor": None,
-        "tax_code": None, "type": "service", "unit_label": None, "updated": now, "url": None,
+        "id": params.get("id") or new_id("prod"),
+        "object": "product",
+        "active": params.get("active", True),
+        "created": now,
+        "default_price": None,
+        "description": params.get("description"),
+        "images": [],
+        "livemode": False,
+        "marketing_features": [],
+        "metadata": {},
+        "name": params["name"],
+        "package_dimensions": None,
+        "shippable": None,
+        "statement_descriptor": None,
+        "tax_code": None,
+        "type": "service",
+        "unit_label": None,
+        "updated": now,
+        "url": None,
     }
     apply_metadata(product, params.get("metadata"))
     return product
 
 
-@endpoint("POST", "/v1/products", params="ProductCreateParams",
-          supported=["id", "name", "description", "active", "metadata"])
+@endpoint(
+    "POST", "/v1/products", params="ProductCreateParams", supported=["id", "name", "description", "active", "metadata"]
+)
 def create_product(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     if params.get("id") and ctx.store.get(params["id"]):
-        raise errors.invalid_request("Product already exists.", param="id",
-                                     code="resource_already_exists")
+        raise errors.invalid_request("Product already exists.", param="id", code="resource_already_exists")
     product = ctx.store.put(_new_product(ctx, params))
     ctx.emit("product.created", product)
     return product
 
 
-retrieve_product = retrieve_endpoint("/v1/products/<product_id>", "product",
-                                     params="ProductRetrieveParams")
+retrieve_product = retrieve_endpoint("/v1/products/<product_id>", "product", params="ProductRetrieveParams")
 
 
-@endpoint("POST", "/v1/products/<product_id>", params="ProductUpdateParams",
-          supported=_PRODUCT_FIELDS)
+@endpoint("POST", "/v1/products/<product_id>", params="ProductUpdateParams", supported=_PRODUCT_FIELDS)
 def update_product(ctx: Context, params: dict, product_id: str) -> dict:
     ctx.require_secret_key()
     product = ctx.load(product_id, "product")
@@ -51,8 +63,7 @@ def update_product(ctx: Context, params: dict, product_id: str) -> dict:
     if "default_price" in params:
         price = ctx.load(params["default_price"], "price", param="default_price")
         if price["product"] != product_id:
-            raise errors.invalid_request("The price must belong to this product.",
-                                         param="default_price")
+            raise errors.invalid_request("The price must belong to this product.", param="default_price")
         previous["default_price"] = product["default_price"]
         product["default_price"] = price["id"]
     if "metadata" in params:
@@ -69,8 +80,9 @@ def delete_product(ctx: Context, params: dict, product_id: str) -> dict:
     ctx.require_secret_key()
     product = ctx.load(product_id, "product")
     if any(p["product"] == product_id for p in ctx.store.all("price")):
-        raise errors.invalid_request("This product cannot be deleted because it has one or more "
-                                     "user-created prices.", code="resource_in_use")
+        raise errors.invalid_request(
+            "This product cannot be deleted because it has one or more user-created prices.", code="resource_in_use"
+        )
     ctx.store.put({"id": product_id, "object": "product", "deleted": True})
     ctx.emit("product.deleted", product)
     return {"id": product_id, "object": "product", "deleted": True}
@@ -82,11 +94,13 @@ def _of_ids(products: list[dict], params: dict) -> list[dict]:
     return [p for p in products if p["id"] in params["ids"]]
 
 
-list_products = list_endpoint("/v1/products", "product", params="ProductListParams",
-                              filters=("active",), extra=("ids",), where=_of_ids)
+list_products = list_endpoint(
+    "/v1/products", "product", params="ProductListParams", filters=("active",), extra=("ids",), where=_of_ids
+)
 
 
 # --- prices --------------------------------------------------------------------------------
+
 
 def _release_lookup_key(ctx: Context, lookup_key: str, transfer: bool) -> None:
     holder = next((p for p in ctx.store.all("price") if p.get("lookup_key") == lookup_key), None)
@@ -95,17 +109,34 @@ def _release_lookup_key(ctx: Context, lookup_key: str, transfer: bool) -> None:
     if not transfer:
         raise errors.invalid_request(
             f"A price (`{holder['id']}`) already uses that lookup key. Set transfer_lookup_key "
-            "to transfer it to this price.", param="lookup_key", code="lookup_key_in_use")
+            "to transfer it to this price.",
+            param="lookup_key",
+            code="lookup_key_in_use",
+        )
     holder["lookup_key"] = None
     ctx.store.put(holder)
     ctx.emit("price.updated", holder, {"lookup_key": lookup_key})
 
 
-@endpoint("POST", "/v1/prices", params="PriceCreateParams",
-          supported=["currency", "unit_amount", "product", "product_data[name]",
-                     "product_data[metadata]", "recurring[interval]",
-                     "recurring[interval_count]", "lookup_key", "transfer_lookup_key",
-                     "nickname", "metadata", "active"])
+@endpoint(
+    "POST",
+    "/v1/prices",
+    params="PriceCreateParams",
+    supported=[
+        "currency",
+        "unit_amount",
+        "product",
+        "product_data[name]",
+        "product_data[metadata]",
+        "recurring[interval]",
+        "recurring[interval_count]",
+        "lookup_key",
+        "transfer_lookup_key",
+        "nickname",
+        "metadata",
+        "active",
+    ],
+)
 def create_price(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     if "unit_amount" not in params:
@@ -128,20 +159,36 @@ def create_price(ctx: Context, params: dict) -> dict:
     if "recurring" in params:
         interval = params["recurring"]["interval"]
         if interval not in ("day", "week", "month", "year"):
-            raise errors.invalid_request("Invalid recurring[interval]: must be one of day, "
-                                         "month, week, or year", param="recurring[interval]")
-        recurring = {"interval": interval,
-                     "interval_count": params["recurring"].get("interval_count", 1),
-                     "meter": None, "trial_period_days": None, "usage_type": "licensed"}
+            raise errors.invalid_request(
+                "Invalid recurring[interval]: must be one of day, month, week, or year", param="recurring[interval]"
+            )
+        recurring = {
+            "interval": interval,
+            "interval_count": params["recurring"].get("interval_count", 1),
+            "meter": None,
+            "trial_period_days": None,
+            "usage_type": "licensed",
+        }
     price = {
-        "id": new_id("price"), "object": "price", "active": params.get("active", True),
-        "billing_scheme": "per_unit", "created": ctx.now(), "currency": currency,
-        "custom_unit_amount": None, "livemode": False,
-        "lookup_key": params.get("lookup_key"), "metadata": {},
-        "nickname": params.get("nickname"), "product": product["id"], "recurring": recurring,
-        "tax_behavior": "unspecified", "tiers_mode": None, "transform_quantity": None,
+        "id": new_id("price"),
+        "object": "price",
+        "active": params.get("active", True),
+        "billing_scheme": "per_unit",
+        "created": ctx.now(),
+        "currency": currency,
+        "custom_unit_amount": None,
+        "livemode": False,
+        "lookup_key": params.get("lookup_key"),
+        "metadata": {},
+        "nickname": params.get("nickname"),
+        "product": product["id"],
+        "recurring": recurring,
+        "tax_behavior": "unspecified",
+        "tiers_mode": None,
+        "transform_quantity": None,
         "type": "recurring" if recurring else "one_time",
-        "unit_amount": params["unit_amount"], "unit_amount_decimal": str(params["unit_amount"]),
+        "unit_amount": params["unit_amount"],
+        "unit_amount_decimal": str(params["unit_amount"]),
     }
     apply_metadata(price, params.get("metadata"))
     ctx.store.put(price)
@@ -152,8 +199,12 @@ def create_price(ctx: Context, params: dict) -> dict:
 retrieve_price = retrieve_endpoint("/v1/prices/<price_id>", "price", params="PriceRetrieveParams")
 
 
-@endpoint("POST", "/v1/prices/<price_id>", params="PriceUpdateParams",
-          supported=["active", "lookup_key", "transfer_lookup_key", "nickname", "metadata"])
+@endpoint(
+    "POST",
+    "/v1/prices/<price_id>",
+    params="PriceUpdateParams",
+    supported=["active", "lookup_key", "transfer_lookup_key", "nickname", "metadata"],
+)
 def update_price(ctx: Context, params: dict, price_id: str) -> dict:
     ctx.require_secret_key()
     price = ctx.load(price_id, "price")
@@ -178,6 +229,11 @@ def _of_lookup_keys(prices: list[dict], params: dict) -> list[dict]:
     return [p for p in prices if p.get("lookup_key") in params["lookup_keys"]]
 
 
-list_prices = list_endpoint("/v1/prices", "price", params="PriceListParams",
-                            filters=("active", "currency", "product", "type"),
-                            extra=("lookup_keys",), where=_of_lookup_keys)
+list_prices = list_endpoint(
+    "/v1/prices",
+    "price",
+    params="PriceListParams",
+    filters=("active", "currency", "product", "type"),
+    extra=("lookup_keys",),
+    where=_of_lookup_keys,
+)

@@ -1,61 +1,77 @@
 """Checkout Sessions: create (payment / subscription / setup), retrieve, list, expire, line items.
 
-The hosted page (part 2) and ``POST /_sandbox/checkout/<id>/pay`` complete a session through
-:func:`complete_session`. Payment mode creates and confirms a PaymentIntent owned by the session
-(as Stripe does now: on confirmation); subscription mode creates the customer if needed, the
-subscription and its first invoice, and pays it. Whatever confirms the payment afterwards (the
-3-D Secure challenge, a delayed method settling), the ``payment_intent.changed`` and
-``invoice.paid`` signals finish the session: ``checkout.session.completed`` and, for delayed
-methods, ``checkout.session.async_payment_succeeded`` / ``_failed``.
+The hosted page and ``POST /_sandbox/checkout/<id>/pay`` complete a session through
+:func:`.checkout_completion.complete_session`, which also follows the payment afterwards.
 """
+
 from __future__ import annotations
 
 import copy
 
 from .. import errors
-from ..api import (
-    LIST_PARAMS,
-    Context,
-    apply_metadata,
-    endpoint,
-    list_endpoint,
-    list_response,
-    listen,
-    retrieve_endpoint,
-)
+from ..api import LIST_PARAMS, Context, apply_metadata, endpoint, list_endpoint, list_response, retrieve_endpoint
 from ..expand import includable
 from ..jobs import job
 from ..primitives import new_id
 from . import payment_intents
-from .billing import (
-    attach_payment_method,
-    inline_price,
-    load_price_param,
-    product_name,
-    save_subscription,
-)
-from .customers import create_customer
-from .payment_methods import attach_to_customer
-from .subscriptions import create_subscription_internal
+from .billing import inline_price, load_price_param, product_name
 
 MIN_EXPIRY = 30 * 60
 MAX_EXPIRY = 24 * 3600
 
-_CREATE = ["mode", "line_items[][price]", "line_items[][quantity]",
-           "line_items[][price_data][currency]", "line_items[][price_data][unit_amount]",
-           "line_items[][price_data][product]", "line_items[][price_data][product_data][name]",
-           "line_items[][price_data][product_data][description]",
-           "line_items[][price_data][product_data][metadata]",
-           "line_items[][price_data][recurring]", "customer", "customer_email",
-           "client_reference_id", "metadata", "payment_intent_data[metadata]",
-           "payment_intent_data[setup_future_usage]", "payment_intent_data[description]",
-           "subscription_data[metadata]", "subscription_data[description]", "success_url",
-           "cancel_url", "expires_at", "allowed_payment_method_types", "currency", "locale",
-           "customer_creation", "ui_mode"]
+_CREATE = [
+    "mode",
+    "line_items[][price]",
+    "line_items[][quantity]",
+    "line_items[][price_data][currency]",
+    "line_items[][price_data][unit_amount]",
+    "line_items[][price_data][product]",
+    "line_items[][price_data][product_data][name]",
+    "line_items[][price_data][product_data][description]",
+    "line_items[][price_data][product_data][metadata]",
+    "line_items[][price_data][recurring]",
+    "customer",
+    "customer_email",
+    "client_reference_id",
+    "metadata",
+    "payment_intent_data[metadata]",
+    "payment_intent_data[setup_future_usage]",
+    "payment_intent_data[description]",
+    "subscription_data[metadata]",
+    "subscription_data[description]",
+    "success_url",
+    "cancel_url",
+    "expires_at",
+    "allowed_payment_method_types",
+    "currency",
+    "locale",
+    "customer_creation",
+    "ui_mode",
+]
 
 
 def _fail(message: str, param: str | None = None) -> errors.StripeError:
     return errors.invalid_request(message, param=param)
+
+
+def _line_item(ctx: Context, price: dict, quantity: int) -> dict:
+    amount = price["unit_amount"] * quantity
+    return {
+        "id": new_id("li"),
+        "object": "item",
+        "adjustable_quantity": None,
+        "amount_discount": 0,
+        "amount_subtotal": amount,
+        "amount_tax": 0,
+        "amount_total": amount,
+        "currency": price["currency"],
+        "description": product_name(ctx, price),
+        "discounts": [],
+        "metadata": {},
+        "price": price,
+        "quantity": quantity,
+        "taxes": [],
+    }
 
 
 def _resolve_line_items(ctx: Context, mode: str, specs: list[dict]) -> list[dict]:
@@ -63,8 +79,7 @@ def _resolve_line_items(ctx: Context, mode: str, specs: list[dict]) -> list[dict
     for n, spec in enumerate(specs):
         where = f"line_items[{n}]"
         if spec.get("price") and spec.get("price_data"):
-            raise _fail("You may only specify one of these parameters: price, price_data.",
-                        f"{where}[price]")
+            raise _fail("You may only specify one of these parameters: price, price_data.", f"{where}[price]")
         if spec.get("price"):
             price = load_price_param(ctx, spec["price"], f"{where}[price]")
             param = f"{where}[price]"
@@ -72,55 +87,52 @@ def _resolve_line_items(ctx: Context, mode: str, specs: list[dict]) -> list[dict
             price = inline_price(ctx, spec["price_data"], f"{where}[price_data]")
             param = f"{where}[price_data]"
         else:
-            raise _fail("You must specify either `price` or `price_data` for each line item.",
-                        f"{where}[price]")
+            raise _fail("You must specify either `price` or `price_data` for each line item.", f"{where}[price]")
         if "quantity" not in spec:
             raise errors.missing_param(f"{where}[quantity]")
         quantity = spec["quantity"]
         if quantity < 1:
             raise _fail("Quantity must be greater than 0.", f"{where}[quantity]")
         if mode == "payment" and price["type"] == "recurring":
-            raise _fail("You specified `payment` mode but passed a recurring price. Either "
-                        "switch to `subscription` mode or use only one-time prices.", param)
+            raise _fail(
+                "You specified `payment` mode but passed a recurring price. Either "
+                "switch to `subscription` mode or use only one-time prices.",
+                param,
+            )
         if price["unit_amount"] is None:
             raise _fail("The price has no unit amount.", param)
-        amount = price["unit_amount"] * quantity
-        items.append({
-            "id": new_id("li"), "object": "item", "adjustable_quantity": None,
-            "amount_discount": 0, "amount_subtotal": amount, "amount_tax": 0,
-            "amount_total": amount, "currency": price["currency"],
-            "description": product_name(ctx, price), "discounts": [],
-            "metadata": {}, "price": price, "quantity": quantity, "taxes": [],
-        })
+        items.append(_line_item(ctx, price, quantity))
     if mode == "subscription" and not any(i["price"]["type"] == "recurring" for i in items):
-        raise _fail("You must provide at least one recurring price in `subscription` mode when "
-                    "using prices.", "line_items")
+        raise _fail(
+            "You must provide at least one recurring price in `subscription` mode when using prices.", "line_items"
+        )
     if len({i["currency"] for i in items}) > 1:
         raise _fail("Line items must all have the same currency.", "line_items")
-    recurring = {(i["price"]["recurring"]["interval"], i["price"]["recurring"]["interval_count"])
-                 for i in items if i["price"]["type"] == "recurring"}
+    recurring = {
+        (i["price"]["recurring"]["interval"], i["price"]["recurring"]["interval_count"])
+        for i in items
+        if i["price"]["type"] == "recurring"
+    }
     if len(recurring) > 1:
-        raise _fail("Checkout does not support multiple prices with different billing "
-                    "intervals.", "line_items")
+        raise _fail("Checkout does not support multiple prices with different billing intervals.", "line_items")
     return items
 
 
-@endpoint("POST", "/v1/checkout/sessions", params="checkout.SessionCreateParams",
-          supported=_CREATE)
+@endpoint("POST", "/v1/checkout/sessions", params="checkout.SessionCreateParams", supported=_CREATE)
 def create_session(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     if "mode" not in params:
         raise errors.missing_param("mode")
     mode = params["mode"]
     if params.get("ui_mode") not in (None, "hosted_page", "hosted"):
-        raise errors.invalid_request("Only the hosted Checkout page is supported by the "
-                                     "sandbox.", param="ui_mode", code="parameter_unsupported")
+        raise errors.invalid_request(
+            "Only the hosted Checkout page is supported by the sandbox.", param="ui_mode", code="parameter_unsupported"
+        )
     customer = None
     if params.get("customer"):
         customer = ctx.load(params["customer"], "customer", param="customer", status=400)
         if params.get("customer_email"):
-            raise _fail("You may only specify one of these parameters: customer, "
-                        "customer_email.", "customer_email")
+            raise _fail("You may only specify one of these parameters: customer, customer_email.", "customer_email")
     items = _session_items(ctx, mode, params)
     for key, kind in (("payment_intent_data", "payment"), ("subscription_data", "subscription")):
         if params.get(key) and mode != kind:
@@ -150,91 +162,159 @@ def _expires_at(ctx: Context, params: dict) -> int:
     now = ctx.now()
     expires_at = params.get("expires_at", now + MAX_EXPIRY)
     if expires_at > now + MAX_EXPIRY:
-        raise _fail("The `expires_at` timestamp must be less than 24 hours from Checkout "
-                    "Session creation.", "expires_at")
+        raise _fail(
+            "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.", "expires_at"
+        )
     if expires_at < now + MIN_EXPIRY:
-        raise _fail("The `expires_at` timestamp must be at least 30 minutes from Checkout "
-                    "Session creation.", "expires_at")
+        raise _fail(
+            "The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.", "expires_at"
+        )
     return expires_at
 
 
-def customer_details(email: str | None, name: str | None = None,
-                     phone: str | None = None) -> dict:
+def customer_details(email: str | None, name: str | None = None, phone: str | None = None) -> dict:
     """A session's ``customer_details`` (what the buyer gave, or the customer's)."""
-    return {"address": None, "business_name": None, "email": email, "individual_name": None,
-            "name": name, "phone": phone, "tax_exempt": "none", "tax_ids": []}
+    return {
+        "address": None,
+        "business_name": None,
+        "email": email,
+        "individual_name": None,
+        "name": name,
+        "phone": phone,
+        "tax_exempt": "none",
+        "tax_ids": [],
+    }
 
 
-_NO_INVOICE_CREATION = {"enabled": False, "invoice_data": {
-    "account_tax_ids": None, "custom_fields": None, "description": None, "footer": None,
-    "issuer": None, "metadata": {}, "rendering_options": None}}
+_NO_INVOICE_CREATION = {
+    "enabled": False,
+    "invoice_data": {
+        "account_tax_ids": None,
+        "custom_fields": None,
+        "description": None,
+        "footer": None,
+        "issuer": None,
+        "metadata": {},
+        "rendering_options": None,
+    },
+}
 
 
-def _new_session(ctx: Context, params: dict, customer: dict | None, items: list[dict],
-                 expires_at: int) -> dict:
-    mode = params["mode"]
-    now = ctx.now()
-    session_id = new_id("cs_test")
-    subtotal = sum(i["amount_subtotal"] for i in items) if items else None
-    currency = items[0]["currency"] if items else (params.get("currency") or "").lower() or None
-    session = {
-        "id": session_id, "object": "checkout.session", "adaptive_pricing": {"enabled": False},
-        "after_expiration": None, "allow_promotion_codes": None,
-        "amount_subtotal": subtotal, "amount_total": subtotal,
-        "automatic_tax": {"enabled": False, "liability": None, "provider": None,
-                          "status": None},
-        "billing_address_collection": None, "cancel_url": params.get("cancel_url"),
-        "client_reference_id": params.get("client_reference_id"), "client_secret": None,
-        "collected_information": None, "consent": None, "consent_collection": None,
-        "created": now, "currency": currency, "currency_conversion": None,
-        "custom_fields": [],
-        "custom_text": {"after_submit": None, "shipping_address": None, "submit": None,
-                        "terms_of_service_acceptance": None},
-        "customer": customer["id"] if customer else None, "customer_account": None,
-        "customer_creation": (None if customer or mode == "subscription"
-                              else params.get("customer_creation", "if_required")),
-        "customer_details": (customer_details(customer.get("email"), customer.get("name"),
-                                              customer.get("phone")) if customer else None),
-        "customer_email": params.get("customer_email"), "discounts": [],
-        "expires_at": expires_at, "invoice": None,
-        "invoice_creation": copy.deepcopy(_NO_INVOICE_CREATION) if mode == "payment" else None,
-        "livemode": False, "locale": params.get("locale"), "metadata": {}, "mode": mode,
-        "payment_intent": None, "payment_link": None,
-        "payment_method_collection": "always" if mode == "subscription" else None,
+def _customer_fields(params: dict, customer: dict | None) -> dict:
+    """Who pays: the given customer, an email, or a customer Checkout creates (``customer_creation``)."""
+    creation = None if customer or params["mode"] == "subscription" else params.get("customer_creation", "if_required")
+    details = customer_details(customer.get("email"), customer.get("name"), customer.get("phone")) if customer else None
+    return {
+        "customer": customer["id"] if customer else None,
+        "customer_account": None,
+        "customer_creation": creation,
+        "customer_details": details,
+        "customer_email": params.get("customer_email"),
+    }
+
+
+def _payment_method_fields(params: dict) -> dict:
+    return {
+        "payment_method_collection": "always" if params["mode"] == "subscription" else None,
         "payment_method_configuration_details": None,
         "payment_method_options": {},
         "allowed_payment_method_types": params.get("allowed_payment_method_types"),
         "payment_method_types": params.get("allowed_payment_method_types") or ["card"],
-        "payment_status": "unpaid", "phone_number_collection": {"enabled": False},
-        "recovered_from": None, "saved_payment_method_options": None, "setup_intent": None,
-        "shipping_address_collection": None, "shipping_cost": None, "shipping_options": [],
-        "status": "open", "submit_type": None, "subscription": None,
-        "success_url": params.get("success_url"),
-        "total_details": ({"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0}
-                          if items else None),
-        "ui_mode": "hosted_page", "url": f"{ctx.public_url()}/c/pay/{session_id}",
-        "wallet_options": None,
-        "_sandbox": {
-            "line_items": items,
-            "payment_intent_data": params.get("payment_intent_data") or {},
-            "subscription_data": params.get("subscription_data") or {},
-        },
     }
-    return session
 
 
-retrieve_session = retrieve_endpoint("/v1/checkout/sessions/<session_id>", "checkout.session",
-                                     params="checkout.SessionRetrieveParams",
-                                     label="checkout.session")
-list_sessions = list_endpoint("/v1/checkout/sessions", "checkout.session",
-                              params="checkout.SessionListParams",
-                              filters=("customer", "payment_intent", "subscription", "status"))
+def _private(params: dict, items: list[dict]) -> dict:
+    """What the sandbox keeps for completing the session (never shown)."""
+    return {
+        "line_items": items,
+        "payment_intent_data": params.get("payment_intent_data") or {},
+        "subscription_data": params.get("subscription_data") or {},
+    }
+
+
+_NO_CUSTOM_TEXT = {"after_submit": None, "shipping_address": None, "submit": None, "terms_of_service_acceptance": None}
+
+
+def _new_session(ctx: Context, params: dict, customer: dict | None, items: list[dict], expires_at: int) -> dict:
+    mode = params["mode"]
+    session_id = new_id("cs_test")
+    subtotal = sum(i["amount_subtotal"] for i in items) if items else None
+    currency = items[0]["currency"] if items else (params.get("currency") or "").lower() or None
+    return {
+        "id": session_id,
+        "object": "checkout.session",
+        "adaptive_pricing": {"enabled": False},
+        "after_expiration": None,
+        "allow_promotion_codes": None,
+        "amount_subtotal": subtotal,
+        "amount_total": subtotal,
+        "automatic_tax": {"enabled": False, "liability": None, "provider": None, "status": None},
+        "billing_address_collection": None,
+        "cancel_url": params.get("cancel_url"),
+        "client_reference_id": params.get("client_reference_id"),
+        "client_secret": None,
+        "collected_information": None,
+        "consent": None,
+        "consent_collection": None,
+        "created": ctx.now(),
+        "currency": currency,
+        "currency_conversion": None,
+        "custom_fields": [],
+        "custom_text": dict(_NO_CUSTOM_TEXT),
+        **_customer_fields(params, customer),
+        "discounts": [],
+        "expires_at": expires_at,
+        "invoice": None,
+        "invoice_creation": copy.deepcopy(_NO_INVOICE_CREATION) if mode == "payment" else None,
+        "livemode": False,
+        "locale": params.get("locale"),
+        "metadata": {},
+        "mode": mode,
+        "payment_intent": None,
+        "payment_link": None,
+        **_payment_method_fields(params),
+        "payment_status": "unpaid",
+        "phone_number_collection": {"enabled": False},
+        "recovered_from": None,
+        "saved_payment_method_options": None,
+        "setup_intent": None,
+        "shipping_address_collection": None,
+        "shipping_cost": None,
+        "shipping_options": [],
+        "status": "open",
+        "submit_type": None,
+        "subscription": None,
+        "success_url": params.get("success_url"),
+        "total_details": ({"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0} if items else None),
+        "ui_mode": "hosted_page",
+        "url": f"{ctx.public_url()}/c/pay/{session_id}",
+        "wallet_options": None,
+        "_sandbox": _private(params, items),
+    }
+
+
+retrieve_session = retrieve_endpoint(
+    "/v1/checkout/sessions/<session_id>",
+    "checkout.session",
+    params="checkout.SessionRetrieveParams",
+    label="checkout.session",
+)
+list_sessions = list_endpoint(
+    "/v1/checkout/sessions",
+    "checkout.session",
+    params="checkout.SessionListParams",
+    filters=("customer", "payment_intent", "subscription", "status"),
+)
 
 
 def _line_items_list(session: dict) -> dict:
     items = (session.get("_sandbox") or {}).get("line_items", [])
-    return {"object": "list", "data": items, "has_more": False,
-            "url": f"/v1/checkout/sessions/{session['id']}/line_items"}
+    return {
+        "object": "list",
+        "data": items,
+        "has_more": False,
+        "url": f"/v1/checkout/sessions/{session['id']}/line_items",
+    }
 
 
 @includable("checkout.session", "line_items")
@@ -242,8 +322,12 @@ def _line_items(store, session: dict) -> dict:
     return _line_items_list(session)
 
 
-@endpoint("GET", "/v1/checkout/sessions/<session_id>/line_items",
-          params="checkout.SessionListLineItemsParams", supported=LIST_PARAMS)
+@endpoint(
+    "GET",
+    "/v1/checkout/sessions/<session_id>/line_items",
+    params="checkout.SessionListLineItemsParams",
+    supported=LIST_PARAMS,
+)
 def list_line_items(ctx: Context, params: dict, session_id: str) -> dict:
     ctx.require_secret_key()
     session = ctx.load(session_id, "checkout.session", label="checkout.session")
@@ -257,8 +341,7 @@ def expire_session_internal(ctx: Context, session: dict) -> dict:
     pi_id = session.get("payment_intent")
     if pi_id:
         pi = ctx.store.get(pi_id)
-        if pi and pi["status"] in ("requires_payment_method", "requires_confirmation",
-                                   "requires_action"):
+        if pi and pi["status"] in ("requires_payment_method", "requires_confirmation", "requires_action"):
             payment_intents.cancel_intent(ctx, pi, reason="abandoned")
     ctx.store.cancel_jobs("checkout.session.expire", session["id"])
     ctx.store.put(session)
@@ -266,15 +349,16 @@ def expire_session_internal(ctx: Context, session: dict) -> dict:
     return session
 
 
-@endpoint("POST", "/v1/checkout/sessions/<session_id>/expire",
-          params="checkout.SessionExpireParams")
+@endpoint("POST", "/v1/checkout/sessions/<session_id>/expire", params="checkout.SessionExpireParams")
 def expire_session(ctx: Context, params: dict, session_id: str) -> dict:
     ctx.require_secret_key()
     session = ctx.load(session_id, "checkout.session", label="checkout.session")
     if session["status"] != "open":
         raise errors.invalid_request(
-            f"Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout "
-            f"Session has a status of \"{session['status']}\".", code="unexpected_state")
+            f'Only Checkout Sessions with a status in ["open"] can be expired. This Checkout '
+            f'Session has a status of "{session["status"]}".',
+            code="unexpected_state",
+        )
     return expire_session_internal(ctx, session)
 
 
@@ -283,181 +367,3 @@ def _expire_job(ctx: Context, session_id: str, data: dict) -> None:
     session = ctx.store.get(session_id)
     if session is not None and session["status"] == "open":
         expire_session_internal(ctx, session)
-
-
-# --- completion -------------------------------------------------------------------------------
-
-def _not_payable(session: dict) -> errors.StripeError:
-    if session["status"] == "expired":
-        message = "This Checkout Session has expired and can no longer be paid."
-    else:
-        message = "This Checkout Session is already complete; it cannot be paid again."
-    return errors.invalid_request(message)
-
-
-def _customer_for(ctx: Context, session: dict) -> dict:
-    """Subscription mode (or ``customer_creation=always``) creates the customer on payment."""
-    if session.get("customer"):
-        return ctx.store.require(session["customer"])
-    email = session.get("customer_email") or (session.get("customer_details") or {}).get("email")
-    customer = create_customer(ctx, {"email": email} if email else {})
-    session["customer"] = customer["id"]
-    session["customer_details"] = customer_details(email)
-    ctx.store.put(session)
-    return customer
-
-
-def complete_session(ctx: Context, session: dict, payment_method_id: str) -> dict:
-    """Pay a session with ``payment_method_id`` (what the hosted page's pay button does).
-
-    Returns the fresh session: ``complete`` when paid (or, for a delayed method, complete with
-    ``payment_status=unpaid``), still ``open`` when the card needs 3-D Secure (the PaymentIntent
-    is ``requires_action``). A decline raises Stripe's 402 card error (the attempt is kept);
-    an expired or complete session raises a 400 and takes nothing.
-    """
-    session = ctx.store.require(session["id"])
-    if session["status"] != "open":
-        raise _not_payable(session)
-    if session["expires_at"] <= ctx.now():
-        expire_session_internal(ctx, session)
-        raise _not_payable(ctx.store.require(session["id"]))
-    mode = session["mode"]
-    if mode == "payment":
-        return _complete_payment(ctx, session, payment_method_id)
-    if mode == "subscription":
-        return _complete_subscription(ctx, session, payment_method_id)
-    return _complete_setup(ctx, session, payment_method_id)
-
-
-def _complete_payment(ctx: Context, session: dict, pm: str) -> dict:
-    data = session["_sandbox"]["payment_intent_data"]
-    if session.get("customer_creation") == "always" and not session.get("customer"):
-        _customer_for(ctx, session)
-    pi = ctx.store.get(session["payment_intent"]) if session.get("payment_intent") else None
-    if pi is None or pi["status"] == "canceled":
-        pi = payment_intents.create_intent(
-            ctx, amount=session["amount_total"], currency=session["currency"],
-            customer=session.get("customer"), metadata=data.get("metadata"),
-            description=data.get("description"),
-            setup_future_usage=data.get("setup_future_usage"),
-            payment_method_types=session["payment_method_types"], owner=session["id"])
-        session["payment_intent"] = pi["id"]
-        ctx.store.put(session)
-    if pi["status"] in ("succeeded", "processing"):
-        return ctx.store.require(session["id"])
-    payment_intents.confirm_intent(ctx, pi, payment_method=pm,
-                                   return_url=_return_url(ctx, session), raise_on_decline=True)
-    return ctx.store.require(session["id"])
-
-
-def _return_url(ctx: Context, session: dict) -> str:
-    return f"{ctx.public_url()}/c/pay/{session['id']}"
-
-
-def _attach_collected(ctx: Context, pm_id: str, customer_id: str) -> str:
-    """The card the buyer typed on the page is attached to the customer, as Checkout does;
-    a card that belongs to someone else is refused."""
-    pm = ctx.store.get(pm_id)
-    if pm is not None and pm.get("object") == "payment_method" and not pm.get("customer"):
-        attach_to_customer(ctx, pm_id, customer_id)
-    return attach_payment_method(ctx, pm_id, customer_id, "payment_method")
-
-
-def _complete_subscription(ctx: Context, session: dict, pm: str) -> dict:
-    sub = ctx.store.get(session["subscription"]) if session.get("subscription") else None
-    if sub is None or sub["status"] != "incomplete":
-        customer = _customer_for(ctx, session)
-        pm_id = _attach_collected(ctx, pm, customer["id"])
-        recurring = [(i["price"], i["quantity"], None)
-                     for i in session["_sandbox"]["line_items"]
-                     if i["price"]["type"] == "recurring"]
-        one_time = [(i["price"], i["quantity"]) for i in session["_sandbox"]["line_items"]
-                    if i["price"]["type"] != "recurring"]
-        data = session["_sandbox"]["subscription_data"]
-        sub = create_subscription_internal(
-            ctx, customer=customer, items=recurring, default_payment_method=pm_id,
-            payment_behavior="default_incomplete", metadata=data.get("metadata"),
-            description=data.get("description"), extra_lines=one_time,
-            checkout_session=session["id"])
-        session = ctx.store.get(session["id"]) or session
-        session["customer"] = customer["id"]
-        session["customer_details"] = session.get("customer_details") or customer_details(
-            customer.get("email"), customer.get("name"))
-        session["subscription"] = sub["id"]
-        session["invoice"] = sub["latest_invoice"]
-        ctx.store.put(session)
-    else:
-        pm_id = _attach_collected(ctx, pm, sub["customer"])
-        before = copy.deepcopy(sub)
-        sub["default_payment_method"] = pm_id
-        save_subscription(ctx, sub, before)
-    invoice = ctx.store.require(session["invoice"])
-    if invoice["status"] == "open":
-        pi = ctx.store.require(invoice["_sandbox"]["payment_intent"])
-        payment_intents.confirm_intent(ctx, pi, payment_method=pm_id,
-                                       return_url=_return_url(ctx, session),
-                                       raise_on_decline=True)
-    elif invoice["status"] == "paid":
-        _finish(ctx, ctx.store.require(session["id"]), paid=True)
-    return ctx.store.require(session["id"])
-
-
-def _complete_setup(ctx: Context, session: dict, pm: str) -> dict:
-    customer = _customer_for(ctx, session) if session.get("customer") or \
-        session.get("customer_email") else None
-    if customer is not None:
-        attach_payment_method(ctx, pm, customer["id"], "payment_method")
-    session = ctx.store.require(session["id"]) if customer is None else session
-    _finish(ctx, session, paid=False)
-    return ctx.store.require(session["id"])
-
-
-def _finish(ctx: Context, session: dict, *, paid: bool) -> None:
-    if session["status"] != "open":
-        return
-    session["status"] = "complete"
-    session["url"] = None
-    if session["mode"] != "setup":
-        session["payment_status"] = "paid" if paid else "unpaid"
-    if session.get("customer") and not session.get("customer_details"):
-        customer = ctx.store.get(session["customer"]) or {}
-        session["customer_details"] = customer_details(
-            customer.get("email"), customer.get("name"), customer.get("phone"))
-    elif not session.get("customer_details"):
-        session["customer_details"] = customer_details(session.get("customer_email"))
-    ctx.store.cancel_jobs("checkout.session.expire", session["id"])
-    ctx.store.put(session)
-    ctx.emit("checkout.session.completed", session)
-
-
-@listen("payment_intent.changed")
-def _on_payment_intent(ctx: Context, pi: dict, previous_status=None, **_details) -> None:
-    owner = (pi.get("_sandbox") or {}).get("owner")
-    if not isinstance(owner, str) or not owner.startswith("cs_"):
-        return
-    session = ctx.store.get(owner)
-    if session is None:
-        return
-    if session.get("customer") is None and pi.get("customer"):
-        session["customer"] = pi["customer"]
-    status = pi["status"]
-    if status == "succeeded":
-        if session["status"] == "open":
-            _finish(ctx, session, paid=True)
-        elif session["status"] == "complete" and session["payment_status"] == "unpaid":
-            session["payment_status"] = "paid"
-            ctx.store.put(session)
-            ctx.emit("checkout.session.async_payment_succeeded", session)
-    elif status == "processing" and session["status"] == "open":
-        _finish(ctx, session, paid=False)
-    elif status == "requires_payment_method" and previous_status == "processing" and \
-            session["status"] == "complete" and session["payment_status"] == "unpaid":
-        ctx.emit("checkout.session.async_payment_failed", session)
-
-
-@listen("invoice.paid")
-def _on_invoice_paid(ctx: Context, invoice: dict, **_details) -> None:
-    session_id = (invoice.get("_sandbox") or {}).get("checkout_session")
-    session = ctx.store.get(session_id) if session_id else None
-    if session is not None and session["status"] == "open":
-        _finish(ctx, session, paid=True)

@@ -1,4 +1,5 @@
 """Customers: create, retrieve, update, delete, list (filter by email)."""
+
 from __future__ import annotations
 
 import secrets
@@ -8,30 +9,55 @@ from ..api import Context, apply_metadata, endpoint, list_endpoint
 from ..primitives import new_id
 from .payment_methods import attach_to_customer
 
-_FIELDS = ["email", "name", "description", "phone", "metadata",
-           "invoice_settings[default_payment_method]", "preferred_locales"]
+_FIELDS = [
+    "email",
+    "name",
+    "description",
+    "phone",
+    "metadata",
+    "invoice_settings[default_payment_method]",
+    "preferred_locales",
+]
 
 
 def _invoice_prefix() -> str:
     return secrets.token_hex(4).upper()
 
 
-@endpoint("POST", "/v1/customers", params="CustomerCreateParams",
-          supported=_FIELDS + ["payment_method"])
+@endpoint("POST", "/v1/customers", params="CustomerCreateParams", supported=_FIELDS + ["payment_method"])
 def create_customer(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     customer = {
-        "id": new_id("cus"), "object": "customer", "address": None, "balance": 0,
-        "created": ctx.now(), "currency": None, "customer_account": None,
-        "default_source": None, "delinquent": False, "description": params.get("description"),
-        "discount": None, "email": params.get("email"), "individual_name": None,
-        "business_name": None, "invoice_prefix": _invoice_prefix(),
-        "invoice_settings": {"custom_fields": None, "default_payment_method": None,
-                             "footer": None, "rendering_options": None},
-        "livemode": False, "metadata": {}, "name": params.get("name"),
-        "next_invoice_sequence": 1, "phone": params.get("phone"),
-        "preferred_locales": params.get("preferred_locales", []), "shipping": None,
-        "tax_exempt": "none", "test_clock": None,
+        "id": new_id("cus"),
+        "object": "customer",
+        "address": None,
+        "balance": 0,
+        "created": ctx.now(),
+        "currency": None,
+        "customer_account": None,
+        "default_source": None,
+        "delinquent": False,
+        "description": params.get("description"),
+        "discount": None,
+        "email": params.get("email"),
+        "individual_name": None,
+        "business_name": None,
+        "invoice_prefix": _invoice_prefix(),
+        "invoice_settings": {
+            "custom_fields": None,
+            "default_payment_method": None,
+            "footer": None,
+            "rendering_options": None,
+        },
+        "livemode": False,
+        "metadata": {},
+        "name": params.get("name"),
+        "next_invoice_sequence": 1,
+        "phone": params.get("phone"),
+        "preferred_locales": params.get("preferred_locales", []),
+        "shipping": None,
+        "tax_exempt": "none",
+        "test_clock": None,
     }
     apply_metadata(customer, params.get("metadata"))
     ctx.store.put(customer)
@@ -49,13 +75,14 @@ def _set_default_payment_method(ctx: Context, customer: dict, pm_id: str) -> Non
     if pm_id == "":
         customer["invoice_settings"]["default_payment_method"] = None
         return
-    pm = ctx.load(pm_id, "payment_method", param="invoice_settings[default_payment_method]",
-                  label="PaymentMethod")
+    pm = ctx.load(pm_id, "payment_method", param="invoice_settings[default_payment_method]", label="PaymentMethod")
     if pm.get("customer") != customer["id"]:
         raise errors.invalid_request(
             f"The customer does not have a payment method with the ID {pm_id}. The payment "
             "method must be attached to the customer.",
-            param="invoice_settings[default_payment_method]", code="resource_missing")
+            param="invoice_settings[default_payment_method]",
+            code="resource_missing",
+        )
     customer["invoice_settings"]["default_payment_method"] = pm_id
 
 
@@ -82,8 +109,7 @@ def update_customer(ctx: Context, params: dict, customer_id: str) -> dict:
         apply_metadata(customer, params["metadata"])
     if "invoice_settings" in params:
         previous["invoice_settings"] = dict(customer["invoice_settings"])
-        _set_default_payment_method(
-            ctx, customer, params["invoice_settings"].get("default_payment_method", ""))
+        _set_default_payment_method(ctx, customer, params["invoice_settings"].get("default_payment_method", ""))
     ctx.store.put(customer)
     ctx.emit("customer.updated", customer, previous)
     return customer
@@ -99,5 +125,6 @@ def delete_customer(ctx: Context, params: dict, customer_id: str) -> dict:
     return tombstone
 
 
-list_customers = list_endpoint("/v1/customers", "customer", params="CustomerListParams",
-                               filters=("email",))  # Stripe's email filter is case-sensitive
+list_customers = list_endpoint(
+    "/v1/customers", "customer", params="CustomerListParams", filters=("email",)
+)  # Stripe's email filter is case-sensitive

@@ -1,4 +1,5 @@
 """Events (list, retrieve) and webhook endpoints (create with a ``whsec_`` secret, list, delete)."""
+
 from __future__ import annotations
 
 import secrets
@@ -24,8 +25,7 @@ def _of_types(events: list[dict], params: dict) -> list[dict]:
     return events
 
 
-list_events = list_endpoint("/v1/events", "event", params="EventListParams",
-                            extra=("type", "types"), where=_of_types)
+list_events = list_endpoint("/v1/events", "event", params="EventListParams", extra=("type", "types"), where=_of_types)
 
 
 def _public_endpoint(endpoint_obj: dict) -> dict:
@@ -38,24 +38,39 @@ def _check_url(url: str) -> None:
     """The sender urlopen()s this URL, so only http(s) with a host gets stored (never file: or ftp:)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise errors.invalid_request("Invalid URL: URL must be publicly accessible and use http "
-                                     "or https.", param="url", code="url_invalid")
+        raise errors.invalid_request(
+            "Invalid URL: URL must be publicly accessible and use http or https.", param="url", code="url_invalid"
+        )
 
 
-@endpoint("POST", "/v1/webhook_endpoints", params="WebhookEndpointCreateParams",
-          supported=["url", "enabled_events", "description", "metadata", "api_version"])
+@endpoint(
+    "POST",
+    "/v1/webhook_endpoints",
+    params="WebhookEndpointCreateParams",
+    supported=["url", "enabled_events", "description", "metadata", "api_version"],
+)
 def create_webhook_endpoint(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     _check_url(params["url"])
     if params.get("api_version") not in (None, API_VERSION):
         raise errors.invalid_request(
-            f"The sandbox speaks only API version {API_VERSION}; it cannot render events for "
-            f"{params['api_version']}.", param="api_version", code="parameter_unsupported")
+            f"The sandbox speaks only API version {API_VERSION}; it cannot render events for {params['api_version']}.",
+            param="api_version",
+            code="parameter_unsupported",
+        )
     hook = {
-        "id": new_id("we"), "object": "webhook_endpoint", "api_version": API_VERSION,
-        "application": None, "created": ctx.now(), "description": params.get("description"),
-        "enabled_events": params["enabled_events"], "livemode": False, "metadata": {},
-        "secret": "whsec_" + secrets.token_urlsafe(32), "status": "enabled", "url": params["url"],
+        "id": new_id("we"),
+        "object": "webhook_endpoint",
+        "api_version": API_VERSION,
+        "application": None,
+        "created": ctx.now(),
+        "description": params.get("description"),
+        "enabled_events": params["enabled_events"],
+        "livemode": False,
+        "metadata": {},
+        "secret": "whsec_" + secrets.token_urlsafe(32),
+        "status": "enabled",
+        "url": params["url"],
     }
     apply_metadata(hook, params.get("metadata"))
     ctx.store.put(hook)
@@ -68,8 +83,12 @@ def retrieve_webhook_endpoint(ctx: Context, params: dict, endpoint_id: str) -> d
     return _public_endpoint(ctx.load(endpoint_id, "webhook_endpoint"))
 
 
-@endpoint("POST", "/v1/webhook_endpoints/<endpoint_id>", params="WebhookEndpointUpdateParams",
-          supported=["url", "enabled_events", "description", "metadata", "disabled"])
+@endpoint(
+    "POST",
+    "/v1/webhook_endpoints/<endpoint_id>",
+    params="WebhookEndpointUpdateParams",
+    supported=["url", "enabled_events", "description", "metadata", "disabled"],
+)
 def update_webhook_endpoint(ctx: Context, params: dict, endpoint_id: str) -> dict:
     ctx.require_secret_key()
     hook = ctx.load(endpoint_id, "webhook_endpoint")
@@ -85,12 +104,10 @@ def update_webhook_endpoint(ctx: Context, params: dict, endpoint_id: str) -> dic
     return _public_endpoint(hook)
 
 
-@endpoint("GET", "/v1/webhook_endpoints", params="WebhookEndpointListParams",
-          supported=LIST_PARAMS)
+@endpoint("GET", "/v1/webhook_endpoints", params="WebhookEndpointListParams", supported=LIST_PARAMS)
 def list_webhook_endpoints(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
-    hooks = [_public_endpoint(h) for h in ctx.store.all("webhook_endpoint")
-             if not h.get("deleted")]
+    hooks = [_public_endpoint(h) for h in ctx.store.all("webhook_endpoint") if not h.get("deleted")]
     return list_response(hooks, "/v1/webhook_endpoints", params)
 
 

@@ -1,5 +1,6 @@
 """What PaymentIntents and SetupIntents share: the client_secret check of a publishable-key
 call and 3-D Secure's ``next_action``."""
+
 from __future__ import annotations
 
 from .. import errors
@@ -12,18 +13,21 @@ def check_client_secret(ctx: Context, intent: dict, given: str | None, kind: str
     if ctx.key_kind == "secret":
         if given is not None and given != intent["client_secret"]:
             raise errors.invalid_request(
-                f"The client_secret provided does not match the client_secret associated with "
-                f"the {kind}.", param="client_secret")
+                f"The client_secret provided does not match the client_secret associated with the {kind}.",
+                param="client_secret",
+            )
         return
     if not given:
         raise errors.invalid_request(
-            f"The client_secret parameter is required when using a publishable key to "
-            f"retrieve or confirm this {kind}.", param="client_secret",
-            code="parameter_missing")
+            f"The client_secret parameter is required when using a publishable key to retrieve or confirm this {kind}.",
+            param="client_secret",
+            code="parameter_missing",
+        )
     if given != intent["client_secret"]:
         raise errors.invalid_request(
-            f"The client_secret provided does not match the client_secret associated with the "
-            f"{kind}.", param="client_secret")
+            f"The client_secret provided does not match the client_secret associated with the {kind}.",
+            param="client_secret",
+        )
 
 
 def next_action(ctx: Context, intent: dict) -> dict:
@@ -32,8 +36,14 @@ def next_action(ctx: Context, intent: dict) -> dict:
     url = f"{ctx.base_url}/_sandbox/3ds/{intent['id']}"
     return_url = intent["_sandbox"].get("return_url")
     if return_url and not intent["_sandbox"].get("use_stripe_sdk"):
-        return {"type": "redirect_to_url",
-                "redirect_to_url": {"return_url": return_url, "url": url}}
-    return {"type": "use_stripe_sdk",
-            "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url, "url": url,
-                               "source": new_id("src"), "intent": intent["id"]}}
+        return {"type": "redirect_to_url", "redirect_to_url": {"return_url": return_url, "url": url}}
+    return {
+        "type": "use_stripe_sdk",
+        "use_stripe_sdk": {
+            "type": "three_d_secure_redirect",
+            "stripe_js": url,
+            "url": url,
+            "source": new_id("src"),
+            "intent": intent["id"],
+        },
+    }

@@ -1,84 +1,193 @@
-"""Invoices and invoice payments: build, finalize (with the PaymentIntent that collects it),
-pay, fail, void; retrieve, list, list lines, pay; list and retrieve invoice payments.
-
-An invoice reacts to its PaymentIntent through the ``payment_intent.changed`` signal, whoever
-confirms it. It tells its subscription through ``subscription.invoice_paid`` /
-``subscription.invoice_payment_failed`` (:mod:`.subscriptions` listens), then announces
-``invoice.paid`` / ``invoice.payment_failed`` (Checkout listens).
+"""Invoices: build (:func:`new_invoice`), retrieve, list, list lines, and which subscription
+billed one. Finalizing, paying, failing and voiding them (and invoice payments) are in
+:mod:`.invoice_payments`.
 """
+
 from __future__ import annotations
 
 import copy
 
-from .. import errors
-from ..api import (
-    LIST_PARAMS,
-    Context,
-    endpoint,
-    list_endpoint,
-    list_response,
-    listen,
-    notify,
-    retrieve_endpoint,
-)
+from ..api import LIST_PARAMS, Context, endpoint, list_endpoint, list_response, retrieve_endpoint
 from ..expand import includable
 from ..primitives import new_id
-from . import payment_intents
 
 
-def new_invoice(ctx: Context, *, customer: dict, sub: dict | None, billing_reason: str,
-                lines: list[dict], period_start: int, period_end: int,
-                invoice_id: str | None = None, currency: str | None = None) -> dict:
-    invoice_id = invoice_id or new_id("in")
+def _own_lines(lines: list[dict], invoice_id: str) -> list[dict]:
+    """Copies of ``lines`` that point at this invoice (a preview's lines point nowhere)."""
     lines = copy.deepcopy(lines)
     for line in lines:
         line["invoice"] = invoice_id if not invoice_id.startswith("upcoming_") else None
+    return lines
+
+
+def _parent(sub: dict | None) -> dict | None:
+    if sub is None:
+        return None
+    return {
+        "quote_details": None,
+        "type": "subscription_details",
+        "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"]},
+    }
+
+
+def _account(ctx: Context) -> dict:
+    return {"account_country": "US", "account_name": ctx.merchant_name or "Stripe Sandbox", "account_tax_ids": None}
+
+
+def _amounts(total: int) -> dict:
+    return {
+        "amount_due": max(total, 0),
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_remaining": max(total, 0),
+        "amount_shipping": 0,
+    }
+
+
+def _collection(billing_reason: str) -> dict:
+    """How a new invoice is collected: automatically, not attempted yet."""
+    return {
+        "application": None,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": True,
+        "automatic_tax": {
+            "disabled_reason": None,
+            "enabled": False,
+            "liability": None,
+            "provider": None,
+            "status": None,
+        },
+        "automatically_finalizes_at": None,
+        "billing_reason": billing_reason,
+        "collection_method": "charge_automatically",
+    }
+
+
+def _customer_fields(customer: dict) -> dict:
+    """The customer's details as the invoice copies them."""
+    return {
+        "customer": customer["id"],
+        "customer_account": None,
+        "customer_address": customer.get("address"),
+        "customer_email": customer.get("email"),
+        "customer_name": customer.get("name"),
+        "customer_phone": customer.get("phone"),
+        "customer_shipping": None,
+        "customer_tax_exempt": customer.get("tax_exempt", "none"),
+        "customer_tax_ids": [],
+    }
+
+
+def _draft_defaults() -> dict:
+    """What a draft leaves empty (finalizing sets ``effective_at`` and ``hosted_invoice_url``)."""
+    return {
+        "default_payment_method": None,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": [],
+        "due_date": None,
+        "effective_at": None,
+        "ending_balance": None,
+        "footer": None,
+        "from_invoice": None,
+        "hosted_invoice_url": None,
+        "invoice_pdf": None,
+        "issuer": {"type": "self"},
+        "last_finalization_error": None,
+        "latest_revision": None,
+    }
+
+
+def _lines_list(invoice_id: str, lines: list[dict]) -> dict:
+    return {
+        "object": "list",
+        "data": lines,
+        "has_more": False,
+        "total_count": len(lines),
+        "url": f"/v1/invoices/{invoice_id}/lines",
+    }
+
+
+def _draft_status() -> dict:
+    return {
+        "status": "draft",
+        "status_transitions": {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
+    }
+
+
+def _totals(total: int) -> dict:
+    """The totals (no discounts, taxes or credits in the sandbox), ``test_clock`` among them
+    in Stripe's alphabetical order."""
+    return {
+        "subtotal": total,
+        "subtotal_excluding_tax": total,
+        "test_clock": None,
+        "total": total,
+        "total_discount_amounts": [],
+        "total_excluding_tax": total,
+        "total_pretax_credit_amounts": [],
+        "total_taxes": [],
+    }
+
+
+def new_invoice(
+    ctx: Context,
+    *,
+    customer: dict,
+    sub: dict | None,
+    billing_reason: str,
+    lines: list[dict],
+    period_start: int,
+    period_end: int,
+    invoice_id: str | None = None,
+    currency: str | None = None,
+) -> dict:
+    """A draft invoice of ``lines`` (not stored: :func:`create_invoice` stores it)."""
+    invoice_id = invoice_id or new_id("in")
+    lines = _own_lines(lines, invoice_id)
     total = sum(line["amount"] for line in lines)
     currency = currency or (lines[0]["currency"] if lines else (sub or {}).get("currency", "usd"))
-    parent = None
-    if sub is not None:
-        parent = {"quote_details": None, "type": "subscription_details",
-                  "subscription_details": {"metadata": dict(sub["metadata"]),
-                                           "subscription": sub["id"]}}
-    invoice = {
-        "id": invoice_id, "object": "invoice", "account_country": "US",
-        "account_name": ctx.merchant_name or "Stripe Sandbox", "account_tax_ids": None,
-        "amount_due": max(total, 0), "amount_overpaid": 0, "amount_paid": 0,
-        "amount_remaining": max(total, 0), "amount_shipping": 0, "application": None,
-        "attempt_count": 0, "attempted": False, "auto_advance": True,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None,
-                          "provider": None, "status": None},
-        "automatically_finalizes_at": None, "billing_reason": billing_reason,
-        "collection_method": "charge_automatically", "created": ctx.now(),
-        "currency": currency, "custom_fields": None, "customer": customer["id"],
-        "customer_account": None, "customer_address": customer.get("address"),
-        "customer_email": customer.get("email"), "customer_name": customer.get("name"),
-        "customer_phone": customer.get("phone"), "customer_shipping": None,
-        "customer_tax_exempt": customer.get("tax_exempt", "none"), "customer_tax_ids": [],
-        "default_payment_method": None, "default_source": None, "default_tax_rates": [],
-        "description": None, "discounts": [], "due_date": None, "effective_at": None,
-        "ending_balance": None, "footer": None, "from_invoice": None,
-        "hosted_invoice_url": None, "invoice_pdf": None, "issuer": {"type": "self"},
-        "last_finalization_error": None, "latest_revision": None,
-        "lines": {"object": "list", "data": lines, "has_more": False, "total_count": len(lines),
-                  "url": f"/v1/invoices/{invoice_id}/lines"},
-        "livemode": False, "metadata": {}, "next_payment_attempt": None, "number": None,
-        "on_behalf_of": None, "parent": parent,
-        "payment_settings": {"default_mandate": None, "payment_method_options": None,
-                             "payment_method_types": None},
-        "period_end": period_end, "period_start": period_start,
-        "post_payment_credit_notes_amount": 0, "pre_payment_credit_notes_amount": 0,
-        "receipt_number": None, "rendering": None, "shipping_cost": None,
-        "shipping_details": None, "starting_balance": 0, "statement_descriptor": None,
-        "status": "draft",
-        "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None,
-                               "paid_at": None, "voided_at": None},
-        "subtotal": total, "subtotal_excluding_tax": total, "test_clock": None,
-        "total": total, "total_discount_amounts": [], "total_excluding_tax": total,
-        "total_pretax_credit_amounts": [], "total_taxes": [], "webhooks_delivered_at": None,
+    return {
+        "id": invoice_id,
+        "object": "invoice",
+        **_account(ctx),
+        **_amounts(total),
+        **_collection(billing_reason),
+        "created": ctx.now(),
+        "currency": currency,
+        "custom_fields": None,
+        **_customer_fields(customer),
+        **_draft_defaults(),
+        "lines": _lines_list(invoice_id, lines),
+        "livemode": False,
+        "metadata": {},
+        "next_payment_attempt": None,
+        "number": None,
+        "on_behalf_of": None,
+        "parent": _parent(sub),
+        "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
+        "period_end": period_end,
+        "period_start": period_start,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "rendering": None,
+        "shipping_cost": None,
+        "shipping_details": None,
+        "starting_balance": 0,
+        "statement_descriptor": None,
+        **_draft_status(),
+        **_totals(total),
+        "webhooks_delivered_at": None,
         "_sandbox": {"payment_intent": None, "invoice_payment": None},
     }
-    return invoice
 
 
 def create_invoice(ctx: Context, **kwargs) -> dict:
@@ -86,54 +195,6 @@ def create_invoice(ctx: Context, **kwargs) -> dict:
     ctx.store.put(invoice)
     ctx.emit("invoice.created", invoice)
     return invoice
-
-
-def finalize(ctx: Context, invoice: dict, *, setup_future_usage: str | None = "off_session"
-              ) -> dict:
-    """draft → open (numbered, hosted URL, a PaymentIntent for the amount due) or, for nothing
-    to pay, straight to paid as Stripe does."""
-    customer = ctx.store.get(invoice["customer"])
-    if customer and not customer.get("deleted"):
-        sequence = customer.get("next_invoice_sequence", 1)
-        invoice["number"] = f"{customer.get('invoice_prefix', 'SANDBOX')}-{sequence:04d}"
-        customer["next_invoice_sequence"] = sequence + 1
-        ctx.store.put(customer)
-    now = ctx.now()
-    invoice["status"] = "open"
-    invoice["effective_at"] = now
-    invoice["status_transitions"]["finalized_at"] = now
-    invoice["hosted_invoice_url"] = f"{ctx.public_url()}/i/{invoice['id']}"
-    if invoice["amount_due"] > 0:
-        sub = subscription_of(ctx, invoice)
-        description = {"subscription_create": "Subscription creation",
-                       "subscription_cycle": "Subscription update",
-                       "subscription_update": "Subscription update"}.get(
-            invoice["billing_reason"], "Invoice")
-        pm_types = ((sub or {}).get("payment_settings") or {}).get("payment_method_types")
-        pi = payment_intents.create_intent(
-            ctx, amount=invoice["amount_due"], currency=invoice["currency"],
-            customer=invoice["customer"], description=description,
-            setup_future_usage=setup_future_usage, payment_method_types=pm_types,
-            owner=invoice["id"])
-        payment = {
-            "id": new_id("inpay"), "object": "invoice_payment", "amount_paid": None,
-            "amount_requested": invoice["amount_due"], "created": now,
-            "currency": invoice["currency"], "invoice": invoice["id"], "is_default": True,
-            "livemode": False,
-            "payment": {"charge": None, "payment_intent": pi["id"], "payment_record": None,
-                        "type": "payment_intent"},
-            "status": "open", "status_transitions": {"canceled_at": None, "paid_at": None},
-        }
-        ctx.store.put(payment)
-        invoice["_sandbox"]["payment_intent"] = pi["id"]
-        invoice["_sandbox"]["invoice_payment"] = payment["id"]
-        ctx.store.put(invoice)
-        ctx.emit("invoice.finalized", invoice)
-    else:
-        ctx.store.put(invoice)
-        ctx.emit("invoice.finalized", invoice)
-        mark_paid(ctx, invoice, None)
-    return ctx.store.require(invoice["id"])
 
 
 def subscription_id_of(invoice: dict) -> str | None:
@@ -146,168 +207,8 @@ def subscription_of(ctx: Context, invoice: dict) -> dict | None:
     return ctx.store.get(sub_id) if sub_id else None
 
 
-def mark_paid(ctx: Context, invoice: dict, pi: dict | None) -> None:
-    invoice = ctx.store.require(invoice["id"])
-    if invoice["status"] == "paid":
-        return
-    now = ctx.now()
-    if pi is not None:
-        invoice["attempt_count"] += 1
-        invoice["attempted"] = True
-    invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0,
-                   next_payment_attempt=None, auto_advance=False)
-    invoice["status_transitions"]["paid_at"] = now
-    payment_id = invoice["_sandbox"].get("invoice_payment")
-    if payment_id:
-        payment = ctx.store.require(payment_id)
-        payment["status"] = "paid"
-        payment["amount_paid"] = payment["amount_requested"]
-        payment["status_transitions"]["paid_at"] = now
-        if pi is not None:
-            payment["payment"]["charge"] = None
-        ctx.store.put(payment)
-    ctx.store.put(invoice)
-    ctx.emit("invoice.paid", invoice)
-    ctx.emit("invoice.payment_succeeded", invoice)
-    sub = subscription_of(ctx, invoice)
-    if sub is not None:
-        notify("subscription.invoice_paid", ctx, sub, invoice=invoice, pi=pi)
-    notify("invoice.paid", ctx, invoice)
-
-
 def open_invoices(ctx: Context, sub_id: str) -> list[dict]:
-    return [i for i in ctx.store.all("invoice")
-            if i["status"] == "open" and subscription_id_of(i) == sub_id]
-
-
-def _payment_failed(ctx: Context, invoice: dict, pi: dict | None) -> None:
-    invoice = ctx.store.require(invoice["id"])
-    if invoice["status"] != "open":
-        return
-    invoice["attempt_count"] += 1
-    invoice["attempted"] = True
-    invoice["next_payment_attempt"] = None
-    ctx.store.put(invoice)
-    ctx.emit("invoice.payment_failed", invoice)
-    sub = subscription_of(ctx, invoice)
-    if sub is not None:
-        notify("subscription.invoice_payment_failed", ctx, sub, invoice=invoice)
-    notify("invoice.payment_failed", ctx, invoice)
-
-
-@listen("payment_intent.changed")
-def _on_payment_intent(ctx: Context, pi: dict, previous_status=None, **_details) -> None:
-    owner = (pi.get("_sandbox") or {}).get("owner")
-    if not isinstance(owner, str) or not owner.startswith("in_"):
-        return
-    invoice = ctx.store.get(owner)
-    if invoice is None or invoice["status"] not in ("open", "draft"):
-        return
-    if pi["status"] == "succeeded":
-        mark_paid(ctx, invoice, pi)
-    elif pi["status"] == "requires_payment_method" and pi.get("last_payment_error"):
-        _failed_attempt(ctx, invoice, pi)
-    elif pi["status"] == "requires_action" and previous_status != "requires_action":
-        ctx.emit("invoice.payment_action_required", invoice)
-
-
-def default_payment_method(ctx: Context, invoice: dict, sub: dict | None) -> str | None:
-    if invoice.get("default_payment_method"):
-        return invoice["default_payment_method"]
-    if sub is not None and sub.get("default_payment_method"):
-        return sub["default_payment_method"]
-    customer = ctx.store.get(invoice["customer"]) or {}
-    return (customer.get("invoice_settings") or {}).get("default_payment_method")
-
-
-def attempt_payment(ctx: Context, invoice: dict, *, payment_method: str | None,
-                    off_session: bool, raise_on_decline: bool) -> dict:
-    """Charge an open invoice's PaymentIntent; the listener moves the invoice. Returns the
-    fresh invoice. Without a payment method the attempt fails as Stripe's would."""
-    invoice = ctx.store.require(invoice["id"])
-    pi_id = invoice["_sandbox"].get("payment_intent")
-    if invoice["status"] != "open" or not pi_id:
-        return invoice
-    if payment_method is None:
-        _payment_failed(ctx, invoice, None)
-        return ctx.store.require(invoice["id"])
-    pi = ctx.store.require(pi_id)
-    if pi["status"] in ("succeeded", "processing"):
-        return ctx.store.require(invoice["id"])
-    try:
-        payment_intents.confirm_intent(ctx, pi, payment_method=payment_method,
-                                       off_session=off_session, raise_on_decline=raise_on_decline)
-    except errors.StripeError as exc:
-        if exc.store_result:  # a decline: the attempt stands (and is answered 402)
-            _failed_attempt(ctx, ctx.store.require(invoice["id"]), ctx.store.require(pi_id))
-        raise
-    _failed_attempt(ctx, ctx.store.require(invoice["id"]), ctx.store.require(pi_id))
-    return ctx.store.require(invoice["id"])
-
-
-def _failure_key(pi: dict) -> str:
-    error = pi.get("last_payment_error") or {}
-    return f"{pi.get('latest_charge')}|{error.get('code')}|{error.get('decline_code')}"
-
-
-def _failed_attempt(ctx: Context, invoice: dict, pi: dict) -> None:
-    """Count a failed attempt once, whether or not the PaymentIntent's status changed (a decline
-    from ``requires_payment_method`` stays there, so no ``payment_intent.changed`` fires)."""
-    if invoice is None or pi is None or invoice["status"] != "open":
-        return
-    if pi["status"] != "requires_payment_method" or not pi.get("last_payment_error"):
-        return
-    key = _failure_key(pi)
-    if invoice["_sandbox"].get("last_failure") == key:
-        return
-    invoice["_sandbox"]["last_failure"] = key
-    ctx.store.put(invoice)
-    _payment_failed(ctx, invoice, pi)
-
-
-def void(ctx: Context, invoice: dict) -> None:
-    invoice = ctx.store.require(invoice["id"])
-    if invoice["status"] != "open":
-        return
-    pi_id = invoice["_sandbox"].get("payment_intent")
-    if pi_id:
-        pi = ctx.store.get(pi_id)
-        if pi and pi["status"] not in ("succeeded", "canceled", "processing"):
-            payment_intents.cancel_intent(ctx, pi, reason="void_invoice")
-    payment_id = invoice["_sandbox"].get("invoice_payment")
-    now = ctx.now()
-    if payment_id:
-        payment = ctx.store.require(payment_id)
-        payment["status"] = "canceled"
-        payment["status_transitions"]["canceled_at"] = now
-        ctx.store.put(payment)
-    invoice = ctx.store.require(invoice["id"])
-    invoice.update(status="void", amount_remaining=0, auto_advance=False)
-    invoice["status_transitions"]["voided_at"] = now
-    ctx.store.put(invoice)
-    ctx.emit("invoice.voided", invoice)
-
-
-def no_payment_method_error() -> errors.StripeError:
-    return errors.invalid_request(
-        "This customer has no attached payment source or default payment method. Please "
-        "consider adding a default payment method. For more information, visit "
-        "https://docs.stripe.com/billing/subscriptions/payment-methods-setting"
-        "#payment-method-priority.", code="resource_missing")
-
-
-def payment_error(ctx: Context, invoice: dict) -> errors.StripeError:
-    """The 402 a failed or unfinished charge answers (state rolled back: error_if_incomplete)."""
-    pi = ctx.store.get(invoice["_sandbox"]["payment_intent"])
-    error = (pi or {}).get("last_payment_error") or {}
-    if pi and pi["status"] == "requires_action":
-        return errors.StripeError(
-            402, "card_error", "This payment requires additional user action before it can be "
-            "completed successfully. Payment can be completed using the PaymentIntent "
-            "associated with the invoice.", code="invoice_payment_intent_requires_action")
-    return errors.StripeError(402, "card_error", error.get("message") or
-                              "Your card was declined.", code=error.get("code") or
-                              "card_declined", decline_code=error.get("decline_code"))
+    return [i for i in ctx.store.all("invoice") if i["status"] == "open" and subscription_id_of(i) == sub_id]
 
 
 @includable("invoice", "confirmation_secret")
@@ -319,17 +220,9 @@ def _confirmation_secret(store, invoice: dict):
     return {"client_secret": pi["client_secret"], "type": "payment_intent"}
 
 
-@includable("invoice", "payments")
-def _payments(store, invoice: dict):
-    payments = [p for p in store.all("invoice_payment") if p["invoice"] == invoice["id"]]
-    return {"object": "list", "data": payments, "has_more": False, "total_count": len(payments),
-            "url": f"/v1/invoice_payments?invoice={invoice['id']}"}
-
-
 # --- endpoints -------------------------------------------------------------------------------
 
-retrieve_invoice = retrieve_endpoint("/v1/invoices/<invoice_id>", "invoice",
-                                     params="InvoiceRetrieveParams")
+retrieve_invoice = retrieve_endpoint("/v1/invoices/<invoice_id>", "invoice", params="InvoiceRetrieveParams")
 
 
 def _of_subscription(invoices: list[dict], params: dict) -> list[dict]:
@@ -338,78 +231,18 @@ def _of_subscription(invoices: list[dict], params: dict) -> list[dict]:
     return [i for i in invoices if subscription_id_of(i) == params["subscription"]]
 
 
-list_invoices = list_endpoint("/v1/invoices", "invoice", params="InvoiceListParams",
-                              filters=("customer", "status"), extra=("subscription",),
-                              where=_of_subscription)
+list_invoices = list_endpoint(
+    "/v1/invoices",
+    "invoice",
+    params="InvoiceListParams",
+    filters=("customer", "status"),
+    extra=("subscription",),
+    where=_of_subscription,
+)
 
 
-@endpoint("GET", "/v1/invoices/<invoice_id>/lines", params="InvoiceListLinesParams",
-          supported=LIST_PARAMS)
+@endpoint("GET", "/v1/invoices/<invoice_id>/lines", params="InvoiceListLinesParams", supported=LIST_PARAMS)
 def list_invoice_lines(ctx: Context, params: dict, invoice_id: str) -> dict:
     ctx.require_secret_key()
     invoice = ctx.load(invoice_id, "invoice")
     return list_response(invoice["lines"]["data"], f"/v1/invoices/{invoice_id}/lines", params)
-
-
-@endpoint("POST", "/v1/invoices/<invoice_id>/pay", params="InvoicePayParams",
-          supported=["payment_method", "off_session", "paid_out_of_band"])
-def pay_invoice(ctx: Context, params: dict, invoice_id: str) -> dict:
-    ctx.require_secret_key()
-    invoice = ctx.load(invoice_id, "invoice")
-    if invoice["status"] == "paid":
-        raise errors.invalid_request("Invoice is already paid")
-    if invoice["status"] in ("void", "uncollectible"):
-        raise errors.invalid_request(f"This invoice can no longer be paid because it is "
-                                     f"{invoice['status']}.")
-    if invoice["status"] == "draft":
-        invoice = finalize(ctx, invoice)
-        if invoice["status"] == "paid":
-            return invoice
-    if params.get("paid_out_of_band"):
-        pi_id = invoice["_sandbox"].get("payment_intent")
-        pi = ctx.store.get(pi_id) if pi_id else None
-        if pi and pi["status"] not in ("succeeded", "canceled", "processing"):
-            payment_intents.cancel_intent(ctx, pi)
-        mark_paid(ctx, invoice, None)
-        return ctx.store.require(invoice_id)
-    sub = subscription_of(ctx, invoice)
-    pm = params.get("payment_method") or default_payment_method(ctx, invoice, sub)
-    if pm is None:
-        raise errors.invalid_request(
-            "There is no `default_payment_method` set on this Customer or Invoice. You must "
-            "either set a default payment method, or pass one in via the `payment_method` "
-            "parameter.")
-    invoice = attempt_payment(ctx, invoice, payment_method=pm,
-                              off_session=params.get("off_session", True),
-                              raise_on_decline=True)
-    if invoice["status"] == "open":
-        pi = ctx.store.get(invoice["_sandbox"]["payment_intent"])
-        if pi and pi["status"] == "requires_action":
-            raise errors.StripeError(
-                402, "card_error", "This payment requires additional user action before it "
-                "can be completed successfully. Payment can be completed using the "
-                "PaymentIntent associated with the invoice.",
-                code="invoice_payment_intent_requires_action", store_result=True)
-    return invoice
-
-
-# --- invoice payments --------------------------------------------------------------------------
-
-def _paid_by(payments: list[dict], params: dict) -> list[dict]:
-    """``payment={type, payment_intent}``: the invoice payments made that way."""
-    if "payment" not in params:
-        return payments
-    wanted = params["payment"]
-    kind = wanted.get("type")
-    return [p for p in payments if p["payment"]["type"] == kind and
-            p["payment"].get(kind) == wanted.get(kind, p["payment"].get(kind))]
-
-
-list_invoice_payments = list_endpoint("/v1/invoice_payments", "invoice_payment",
-                                      params="InvoicePaymentListParams",
-                                      filters=("invoice", "status"), extra=("payment",),
-                                      where=_paid_by)
-retrieve_invoice_payment = retrieve_endpoint("/v1/invoice_payments/<payment_id>",
-                                             "invoice_payment",
-                                             params="InvoicePaymentRetrieveParams",
-                                             label="invoice payment")

@@ -4,6 +4,7 @@ clock settles a bank debit (:data:`DELAYED_FAILURES`) -- and tell the PaymentInt
 
 Every status change calls ``notify("payment_intent.changed", ctx, pi, previous_status=…)``.
 """
+
 from __future__ import annotations
 
 from .. import cards, errors
@@ -20,8 +21,7 @@ DELAYED_FAILURES = {
     "insufficient_funds": "The customer's account has insufficient funds to cover this payment.",
     "no_account": "The customer's bank account could not be located.",
     "account_closed": "The customer's bank account has been closed.",
-    "debit_not_authorized": "The customer has notified their bank that this payment was "
-                            "unauthorized.",
+    "debit_not_authorized": "The customer has notified their bank that this payment was unauthorized.",
 }
 AUTH_FAILURE_MESSAGE = cards.MESSAGES["payment_intent_authentication_failure"]
 
@@ -34,7 +34,8 @@ def unexpected(pi: dict, action: str, allowed: tuple[str, ...]) -> errors.Stripe
         f"You cannot {action} this PaymentIntent because it has a status of {pi['status']}. "
         f"Only a PaymentIntent with one of the following statuses may be "
         f"{_PAST.get(action, action + 'ed')}: {', '.join(allowed)}.",
-        code="payment_intent_unexpected_state")
+        code="payment_intent_unexpected_state",
+    )
     exc.extra["payment_intent"] = public(pi)
     return exc
 
@@ -57,9 +58,12 @@ def attempt(ctx: Context, pi: dict, pm: dict, *, raise_on_decline: bool) -> dict
     """One payment attempt with ``pm`` (after confirm, or after 3-D Secure)."""
     if is_delayed(pm):
         return _start_processing(ctx, pi, pm)
-    decision = cards.charge_decision(card_of(pm), off_session=pi["_sandbox"]["off_session"],
-                                     set_up=is_set_up(pm),
-                                     authenticated=pi["_sandbox"]["authenticated"])
+    decision = cards.charge_decision(
+        card_of(pm),
+        off_session=pi["_sandbox"]["off_session"],
+        set_up=is_set_up(pm),
+        authenticated=pi["_sandbox"]["authenticated"],
+    )
     if decision.action == "authenticate":
         previous = set_status(ctx, pi, "requires_action")
         pi["next_action"] = next_action(ctx, pi)
@@ -97,12 +101,16 @@ def _attach_quietly(ctx: Context, pm: dict, customer_id: str) -> dict:
 
 
 def _succeed(ctx: Context, pi: dict, pm: dict) -> dict:
-    charge = charges.new_charge(ctx, pi, pm, status="succeeded",
-                                authenticated=pi["_sandbox"]["authenticated"])
+    charge = charges.new_charge(ctx, pi, pm, status="succeeded", authenticated=pi["_sandbox"]["authenticated"])
     pm = _save_for_later(ctx, pi, pm)
     previous = set_status(ctx, pi, "succeeded")
-    pi.update(amount_received=pi["amount"], latest_charge=charge["id"], next_action=None,
-              last_payment_error=None, processing=None)
+    pi.update(
+        amount_received=pi["amount"],
+        latest_charge=charge["id"],
+        next_action=None,
+        last_payment_error=None,
+        processing=None,
+    )
     ctx.store.put(pi)
     ctx.emit("charge.succeeded", charge)
     ctx.emit("payment_intent.succeeded", pi)
@@ -111,11 +119,22 @@ def _succeed(ctx: Context, pi: dict, pm: dict) -> dict:
     return pi
 
 
-def error_object(code: str, message: str, pm: dict, *, type_: str = "card_error",
-                 decline_code: str | None = None, charge: str | None = None) -> dict:
-    error = {"code": code, "doc_url": f"https://stripe.com/docs/error-codes/"
-                                      f"{code.replace('_', '-')}",
-             "message": message, "payment_method": public(pm), "type": type_}
+def error_object(
+    code: str,
+    message: str,
+    pm: dict,
+    *,
+    type_: str = "card_error",
+    decline_code: str | None = None,
+    charge: str | None = None,
+) -> dict:
+    error = {
+        "code": code,
+        "doc_url": f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}",
+        "message": message,
+        "payment_method": public(pm),
+        "type": type_,
+    }
     if decline_code:
         error["decline_code"] = decline_code
     if charge:
@@ -123,30 +142,40 @@ def error_object(code: str, message: str, pm: dict, *, type_: str = "card_error"
     return error
 
 
-def _decline(ctx: Context, pi: dict, pm: dict, decision: cards.Decision, *,
-             raise_on_decline: bool) -> dict:
+def _decline(ctx: Context, pi: dict, pm: dict, decision: cards.Decision, *, raise_on_decline: bool) -> dict:
     message = decision.message
-    charge = charges.new_charge(ctx, pi, pm, status="failed", code=decision.error_code,
-                                decline_code=decision.decline_code, message=message,
-                                authenticated=pi["_sandbox"]["authenticated"])
+    charge = charges.new_charge(
+        ctx,
+        pi,
+        pm,
+        status="failed",
+        code=decision.error_code,
+        decline_code=decision.decline_code,
+        message=message,
+        authenticated=pi["_sandbox"]["authenticated"],
+    )
     previous = set_status(ctx, pi, "requires_payment_method")
-    pi["last_payment_error"] = error_object(decision.error_code, message, pm,
-                                            decline_code=decision.decline_code,
-                                            charge=charge["id"])
+    pi["last_payment_error"] = error_object(
+        decision.error_code, message, pm, decline_code=decision.decline_code, charge=charge["id"]
+    )
     if charge["outcome"].get("advice_code"):
         pi["last_payment_error"]["advice_code"] = charge["outcome"]["advice_code"]
-    pi.update(latest_charge=charge["id"], next_action=None, payment_method=None,
-              processing=None)
+    pi.update(latest_charge=charge["id"], next_action=None, payment_method=None, processing=None)
     pi["_sandbox"]["authenticated"] = False
     ctx.store.put(pi)
     ctx.emit("charge.failed", charge)
     ctx.emit("payment_intent.payment_failed", pi)
     changed(ctx, pi, previous, attempt_failed=True)
     if raise_on_decline:
-        raise errors.card_error(message, code=decision.error_code, decline_code=decision.decline_code,
-                                payment_intent=public(pi), payment_method=public(pm),
-                                charge=charge["id"],
-                                advice_code=charge["outcome"].get("advice_code"))
+        raise errors.card_error(
+            message,
+            code=decision.error_code,
+            decline_code=decision.decline_code,
+            payment_intent=public(pi),
+            payment_method=public(pm),
+            charge=charge["id"],
+            advice_code=charge["outcome"].get("advice_code"),
+        )
     return pi
 
 
@@ -202,9 +231,9 @@ def complete_payment_authentication(ctx: Context, pi: dict, succeeded: bool) -> 
         pi["_sandbox"]["authenticated"] = True
         return attempt(ctx, pi, pm, raise_on_decline=False)
     previous = set_status(ctx, pi, "requires_payment_method")
-    pi["last_payment_error"] = error_object("payment_intent_authentication_failure",
-                                            AUTH_FAILURE_MESSAGE, pm,
-                                            type_="invalid_request_error")
+    pi["last_payment_error"] = error_object(
+        "payment_intent_authentication_failure", AUTH_FAILURE_MESSAGE, pm, type_="invalid_request_error"
+    )
     pi["payment_method"] = None
     pi["_sandbox"]["authenticated"] = False
     ctx.store.put(pi)

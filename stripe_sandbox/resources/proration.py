@@ -1,6 +1,7 @@
 """Price and quantity changes on a subscription: which items change, the proration lines
 (credit for unused time on the old price, charge for the remaining time on the new one), and
 ``POST /v1/invoices/create_preview``, the invoice a change would produce (not saved)."""
+
 from __future__ import annotations
 
 import copy
@@ -25,47 +26,56 @@ from .billing import (
 from .invoices import new_invoice
 
 
-def plan_change(ctx: Context, sub: dict, item_specs: list[dict], param: str = "items"
-                 ) -> list[tuple[dict, dict, int]]:
+def plan_change(ctx: Context, sub: dict, item_specs: list[dict], param: str = "items") -> list[tuple[dict, dict, int]]:
     """``[(item, new_price, new_quantity)]`` for each item the request changes."""
     by_id = {i["id"]: i for i in items_of(sub)}
     changes = []
     for n, spec in enumerate(item_specs):
         where = f"{param}[{n}]"
         if spec.get("deleted") or "clear_usage" in spec:
-            raise errors.invalid_request(f"The parameter {where}[deleted] is valid at Stripe but "
-                                         "not supported by the sandbox.", param=where,
-                                         code="parameter_unsupported")
+            raise errors.invalid_request(
+                f"The parameter {where}[deleted] is valid at Stripe but not supported by the sandbox.",
+                param=where,
+                code="parameter_unsupported",
+            )
         if not spec.get("id"):
             raise errors.invalid_request(
                 "Adding items to a subscription is not supported by the sandbox; pass "
-                f"{where}[id] to change an item's price or quantity.", param=f"{where}[id]",
-                code="parameter_unsupported")
+                f"{where}[id] to change an item's price or quantity.",
+                param=f"{where}[id]",
+                code="parameter_unsupported",
+            )
         item = by_id.get(spec["id"])
         if item is None:
             raise errors.invalid_request(
-                f"Subscription item {spec['id']} does not belong to subscription {sub['id']}.",
-                param=f"{where}[id]")
+                f"Subscription item {spec['id']} does not belong to subscription {sub['id']}.", param=f"{where}[id]"
+            )
         if spec.get("price"):
             price = load_price_param(ctx, spec["price"], f"{where}[price]")
         elif spec.get("price_data"):
-            price = inline_price(ctx, spec["price_data"], f"{where}[price_data]",
-                                 product_data_ok=False)
+            price = inline_price(ctx, spec["price_data"], f"{where}[price_data]", product_data_ok=False)
         else:
             price = item["price"]
         if price["type"] != "recurring":
             raise errors.invalid_request(
                 "The price specified is set to `type=one_time` but this field only accepts "
-                "prices with `type=recurring`.", param=f"{where}[price]")
+                "prices with `type=recurring`.",
+                param=f"{where}[price]",
+            )
         if price["currency"] != sub["currency"]:
-            raise errors.invalid_request("The price specified does not match the subscription's "
-                                         "currency.", param=f"{where}[price]")
+            raise errors.invalid_request(
+                "The price specified does not match the subscription's currency.", param=f"{where}[price]"
+            )
         old = item["price"]["recurring"]
-        if (price["recurring"]["interval"], price["recurring"]["interval_count"]) != \
-                (old["interval"], old["interval_count"]):
+        if (price["recurring"]["interval"], price["recurring"]["interval_count"]) != (
+            old["interval"],
+            old["interval_count"],
+        ):
             raise errors.invalid_request(
                 "Changing a subscription's billing interval is not supported by the sandbox.",
-                param=f"{where}[price]", code="parameter_unsupported")
+                param=f"{where}[price]",
+                code="parameter_unsupported",
+            )
         changes.append((item, price, spec.get("quantity", item["quantity"])))
     return changes
 
@@ -75,13 +85,13 @@ def proration_date(ctx: Context, sub: dict, value) -> int:
         return ctx.now()
     start, end = period_of(sub)
     if not start <= value <= end:
-        raise errors.invalid_request("The proration_date must be within the current billing "
-                                     "period of the subscription.", param="proration_date")
+        raise errors.invalid_request(
+            "The proration_date must be within the current billing period of the subscription.", param="proration_date"
+        )
     return value
 
 
-def proration_lines(ctx: Context, sub: dict, item: dict, new_price: dict, new_quantity: int,
-                    at: int) -> list[dict]:
+def proration_lines(ctx: Context, sub: dict, item: dict, new_price: dict, new_quantity: int, at: int) -> list[dict]:
     """Credit for unused time on the item's current price, charge for the remaining time on
     the new one, from ``at`` to the period end (to the second, as Stripe prorates)."""
     start, end = item["current_period_start"], item["current_period_end"]
@@ -94,22 +104,45 @@ def proration_lines(ctx: Context, sub: dict, item: dict, new_price: dict, new_qu
     when = format_date(at)
     lines = []
     if credit:
-        lines.append(new_line(ctx, invoice_id=None, sub=sub, item=item, price=old_price,
-                              quantity=old_quantity, amount=credit,
-                              description=f"Unused time on {old_quantity} × "
-                                          f"{product_name(ctx, old_price)} after {when}",
-                              start=at, end=end, proration=True, invoice_item=new_id("ii")))
+        lines.append(
+            new_line(
+                ctx,
+                invoice_id=None,
+                sub=sub,
+                item=item,
+                price=old_price,
+                quantity=old_quantity,
+                amount=credit,
+                description=f"Unused time on {old_quantity} × {product_name(ctx, old_price)} after {when}",
+                start=at,
+                end=end,
+                proration=True,
+                invoice_item=new_id("ii"),
+            )
+        )
     if charge:
-        lines.append(new_line(ctx, invoice_id=None, sub=sub, item=item, price=new_price,
-                              quantity=new_quantity, amount=charge,
-                              description=f"Remaining time on {new_quantity} × "
-                                          f"{product_name(ctx, new_price)} after {when}",
-                              start=at, end=end, proration=True, invoice_item=new_id("ii")))
+        lines.append(
+            new_line(
+                ctx,
+                invoice_id=None,
+                sub=sub,
+                item=item,
+                price=new_price,
+                quantity=new_quantity,
+                amount=charge,
+                description=f"Remaining time on {new_quantity} × {product_name(ctx, new_price)} after {when}",
+                start=at,
+                end=end,
+                proration=True,
+                invoice_item=new_id("ii"),
+            )
+        )
     return lines
 
 
-def change_items(ctx: Context, sub: dict, changes: list[tuple[dict, dict, int]], at: int, *,
-                 prorate: bool) -> list[dict]:
+def change_items(
+    ctx: Context, sub: dict, changes: list[tuple[dict, dict, int]], at: int, *, prorate: bool
+) -> list[dict]:
     """Give ``sub``'s items their new price and quantity; the proration lines of the changes
     when ``prorate``."""
     prorations = []
@@ -122,11 +155,20 @@ def change_items(ctx: Context, sub: dict, changes: list[tuple[dict, dict, int]],
 
 # --- the upcoming invoice ------------------------------------------------------------------
 
-@endpoint("POST", "/v1/invoices/create_preview", params="InvoiceCreatePreviewParams",
-          supported=["customer", "subscription", "subscription_details[items]",
-                     "subscription_details[proration_behavior]",
-                     "subscription_details[proration_date]",
-                     "subscription_details[cancel_at_period_end]"])
+
+@endpoint(
+    "POST",
+    "/v1/invoices/create_preview",
+    params="InvoiceCreatePreviewParams",
+    supported=[
+        "customer",
+        "subscription",
+        "subscription_details[items]",
+        "subscription_details[proration_behavior]",
+        "subscription_details[proration_date]",
+        "subscription_details[cancel_at_period_end]",
+    ],
+)
 def create_preview(ctx: Context, params: dict) -> dict:
     """The invoice a change would produce, not saved: ``always_invoice`` → the prorations
     invoiced now; otherwise the next renewal invoice with its pending and new prorations."""
@@ -145,16 +187,16 @@ def create_preview(ctx: Context, params: dict) -> dict:
 
 
 def _no_upcoming(customer_id: str) -> errors.StripeError:
-    return errors.invalid_request("No upcoming invoices for customer: " + customer_id,
-                                  code="invoice_upcoming_none", status=404)
+    return errors.invalid_request(
+        "No upcoming invoices for customer: " + customer_id, code="invoice_upcoming_none", status=404
+    )
 
 
 def _preview_subscription(ctx: Context, params: dict, details: dict, preview_id: str) -> dict:
     """An existing subscription's next invoice, with the changes in ``subscription_details``."""
     sub = ctx.load(params["subscription"], "subscription", param="subscription", status=400)
     if params.get("customer") and params["customer"] != sub["customer"]:
-        raise errors.invalid_request("The subscription does not belong to this customer.",
-                                     param="subscription")
+        raise errors.invalid_request("The subscription does not belong to this customer.", param="subscription")
     customer = ctx.store.require(sub["customer"])
     if sub["status"] in ("canceled", "incomplete_expired"):
         raise _no_upcoming(sub["customer"])
@@ -167,31 +209,49 @@ def _preview_subscription(ctx: Context, params: dict, details: dict, preview_id:
         start, end = period_of(sub)
         if not start <= at <= end:
             raise errors.invalid_request(
-                "The proration_date must be within the current billing period of the "
-                "subscription.", param="subscription_details[proration_date]")
-        prorations = change_items(ctx, sub, changes, at, prorate=behavior != "none" and
-                                  sub["status"] in ("active", "past_due"))
+                "The proration_date must be within the current billing period of the subscription.",
+                param="subscription_details[proration_date]",
+            )
+        prorations = change_items(
+            ctx, sub, changes, at, prorate=behavior != "none" and sub["status"] in ("active", "past_due")
+        )
     if behavior == "always_invoice" and details.get("items"):
         now = ctx.now()
-        return new_invoice(ctx, customer=customer, sub=sub, billing_reason="subscription_update",
-                           lines=sub["_sandbox"]["pending"] + prorations, period_start=now,
-                           period_end=now, invoice_id=preview_id, currency=sub["currency"])
-    if details.get("cancel_at_period_end") or \
-            (sub["cancel_at_period_end"] and details.get("cancel_at_period_end") is not False):
+        return new_invoice(
+            ctx,
+            customer=customer,
+            sub=sub,
+            billing_reason="subscription_update",
+            lines=sub["_sandbox"]["pending"] + prorations,
+            period_start=now,
+            period_end=now,
+            invoice_id=preview_id,
+            currency=sub["currency"],
+        )
+    if details.get("cancel_at_period_end") or (
+        sub["cancel_at_period_end"] and details.get("cancel_at_period_end") is not False
+    ):
         raise _no_upcoming(sub["customer"])
     return _preview_renewal(ctx, customer, sub, prorations, preview_id)
 
 
-def _preview_renewal(ctx: Context, customer: dict, sub: dict, prorations: list[dict],
-                     preview_id: str) -> dict:
+def _preview_renewal(ctx: Context, customer: dict, sub: dict, prorations: list[dict], preview_id: str) -> dict:
     """The invoice the next period end will send: pending prorations, then the next period."""
     old_start, old_end = period_of(sub)
     start, end = period_bounds(sub, sub["_sandbox"]["period"] + 1)
     lines = sub["_sandbox"]["pending"] + prorations
     lines += [item_line(ctx, None, sub, item, start, end) for item in items_of(sub)]
-    invoice = new_invoice(ctx, customer=customer, sub=sub, billing_reason="subscription_cycle",
-                          lines=lines, period_start=old_start, period_end=old_end,
-                          invoice_id=preview_id, currency=sub["currency"])
+    invoice = new_invoice(
+        ctx,
+        customer=customer,
+        sub=sub,
+        billing_reason="subscription_cycle",
+        lines=lines,
+        period_start=old_start,
+        period_end=old_end,
+        invoice_id=preview_id,
+        currency=sub["currency"],
+    )
     invoice["created"] = old_end
     invoice["next_payment_attempt"] = old_end
     return invoice
@@ -212,5 +272,13 @@ def _preview_first_invoice(ctx: Context, params: dict, details: dict, preview_id
         end = add_interval(now, recurring["interval"], recurring["interval_count"], 1)
         fake_item = {"id": new_id("si"), "price": price, "quantity": quantity}
         lines.append(item_line(ctx, None, None, fake_item, now, end))
-    return new_invoice(ctx, customer=customer, sub=None, billing_reason="subscription_create",
-                       lines=lines, period_start=now, period_end=now, invoice_id=preview_id)
+    return new_invoice(
+        ctx,
+        customer=customer,
+        sub=None,
+        billing_reason="subscription_create",
+        lines=lines,
+        period_start=now,
+        period_end=now,
+        invoice_id=preview_id,
+    )

@@ -1,4 +1,5 @@
 """The outcome of the sandbox's 3-D Secure challenge page, for either kind of intent."""
+
 from __future__ import annotations
 
 from .. import errors

@@ -1,4 +1,5 @@
 """Fixtures for the sandbox's own tests: a real sandbox over HTTP and the official SDK as client."""
+
 from __future__ import annotations
 
 import json
@@ -34,14 +35,12 @@ def sandbox(sandbox_server):
 @pytest.fixture
 def client(sandbox) -> stripe.StripeClient:
     """The official SDK pointed at the sandbox (no automatic retries: tests see every answer)."""
-    return stripe.StripeClient("sk_test_sandbox_tests", base_addresses={"api": sandbox.url},
-                               max_network_retries=0)
+    return stripe.StripeClient("sk_test_sandbox_tests", base_addresses={"api": sandbox.url}, max_network_retries=0)
 
 
 @pytest.fixture
 def publishable_client(sandbox) -> stripe.StripeClient:
-    return stripe.StripeClient("pk_test_sandbox_tests", base_addresses={"api": sandbox.url},
-                               max_network_retries=0)
+    return stripe.StripeClient("pk_test_sandbox_tests", base_addresses={"api": sandbox.url}, max_network_retries=0)
 
 
 class WebhookReceiver:
@@ -98,5 +97,4 @@ def receiver():
 @pytest.fixture
 def endpoint(client, receiver):
     """A webhook endpoint for every event, pointed at ``receiver``; its secret is ``.secret``."""
-    return client.v1.webhook_endpoints.create(params={"url": receiver.url,
-                                                      "enabled_events": ["*"]})
+    return client.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["*"]})

@@ -1,4 +1,5 @@
 """Small helpers for the sandbox's tests."""
+
 from __future__ import annotations
 
 from typing import TypeVar

@@ -1,4 +1,5 @@
 """Checkout Sessions through the official SDK: create, line items, pay, decline, expire, modes."""
+
 from __future__ import annotations
 
 import json
@@ -13,19 +14,27 @@ import stripe
 
 @pytest.fixture
 def prices(client):
-    one_time = client.v1.prices.create(params={
-        "currency": "usd", "unit_amount": 2500, "product_data": {"name": "T-shirt"}})
-    monthly = client.v1.prices.create(params={
-        "currency": "usd", "unit_amount": 1000, "product_data": {"name": "Starter"},
-        "recurring": {"interval": "month"}})
+    one_time = client.v1.prices.create(
+        params={"currency": "usd", "unit_amount": 2500, "product_data": {"name": "T-shirt"}}
+    )
+    monthly = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 1000,
+            "product_data": {"name": "Starter"},
+            "recurring": {"interval": "month"},
+        }
+    )
     return {"one_time": one_time, "monthly": monthly}
 
 
 def pay(sandbox, session_id: str, payment_method: str) -> tuple[int, dict]:
     request = urllib.request.Request(
         f"{sandbox.url}/_sandbox/checkout/{session_id}/pay",
-        data=json.dumps({"payment_method": payment_method}).encode(), method="POST",
-        headers={"Content-Type": "application/json"})
+        data=json.dumps({"payment_method": payment_method}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -34,16 +43,20 @@ def pay(sandbox, session_id: str, payment_method: str) -> tuple[int, dict]:
 
 
 def payment_session(client, prices, **extra):
-    params = {"mode": "payment", "line_items": [{"price": prices["one_time"].id, "quantity": 2}],
-              "success_url": "https://shop.test/ok?session_id={CHECKOUT_SESSION_ID}",
-              "cancel_url": "https://shop.test/cart"}
+    params = {
+        "mode": "payment",
+        "line_items": [{"price": prices["one_time"].id, "quantity": 2}],
+        "success_url": "https://shop.test/ok?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": "https://shop.test/cart",
+    }
     params.update(extra)
     return client.v1.checkout.sessions.create(params=params)
 
 
 def test_create_payment_session(client, sandbox, prices):
-    session = payment_session(client, prices, client_reference_id="order-7",
-                              metadata={"order_id": "7"}, customer_email="buyer@shop.test")
+    session = payment_session(
+        client, prices, client_reference_id="order-7", metadata={"order_id": "7"}, customer_email="buyer@shop.test"
+    )
     assert session.id.startswith("cs_test_")
     assert session.object == "checkout.session"
     assert (session.mode, session.status, session.payment_status) == ("payment", "open", "unpaid")
@@ -60,8 +73,7 @@ def test_create_payment_session(client, sandbox, prices):
     assert "line_items" not in session  # includable: only when expanded
     again = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["line_items"]})
     (item,) = again.line_items.data
-    assert (item.object, item.quantity, item.amount_total, item.description) == \
-        ("item", 2, 5000, "T-shirt")
+    assert (item.object, item.quantity, item.amount_total, item.description) == ("item", 2, 5000, "T-shirt")
     assert item.price.id == prices["one_time"].id
     listed = client.v1.checkout.sessions.line_items.list(session.id)
     assert [i.id for i in listed.data] == [item.id]
@@ -71,28 +83,46 @@ def test_create_payment_session(client, sandbox, prices):
 
 
 def test_price_data_and_subscription_mode(client, prices):
-    session = client.v1.checkout.sessions.create(params={
-        "mode": "subscription", "success_url": "https://shop.test/ok",
-        "line_items": [{"quantity": 1, "price_data": {
-            "currency": "eur", "unit_amount": 1500, "product_data": {"name": "Advanced"},
-            "recurring": {"interval": "month"}}}]})
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "success_url": "https://shop.test/ok",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "eur",
+                        "unit_amount": 1500,
+                        "product_data": {"name": "Advanced"},
+                        "recurring": {"interval": "month"},
+                    },
+                }
+            ],
+        }
+    )
     assert (session.mode, session.amount_total, session.currency) == ("subscription", 1500, "eur")
     (item,) = client.v1.checkout.sessions.line_items.list(session.id).data
     assert item.price.recurring.interval == "month"
     assert item.description == "Advanced"
 
 
-@pytest.mark.parametrize("case, param, message", [
-    ("missing", "line_items[0][price]", "No such price"),
-    ("inactive", "line_items[0][price]", "inactive"),
-    ("recurring_in_payment", "line_items[0][price]", "recurring price"),
-    ("one_time_in_subscription", "line_items", "at least one recurring price"),
-    ("expires_too_soon", "expires_at", "at least 30 minutes"),
-    ("expires_too_late", "expires_at", "less than 24 hours"),
-])
+@pytest.mark.parametrize(
+    "case, param, message",
+    [
+        ("missing", "line_items[0][price]", "No such price"),
+        ("inactive", "line_items[0][price]", "inactive"),
+        ("recurring_in_payment", "line_items[0][price]", "recurring price"),
+        ("one_time_in_subscription", "line_items", "at least one recurring price"),
+        ("expires_too_soon", "expires_at", "at least 30 minutes"),
+        ("expires_too_late", "expires_at", "less than 24 hours"),
+    ],
+)
 def test_create_refusals(client, prices, case, param, message):
-    params: dict[str, Any] = {"mode": "payment", "success_url": "https://shop.test/ok",
-              "line_items": [{"price": prices["one_time"].id, "quantity": 1}]}
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "success_url": "https://shop.test/ok",
+        "line_items": [{"price": prices["one_time"].id, "quantity": 1}],
+    }
     if case == "missing":
         params["line_items"][0]["price"] = "price_doesnotexist"
     elif case == "inactive":
@@ -126,21 +156,17 @@ def test_pay_completes_session_and_sends_webhook(client, sandbox, prices, endpoi
     assert status == 200
     assert (paid["status"], paid["payment_status"]) == ("complete", "paid")
     assert paid["url"] is None
-    session = client.v1.checkout.sessions.retrieve(session.id,
-                                                   params={"expand": ["payment_intent"]})
+    session = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["payment_intent"]})
     assert session.payment_intent.status == "succeeded"
     assert session.payment_intent.amount == 5000
     assert session.payment_intent.metadata.to_dict() == {"order": "9"}
     assert sandbox.flush_webhooks()
     assert receiver.wait_for(lambda r: "checkout.session.completed" in r.types())
-    raw = next(r for r in receiver.requests
-               if json.loads(r["body"])["type"] == "checkout.session.completed")
-    event = stripe.Webhook.construct_event(raw["body"], raw["headers"]["Stripe-Signature"],
-                                           endpoint.secret)
+    raw = next(r for r in receiver.requests if json.loads(r["body"])["type"] == "checkout.session.completed")
+    event = stripe.Webhook.construct_event(raw["body"], raw["headers"]["Stripe-Signature"], endpoint.secret)
     assert event.data.object.id == session.id
     assert event.data.object.payment_status == "paid"
-    assert receiver.types().index("payment_intent.succeeded") < \
-        receiver.types().index("checkout.session.completed")
+    assert receiver.types().index("payment_intent.succeeded") < receiver.types().index("checkout.session.completed")
     # a complete session refuses to take money twice
     status, body = pay(sandbox, session.id, "pm_card_visa")
     assert status == 400
@@ -177,7 +203,7 @@ def test_expire_by_api(client, sandbox, prices, endpoint, receiver):
     assert expired.status == "expired" and expired.url is None
     with pytest.raises(stripe.InvalidRequestError) as raised:
         client.v1.checkout.sessions.expire(session.id)
-    assert "status of \"expired\"" in raised.value.user_message
+    assert 'status of "expired"' in raised.value.user_message
     status, body = pay(sandbox, session.id, "pm_card_visa")
     assert status == 400 and "expired" in body["error"]["message"]
     assert sandbox.flush_webhooks()
@@ -195,18 +221,22 @@ def test_expire_by_clock(client, sandbox, prices):
     assert len(events) == 1 and events[0].created >= session.expires_at
 
 
-def test_subscription_mode_creates_active_subscription(client, sandbox, prices, endpoint,
-                                                       receiver):
-    session = client.v1.checkout.sessions.create(params={
-        "mode": "subscription", "customer_email": "sub@shop.test",
-        "success_url": "https://shop.test/ok?session_id={CHECKOUT_SESSION_ID}",
-        "line_items": [{"price": prices["monthly"].id, "quantity": 1}],
-        "subscription_data": {"metadata": {"plan": "starter"}}})
+def test_subscription_mode_creates_active_subscription(client, sandbox, prices, endpoint, receiver):
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer_email": "sub@shop.test",
+            "success_url": "https://shop.test/ok?session_id={CHECKOUT_SESSION_ID}",
+            "line_items": [{"price": prices["monthly"].id, "quantity": 1}],
+            "subscription_data": {"metadata": {"plan": "starter"}},
+        }
+    )
     status, body = pay(sandbox, session.id, "pm_card_visa")
     assert status == 200
     assert (body["status"], body["payment_status"]) == ("complete", "paid")
     session = client.v1.checkout.sessions.retrieve(
-        session.id, params={"expand": ["subscription", "invoice", "customer"]})
+        session.id, params={"expand": ["subscription", "invoice", "customer"]}
+    )
     assert session.customer.email == "sub@shop.test"
     assert session.subscription.status == "active"
     assert session.subscription.metadata.to_dict() == {"plan": "starter"}
@@ -221,15 +251,22 @@ def test_subscription_mode_creates_active_subscription(client, sandbox, prices, 
 
 
 def test_delayed_method_completes_unpaid_then_succeeds(client, sandbox):
-    price = client.v1.prices.create(params={"currency": "eur", "unit_amount": 1200,
-                                            "product_data": {"name": "Mug"}})
-    session = client.v1.checkout.sessions.create(params={
-        "mode": "payment", "allowed_payment_method_types": ["card", "sepa_debit"],
-        "success_url": "https://shop.test/ok",
-        "line_items": [{"price": price.id, "quantity": 1}]})
-    pm = client.v1.payment_methods.create(params={
-        "type": "sepa_debit", "sepa_debit": {"iban": "DE89370400440532013000"},
-        "billing_details": {"name": "Jenny Rosen", "email": "jenny@shop.test"}})
+    price = client.v1.prices.create(params={"currency": "eur", "unit_amount": 1200, "product_data": {"name": "Mug"}})
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "payment",
+            "allowed_payment_method_types": ["card", "sepa_debit"],
+            "success_url": "https://shop.test/ok",
+            "line_items": [{"price": price.id, "quantity": 1}],
+        }
+    )
+    pm = client.v1.payment_methods.create(
+        params={
+            "type": "sepa_debit",
+            "sepa_debit": {"iban": "DE89370400440532013000"},
+            "billing_details": {"name": "Jenny Rosen", "email": "jenny@shop.test"},
+        }
+    )
     status, body = pay(sandbox, session.id, pm.id)
     assert status == 200
     assert (body["status"], body["payment_status"]) == ("complete", "unpaid")
@@ -249,13 +286,18 @@ def test_unknown_session(client, sandbox):
     assert status == 404
 
 
-def test_subscription_mode_with_three_d_secure_and_a_decline_first(client, sandbox, prices,
-                                                                   endpoint, receiver):
-    session = client.v1.checkout.sessions.create(params={
-        "mode": "subscription", "customer_email": "3ds@shop.test",
-        "success_url": "https://shop.test/ok",
-        "line_items": [{"price": prices["monthly"].id, "quantity": 1},
-                       {"price": prices["one_time"].id, "quantity": 1}]})
+def test_subscription_mode_with_three_d_secure_and_a_decline_first(client, sandbox, prices, endpoint, receiver):
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer_email": "3ds@shop.test",
+            "success_url": "https://shop.test/ok",
+            "line_items": [
+                {"price": prices["monthly"].id, "quantity": 1},
+                {"price": prices["one_time"].id, "quantity": 1},
+            ],
+        }
+    )
     assert session.amount_total == 3500
     status, body = pay(sandbox, session.id, "pm_card_chargeCustomerFail")
     assert status == 402 and body["session"]["status"] == "open"
@@ -282,28 +324,42 @@ def test_a_configured_merchant_name_is_shown_wherever_the_business_is_named(tmp_
 
     server = SandboxServer(tmp_path / "state.sqlite3", merchant_name="Acme Books").start()
     try:
-        client = stripe.StripeClient("sk_test_merchant", base_addresses={"api": server.url},
-                                     max_network_retries=0)
-        price = client.v1.prices.create(params={
-            "currency": "usd", "unit_amount": 1500, "product_data": {"name": "Atlas"},
-            "recurring": {"interval": "month"}})
-        session = client.v1.checkout.sessions.create(params={
-            "mode": "subscription", "line_items": [{"price": price.id, "quantity": 1}],
-            "success_url": "https://shop.test/ok"})
+        client = stripe.StripeClient("sk_test_merchant", base_addresses={"api": server.url}, max_network_retries=0)
+        price = client.v1.prices.create(
+            params={
+                "currency": "usd",
+                "unit_amount": 1500,
+                "product_data": {"name": "Atlas"},
+                "recurring": {"interval": "month"},
+            }
+        )
+        session = client.v1.checkout.sessions.create(
+            params={
+                "mode": "subscription",
+                "line_items": [{"price": price.id, "quantity": 1}],
+                "success_url": "https://shop.test/ok",
+            }
+        )
         with urllib.request.urlopen(str(session.url), timeout=10) as response:
             page = response.read().decode()
         assert "Subscribe to Acme Books" in page and "Storefront (sandbox)" not in page
         assert '"business": "Acme Books"' in page  # what the page hands Stripe.js
-        pi = client.v1.payment_intents.create(params={
-            "amount": 1000, "currency": "usd", "payment_method": "pm_card_authenticationRequired",
-            "confirm": True, "return_url": "https://shop.test/back"})
+        pi = client.v1.payment_intents.create(
+            params={
+                "amount": 1000,
+                "currency": "usd",
+                "payment_method": "pm_card_authenticationRequired",
+                "confirm": True,
+                "return_url": "https://shop.test/back",
+            }
+        )
         assert pi.status == "requires_action"
         with urllib.request.urlopen(f"{server.url}/_sandbox/3ds/{pi.id}", timeout=10) as response:
             assert "<dd>Acme Books</dd>" in response.read().decode()
         customer = client.v1.customers.create(params={"email": "acme@shop.test"})
-        sub = client.v1.subscriptions.create(params={
-            "customer": customer.id, "items": [{"price": price.id}],
-            "payment_behavior": "default_incomplete"})
+        sub = client.v1.subscriptions.create(
+            params={"customer": customer.id, "items": [{"price": price.id}], "payment_behavior": "default_incomplete"}
+        )
         invoice = client.v1.invoices.retrieve(str(sub.latest_invoice))
         assert invoice.account_name == "Acme Books"
     finally:
@@ -315,7 +371,11 @@ def test_the_default_merchant_name(client, sandbox, prices):
     with urllib.request.urlopen(str(session.url), timeout=10) as response:
         assert "Pay Storefront (sandbox)" in response.read().decode()
     customer = client.v1.customers.create(params={"email": "default@shop.test"})
-    sub = client.v1.subscriptions.create(params={
-        "customer": customer.id, "items": [{"price": prices["monthly"].id}],
-        "payment_behavior": "default_incomplete"})
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "items": [{"price": prices["monthly"].id}],
+            "payment_behavior": "default_incomplete",
+        }
+    )
     assert client.v1.invoices.retrieve(str(sub.latest_invoice)).account_name == "Stripe Sandbox"

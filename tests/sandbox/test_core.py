@@ -1,4 +1,5 @@
 """The sandbox's request pipeline: auth, parameters, errors, idempotency, pagination, expand."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,7 @@ from .helpers import present
 
 
 def _raw(sandbox, method, path, data=None, headers=None):
-    request = urllib.request.Request(f"{sandbox.url}{path}", data=data, method=method,
-                                     headers=headers or {})
+    request = urllib.request.Request(f"{sandbox.url}{path}", data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), json.loads(response.read() or b"{}")
@@ -22,6 +22,7 @@ def _raw(sandbox, method, path, data=None, headers=None):
 
 
 # --- authentication ---------------------------------------------------------------------------
+
 
 def test_missing_key_is_401_with_stripes_message(sandbox):
     status, _, body = _raw(sandbox, "GET", "/v1/customers")
@@ -47,13 +48,14 @@ def test_publishable_key_cannot_use_secret_endpoints(publishable_client):
 
 def test_basic_auth_like_curl_works(sandbox):
     import base64
+
     token = base64.b64encode(b"sk_test_curl:").decode()
-    status, _, body = _raw(sandbox, "GET", "/v1/customers",
-                           headers={"Authorization": f"Basic {token}"})
+    status, _, body = _raw(sandbox, "GET", "/v1/customers", headers={"Authorization": f"Basic {token}"})
     assert status == 200 and body["object"] == "list"
 
 
 # --- parameters -------------------------------------------------------------------------------
+
 
 def test_unknown_parameter_is_refused_like_stripe(client):
     with pytest.raises(stripe.InvalidRequestError) as info:
@@ -65,8 +67,9 @@ def test_unknown_parameter_is_refused_like_stripe(client):
 
 def test_nested_unknown_parameter_names_its_path(client):
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.prices.create(params={"currency": "usd", "unit_amount": 100,
-                                        "product_data": {"name": "X", "colour": "red"}})
+        client.v1.prices.create(
+            params={"currency": "usd", "unit_amount": 100, "product_data": {"name": "X", "colour": "red"}}
+        )
     assert present(info.value.error).param == "product_data[colour]"
 
 
@@ -85,24 +88,33 @@ def test_missing_required_parameter(client):
 
 
 def test_invalid_integer_is_refused(sandbox):
-    status, _, body = _raw(sandbox, "POST", "/v1/prices", data=b"currency=usd&unit_amount=ten",
-                           headers={"Authorization": "Bearer sk_test_x"})
+    status, _, body = _raw(
+        sandbox,
+        "POST",
+        "/v1/prices",
+        data=b"currency=usd&unit_amount=ten",
+        headers={"Authorization": "Bearer sk_test_x"},
+    )
     assert status == 400
     assert body["error"]["param"] == "unit_amount"
 
 
 def test_browser_style_array_keys_are_understood(sandbox, client):
-    client.v1.prices.create(params={"currency": "usd", "unit_amount": 100, "lookup_key": "a",
-                                    "product_data": {"name": "A"}})
-    status, _, body = _raw(sandbox, "GET", "/v1/prices?lookup_keys[]=a&expand[]=data.product",
-                           headers={"Authorization": "Bearer sk_test_x"})
+    client.v1.prices.create(
+        params={"currency": "usd", "unit_amount": 100, "lookup_key": "a", "product_data": {"name": "A"}}
+    )
+    status, _, body = _raw(
+        sandbox,
+        "GET",
+        "/v1/prices?lookup_keys[]=a&expand[]=data.product",
+        headers={"Authorization": "Bearer sk_test_x"},
+    )
     assert status == 200
     assert body["data"][0]["product"]["name"] == "A"
 
 
 def test_unknown_url_is_stripes_404(sandbox):
-    status, _, body = _raw(sandbox, "GET", "/v1/nothing_here",
-                           headers={"Authorization": "Bearer sk_test_x"})
+    status, _, body = _raw(sandbox, "GET", "/v1/nothing_here", headers={"Authorization": "Bearer sk_test_x"})
     assert status == 404
     assert "Unrecognized request URL" in body["error"]["message"]
 
@@ -115,13 +127,14 @@ def test_cors_preflight_allows_stripe_js_calls(sandbox):
 
 # --- customers ------------------------------------------------------------------------------
 
+
 def test_customer_lifecycle(client):
-    customer = client.v1.customers.create(params={"email": "ann@example.com", "name": "Ann",
-                                                  "metadata": {"user_id": "42"}})
+    customer = client.v1.customers.create(
+        params={"email": "ann@example.com", "name": "Ann", "metadata": {"user_id": "42"}}
+    )
     assert customer.id.startswith("cus_") and customer.livemode is False
     assert customer.invoice_settings.default_payment_method is None
-    updated = client.v1.customers.update(customer.id, params={"name": "Ann B",
-                                                              "metadata": {"user_id": ""}})
+    updated = client.v1.customers.update(customer.id, params={"name": "Ann B", "metadata": {"user_id": ""}})
     assert updated.name == "Ann B" and updated.metadata.to_dict() == {}
     assert client.v1.customers.retrieve(customer.id).name == "Ann B"
     deleted = client.v1.customers.delete(customer.id)
@@ -157,19 +170,33 @@ def test_limit_out_of_range(client):
 
 # --- products and prices ----------------------------------------------------------------------
 
+
 def test_prices_by_lookup_key_and_transfer(client):
     product = client.v1.products.create(params={"name": "Starter Plan"})
-    old = client.v1.prices.create(params={"currency": "usd", "unit_amount": 500,
-                                          "product": product.id, "lookup_key": "starter",
-                                          "recurring": {"interval": "month"}})
+    old = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 500,
+            "product": product.id,
+            "lookup_key": "starter",
+            "recurring": {"interval": "month"},
+        }
+    )
     assert old.type == "recurring" and old.recurring.interval == "month"
     with pytest.raises(stripe.InvalidRequestError):
-        client.v1.prices.create(params={"currency": "usd", "unit_amount": 600,
-                                        "product": product.id, "lookup_key": "starter"})
-    new = client.v1.prices.create(params={"currency": "usd", "unit_amount": 600,
-                                          "product": product.id, "lookup_key": "starter",
-                                          "transfer_lookup_key": True,
-                                          "recurring": {"interval": "month"}})
+        client.v1.prices.create(
+            params={"currency": "usd", "unit_amount": 600, "product": product.id, "lookup_key": "starter"}
+        )
+    new = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 600,
+            "product": product.id,
+            "lookup_key": "starter",
+            "transfer_lookup_key": True,
+            "recurring": {"interval": "month"},
+        }
+    )
     client.v1.prices.update(old.id, params={"active": False})
     found = client.v1.prices.list(params={"lookup_keys": ["starter"]}).data
     assert [p.id for p in found] == [new.id]
@@ -185,8 +212,7 @@ def test_product_update_and_list(client):
 
 
 def test_expand_replaces_ids_and_rejects_non_expandable(client):
-    price = client.v1.prices.create(params={"currency": "usd", "unit_amount": 200,
-                                            "product_data": {"name": "Small"}})
+    price = client.v1.prices.create(params={"currency": "usd", "unit_amount": 200, "product_data": {"name": "Small"}})
     expanded = client.v1.prices.retrieve(price.id, params={"expand": ["product"]})
     assert expanded.product.name == "Small"
     with pytest.raises(stripe.InvalidRequestError) as info:
@@ -195,6 +221,7 @@ def test_expand_replaces_ids_and_rejects_non_expandable(client):
 
 
 # --- idempotency ---------------------------------------------------------------------------
+
 
 def test_idempotent_replay_returns_the_first_result(sandbox, client):
     options = {"idempotency_key": "signup-user-1"}
@@ -206,11 +233,9 @@ def test_idempotent_replay_returns_the_first_result(sandbox, client):
 
 
 def test_same_key_other_parameters_is_an_idempotency_error(client):
-    client.v1.customers.create(params={"email": "x@example.com"},
-                               options={"idempotency_key": "k"})
+    client.v1.customers.create(params={"email": "x@example.com"}, options={"idempotency_key": "k"})
     with pytest.raises(stripe.IdempotencyError) as info:
-        client.v1.customers.create(params={"email": "y@example.com"},
-                                   options={"idempotency_key": "k"})
+        client.v1.customers.create(params={"email": "y@example.com"}, options={"idempotency_key": "k"})
     assert info.value.http_status == 400
     assert present(info.value.error).type == "idempotency_error"
 
@@ -219,8 +244,9 @@ def test_concurrent_requests_with_one_key_create_one_object(sandbox, client):
     results = []
 
     def create():
-        results.append(client.v1.customers.create(params={"email": "race@example.com"},
-                                                  options={"idempotency_key": "race"}).id)
+        results.append(
+            client.v1.customers.create(params={"email": "race@example.com"}, options={"idempotency_key": "race"}).id
+        )
 
     threads = [threading.Thread(target=create) for _ in range(8)]
     for t in threads:
@@ -246,17 +272,21 @@ def test_concurrent_creates_all_land(client):
 def test_failed_validation_is_not_saved_for_replay(client):
     """Stripe saves no result when validation fails, so the same key works once corrected."""
     with pytest.raises(stripe.InvalidRequestError):
-        client.v1.prices.create(params={"currency": "usd", "unit_amount": 100},
-                                options={"idempotency_key": "retry-me"})
-    price = client.v1.prices.create(params={"currency": "usd", "unit_amount": 100,
-                                            "product_data": {"name": "Fixed"}},
-                                    options={"idempotency_key": "retry-me"})
+        client.v1.prices.create(params={"currency": "usd", "unit_amount": 100}, options={"idempotency_key": "retry-me"})
+    price = client.v1.prices.create(
+        params={"currency": "usd", "unit_amount": 100, "product_data": {"name": "Fixed"}},
+        options={"idempotency_key": "retry-me"},
+    )
     assert price.unit_amount == 100
 
 
 def test_publishable_key_may_come_as_a_key_parameter_like_stripe_js(sandbox):
-    status, _, body = _raw(sandbox, "POST", "/v1/payment_methods",
-                           data=b"type=card&card[number]=4242424242424242&card[exp_month]=12"
-                                b"&card[exp_year]=2040&card[cvc]=123&key=pk_test_browser")
+    status, _, body = _raw(
+        sandbox,
+        "POST",
+        "/v1/payment_methods",
+        data=b"type=card&card[number]=4242424242424242&card[exp_month]=12"
+        b"&card[exp_year]=2040&card[cvc]=123&key=pk_test_browser",
+    )
     assert status == 200, body
     assert body["card"]["last4"] == "4242"

@@ -1,4 +1,5 @@
 """Fault injection, the sandbox clock, and state that survives a restart."""
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,7 @@ def test_rate_limit_fault_answers_429(sandbox, client):
 
 
 def test_sdk_retries_through_a_transient_fault(sandbox):
-    retrying = stripe.StripeClient("sk_test_x", base_addresses={"api": sandbox.url},
-                                   max_network_retries=2)
+    retrying = stripe.StripeClient("sk_test_x", base_addresses={"api": sandbox.url}, max_network_retries=2)
     sandbox.fault("error", count=1)
     customer = retrying.v1.customers.create(params={"email": "r@example.com"})
     assert customer.email == "r@example.com"
@@ -39,9 +39,13 @@ def test_sdk_retries_through_a_transient_fault(sandbox):
 
 def test_timeout_fault_hangs_past_the_client_timeout(sandbox):
     impatient = stripe.StripeClient(
-        "sk_test_x", base_addresses={"api": sandbox.url}, max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=0.5) if hasattr(stripe, "RequestsClient")
-        else stripe.HTTPXClient(timeout=0.5))
+        "sk_test_x",
+        base_addresses={"api": sandbox.url},
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=0.5)
+        if hasattr(stripe, "RequestsClient")
+        else stripe.HTTPXClient(timeout=0.5),
+    )
     sandbox.fault("timeout", count=1, seconds=2)
     started = time.time()
     with pytest.raises(stripe.APIConnectionError):
@@ -62,6 +66,7 @@ def test_delay_fault_answers_normally_after_the_delay(sandbox, client):
 
 def test_fault_control_validates_input(sandbox):
     import urllib.error
+
     with pytest.raises(urllib.error.HTTPError) as info:
         sandbox.control("POST", "faults", {"mode": "explode", "count": 1})
     assert info.value.code == 400
@@ -86,20 +91,16 @@ def test_objects_are_stamped_with_sandbox_time(sandbox, client):
 def test_state_survives_a_restart(tmp_path):
     path = tmp_path / "state.sqlite3"
     first = SandboxServer(path).start()
-    client = stripe.StripeClient("sk_test_x", base_addresses={"api": first.url},
-                                 max_network_retries=0)
-    customer = client.v1.customers.create(params={"email": "keep@example.com"},
-                                          options={"idempotency_key": "keep"})
+    client = stripe.StripeClient("sk_test_x", base_addresses={"api": first.url}, max_network_retries=0)
+    customer = client.v1.customers.create(params={"email": "keep@example.com"}, options={"idempotency_key": "keep"})
     first.advance_clock(3600)
     first.stop()
 
     second = SandboxServer(path).start()
     try:
-        client = stripe.StripeClient("sk_test_x", base_addresses={"api": second.url},
-                                     max_network_retries=0)
+        client = stripe.StripeClient("sk_test_x", base_addresses={"api": second.url}, max_network_retries=0)
         assert client.v1.customers.retrieve(customer.id).email == "keep@example.com"
-        replay = client.v1.customers.create(params={"email": "keep@example.com"},
-                                            options={"idempotency_key": "keep"})
+        replay = client.v1.customers.create(params={"email": "keep@example.com"}, options={"idempotency_key": "keep"})
         assert replay.id == customer.id
         assert second.control("GET", "clock")["offset"] >= 3599
     finally:

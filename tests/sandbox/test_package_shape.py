@@ -1,5 +1,6 @@
 """The sandbox package stays easy to change: small modules and functions, no import cycles (not
 even ones dodged with an import inside a function), nothing imported from the store."""
+
 from __future__ import annotations
 
 import ast
@@ -24,7 +25,7 @@ def _imported(name: str, path: Path, node: ast.ImportFrom, modules: dict) -> set
     """The package's modules an ``from … import …`` statement loads."""
     base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     if node.level:
-        base = base[:len(base) - node.level + 1]
+        base = base[: len(base) - node.level + 1]
         target = ".".join(base + ([node.module] if node.module else []))
     else:
         target = node.module or ""
@@ -84,12 +85,16 @@ def test_imports_are_at_module_level_and_nothing_comes_from_the_store():
     for name, (_path, tree) in _modules().items():
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                    [alias.name for alias in node.names]
+                names = (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [alias.name for alias in node.names]
+                )
                 if any(n == "storefront" or n.startswith("storefront.") for n in names):
                     problems.append(f"{name} imports the store: {ast.unparse(node)}")
         for func in ast.walk(tree):
             if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                problems += [f"{name}.{func.name}: {ast.unparse(node)}" for node in ast.walk(func)
-                             if isinstance(node, ast.ImportFrom) and node.level]
+                problems += [
+                    f"{name}.{func.name}: {ast.unparse(node)}"
+                    for node in ast.walk(func)
+                    if isinstance(node, ast.ImportFrom) and node.level
+                ]
     assert problems == []

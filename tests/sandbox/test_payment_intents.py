@@ -1,6 +1,7 @@
 """PaymentIntents through the official SDK: the status machine, every test card's charge outcome,
 3-D Secure (complete / fail), off-session payments, publishable-key rules, idempotent confirms,
 the delayed methods (SEPA, ACH Direct Debit) on the sandbox clock, and signed webhooks."""
+
 from __future__ import annotations
 
 import json
@@ -13,19 +14,31 @@ import stripe
 
 from .helpers import present
 
-CARDS = json.loads((Path(__file__).resolve().parents[2] / "stripe_sandbox" / "data" /
-                    "test-cards.json").read_text())
+CARDS = json.loads((Path(__file__).resolve().parents[2] / "stripe_sandbox" / "data" / "test-cards.json").read_text())
 SUCCESS_OUTCOMES = {
-    "succeeds", "succeeds_funds_to_available_balance", "risk_elevated", "postal_code_check_fails",
-    "address_line1_check_fails", "address_checks_fail", "address_checks_unavailable",
-    "succeeds_then_disputed", "succeeds_then_inquiry", "succeeds_then_early_fraud_warning",
-    "succeeds_then_multiple_disputes", "succeeds_then_disputed_ce3_eligible",
-    "refund_pending_then_succeeded", "refund_succeeded_then_failed", "succeeds_frictionless_3ds",
+    "succeeds",
+    "succeeds_funds_to_available_balance",
+    "risk_elevated",
+    "postal_code_check_fails",
+    "address_line1_check_fails",
+    "address_checks_fail",
+    "address_checks_unavailable",
+    "succeeds_then_disputed",
+    "succeeds_then_inquiry",
+    "succeeds_then_early_fraud_warning",
+    "succeeds_then_multiple_disputes",
+    "succeeds_then_disputed_ce3_eligible",
+    "refund_pending_then_succeeded",
+    "refund_succeeded_then_failed",
+    "succeeds_frictionless_3ds",
 }
-THREE_DS_OUTCOMES = {"requires_authentication_every_transaction",
-                     "requires_authentication_unless_set_up",
-                     "off_session_succeeds_as_if_set_up", "requires_authentication",
-                     "authenticates_then_declined"}
+THREE_DS_OUTCOMES = {
+    "requires_authentication_every_transaction",
+    "requires_authentication_unless_set_up",
+    "off_session_succeeds_as_if_set_up",
+    "requires_authentication",
+    "authenticates_then_declined",
+}
 
 
 def expected(card: dict) -> tuple:
@@ -58,8 +71,9 @@ def _id(card: dict) -> str:
 def control(sandbox, method: str, path: str, payload: dict | None = None):
     """A control route; answers (status, body) also for error statuses."""
     data = json.dumps(payload).encode() if payload is not None else None
-    request = urllib.request.Request(f"{sandbox.url}/_sandbox/{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{sandbox.url}/_sandbox/{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -80,10 +94,18 @@ def event_types(client, **filters) -> list[str]:
 
 
 def card_pm(publishable_client, number: str, **extra) -> stripe.PaymentMethod:
-    return publishable_client.v1.payment_methods.create(params={
-        "type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2034,
-                                 "cvc": "123" if not number.startswith("3") or len(number) != 15
-                                 else "1234"}, **extra})
+    return publishable_client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {
+                "number": number,
+                "exp_month": 12,
+                "exp_year": 2034,
+                "cvc": "123" if not number.startswith("3") or len(number) != 15 else "1234",
+            },
+            **extra,
+        }
+    )
 
 
 # --- every test card ---------------------------------------------------------------------------
@@ -114,8 +136,13 @@ def test_every_test_card_by_test_id(client, card):
 
 
 def _check_confirm(client, payment_method: str, want: tuple) -> None:
-    params = {"amount": 2000, "currency": "usd", "payment_method": payment_method,
-              "confirm": True, "metadata": {"order": "7"}}
+    params = {
+        "amount": 2000,
+        "currency": "usd",
+        "payment_method": payment_method,
+        "confirm": True,
+        "metadata": {"order": "7"},
+    }
     if want[0] == "declined":
         with pytest.raises(stripe.CardError) as info:
             client.v1.payment_intents.create(params=params)
@@ -155,8 +182,7 @@ def _check_confirm(client, payment_method: str, want: tuple) -> None:
         assert pi.latest_charge is None
 
 
-@pytest.mark.parametrize("card", [c for c in CARDS if c["category"] == "invalid_data"],
-                         ids=_id)
+@pytest.mark.parametrize("card", [c for c in CARDS if c["category"] == "invalid_data"], ids=_id)
 def test_invalid_card_data_is_refused_when_tokenizing(publishable_client, card):
     number, month, year, cvc = "4242424242424242", 12, 2034, "123"
     if card["error_code"] == "invalid_expiry_month":
@@ -166,42 +192,50 @@ def test_invalid_card_data_is_refused_when_tokenizing(publishable_client, card):
     elif card["error_code"] == "invalid_cvc":
         cvc = "99"
     with pytest.raises(stripe.CardError) as info:
-        publishable_client.v1.payment_methods.create(params={
-            "type": "card", "card": {"number": number, "exp_month": month, "exp_year": year,
-                                     "cvc": cvc}})
+        publishable_client.v1.payment_methods.create(
+            params={"type": "card", "card": {"number": number, "exp_month": month, "exp_year": year, "cvc": cvc}}
+        )
     assert info.value.code == card["error_code"]
     assert info.value.http_status == 402
 
 
 def test_risk_and_address_checks_on_the_charge(client):
-    pi = client.v1.payment_intents.create(params={
-        "amount": 1500, "currency": "usd", "payment_method": "pm_card_riskLevelElevated",
-        "confirm": True})
+    pi = client.v1.payment_intents.create(
+        params={"amount": 1500, "currency": "usd", "payment_method": "pm_card_riskLevelElevated", "confirm": True}
+    )
     charge = client.v1.charges.retrieve(pi.latest_charge)
     assert charge.outcome.risk_level == "elevated"
-    pi = client.v1.payment_intents.create(params={
-        "amount": 1500, "currency": "usd", "payment_method": "pm_card_avsZipFail",
-        "confirm": True})
+    pi = client.v1.payment_intents.create(
+        params={"amount": 1500, "currency": "usd", "payment_method": "pm_card_avsZipFail", "confirm": True}
+    )
     charge = client.v1.charges.retrieve(pi.latest_charge)
     assert charge.payment_method_details.card.checks.address_postal_code_check == "fail"
 
 
 # --- status machine ----------------------------------------------------------------------------
 
+
 def test_status_machine_create_update_confirm(client):
     customer = client.v1.customers.create(params={"email": "buyer@example.com"})
-    pi = client.v1.payment_intents.create(params={
-        "amount": 1999, "currency": "usd", "customer": customer.id,
-        "automatic_payment_methods": {"enabled": True}, "description": "Order 1",
-        "receipt_email": "buyer@example.com", "metadata": {"order_id": "1"}})
+    pi = client.v1.payment_intents.create(
+        params={
+            "amount": 1999,
+            "currency": "usd",
+            "customer": customer.id,
+            "automatic_payment_methods": {"enabled": True},
+            "description": "Order 1",
+            "receipt_email": "buyer@example.com",
+            "metadata": {"order_id": "1"},
+        }
+    )
     assert pi.status == "requires_payment_method"
     assert pi.client_secret.startswith(pi.id + "_secret_")
     assert pi.automatic_payment_methods.enabled is True
     assert pi.payment_method_types == ["card", "us_bank_account"]
     assert pi.capture_method == "automatic" and pi.amount_received == 0
-    pi = client.v1.payment_intents.update(pi.id, params={"amount": 2500,
-                                                         "payment_method": "pm_card_visa",
-                                                         "metadata": {"step": "2"}})
+    pi = client.v1.payment_intents.update(
+        pi.id, params={"amount": 2500, "payment_method": "pm_card_visa", "metadata": {"step": "2"}}
+    )
     assert pi.status == "requires_confirmation" and pi.amount == 2500
     assert pi.metadata.to_dict() == {"order_id": "1", "step": "2"}
     pi = client.v1.payment_intents.confirm(pi.id)
@@ -220,8 +254,11 @@ def test_status_machine_create_update_confirm(client):
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.payment_intents.update(pi.id, params={"amount": 10000})
     types = event_types(client)
-    assert types.index("payment_intent.created") < types.index("charge.succeeded") < \
-        types.index("payment_intent.succeeded")
+    assert (
+        types.index("payment_intent.created")
+        < types.index("charge.succeeded")
+        < types.index("payment_intent.succeeded")
+    )
 
 
 def test_confirm_without_payment_method_and_cancel(client):
@@ -229,8 +266,7 @@ def test_confirm_without_payment_method_and_cancel(client):
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.payment_intents.confirm(pi.id)
     assert info.value.code == "payment_intent_unexpected_state"
-    canceled = client.v1.payment_intents.cancel(
-        pi.id, params={"cancellation_reason": "requested_by_customer"})
+    canceled = client.v1.payment_intents.cancel(pi.id, params={"cancellation_reason": "requested_by_customer"})
     assert canceled.status == "canceled" and canceled.canceled_at
     assert canceled.cancellation_reason == "requested_by_customer"
     assert "payment_intent.canceled" in event_types(client)
@@ -239,8 +275,9 @@ def test_confirm_without_payment_method_and_cancel(client):
 def test_retry_after_decline_then_success(client):
     pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
     with pytest.raises(stripe.CardError) as info:
-        client.v1.payment_intents.confirm(pi.id, params={
-            "payment_method": "pm_card_visa_chargeDeclinedInsufficientFunds"})
+        client.v1.payment_intents.confirm(
+            pi.id, params={"payment_method": "pm_card_visa_chargeDeclinedInsufficientFunds"}
+        )
     assert present(info.value.error).decline_code == "insufficient_funds"
     failed = client.v1.payment_intents.retrieve(pi.id)
     assert failed.status == "requires_payment_method"
@@ -258,17 +295,22 @@ def test_list_payment_intents_by_customer(client):
     a = client.v1.customers.create(params={"email": "a@example.com"})
     b = client.v1.customers.create(params={"email": "b@example.com"})
     for customer in (a, a, b):
-        client.v1.payment_intents.create(params={"amount": 700, "currency": "eur",
-                                                 "customer": customer.id})
+        client.v1.payment_intents.create(params={"amount": 700, "currency": "eur", "customer": customer.id})
     assert len(client.v1.payment_intents.list(params={"customer": a.id}).data) == 2
     page = client.v1.payment_intents.list(params={"limit": 2})
     assert len(page.data) == 2 and page.has_more
     assert len(client.v1.charges.list(params={"customer": a.id}).data) == 0
 
 
-@pytest.mark.parametrize("amount,currency,code", [
-    (49, "usd", "amount_too_small"), (29, "gbp", "amount_too_small"),
-    (100000000, "usd", "amount_too_large"), (49, "jpy", "amount_too_small")])
+@pytest.mark.parametrize(
+    "amount,currency,code",
+    [
+        (49, "usd", "amount_too_small"),
+        (29, "gbp", "amount_too_small"),
+        (100000000, "usd", "amount_too_large"),
+        (49, "jpy", "amount_too_small"),
+    ],
+)
 def test_amount_limits(client, amount, currency, code):
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.payment_intents.create(params={"amount": amount, "currency": currency})
@@ -278,8 +320,7 @@ def test_amount_limits(client, amount, currency, code):
 
 def test_limits_accepted_at_the_edges_and_currency_validated(client):
     assert client.v1.payment_intents.create(params={"amount": 50, "currency": "usd"}).amount == 50
-    assert client.v1.payment_intents.create(
-        params={"amount": 99999999, "currency": "usd"}).amount == 99999999
+    assert client.v1.payment_intents.create(params={"amount": 99999999, "currency": "usd"}).amount == 99999999
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.payment_intents.create(params={"amount": 1000, "currency": "xyz"})
     assert info.value.param == "currency"
@@ -290,12 +331,10 @@ def test_limits_accepted_at_the_edges_and_currency_validated(client):
 
 def test_unsupported_parameters_are_refused(client):
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd",
-                                                 "capture_method": "manual"})
+        client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", "capture_method": "manual"})
     assert info.value.code == "parameter_unsupported"
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd",
-                                                 "statement_descriptor": "X"})
+        client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", "statement_descriptor": "X"})
     assert info.value.code == "parameter_unsupported"
 
 
@@ -307,10 +346,11 @@ def test_unknown_intent_is_404(client):
 
 # --- 3-D Secure --------------------------------------------------------------------------------
 
+
 def test_3ds_complete_succeeds(client, sandbox):
-    pi = client.v1.payment_intents.create(params={
-        "amount": 3000, "currency": "usd", "payment_method": "pm_card_threeDSecure2Required",
-        "confirm": True})
+    pi = client.v1.payment_intents.create(
+        params={"amount": 3000, "currency": "usd", "payment_method": "pm_card_threeDSecure2Required", "confirm": True}
+    )
     assert pi.status == "requires_action"
     assert pi.next_action.type == "use_stripe_sdk"
     assert pi.next_action.use_stripe_sdk["stripe_js"] == f"{sandbox.url}/_sandbox/3ds/{pi.id}"
@@ -325,9 +365,15 @@ def test_3ds_complete_succeeds(client, sandbox):
 
 
 def test_3ds_fail(client, sandbox):
-    pi = client.v1.payment_intents.create(params={
-        "amount": 3000, "currency": "usd", "payment_method": "pm_card_authenticationRequired",
-        "confirm": True, "return_url": "https://shop.example/return"})
+    pi = client.v1.payment_intents.create(
+        params={
+            "amount": 3000,
+            "currency": "usd",
+            "payment_method": "pm_card_authenticationRequired",
+            "confirm": True,
+            "return_url": "https://shop.example/return",
+        }
+    )
     assert pi.next_action.type == "redirect_to_url"
     assert pi.next_action.redirect_to_url.url == f"{sandbox.url}/_sandbox/3ds/{pi.id}"
     assert pi.next_action.redirect_to_url.return_url == "https://shop.example/return"
@@ -350,10 +396,14 @@ def test_authenticate_route_validates_input(sandbox):
 
 
 def test_authenticate_then_declined(client, sandbox):
-    pi = client.v1.payment_intents.create(params={
-        "amount": 3000, "currency": "usd",
-        "payment_method": "pm_card_authenticationRequiredChargeDeclinedInsufficientFunds",
-        "confirm": True})
+    pi = client.v1.payment_intents.create(
+        params={
+            "amount": 3000,
+            "currency": "usd",
+            "payment_method": "pm_card_authenticationRequiredChargeDeclinedInsufficientFunds",
+            "confirm": True,
+        }
+    )
     assert pi.status == "requires_action"
     body = authenticate(sandbox, pi.id)
     assert body["status"] == "requires_payment_method"
@@ -363,12 +413,18 @@ def test_authenticate_then_declined(client, sandbox):
 
 def test_3ds_card_off_session_is_declined_authentication_required(client):
     customer = client.v1.customers.create(params={"email": "off@example.com"})
-    pm = client.v1.payment_methods.attach("pm_card_authenticationRequiredOnSetup",
-                                          params={"customer": customer.id})
+    pm = client.v1.payment_methods.attach("pm_card_authenticationRequiredOnSetup", params={"customer": customer.id})
     with pytest.raises(stripe.CardError) as info:
-        client.v1.payment_intents.create(params={
-            "amount": 1000, "currency": "usd", "customer": customer.id,
-            "payment_method": pm.id, "confirm": True, "off_session": True})
+        client.v1.payment_intents.create(
+            params={
+                "amount": 1000,
+                "currency": "usd",
+                "customer": customer.id,
+                "payment_method": pm.id,
+                "confirm": True,
+                "off_session": True,
+            }
+        )
     assert info.value.code == "authentication_required"
     assert present(info.value.error).decline_code == "authentication_required"
     assert present(present(info.value.error).payment_intent).status == "requires_payment_method"
@@ -376,29 +432,50 @@ def test_3ds_card_off_session_is_declined_authentication_required(client):
 
 def test_on_session_only_card_succeeds_off_session(client):
     customer = client.v1.customers.create(params={"email": "x@example.com"})
-    pm = client.v1.payment_methods.attach("pm_card_authenticationRequiredSetupForOffSession",
-                                          params={"customer": customer.id})
-    pi = client.v1.payment_intents.create(params={
-        "amount": 1000, "currency": "usd", "customer": customer.id, "payment_method": pm.id,
-        "confirm": True, "off_session": True})
+    pm = client.v1.payment_methods.attach(
+        "pm_card_authenticationRequiredSetupForOffSession", params={"customer": customer.id}
+    )
+    pi = client.v1.payment_intents.create(
+        params={
+            "amount": 1000,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": pm.id,
+            "confirm": True,
+            "off_session": True,
+        }
+    )
     assert pi.status == "succeeded"
 
 
 def test_setup_future_usage_saves_the_card_and_later_charges_off_session(client, sandbox):
     customer = client.v1.customers.create(params={"email": "save@example.com"})
-    pi = client.v1.payment_intents.create(params={
-        "amount": 1000, "currency": "usd", "customer": customer.id,
-        "payment_method": "pm_card_authenticationRequiredOnSetup",
-        "setup_future_usage": "off_session", "confirm": True})
+    pi = client.v1.payment_intents.create(
+        params={
+            "amount": 1000,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": "pm_card_authenticationRequiredOnSetup",
+            "setup_future_usage": "off_session",
+            "confirm": True,
+        }
+    )
     assert pi.status == "requires_action"
     authenticate(sandbox, pi.id)
     pi = client.v1.payment_intents.retrieve(pi.id)
     assert pi.status == "succeeded" and pi.setup_future_usage == "off_session"
     saved = client.v1.customers.payment_methods.list(customer.id).data
     assert [p.id for p in saved] == [pi.payment_method]
-    again = client.v1.payment_intents.create(params={
-        "amount": 1200, "currency": "usd", "customer": customer.id,
-        "payment_method": pi.payment_method, "confirm": True, "off_session": True})
+    again = client.v1.payment_intents.create(
+        params={
+            "amount": 1200,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": pi.payment_method,
+            "confirm": True,
+            "off_session": True,
+        }
+    )
     assert again.status == "succeeded"
     assert "payment_method.attached" in event_types(client)
 
@@ -408,22 +485,24 @@ def test_payment_method_of_another_customer_is_refused(client):
     b = client.v1.customers.create(params={"email": "b@example.com"})
     pm = client.v1.payment_methods.attach("pm_card_visa", params={"customer": a.id})
     with pytest.raises(stripe.InvalidRequestError):
-        client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd",
-                                                 "customer": b.id, "payment_method": pm.id})
+        client.v1.payment_intents.create(
+            params={"amount": 1000, "currency": "usd", "customer": b.id, "payment_method": pm.id}
+        )
 
 
 def test_payment_method_used_without_customer_cannot_be_reused(client):
-    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd",
-                                                  "payment_method": "pm_card_visa",
-                                                  "confirm": True})
+    pi = client.v1.payment_intents.create(
+        params={"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    )
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd",
-                                                 "payment_method": pi.payment_method,
-                                                 "confirm": True})
+        client.v1.payment_intents.create(
+            params={"amount": 1000, "currency": "usd", "payment_method": pi.payment_method, "confirm": True}
+        )
     assert info.value.code == "payment_method_unexpected_state"
 
 
 # --- publishable key (Stripe.js) ---------------------------------------------------------------
+
 
 def test_publishable_key_confirms_with_client_secret(client, publishable_client):
     pi = client.v1.payment_intents.create(params={"amount": 4200, "currency": "usd"})
@@ -431,18 +510,22 @@ def test_publishable_key_confirms_with_client_secret(client, publishable_client)
         publishable_client.v1.payment_intents.retrieve(pi.id)
     assert info.value.param == "client_secret"
     with pytest.raises(stripe.InvalidRequestError):
-        publishable_client.v1.payment_intents.retrieve(
-            pi.id, params={"client_secret": pi.id + "_secret_wrong"})
-    seen = publishable_client.v1.payment_intents.retrieve(
-        pi.id, params={"client_secret": pi.client_secret})
+        publishable_client.v1.payment_intents.retrieve(pi.id, params={"client_secret": pi.id + "_secret_wrong"})
+    seen = publishable_client.v1.payment_intents.retrieve(pi.id, params={"client_secret": pi.client_secret})
     assert seen.status == "requires_payment_method"
     # Stripe.js sends client_secret on confirm; the SDK's typed params lack it, so raw request:
-    confirmed = publishable_client.v1.payment_intents.confirm(pi.id, params={
-        "client_secret": pi.client_secret, "return_url": "https://shop.example/done",
-        "payment_method_data": {"type": "card", "card": {
-            "number": "4242424242424242", "exp_month": 4, "exp_year": 2031, "cvc": "314"},
-            "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"}},
-    })
+    confirmed = publishable_client.v1.payment_intents.confirm(
+        pi.id,
+        params={
+            "client_secret": pi.client_secret,
+            "return_url": "https://shop.example/done",
+            "payment_method_data": {
+                "type": "card",
+                "card": {"number": "4242424242424242", "exp_month": 4, "exp_year": 2031, "cvc": "314"},
+                "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"},
+            },
+        },
+    )
     assert confirmed.status == "succeeded"
     charge = client.v1.charges.retrieve(confirmed.latest_charge)
     assert charge.billing_details.name == "Jenny Rosen"
@@ -452,15 +535,14 @@ def test_publishable_key_confirms_with_client_secret(client, publishable_client)
 def test_publishable_key_confirm_needs_the_client_secret(client, publishable_client):
     pi = client.v1.payment_intents.create(params={"amount": 4200, "currency": "usd"})
     with pytest.raises(stripe.InvalidRequestError) as info:
-        publishable_client.v1.payment_intents.confirm(pi.id,
-                                                      params={"payment_method": "pm_card_visa"})
+        publishable_client.v1.payment_intents.confirm(pi.id, params={"payment_method": "pm_card_visa"})
     assert info.value.param == "client_secret"
     with pytest.raises(stripe.InvalidRequestError):
-        publishable_client.v1.payment_intents.confirm(pi.id, params={
-            "payment_method": "pm_card_visa", "client_secret": "pi_x_secret_y"})
+        publishable_client.v1.payment_intents.confirm(
+            pi.id, params={"payment_method": "pm_card_visa", "client_secret": "pi_x_secret_y"}
+        )
     with pytest.raises(stripe.AuthenticationError):
-        publishable_client.v1.payment_intents.create(params={"amount": 1000,
-                                                             "currency": "usd"})
+        publishable_client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
     with pytest.raises(stripe.AuthenticationError):
         publishable_client.v1.payment_intents.list()
     with pytest.raises(stripe.AuthenticationError):
@@ -471,19 +553,25 @@ def test_publishable_key_confirm_needs_the_client_secret(client, publishable_cli
 def test_publishable_decline_reaches_stripe_js_shape(client, publishable_client):
     pi = client.v1.payment_intents.create(params={"amount": 4200, "currency": "usd"})
     with pytest.raises(stripe.CardError) as info:
-        publishable_client.v1.payment_intents.confirm(pi.id, params={
-            "client_secret": pi.client_secret, "payment_method_data": {
-                "type": "card", "card": {"number": "4000000000000002", "exp_month": 4,
-                                         "exp_year": 2031, "cvc": "314"}}})
+        publishable_client.v1.payment_intents.confirm(
+            pi.id,
+            params={
+                "client_secret": pi.client_secret,
+                "payment_method_data": {
+                    "type": "card",
+                    "card": {"number": "4000000000000002", "exp_month": 4, "exp_year": 2031, "cvc": "314"},
+                },
+            },
+        )
     assert present(info.value.error).decline_code == "generic_decline"
     assert present(info.value.error).message == "Your card was declined."
 
 
 # --- idempotency -------------------------------------------------------------------------------
 
+
 def test_idempotent_confirm_replays_without_a_second_charge(client):
-    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd",
-                                                  "payment_method": "pm_card_visa"})
+    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa"})
     first = client.v1.payment_intents.confirm(pi.id, options={"idempotency_key": "confirm-1"})
     again = client.v1.payment_intents.confirm(pi.id, options={"idempotency_key": "confirm-1"})
     assert first.status == again.status == "succeeded"
@@ -491,13 +579,13 @@ def test_idempotent_confirm_replays_without_a_second_charge(client):
     assert again.last_response.headers.get("Idempotent-Replayed") == "true"
     assert len(client.v1.charges.list(params={"payment_intent": pi.id}).data) == 1
     with pytest.raises(stripe.IdempotencyError):
-        client.v1.payment_intents.confirm(pi.id, params={"return_url": "https://x.example"},
-                                          options={"idempotency_key": "confirm-1"})
+        client.v1.payment_intents.confirm(
+            pi.id, params={"return_url": "https://x.example"}, options={"idempotency_key": "confirm-1"}
+        )
 
 
 def test_idempotent_declined_confirm_replays_the_same_card_error(client):
-    params = {"amount": 1000, "currency": "usd", "payment_method": "pm_card_chargeDeclined",
-              "confirm": True}
+    params = {"amount": 1000, "currency": "usd", "payment_method": "pm_card_chargeDeclined", "confirm": True}
     errors = []
     for _ in range(2):
         with pytest.raises(stripe.CardError) as info:
@@ -512,13 +600,22 @@ def test_idempotent_declined_confirm_replays_the_same_card_error(client):
 
 # --- SEPA Direct Debit (delayed) ---------------------------------------------------------------
 
+
 def _sepa(client, iban: str) -> stripe.PaymentIntent:
-    return client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "eur", "allowed_payment_method_types": ["sepa_debit"],
-        "confirm": True, "mandate_data": {"customer_acceptance": {"type": "offline"}},
-        "payment_method_data": {"type": "sepa_debit", "sepa_debit": {"iban": iban},
-                                "billing_details": {"name": "Jenny Rosen",
-                                                    "email": "jenny@example.com"}}})
+    return client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "eur",
+            "allowed_payment_method_types": ["sepa_debit"],
+            "confirm": True,
+            "mandate_data": {"customer_acceptance": {"type": "offline"}},
+            "payment_method_data": {
+                "type": "sepa_debit",
+                "sepa_debit": {"iban": iban},
+                "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"},
+            },
+        }
+    )
 
 
 @pytest.mark.parametrize("iban", ["AT611904300234573201", "DE89370400440532013000"])
@@ -550,39 +647,52 @@ def test_sepa_processing_then_fails(client, sandbox, iban):
 
 def test_sepa_needs_eur_and_allowed_type(client):
     with pytest.raises(stripe.InvalidRequestError):
-        client.v1.payment_intents.create(params={
-            "amount": 2500, "currency": "usd", "allowed_payment_method_types": ["sepa_debit"]})
+        client.v1.payment_intents.create(
+            params={"amount": 2500, "currency": "usd", "allowed_payment_method_types": ["sepa_debit"]}
+        )
     pi = client.v1.payment_intents.create(params={"amount": 2500, "currency": "eur"})
     assert pi.payment_method_types == ["card", "sepa_debit"]
-    card_only = client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "eur", "allowed_payment_method_types": ["card"]})
+    card_only = client.v1.payment_intents.create(
+        params={"amount": 2500, "currency": "eur", "allowed_payment_method_types": ["card"]}
+    )
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.payment_intents.confirm(card_only.id, params={
-            "payment_method_data": {"type": "sepa_debit",
-                                    "sepa_debit": {"iban": "AT611904300234573201"},
-                                    "billing_details": {"name": "A", "email": "a@example.com"}}})
+        client.v1.payment_intents.confirm(
+            card_only.id,
+            params={
+                "payment_method_data": {
+                    "type": "sepa_debit",
+                    "sepa_debit": {"iban": "AT611904300234573201"},
+                    "billing_details": {"name": "A", "email": "a@example.com"},
+                }
+            },
+        )
     assert info.value.code == "payment_intent_incompatible_payment_method"
 
 
 # --- webhooks ----------------------------------------------------------------------------------
 
+
 def test_payment_webhooks_are_delivered_and_signed(client, sandbox, receiver, endpoint):
     with pytest.raises(stripe.CardError):
-        client.v1.payment_intents.create(params={
-            "amount": 1000, "currency": "usd", "payment_method": "pm_card_chargeDeclined",
-            "confirm": True})
-    client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd",
-                                             "payment_method": "pm_card_visa", "confirm": True})
+        client.v1.payment_intents.create(
+            params={"amount": 1000, "currency": "usd", "payment_method": "pm_card_chargeDeclined", "confirm": True}
+        )
+    client.v1.payment_intents.create(
+        params={"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    )
     assert sandbox.flush_webhooks()
     assert receiver.wait_for(lambda r: "payment_intent.succeeded" in r.types())
     for request in receiver.requests:
-        event = stripe.Webhook.construct_event(request["body"],
-                                               request["headers"]["Stripe-Signature"],
-                                               endpoint.secret)
+        event = stripe.Webhook.construct_event(request["body"], request["headers"]["Stripe-Signature"], endpoint.secret)
         assert event.data.object.id
     types = receiver.types()
-    for wanted in ("payment_intent.created", "charge.failed", "payment_intent.payment_failed",
-                   "charge.succeeded", "payment_intent.succeeded"):
+    for wanted in (
+        "payment_intent.created",
+        "charge.failed",
+        "payment_intent.payment_failed",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+    ):
         assert wanted in types
     succeeded = next(e for e in receiver.events() if e["type"] == "payment_intent.succeeded")
     assert "_sandbox" not in json.dumps(succeeded)
@@ -590,27 +700,39 @@ def test_payment_webhooks_are_delivered_and_signed(client, sandbox, receiver, en
 
 # --- ACH Direct Debit (us_bank_account, delayed) -----------------------------------------------
 
-ACH_ONLINE_MANDATE = {"customer_acceptance": {"type": "online",
-                                              "online": {"infer_from_client": True}}}
+ACH_ONLINE_MANDATE = {"customer_acceptance": {"type": "online", "online": {"infer_from_client": True}}}
 
 
 def ach_pm(client, account: str = "000123456789", **bank) -> stripe.PaymentMethod:
-    return client.v1.payment_methods.create(params={
-        "type": "us_bank_account",
-        "us_bank_account": {"routing_number": "110000000", "account_number": account,
-                            "account_holder_type": "individual", **bank},
-        "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"}})
+    return client.v1.payment_methods.create(
+        params={
+            "type": "us_bank_account",
+            "us_bank_account": {
+                "routing_number": "110000000",
+                "account_number": account,
+                "account_holder_type": "individual",
+                **bank,
+            },
+            "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"},
+        }
+    )
 
 
 def _ach(client, account: str) -> stripe.PaymentIntent:
-    return client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "usd", "allowed_payment_method_types": ["us_bank_account"],
-        "confirm": True, "mandate_data": {"customer_acceptance": {"type": "offline"}},
-        "payment_method_data": {"type": "us_bank_account",
-                                "us_bank_account": {"routing_number": "110000000",
-                                                    "account_number": account},
-                                "billing_details": {"name": "Jenny Rosen",
-                                                    "email": "jenny@example.com"}}})
+    return client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "usd",
+            "allowed_payment_method_types": ["us_bank_account"],
+            "confirm": True,
+            "mandate_data": {"customer_acceptance": {"type": "offline"}},
+            "payment_method_data": {
+                "type": "us_bank_account",
+                "us_bank_account": {"routing_number": "110000000", "account_number": account},
+                "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"},
+            },
+        }
+    )
 
 
 def test_ach_payment_method_created_with_a_publishable_key(publishable_client, client):
@@ -628,12 +750,15 @@ def test_ach_payment_method_created_with_a_publishable_key(publishable_client, c
     assert client.v1.payment_methods.retrieve(pm.id).us_bank_account.last4 == "6789"
 
 
-@pytest.mark.parametrize("bank, param, code", [
-    ({"routing_number": "110000001"}, "us_bank_account[routing_number]", "routing_number_invalid"),
-    ({"routing_number": "11000000"}, "us_bank_account[routing_number]", "routing_number_invalid"),
-    ({"account_number": "12a4"}, "us_bank_account[account_number]", "account_number_invalid"),
-    ({"account_number": "123"}, "us_bank_account[account_number]", "account_number_invalid"),
-])
+@pytest.mark.parametrize(
+    "bank, param, code",
+    [
+        ({"routing_number": "110000001"}, "us_bank_account[routing_number]", "routing_number_invalid"),
+        ({"routing_number": "11000000"}, "us_bank_account[routing_number]", "routing_number_invalid"),
+        ({"account_number": "12a4"}, "us_bank_account[account_number]", "account_number_invalid"),
+        ({"account_number": "123"}, "us_bank_account[account_number]", "account_number_invalid"),
+    ],
+)
 def test_ach_invalid_account_details_are_refused(publishable_client, bank, param, code):
     with pytest.raises(stripe.InvalidRequestError) as info:
         ach_pm(publishable_client, **bank)
@@ -642,41 +767,53 @@ def test_ach_invalid_account_details_are_refused(publishable_client, bank, param
 
 def test_ach_needs_a_name_and_the_account_numbers(client):
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.payment_methods.create(params={
-            "type": "us_bank_account",
-            "us_bank_account": {"routing_number": "110000000", "account_number": "000123456789"}})
+        client.v1.payment_methods.create(
+            params={
+                "type": "us_bank_account",
+                "us_bank_account": {"routing_number": "110000000", "account_number": "000123456789"},
+            }
+        )
     assert info.value.param == "billing_details[name]"
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.payment_methods.create(params={
-            "type": "us_bank_account", "us_bank_account": {"routing_number": "110000000"},
-            "billing_details": {"name": "Jenny Rosen"}})
+        client.v1.payment_methods.create(
+            params={
+                "type": "us_bank_account",
+                "us_bank_account": {"routing_number": "110000000"},
+                "billing_details": {"name": "Jenny Rosen"},
+            }
+        )
     assert info.value.param == "us_bank_account[account_number]"
 
 
 def test_usd_automatic_methods_offer_ach_and_eur_does_not(client):
-    usd = client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "usd", "automatic_payment_methods": {"enabled": True}})
+    usd = client.v1.payment_intents.create(
+        params={"amount": 2500, "currency": "usd", "automatic_payment_methods": {"enabled": True}}
+    )
     assert usd.payment_method_types == ["card", "us_bank_account"]
     assert usd.payment_method_options.us_bank_account.verification_method == "automatic"
-    eur = client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "eur", "automatic_payment_methods": {"enabled": True}})
+    eur = client.v1.payment_intents.create(
+        params={"amount": 2500, "currency": "eur", "automatic_payment_methods": {"enabled": True}}
+    )
     assert eur.payment_method_types == ["card", "sepa_debit"]
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.payment_intents.create(params={
-            "amount": 2500, "currency": "eur",
-            "allowed_payment_method_types": ["us_bank_account"]})
+        client.v1.payment_intents.create(
+            params={"amount": 2500, "currency": "eur", "allowed_payment_method_types": ["us_bank_account"]}
+        )
     assert info.value.param == "currency"
-    card_only = client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "usd", "allowed_payment_method_types": ["card"]})
+    card_only = client.v1.payment_intents.create(
+        params={"amount": 2500, "currency": "usd", "allowed_payment_method_types": ["card"]}
+    )
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.payment_intents.confirm(card_only.id, params={
-            "payment_method": ach_pm(client).id, "mandate_data": ACH_ONLINE_MANDATE})
+        client.v1.payment_intents.confirm(
+            card_only.id, params={"payment_method": ach_pm(client).id, "mandate_data": ACH_ONLINE_MANDATE}
+        )
     assert info.value.code == "payment_intent_incompatible_payment_method"
 
 
 def test_ach_confirm_needs_a_mandate(client):
-    pi = client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "usd", "automatic_payment_methods": {"enabled": True}})
+    pi = client.v1.payment_intents.create(
+        params={"amount": 2500, "currency": "usd", "automatic_payment_methods": {"enabled": True}}
+    )
     pm = ach_pm(client)
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.payment_intents.confirm(pi.id, params={"payment_method": pm.id})
@@ -687,13 +824,18 @@ def test_ach_confirm_needs_a_mandate(client):
 def test_ach_processing_then_succeeds(client, publishable_client, sandbox):
     """As Stripe.js confirms it: publishable key, client secret, online mandate inferred."""
     customer = client.v1.customers.create(params={"email": "jenny@example.com"})
-    pi = client.v1.payment_intents.create(params={
-        "amount": 1999, "currency": "usd", "customer": customer.id,
-        "automatic_payment_methods": {"enabled": True}})
+    pi = client.v1.payment_intents.create(
+        params={
+            "amount": 1999,
+            "currency": "usd",
+            "customer": customer.id,
+            "automatic_payment_methods": {"enabled": True},
+        }
+    )
     pm = ach_pm(publishable_client)
-    pi = publishable_client.v1.payment_intents.confirm(pi.id, params={
-        "client_secret": pi.client_secret, "payment_method": pm.id,
-        "mandate_data": ACH_ONLINE_MANDATE})
+    pi = publishable_client.v1.payment_intents.confirm(
+        pi.id, params={"client_secret": pi.client_secret, "payment_method": pm.id, "mandate_data": ACH_ONLINE_MANDATE}
+    )
     assert pi.status == "processing" and pi.amount_received == 0
     charge = client.v1.charges.retrieve(pi.latest_charge)
     assert charge.id.startswith("py_") and charge.status == "pending" and not charge.paid
@@ -712,10 +854,14 @@ def test_ach_processing_then_succeeds(client, publishable_client, sandbox):
     assert types.index("charge.pending") < types.index("charge.succeeded")
 
 
-@pytest.mark.parametrize("account, code", [
-    ("000111111116", "no_account"), ("000111111113", "account_closed"),
-    ("000222222227", "insufficient_funds"),
-])
+@pytest.mark.parametrize(
+    "account, code",
+    [
+        ("000111111116", "no_account"),
+        ("000111111113", "account_closed"),
+        ("000222222227", "insufficient_funds"),
+    ],
+)
 def test_ach_processing_then_fails(client, sandbox, account, code):
     pi = _ach(client, account)
     assert pi.status == "processing"
@@ -746,22 +892,33 @@ def test_ach_canceled_while_processing_is_refused_and_settles(client, sandbox):
 
 def test_ach_saved_for_later_with_setup_future_usage(client, sandbox):
     customer = client.v1.customers.create(params={"email": "jenny@example.com"})
-    pi = client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "usd", "customer": customer.id,
-        "setup_future_usage": "off_session", "automatic_payment_methods": {"enabled": True}})
+    pi = client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "usd",
+            "customer": customer.id,
+            "setup_future_usage": "off_session",
+            "automatic_payment_methods": {"enabled": True},
+        }
+    )
     pm = ach_pm(client)
-    pi = client.v1.payment_intents.confirm(pi.id, params={"payment_method": pm.id,
-                                                          "mandate_data": ACH_ONLINE_MANDATE})
+    pi = client.v1.payment_intents.confirm(pi.id, params={"payment_method": pm.id, "mandate_data": ACH_ONLINE_MANDATE})
     assert pi.status == "processing"
     assert client.v1.payment_methods.retrieve(pm.id).customer == customer.id
-    listed = client.v1.customers.payment_methods.list(customer.id,
-                                                     params={"type": "us_bank_account"})
+    listed = client.v1.customers.payment_methods.list(customer.id, params={"type": "us_bank_account"})
     assert [p.id for p in listed.data] == [pm.id]
     # later, off-session: no new mandate needed for a bank account already set up
-    again = client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "usd", "customer": customer.id, "payment_method": pm.id,
-        "allowed_payment_method_types": ["us_bank_account"], "confirm": True,
-        "off_session": True})
+    again = client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": pm.id,
+            "allowed_payment_method_types": ["us_bank_account"],
+            "confirm": True,
+            "off_session": True,
+        }
+    )
     assert again.status == "processing"
     sandbox.advance_clock(10)
     assert client.v1.payment_intents.retrieve(again.id).status == "succeeded"

@@ -1,5 +1,6 @@
 """Refunds, disputes and charges through the official SDK: partial and full refunds, over-refunds
 refused, the pending / failing refund cards, every dispute card, and their webhooks."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,9 +8,9 @@ import stripe
 
 
 def pay(client, test_id: str = "pm_card_visa", amount: int = 5000, **extra):
-    return client.v1.payment_intents.create(params={
-        "amount": amount, "currency": "usd", "payment_method": test_id, "confirm": True,
-        **extra})
+    return client.v1.payment_intents.create(
+        params={"amount": amount, "currency": "usd", "payment_method": test_id, "confirm": True, **extra}
+    )
 
 
 def event_types(client) -> list[str]:
@@ -18,9 +19,14 @@ def event_types(client) -> list[str]:
 
 def test_partial_then_full_refund(client):
     pi = pay(client)
-    partial = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 1500,
-                                               "reason": "requested_by_customer",
-                                               "metadata": {"ticket": "42"}})
+    partial = client.v1.refunds.create(
+        params={
+            "payment_intent": pi.id,
+            "amount": 1500,
+            "reason": "requested_by_customer",
+            "metadata": {"ticket": "42"},
+        }
+    )
     assert partial.status == "succeeded" and partial.amount == 1500
     assert partial.charge == pi.latest_charge and partial.payment_intent == pi.id
     assert partial.reason == "requested_by_customer" and partial.metadata["ticket"] == "42"
@@ -35,8 +41,7 @@ def test_partial_then_full_refund(client):
         client.v1.refunds.create(params={"charge": charge.id, "amount": 1})
     assert info.value.code == "charge_already_refunded"
     assert client.v1.refunds.retrieve(partial.id).amount == 1500
-    assert [r.id for r in client.v1.refunds.list(params={"payment_intent": pi.id}).data] == \
-        [rest.id, partial.id]
+    assert [r.id for r in client.v1.refunds.list(params={"payment_intent": pi.id}).data] == [rest.id, partial.id]
     updated = client.v1.refunds.update(partial.id, params={"metadata": {"ticket": "43"}})
     assert updated.metadata["ticket"] == "43"
     types = event_types(client)
@@ -89,13 +94,16 @@ def test_refund_fail_card_succeeds_then_fails(client, sandbox):
     assert "refund.failed" in event_types(client)
 
 
-@pytest.mark.parametrize("test_id,count,reason,status", [
-    ("pm_card_createDispute", 1, "fraudulent", "needs_response"),
-    ("pm_card_createDisputeProductNotReceived", 1, "product_not_received", "needs_response"),
-    ("pm_card_createCe3EligibleDispute", 1, "fraudulent", "needs_response"),
-    ("pm_card_createMultipleDisputes", 2, "fraudulent", "needs_response"),
-    ("pm_card_createDisputeInquiry", 1, "general", "warning_needs_response"),
-])
+@pytest.mark.parametrize(
+    "test_id,count,reason,status",
+    [
+        ("pm_card_createDispute", 1, "fraudulent", "needs_response"),
+        ("pm_card_createDisputeProductNotReceived", 1, "product_not_received", "needs_response"),
+        ("pm_card_createCe3EligibleDispute", 1, "fraudulent", "needs_response"),
+        ("pm_card_createMultipleDisputes", 2, "fraudulent", "needs_response"),
+        ("pm_card_createDisputeInquiry", 1, "general", "warning_needs_response"),
+    ],
+)
 def test_dispute_cards(client, sandbox, test_id, count, reason, status):
     pi = pay(client, test_id)
     assert pi.status == "succeeded"
@@ -106,8 +114,9 @@ def test_dispute_cards(client, sandbox, test_id, count, reason, status):
     dispute = client.v1.disputes.retrieve(disputes[0].id)
     assert dispute.charge == pi.latest_charge and dispute.amount == 5000
     assert dispute.reason == reason and dispute.status == status
-    assert dispute.payment_method_details.card.case_type == \
-        ("inquiry" if status.startswith("warning") else "chargeback")
+    assert dispute.payment_method_details.card.case_type == (
+        "inquiry" if status.startswith("warning") else "chargeback"
+    )
     if test_id == "pm_card_createCe3EligibleDispute":
         assert dispute.enhanced_eligibility_types == ["visa_compelling_evidence_3"]
     charge = client.v1.charges.retrieve(pi.latest_charge)
@@ -128,11 +137,19 @@ def test_early_fraud_warning_card(client, sandbox):
 
 
 def test_sepa_iban_that_succeeds_then_is_disputed(client, sandbox):
-    pi = client.v1.payment_intents.create(params={
-        "amount": 2500, "currency": "eur", "allowed_payment_method_types": ["sepa_debit"],
-        "confirm": True, "payment_method_data": {
-            "type": "sepa_debit", "sepa_debit": {"iban": "DE35370400440532013002"},
-            "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"}}})
+    pi = client.v1.payment_intents.create(
+        params={
+            "amount": 2500,
+            "currency": "eur",
+            "allowed_payment_method_types": ["sepa_debit"],
+            "confirm": True,
+            "payment_method_data": {
+                "type": "sepa_debit",
+                "sepa_debit": {"iban": "DE35370400440532013002"},
+                "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"},
+            },
+        }
+    )
     assert pi.status == "processing"
     sandbox.advance_clock(6)
     assert client.v1.payment_intents.retrieve(pi.id).status == "succeeded"
@@ -147,8 +164,7 @@ def test_charge_list_and_retrieve(client):
         pay(client, "pm_card_visa_chargeDeclinedLostCard")
     charges = client.v1.charges.list().data
     assert len(charges) == 2
-    assert [c.id for c in client.v1.charges.list(params={"customer": customer.id}).data] == \
-        [pi.latest_charge]
+    assert [c.id for c in client.v1.charges.list(params={"customer": customer.id}).data] == [pi.latest_charge]
     charge = client.v1.charges.retrieve(pi.latest_charge, params={"expand": ["payment_intent"]})
     assert charge.payment_intent.id == pi.id
     lost = next(c for c in charges if c.status == "failed")
@@ -165,9 +181,7 @@ def test_refund_and_dispute_webhooks_are_signed(client, sandbox, receiver, endpo
     assert sandbox.flush_webhooks()
     assert receiver.wait_for(lambda r: "charge.dispute.created" in r.types())
     for request in receiver.requests:
-        stripe.Webhook.construct_event(request["body"], request["headers"]["Stripe-Signature"],
-                                       endpoint.secret)
+        stripe.Webhook.construct_event(request["body"], request["headers"]["Stripe-Signature"], endpoint.secret)
     types = receiver.types()
-    for wanted in ("charge.succeeded", "refund.created", "charge.refunded",
-                   "charge.dispute.created"):
+    for wanted in ("charge.succeeded", "refund.created", "charge.refunded", "charge.dispute.created"):
         assert wanted in types

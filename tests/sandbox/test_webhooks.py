@@ -1,4 +1,5 @@
 """Events and signed webhook delivery: at least once, retried with backoff, logged, faultable."""
+
 from __future__ import annotations
 
 import itertools
@@ -26,13 +27,11 @@ def test_delivery_is_signed_so_construct_event_accepts_it(sandbox, client, recei
     customer = client.v1.customers.create(params={"email": "hook@example.com"})
     assert receiver.wait_for(lambda r: len(r.requests) == 1)
     request = receiver.requests[0]
-    event = stripe.Webhook.construct_event(request["body"], request["headers"]["Stripe-Signature"],
-                                           endpoint.secret)
+    event = stripe.Webhook.construct_event(request["body"], request["headers"]["Stripe-Signature"], endpoint.secret)
     assert event.type == "customer.created"
     assert event.data.object.id == customer.id
     with pytest.raises(stripe.SignatureVerificationError):
-        stripe.Webhook.construct_event(request["body"], request["headers"]["Stripe-Signature"],
-                                       "whsec_wrong")
+        stripe.Webhook.construct_event(request["body"], request["headers"]["Stripe-Signature"], "whsec_wrong")
 
 
 def test_endpoint_secret_shown_only_at_creation(client, endpoint):
@@ -55,8 +54,7 @@ def test_endpoint_url_must_be_http_on_create_and_on_update(client, endpoint, url
 
 
 def test_only_enabled_events_are_delivered(sandbox, client, receiver):
-    client.v1.webhook_endpoints.create(params={"url": receiver.url,
-                                               "enabled_events": ["product.created"]})
+    client.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["product.created"]})
     client.v1.customers.create(params={"email": "x@example.com"})
     client.v1.products.create(params={"name": "P"})
     sandbox.flush_webhooks()
@@ -134,8 +132,14 @@ def test_drop_fault_loses_the_next_delivery(sandbox, client, receiver, endpoint)
     assert receiver.events()[0]["data"]["object"]["email"] == "kept@example.com"
     assert [d["status"] for d in sandbox.deliveries()] == ["delivered", "dropped"]
     # the dropped event is still in the events list, as it would be at Stripe
-    assert len(stripe.StripeClient("sk_test_x", base_addresses={"api": sandbox.url})
-               .v1.events.list(params={"type": "customer.created"}).data) == 2
+    assert (
+        len(
+            stripe.StripeClient("sk_test_x", base_addresses={"api": sandbox.url})
+            .v1.events.list(params={"type": "customer.created"})
+            .data
+        )
+        == 2
+    )
 
 
 def test_webhook_payload_is_an_event_of_the_pinned_version(sandbox, client, receiver, endpoint):
