@@ -66,6 +66,19 @@ def payment_method_options(types: list[str]) -> dict[str, dict[str, Any]]:
     return options
 
 
+def payment_method_fields(currency: str, allowed, automatic: bool) -> dict:
+    """A new PaymentIntent's ``payment_method*`` fields."""
+    types = types_for(currency, allowed, automatic)
+    return {
+        "payment_method": None,
+        "payment_method_configuration_details": (
+            {"id": "pmc_1DefaultConfiguration", "parent": None} if automatic else None
+        ),
+        "payment_method_options": payment_method_options(types),
+        "payment_method_types": types,
+    }
+
+
 def check_pm_fits(ctx: Context, pi: dict, pm: dict, param: str = "payment_method") -> None:
     if pm["type"] not in pi["payment_method_types"]:
         raise errors.invalid_request(

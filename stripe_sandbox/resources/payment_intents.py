@@ -26,7 +26,14 @@ from ..params import browser_confirm_params
 from ..primitives import new_id
 from .intents import check_client_secret
 from .payment_attempts import attempt, changed, set_status, unexpected
-from .payment_intent_methods import check_pm_fits, method_to_confirm, payment_method_options, require_mandate, types_for
+from .payment_intent_methods import (
+    check_pm_fits,
+    method_to_confirm,
+    payment_method_fields,
+    payment_method_options,
+    require_mandate,
+    types_for,
+)
 from .payment_method_data import create_from_data
 from .payment_methods import resolve
 
@@ -39,18 +46,6 @@ BrowserConfirmParams = browser_confirm_params(PaymentIntentConfirmParams, Paymen
 
 
 # --- internal API ------------------------------------------------------------------------------
-
-
-def _payment_method_fields(currency: str, allowed, automatic: bool) -> dict:
-    types = types_for(currency, allowed, automatic)
-    return {
-        "payment_method": None,
-        "payment_method_configuration_details": (
-            {"id": "pmc_1DefaultConfiguration", "parent": None} if automatic else None
-        ),
-        "payment_method_options": payment_method_options(types),
-        "payment_method_types": types,
-    }
 
 
 def _new_intent(ctx: Context, amount: int, currency: str, allowed, automatic: bool, **fields) -> dict:
@@ -85,7 +80,7 @@ def _new_intent(ctx: Context, amount: int, currency: str, allowed, automatic: bo
         "metadata": {},
         "next_action": None,
         "on_behalf_of": None,
-        **_payment_method_fields(currency, allowed, automatic),
+        **payment_method_fields(currency, allowed, automatic),
         "processing": None,
         "receipt_email": fields["receipt_email"],
         "review": None,
