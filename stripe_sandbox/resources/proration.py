@@ -103,40 +103,27 @@ def proration_lines(ctx: Context, sub: dict, item: dict, new_price: dict, new_qu
     charge = round(new_price["unit_amount"] * new_quantity * share)
     when = format_date(at)
     lines = []
-    if credit:
-        lines.append(
-            new_line(
-                ctx,
-                invoice_id=None,
-                sub=sub,
-                item=item,
-                price=old_price,
-                quantity=old_quantity,
-                amount=credit,
-                description=f"Unused time on {old_quantity} × {product_name(ctx, old_price)} after {when}",
-                start=at,
-                end=end,
-                proration=True,
-                invoice_item=new_id("ii"),
+    for wording, amount, price, quantity in (
+        ("Unused", credit, old_price, old_quantity),
+        ("Remaining", charge, new_price, new_quantity),
+    ):
+        if amount:
+            lines.append(
+                new_line(
+                    ctx,
+                    invoice_id=None,
+                    sub=sub,
+                    item=item,
+                    price=price,
+                    quantity=quantity,
+                    amount=amount,
+                    description=f"{wording} time on {quantity} × {product_name(ctx, price)} after {when}",
+                    start=at,
+                    end=end,
+                    proration=True,
+                    invoice_item=new_id("ii"),
+                )
             )
-        )
-    if charge:
-        lines.append(
-            new_line(
-                ctx,
-                invoice_id=None,
-                sub=sub,
-                item=item,
-                price=new_price,
-                quantity=new_quantity,
-                amount=charge,
-                description=f"Remaining time on {new_quantity} × {product_name(ctx, new_price)} after {when}",
-                start=at,
-                end=end,
-                proration=True,
-                invoice_item=new_id("ii"),
-            )
-        )
     return lines
 
 
