@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -126,3 +127,18 @@ def make_stripe_event(
     values: dict[str, Any] = dict(stripe_id=stripe_id, type=event_type, object_id=object_id, created=1, payload=text)
     values.update(fields)
     return _saved(StripeEvent(**values))
+
+
+def stripe_event(event_id: str, event_type: str, obj: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A webhook event as Stripe sends it (the dict, not a stored row): ``obj`` in ``data.object``,
+    created now. ``fields`` override or add top-level keys (``api_version``, ``created`` …)."""
+    event: dict[str, Any] = {
+        "id": event_id,
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": obj},
+    }
+    event.update(fields)
+    return event

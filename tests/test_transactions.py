@@ -33,6 +33,7 @@ from storefront.models import Order, StripeEvent, Subscription, User
 from storefront.services import subscriptions
 
 from .conftest import TEST_PASSWORD, browser_confirm, found, sign_payload
+from .factories import stripe_event
 
 SECRET = "whsec_transactions_test"
 
@@ -171,15 +172,7 @@ def test_a_slow_refetch_does_not_block_an_unrelated_write(app, buyer, sandbox, t
     row, _ = subscribe_and_pay(app, buyer, sandbox)
     monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)  # we deliver it ourselves
     sub = sandbox.stripe.v1.subscriptions.retrieve(row.stripe_subscription_id).to_dict()
-    event = {
-        "id": "evt_slow_refetch",
-        "object": "event",
-        "type": "customer.subscription.updated",
-        "created": int(time.time()),
-        "livemode": False,
-        "api_version": "2026-10-28.endive",
-        "data": {"object": sub},
-    }
+    event = stripe_event("evt_slow_refetch", "customer.subscription.updated", sub, api_version="2026-10-28.endive")
     payload = json.dumps(event, default=str)
     with app.app_context():  # make our row stale so the event has something to apply
         db.session.execute(update(Subscription).values(status="past_due", fetched_at=None))
@@ -238,14 +231,7 @@ def test_a_refetch_that_fails_stores_the_event_with_the_error_and_the_retry_appl
     row, _ = subscribe_and_pay(app, buyer, sandbox)
     monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
     sub = sandbox.stripe.v1.subscriptions.retrieve(row.stripe_subscription_id).to_dict()
-    event = {
-        "id": "evt_refetch_down",
-        "object": "event",
-        "type": "customer.subscription.updated",
-        "created": int(time.time()),
-        "livemode": False,
-        "data": {"object": sub},
-    }
+    event = stripe_event("evt_refetch_down", "customer.subscription.updated", sub)
     with app.app_context():
         db.session.execute(update(Subscription).values(status="past_due", fetched_at=None))
         db.session.commit()
@@ -355,14 +341,7 @@ def test_an_owed_cancel_is_retried_by_the_next_webhook_about_the_subscription(
 
     monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
     sub = stripe_sub(sandbox).to_dict()
-    event = {
-        "id": "evt_sub_touched",
-        "object": "event",
-        "type": "customer.subscription.updated",
-        "created": int(time.time()),
-        "livemode": False,
-        "data": {"object": sub},
-    }
+    event = stripe_event("evt_sub_touched", "customer.subscription.updated", sub)
     assert post_event(buyer, event).status_code == 200
     assert stripe_sub(sandbox).cancel_at_period_end is True
     row = sub_row(app)

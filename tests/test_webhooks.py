@@ -16,6 +16,7 @@ from storefront.models import Order, OrderTransition, PointsEntry, StripeEvent, 
 from storefront.services import fulfilment, purchase
 
 from .conftest import browser_confirm, found, sign_payload
+from .factories import stripe_event
 
 #: every test here fails if the app calls Stripe inside a database transaction that has written,
 #: or inside any transaction while handling a webhook (tests/conftest.py: TransactionGuard)
@@ -230,15 +231,12 @@ def test_without_a_signing_secret_every_webhook_is_refused(app, client, sandbox)
 
 
 def test_event_for_an_unknown_object_is_stored_and_acknowledged(app, client, sandbox, webhooks):
-    event = {
-        "id": "evt_unknown_1",
-        "object": "event",
-        "type": "payment_intent.succeeded",
-        "created": int(time.time()),
-        "livemode": False,
-        "api_version": "2026-10-28.endive",
-        "data": {"object": {"id": "pi_not_ours", "object": "payment_intent", "status": "succeeded", "metadata": {}}},
-    }
+    event = stripe_event(
+        "evt_unknown_1",
+        "payment_intent.succeeded",
+        {"id": "pi_not_ours", "object": "payment_intent", "status": "succeeded", "metadata": {}},
+        api_version="2026-10-28.endive",
+    )
     response = post_event(client, event, webhooks)
     assert response.status_code == 200
     with app.app_context():
@@ -341,14 +339,11 @@ def _post_raw(client, body: bytes, secret: str, timestamp: int | None = None):
 
 
 def _good_event(**changes) -> dict:
-    event = {
-        "id": "evt_shape_1",
-        "object": "event",
-        "type": "payment_intent.succeeded",
-        "created": int(time.time()),
-        "livemode": False,
-        "data": {"object": {"id": "pi_not_ours", "object": "payment_intent", "status": "succeeded", "metadata": {}}},
-    }
+    event = stripe_event(
+        "evt_shape_1",
+        "payment_intent.succeeded",
+        {"id": "pi_not_ours", "object": "payment_intent", "status": "succeeded", "metadata": {}},
+    )
     event.update(changes)
     return {k: v for k, v in event.items() if v is not _DROP}
 
