@@ -69,6 +69,8 @@ ENV_NAMES = (
     "MAX_CONTENT_LENGTH",
     "TRUSTED_HOSTS",
     "EXTERNAL_URL",
+    "REDIS_URL",
+    "CACHE_REDIS_URL",
 )
 
 
@@ -116,6 +118,11 @@ def _defaults(instance_path: str) -> dict[str, Any]:
         # URLs given to Stripe point.
         "TRUSTED_HOSTS": None,
         "EXTERNAL_URL": None,
+        # Redis shared by every worker (storefront/cache.py; the cache may have its own)
+        "REDIS_URL": None,
+        "CACHE_REDIS_URL": None,
+        "CACHE_TYPE": None,  # None: decided by cache_settings
+        "CACHE_KEY_PREFIX": "storefront:",
     }
 
 
@@ -195,7 +202,20 @@ def load_settings(
     _check(settings)
     _check_secret_key(settings, instance_path)
     _check_limits(settings)
+    cache_settings(settings)
     return settings
+
+
+def cache_settings(settings: dict[str, Any]) -> None:
+    """The shared cache's backend: Redis at ``CACHE_REDIS_URL`` (else ``REDIS_URL``), so every
+    worker sees one cache; with neither, SimpleCache in this process. Redis that doesn't answer
+    within a second counts as a miss (storefront/cache.py), so a page never waits on it long."""
+    url = settings.get("CACHE_REDIS_URL") or settings.get("REDIS_URL")
+    if not settings.get("CACHE_TYPE"):
+        settings["CACHE_TYPE"] = "RedisCache" if url else "SimpleCache"
+    if settings["CACHE_TYPE"] == "RedisCache":
+        settings["CACHE_REDIS_URL"] = url
+        settings.setdefault("CACHE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1})
 
 
 RATE_LIMIT_SETTINGS = (

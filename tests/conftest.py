@@ -24,13 +24,15 @@ from sqlalchemy import create_engine, text
 from stripe.params import CustomerListParams, PriceListParams, ProductListParams
 
 from storefront import create_app
-from storefront.extensions import db, limiter
+from storefront.extensions import cache, db, limiter
 
 TEST_PASSWORD = "correct-horse-battery"
 TX_GUARD_KEY = "test_transaction_guard"  # app.extensions key of the TransactionGuard
 ADMIN_EMAIL = "boss@example.com"
 #: random per test run: no key written in the repository signs anything, not even in tests
 TEST_SECRET_KEY = secrets.token_hex(32)
+#: this run's keys in the shared cache (a Redis named by REDIS_URL may serve other runs too)
+TEST_CACHE_PREFIX = f"storefront-test-{secrets.token_hex(4)}:"
 
 T = TypeVar("T")
 
@@ -143,6 +145,7 @@ def make_config(database_url: str, sandbox_url: str, **extra) -> dict:
         "STRIPE_MAX_NETWORK_RETRIES": 0,
         "WTF_CSRF_ENABLED": False,
         "RATELIMIT_STORAGE_URI": "memory://",
+        "CACHE_KEY_PREFIX": TEST_CACHE_PREFIX,
     }
     config.update(extra)
     return config
@@ -183,8 +186,9 @@ def _clean_tables(app):
 
 @pytest.fixture(autouse=True)
 def _isolate(request):
-    """Every test starts with empty tables and fresh rate-limit counters, and fails if the app
-    called Stripe inside a database transaction (the TransactionGuard, on for every test)."""
+    """Every test starts with empty tables, fresh rate-limit counters and an empty shared cache,
+    and fails if the app called Stripe inside a database transaction (the TransactionGuard, on
+    for every test)."""
     guard = None
     if "app" in request.fixturenames:
         guard = request.getfixturevalue("app").extensions[TX_GUARD_KEY]
@@ -202,7 +206,14 @@ def _isolate(request):
             _clean_tables(app)
         with app.app_context():
             limiter.reset()
+        clear_cache(app)
         guard.assert_clean()
+
+
+def clear_cache(app):
+    """Empty the shared cache (saved-card lists, sync throttles), as if every entry had expired."""
+    with app.app_context():
+        cache.clear()
 
 
 @pytest.fixture

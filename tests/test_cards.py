@@ -13,7 +13,7 @@ from storefront.extensions import db
 from storefront.models import User
 from storefront.services import cards
 
-from .conftest import csrf_token_from, found
+from .conftest import clear_cache, csrf_token_from, found
 
 
 def customer_id(app, email="buyer@example.com") -> str:
@@ -23,7 +23,7 @@ def customer_id(app, email="buyer@example.com") -> str:
 
 def attach(app, sandbox, pm="pm_card_visa", email="buyer@example.com"):
     card = sandbox.stripe.v1.payment_methods.attach(pm, params={"customer": customer_id(app, email)})
-    cards._cache.clear()  # attached behind the store's back: skip the 30 s cache
+    clear_cache(app)  # attached behind the store's back: skip the 30 s cache
     return card
 
 
@@ -33,7 +33,7 @@ def test_cards_page_lists_brand_last4_expiry_and_default(app, buyer, sandbox):
     sandbox.stripe.v1.customers.update(
         customer_id(app), params={"invoice_settings": {"default_payment_method": mastercard.id}}
     )
-    cards._cache.clear()
+    clear_cache(app)
     page = buyer.get("/account/cards").get_data(as_text=True)
     assert f"Visa ending in {visa.card.last4} · expires {visa.card.exp_month:02d}/{visa.card.exp_year}" in page
     assert f"Mastercard ending in {mastercard.card.last4}" in page
@@ -44,11 +44,12 @@ def test_cards_page_lists_brand_last4_expiry_and_default(app, buyer, sandbox):
 
 def test_expired_card_is_marked(app, buyer, sandbox):
     # Stripe refuses a past expiry on an update, so the cached list is seeded (it is ours)
-    import time
-
     assert cards.Card("pm_x", "visa", "4242", 1, 2020, False).expired
     assert not cards.Card("pm_x", "visa", "4242", 12, 2099, False).expired
-    cards._cache[customer_id(app)] = (time.monotonic() + 30, [cards.Card("pm_old", "visa", "0002", 1, 2020, True)])
+    with app.app_context():
+        customer = customer_id(app)
+        cached = cards.CARD_LISTS.read(customer)
+        cards.CARD_LISTS.store(customer, [cards.Card("pm_old", "visa", "0002", 1, 2020, True)], cached)
     page = buyer.get("/account/cards").get_data(as_text=True)
     assert "expires 01/2020" in page and "Expired" in page
 
@@ -185,7 +186,7 @@ def test_card_actions_need_csrf(app, sandbox, database_url, sandbox_server, cata
 
 def test_stripe_down_shows_a_plain_message(app, buyer, sandbox):
     sandbox.fault("error", count=5, path_prefix="/v1/customers")
-    cards._cache.clear()
+    clear_cache(app)
     page = buyer.get("/account/cards")
     assert page.status_code == 200
     assert "not responding" in page.get_data(as_text=True)

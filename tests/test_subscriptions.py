@@ -15,7 +15,7 @@ from storefront.extensions import db
 from storefront.models import Order, PointsEntry, Subscription, User
 from storefront.services import subscription_sync
 
-from .conftest import browser_confirm, found
+from .conftest import browser_confirm, clear_cache, found
 
 MONTH = 31 * 86400
 
@@ -76,9 +76,7 @@ def invoice_orders(app) -> list[Order]:
 
 def catch_up(client):
     """The billing page, with its Stripe sync due now (it runs at most every few seconds)."""
-    from storefront.services import subscriptions
-
-    subscriptions._synced.clear()
+    clear_cache(client.application)
     return client.get("/account/billing").get_data(as_text=True)
 
 

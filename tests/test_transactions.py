@@ -30,9 +30,8 @@ from sqlalchemy import select, update
 
 from storefront.extensions import db
 from storefront.models import Order, StripeEvent, Subscription, User
-from storefront.services import subscriptions
 
-from .conftest import TEST_PASSWORD, browser_confirm, found, sign_payload
+from .conftest import TEST_PASSWORD, browser_confirm, clear_cache, found, sign_payload
 from .factories import stripe_event
 
 SECRET = "whsec_transactions_test"
@@ -210,7 +209,7 @@ def test_a_slow_stripe_behind_a_buyer_page_does_not_block_an_unrelated_write(
         timeout=30,
     )
     assert "/login" not in signed_in.url, "sign-in over HTTP failed"
-    subscriptions._synced.clear()  # the billing page's Stripe sync is due now
+    clear_cache(app)  # the billing page's Stripe sync is due now
     tx_guard.calls.clear()
     sandbox.fault("delay", count=1, path_prefix="/v1/subscriptions", seconds=2)
 
@@ -306,12 +305,12 @@ def test_lifetime_paid_with_a_saved_card_while_stripe_fails_is_retried_by_the_ac
     assert stripe_sub(sandbox).cancel_at_period_end is False
 
     sandbox.clear_faults()
-    subscriptions._synced.clear()  # the account page's Stripe sync is due now
+    clear_cache(app)  # the account page's Stripe sync is due now
     assert buyer.get("/account/billing").status_code == 200
     assert stripe_sub(sandbox).cancel_at_period_end is True
     row = sub_row(app)
     assert row.cancel_at_period_end is True and row.pending_cancel is None
-    subscriptions._synced.clear()
+    clear_cache(app)
     buyer.get("/account/billing")
     assert subscription_writes(tx_guard, stripe_id) == ["SubscriptionService.update"] * 2
 

@@ -1,10 +1,11 @@
 """Saved cards: listed from Stripe, added with a SetupIntent, defaulted, removed.
 
 Nothing about a card is stored in our database. The list (brand, last 4, expiry and which one
-is the default) is kept in this process for :data:`CACHE_SECONDS` per buyer so the cards page
-and the pay page don't ask Stripe on every view; every change made here drops that buyer's
-entry. Every action first checks the card belongs to the buyer's Stripe customer
-(:func:`own_card`): another buyer's card id answers "not found", exactly like an unknown id.
+is the default) is kept in the shared cache (:data:`CARD_LISTS`, storefront/cache.py) for
+:data:`CACHE_SECONDS` per buyer so the cards page doesn't ask Stripe on every view; every change
+made here drops that buyer's entry on every worker at once. Every action first checks the card
+belongs to the buyer's Stripe customer (:func:`own_card`): another buyer's card id answers "not
+found", exactly like an unknown id.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 
+from ..cache import Shared
 from ..extensions import db
 from ..models import Subscription, User
 from ..models.subscription import LIVE_STATUSES
@@ -30,15 +30,15 @@ from .uow import read_then_release
 
 log = logging.getLogger(__name__)
 
-CACHE_SECONDS = 30.0
+CACHE_SECONDS = 30
 #: Stripe ids as the browser may send them (whole-string matches: no trailing newline)
 #: Stripe-generated ids only: a test token such as ``pm_card_visa`` is never a saved card, and
 #: retrieving one makes Stripe create a new PaymentMethod (a 404 must leave nothing behind)
 PAYMENT_METHOD_ID = re.compile(r"pm_[A-Za-z0-9]{1,250}")
 SETUP_INTENT_ID = re.compile(r"seti_[A-Za-z0-9_]{1,250}")
 
-_cache: dict[str, tuple[float, list[Card]]] = {}  # by Stripe customer id
-_cache_lock = threading.Lock()
+#: a buyer's cards (list[Card]) by Stripe customer id: key ``cards:<cus_id>`` in the shared cache
+CARD_LISTS = Shared("cards", CACHE_SECONDS)
 
 
 def _not_found() -> NotFound:
@@ -77,20 +77,18 @@ def _card(pm: dict[str, Any], default_id: str | None) -> Card:
 
 
 def invalidate(user: User) -> None:
-    with _cache_lock:
-        _cache.pop(user.stripe_customer_id or "", None)
+    """The buyer's cards changed: every worker asks Stripe on its next view."""
+    if user.stripe_customer_id:
+        CARD_LISTS.invalidate(user.stripe_customer_id)
 
 
 def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
     """The buyer's cards at Stripe, default first. Raises :class:`.errors.ServiceError` if Stripe is down."""
     if not user.stripe_customer_id:
         return []
-    now = time.monotonic()
-    if not fresh:
-        with _cache_lock:
-            hit = _cache.get(user.stripe_customer_id)
-        if hit and hit[0] > now:
-            return hit[1]
+    cached = CARD_LISTS.read(user.stripe_customer_id)
+    if cached.value is not None and not fresh:
+        return list(cached.value)
     gateway = get_gateway()
     read_then_release()
     try:
@@ -101,8 +99,7 @@ def list_cards(user: User, *, fresh: bool = False) -> list[Card]:
     default_id = (customer.get("invoice_settings") or {}).get("default_payment_method")
     default_id = default_id.get("id") if isinstance(default_id, dict) else default_id
     cards = sorted((_card(pm, default_id) for pm in methods), key=lambda c: not c.is_default)
-    with _cache_lock:
-        _cache[user.stripe_customer_id] = (now + CACHE_SECONDS, cards)
+    CARD_LISTS.store(user.stripe_customer_id, cards, cached)
     return cards
 
 

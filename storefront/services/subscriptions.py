@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..cache import due
 from ..extensions import db
 from ..models import Order, Price, Product, Subscription, User
 from ..models.base import utcnow
@@ -39,10 +38,9 @@ from .uow import read_then_release, unit_of_work
 
 log = logging.getLogger(__name__)
 
-#: the account page asks Stripe about a buyer's subscriptions at most this often (per process)
-SYNC_SECONDS = 10.0
-_synced: dict[str, float] = {}  # by Stripe customer id
-_synced_lock = threading.Lock()
+#: the account page asks Stripe about a buyer's subscriptions at most this often (all workers
+#: together: key ``subscription-sync:<cus_id>`` in the shared cache, storefront/cache.py)
+SYNC_SECONDS = 10
 
 
 def _not_found() -> NotFound:
@@ -127,7 +125,7 @@ def apply_paid_invoice(invoice: dict[str, Any], *, source: str) -> Order | None:
 
 def sync(user: User, *, force: bool = False) -> None:
     """Ask Stripe about the buyer's subscriptions and recent invoices (at most every
-    ``SYNC_SECONDS`` per process): catches up on anything a lost webhook would have told us,
+    ``SYNC_SECONDS`` across the workers): catches up on anything a lost webhook would have told us,
     e.g. a subscription started through Checkout or a renewal. Never raises.
 
     Fetch, then apply: what we know is read first and that read ends before Stripe is asked;
@@ -137,11 +135,8 @@ def sync(user: User, *, force: bool = False) -> None:
         return
     force = force or _unknown_subscription(user.id)
     read_then_release()
-    now = time.monotonic()
-    with _synced_lock:
-        if not force and _synced.get(customer, 0) > now:
-            return
-        _synced[customer] = now + SYNC_SECONDS
+    if not due(f"subscription-sync:{customer}", SYNC_SECONDS, force=force):
+        return
     gateway = get_gateway()
     try:
         subs = gateway.list_subscriptions(customer)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
 
 import pytest
 
 from storefront.extensions import limiter
 
-from ..conftest import _clean_tables
+from ..conftest import _clean_tables, clear_cache
 from .harness import STATS, seed_world
 from .strategies import RecordingMultiDict, warm_up
 
@@ -47,12 +46,7 @@ def world(app, _sandbox, sandbox_server):
         with app.app_context():
             limiter.reset()
         _sandbox.reset()
-        from storefront.services import cards, subscriptions
-
-        for name, module in (("_cache", cards), ("_synced", subscriptions)):
-            cache: Any = getattr(module, name, None)
-            if hasattr(cache, "clear"):
-                cache.clear()
+        clear_cache(app)
 
 
 def pytest_terminal_summary(terminalreporter):
