@@ -1,4 +1,4 @@
-"""flask commands: init-db, catalog sync, create-admin, seed-demo, reconcile, replay-event."""
+"""flask commands: init-db, catalog sync, create-admin, seed-demo, reconcile, replay-event, jobs."""
 
 from __future__ import annotations
 
@@ -181,6 +181,39 @@ def replay_event_command(event_id: str) -> None:
     click.echo(f"Replayed {event_id} ({row.type}).")
 
 
+@click.group("jobs")
+def jobs_cli() -> None:
+    """Scheduled jobs: list them, or run one now (recorded like a scheduled run)."""
+
+
+@jobs_cli.command("list")
+@with_appcontext
+def jobs_list_command() -> None:
+    """Each job with its schedule and last run."""
+    from .services.maintenance import overview
+
+    for status in overview():
+        last = status.last
+        ran = f"{last.started_at:%Y-%m-%d %H:%M} {last.outcome}: {last.summary or last.error}" if last else "never run"
+        click.echo(f"{status.job.name:<20} {status.job.schedule:<45} {ran}")
+
+
+@jobs_cli.command("run")
+@click.argument("name")
+@with_appcontext
+def jobs_run_command(name: str) -> None:
+    """Run job NAME now (see `flask jobs list`); exits non-zero if it failed."""
+    from .services.maintenance import JOBS, run_job
+
+    if name not in JOBS:
+        raise click.ClickException(f"No job {name!r}; one of: {', '.join(JOBS)}.")
+    run = run_job(name, trigger="cli")
+    if run.summary:
+        click.echo(run.summary)
+    if run.outcome != "ok":
+        raise click.ClickException(f"{name} failed: {run.error}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(stripe_cli)
     app.cli.add_command(init_db_command)
@@ -189,3 +222,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(reconcile_command)
     app.cli.add_command(replay_event_command)
+    app.cli.add_command(jobs_cli)

@@ -2,6 +2,7 @@
 
 from .base import utcnow
 from .catalog import Price, Product
+from .job_run import JobRun
 from .ledger import PointsEntry
 from .order import Order, OrderTransition
 from .refund import Refund
@@ -11,6 +12,7 @@ from .user import User
 from .user_session import UserSession
 
 __all__ = [
+    "JobRun",
     "Order",
     "OrderTransition",
     "PointsEntry",

@@ -1,5 +1,5 @@
 """The admin area (``/admin``): dashboard, purchases, orders and refunds, buyers and points,
-Stripe events and replay, reconciliation. Admins only: anonymous visitors are sent to the log-in
+Stripe events and replay, reconciliation, scheduled jobs. Admins only: anonymous visitors are sent to the log-in
 page, everyone else gets 403 -- for every route of this blueprint, checked before any view runs.
 Every POST carries the CSRF token (the app-wide ``CSRFProtect``)."""
 
@@ -28,7 +28,7 @@ from ..extensions import db, login_manager
 from ..models import Order, OrderTransition, PointsEntry, StripeEvent
 from ..models.order import METHODS, STATUSES
 from ..models.refund import REASONS
-from ..services import admin_reports, buyers, reconcile, refunds, webhooks
+from ..services import admin_reports, buyers, maintenance, reconcile, refunds, webhooks
 from ..stripe_gateway import GatewayError, get_gateway
 from .errors import redirect_on_error
 from .params import InvalidParameter, arg_id
@@ -354,3 +354,24 @@ def reconcile_run():
         flash(str(err), "error")
         return render_template("admin/reconcile.html", report=None, days=days), 400
     return render_template("admin/reconcile.html", report=report, days=days)
+
+
+# --- scheduled jobs -------------------------------------------------------------------------------
+
+
+@bp.get("/jobs")
+def jobs():
+    return render_template("admin/jobs.html", jobs=maintenance.overview(), runs=maintenance.recent_runs())
+
+
+@bp.post("/jobs/<name>/run")
+def job_run(name: str):
+    """Run a scheduled job now (the same recorded run as the schedule's)."""
+    if name not in maintenance.JOBS:
+        abort(404)
+    run = maintenance.run_job(name, trigger=f"admin:{current_user.email}")
+    if run.outcome == "ok":
+        flash(f"{name}: {run.summary}", "success")
+    else:
+        flash(f"{name} failed: {run.summary or run.error}", "error")
+    return redirect(url_for("admin.jobs"))

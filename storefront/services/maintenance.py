@@ -1,0 +1,205 @@
+"""Scheduled jobs: the repairs that run by themselves, each recorded as a :class:`JobRun`.
+
+Every job is a plain service function that is **idempotent** (a second run, or two at once,
+changes nothing more) and returns an :class:`Outcome` (a short summary, and the errors of the
+objects it could not handle). :func:`run_job` is the one way to run a job -- from the queue's
+periodic tasks, ``flask jobs run NAME`` or the admin's "Run now" button -- and records the run:
+a ``running`` row first (committed, so a run that dies half-way stays visible), then ``ok`` or
+``failed`` with the summary and the error text. Only the newest :data:`KEEP_RUNS` runs of each
+job are kept.
+
+The jobs (schedules in :data:`JOBS`; the queue declares them from there):
+
+* ``reconcile`` -- the last few days of Stripe objects applied again (:mod:`.reconcile`, what
+  ``flask reconcile`` does), ending with the owed Stripe writes;
+* ``expire_orders`` -- unpaid orders older than an hour settled with what Stripe says now
+  (:mod:`.stale_orders`: canceled, expired, gone, or paid after a lost webhook);
+* ``retry_owed_cancels`` -- the Stripe writes owed after a commit and not yet sent (a Lifetime
+  purchase ends the buyer's subscription: :func:`.subscription_sync.finish_pending_cancels`);
+* ``sweep_events`` -- stored webhook events not processed yet (the queue's sweeper), once it
+  registers itself with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, func, select
+
+from ..extensions import db
+from ..models import JobRun, Subscription
+from ..models.base import utcnow
+from . import reconcile, stale_orders, subscription_sync
+from .errors import NotFound
+from .uow import unit_of_work
+
+log = logging.getLogger(__name__)
+
+#: runs kept per job (older ones are deleted when a run finishes)
+KEEP_RUNS = 100
+#: how much error text a run keeps
+ERROR_CHARS = 4000
+#: the days reconciled by the scheduled run (``flask reconcile --days`` for more)
+RECONCILE_DAYS = 3
+
+
+@dataclass
+class Outcome:
+    """What a job did: ``summary`` for the admin's table; ``errors`` make the run ``failed``."""
+
+    summary: str
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    title: str
+    #: the schedule in words, for the admin page
+    schedule: str
+    #: Huey ``crontab()`` arguments (minute, hour, …) that say the same
+    crontab: dict[str, str]
+    run: Callable[[], Outcome]
+
+
+# --- the jobs -------------------------------------------------------------------------------------
+
+
+def reconcile_recent() -> Outcome:
+    """The last :data:`RECONCILE_DAYS` days against Stripe (refused or unlistable: raises)."""
+    report = reconcile.reconcile(RECONCILE_DAYS)
+    return Outcome(report.summary(), list(report.errors))
+
+
+def expire_stale_orders() -> Outcome:
+    report = stale_orders.settle_stale_orders()
+    return Outcome(report.summary(), report.errors)
+
+
+def retry_owed_cancels() -> Outcome:
+    """Send the owed subscription cancels; one still owed (Stripe failed again) fails the run,
+    with the error its row recorded."""
+    sent, pending = subscription_sync.finish_pending_cancels()
+    summary = f"{sent} owed subscription cancel(s) sent" + (f", {pending} still owed" if pending else "") + "."
+    errors: list[str] = []
+    if pending:
+        rows = db.session.execute(
+            select(Subscription.stripe_subscription_id, Subscription.pending_cancel_error)
+            .where(Subscription.pending_cancel.is_not(None))
+            .order_by(Subscription.pending_cancel_since)
+            .limit(20)
+        ).all()
+        db.session.commit()
+        errors = [f"{sub_id}: {error or 'not sent yet'}" for sub_id, error in rows]
+    return Outcome(summary, errors)
+
+
+JOBS: dict[str, Job] = {}
+
+
+def register(job: Job) -> Job:
+    """Add (or replace) a job in :data:`JOBS`: the queue schedules it, the admin lists it."""
+    JOBS[job.name] = job
+    return job
+
+
+register(Job("reconcile", "Reconcile with Stripe", "every 15 minutes", {"minute": "*/15"}, reconcile_recent))
+register(
+    Job(
+        "expire_orders",
+        "Settle stale unpaid orders",
+        "every 15 minutes (orders older than an hour)",
+        {"minute": "5-59/15"},
+        expire_stale_orders,
+    )
+)
+register(
+    Job(
+        "retry_owed_cancels",
+        "Retry owed Stripe writes (Lifetime ends subscriptions)",
+        "every 5 minutes",
+        {"minute": "*/5"},
+        retry_owed_cancels,
+    )
+)
+
+
+def job(name: str) -> Job:
+    found = JOBS.get(name)
+    if found is None:
+        raise NotFound(f"There is no job {name!r}.", code="job_not_found")
+    return found
+
+
+# --- running and recording ------------------------------------------------------------------------
+
+
+def run_job(name: str, *, trigger: str) -> JobRun:
+    """Run job ``name`` now and record the run; returns the finished row. Never raises for the
+    job's own failure (it is recorded as ``failed``); an unknown name raises :class:`NotFound`."""
+    the_job = job(name)
+    with unit_of_work():
+        row = JobRun(job=name, trigger=trigger[:120], outcome="running", started_at=utcnow())
+        db.session.add(row)
+        db.session.flush()
+        run_id = row.id
+    try:
+        outcome = the_job.run()
+    except Exception as err:  # recorded, not raised: a scheduled run has no one to raise to
+        db.session.rollback()
+        log.exception("job %s failed", name)
+        return _finish(run_id, "failed", None, f"{type(err).__name__}: {err}")
+    if outcome.errors:
+        log.warning("job %s: %d error(s)", name, len(outcome.errors))
+    return _finish(run_id, "failed" if outcome.errors else "ok", outcome.summary, "\n".join(outcome.errors) or None)
+
+
+def _finish(run_id: int, outcome: str, summary: str | None, error: str | None) -> JobRun:
+    with unit_of_work():
+        row = db.session.get_one(JobRun, run_id)
+        row.outcome = outcome
+        row.finished_at = utcnow()
+        row.summary = summary[:255] if summary else None
+        row.error = error[:ERROR_CHARS] if error else None
+        name, trigger = row.job, row.trigger
+        _prune(name)
+    log.info("job %s (%s): %s %s", name, trigger, outcome, summary or error)
+    return db.session.get_one(JobRun, run_id)
+
+
+def _prune(name: str) -> None:
+    """Keep the newest :data:`KEEP_RUNS` runs of job ``name``."""
+    oldest_kept = db.session.scalar(
+        select(JobRun.id).where(JobRun.job == name).order_by(JobRun.id.desc()).offset(KEEP_RUNS - 1).limit(1)
+    )
+    if oldest_kept is not None:
+        db.session.execute(delete(JobRun).where(JobRun.job == name, JobRun.id < oldest_kept))
+
+
+# --- what the admin page shows --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job: Job
+    last: JobRun | None
+    #: the newest finished run that went well (when the last one failed, how long ago it worked)
+    last_ok: JobRun | None
+
+
+def overview() -> list[JobStatus]:
+    """Each job with its newest run and its newest ``ok`` run (two queries over the index)."""
+    newest = select(func.max(JobRun.id)).group_by(JobRun.job).scalar_subquery()
+    newest_ok = select(func.max(JobRun.id)).where(JobRun.outcome == "ok").group_by(JobRun.job).scalar_subquery()
+    last = {r.job: r for r in db.session.scalars(select(JobRun).where(JobRun.id.in_(newest)))}
+    ok = {r.job: r for r in db.session.scalars(select(JobRun).where(JobRun.id.in_(newest_ok)))}
+    return [JobStatus(j, last.get(j.name), ok.get(j.name)) for j in JOBS.values()]
+
+
+def recent_runs(limit: int = 30, *, name: str | None = None) -> list[JobRun]:
+    query = select(JobRun).order_by(JobRun.id.desc()).limit(limit)
+    if name is not None:
+        query = query.where(JobRun.job == name)
+    return list(db.session.scalars(query))
