@@ -27,6 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_settings(instance_path=app.instance_path, overrides=config))
     register_logging(app)
     register_extensions(app)
+    register_queue(app)
     register_security(app)
     register_stripe(app)
     register_blueprints(app)
@@ -70,6 +71,13 @@ def register_extensions(app: Flask) -> None:
         user = user_for_session(user_id, sign_in_max_age(app.config))
         read_then_release()  # the view starts with no transaction open (it may call Stripe)
         return user
+
+
+def register_queue(app: Flask) -> None:
+    """The task queue (Huey), built from the settings; its tasks run in this app's context."""
+    from . import jobs
+
+    jobs.init_app(app)
 
 
 def register_security(app: Flask) -> None:

@@ -214,6 +214,20 @@ def jobs_run_command(name: str) -> None:
         raise click.ClickException(f"{name} failed: {run.error}")
 
 
+@click.command("worker")
+@click.option("--workers", "-w", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker threads.")
+@click.option("--no-periodic", is_flag=True, help="Don't run the periodic tasks (another worker runs them).")
+@with_appcontext
+def worker_command(workers: int, no_periodic: bool) -> None:
+    """Run a queue worker (Huey consumer): processes webhook events and the periodic tasks."""
+    from .jobs import make_consumer
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    consumer = make_consumer(app, workers=workers, periodic=not no_periodic)
+    click.echo(f"Queue worker: {workers} thread(s) on {type(consumer.huey.storage).__name__}")
+    consumer.run()
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(stripe_cli)
     app.cli.add_command(init_db_command)
@@ -222,4 +236,5 @@ def register(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(reconcile_command)
     app.cli.add_command(replay_event_command)
+    app.cli.add_command(worker_command)
     app.cli.add_command(jobs_cli)

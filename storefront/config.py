@@ -69,6 +69,12 @@ ENV_NAMES = (
     "MAX_CONTENT_LENGTH",
     "TRUSTED_HOSTS",
     "EXTERNAL_URL",
+    "QUEUE_URL",
+    "QUEUE_SQLITE_PATH",
+    "WEBHOOK_RETRY_SECONDS",
+    "WEBHOOK_RETRY_MAX_SECONDS",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "WEBHOOK_LEASE_SECONDS",
     "REDIS_URL",
     "CACHE_REDIS_URL",
 )
@@ -118,6 +124,7 @@ def _defaults(instance_path: str) -> dict[str, Any]:
         # URLs given to Stripe point.
         "TRUSTED_HOSTS": None,
         "EXTERNAL_URL": None,
+        **_queue_defaults(instance_path),
         # Redis shared by every worker (storefront/cache.py; the cache may have its own)
         "REDIS_URL": None,
         "CACHE_REDIS_URL": None,
@@ -126,10 +133,27 @@ def _defaults(instance_path: str) -> dict[str, Any]:
     }
 
 
+def _queue_defaults(instance_path: str) -> dict[str, Any]:
+    """The task queue (storefront/jobs): Redis at ``QUEUE_URL`` (else ``REDIS_URL``) when set,
+    so workers on several machines share it; else a SQLite file. A stored webhook event that
+    failed is retried after 30 s x 2^(n-1), at most an hour apart, 8 attempts in all; a worker
+    holds an event it took for the lease at most (then the sweeper may give it to another)."""
+    return {
+        "QUEUE_URL": None,
+        "QUEUE_SQLITE_PATH": str(Path(instance_path) / "queue.sqlite3"),
+        "WEBHOOK_RETRY_SECONDS": 30.0,
+        "WEBHOOK_RETRY_MAX_SECONDS": 3600.0,
+        "WEBHOOK_MAX_ATTEMPTS": 8,
+        "WEBHOOK_LEASE_SECONDS": 120.0,
+    }
+
+
 def _coerce(name: str, value: Any) -> Any:
     if name == "STRIPE_TIMEOUT":
         return float(value)
-    if name in ("STRIPE_MAX_NETWORK_RETRIES", "MAX_CONTENT_LENGTH"):
+    if name in ("WEBHOOK_RETRY_SECONDS", "WEBHOOK_RETRY_MAX_SECONDS", "WEBHOOK_LEASE_SECONDS"):
+        return float(value)
+    if name in ("STRIPE_MAX_NETWORK_RETRIES", "MAX_CONTENT_LENGTH", "WEBHOOK_MAX_ATTEMPTS"):
         return int(value)
     return value
 

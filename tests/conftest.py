@@ -26,6 +26,8 @@ from stripe.params import CustomerListParams, PriceListParams, ProductListParams
 from storefront import create_app
 from storefront.extensions import cache, db, limiter
 
+from . import queue_worker
+
 TEST_PASSWORD = "correct-horse-battery"
 TX_GUARD_KEY = "test_transaction_guard"  # app.extensions key of the TransactionGuard
 ADMIN_EMAIL = "boss@example.com"
@@ -157,8 +159,9 @@ def database_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def app(database_url, sandbox_server):
-    app = create_app(make_config(database_url, sandbox_server.url))
+def app(database_url, sandbox_server, tmp_path_factory):
+    queue_file = tmp_path_factory.mktemp("queue") / "queue.sqlite3"
+    app = create_app(make_config(database_url, sandbox_server.url, QUEUE_SQLITE_PATH=str(queue_file)))
     with app.app_context():
         from flask_migrate import upgrade
 
@@ -167,6 +170,7 @@ def app(database_url, sandbox_server):
     guard.install(app)
     app.extensions[TX_GUARD_KEY] = guard
     yield app
+    queue_worker.stop()
     guard.uninstall()
     with app.app_context():
         db.engine.dispose()
@@ -193,16 +197,19 @@ def _isolate(request):
     if "app" in request.fixturenames:
         guard = request.getfixturevalue("app").extensions[TX_GUARD_KEY]
         guard.calls.clear()
+        worker = request.getfixturevalue("worker")
     yield
     if guard is not None:
         app = request.getfixturevalue("app")
         if "live_server" in request.fixturenames:
-            # the sandbox may be delivering a webhook, a browser polling: let them finish and
-            # start nothing new while the tables are emptied
+            # the sandbox may be delivering a webhook, a browser polling, the worker processing
+            # an event: let them finish and start nothing new while the tables are emptied
             with request.getfixturevalue("sandbox_server").sandbox.sender.paused():
                 request.getfixturevalue("live_server").wait_idle()
+                worker.wait_idle()
                 _clean_tables(app)
         else:
+            worker.wait_idle()
             _clean_tables(app)
         with app.app_context():
             limiter.reset()
@@ -214,6 +221,13 @@ def clear_cache(app):
     """Empty the shared cache (saved-card lists, sync throttles), as if every entry had expired."""
     with app.app_context():
         cache.clear()
+
+
+@pytest.fixture(scope="session")
+def worker(app):
+    """The real queue's consumer, in this process's threads (tests/queue_worker.py); started
+    for every test that uses the app. ``settle(app)`` waits until it has done everything."""
+    return queue_worker.start(app)
 
 
 @pytest.fixture

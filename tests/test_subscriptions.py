@@ -16,6 +16,7 @@ from storefront.models import Order, PointsEntry, Subscription, User
 from storefront.services import subscription_sync
 
 from .conftest import browser_confirm, clear_cache, found
+from .queue_worker import settle
 
 MONTH = 31 * 86400
 
@@ -24,7 +25,9 @@ MONTH = 31 * 86400
 
 
 def flush(sandbox):
+    """Every webhook delivered, and processed by the queue's worker."""
     assert sandbox.control("POST", "/_sandbox/webhooks/flush", {"timeout": 20})["idle"]
+    settle()
 
 
 def advance(sandbox, seconds=MONTH):

@@ -1,4 +1,10 @@
-"""Every webhook event Stripe sent us, stored by its Stripe id before it is processed."""
+"""Every webhook event Stripe sent us, stored by its Stripe id before it is processed.
+
+``next_attempt_at`` is set exactly while the event awaits processing: when a worker (or the
+sweeper) may take it next. A worker's claim moves it a lease ahead; a failure sets the backoff;
+processing, or giving up after the last attempt, clears it (given up: unprocessed, an error,
+no next attempt).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,10 @@ from .base import UTCDateTime, utcnow
 
 class StripeEvent(Model):
     __tablename__ = "stripe_events"
-    __table_args__ = (Index("ix_stripe_events_received", "received_at"),)
+    __table_args__ = (
+        Index("ix_stripe_events_received", "received_at"),
+        Index("ix_stripe_events_next_attempt", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     stripe_id: Mapped[str] = mapped_column(String(255), unique=True)
@@ -24,5 +33,6 @@ class StripeEvent(Model):
     payload: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

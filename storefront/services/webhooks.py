@@ -1,18 +1,22 @@
-"""Stripe webhooks: verify, fetch from Stripe, then store and apply in one short transaction.
+"""Stripe webhooks: verify, store and acknowledge; a worker fetches, applies, marks processed.
 
-1. The raw body's ``Stripe-Signature`` is checked (400 without a valid one, or when the
-   timestamp is more than the tolerance away from now, in the past or the future), and the
-   event's shape: a UTF-8 JSON Stripe event with an ``evt_`` id, an integer ``created`` and an
-   object in ``data.object`` (400 otherwise; nothing is stored).
-2. The event's handler (registered by type in :mod:`.events`) fetches what it needs from
-   Stripe (a subscription or invoice is always re-fetched: the event's copy may be stale) with
-   **no database transaction open**: a slow Stripe must never hold a lock.
-3. One short unit of work stores the event by its Stripe id (its first statement, unique on the
-   id) and applies it (the handler's apply step); they commit together. A repeat of an event
-   already processed answers 200 and does nothing. A failure rolls that back, stores the event
-   with the error, and answers 500 (503 when the fetch failed because Stripe is unavailable),
-   so Stripe retries. Events about objects we don't know are logged and acknowledged.
-4. After commit, Stripe writes the change made owed (a Lifetime purchase ends the buyer's
+The stored event is the truth (a transactional outbox); the queue only wakes a worker.
+
+1. :func:`store` (the view): the raw body's ``Stripe-Signature`` is checked (400 without a valid
+   one, or when the timestamp is more than the tolerance away from now, in the past or the
+   future), and the event's shape: a UTF-8 JSON Stripe event with an ``evt_`` id, an integer
+   ``created`` and an object in ``data.object`` (400 otherwise; nothing is stored). The event is
+   stored by its Stripe id (unique), unprocessed and due now, in one commit; the view answers 200
+   and then queues :func:`process_stored` (a queue that is down loses nothing: the sweeper,
+   :func:`process_due`, finds every due row).
+2. :func:`process_stored` (a worker) claims the row with one UPDATE (its next attempt moves a
+   lease ahead), then the event's handler (registered by type in :mod:`.events`) fetches what it
+   needs from Stripe with **no database transaction open**, then one short unit of work marks the
+   row processed (``UPDATE … WHERE processed_at IS NULL``: two workers on one event apply it
+   once) and applies it. A failure records the error and the next attempt
+   (:func:`retry_delay`: exponential backoff; after ``WEBHOOK_MAX_ATTEMPTS`` the row shows as
+   failed in the admin, which can replay it: :func:`process`).
+3. After commit, Stripe writes the change made owed (a Lifetime purchase ends the buyer's
    subscription) are sent: :func:`.uow.run_after_commit`.
 """
 
@@ -22,6 +26,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
@@ -192,66 +197,136 @@ def _check_event(event: dict[str, Any]) -> None:
         raise bad(f"object has an invalid {field[:100]}")
 
 
-# --- receiving -----------------------------------------------------------------------------------
+# --- receiving: store and acknowledge ------------------------------------------------------------
 
 
-def receive(payload: bytes, signature: str | None) -> Outcome:
-    """Handle one delivery; the view turns the outcome into the HTTP answer.
+@dataclass
+class Stored:
+    """What :func:`store` did: the answer for Stripe, and the stored row a worker should
+    process (None: nothing left to do)."""
 
-    A new event (or Stripe's retry of one that failed) is fetched, stored and applied
-    (:func:`_run`). A repeat of a processed event is answered 200 without applying it again,
-    and, for an event whose handler asks Stripe, without asking.
-    """
+    outcome: Outcome
+    row_id: int | None
+
+
+def store(payload: bytes, signature: str | None) -> Stored:
+    """Verify one delivery and store it, unprocessed and due now (one commit); the view answers
+    200 and wakes a worker (:func:`process_stored`). A repeat of a stored event stores nothing:
+    processed, it is acknowledged as a duplicate; not yet, its row is handed back to wake a
+    worker again (the claim keeps one worker on it)."""
     event = parse(payload, signature)
-    registered = events.registration(event["type"])
-    if registered is not None and registered.fetches:
-        processed = db.session.execute(
-            select(StripeEvent.processed_at).where(StripeEvent.stripe_id == event["id"])
-        ).first()
-        read_then_release()  # nothing stays open across the handler's fetch
-        if processed is not None and processed[0] is not None:
-            return Outcome(200, {"received": True, "duplicate": True})
-    return _run(event, payload.decode("utf-8"), source=f"event:{event['id']}")
+    inserted = insert_or_ignore(
+        db.session, StripeEvent.__table__, _row_values(event, payload.decode("utf-8")), "stripe_id"
+    )
+    row = db.session.execute(
+        select(StripeEvent.id, StripeEvent.processed_at).where(StripeEvent.stripe_id == event["id"])
+    ).one()
+    db.session.commit()
+    if not inserted and row.processed_at is not None:
+        return Stored(Outcome(200, {"received": True, "duplicate": True}), None)
+    return Stored(Outcome(200, {"received": True}), row.id)
+
+
+# --- processing (a worker, the sweeper, an admin's replay) ---------------------------------------
+
+
+def process_stored(event_row_id: int) -> Outcome | None:
+    """Process a stored event if it is due: claim it (one short UPDATE: its next attempt moves
+    a lease ahead and the attempt is counted, so the sweeper and other workers leave it alone),
+    fetch, then apply and mark it processed in one unit of work. None: not due (processed,
+    given up, not yet time to retry, or another worker holds it). A worker killed mid-event
+    leaves the row due again when its lease ends."""
+    config = current_app.config
+    now = utcnow()
+    claimed = db.session.execute(
+        update(StripeEvent)
+        .where(
+            StripeEvent.id == event_row_id,
+            StripeEvent.processed_at.is_(None),
+            StripeEvent.next_attempt_at <= now,
+        )
+        .values(
+            next_attempt_at=now + timedelta(seconds=float(config["WEBHOOK_LEASE_SECONDS"])),
+            attempts=StripeEvent.attempts + 1,
+        )
+        .returning(StripeEvent.payload)
+        .execution_options(synchronize_session=False)
+    ).first()
+    db.session.commit()
+    if claimed is None:
+        return None
+    return _process_payload(claimed.payload, source_prefix="event", counted=True)
 
 
 def process(event_row_id: int, *, source_prefix: str = "event") -> Outcome:
-    """Run a stored event's handler again (an admin's replay, ``flask replay-event``): fetched
-    and applied as on arrival; safe because every handler is idempotent."""
+    """Run a stored event's handler again, processed or not (an admin's replay, ``flask
+    replay-event``): fetched and applied as on arrival; safe because every handler is
+    idempotent."""
     row = db.session.get(StripeEvent, event_row_id)
     if row is None:
         return Outcome(404, {"received": False})
-    event, text = json.loads(row.payload), row.payload
+    text = row.payload
+    return _process_payload(text, source_prefix=source_prefix, counted=False)
+
+
+def process_due(limit: int = 1000) -> str:
+    """The sweeper: process every stored event whose next attempt is due (never queued because
+    the queue was down, its worker killed mid-event, or a failed one waiting for its retry),
+    oldest first, at most ``limit``. Returns a summary for people."""
+    done = failed = 0
+    while done + failed < limit:
+        due = db.session.scalars(
+            select(StripeEvent.id)
+            .where(StripeEvent.next_attempt_at <= utcnow())
+            .order_by(StripeEvent.next_attempt_at, StripeEvent.id)
+            .limit(min(100, limit - done - failed))
+        ).all()
+        read_then_release()
+        if not due:
+            break
+        for row_id in due:
+            outcome = process_stored(row_id)
+            if outcome is not None and outcome.status == 200:
+                done += 1
+            elif outcome is not None:
+                failed += 1
+    return f"{done} processed, {failed} failed"
+
+
+def _process_payload(text: str, *, source_prefix: str, counted: bool) -> Outcome:
     read_then_release()
+    event = json.loads(text)
     try:
         _check_event(event)
     except WebhookPayloadInvalid as err:  # stored before events were checked on arrival
+        _record_failure(event.get("id"), err, counted=counted, give_up=True)
         return Outcome(400, {"received": True, "processed": False, "error": err.user_message})
-    return _run(event, text, source=f"{source_prefix}:{event['id']}", replay=True)
+    return _run(event, source=f"{source_prefix}:{event['id']}", counted=counted)
 
 
-def _run(event: dict[str, Any], text: str, *, source: str, replay: bool = False) -> Outcome:
-    """Fetch (no transaction open: the handler), then store-and-apply in one unit of work; what
-    the change owes Stripe is sent after its commit (:func:`.uow.after_commit`)."""
+def _run(event: dict[str, Any], *, source: str, counted: bool) -> Outcome:
+    """Fetch (no transaction open: the handler), then apply and mark processed in one unit of
+    work; what the change owes Stripe is sent after its commit (:func:`.uow.after_commit`).
+    ``counted``: the attempt was counted when the row was claimed."""
     read_then_release()
     registered = events.registration(event["type"])
     try:
         apply = registered.handler(event) if registered is not None else None
-    except Exception as err:  # Stripe unreachable (or a bug): store the event with why; retried
+    except Exception as err:  # Stripe unreachable (or a bug): recorded with why; retried later
         db.session.rollback()
         if isinstance(err, GatewayError):
             log.warning("webhook %s (%s): fetch failed: %s", event["id"], event["type"], err.code)
         else:
             log.exception("webhook %s (%s): fetch failed", event["id"], event["type"])
-        _record_failure(event, text, err)
-        # Stripe retries either way; 503 says it was Stripe's outage, 500 is kept for our bugs
+        _record_failure(event["id"], err, counted=counted)
         return Outcome(503 if isinstance(err, GatewayError) else 500, {"received": True, "processed": False})
     try:
         with unit_of_work():
-            claimed = _claim(event, text, replay=replay)
+            claimed = _claim(event["id"], counted=counted)
             result = apply(source) if claimed and apply is not None else None
-    except Exception as err:  # any failure must answer 500 so Stripe retries
+    except Exception as err:
         log.exception("webhook %s (%s) failed", event["id"], event["type"])
-        _record_failure(event, text, err)
+        _record_failure(event["id"], err, counted=counted)
         return Outcome(500, {"received": True, "processed": False})
     if not claimed:
         return Outcome(200, {"received": True, "duplicate": True})
@@ -264,6 +339,7 @@ def _run(event: dict[str, Any], text: str, *, source: str, replay: bool = False)
 
 def _row_values(event: dict[str, Any], text: str) -> dict[str, Any]:
     obj = event["data"]["object"]
+    now = utcnow()
     return dict(
         stripe_id=event["id"],
         type=event["type"],
@@ -271,27 +347,31 @@ def _row_values(event: dict[str, Any], text: str) -> dict[str, Any]:
         created=event["created"],
         livemode=bool(event.get("livemode")),
         payload=text,
-        received_at=utcnow(),
-        processed_at=utcnow(),
-        attempts=1,
+        received_at=now,
+        processed_at=None,
+        next_attempt_at=now,
+        attempts=0,
         error=None,
     )
 
 
-def _claim(event: dict[str, Any], text: str, *, replay: bool) -> bool:
-    """The transaction's first statement: store the event as processed, or take the stored row
-    of an earlier failed attempt (any row, for a replay). False: another delivery of the same
-    event has processed it (on PostgreSQL this waits for that delivery's commit)."""
-    if insert_or_ignore(db.session, StripeEvent.__table__, _row_values(event, text), "stripe_id"):
-        return True
-    condition = StripeEvent.stripe_id == event["id"]
-    if not replay:
+def _claim(stripe_id: str, *, counted: bool) -> bool:
+    """The unit of work's first statement: mark the stored event processed. On a replay the row
+    is taken whatever its state; otherwise only while unprocessed. False: another worker has
+    processed it (on PostgreSQL this waits for that worker's commit)."""
+    condition = StripeEvent.stripe_id == stripe_id
+    if counted:
         condition = condition & StripeEvent.processed_at.is_(None)
     return (
         db.session.execute(
             update(StripeEvent)
             .where(condition)
-            .values(processed_at=utcnow(), error=None, attempts=StripeEvent.attempts + 1)
+            .values(
+                processed_at=utcnow(),
+                error=None,
+                next_attempt_at=None,
+                attempts=StripeEvent.attempts + (0 if counted else 1),
+            )
             .returning(StripeEvent.id)
             .execution_options(synchronize_session=False)
         ).first()
@@ -299,14 +379,34 @@ def _claim(event: dict[str, Any], text: str, *, replay: bool) -> bool:
     )
 
 
-def _record_failure(event: dict[str, Any], text: str, err: Exception) -> None:
+def retry_delay(attempts: int) -> float | None:
+    """Seconds until the next attempt after ``attempts`` failed ones (exponential:
+    ``WEBHOOK_RETRY_SECONDS`` × 2^(n-1), at most ``WEBHOOK_RETRY_MAX_SECONDS``); None once
+    ``WEBHOOK_MAX_ATTEMPTS`` were made (the event shows as failed; an admin may replay it)."""
+    config = current_app.config
+    if attempts >= int(config["WEBHOOK_MAX_ATTEMPTS"]):
+        return None
+    base, ceiling = float(config["WEBHOOK_RETRY_SECONDS"]), float(config["WEBHOOK_RETRY_MAX_SECONDS"])
+    delay: float = min(base * 2.0 ** max(attempts - 1, 0), ceiling)
+    return delay
+
+
+def _record_failure(stripe_id: Any, err: Exception, *, counted: bool, give_up: bool = False) -> None:
+    """Record why an attempt failed and when the next one is due (None: given up)."""
     error = f"{type(err).__name__}: {err}"[:2000]
-    values = {**_row_values(event, text), "processed_at": None, "error": error}
-    if not insert_or_ignore(db.session, StripeEvent.__table__, values, "stripe_id"):
+    attempts = db.session.scalar(
+        update(StripeEvent)
+        .where(StripeEvent.stripe_id == str(stripe_id))
+        .values(error=error, attempts=StripeEvent.attempts + (0 if counted else 1))
+        .returning(StripeEvent.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    if attempts is not None:
+        delay = None if give_up else retry_delay(attempts)
         db.session.execute(
             update(StripeEvent)
-            .where(StripeEvent.stripe_id == event["id"])
-            .values(error=error, attempts=StripeEvent.attempts + 1)
+            .where(StripeEvent.stripe_id == str(stripe_id), StripeEvent.processed_at.is_(None))
+            .values(next_attempt_at=None if delay is None else utcnow() + timedelta(seconds=delay))
             .execution_options(synchronize_session=False)
         )
     db.session.commit()
