@@ -5,10 +5,12 @@ recorded (ok / failed with its error), the admin's jobs page and its "Run now", 
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
+from storefront import jobs
 from storefront.extensions import db
 from storefront.models import JobRun, Order, OrderTransition, PointsEntry, User, utcnow
 from storefront.services import maintenance
@@ -59,6 +61,19 @@ def state(app) -> dict:
             "ledger": db.session.execute(select(PointsEntry.key, PointsEntry.amount).order_by(PointsEntry.id)).all(),
             "transitions": db.session.scalar(select(func.count(OrderTransition.id))),
         }
+
+
+def finished_runs(app, count: int, timeout: float = 20) -> list[JobRun]:
+    """The job runs, once ``count`` of them have finished (a worker thread runs them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with app.app_context():
+            rows = db.session.scalars(select(JobRun).where(JobRun.finished_at.is_not(None)).order_by(JobRun.id)).all()
+            db.session.expunge_all()
+            db.session.remove()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return list(rows)
+        time.sleep(0.05)
 
 
 def balance(app) -> int:
@@ -179,7 +194,23 @@ def test_runs_are_recorded_and_only_the_newest_are_kept(app, sandbox, monkeypatc
     assert kept == ids[-3:]
 
 
-def test_the_admin_lists_jobs_and_runs_one_now(app, admin, buyer, sandbox):
+def test_a_run_that_never_finished_shows_as_failed_once_it_is_over_an_hour_old(app, sandbox):
+    with app.app_context():
+        db.session.add_all(
+            [
+                JobRun(job="reconcile", trigger="schedule", started_at=utcnow() - timedelta(hours=2)),
+                JobRun(job="reconcile", trigger="schedule", started_at=utcnow() - timedelta(minutes=5)),
+            ]
+        )
+        db.session.commit()
+    run(app, "reconcile")
+    with app.app_context():
+        rows = db.session.execute(select(JobRun.outcome, JobRun.error).order_by(JobRun.id)).all()
+    assert [outcome for outcome, _ in rows] == ["failed", "running", "ok"]  # the 5-minute-old one may still finish
+    assert "Did not finish" in found(rows[0].error)
+
+
+def test_the_admin_lists_jobs_and_runs_one_now(app, admin, buyer, sandbox, worker):
     page = admin.get("/admin/jobs")
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
     html = page.get_data(as_text=True)
@@ -189,9 +220,8 @@ def test_the_admin_lists_jobs_and_runs_one_now(app, admin, buyer, sandbox):
 
     response = admin.post("/admin/jobs/reconcile/run")
     assert response.status_code == 302 and response.headers["Location"] == "/admin/jobs"
-    with app.app_context():
-        row = found(db.session.scalar(select(JobRun)), "the run")
-        assert (row.job, row.outcome, row.trigger) == ("reconcile", "ok", "admin:boss@example.com")
+    (row,) = finished_runs(app, 1)  # a worker ran it
+    assert (row.job, row.outcome, row.trigger) == ("reconcile", "ok", "admin:boss@example.com")
     html = admin.get("/admin/jobs").get_data(as_text=True)
     assert "Checked the last 3 day(s)" in html and "admin:boss@example.com" in html
     assert admin.post("/admin/jobs/nope/run").status_code == 404
@@ -213,3 +243,46 @@ def test_jobs_command_lists_and_runs(app, runner, sandbox):
     sandbox.fault("error", count=5, path_prefix="/v1/payment_intents")
     failed = runner.invoke(args=["jobs", "run", "reconcile"])
     assert failed.exit_code != 0 and "reconcile failed" in failed.output
+
+
+def test_the_queue_runs_the_periodic_jobs_due_at_a_time_and_each_records_its_run(app, sandbox, worker):
+    huey = jobs.get_huey(app)
+    names = {"reconcile", "expire_orders", "retry_owed_cancels", "sweep_events"}
+
+    def due_at(hour: int, minute: int) -> set[str]:
+        tasks = huey.read_periodic(datetime(2026, 11, 30, hour, minute, tzinfo=UTC))
+        return {t.name.rsplit(".", 1)[-1] for t in tasks} & names
+
+    assert due_at(12, 15) == {"reconcile", "retry_owed_cancels", "sweep_events"}
+    assert due_at(12, 20) == {"expire_orders", "retry_owed_cancels", "sweep_events"}
+    assert due_at(12, 21) == {"sweep_events"}
+    for task in huey.read_periodic(datetime(2026, 11, 30, 12, 20, tzinfo=UTC)):
+        if task.name.rsplit(".", 1)[-1] in names:
+            huey.enqueue(task)  # what the worker's scheduler does at 12:20
+    runs = finished_runs(app, 3)
+    assert sorted((r.job, r.outcome, r.trigger) for r in runs) == [
+        ("expire_orders", "ok", "schedule"),
+        ("retry_owed_cancels", "ok", "schedule"),
+        ("sweep_events", "ok", "schedule"),
+    ]
+    assert {r.job: r.summary for r in runs}["sweep_events"] == "0 processed, 0 failed"
+
+
+def test_run_now_goes_through_the_queue(app, admin, sandbox, worker):
+    response = admin.post("/admin/jobs/expire_orders/run")
+    assert response.status_code == 302
+    (run,) = finished_runs(app, 1)
+    assert (run.job, run.outcome, run.trigger) == ("expire_orders", "ok", "admin:boss@example.com")
+    assert "expire_orders is queued" in admin.get("/admin/jobs").get_data(as_text=True)
+
+
+def test_run_now_runs_in_the_request_when_the_queue_is_down(app, admin, sandbox, monkeypatch):
+    def queue_down(*args):
+        raise ConnectionError("queue storage unreachable")
+
+    monkeypatch.setattr(jobs, "enqueue", queue_down)
+    response = admin.post("/admin/jobs/retry_owed_cancels/run", follow_redirects=True)
+    assert "retry_owed_cancels: 0 owed subscription cancel(s) sent." in response.get_data(as_text=True)
+    with app.app_context():
+        row = found(db.session.scalar(select(JobRun)), "the run")
+        assert (row.job, row.outcome, row.trigger) == ("retry_owed_cancels", "ok", "admin:boss@example.com")

@@ -4,7 +4,7 @@ The modules declaring tasks are imported here, so that binding the queue to an a
 (:func:`init_app`, called by ``create_app``) registers all of them.
 """
 
-from . import tasks
+from . import scheduled, tasks
 from .queue import (
     Declared,
     crontab,
@@ -32,6 +32,7 @@ __all__ = [
     "ping",
     "process_event",
     "queue_depth",
+    "scheduled",
     "sweep_events",
     "task",
     "tasks",

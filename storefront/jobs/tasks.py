@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..services import webhooks
+from ..services import maintenance, webhooks
 from .queue import crontab, periodic_task, task
 
 
@@ -14,7 +14,8 @@ def process_event(event_row_id: int) -> None:
 
 
 @periodic_task(crontab(minute="*"), every="every minute")
-def sweep_events() -> str:
+def sweep_events() -> None:
     """Process every stored event whose next attempt is due: deliveries stored while the queue
-    was down, events of a worker killed mid-event, failed ones due for a retry."""
-    return webhooks.process_due()
+    was down, events of a worker killed mid-event, failed ones due for a retry. The run is
+    recorded (job ``sweep_events``, ``services.maintenance``) and shown in the admin."""
+    maintenance.run_job("sweep_events", trigger="schedule")

@@ -16,8 +16,8 @@ The jobs (schedules in :data:`JOBS`; the queue declares them from there):
   (:mod:`.stale_orders`: canceled, expired, gone, or paid after a lost webhook);
 * ``retry_owed_cancels`` -- the Stripe writes owed after a commit and not yet sent (a Lifetime
   purchase ends the buyer's subscription: :func:`.subscription_sync.finish_pending_cancels`);
-* ``sweep_events`` -- stored webhook events not processed yet (the queue's sweeper), once it
-  registers itself with :func:`register`.
+* ``sweep_events`` -- stored webhook events whose next attempt is due (the queue's sweeper:
+  :func:`.webhooks.process_due`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from ..extensions import db
 from ..models import JobRun, Subscription
 from ..models.base import utcnow
-from . import reconcile, stale_orders, subscription_sync
+from . import reconcile, stale_orders, subscription_sync, webhooks
 from .errors import NotFound
 from .uow import unit_of_work
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 KEEP_RUNS = 100
 #: how much error text a run keeps
 ERROR_CHARS = 4000
+#: a run still ``running`` after this long died with its worker: the next run marks it failed
+ABANDONED_AFTER = timedelta(hours=1)
 #: the days reconciled by the scheduled run (``flask reconcile --days`` for more)
 RECONCILE_DAYS = 3
 
@@ -96,6 +99,12 @@ def retry_owed_cancels() -> Outcome:
     return Outcome(summary, errors)
 
 
+def sweep_events() -> Outcome:
+    """Stored webhook events never queued (the queue was down), left by a killed worker, or
+    failed and due for their retry."""
+    return Outcome(webhooks.process_due())
+
+
 JOBS: dict[str, Job] = {}
 
 
@@ -124,6 +133,7 @@ register(
         retry_owed_cancels,
     )
 )
+register(Job("sweep_events", "Process due webhook events", "every minute", {"minute": "*"}, sweep_events))
 
 
 def job(name: str) -> Job:
@@ -141,6 +151,7 @@ def run_job(name: str, *, trigger: str) -> JobRun:
     job's own failure (it is recorded as ``failed``); an unknown name raises :class:`NotFound`."""
     the_job = job(name)
     with unit_of_work():
+        _close_abandoned(name)
         row = JobRun(job=name, trigger=trigger[:120], outcome="running", started_at=utcnow())
         db.session.add(row)
         db.session.flush()
@@ -167,6 +178,16 @@ def _finish(run_id: int, outcome: str, summary: str | None, error: str | None) -
         _prune(name)
     log.info("job %s (%s): %s %s", name, trigger, outcome, summary or error)
     return db.session.get_one(JobRun, run_id)
+
+
+def _close_abandoned(name: str) -> None:
+    """Runs of ``name`` that never finished (their worker was killed) show as failed."""
+    db.session.execute(
+        update(JobRun)
+        .where(JobRun.job == name, JobRun.outcome == "running", JobRun.started_at < utcnow() - ABANDONED_AFTER)
+        .values(outcome="failed", error="Did not finish: its worker stopped during the run.")
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _prune(name: str) -> None:
