@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def register_logging(app: Flask) -> None:
-    logger = logging.getLogger("storefront")
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
+    """``storefront.*`` logs in ``LOG_FORMAT`` (JSON lines or text), one line per request."""
+    from . import log_setup
+    from .web import request_log
+
+    log_setup.configure(app.config)
+    request_log.register(app)
 
 
 def register_extensions(app: Flask) -> None:
@@ -101,6 +103,9 @@ def register_blueprints(app: Flask) -> None:
     from .web import account_billing  # saved cards, subscriptions, invoices
 
     app.register_blueprint(account_billing.bp)
+    from .web import ops  # /healthz, /readyz, /metrics
+
+    ops.init_app(app)
 
 
 def register_template_helpers(app: Flask) -> None:
@@ -124,14 +129,16 @@ def register_errorhandlers(app: Flask) -> None:
 
 def register_wsgi_layers(app: Flask) -> None:
     """The WSGI layers around Flask, innermost first: the anonymous catalog cache (replays
-    Flask's finished response), the status poll's fast path (its token, no sync due), and
-    outermost the host guard (an untrusted Host never reaches the others)."""
+    Flask's finished response), the status poll's fast path (its token, no sync due), the host
+    guard (an untrusted Host never reaches the others), and outermost the request log (request
+    id, metrics and one log line for every answer, the guard's refusals included)."""
     from .services.catalog import catalog_rows
-    from .web import page_cache, security, status_fast_path
+    from .web import page_cache, request_log, security, status_fast_path
 
     page_cache.install(app, catalog_rows)
     status_fast_path.install(app)
     security.install_host_guard(app)
+    request_log.install(app)
 
 
 def register_commands(app: Flask) -> None:

@@ -66,6 +66,11 @@ ENV_NAMES = (
     "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL",
     "SIGNUP_LIMIT_PER_IP",
     "CATALOG_PATH",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "METRICS_TOKEN",
+    "METRICS_ALLOW",
+    "READYZ_STRIPE_CACHE_SECONDS",
     "MAX_CONTENT_LENGTH",
     "TRUSTED_HOSTS",
     "EXTERNAL_URL",
@@ -124,6 +129,12 @@ def _defaults(instance_path: str) -> dict[str, Any]:
         # URLs given to Stripe point.
         "TRUSTED_HOSTS": None,
         "EXTERNAL_URL": None,
+        # operations (web/ops.py, log_setup.py): None = decided by the mode (_ops_settings)
+        "LOG_FORMAT": None,
+        "LOG_LEVEL": "INFO",
+        "METRICS_TOKEN": None,
+        "METRICS_ALLOW": None,
+        "READYZ_STRIPE_CACHE_SECONDS": 5.0,
         **_queue_defaults(instance_path),
         # Redis shared by every worker (storefront/cache.py; the cache may have its own)
         "REDIS_URL": None,
@@ -149,7 +160,7 @@ def _queue_defaults(instance_path: str) -> dict[str, Any]:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name == "STRIPE_TIMEOUT":
+    if name in ("STRIPE_TIMEOUT", "READYZ_STRIPE_CACHE_SECONDS"):
         return float(value)
     if name in ("WEBHOOK_RETRY_SECONDS", "WEBHOOK_RETRY_MAX_SECONDS", "WEBHOOK_LEASE_SECONDS"):
         return float(value)
@@ -226,6 +237,7 @@ def load_settings(
     _check(settings)
     _check_secret_key(settings, instance_path)
     _check_limits(settings)
+    _ops_settings(settings)
     cache_settings(settings)
     return settings
 
@@ -240,6 +252,20 @@ def cache_settings(settings: dict[str, Any]) -> None:
     if settings["CACHE_TYPE"] == "RedisCache":
         settings["CACHE_REDIS_URL"] = url
         settings.setdefault("CACHE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1})
+
+
+def _ops_settings(settings: dict[str, Any]) -> None:
+    """JSON logs in live mode, text for a console elsewhere; ``/metrics`` from loopback without
+    a token in sandbox mode only (elsewhere ``METRICS_TOKEN`` or an explicit ``METRICS_ALLOW``)."""
+    mode = settings["STRIPE_MODE"]
+    settings["LOG_FORMAT"] = str(settings.get("LOG_FORMAT") or ("json" if mode == "live" else "text")).lower()
+    if settings["LOG_FORMAT"] not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json or text (got {settings['LOG_FORMAT']!r}).")
+    if settings.get("METRICS_ALLOW") is None:
+        settings["METRICS_ALLOW"] = "127.0.0.1,::1" if mode == "sandbox" else ""
+    token = settings.get("METRICS_TOKEN")
+    if token and len(token) < 16:
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters (a random token).")
 
 
 RATE_LIMIT_SETTINGS = (

@@ -21,6 +21,7 @@ from typing import Any
 import stripe
 from flask import Flask, current_app
 
+from . import log_setup, metrics
 from .gateway_errors import (
     DECLINE_MESSAGES,
     GatewayError,
@@ -144,9 +145,12 @@ class StripeGateway:
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         if self.before_request is not None:
             self.before_request(fn, args)
+        endpoint, started = _endpoint(fn), time.perf_counter()
         try:
             result = fn(*args, **kwargs)
         except stripe.StripeError as err:
+            metrics.observe_stripe_call(endpoint, time.perf_counter() - started, type(err).__name__)
+            log_setup.append("stripe_request_ids", getattr(err, "request_id", None))
             translated = _translate(err)
             log.warning(
                 "stripe call failed: %s (%s, request %s)",
@@ -155,8 +159,14 @@ class StripeGateway:
                 translated.request_id,
             )
             raise translated from err
+        metrics.observe_stripe_call(endpoint, time.perf_counter() - started)
+        log_setup.append("stripe_request_ids", getattr(getattr(result, "last_response", None), "request_id", None))
         as_dict: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else result
         return as_dict
+
+    def ping(self) -> None:
+        """The cheapest authenticated call (readiness): one product, or an error."""
+        self._call(self.v1.products.list, {"limit": 1})
 
     @staticmethod
     def _opts(key: str | None) -> dict[str, Any]:
@@ -455,6 +465,14 @@ class StripeGateway:
             if not page.get("has_more") or not data:
                 return
             params["starting_after"] = data[-1]["id"]
+
+
+def _endpoint(fn: Callable[..., Any]) -> str:
+    """A bounded metrics label: the SDK method, ``PaymentIntentService.retrieve`` (or
+    ``checkout.SessionService.create``: the namespace where the class name repeats)."""
+    service = type(getattr(fn, "__self__", None))
+    namespace = "".join(part + "." for part in service.__module__.split(".")[1:-1])
+    return f"{namespace}{service.__name__}.{getattr(fn, '__name__', '?')}"
 
 
 def _signed_at(header: str) -> int:

@@ -27,6 +27,8 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 from huey.consumer import Consumer
 
+from .. import log_setup
+
 log = logging.getLogger(__name__)
 
 __all__ = ["Declared", "crontab", "declared", "enqueue", "get_huey", "init_app", "periodic_task", "ping", "task"]
@@ -132,7 +134,8 @@ def init_app(app: Flask, huey: Huey | None = None) -> Queue:
 def _in_app_context(app: Flask, func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
-        with app.app_context():
+        ids = [arg for arg in args if isinstance(arg, int)] or None  # ids only in the job's log line
+        with app.app_context(), log_setup.job_scope(func.__name__, args=ids):
             return func(*args, **kwargs)
 
     return run

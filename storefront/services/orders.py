@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import InstrumentedAttribute
 
+from .. import metrics
 from ..extensions import db
 from ..models import Order, OrderTransition
 
@@ -86,6 +87,7 @@ def move(order: Order, status: str, *, source: str, reason: str | None = None) -
         OrderTransition(order=order, from_status=order.status, to_status=status, source=source[:120], reason=reason)
     )
     order.status = status
+    metrics.record_order_move(db.session(), status, order.method)  # counted if it commits
     return True
 
 

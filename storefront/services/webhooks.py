@@ -32,6 +32,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select, update
 
+from .. import log_setup, metrics
 from ..extensions import db
 from ..models import StripeEvent
 from ..models.base import insert_or_ignore, utcnow
@@ -308,6 +309,7 @@ def _run(event: dict[str, Any], *, source: str, counted: bool) -> Outcome:
     """Fetch (no transaction open: the handler), then apply and mark processed in one unit of
     work; what the change owes Stripe is sent after its commit (:func:`.uow.after_commit`).
     ``counted``: the attempt was counted when the row was claimed."""
+    log_setup.bind(stripe_event_id=event["id"], stripe_event_type=event["type"])
     read_then_release()
     registered = events.registration(event["type"])
     try:
@@ -330,6 +332,8 @@ def _run(event: dict[str, Any], *, source: str, counted: bool) -> Outcome:
         return Outcome(500, {"received": True, "processed": False})
     if not claimed:
         return Outcome(200, {"received": True, "duplicate": True})
+    if counted:  # processed for the first time (a replay is no lag)
+        metrics.observe_webhook_lag(event["created"], event["type"])
     if apply is None:
         log.info("webhook %s: %s not handled, acknowledged", event["id"], event["type"])
     elif result is None:

@@ -80,8 +80,3 @@ def test_cards():
         abort(404)
     cards, source = testcards.list_test_cards()
     return render_template("shop/test_cards.html", cards=cards, source=source)
-
-
-@bp.get("/healthz")
-def healthz():
-    return {"status": "ok", "mode": current_app.config["STRIPE_MODE"]}

@@ -1,0 +1,30 @@
+"""gunicorn settings (read from the working directory: ``gunicorn wsgi:app``).
+
+Metrics of several workers add up when ``PROMETHEUS_MULTIPROC_DIR`` is set (storefront/metrics.py):
+the directory is emptied when the master starts (figures of a previous run would be added to
+this one's) and a worker that exits has its live gauges marked dead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import multiprocess
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WORKERS", "2"))
+
+
+def on_starting(server: Any) -> None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)
