@@ -9,10 +9,12 @@ the tables (a task running during PostgreSQL's TRUNCATE deadlocks).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
-from huey import signals
+from huey import RedisHuey, signals
 from huey.consumer import Consumer
 from sqlalchemy import func, select
 
@@ -140,6 +142,20 @@ def stop() -> None:
 
 def current() -> Worker | None:
     return _worker
+
+
+@contextlib.contextmanager
+def queue_down(app) -> Iterator[None]:
+    """The app's queue unreachable, as when Redis is stopped: its storage is a Redis on a port
+    nothing listens on (the web app cannot enqueue, the workers cannot dequeue) until the block
+    ends."""
+    huey = jobs.get_huey(app)
+    real = huey.storage
+    huey.storage = RedisHuey("storefront", url="redis://127.0.0.1:9/0", results=False).storage
+    try:
+        yield
+    finally:
+        huey.storage = real
 
 
 def settle(app=None, timeout: float = 20.0) -> None:

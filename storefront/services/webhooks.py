@@ -6,9 +6,10 @@ The stored event is the truth (a transactional outbox); the queue only wakes a w
    one, or when the timestamp is more than the tolerance away from now, in the past or the
    future), and the event's shape: a UTF-8 JSON Stripe event with an ``evt_`` id, an integer
    ``created`` and an object in ``data.object`` (400 otherwise; nothing is stored). The event is
-   stored by its Stripe id (unique), unprocessed and due now, in one commit; the view answers 200
-   and then queues :func:`process_stored` (a queue that is down loses nothing: the sweeper,
-   :func:`process_due`, finds every due row).
+   stored by its Stripe id (unique), unprocessed and due now, in one commit (which also makes the
+   Stripe sync of the order it is about due, so the buyer's next status poll shows the payment);
+   the view answers 200 and then queues :func:`process_stored` (a queue that is down loses
+   nothing: the sweeper, :func:`process_due`, finds every due row).
 2. :func:`process_stored` (a worker) claims the row with one UPDATE (its next attempt moves a
    lease ahead), then the event's handler (registered by type in :mod:`.events`) fetches what it
    needs from Stripe with **no database transaction open**, then one short unit of work marks the
@@ -34,8 +35,9 @@ from sqlalchemy import select, update
 
 from .. import log_setup, metrics
 from ..extensions import db
-from ..models import StripeEvent
+from ..models import Order, StripeEvent
 from ..models.base import insert_or_ignore, utcnow
+from ..models.order import SYNCABLE
 from ..stripe_gateway import (
     GatewayError,
     WebhookPayloadInvalid,
@@ -219,6 +221,8 @@ def store(payload: bytes, signature: str | None) -> Stored:
     inserted = insert_or_ignore(
         db.session, StripeEvent.__table__, _row_values(event, payload.decode("utf-8")), "stripe_id"
     )
+    if inserted:
+        _order_sync_due(event)
     row = db.session.execute(
         select(StripeEvent.id, StripeEvent.processed_at).where(StripeEvent.stripe_id == event["id"])
     ).one()
@@ -226,6 +230,28 @@ def store(payload: bytes, signature: str | None) -> Stored:
     if not inserted and row.processed_at is not None:
         return Stored(Outcome(200, {"received": True, "duplicate": True}), None)
     return Stored(Outcome(200, {"received": True}), row.id)
+
+
+def _order_sync_due(event: dict[str, Any]) -> None:
+    """An event about a buyer's payment makes the order's Stripe sync due (in the commit that
+    stores it): the order page's next status poll asks Stripe, so it shows "paid" within one
+    poll of the webhook arriving, however busy (or down) the workers are."""
+    obj, event_type = event["data"]["object"], event["type"]
+    column, stripe_id = Order.stripe_payment_intent_id, None
+    if event_type.startswith("payment_intent."):
+        stripe_id = obj.get("id")
+    elif event_type.startswith("charge."):
+        reference = obj.get("payment_intent")
+        stripe_id = reference.get("id") if isinstance(reference, dict) else reference
+    elif event_type.startswith("checkout.session."):
+        column, stripe_id = Order.stripe_checkout_session_id, obj.get("id")
+    if isinstance(stripe_id, str):
+        db.session.execute(
+            update(Order)
+            .where(column == stripe_id, Order.status.in_(SYNCABLE), Order.synced_at.is_not(None))
+            .values(synced_at=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 # --- processing (a worker, the sweeper, an admin's replay) ---------------------------------------
