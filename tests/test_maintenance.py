@@ -225,11 +225,16 @@ def test_the_admin_lists_jobs_and_runs_one_now(app, admin, buyer, sandbox, worke
     html = admin.get("/admin/jobs").get_data(as_text=True)
     assert "Checked the last 3 day(s)" in html and "admin:boss@example.com" in html
     assert admin.post("/admin/jobs/nope/run").status_code == 404
+    run(app, "retry_owed_cancels")
+    one_job = admin.get("/admin/jobs?job=retry_owed_cancels").get_data(as_text=True)
+    runs_table = one_job.split("data-runs", 1)[1]
+    assert "<code>retry_owed_cancels</code>" in runs_table and "<code>reconcile</code>" not in runs_table
+    assert admin.get("/admin/jobs?job=nope").status_code == 400
 
     assert buyer.get("/admin/jobs").status_code == 403
     assert buyer.post("/admin/jobs/reconcile/run").status_code == 403
     with app.app_context():
-        assert db.session.scalar(select(func.count(JobRun.id))) == 1  # the buyer's ran nothing
+        assert db.session.scalar(select(func.count(JobRun.id))) == 2  # the buyer's ran nothing
 
 
 def test_jobs_command_lists_and_runs(app, runner, sandbox):

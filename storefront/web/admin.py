@@ -363,7 +363,13 @@ def reconcile_run():
 
 @bp.get("/jobs")
 def jobs():
-    return render_template("admin/jobs.html", jobs=maintenance.overview(), runs=maintenance.recent_runs())
+    """Each job's schedule, last run and result; the recent runs (of one job: ``?job=NAME``)."""
+    name = request.args.get("job") or None
+    if name is not None and name not in maintenance.JOBS:
+        raise InvalidParameter("job", "No such job.")
+    return render_template(
+        "admin/jobs.html", jobs=maintenance.overview(), runs=maintenance.recent_runs(name=name), job=name
+    )
 
 
 @bp.post("/jobs/<name>/run")
