@@ -72,12 +72,18 @@ elif [ -z "${STRIPE_WEBHOOK_SECRET:-}" ]; then
   echo "   'flask stripe register-webhook URL') and set the signing secret." >&2
 fi
 
+# Metrics of the store's processes (gunicorn workers, the queue worker) add up in one directory,
+# emptied before they start (README "Operations"); the commands above are not counted.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/instance/prometheus}"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
+
 echo
 echo "==> Storefront: http://$HOST:$PORT   (Ctrl-C stops the store and the sandbox)"
 echo
 # The server runs in the background so a signal to this script stops both it and the sandbox.
 if [ "${USE_GUNICORN:-0}" = "1" ]; then
-  gunicorn -w "${WORKERS:-2}" -b "$HOST:$PORT" wsgi:app &
+  gunicorn -c gunicorn.conf.py -w "${WORKERS:-2}" -b "$HOST:$PORT" wsgi:app &
 else
   flask run --host "$HOST" --port "$PORT" &
 fi

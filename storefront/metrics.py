@@ -26,6 +26,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
@@ -174,6 +175,7 @@ def render(extra: list[Collector]) -> bytes:
     else:
         registry = CollectorRegistry()
         registry.register(_Own())
+        ProcessCollector(registry=registry)  # CPU, memory, open files (of this one process)
     for collector in extra:
         registry.register(collector)
     return generate_latest(registry)

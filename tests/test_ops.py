@@ -7,9 +7,11 @@ import io
 import json
 import logging
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -269,6 +271,17 @@ def test_multiprocess_mode_adds_up_the_workers(tmp_path, monkeypatch):
     errors = {"endpoint": "PaymentIntentService.create", "error": "APIError"}
     assert value(figures, "storefront_stripe_errors_total", **errors) == 2
     assert value(figures, "storefront_stripe_request_duration_seconds_count", endpoint=errors["endpoint"]) == 2
+
+
+def test_gunicorn_hooks_empty_the_directory_and_mark_dead_workers(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "counter_1.db").write_bytes(b"figures of the previous run")
+    hooks = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    hooks["on_starting"](None)
+    assert not list(tmp_path.glob("*.db"))
+    (tmp_path / "gauge_livesum_4242.db").write_bytes(b"")
+    hooks["child_exit"](None, SimpleNamespace(pid=4242))
+    assert not (tmp_path / "gauge_livesum_4242.db").exists()
 
 
 # --- logs -------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ labels, and no query string (Stripe's return URL carries a client secret) reache
 request Flask never saw is matched against the URL map here. The user id (never the session's
 value, which holds a sign-in token) is added by a teardown hook when Flask-Login loaded the user,
 the order id from the view's ``public_id``. Probes (``/healthz``, ``/readyz``, ``/metrics``) log
-at DEBUG, everything else at INFO (5xx at ERROR).
+at DEBUG whatever they answer (a failing ``/readyz`` logs its own WARNING), everything else at
+INFO (5xx at ERROR).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class RequestObserver:
         method = environ.get("REQUEST_METHOD", "")
         route = self._route(environ)
         metrics.observe_request(route, method, status, seconds)
-        level = logging.ERROR if status >= 500 else logging.DEBUG if route in QUIET_ROUTES else logging.INFO
+        level = logging.DEBUG if route in QUIET_ROUTES else logging.ERROR if status >= 500 else logging.INFO
         if log.isEnabledFor(level):
             line = {"method": method, "route": route, "status": status, "duration_ms": round(seconds * 1000, 2)}
             log.log(level, "%s %s %s", method, route, status, extra={"fields": {**line, **fields}})
