@@ -1,8 +1,9 @@
 """gunicorn settings (read from the working directory: ``gunicorn wsgi:app``).
 
 Metrics of several workers add up when ``PROMETHEUS_MULTIPROC_DIR`` is set (storefront/metrics.py):
-the directory is emptied when the master starts (figures of a previous run would be added to
-this one's) and a worker that exits has its live gauges marked dead.
+the directory is made if missing and a worker that exits has its live gauges marked dead. It is
+not emptied here: a queue worker started beside gunicorn may already write there. Whoever starts
+the processes empties it first (``scripts/run.sh`` does; under systemd a ``RuntimeDirectory=``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ def on_starting(server: Any) -> None:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        for stale in Path(directory).glob("*.db"):
-            stale.unlink()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -273,15 +273,15 @@ def test_multiprocess_mode_adds_up_the_workers(tmp_path, monkeypatch):
     assert value(figures, "storefront_stripe_request_duration_seconds_count", endpoint=errors["endpoint"]) == 2
 
 
-def test_gunicorn_hooks_empty_the_directory_and_mark_dead_workers(tmp_path, monkeypatch):
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    (tmp_path / "counter_1.db").write_bytes(b"figures of the previous run")
+def test_gunicorn_hooks_make_the_directory_and_mark_dead_workers(tmp_path, monkeypatch):
+    directory = tmp_path / "prometheus"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
     hooks = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     hooks["on_starting"](None)
-    assert not list(tmp_path.glob("*.db"))
-    (tmp_path / "gauge_livesum_4242.db").write_bytes(b"")
+    assert directory.is_dir()
+    (directory / "gauge_livesum_4242.db").write_bytes(b"")  # a live gauge of worker 4242
     hooks["child_exit"](None, SimpleNamespace(pid=4242))
-    assert not (tmp_path / "gauge_livesum_4242.db").exists()
+    assert not (directory / "gauge_livesum_4242.db").exists()
 
 
 # --- logs -------------------------------------------------------------------------------------------
