@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # THE run command: bash scripts/run.sh
 # Creates .venv if needed, migrates the SQLite DB in instance/, starts the Stripe sandbox
-# (unless STRIPE_SECRET_KEY is set), syncs the catalog, seeds the demo users and serves the
-# store on http://127.0.0.1:${PORT:-5000}.
+# (unless STRIPE_SECRET_KEY is set), syncs the catalog, seeds the demo users, starts a queue
+# worker (`flask worker`: webhook events and the scheduled jobs; SQLite queue in instance/ unless
+# QUEUE_URL or REDIS_URL is set) and serves the store on http://127.0.0.1:${PORT:-5000}.
 # SECRET_KEY: with the sandbox, a random key is made once and kept in instance/secret_key (not in
 # git); with real Stripe keys (test or live mode) you must export your own (32+ random bytes).
 set -euo pipefail
@@ -15,10 +16,11 @@ SANDBOX_PORT="${SANDBOX_PORT:-12111}"
 mkdir -p instance
 
 SANDBOX_PID=""
+WORKER_PID=""
 SERVER_PID=""
 cleanup() {
   trap - EXIT INT TERM
-  for pid in $SERVER_PID $SANDBOX_PID; do
+  for pid in $SERVER_PID $WORKER_PID $SANDBOX_PID; do
     if kill -0 "$pid" 2>/dev/null; then
       kill "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
@@ -78,10 +80,15 @@ export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/instance/prome
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
 
+QUEUE_WORKERS="${QUEUE_WORKERS:-2}"
+echo "==> starting a queue worker, $QUEUE_WORKERS threads (log: instance/worker.log)"
+flask worker --workers "$QUEUE_WORKERS" > instance/worker.log 2>&1 &
+WORKER_PID=$!
+
 echo
-echo "==> Storefront: http://$HOST:$PORT   (Ctrl-C stops the store and the sandbox)"
+echo "==> Storefront: http://$HOST:$PORT   (Ctrl-C stops the store, its worker and the sandbox)"
 echo
-# The server runs in the background so a signal to this script stops both it and the sandbox.
+# The server runs in the background so a signal to this script stops it, the worker and the sandbox.
 if [ "${USE_GUNICORN:-0}" = "1" ]; then
   gunicorn -c gunicorn.conf.py -w "${WORKERS:-2}" -b "$HOST:$PORT" wsgi:app &
 else

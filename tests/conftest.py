@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 import threading
 import urllib.request
 from pathlib import Path
@@ -33,6 +34,8 @@ TX_GUARD_KEY = "test_transaction_guard"  # app.extensions key of the Transaction
 ADMIN_EMAIL = "boss@example.com"
 #: random per test run: no key written in the repository signs anything, not even in tests
 TEST_SECRET_KEY = secrets.token_hex(32)
+#: apps made from make_config() queue into this run's own file, never the dev queue in instance/
+TEST_QUEUE_FILE = str(Path(tempfile.mkdtemp(prefix="storefront-test-queue-")) / "queue.sqlite3")
 #: this run's keys in the shared cache (a Redis named by REDIS_URL may serve other runs too)
 TEST_CACHE_PREFIX = f"storefront-test-{secrets.token_hex(4)}:"
 
@@ -148,6 +151,7 @@ def make_config(database_url: str, sandbox_url: str, **extra) -> dict:
         "WTF_CSRF_ENABLED": False,
         "RATELIMIT_STORAGE_URI": "memory://",
         "CACHE_KEY_PREFIX": TEST_CACHE_PREFIX,
+        "QUEUE_SQLITE_PATH": TEST_QUEUE_FILE,
     }
     config.update(extra)
     return config
