@@ -228,14 +228,19 @@ def test_a_rolled_back_move_counts_no_outcome(app_ctx):
     assert after == before == 0
 
 
-def test_webhook_lag_is_observed_when_the_worker_processes_an_event(app, buyer, sandbox, webhooks):
+def test_webhook_lag_is_observed_when_the_worker_processes_an_event(app, buyer, sandbox, webhooks, caplog):
     lag = {"event_type": "payment_intent.succeeded", "le": "+Inf"}
     before = value(scrape(buyer), "storefront_webhook_lag_seconds_bucket", **lag)
     order = _pay(app, buyer)
     browser_confirm(sandbox, order.stripe_payment_intent_id)
-    assert sandbox.control("POST", "/_sandbox/webhooks/flush", {"timeout": 15})["idle"]
-    settle()
+    with caplog.at_level(logging.INFO, logger="storefront"):
+        assert sandbox.control("POST", "/_sandbox/webhooks/flush", {"timeout": 15})["idle"]
+        settle()
     assert value(scrape(buyer), "storefront_webhook_lag_seconds_bucket", **lag) == before + 1
+    jobs = [getattr(r, "fields", {}) for r in caplog.records if r.name == "storefront.job"]
+    succeeded = [job for job in jobs if job.get("stripe_event_type") == "payment_intent.succeeded"]
+    assert succeeded and succeeded[0]["task"] == "process_event" and succeeded[0]["outcome"] == "ok"
+    assert succeeded[0]["order_id"] == order.public_id and succeeded[0]["stripe_event_id"].startswith("evt_")
 
 
 def test_webhook_lag_and_queue_depth(ops_app):

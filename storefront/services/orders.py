@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import InstrumentedAttribute
 
-from .. import metrics
+from .. import log_setup, metrics
 from ..extensions import db
 from ..models import Order, OrderTransition
 
@@ -47,9 +47,11 @@ def lock_where(column: InstrumentedAttribute[Any], value: object) -> Order | Non
     ).scalar()
     if order_id is None:
         return None
-    return db.session.execute(
+    order = db.session.execute(
         select(Order).where(Order.id == order_id).execution_options(populate_existing=True)
     ).scalar_one()
+    log_setup.bind(order_id=order.public_id)  # the request's or job's log line names the order
+    return order
 
 
 def lock_matching(
