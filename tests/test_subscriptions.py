@@ -511,6 +511,28 @@ def test_cancel_at_period_end_then_resume_then_cancel_ends_it(app, buyer, sandbo
     assert "Subscribe to Starter Plan" in buyer.get("/account/billing").get_data(as_text=True)
 
 
+def test_a_read_sent_before_our_write_never_undoes_it(app, buyer, sandbox):
+    """A webhook's re-fetch sent before the buyer's cancel, answered after it (Stripe read the old
+    state, then was slow to answer): it arrives last but must not undo the cancel. A read sent
+    after the write's answer arrived is applied as usual."""
+    from storefront.models.base import utcnow
+
+    subscribed(app, buyer, sandbox)
+    row = sub_row(app)
+    asked = utcnow()
+    stale = stripe_sub(sandbox, app).to_dict()  # the state before the cancel
+    assert stale["cancel_at_period_end"] is False
+    assert buyer.post(f"/account/subscription/{row.public_id}/cancel").status_code == 303
+    with app.app_context():
+        subscription_sync.apply_subscription(stale, source="event", fetched_at=utcnow(), asked_at=asked)
+        db.session.commit()
+    assert sub_row(app).cancel_at_period_end is True
+    with app.app_context():  # the same answer, had it been asked for after the cancel: newer news
+        subscription_sync.apply_subscription(stale, source="event", fetched_at=utcnow(), asked_at=utcnow())
+        db.session.commit()
+    assert sub_row(app).cancel_at_period_end is False
+
+
 def test_only_admins_cancel_immediately(app, client, auth, catalog, sandbox):
     auth.signup(email="buyer@example.com")
     subscribed(app, client, sandbox)

@@ -49,9 +49,11 @@ class Subscription(Model):
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     latest_invoice_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    #: when the Stripe object applied last was *requested*: a fetch that started earlier
-    #: than the one already applied is older news and changes nothing
+    #: when Stripe's answer applied last *arrived*: an answer that arrived earlier is older news
     fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: when the answer to our own last write arrived: a read sent before then may hold the state
+    #: from before the write (its answer can still arrive later), so it does not overwrite it
+    wrote_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: bumped by every locked update (the row lock, as for orders)
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
     #: a Stripe write we owe this subscription, recorded in the transaction that made it due

@@ -112,12 +112,13 @@ def dispute(event: Event) -> Apply:
 def subscription(event: Event) -> Apply:
     """Stripe's current state of the subscription (out-of-order safe: ``fetched_at``)."""
     obj = event["data"]["object"]
+    asked = utcnow()
     try:
         sub = get_gateway().retrieve_subscription(obj["id"])
     except StripeNotFound:
         sub = obj  # deleted at Stripe for good: the event's copy is all there is
     received = utcnow()
-    return lambda source: subscription_sync.apply_subscription(sub, source=source, fetched_at=received)
+    return lambda source: subscription_sync.apply_subscription(sub, source=source, fetched_at=received, asked_at=asked)
 
 
 @handles("invoice.paid", "invoice.payment_failed", fetches=True)
@@ -130,13 +131,14 @@ def invoice(event: Event) -> Apply | None:
         return None
     gateway = get_gateway()
     fetched_invoice = gateway.retrieve_invoice(obj["id"])
+    asked = utcnow()
     sub = gateway.retrieve_subscription(sub_id)
     received = utcnow()
 
     def apply(source: str) -> object:
         # locks in the same order as everywhere else: the order first, then the subscription
         order = invoices.apply_invoice(fetched_invoice, source=source)
-        row = subscription_sync.apply_subscription(sub, source=source, fetched_at=received)
+        row = subscription_sync.apply_subscription(sub, source=source, fetched_at=received, asked_at=asked)
         return order or row
 
     return apply

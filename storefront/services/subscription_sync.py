@@ -51,16 +51,27 @@ def lock_subscription(row_id: int) -> Subscription:
 
 
 def apply_subscription(
-    sub: StripeObject, *, source: str, fetched_at: datetime | None = None, event_created: int | None = None
+    sub: StripeObject,
+    *,
+    source: str,
+    fetched_at: datetime | None = None,
+    asked_at: datetime | None = None,
+    event_created: int | None = None,
 ) -> Subscription | None:
     """Mirror a subscription object freshly fetched from Stripe into our row.
 
-    ``fetched_at`` is when Stripe's answer *arrived*: an answer that arrived before the one
-    already applied is older news and changes nothing, so duplicate and out-of-order webhooks
-    (each of which re-fetches) leave the newest state. The arrival, not the start, of a request
-    orders answers: Stripe handles requests in turn, and a request that waited (in a queue, behind
-    a slow one) may be answered after a later-started write -- ordering by start once let a
-    webhook's fetch, started after the buyer's plan change but answered before it, overwrite it.
+    ``fetched_at`` is when Stripe's answer *arrived*; ``asked_at``, for a read (a webhook's
+    re-fetch, a sync), when it was sent -- without it the answer is our own write's. Two rules keep
+    the newest state whatever order duplicate and out-of-order answers come in:
+
+    * an answer that arrived before the one already applied is older news (a request that
+      waited behind a slow one may be answered after a later-started write, so arrival, not
+      start, orders answers -- ordering by start once let a webhook's fetch, started after the
+      buyer's plan change but answered before it, overwrite it);
+    * a read sent before the answer to our own last write arrived may have been served from the
+      state before that write, even if it arrives later: it does not overwrite the write. A change
+      it might have seen after the write sends its own event, whose re-fetch comes later.
+
     A subscription we have not seen (started through Checkout) gets its row here, if the
     customer is one of our buyers.
     """
@@ -69,10 +80,14 @@ def apply_subscription(
         return None
     row = lock_subscription(row_id)
     if fetched_at is not None:
-        if row.fetched_at is not None and fetched_at < row.fetched_at:
+        older = row.fetched_at is not None and fetched_at < row.fetched_at
+        before_our_write = asked_at is not None and row.wrote_at is not None and asked_at < row.wrote_at
+        if older or before_our_write:
             log.info("subscription %s: older answer ignored (%s)", sub["id"], source)
             return row
         row.fetched_at = fetched_at
+        if asked_at is None:
+            row.wrote_at = fetched_at
     _copy(sub, row)
     _note_owed_cancel(row)
     return row

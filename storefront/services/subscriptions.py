@@ -102,9 +102,12 @@ def past_due_subscription(user_id: int) -> Subscription | None:
 # --- syncing with Stripe -------------------------------------------------------------------------
 
 
-def _apply(sub: dict[str, Any], *, source: str, fetched_at: datetime) -> Subscription | None:
+def _apply(
+    sub: dict[str, Any], *, source: str, fetched_at: datetime, asked_at: datetime | None = None
+) -> Subscription | None:
+    """Apply Stripe's answer in its own unit of work; ``asked_at`` when the answer is a read's."""
     with unit_of_work():
-        row = subscription_sync.apply_subscription(sub, source=source, fetched_at=fetched_at)
+        row = subscription_sync.apply_subscription(sub, source=source, fetched_at=fetched_at, asked_at=asked_at)
         row_id = row.id if row is not None else None
     return db.session.get(Subscription, row_id, populate_existing=True) if row_id else None
 
@@ -112,8 +115,9 @@ def _apply(sub: dict[str, Any], *, source: str, fetched_at: datetime) -> Subscri
 def refresh(stripe_subscription_id: str, *, source: str) -> Subscription | None:
     """Fetch the subscription from Stripe and apply it."""
     read_then_release()
+    asked = utcnow()
     sub = get_gateway().retrieve_subscription(stripe_subscription_id)
-    return _apply(sub, source=source, fetched_at=utcnow())
+    return _apply(sub, source=source, fetched_at=utcnow(), asked_at=asked)
 
 
 def apply_paid_invoice(invoice: dict[str, Any], *, source: str) -> Order | None:
@@ -139,7 +143,9 @@ def sync(user: User, *, force: bool = False) -> None:
         return
     gateway = get_gateway()
     try:
+        asked = utcnow()
         subs = gateway.list_subscriptions(customer)
+        received = utcnow()
         paid = (
             [
                 i["id"]
@@ -149,9 +155,8 @@ def sync(user: User, *, force: bool = False) -> None:
             if subs
             else []
         )
-        received = utcnow()
         for sub in subs:
-            _apply(sub, source="sync", fetched_at=received)
+            _apply(sub, source="sync", fetched_at=received, asked_at=asked)
         for invoice_id in [i for i in paid if not _invoice_credited(i)]:
             read_then_release()
             apply_paid_invoice(gateway.retrieve_invoice(invoice_id), source="sync")
@@ -373,14 +378,16 @@ def open_invoice_order(row: Subscription) -> Order:
     read_then_release()
     gateway = get_gateway()
     try:
+        asked = utcnow()
         sub = gateway.retrieve_subscription(stripe_id)
+        received = utcnow()
         invoice_id = sub.get("latest_invoice")
         invoice_id = invoice_id.get("id") if isinstance(invoice_id, dict) else invoice_id
         invoice = gateway.retrieve_invoice(invoice_id) if invoice_id else None
     except GatewayError as err:
         raise unavailable(err) from err
     if invoice is None or invoice.get("status") != "open":
-        _apply(sub, source="buyer", fetched_at=utcnow())
+        _apply(sub, source="buyer", fetched_at=received, asked_at=asked)
         raise ServiceError("There is nothing to pay: your subscription is up to date.", code="nothing_due", status=409)
     with unit_of_work():
         order_id = ensure_invoice_order(invoice, source="buyer")
