@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select, update
 
@@ -193,7 +194,9 @@ def test_a_failing_event_is_retried_with_backoff_then_shows_failed_and_a_replay_
 # --- a worker killed in the middle of an event ------------------------------------------------------------
 
 
-def _worker_process(database_url: str, sandbox_url: str, queue_file: str) -> subprocess.Popen:
+def _worker_process(database_url: str, sandbox_url: str, queue_file: str, log: Path) -> subprocess.Popen:
+    """``flask worker`` (one thread, no periodic tasks) on the test database and ``queue_file``,
+    its output in ``log``."""
     env = {
         **os.environ,
         "FLASK_APP": "storefront",
@@ -209,19 +212,22 @@ def _worker_process(database_url: str, sandbox_url: str, queue_file: str) -> sub
     }
     env.pop("REDIS_URL", None)
     env.pop("QUEUE_URL", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", "worker", "--workers", "1", "--no-periodic"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with log.open("w") as output:  # the child keeps its own copy of the file
+        return subprocess.Popen(
+            [sys.executable, "-m", "flask", "worker", "--workers", "1", "--no-periodic"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
-def _wait_for(condition, what: str, timeout: float = 30.0) -> None:
+def _wait_for(condition, what: str, logs, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {path.name}:\n" + path.read_text()[-3000:] for path in logs if path.exists())
+            raise AssertionError(f"timed out waiting for {what}\n{tails}")
         time.sleep(0.05)
 
 
@@ -255,10 +261,11 @@ def test_a_worker_killed_mid_event_leaves_it_to_the_next_worker_and_credits_once
         (found_row,) = events(app)
         return found_row
 
-    first = _worker_process(database_url, sandbox_server.url, queue_file)
+    logs = [tmp_path / "first-worker.log", tmp_path / "second-worker.log"]
+    first = _worker_process(database_url, sandbox_server.url, queue_file, logs[0])
     second = None
     try:
-        _wait_for(lambda: row().attempts == 1, "the first worker to claim the event")
+        _wait_for(lambda: row().attempts == 1, "the first worker to claim the event", logs)
         time.sleep(0.5)  # inside its 30 s fetch
         assert first.poll() is None
         first.send_signal(signal.SIGKILL)
@@ -267,8 +274,8 @@ def test_a_worker_killed_mid_event_leaves_it_to_the_next_worker_and_credits_once
         time.sleep(1.2)  # the lease runs out
         with store.app_context():
             jobs.enqueue(jobs.sweep_events)
-        second = _worker_process(database_url, sandbox_server.url, queue_file)
-        _wait_for(lambda: row().processed_at is not None, "the second worker to process the event")
+        second = _worker_process(database_url, sandbox_server.url, queue_file, logs[1])
+        _wait_for(lambda: row().processed_at is not None, "the second worker to process the event", logs)
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
