@@ -75,6 +75,7 @@ ENV_NAMES = (
     "TRUSTED_HOSTS",
     "EXTERNAL_URL",
     "QUEUE_URL",
+    "QUEUE_NAME",
     "QUEUE_SQLITE_PATH",
     "WEBHOOK_RETRY_SECONDS",
     "WEBHOOK_RETRY_MAX_SECONDS",
@@ -151,6 +152,7 @@ def _queue_defaults(instance_path: str) -> dict[str, Any]:
     holds an event it took for the lease at most (then the sweeper may give it to another)."""
     return {
         "QUEUE_URL": None,
+        "QUEUE_NAME": "storefront",
         "QUEUE_SQLITE_PATH": str(Path(instance_path) / "queue.sqlite3"),
         "WEBHOOK_RETRY_SECONDS": 30.0,
         "WEBHOOK_RETRY_MAX_SECONDS": 3600.0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+import redis
 from sqlalchemy import func, select, update
 
 from storefront import create_app, jobs
@@ -26,7 +29,7 @@ from storefront.services import fulfilment
 from storefront.services import webhooks as service
 
 from .conftest import TEST_SECRET_KEY, browser_confirm, found, make_config, sign_payload
-from .queue_worker import queue_down, settle
+from .queue_worker import Worker, queue_down, settle
 from .test_subscriptions import advance, invoice_orders, subscribed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -189,6 +192,47 @@ def test_a_failing_event_is_retried_with_backoff_then_shows_failed_and_a_replay_
     (row,) = events(app)
     assert row.processed_at is not None and row.error is None and row.attempts == 4
     assert order_status(app, order) == "paid" and balance(app) == 550
+
+
+# --- Redis: the production backend -------------------------------------------------------------------
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def test_on_redis_the_view_queues_and_a_worker_of_another_app_processes(
+    app, buyer, sandbox, database_url, sandbox_server
+):
+    """With ``QUEUE_URL`` a Redis, the store that received the webhook queues into Redis and
+    a worker made from another app (another machine) processes the event. Skipped without a
+    Redis at ``TEST_REDIS_URL``; the queue's name is this test's own."""
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip(f"no Redis at {TEST_REDIS_URL}")
+    secret = "whsec_redis_queue_test"
+    settings = {"QUEUE_URL": TEST_REDIS_URL, "QUEUE_NAME": f"storefront-test-{secrets.token_hex(4)}"}
+    web = create_app(make_config(database_url, sandbox_server.url, STRIPE_WEBHOOK_SECRET=secret, **settings))
+    machine = create_app(make_config(database_url, sandbox_server.url, **settings))
+    order = bought(buyer, app)
+    sandbox.control("POST", "/_sandbox/webhooks/faults", {"hold": True})
+    browser_confirm(sandbox, order.stripe_payment_intent_id)
+    event = sandbox.stripe.v1.events.list(params={"type": "payment_intent.succeeded", "limit": 1}).data[0]
+    assert post_event(web.test_client(), event.to_dict(), secret).status_code == 200
+    with web.app_context():
+        assert type(jobs.get_huey().storage).__name__ == "RedisStorage" and jobs.queue_depth() == 1
+        jobs.ping()
+    worker = Worker(machine, workers=1)
+    try:
+        worker.settle()
+    finally:
+        worker.stop()
+        jobs.get_huey(machine).storage.flush_queue()
+        for one in (web, machine):
+            with one.app_context():
+                db.engine.dispose()
+    assert order_status(app, order) == "paid" and balance(app) == 550
+    (row,) = events(app)
+    assert row.processed_at is not None and row.attempts == 1
 
 
 # --- a worker killed in the middle of an event ------------------------------------------------------------

@@ -26,6 +26,7 @@ from flask import Flask, current_app
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 from huey.consumer import Consumer
+from redis import ConnectionPool
 
 from .. import log_setup
 
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 __all__ = ["Declared", "crontab", "declared", "enqueue", "get_huey", "init_app", "periodic_task", "ping", "task"]
 
 EXTENSION_KEY = "storefront.queue"
-QUEUE_NAME = "storefront"
 
 Schedule = Callable[[Any], bool]
 
@@ -104,15 +104,20 @@ class Queue:
 
 def make_huey(config: dict[str, Any]) -> Huey:
     """The Huey instance the settings ask for: Redis (``QUEUE_URL`` or ``REDIS_URL``, a
-    ``redis://`` URL; workers block on the list instead of polling) or a SQLite file."""
+    ``redis://`` URL; workers block on the list instead of polling) or a SQLite file.
+    ``QUEUE_NAME`` keeps two stores (or test runs) on one Redis apart."""
+    name = str(config.get("QUEUE_NAME") or "storefront")
     url = config.get("QUEUE_URL") or config.get("REDIS_URL")
     if url:
         if not str(url).startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"QUEUE_URL must be a redis:// URL (got {str(url).split(':', 1)[0]}:...)")
-        return RedisHuey(QUEUE_NAME, url=url, blocking=True, read_timeout=1, results=False, utc=True)
+        # a Redis that doesn't answer fails fast (the webhook view must still answer Stripe);
+        # the socket timeout outlasts the workers' 1 s blocking pop
+        pool = ConnectionPool.from_url(url, socket_connect_timeout=1, socket_timeout=5)
+        return RedisHuey(name, connection_pool=pool, blocking=True, read_timeout=1, results=False, utc=True)
     path = Path(config["QUEUE_SQLITE_PATH"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey(QUEUE_NAME, filename=str(path), results=False, utc=True, timeout=30)
+    return SqliteHuey(name, filename=str(path), results=False, utc=True, timeout=30)
 
 
 def init_app(app: Flask, huey: Huey | None = None) -> Queue:
