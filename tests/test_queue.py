@@ -187,6 +187,8 @@ def test_a_failing_event_is_retried_with_backoff_then_shows_failed_and_a_replay_
         assert service.process_due() == "0 processed, 0 failed"
     listing = admin.get("/admin/events?problem=1").get_data(as_text=True)
     assert event.id in listing and "database hiccup" in listing
+    page = admin.get(f"/admin/events/{row.id}").get_data(as_text=True)
+    assert '<span class="error">failed</span>: no more automatic attempts' in page
     monkeypatch.setattr(fulfilment, "apply_payment_intent", real)
     assert admin.post(f"/admin/events/{row.id}/replay").status_code == 302
     (row,) = events(app)
