@@ -304,7 +304,7 @@ def process_due(limit: int = 1000) -> str:
     while done + failed < limit:
         due = db.session.scalars(
             select(StripeEvent.id)
-            .where(StripeEvent.next_attempt_at <= utcnow())
+            .where(StripeEvent.next_attempt_at <= utcnow(), StripeEvent.processed_at.is_(None))
             .order_by(StripeEvent.next_attempt_at, StripeEvent.id)
             .limit(min(100, limit - done - failed))
         ).all()
