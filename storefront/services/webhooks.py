@@ -32,11 +32,12 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import log_setup, metrics
 from ..extensions import db
 from ..models import Order, StripeEvent
-from ..models.base import insert_or_ignore, utcnow
+from ..models.base import utcnow
 from ..models.order import SYNCABLE
 from ..stripe_gateway import (
     GatewayError,
@@ -218,16 +219,23 @@ def store(payload: bytes, signature: str | None) -> Stored:
     processed, it is acknowledged as a duplicate; not yet, its row is handed back to wake a
     worker again (the claim keeps one worker on it)."""
     event = parse(payload, signature)
-    inserted = insert_or_ignore(
-        db.session, StripeEvent.__table__, _row_values(event, payload.decode("utf-8")), "stripe_id"
-    )
-    if inserted:
+    table = StripeEvent.__table__
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    row_id = db.session.execute(  # one statement for a new event: INSERT … ON CONFLICT … RETURNING
+        dialect.insert(table)
+        .values(**_row_values(event, payload.decode("utf-8")))
+        .on_conflict_do_nothing(index_elements=["stripe_id"])
+        .returning(table.c.id)
+    ).scalar()
+    if row_id is not None:
         _order_sync_due(event)
+        db.session.commit()
+        return Stored(Outcome(200, {"received": True}), row_id)
     row = db.session.execute(
         select(StripeEvent.id, StripeEvent.processed_at).where(StripeEvent.stripe_id == event["id"])
     ).one()
     db.session.commit()
-    if not inserted and row.processed_at is not None:
+    if row.processed_at is not None:
         return Stored(Outcome(200, {"received": True, "duplicate": True}), None)
     return Stored(Outcome(200, {"received": True}), row.id)
 
