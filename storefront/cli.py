@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -223,6 +224,10 @@ def worker_command(workers: int, no_periodic: bool) -> None:
     from .jobs import make_consumer
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    huey_log = logging.getLogger("huey")  # its warnings and errors (a queue it can't reach) as ours
+    huey_log.setLevel(logging.WARNING)
+    for handler in logging.getLogger("storefront").handlers:
+        huey_log.addHandler(handler)
     consumer = make_consumer(app, workers=workers, periodic=not no_periodic)
     click.echo(f"Queue worker: {workers} thread(s) on {type(consumer.huey.storage).__name__}")
     consumer.run()

@@ -230,7 +230,7 @@ def clear_cache(app):
 @pytest.fixture(scope="session")
 def worker(app):
     """The real queue's consumer, in this process's threads (tests/queue_worker.py); started
-    for every test that uses the app. ``settle(app)`` waits until it has done everything."""
+    for every test that uses the app. ``queue_worker.settle()`` waits until it has done everything."""
     return queue_worker.start(app)
 
 

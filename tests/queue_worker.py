@@ -2,7 +2,7 @@
 worker threads run in the test process (not Huey's immediate mode, which would hide ordering,
 retries and a queue that is down).
 
-``settle(app)`` waits until every stored webhook event is processed or has failed and nothing
+``settle()`` waits until every stored webhook event is processed or has failed and nothing
 is queued or running; the per-test clean-up waits for :meth:`Worker.wait_idle` before emptying
 the tables (a task running during PostgreSQL's TRUNCATE deadlocks).
 """
@@ -71,10 +71,6 @@ class Worker:
             self._running -= 1
             self._changed.notify_all()
 
-    @property
-    def running(self) -> int:
-        return self._running
-
     def wait_idle(self, timeout: float = 20.0) -> None:
         """Drop what is still queued or scheduled, then wait until no task runs (twice in a row,
         a few ms apart: a task just taken from the queue signals a moment later)."""
@@ -140,10 +136,6 @@ def stop() -> None:
         _worker = None
 
 
-def current() -> Worker | None:
-    return _worker
-
-
 @contextlib.contextmanager
 def queue_down(app) -> Iterator[None]:
     """The app's queue unreachable, as when Redis is stopped: its storage is a Redis on a port
@@ -158,7 +150,7 @@ def queue_down(app) -> Iterator[None]:
         huey.storage = real
 
 
-def settle(app=None, timeout: float = 20.0) -> None:
+def settle(timeout: float = 20.0) -> None:
     """Wait until the queue has done everything the test caused (see :meth:`Worker.settle`)."""
     assert _worker is not None, "no queue worker is running (use the app fixture)"
     _worker.settle(timeout)
