@@ -21,7 +21,7 @@ import pytest
 import redis
 from sqlalchemy import func, select, update
 
-from storefront import create_app, jobs
+from storefront import ConfigError, create_app, jobs
 from storefront.extensions import db
 from storefront.models import Order, PointsEntry, StripeEvent, User
 from storefront.models.base import utcnow
@@ -197,6 +197,12 @@ def test_a_failing_event_is_retried_with_backoff_then_shows_failed_and_a_replay_
 
 
 # --- Redis: the production backend -------------------------------------------------------------------
+
+
+def test_a_queue_url_that_is_not_redis_is_refused_at_start():
+    with pytest.raises(ConfigError, match="QUEUE_URL must be a redis:// URL"):
+        create_app(make_config("sqlite://", "http://127.0.0.1:9", QUEUE_URL="amqp://broker:5672"))
+
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

@@ -29,6 +29,7 @@ from huey.consumer import Consumer
 from redis import ConnectionPool
 
 from .. import log_setup
+from ..config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def make_huey(config: dict[str, Any]) -> Huey:
     url = config.get("QUEUE_URL") or config.get("REDIS_URL")
     if url:
         if not str(url).startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"QUEUE_URL must be a redis:// URL (got {str(url).split(':', 1)[0]}:...)")
+            raise ConfigError(f"QUEUE_URL must be a redis:// URL (got {str(url).split(':', 1)[0]}:…).")
         # a Redis that doesn't answer fails fast (the webhook view must still answer Stripe);
         # the socket timeout outlasts the workers' 1 s blocking pop
         pool = ConnectionPool.from_url(url, socket_connect_timeout=1, socket_timeout=5)
