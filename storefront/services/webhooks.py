@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -304,27 +305,32 @@ def process(event_row_id: int, *, source_prefix: str = "event") -> Outcome:
     return _process_payload(text, source_prefix=source_prefix, counted=False)
 
 
-def process_due(limit: int = 1000) -> str:
-    """The sweeper: process every stored event whose next attempt is due (never queued because
-    the queue was down, its worker killed mid-event, or a failed one waiting for its retry),
-    oldest first, at most ``limit``. Returns a summary for people."""
+def process_due(seconds: float = 50.0) -> str:
+    """The sweeper: process the stored events whose next attempt was due when it started (never
+    queued because the queue was down, their worker killed mid-event, failed ones waiting for
+    their retry), oldest first, until none is left or ``seconds`` have passed (the next run goes
+    on; a run every minute stays within its minute). Several sweepers at once share the work:
+    each event is claimed. Returns a summary for people."""
+    started, deadline = utcnow(), time.monotonic() + seconds
     done = failed = 0
-    while done + failed < limit:
+    while time.monotonic() < deadline:
         due = db.session.scalars(
             select(StripeEvent.id)
-            .where(StripeEvent.next_attempt_at <= utcnow(), StripeEvent.processed_at.is_(None))
+            .where(StripeEvent.next_attempt_at <= started, StripeEvent.processed_at.is_(None))
             .order_by(StripeEvent.next_attempt_at, StripeEvent.id)
-            .limit(min(100, limit - done - failed))
+            .limit(100)
         ).all()
         read_then_release()
         if not due:
             break
-        for row_id in due:
+        for row_id in due:  # a claimed or failed event's next attempt is after ``started``
             outcome = process_stored(row_id)
             if outcome is not None and outcome.status == 200:
                 done += 1
             elif outcome is not None:
                 failed += 1
+            if time.monotonic() >= deadline:
+                break
     return f"{done} processed, {failed} failed"
 
 
