@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +69,25 @@ def scope(**fields: Any) -> Iterator[dict[str, Any]]:
         _CONTEXT.reset(token)
 
 
+def enter(fields: dict[str, Any]) -> Token[dict[str, Any] | None]:
+    """:func:`scope` without the context manager, for the per-request layer (every microsecond
+    there is paid on every request): ``fields`` (no None values) becomes the current context
+    until :func:`leave` is given the token."""
+    return _CONTEXT.set(fields)
+
+
+def leave(token: Token[dict[str, Any] | None]) -> None:
+    _CONTEXT.reset(token)
+
+
+def emit(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
+    """Log ``message`` with exactly ``fields`` (the caller checked ``isEnabledFor``): the record
+    is made directly, without ``Logger.log``'s search of the stack for the caller (unused by
+    these formatters)."""
+    record = logger.makeRecord(logger.name, level, "(unknown file)", 0, message, (), None, extra={"fields": fields})
+    logger.handle(record)
+
+
 @contextmanager
 def job_scope(task: str, **fields: Any) -> Iterator[dict[str, Any]]:
     """Around one queue job: one log line when it ends (task, outcome, duration_ms, the job's
@@ -90,18 +109,36 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     """The record's own fields (``extra={"fields": {...}}`` or plain extras), else the context's."""
     explicit = getattr(record, "fields", None)
     fields = dict(explicit) if isinstance(explicit, Mapping) else context()
-    for key, value in record.__dict__.items():
-        if key not in _STANDARD and not key.startswith("_"):
-            fields.setdefault(key, value)
+    attributes = record.__dict__
+    for key in attributes.keys() - _STANDARD:  # plain extras (a set difference: no loop in Python)
+        if not key.startswith("_"):
+            fields.setdefault(key, attributes[key])
     return fields
+
+
+_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")
+
+    def _timestamp(self, created: float) -> str:
+        """ISO 8601 UTC to the millisecond; the part up to the second is made once a second (kept
+        as one tuple: threads replace it whole)."""
+        second = int(created)
+        cached, text = self._second
+        if cached != second:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{text}.{int((created - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -110,7 +147,7 @@ class JsonFormatter(logging.Formatter):
             line.setdefault(key, value)
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, separators=(",", ":"))
+        return _ENCODER.encode(line)
 
 
 class TextFormatter(logging.Formatter):

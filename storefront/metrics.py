@@ -101,9 +101,23 @@ JOB_DURATION = Histogram(
 )
 
 
+#: (route, method, status) -> the counter's and histogram's children: ``labels()`` takes a lock
+#: and builds a key on every call; routes are bounded, and the cache is emptied if it grows
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_DURATION.labels(route, method).observe(seconds)
+    key = (route, method, status)
+    children = _REQUEST_CHILDREN.get(key)
+    if children is None:
+        if len(_REQUEST_CHILDREN) >= 2048:  # odd methods: stay bounded
+            _REQUEST_CHILDREN.clear()
+        children = _REQUEST_CHILDREN[key] = (
+            HTTP_REQUESTS.labels(route, method, str(status)),
+            HTTP_DURATION.labels(route, method),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def observe_stripe_call(endpoint: str, seconds: float, error: str | None = None) -> None:

@@ -9,6 +9,7 @@ all."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -19,10 +20,12 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import delete, event, select
 
 from storefront.extensions import db
+from storefront.metrics import HTTP_REQUESTS
 from storefront.models import Order, User, UserSession
 from storefront.models.base import utcnow
 from storefront.web import order_status
 from storefront.web.page_cache import CatalogPageCache
+from storefront.web.request_log import RequestObserver
 from storefront.web.security import HostGuard
 from storefront.web.status_fast_path import StatusFastPath
 
@@ -130,15 +133,16 @@ def statements(app):
 
 
 def _flask_only(app, monkeypatch) -> None:
-    """Take the fast path out (the host guard stays in front)."""
-    guard = app.wsgi_app
+    """Take the fast path out (the request log and the host guard stay in front)."""
+    guard = app.wsgi_app.wsgi_app
     monkeypatch.setattr(guard, "wsgi_app", guard.wsgi_app.wsgi_app)
 
 
 def test_installed(app):
-    assert isinstance(app.wsgi_app, HostGuard)  # outermost: an untrusted Host is refused first
-    assert isinstance(app.wsgi_app.wsgi_app, StatusFastPath)
-    assert isinstance(app.wsgi_app.wsgi_app.wsgi_app, CatalogPageCache)
+    assert isinstance(app.wsgi_app, RequestObserver)  # outermost: every answer is logged and counted
+    assert isinstance(app.wsgi_app.wsgi_app, HostGuard)  # then an untrusted Host is refused first
+    assert isinstance(app.wsgi_app.wsgi_app.wsgi_app, StatusFastPath)
+    assert isinstance(app.wsgi_app.wsgi_app.wsgi_app.wsgi_app, CatalogPageCache)
 
 
 @pytest.mark.parametrize("status", ["paid", "refunded", "canceled", "failed"])
@@ -164,6 +168,29 @@ def test_the_fast_path_answers_exactly_as_the_view(app, buyer, view_calls, monke
         assert state["points_balance"] == state["points_credited"] == 550
     if status == "failed":
         assert state["pay_url"] == f"/orders/{public_id}/pay"
+
+
+def test_a_fast_answer_is_logged_and_counted_like_the_views(app, buyer, view_calls, caplog):
+    """The fast path names the rule it answered (the request log does no URL matching for it)
+    and binds the buyer and the order, as the view's log line has them."""
+    public_id = _order(app, status="paid", synced_ago=timedelta(seconds=1))
+    token = _token(app, buyer, public_id)
+    with app.app_context():
+        buyer_id = db.session.scalar(select(User.id).where(User.email == "buyer@example.com"))
+    counted = HTTP_REQUESTS.labels("/orders/<public_id>/status", "GET", "200")
+    before = counted._value.get()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="storefront.request"):
+        assert _poll(app.test_client(), public_id, token).status_code == 200
+    assert view_calls == [] and counted._value.get() == before + 1
+    (line,) = [record.fields for record in caplog.records if record.name == "storefront.request"]
+    assert (line["route"], line["status"], line["order_id"], line["user_id"]) == (
+        "/orders/<public_id>/status",
+        200,
+        public_id,
+        buyer_id,
+    )
+    assert re.fullmatch(r"[0-9a-f]{32}", line["request_id"])
 
 
 def test_the_order_page_embeds_a_token_for_an_open_order_only(app, buyer, admin):
@@ -300,8 +327,14 @@ def test_the_cached_catalog_carries_every_header_of_a_fresh_render(app, catalog,
     head = app.test_client().head("/")
     assert len(calls) == 1  # the second and the HEAD came from the cache
     assert cached.get_data() == fresh.get_data()
-    assert sorted(cached.headers.items()) == sorted(fresh.headers.items())
+    assert _stored_headers(cached) == _stored_headers(fresh)
     assert fresh.headers["X-Added-Later"] == "yes"
     assert "Content-Security-Policy" in fresh.headers and "X-Frame-Options" in fresh.headers
     assert head.get_data() == b""
-    assert sorted(head.headers.items()) == sorted(fresh.headers.items())
+    assert _stored_headers(head) == _stored_headers(fresh)
+    # each answer's own request id (the request log adds it outside the cache), never a replayed one
+    assert len({answer.headers["X-Request-Id"] for answer in (fresh, cached, head)}) == 3
+
+
+def _stored_headers(response) -> list[tuple[str, str]]:
+    return sorted((name, value) for name, value in response.headers.items() if name != "X-Request-Id")

@@ -21,6 +21,7 @@ from flask import Flask
 from sqlalchemy.engine import Engine
 
 from ..extensions import db
+from . import request_log
 
 EXTENSION_KEY = "catalog_page_cache"
 #: set by the view in the WSGI environ: the catalog rows the anonymous page was rendered from
@@ -58,6 +59,7 @@ class CatalogPageCache:
         self._entries: dict[tuple, Entry] = {}
         self._lock = threading.Lock()
         self._engine: Engine | None = None
+        self.route = request_log.rule_of(app, "shop.index")
 
     def clear(self) -> None:
         with self._lock:
@@ -69,6 +71,7 @@ class CatalogPageCache:
         if self._entries:
             entry = self._entries.get((_site(environ), self._rows()))
             if entry is not None:
+                environ[request_log.ROUTE_KEY] = self.route  # the request log needs no matching
                 status, headers, body = entry
                 start_response(status, list(headers))
                 return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]

@@ -18,15 +18,15 @@ INFO (5xx at ERROR).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map
+from werkzeug.routing import Map, MapAdapter
 
 from .. import log_setup, metrics
 
@@ -35,17 +35,25 @@ log = logging.getLogger("storefront.request")
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 UNMATCHED = "<unmatched>"
+#: a WSGI layer that answers without Flask (a fast path) puts its URL rule here: no matching
+ROUTE_KEY = "storefront.route"
 
 
 def request_id_from(environ: dict[str, Any]) -> str:
     incoming = environ.get("HTTP_X_REQUEST_ID", "")
-    return incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    return incoming if _SANE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
+
+
+def rule_of(app: Flask, endpoint: str) -> str:
+    """The URL rule of ``endpoint`` (what a fast path answering for it puts at :data:`ROUTE_KEY`)."""
+    return str(next(iter(app.url_map.iter_rules(endpoint))).rule)
 
 
 class RequestObserver:
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], url_map: Map):
         self.wsgi_app = wsgi_app
         self.url_map = url_map
+        self._adapter: MapAdapter | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -53,15 +61,19 @@ class RequestObserver:
         status: list[int] = [500]
 
         def observed_start(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            status[0] = int(code.split(" ", 1)[0])
+            status[0] = int(code[:3])
             headers.append(("X-Request-Id", request_id))
             return start_response(code, headers, exc_info)
 
-        with log_setup.scope(request_id=request_id) as fields:
+        fields = {"request_id": request_id}
+        token = log_setup.enter(fields)
+        try:
+            return self.wsgi_app(environ, observed_start)
+        finally:
             try:
-                return self.wsgi_app(environ, observed_start)
-            finally:
                 self._finish(environ, fields, status[0], time.perf_counter() - started)
+            finally:
+                log_setup.leave(token)
 
     def _finish(self, environ: dict[str, Any], fields: dict[str, Any], status: int, seconds: float) -> None:
         method = environ.get("REQUEST_METHOD", "")
@@ -70,16 +82,22 @@ class RequestObserver:
         level = logging.DEBUG if route in QUIET_ROUTES else logging.ERROR if status >= 500 else logging.INFO
         if log.isEnabledFor(level):
             line = {"method": method, "route": route, "status": status, "duration_ms": round(seconds * 1000, 2)}
-            log.log(level, "%s %s %s", method, route, status, extra={"fields": {**line, **fields}})
+            line.update(fields)
+            log_setup.emit(log, level, f"{method} {route} {status}", line)
 
     def _route(self, environ: dict[str, Any]) -> str:
+        answered: str | None = environ.get(ROUTE_KEY)  # a fast path said which rule it answered
+        if answered is not None:
+            return answered
         flask_request = environ.get("werkzeug.request")  # set by the request Flask made, if any
         if flask_request is not None:
             rule = getattr(flask_request, "url_rule", None)
             return rule.rule if rule is not None else UNMATCHED
-        try:  # a fast path answered (or the host guard refused): match the path as Flask would
-            rule, _ = self.url_map.bind("localhost", path_info=environ.get("PATH_INFO") or "/").match(
-                method=environ.get("REQUEST_METHOD"), return_rule=True
+        if self._adapter is None:  # the host guard refused: match the path as Flask would
+            self._adapter = self.url_map.bind("localhost")
+        try:
+            rule, _ = self._adapter.match(
+                path_info=environ.get("PATH_INFO") or "/", method=environ.get("REQUEST_METHOD"), return_rule=True
             )
         except HTTPException:
             return UNMATCHED

@@ -25,9 +25,10 @@ from flask import Flask
 from sqlalchemy import Connection, Engine, Row
 from werkzeug.routing import MapAdapter
 
+from .. import log_setup
 from ..extensions import db
 from ..services.accounts import sign_in_max_age
-from . import order_status
+from . import order_status, request_log
 
 _PATH = re.compile(r"/orders/([A-Za-z0-9_-]{1,40})/status")
 #: rendered answers kept (emptied when full): the same row, the same bytes
@@ -44,13 +45,16 @@ class StatusFastPath:
         self._engine: Engine | None = None
         self._urls: dict[str, MapAdapter] = {}
         self._answers: dict[tuple, bytes] = {}
+        self.route = request_log.rule_of(app, "orders.status")
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         match = _PATH.fullmatch(environ.get("PATH_INFO", ""))
         if match and environ.get("REQUEST_METHOD") == "GET" and "HTTP_AUTHORIZATION" in environ:
             claim = self.tokens.verify(order_status.token_from_environ(environ), match.group(1))
             answer = None if claim is None else self._answer(environ, claim)
-            if answer is not None:
+            if answer is not None and claim is not None:
+                environ[request_log.ROUTE_KEY] = self.route  # the request log needs no matching
+                log_setup.bind(user_id=claim.user_id, order_id=claim.public_id)  # as the view's line has
                 start_response("200 OK", [*self.headers, ("Content-Length", str(len(answer)))])
                 return [answer]
         return self.wsgi_app(environ, start_response)
