@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import Executable
 
 from .. import log_setup, metrics
 from ..extensions import db
@@ -48,158 +48,21 @@ from ..stripe_gateway import (
 )
 from . import events
 from .uow import read_then_release, unit_of_work
+from .webhook_checks import check_event, parse
 
 log = logging.getLogger(__name__)
 
 #: Stripe events are a few KiB; a body larger than this is refused before it is read (413)
 MAX_BYTES = 256 * 1024
-#: how far a signature's timestamp may be from now, either way (Stripe's default)
-TOLERANCE_SECONDS = 300
 
 #: the events the store listens to (registered with the webhook endpoint): those with a handler
 ENABLED_EVENTS = events.enabled_events()
-
-_EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,200}")
-_EVENT_TYPE = re.compile(r"[a-z_]+(\.[a-z_]+)+")
-_MAX_CREATED = 2**31 - 1  # the column is a 32-bit integer (Stripe's seconds fit until 2038)
-
-# What the handlers read from an event's own copy of its object, by key, wherever the key appears
-# (the object, its lines, items, payments...). A signed event with another type there is
-# malformed: 400 and nothing stored, not a 500 from deep inside a handler.
-_HASHES = frozenset(
-    {
-        "metadata",
-        "parent",
-        "subscription_details",
-        "items",
-        "lines",
-        "payments",
-        "payment",
-        "confirmation_secret",
-        "pricing",
-        "price_details",
-        "subscription_item_details",
-        "invoice_item_details",
-        "last_payment_error",
-    }
-)
-_INTEGERS = frozenset(
-    {
-        "amount",
-        "amount_received",
-        "amount_total",
-        "amount_paid",
-        "amount_due",
-        "amount_refunded",
-        "created",
-        "canceled_at",
-        "ended_at",
-        "period_end",
-        "current_period_start",
-        "current_period_end",
-        "next_payment_attempt",
-    }
-)
-_STRINGS = frozenset(
-    {
-        "id",
-        "object",
-        "status",
-        "currency",
-        "payment_status",
-        "mode",
-        "client_reference_id",
-        "billing_reason",
-        "client_secret",
-    }
-)
-_REFERENCES = frozenset(
-    {
-        "customer",
-        "payment_intent",
-        "invoice",
-        "subscription",
-        "latest_charge",
-        "payment_method",
-        "charge",
-        "price",
-        "latest_invoice",
-    }
-)  # an id or the object
-
-
-def _malformed(value: Any, depth: int = 0) -> str | None:
-    """The path of the first field the handlers could not read (None: all readable)."""
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        if depth > 20:  # far deeper than any Stripe object
-            return str(key)
-        if item is None:
-            continue
-        if isinstance(item, str) and (
-            "\x00" in item
-            or (key in _STRINGS | _REFERENCES and len(item) > 255)
-            or (key not in _STRINGS | _REFERENCES and len(item) > 5000)
-        ):
-            return str(key)  # Stripe sends no NUL, ids and enums of at most 255, no huge strings
-        if (
-            (key in _HASHES and not isinstance(item, dict))
-            or (key in _INTEGERS and (type(item) is not int or abs(item) > 2**31 - 1))
-            or (key in _STRINGS and not isinstance(item, str))
-            or (key in _REFERENCES and not isinstance(item, str | dict))
-            or (key == "data" and not isinstance(item, list))
-            or (key == "metadata" and not all(isinstance(v, str) for v in item.values()))
-        ):
-            return str(key)
-        found = _malformed(item, depth + 1)
-        if found:
-            return f"{key}.{found}"
-    return None
 
 
 @dataclass
 class Outcome:
     status: int
     body: dict[str, Any]
-
-
-# --- checking what arrived ---------------------------------------------------------------------
-
-
-def parse(payload: bytes, signature: str | None) -> dict[str, Any]:
-    """The verified event, or :class:`WebhookSignatureInvalid` / :class:`WebhookPayloadInvalid`
-    (both 400). Everything processing relies on is checked here, before anything is stored."""
-    secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
-    event = get_gateway().verify_webhook(payload, signature, secret, tolerance=TOLERANCE_SECONDS)
-    _check_event(event)
-    return event
-
-
-def _check_event(event: dict[str, Any]) -> None:
-    def bad(message: str) -> WebhookPayloadInvalid:
-        return WebhookPayloadInvalid(f"the event {message}", user_message=f"The webhook event {message}.")
-
-    event_id = event.get("id")
-    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
-        raise bad("has no valid id")
-    event_type = event.get("type")
-    if not isinstance(event_type, str) or len(event_type) > 100 or not _EVENT_TYPE.fullmatch(event_type):
-        raise bad("has no valid type")
-    created = event.get("created")
-    if type(created) is not int or not 0 < created <= _MAX_CREATED:
-        raise bad("has no valid created timestamp")
-    if not isinstance(event.get("livemode", False), bool):
-        raise bad("has an invalid livemode")
-    data = event.get("data")
-    obj = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(obj, dict):
-        raise bad("has no object in data.object")
-    object_id = obj.get("id")
-    if object_id is not None and (not isinstance(object_id, str) or not 0 < len(object_id) <= 255):
-        raise bad("object has an invalid id")
-    field = _malformed(obj)
-    if field:
-        raise bad(f"object has an invalid {field[:100]}")
 
 
 # --- receiving: store and acknowledge ------------------------------------------------------------
@@ -215,52 +78,102 @@ class Stored:
 
 
 def store(payload: bytes, signature: str | None) -> Stored:
-    """Verify one delivery and store it, unprocessed and due now (one commit); the view answers
-    200 and wakes a worker (:func:`process_stored`). A repeat of a stored event stores nothing:
-    processed, it is acknowledged as a duplicate; not yet, its row is handed back to wake a
-    worker again (the claim keeps one worker on it)."""
+    """Verify one delivery and store it, unprocessed and due now (committed before this
+    returns); the view answers 200 and wakes a worker (:func:`process_stored`). A repeat of a
+    stored event stores nothing: processed, it is acknowledged as a duplicate; not yet, its row
+    is handed back to wake a worker again (the claim keeps one worker on it).
+
+    This is the path that must keep up with Stripe's bursts, so it runs prepared Core statements
+    on a connection of its own, not the ORM session: on PostgreSQL ONE statement in autocommit
+    (the INSERT … ON CONFLICT DO NOTHING RETURNING, with the order's sync-due UPDATE in a
+    data-modifying CTE that runs only when the row is new) -- one round trip, atomic, committed
+    when it answers; on SQLite the same two statements in one transaction."""
     event = parse(payload, signature)
-    table = StripeEvent.__table__
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    row_id = db.session.execute(  # one statement for a new event: INSERT … ON CONFLICT … RETURNING
-        dialect.insert(table)
-        .values(**_row_values(event, payload.decode("utf-8")))
-        .on_conflict_do_nothing(index_elements=["stripe_id"])
-        .returning(table.c.id)
-    ).scalar()
-    if row_id is not None:
-        _order_sync_due(event)
-        db.session.commit()
-        return Stored(Outcome(200, {"received": True}), row_id)
-    row = db.session.execute(
-        select(StripeEvent.id, StripeEvent.processed_at).where(StripeEvent.stripe_id == event["id"])
-    ).one()
-    db.session.commit()
+    values = _row_values(event, payload.decode("utf-8"))
+    column, order_ref = _order_reference(event)
+    engine = db.engine
+    postgres = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        if postgres:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # one statement: its own commit
+            statement = _statements(True, column)
+            row_id = conn.execute(
+                statement, {**values, "order_ref": order_ref, "updated_at": values["received_at"]}
+            ).scalar()
+        else:
+            with conn.begin():
+                row_id = conn.execute(_statements(False, None), values).scalar()
+                if row_id is not None and column is not None:
+                    conn.execute(
+                        _statements(False, column), {"order_ref": order_ref, "updated_at": values["received_at"]}
+                    )
+        if row_id is not None:
+            return Stored(Outcome(200, {"received": True}), row_id)
+        row = conn.execute(_STORED_ROW, {"stripe_id": event["id"]}).one()
     if row.processed_at is not None:
         return Stored(Outcome(200, {"received": True, "duplicate": True}), None)
     return Stored(Outcome(200, {"received": True}), row.id)
 
 
-def _order_sync_due(event: dict[str, Any]) -> None:
+def _order_reference(event: dict[str, Any]) -> tuple[str | None, str | None]:
     """An event about a buyer's payment makes the order's Stripe sync due (in the commit that
     stores it): the order page's next status poll asks Stripe, so it shows "paid" within one
-    poll of the webhook arriving, however busy (or down) the workers are."""
+    poll of the webhook arriving, however busy (or down) the workers are. Returns the order
+    column and the Stripe id to find the order by (None, None: not about an order's payment)."""
     obj, event_type = event["data"]["object"], event["type"]
-    column, stripe_id = Order.stripe_payment_intent_id, None
+    column, stripe_id = "stripe_payment_intent_id", None
     if event_type.startswith("payment_intent."):
         stripe_id = obj.get("id")
     elif event_type.startswith("charge."):
         reference = obj.get("payment_intent")
         stripe_id = reference.get("id") if isinstance(reference, dict) else reference
     elif event_type.startswith("checkout.session."):
-        column, stripe_id = Order.stripe_checkout_session_id, obj.get("id")
-    if isinstance(stripe_id, str):
-        db.session.execute(
-            update(Order)
-            .where(column == stripe_id, Order.status.in_(SYNCABLE), Order.synced_at.is_not(None))
-            .values(synced_at=None)
-            .execution_options(synchronize_session=False)
+        column, stripe_id = "stripe_checkout_session_id", obj.get("id")
+    return (column, stripe_id) if isinstance(stripe_id, str) else (None, None)
+
+
+_STORED_ROW = select(StripeEvent.id, StripeEvent.processed_at).where(StripeEvent.stripe_id == bindparam("stripe_id"))
+_STATEMENTS: dict[tuple[bool, str | None], Executable] = {}
+
+
+def _statements(postgres: bool, column: str | None) -> Executable:
+    """The store's statements, built once (SQLAlchemy then reuses their compiled form; psycopg
+    prepares a statement it has run a few times). PostgreSQL: the whole store for an event about
+    the order found by ``column`` (None: no order to mark). SQLite: ``column`` None is the
+    INSERT, else the order's UPDATE."""
+    key = (postgres, column)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = _build_statement(postgres, column)
+    return statement
+
+
+def _build_statement(postgres: bool, column: str | None) -> Executable:
+    table = cast(Table, StripeEvent.__table__)
+    insert = (
+        (postgresql.insert(table) if postgres else sqlite.insert(table))
+        .values({name: bindparam(name, type_=table.c[name].type) for name in _ROW_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["stripe_id"])
+        .returning(table.c.id)
+    )
+    if column is None:
+        return insert
+    orders = cast(Table, Order.__table__)
+    mark = (
+        update(orders)
+        .where(
+            orders.c[column] == bindparam("order_ref"),
+            orders.c.status.in_(sorted(SYNCABLE)),
+            orders.c.synced_at.is_not(None),
         )
+        .values(
+            synced_at=None, updated_at=bindparam("updated_at", type_=orders.c.updated_at.type)
+        )  # no onupdate in a CTE
+    )
+    if not postgres:
+        return mark
+    stored = insert.cte("stored")  # the UPDATE runs only when the INSERT stored a row: a repeat changes nothing
+    return select(stored.c.id).add_cte(mark.where(exists(select(stored.c.id))).cte("sync_due"))
 
 
 # --- processing (a worker, the sweeper, an admin's replay) ---------------------------------------
@@ -338,7 +251,7 @@ def _process_payload(text: str, *, source_prefix: str, counted: bool) -> Outcome
     read_then_release()
     event = json.loads(text)
     try:
-        _check_event(event)
+        check_event(event)
     except WebhookPayloadInvalid as err:  # stored before events were checked on arrival
         _record_failure(event.get("id"), err, counted=counted, give_up=True)
         return Outcome(400, {"received": True, "processed": False, "error": err.user_message})
@@ -379,6 +292,21 @@ def _run(event: dict[str, Any], *, source: str, counted: bool) -> Outcome:
     elif result is None:
         log.info("webhook %s: %s is about an object we don't know; acknowledged", event["id"], event["type"])
     return Outcome(200, {"received": True, "processed": True})
+
+
+_ROW_COLUMNS = (
+    "stripe_id",
+    "type",
+    "object_id",
+    "created",
+    "livemode",
+    "payload",
+    "received_at",
+    "processed_at",
+    "next_attempt_at",
+    "attempts",
+    "error",
+)
 
 
 def _row_values(event: dict[str, Any], text: str) -> dict[str, Any]:
