@@ -17,7 +17,7 @@ from .strategies import RecordingMultiDict, warm_up
 
 
 @pytest.fixture(scope="module")
-def world(app, _sandbox, sandbox_server):
+def world(app, _sandbox, sandbox_server, worker):
     _sandbox.reset()
     _clean_tables(app)
     with app.app_context():
