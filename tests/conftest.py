@@ -514,6 +514,17 @@ def admin(app, sandbox, catalog):
     return client
 
 
+def browser_confirm_setup(sandbox, client_secret: str, payment_method: str = "pm_card_visa"):
+    """Confirm a SetupIntent as Stripe.js does from the buyer's browser, with the client secret our
+    add-a-card page handed it (publishable key only). Returns the SetupIntent."""
+    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url}, max_network_retries=0)
+    # client_secret is the browser's (publishable-key) credential; the SDK's typed params leave it out.
+    return browser.v1.setup_intents.confirm(
+        client_secret.split("_secret_")[0],
+        params={"client_secret": client_secret, "payment_method": payment_method},  # type: ignore[arg-type]
+    )
+
+
 def browser_confirm(sandbox, payment_intent_id: str | None, payment_method: str = "pm_card_visa"):
     """Confirm a PaymentIntent as Stripe.js does from the buyer's browser (publishable key +
     client secret). ``payment_intent_id`` may come straight from an order's optional column: it

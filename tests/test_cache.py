@@ -14,13 +14,12 @@ import secrets
 
 import pytest
 import redis
-import stripe
 
 from storefront import create_app
 from storefront.cache import Shared, due
 from storefront.config import load_settings
 
-from .conftest import TEST_PASSWORD, found, make_config
+from .conftest import TEST_PASSWORD, browser_confirm_setup, found, make_config
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -64,15 +63,7 @@ def add_card(client, sandbox, payment_method: str) -> None:
     page = client.get("/account/cards/new").get_data(as_text=True)
     secret = found(re.search(r'data-client-secret="(seti_[^"]+)"', page), "SetupIntent secret").group(1)
     seti_id = secret.split("_secret_")[0]
-    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url}, max_network_retries=0)
-    # client_secret is the browser's (publishable-key) credential; the SDK's typed params leave it out.
-    browser.v1.setup_intents.confirm(
-        seti_id,
-        params={
-            "client_secret": secret,  # type: ignore[arg-type]
-            "payment_method": payment_method,
-        },
-    )
+    browser_confirm_setup(sandbox, secret, payment_method)
     assert client.get(f"/account/cards/added?setup_intent={seti_id}").status_code == 303
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 
 import pytest
-import stripe
 from sqlalchemy import select
 
 from storefront.extensions import db
 from storefront.models import User
 from storefront.services import cards
 
-from .conftest import clear_cache, csrf_token_from, found
+from .conftest import browser_confirm_setup, clear_cache, csrf_token_from, found
 
 
 def customer_id(app, email="buyer@example.com") -> str:
@@ -74,16 +73,7 @@ def test_reloading_the_add_a_card_page_mints_no_new_setup_intent(app, buyer, san
     assert buyer.head("/account/cards/new").status_code == 200
     assert secret() == first and secret() == first
     assert len(sandbox.stripe.v1.setup_intents.list({"customer": customer_id(app)}).data) == 1
-    seti_id = first.split("_secret_")[0]
-    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url}, max_network_retries=0)
-    # client_secret is the browser's (publishable-key) credential; the SDK's typed params leave it out.
-    browser.v1.setup_intents.confirm(
-        seti_id,
-        params={
-            "client_secret": first,  # type: ignore[arg-type]
-            "payment_method": "pm_card_visa",
-        },
-    )
+    browser_confirm_setup(sandbox, first, "pm_card_visa")
     assert secret() != first
     assert len(sandbox.stripe.v1.setup_intents.list({"customer": customer_id(app)}).data) == 2
 
@@ -95,15 +85,7 @@ def test_add_a_card_with_a_setup_intent(app, buyer, sandbox):
     seti_id = secret.split("_secret_")[0]
     si = sandbox.stripe.v1.setup_intents.retrieve(seti_id)
     assert si.customer == customer_id(app) and si.usage == "off_session"
-    browser = stripe.StripeClient("pk_test_sandbox", base_addresses={"api": sandbox.url}, max_network_retries=0)
-    # client_secret is the browser's (publishable-key) credential; the SDK's typed params leave it out.
-    browser.v1.setup_intents.confirm(
-        seti_id,
-        params={
-            "client_secret": secret,  # type: ignore[arg-type]
-            "payment_method": "pm_card_visa",
-        },
-    )
+    browser_confirm_setup(sandbox, secret, "pm_card_visa")
     response = buyer.get(f"/account/cards/added?setup_intent={seti_id}")
     assert response.status_code == 303
     page = buyer.get("/account/cards").get_data(as_text=True)
