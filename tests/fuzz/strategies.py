@@ -338,9 +338,14 @@ class NamePool:
 
     def __init__(self, endpoint: str, static: list[str]) -> None:
         self.endpoint, self.static = endpoint, list(static)
+        # Snapshots, taken when a test builds its strategies: Hypothesis replays draws and needs
+        # them to mean the same names for the whole test (names learned meanwhile changed the
+        # choices under it: FlakyStrategyDefinition). What a test teaches counts from the next one.
+        self.names = sorted(set(self.static) | LEARNED.get(endpoint, set()))
+        self.everywhere = sorted(set(GLOBAL_NAMES).union(*LEARNED.values()))
 
     def current(self) -> list[str]:
-        return sorted(set(self.static) | LEARNED.get(self.endpoint, set()))
+        return self.names
 
 
 Names = NamePool | list[str]
@@ -353,7 +358,7 @@ def _key(draw, pool: NamePool) -> str:
     if names and choice <= 2:
         return draw(st.sampled_from(names))
     if choice <= 3:
-        return draw(st.sampled_from(sorted(set(GLOBAL_NAMES).union(*LEARNED.values()))))
+        return draw(st.sampled_from(pool.everywhere))
     return draw(TEXT.filter(bool))
 
 
