@@ -35,9 +35,10 @@ import calendar
 from datetime import UTC, datetime
 
 from .. import errors
-from ..api import Context, apply_metadata
+from ..api import Context
 from ..money import format_invoice_amount
 from ..primitives import new_id, public
+from .catalog import new_product
 from .payment_methods import attach_to_customer
 
 
@@ -80,31 +81,6 @@ def load_price_param(ctx: Context, price_id: str, param: str) -> dict:
     return price
 
 
-def _new_product(pd: dict, now: int) -> dict:
-    """The Product Stripe creates for ``price_data[product_data]``."""
-    return {
-        "id": new_id("prod"),
-        "object": "product",
-        "active": True,
-        "created": now,
-        "default_price": None,
-        "description": pd.get("description"),
-        "images": [],
-        "livemode": False,
-        "marketing_features": [],
-        "metadata": {},
-        "name": pd["name"],
-        "package_dimensions": None,
-        "shippable": None,
-        "statement_descriptor": None,
-        "tax_code": None,
-        "type": "service",
-        "unit_label": None,
-        "updated": now,
-        "url": None,
-    }
-
-
 def _inline_product(ctx: Context, data: dict, param: str, product_data_ok: bool, now: int) -> dict:
     """``price_data[product]`` (an existing Product) or ``price_data[product_data]`` (a new one)."""
     if data.get("product"):
@@ -114,10 +90,7 @@ def _inline_product(ctx: Context, data: dict, param: str, product_data_ok: bool,
     pd = data["product_data"]
     if not pd.get("name"):
         raise errors.missing_param(f"{param}[product_data][name]")
-    product = _new_product(pd, now)
-    apply_metadata(product, pd.get("metadata"))
-    ctx.store.put(product)
-    return product
+    return ctx.store.put(new_product(pd, now))
 
 
 def _inline_recurring(data: dict) -> dict | None:

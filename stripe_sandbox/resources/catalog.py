@@ -9,8 +9,8 @@ from ..primitives import new_id
 _PRODUCT_FIELDS = ["name", "description", "active", "metadata", "default_price"]
 
 
-def _new_product(ctx: Context, params: dict) -> dict:
-    now = ctx.now()
+def new_product(params: dict, now: int) -> dict:
+    """A Product from ``products.create`` params, or from a price's ``product_data``."""
     product = {
         "id": params.get("id") or new_id("prod"),
         "object": "product",
@@ -43,7 +43,7 @@ def create_product(ctx: Context, params: dict) -> dict:
     ctx.require_secret_key()
     if params.get("id") and ctx.store.get(params["id"]):
         raise errors.invalid_request("Product already exists.", param="id", code="resource_already_exists")
-    product = ctx.store.put(_new_product(ctx, params))
+    product = ctx.store.put(new_product(params, ctx.now()))
     ctx.emit("product.created", product)
     return product
 
@@ -146,7 +146,7 @@ def create_price(ctx: Context, params: dict) -> dict:
     if "product" in params:
         product = ctx.load(params["product"], "product", param="product")
     elif "product_data" in params:
-        product = ctx.store.put(_new_product(ctx, params["product_data"]))
+        product = ctx.store.put(new_product(params["product_data"], ctx.now()))
         ctx.emit("product.created", product)
     else:
         raise errors.missing_param("product")
