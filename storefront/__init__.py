@@ -106,6 +106,9 @@ def register_blueprints(app: Flask) -> None:
     from .web import ops  # /healthz, /readyz, /metrics
 
     ops.init_app(app)
+    from .web import dev_mail  # /dev/mail: the caught mail, in sandbox mode only
+
+    dev_mail.init_app(app)
 
 
 def register_template_helpers(app: Flask) -> None:

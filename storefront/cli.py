@@ -1,4 +1,5 @@
-"""flask commands: init-db, catalog sync, create-admin, seed-demo, reconcile, replay-event, jobs."""
+"""flask commands: init-db, catalog sync, create-admin, seed-demo, reconcile, replay-event, jobs, worker,
+mail-catcher."""
 
 from __future__ import annotations
 
@@ -233,6 +234,42 @@ def worker_command(workers: int, no_periodic: bool) -> None:
     consumer.run()
 
 
+@click.command("mail-catcher")
+@click.option(
+    "--port", default=8025, show_default=True, type=click.IntRange(1, 65535), help="SMTP port (on 127.0.0.1)."
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where caught mail is written (default: $MAIL_CATCHER_DIR, else instance/mail).",
+)
+@click.option("--keep", default=500, show_default=True, type=click.IntRange(1), help="How many messages to keep.")
+@with_appcontext
+def mail_catcher_command(port: int, directory: str | None, keep: int) -> None:
+    """Catch the store's mail (sandbox): an SMTP server on 127.0.0.1 writing each message as an .eml file."""
+    import signal
+    import threading
+
+    from .mail_catcher import HOST, MailCatcher, dev_mail_dir
+
+    folder = Path(directory) if directory else dev_mail_dir(current_app.config, current_app.instance_path)
+    try:
+        catcher = MailCatcher(folder, port=port, keep=keep).start()
+    except (OSError, RuntimeError) as err:  # the port is taken, or the server did not come up
+        raise click.ClickException(f"The mail catcher could not listen on {HOST}:{port}: {err}") from err
+    click.echo(f"Mail catcher: smtp://{HOST}:{port} -> {folder} (newest {keep} kept)")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        catcher.stop()
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(stripe_cli)
     app.cli.add_command(init_db_command)
@@ -243,3 +280,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(replay_event_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(jobs_cli)
+    app.cli.add_command(mail_catcher_command)
