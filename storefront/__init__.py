@@ -58,6 +58,9 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     cache.init_app(app)
     login_manager.init_app(app)
+    from . import mailer  # Flask-Mailman (SMTP settings read when a mail is sent)
+
+    mailer.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"

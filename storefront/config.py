@@ -50,6 +50,24 @@ SECRET_KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.t
 
 log = logging.getLogger(__name__)
 
+#: mail settings read from the environment (storefront/mailer.py; issue 13)
+MAIL_ENV_NAMES = (
+    "MAIL_SERVER",
+    "MAIL_PORT",
+    "MAIL_USE_TLS",
+    "MAIL_USE_SSL",
+    "MAIL_USERNAME",
+    "MAIL_PASSWORD",
+    "MAIL_DEFAULT_SENDER",
+    "MAIL_TIMEOUT",
+    "STORE_NAME",
+    "STORE_URL",
+)
+#: where sandbox mode sends mail: the local catcher started by scripts/run.sh
+SANDBOX_MAIL_SERVER = "127.0.0.1"
+SANDBOX_MAIL_PORT = 8025
+SANDBOX_STORE_URL = "http://127.0.0.1:5000"
+
 # Names read from the environment (all optional outside live mode).
 ENV_NAMES = (
     "SECRET_KEY",
@@ -83,6 +101,7 @@ ENV_NAMES = (
     "WEBHOOK_LEASE_SECONDS",
     "REDIS_URL",
     "CACHE_REDIS_URL",
+    *MAIL_ENV_NAMES,
 )
 
 
@@ -137,6 +156,7 @@ def _defaults(instance_path: str) -> dict[str, Any]:
         "METRICS_ALLOW": None,
         "READYZ_STRIPE_CACHE_SECONDS": 5.0,
         **_queue_defaults(instance_path),
+        **_mail_defaults(),
         # Redis shared by every worker (storefront/cache.py; the cache may have its own)
         "REDIS_URL": None,
         "CACHE_REDIS_URL": None,
@@ -161,7 +181,39 @@ def _queue_defaults(instance_path: str) -> dict[str, Any]:
     }
 
 
+def _mail_defaults() -> dict[str, Any]:
+    """Mail (storefront/mailer.py, Flask-Mailman over SMTP). ``None`` server/port/sender/URL are
+    decided by the mode in :func:`mail_settings`; ``MAIL_BACKEND`` is always SMTP (Flask-Mailman
+    would pick its in-memory backend under ``TESTING``: the tests read a real SMTP server)."""
+    return {
+        "MAIL_BACKEND": "smtp",
+        "MAIL_SERVER": None,
+        "MAIL_PORT": None,
+        "MAIL_USE_TLS": False,
+        "MAIL_USE_SSL": False,
+        "MAIL_USERNAME": None,
+        "MAIL_PASSWORD": None,
+        "MAIL_DEFAULT_SENDER": None,
+        "MAIL_TIMEOUT": 10.0,
+        "STORE_NAME": "Storefront",
+        "STORE_URL": None,
+        # an unsent mail is tried again after 60 s x 2^(n-1) (at most an hour), 8 times in all
+        "MAIL_RETRY_SECONDS": 60.0,
+        "MAIL_MAX_ATTEMPTS": 8,
+        "MAIL_LEASE_SECONDS": 120.0,
+    }
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
 def _coerce(name: str, value: Any) -> Any:
+    if name in ("MAIL_USE_TLS", "MAIL_USE_SSL"):
+        return str(value).strip().lower() in _TRUE
+    if name == "MAIL_PORT":
+        return int(value)
+    if name == "MAIL_TIMEOUT":
+        return float(value)
     if name in ("STRIPE_TIMEOUT", "READYZ_STRIPE_CACHE_SECONDS"):
         return float(value)
     if name in ("WEBHOOK_RETRY_SECONDS", "WEBHOOK_RETRY_MAX_SECONDS", "WEBHOOK_LEASE_SECONDS"):
@@ -236,12 +288,35 @@ def load_settings(
         settings["STRIPE_JS_URL"] = STRIPE_DEFAULT_JS_URL
     settings["STRIPE_TEST_MODE"] = mode != "live"
 
+    mail_settings(settings)
     _check(settings)
     _check_secret_key(settings, instance_path)
     _check_limits(settings)
     _ops_settings(settings)
     cache_settings(settings)
     return settings
+
+
+def mail_settings(settings: dict[str, Any]) -> None:
+    """Sandbox mode sends to the local catcher (127.0.0.1:8025) and links to
+    http://127.0.0.1:5000 unless told otherwise; elsewhere ``STORE_URL`` defaults to
+    ``EXTERNAL_URL``. Links in mails are built from ``STORE_URL``, never from a Host header."""
+    mode = settings["STRIPE_MODE"]
+    if mode == "sandbox":
+        settings["MAIL_SERVER"] = settings.get("MAIL_SERVER") or SANDBOX_MAIL_SERVER
+        settings["MAIL_PORT"] = settings.get("MAIL_PORT") or SANDBOX_MAIL_PORT
+    elif settings.get("MAIL_SERVER") and not settings.get("MAIL_PORT"):
+        settings["MAIL_PORT"] = 465 if settings.get("MAIL_USE_SSL") else 587 if settings.get("MAIL_USE_TLS") else 25
+    if settings.get("MAIL_USE_TLS") and settings.get("MAIL_USE_SSL"):
+        raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL are exclusive (STARTTLS on 587, or TLS on 465).")
+    store_url = settings.get("STORE_URL") or settings.get("EXTERNAL_URL")
+    if not store_url and mode != "live":  # live mode must name it (config._check)
+        store_url = SANDBOX_STORE_URL
+    settings["STORE_URL"] = str(store_url).rstrip("/") if store_url else None
+    if not settings.get("MAIL_DEFAULT_SENDER"):
+        host = urlsplit(settings["STORE_URL"] or "").hostname or "localhost"
+        domain = host if "." in host and not host.replace(".", "").isdigit() else "storefront.test"
+        settings["MAIL_DEFAULT_SENDER"] = f"{settings.get('STORE_NAME') or 'Storefront'} <no-reply@{domain}>"
 
 
 def cache_settings(settings: dict[str, Any]) -> None:

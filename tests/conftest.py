@@ -27,6 +27,7 @@ from stripe.params import CustomerListParams, PriceListParams, ProductListParams
 from storefront import create_app
 from storefront.extensions import cache, db, limiter
 
+from . import mail_sink as mail_sink_module
 from . import queue_worker
 
 TEST_PASSWORD = "correct-horse-battery"
@@ -152,6 +153,10 @@ def make_config(database_url: str, sandbox_url: str, **extra) -> dict:
         "RATELIMIT_STORAGE_URI": "memory://",
         "CACHE_KEY_PREFIX": TEST_CACHE_PREFIX,
         "QUEUE_SQLITE_PATH": TEST_QUEUE_FILE,
+        # every mail of the run goes to the test's own SMTP server (tests/mail_sink.py)
+        "MAIL_SERVER": mail_sink_module.session_sink().host,
+        "MAIL_PORT": mail_sink_module.session_sink().port,
+        "STORE_URL": "http://localhost",
     }
     config.update(extra)
     return config
@@ -232,6 +237,15 @@ def worker(app):
     """The real queue's consumer, in this process's threads (tests/queue_worker.py); started
     for every test that uses the app. ``queue_worker.settle()`` waits until it has done everything."""
     return queue_worker.start(app)
+
+
+@pytest.fixture
+def mail_sink(app):
+    """The real SMTP server the app sends to (tests/mail_sink.py), emptied for this test."""
+    sink = mail_sink_module.session_sink()
+    sink.clear()
+    yield sink
+    sink.clear()
 
 
 @pytest.fixture

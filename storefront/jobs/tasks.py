@@ -1,8 +1,8 @@
-"""The store's own tasks: process a stored webhook event, and the sweeper."""
+"""The store's own tasks: process a stored webhook event, send an owed mail, and their sweepers."""
 
 from __future__ import annotations
 
-from ..services import maintenance, webhooks
+from ..services import mail, maintenance, webhooks
 from .queue import crontab, periodic_task, task
 
 
@@ -19,3 +19,18 @@ def sweep_events() -> None:
     was down, events of a worker killed mid-event, failed ones due for a retry. The run is
     recorded (job ``sweep_events``, ``services.maintenance``) and shown in the admin."""
     maintenance.run_job("sweep_events", trigger="schedule")
+
+
+@task()
+def send_mail(row_id: int) -> None:
+    """Send one owed mail (``services.mail``: queued after the commit of the unit that owed it);
+    nothing when it was sent already or another worker holds it. A failure is recorded on the
+    row and left to the sweeper's backoff (no Huey retry: the row is the one source of truth)."""
+    mail.send_stored(row_id)
+
+
+@periodic_task(crontab(minute="*"), every="every minute")
+def sweep_mails() -> None:
+    """Send the owed mails that are due and older than a minute: queued while the queue was
+    down, lost with a killed worker, or failed and waiting for their next attempt."""
+    mail.send_due()

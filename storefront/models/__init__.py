@@ -5,6 +5,7 @@ from .catalog import Price, Product
 from .job_run import JobRun
 from .ledger import PointsEntry
 from .order import Order, OrderTransition
+from .outbound_mail import OutboundMail
 from .refund import Refund
 from .stripe_event import StripeEvent
 from .subscription import Subscription
@@ -15,6 +16,7 @@ __all__ = [
     "JobRun",
     "Order",
     "OrderTransition",
+    "OutboundMail",
     "PointsEntry",
     "Price",
     "Product",

@@ -31,6 +31,9 @@ class User(UserMixin, Model):  # type: ignore[misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: sum of the user's points ledger, kept in step by services.points in the same transaction
     points_balance: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: when the owner clicked the verification link sent to ``email`` (None: not yet; a new
+    #: address is only ever set by clicking its confirmation link, so it stays verified)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: set when a Lifetime purchase is paid: Professional features forever
     lifetime_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: the subscription whose renewal failed, if any (for the site-wide banner): loaded with
@@ -46,6 +49,12 @@ class User(UserMixin, Model):  # type: ignore[misc]
     @validates("email")
     def _normalize_email(self, _key: str, value: str) -> str:
         return normalize_email(value)
+
+    @property
+    def email_verified(self) -> bool:
+        """The owner has proven they read mail at ``email`` (what claiming orders and changing
+        the email need; buying does not)."""
+        return self.email_verified_at is not None
 
     @property
     def sign_in(self) -> tuple[str, int] | None:
