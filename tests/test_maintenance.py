@@ -5,13 +5,16 @@ recorded (ok / failed with its error), the admin's jobs page and its "Run now", 
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from storefront import jobs
 from storefront.extensions import db
+from storefront.jobs import scheduled
 from storefront.models import JobRun, Order, OrderTransition, PointsEntry, User, utcnow
 from storefront.services import maintenance
 
@@ -195,19 +198,40 @@ def test_runs_are_recorded_and_only_the_newest_are_kept(app, sandbox, monkeypatc
 
 
 def test_a_run_that_never_finished_shows_as_failed_once_it_is_over_an_hour_old(app, sandbox):
+    """A killed worker's run holds the job's lock for the job's lease only (reconcile: an hour)."""
     with app.app_context():
-        db.session.add_all(
-            [
-                JobRun(job="reconcile", trigger="schedule", started_at=utcnow() - timedelta(hours=2)),
-                JobRun(job="reconcile", trigger="schedule", started_at=utcnow() - timedelta(minutes=5)),
-            ]
-        )
+        db.session.add(JobRun(job="reconcile", trigger="schedule", started_at=utcnow() - timedelta(hours=2)))
         db.session.commit()
     run(app, "reconcile")
     with app.app_context():
         rows = db.session.execute(select(JobRun.outcome, JobRun.error).order_by(JobRun.id)).all()
-    assert [outcome for outcome, _ in rows] == ["failed", "running", "ok"]  # the 5-minute-old one may still finish
+    assert [outcome for outcome, _ in rows] == ["failed", "ok"]
     assert "Did not finish" in found(rows[0].error)
+
+
+def test_a_run_within_its_lease_holds_the_lock_and_the_sweeper_s_lease_is_short(app, sandbox):
+    with app.app_context():
+        db.session.add_all(
+            [
+                JobRun(job="reconcile", trigger="schedule", started_at=utcnow() - timedelta(minutes=5)),
+                JobRun(job="sweep_events", trigger="schedule", started_at=utcnow() - timedelta(minutes=6)),
+            ]
+        )
+        db.session.commit()
+    skipped = run(app, "reconcile")
+    assert skipped.outcome == "skipped" and "another run was running since" in found(skipped.summary)
+    assert "(schedule)" in found(skipped.summary)
+    assert run(app, "sweep_events").outcome == "ok"  # its lease is 5 minutes: that worker died
+    with app.app_context():
+        rows = db.session.execute(select(JobRun.job, JobRun.outcome).order_by(JobRun.id)).all()
+        (status,) = [s for s in maintenance.overview() if s.job.name == "reconcile"]
+        assert status.last is not None and status.last.outcome == "running"  # not the skipped one
+    assert rows == [
+        ("reconcile", "running"),
+        ("sweep_events", "failed"),
+        ("reconcile", "skipped"),
+        ("sweep_events", "ok"),
+    ]
 
 
 def test_the_admin_lists_jobs_and_runs_one_now(app, admin, buyer, sandbox, worker):
@@ -291,3 +315,92 @@ def test_run_now_runs_in_the_request_when_the_queue_is_down(app, admin, sandbox,
     with app.app_context():
         row = found(db.session.scalar(select(JobRun)), "the run")
         assert (row.job, row.outcome, row.trigger) == ("retry_owed_cancels", "ok", "admin:boss@example.com")
+
+
+# --- one run of a job at a time (the overlap lock) -------------------------------------------------
+
+
+class Gate:
+    """A test job that runs until the test opens the gate (or raises when told to)."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.fail = False
+        self.runs = 0
+
+    def __call__(self) -> maintenance.Outcome:
+        self.runs += 1
+        self.entered.set()
+        assert self.opened.wait(20), "the test never opened the gate"
+        if self.fail:
+            raise RuntimeError("the job broke")
+        return maintenance.Outcome("went through the gate")
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    gate = Gate()
+    monkeypatch.setitem(
+        maintenance.JOBS, "gated", maintenance.Job("gated", "Gated test job", "never", {"minute": "0"}, gate)
+    )
+    yield gate
+    gate.opened.set()
+
+
+def runs_of(app, name: str) -> list[tuple[str, str]]:
+    with app.app_context():
+        rows = db.session.execute(select(JobRun.outcome, JobRun.trigger).where(JobRun.job == name).order_by(JobRun.id))
+        result = [tuple(r) for r in rows]
+        db.session.remove()
+    return result
+
+
+def enqueue_run(app, name: str, trigger: str) -> None:
+    with app.app_context():
+        jobs.enqueue(scheduled.run_now, name, trigger)
+
+
+def wait_for(predicate, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_two_runs_of_a_job_at_once_on_the_queue_one_runs_one_is_skipped(app, sandbox, worker, gate):
+    enqueue_run(app, "gated", "first")
+    assert gate.entered.wait(20)  # a worker thread is in the job, holding its lock
+    enqueue_run(app, "gated", "second")  # the other worker thread
+    wait_for(lambda: ("skipped", "second") in runs_of(app, "gated"))
+    assert runs_of(app, "gated") == [("running", "first"), ("skipped", "second")]
+    gate.opened.set()
+    wait_for(lambda: ("ok", "first") in runs_of(app, "gated"))
+    assert gate.runs == 1
+    assert runs_of(app, "gated") == [("ok", "first"), ("skipped", "second")]
+    # the lock is free again: the next run runs
+    assert run(app, "gated").outcome == "ok" and gate.runs == 2
+
+
+def test_the_lock_is_released_when_the_job_raises(app, sandbox, worker, gate):
+    gate.fail = True
+    gate.opened.set()
+    enqueue_run(app, "gated", "breaks")
+    wait_for(lambda: ("failed", "breaks") in runs_of(app, "gated"))
+    gate.fail = False
+    again = run(app, "gated")
+    assert (again.outcome, again.summary) == ("ok", "went through the gate")
+    with app.app_context():
+        errors = db.session.scalars(select(JobRun.error).where(JobRun.job == "gated")).all()
+    assert errors == ["RuntimeError: the job broke", None]
+
+
+def test_run_now_while_the_job_runs_says_it_is_already_running(app, admin, sandbox, worker, runner):
+    with app.app_context():
+        db.session.add(JobRun(job="reconcile", trigger="schedule", started_at=utcnow() - timedelta(minutes=1)))
+        db.session.commit()
+    page = admin.post("/admin/jobs/reconcile/run", follow_redirects=True).get_data(as_text=True)
+    assert "reconcile is already running (started" in page and "by schedule" in page
+    assert runs_of(app, "reconcile") == [("running", "schedule")]  # nothing queued, nothing run
+    result = runner.invoke(args=["jobs", "run", "reconcile"])
+    assert result.exit_code == 0 and "Skipped: another run was running since" in result.output

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import Model
 from .base import UTCDateTime, utcnow
 
-#: how a run ended (``running``: not yet, or the process died during it)
-OUTCOMES = ("running", "ok", "failed")
+#: how a run ended (``running``: not yet, or the process died during it; ``skipped``: another
+#: run of the job was running, so this one did nothing)
+OUTCOMES = ("running", "ok", "failed", "skipped")
+#: a job's running run is its overlap lock: at most one per job (``services.maintenance.run_job``)
+_RUNNING = text("outcome = 'running'")
 
 
 class JobRun(Model):
@@ -27,6 +30,7 @@ class JobRun(Model):
         CheckConstraint("outcome in ('" + "', '".join(OUTCOMES) + "')", name="outcome"),
         # the jobs page: each job's newest runs
         Index("ix_job_runs_job_started", "job", "started_at"),
+        Index("uq_job_runs_running", "job", unique=True, sqlite_where=_RUNNING, postgresql_where=_RUNNING),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

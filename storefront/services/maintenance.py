@@ -8,6 +8,19 @@ a ``running`` row first (committed, so a run that dies half-way stays visible), 
 ``failed`` with the summary and the error text. Only the newest :data:`KEEP_RUNS` runs of each
 job are kept.
 
+**One run of a job at a time.** Two workers' schedulers, a slow run and the next one, or "Run now"
+during a scheduled run could run a job twice at once. The ``running`` row is the lock: a partial
+unique index allows one per job (``uq_job_runs_running``), so a second run's insert fails and
+that run is recorded as ``skipped`` (not an error). The lock is a lease: a ``running`` row older
+than the job's :attr:`Job.lease` belonged to a worker that was killed, and the next run closes it
+as failed and takes the lock. Why the database and not Huey's ``lock_task``: Huey's lock expires
+only with a TTL, which its SQLite storage refuses and its Redis storage supports only on Redis
+7.4+, so a killed worker's lock would block the job until someone flushed it (flushing at a
+worker's start would free the locks of workers still running elsewhere); and "Run now" runs in the
+request when the queue's storage is down, where a lock kept in that storage can't be taken. The
+row is written anyway, the database is shared by every worker, and the lock's holder is what the
+admin sees (who started it, when).
+
 The jobs (schedules in :data:`JOBS`; the queue declares them from there):
 
 * ``reconcile`` -- the last few days of Stripe objects applied again (:mod:`.reconcile`, what
@@ -28,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import JobRun, Subscription
@@ -43,6 +57,7 @@ KEEP_RUNS = 100
 #: how much error text a run keeps
 ERROR_CHARS = 4000
 #: a run still ``running`` after this long died with its worker: the next run marks it failed
+#: and runs (a job's default :attr:`Job.lease`)
 ABANDONED_AFTER = timedelta(hours=1)
 #: the days reconciled by the scheduled run (``flask reconcile --days`` for more)
 RECONCILE_DAYS = 3
@@ -65,6 +80,8 @@ class Job:
     #: Huey ``crontab()`` arguments (minute, hour, …) that say the same
     crontab: dict[str, str]
     run: Callable[[], Outcome]
+    #: how long a run holds the job's lock: a run still ``running`` after that died with its worker
+    lease: timedelta = ABANDONED_AFTER
 
 
 # --- the jobs -------------------------------------------------------------------------------------
@@ -133,7 +150,16 @@ register(
         retry_owed_cancels,
     )
 )
-register(Job("sweep_events", "Process due webhook events", "every minute", {"minute": "*"}, sweep_events))
+register(
+    Job(
+        "sweep_events",
+        "Process due webhook events",
+        "every minute",
+        {"minute": "*"},
+        sweep_events,
+        lease=timedelta(minutes=5),  # a run stops taking events after 50 s
+    )
+)
 
 
 def job(name: str) -> Job:
@@ -148,14 +174,12 @@ def job(name: str) -> Job:
 
 def run_job(name: str, *, trigger: str) -> JobRun:
     """Run job ``name`` now and record the run; returns the finished row. Never raises for the
-    job's own failure (it is recorded as ``failed``); an unknown name raises :class:`NotFound`."""
+    job's own failure (it is recorded as ``failed``); an unknown name raises :class:`NotFound`.
+    Another run of the job holding its lock: nothing runs, the run is recorded as ``skipped``."""
     the_job = job(name)
-    with unit_of_work():
-        _close_abandoned(name)
-        row = JobRun(job=name, trigger=trigger[:120], outcome="running", started_at=utcnow())
-        db.session.add(row)
-        db.session.flush()
-        run_id = row.id
+    run_id = _start(the_job, trigger)
+    if run_id is None:
+        return _skip(name, trigger)
     try:
         outcome = the_job.run()
     except Exception as err:  # recorded, not raised: a scheduled run has no one to raise to
@@ -165,6 +189,42 @@ def run_job(name: str, *, trigger: str) -> JobRun:
     if outcome.errors:
         log.warning("job %s: %d error(s)", name, len(outcome.errors))
     return _finish(run_id, "failed" if outcome.errors else "ok", outcome.summary, "\n".join(outcome.errors) or None)
+
+
+def _start(the_job: Job, trigger: str) -> int | None:
+    """Take the job's lock: its ``running`` row, committed (None: another run holds it)."""
+    try:
+        with unit_of_work():
+            _close_abandoned(the_job)
+            row = JobRun(job=the_job.name, trigger=trigger[:120], outcome="running", started_at=utcnow())
+            db.session.add(row)
+            db.session.flush()
+            return row.id
+    except IntegrityError:  # uq_job_runs_running: a run of this job is running
+        return None
+
+
+def _skip(name: str, trigger: str) -> JobRun:
+    holder = running(name)
+    since = f" since {holder.started_at:%Y-%m-%d %H:%M:%S} UTC ({holder.trigger})" if holder else ""
+    with unit_of_work():
+        now = utcnow()
+        row = JobRun(job=name, trigger=trigger[:120], outcome="skipped", started_at=now, finished_at=now)
+        row.summary = f"Skipped: another run was running{since}."[:255]
+        db.session.add(row)
+        db.session.flush()
+        run_id = row.id
+        _prune(name)
+    log.info("job %s (%s): skipped, another run holds its lock%s", name, trigger, since)
+    return db.session.get_one(JobRun, run_id)
+
+
+def running(name: str) -> JobRun | None:
+    """The run of job ``name`` holding its lock (running, within the job's lease), if any."""
+    lease = JOBS[name].lease if name in JOBS else ABANDONED_AFTER
+    return db.session.scalar(
+        select(JobRun).where(JobRun.job == name, JobRun.outcome == "running", JobRun.started_at >= utcnow() - lease)
+    )
 
 
 def _finish(run_id: int, outcome: str, summary: str | None, error: str | None) -> JobRun:
@@ -180,11 +240,16 @@ def _finish(run_id: int, outcome: str, summary: str | None, error: str | None) -
     return db.session.get_one(JobRun, run_id)
 
 
-def _close_abandoned(name: str) -> None:
-    """Runs of ``name`` that never finished (their worker was killed) show as failed."""
+def _close_abandoned(the_job: Job) -> None:
+    """Runs of the job that never finished within its lease (their worker was killed) show as
+    failed; that frees the job's lock."""
     db.session.execute(
         update(JobRun)
-        .where(JobRun.job == name, JobRun.outcome == "running", JobRun.started_at < utcnow() - ABANDONED_AFTER)
+        .where(
+            JobRun.job == the_job.name,
+            JobRun.outcome == "running",
+            JobRun.started_at < utcnow() - the_job.lease,
+        )
         .values(outcome="failed", error="Did not finish: its worker stopped during the run.")
         .execution_options(synchronize_session=False)
     )
@@ -211,8 +276,9 @@ class JobStatus:
 
 
 def overview() -> list[JobStatus]:
-    """Each job with its newest run and its newest ``ok`` run (two queries over the index)."""
-    newest = select(func.max(JobRun.id)).group_by(JobRun.job).scalar_subquery()
+    """Each job with its newest run (a skipped one aside: the run it gave way to says more) and
+    its newest ``ok`` run (two queries over the index)."""
+    newest = select(func.max(JobRun.id)).where(JobRun.outcome != "skipped").group_by(JobRun.job).scalar_subquery()
     newest_ok = select(func.max(JobRun.id)).where(JobRun.outcome == "ok").group_by(JobRun.job).scalar_subquery()
     last = {r.job: r for r in db.session.scalars(select(JobRun).where(JobRun.id.in_(newest)))}
     ok = {r.job: r for r in db.session.scalars(select(JobRun).where(JobRun.id.in_(newest_ok)))}

@@ -30,7 +30,7 @@ from ..jobs import scheduled
 from ..models import Order, OrderTransition, PointsEntry, StripeEvent
 from ..models.order import METHODS, STATUSES
 from ..models.refund import REASONS
-from ..services import admin_reports, buyers, maintenance, reconcile, refunds, webhooks
+from ..services import admin_events, admin_reports, buyers, maintenance, reconcile, refunds, webhooks
 from ..stripe_gateway import GatewayError, get_gateway
 from .errors import redirect_on_error
 from .params import InvalidParameter, arg_id
@@ -266,38 +266,25 @@ def end_sessions(public_id: str):
 
 @bp.get("/events")
 def events():
-    kind = (request.args.get("type") or "").strip()[:100]
-    q = (request.args.get("q") or "").strip()[:255]
-    problem = request.args.get("problem") == "1"
-    before = arg_id("before")
-    query = select(
-        StripeEvent.id,
-        StripeEvent.stripe_id,
-        StripeEvent.type,
-        StripeEvent.object_id,
-        StripeEvent.received_at,
-        StripeEvent.processed_at,
-        StripeEvent.error,
-        StripeEvent.attempts,
+    """Stored events, newest first, each with its state; failed ones counted at the top.
+    ``?state=`` one of ``admin_events.STATES`` (anything else: 400)."""
+    filters = admin_events.EventFilters(
+        kind=(request.args.get("type") or "").strip()[:100],
+        q=(request.args.get("q") or "").strip()[:255],
+        state=admin_events.parse_state(request.args.get("state")),
+        problem=request.args.get("problem") == "1",
     )
-    if kind:
-        query = query.where(StripeEvent.type == kind)
-    if q:
-        query = query.where(or_(StripeEvent.stripe_id == q, StripeEvent.object_id == q))
-    if problem:
-        query = query.where(or_(StripeEvent.processed_at.is_(None), StripeEvent.error.is_not(None)))
-    if before:
-        query = query.where(StripeEvent.id < before)
-    rows = db.session.execute(query.order_by(StripeEvent.id.desc()).limit(EVENTS_PAGE + 1)).all()
-    more = len(rows) > EVENTS_PAGE
-    rows = rows[:EVENTS_PAGE]
+    rows, next_before = admin_events.events_page(filters, arg_id("before"), EVENTS_PAGE)
     return render_template(
         "admin/events.html",
         rows=rows,
-        kind=kind,
-        q=q,
-        problem=problem,
-        next_before=rows[-1].id if more else None,
+        kind=filters.kind,
+        q=filters.q,
+        state=filters.state,
+        states=admin_events.STATES,
+        problem=filters.problem,
+        failed=admin_events.failed_count(),
+        next_before=next_before,
         handled=webhooks.ENABLED_EVENTS,
     )
 
@@ -378,6 +365,10 @@ def job_run(name: str):
     run here, in the request, only when the queue can't take it."""
     if name not in maintenance.JOBS:
         abort(404)
+    holder = maintenance.running(name)
+    if holder is not None:
+        flash(f"{name} is already running (started {holder.started_at:%H:%M:%S} UTC by {holder.trigger}).", "info")
+        return redirect(url_for("admin.jobs"))
     trigger = f"admin:{current_user.email}"
     try:
         task_queue.enqueue(scheduled.run_now, name, trigger)
@@ -389,6 +380,8 @@ def job_run(name: str):
     run = maintenance.run_job(name, trigger=trigger)
     if run.outcome == "ok":
         flash(f"{name}: {run.summary}", "success")
+    elif run.outcome == "skipped":
+        flash(f"{name} is already running: {run.summary}", "info")
     else:
         flash(f"{name} failed: {run.summary or run.error}", "error")
     return redirect(url_for("admin.jobs"))
