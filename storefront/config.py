@@ -62,6 +62,7 @@ MAIL_ENV_NAMES = (
     "MAIL_TIMEOUT",
     "STORE_NAME",
     "STORE_URL",
+    "MAIL_CATCHER_DIR",
 )
 #: where sandbox mode sends mail: the local catcher started by scripts/run.sh
 SANDBOX_MAIL_SERVER = "127.0.0.1"
@@ -197,6 +198,8 @@ def _mail_defaults() -> dict[str, Any]:
         "MAIL_TIMEOUT": 10.0,
         "STORE_NAME": "Storefront",
         "STORE_URL": None,
+        # where `flask mail-catcher` writes and /dev/mail reads caught mail (sandbox); None: instance/mail
+        "MAIL_CATCHER_DIR": None,
         # an unsent mail is tried again after 60 s x 2^(n-1) (at most an hour), 8 times in all
         "MAIL_RETRY_SECONDS": 60.0,
         "MAIL_MAX_ATTEMPTS": 8,
@@ -288,8 +291,8 @@ def load_settings(
         settings["STRIPE_JS_URL"] = STRIPE_DEFAULT_JS_URL
     settings["STRIPE_TEST_MODE"] = mode != "live"
 
+    _check(settings)  # before mail_settings: live mode must name its sender, not get a made-up one
     mail_settings(settings)
-    _check(settings)
     _check_secret_key(settings, instance_path)
     _check_limits(settings)
     _ops_settings(settings)
@@ -432,6 +435,20 @@ def sandbox_secret_key(instance_path: str) -> str:
     raise ConfigError(f"Could not create or read {path}.")  # pragma: no cover
 
 
+def live_mail_problems(settings: dict[str, Any]) -> list[str]:
+    """Live mode sends receipts and password resets: it needs a real SMTP server, a sender
+    address of its own and the store's public https URL for the links (no sandbox defaults)."""
+    problems = []
+    if not settings.get("MAIL_SERVER"):
+        problems.append("MAIL_SERVER (your SMTP server) is required in live mode")
+    if not settings.get("MAIL_DEFAULT_SENDER"):
+        problems.append("MAIL_DEFAULT_SENDER (e.g. 'Shop <shop@example.com>') is required in live mode")
+    store_url = str(settings.get("STORE_URL") or settings.get("EXTERNAL_URL") or "")
+    if not store_url.startswith("https://"):
+        problems.append("STORE_URL (or EXTERNAL_URL) must be the store's https:// address in live mode (mail links)")
+    return problems
+
+
 def _check(settings: dict[str, Any]) -> None:
     mode = settings["STRIPE_MODE"]
     publishable = settings.get("STRIPE_PUBLISHABLE_KEY") or ""
@@ -449,6 +466,7 @@ def _check(settings: dict[str, Any]) -> None:
         base = settings.get("STRIPE_API_BASE")
         if base and not _is_stripe_host(base):
             problems.append("STRIPE_API_BASE must be Stripe's own API in live mode")
+        problems.extend(live_mail_problems(settings))
         if problems:
             raise ConfigError("Refusing to start in live mode: " + "; ".join(problems) + ".")
         # Live mode never sends the session over plain HTTP.

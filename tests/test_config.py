@@ -16,6 +16,12 @@ BASE = {"SQLALCHEMY_DATABASE_URI": "sqlite://"}
 GOOD_KEY = secrets.token_hex(32)
 ROOT = Path(__file__).resolve().parent.parent
 OLD_DEFAULT_KEY = "dev-only-not-secret-change-me"
+#: what live mode needs to send mail (tests/test_mail_catcher.py: refused without it)
+LIVE_MAIL = {
+    "MAIL_SERVER": "smtp.example.com",
+    "MAIL_DEFAULT_SENDER": "Shop <shop@shop.example>",
+    "STORE_URL": "https://shop.example",
+}
 
 
 INSTANCE = ""
@@ -82,6 +88,7 @@ def test_live_mode_forces_secure_cookies_and_hides_banner():
         "STRIPE_WEBHOOK_SECRET": "whsec_abc",
         "SECRET_KEY": GOOD_KEY,
         "SESSION_COOKIE_SECURE": False,
+        **LIVE_MAIL,
     }
     app = create_app({**BASE, **env, "INSTANCE_PATH": INSTANCE})
     assert app.config["STRIPE_MODE"] == "live"
@@ -157,6 +164,7 @@ def test_the_old_default_key_is_nowhere_in_the_code():
             "STRIPE_SECRET_KEY": "sk_live_abc",
             "STRIPE_PUBLISHABLE_KEY": "pk_live_abc",
             "STRIPE_WEBHOOK_SECRET": "whsec_abc",
+            **LIVE_MAIL,
         },
     ],
     ids=["test", "live"],

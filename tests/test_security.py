@@ -80,6 +80,8 @@ def test_hsts_in_live_mode_only(database_url, sandbox_server):
             STRIPE_PUBLISHABLE_KEY="pk_live_x",
             STRIPE_API_BASE=None,
             STRIPE_WEBHOOK_SECRET="whsec_x",
+            MAIL_DEFAULT_SENDER="Shop <shop@shop.example>",
+            STORE_URL="https://shop.example",
         )
     )
     response = app.test_client().get("/healthz")
