@@ -84,6 +84,9 @@ ENV_NAMES = (
     "LOGIN_LIMIT_PER_IP",
     "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL",
     "SIGNUP_LIMIT_PER_IP",
+    "PASSWORD_RESET_LIMIT_PER_IP",
+    "PASSWORD_RESET_LIMIT_PER_ACCOUNT",
+    "ACCOUNT_MAIL_LIMIT_PER_ACCOUNT",
     "CATALOG_PATH",
     "LOG_FORMAT",
     "LOG_LEVEL",
@@ -130,6 +133,12 @@ def _defaults(instance_path: str) -> dict[str, Any]:
         # failed log-ins per account from everywhere: a ceiling on distributed guessing
         "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL": "100 per hour",
         "SIGNUP_LIMIT_PER_IP": "10 per hour",
+        # "Forgot password?" requests per IP (more answer 429), and reset mails per address
+        # (more are silently not sent: the answer must not say whether the address has an account)
+        "PASSWORD_RESET_LIMIT_PER_IP": "10 per hour",
+        "PASSWORD_RESET_LIMIT_PER_ACCOUNT": "3 per hour",
+        # verification links sent again and email-change requests, per account
+        "ACCOUNT_MAIL_LIMIT_PER_ACCOUNT": "5 per hour",
         "CATALOG_PATH": str(Path(__file__).with_name("catalog.toml")),
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": None,
@@ -353,6 +362,9 @@ RATE_LIMIT_SETTINGS = (
     "LOGIN_LIMIT_PER_IP",
     "LOGIN_LIMIT_PER_ACCOUNT_GLOBAL",
     "SIGNUP_LIMIT_PER_IP",
+    "PASSWORD_RESET_LIMIT_PER_IP",
+    "PASSWORD_RESET_LIMIT_PER_ACCOUNT",
+    "ACCOUNT_MAIL_LIMIT_PER_ACCOUNT",
 )
 
 

@@ -9,26 +9,19 @@ from sqlalchemy import select
 
 from storefront.extensions import db
 from storefront.models import OutboundMail
-from storefront.services import mail
+from storefront.services import account_mail, mail
 from storefront.services.uow import unit_of_work
 
 from . import queue_worker
 
-KIND = "email_change_notice"
-
-
-@pytest.fixture(autouse=True)
-def _kind():
-    """The old-address notice's templates (any registered kind would do)."""
-    mail.register_kind(KIND, "Your email address at {store_name} is changing", "email_change_notice")
-    yield
+KIND = account_mail.CHANGE_NOTICE_KIND  # any registered kind would do
 
 
 def _context() -> dict:
     return {
         "name": "Bea",
         "old_email": "bea@example.com",
-        "new_email_masked": "n***@example.net",
+        "new_email": "n***@example.net",
         "forgot_url": "http://localhost/forgot-password",
     }
 

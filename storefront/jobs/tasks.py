@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..services import mail, maintenance, webhooks
+from ..services import account_mail, mail, maintenance, webhooks
 from .queue import crontab, periodic_task, task
 
 
@@ -34,3 +34,11 @@ def sweep_mails() -> None:
     """Send the owed mails that are due and older than a minute: queued while the queue was
     down, lost with a killed worker, or failed and waiting for their next attempt."""
     mail.send_due()
+
+
+@task()
+def request_password_reset(email: str) -> None:
+    """A "Forgot password?" request: owe the account at ``email`` a reset link (nothing for an
+    unknown address). Queued by the view for every request, so its answer's timing says nothing
+    about whether the address has an account."""
+    account_mail.request_password_reset(email)

@@ -2,19 +2,108 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from limits import parse
 
-from ..services import accounts, points
-from .auth import sign_in
-from .forms import ChangePasswordForm
+from ..services import account_mail, accounts, points
+from .auth import _hit, _link_invalid, _link_page, _wait_for, _wait_words, sign_in
+from .forms import ChangeEmailForm, ChangePasswordForm, PostForm
 from .params import arg_id
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 
+MAIL_THROTTLED_MESSAGE = "We sent you several mails already. Please wait {wait} before asking for another."
+
+
+def _profile(status: int = 200, *, form=None, email_form=None):
+    return render_template(
+        "account/profile.html",
+        form=form or ChangePasswordForm(formdata=None),
+        email_form=email_form or ChangeEmailForm(formdata=None),
+        post_form=PostForm(formdata=None),
+    ), status
+
+
 @bp.get("/")
 @login_required
 def profile():
-    return render_template("account/profile.html", form=ChangePasswordForm())
+    return _profile()
+
+
+def _mail_throttled() -> int | None:
+    """Seconds to wait before this account may ask for another account mail, else None (and
+    the request is counted)."""
+    check = (parse(current_app.config["ACCOUNT_MAIL_LIMIT_PER_ACCOUNT"]), "account-mail", str(current_user.id))
+    wait = _wait_for([check])
+    if wait is None:
+        _hit(*check)
+    return wait
+
+
+@bp.post("/verify-email")
+@login_required
+def resend_verification():
+    form = PostForm()
+    if form.validate_on_submit():
+        if current_user.email_verified:
+            flash("Your email address is confirmed already.", "info")
+        elif (wait := _mail_throttled()) is not None:
+            flash(MAIL_THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
+            return redirect(url_for("account.profile"), 303)
+        else:
+            account_mail.queue_verification(current_user._get_current_object())
+            flash(f"We sent a new confirmation link to {current_user.email}. It works for 48 hours.", "success")
+    return redirect(url_for("account.profile"), 303)
+
+
+@bp.post("/email")
+@login_required
+def change_email():
+    form = ChangeEmailForm()
+    if not form.validate_on_submit():
+        return _profile(400, email_form=form)
+    if (wait := _mail_throttled()) is not None:
+        flash(MAIL_THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
+        return _profile(429, email_form=form)
+    user = current_user._get_current_object()
+    try:
+        requested = account_mail.request_email_change(user, form.current_password.data, form.new_email.data)
+    except account_mail.NotVerified as err:
+        flash(str(err), "error")
+        return _profile(403, email_form=form)
+    except accounts.EmailTaken as err:
+        form.new_email.errors.append(str(err))
+        return _profile(409, email_form=form)
+    except accounts.AccountError as err:
+        field = form.current_password if "password" in str(err) else form.new_email
+        field.errors.append(str(err))
+        return _profile(400, email_form=form)
+    flash(
+        f"We sent a confirmation link to {requested.new_email}. Your address changes when you click it "
+        "(within 48 hours); until then you keep using the current one.",
+        "success",
+    )
+    return redirect(url_for("account.profile"), 303)
+
+
+@bp.route("/email/confirm/<token>", methods=["GET", "POST"])
+def confirm_email_change(token: str):
+    """The link mailed to the new address: a page with one button (a mail scanner fetching the
+    link changes nothing), which makes the change; no sign-in needed (the link is the proof)."""
+    try:
+        user, new_email = account_mail.pending_email_change(token)
+    except account_mail.LinkInvalid as err:
+        return _link_invalid(err)
+    form = PostForm()
+    if form.validate_on_submit():
+        try:
+            account_mail.confirm_email_change(token)
+        except (account_mail.LinkInvalid, accounts.EmailTaken) as err:
+            return _link_invalid(err)
+        flash(f"Your email address is now {new_email}.", "success")
+        return redirect(url_for("account.profile" if current_user.is_authenticated else "auth.login"), 303)
+    status = 400 if form.is_submitted() else 200
+    return _link_page("account/confirm_email_change.html", status, form=form, new_email=new_email, old_email=user.email)
 
 
 @bp.post("/password")
@@ -34,7 +123,7 @@ def change_password():
             sign_in(current_user._get_current_object(), remember=remember)
             flash("Your password has been changed. Every other device has been signed out.", "success")
             return redirect(url_for("account.profile"))
-    return render_template("account/profile.html", form=form), 400
+    return _profile(400, form=form)
 
 
 @bp.get("/points")

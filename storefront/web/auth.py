@@ -7,17 +7,27 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from limits import RateLimitItem, parse
 
+from .. import jobs
 from ..extensions import limiter
 from ..models.user import normalize_email
-from ..services import accounts
+from ..services import account_mail, accounts
 from ..stripe_gateway import GatewayError
-from .forms import LoginForm, PostForm, SignupForm
+from .forms import ForgotPasswordForm, LoginForm, PostForm, ResetPasswordForm, SignupForm
 from .helpers import safe_next_url
 
 bp = Blueprint("auth", __name__)
 
 OFFSITE_NEXT_MESSAGE = "That link pointed outside this site, so we brought you to the home page instead."
-THROTTLED_MESSAGE = "Too many login attempts. For your security, please wait {wait} and try again."
+THROTTLED_MESSAGE = (
+    "Too many login attempts. For your security, please wait {wait} and try again, "
+    "or reset your password by email (Forgot password? below)."
+)
+VERIFY_SENT_MESSAGE = "We sent you a link to confirm your email address."
+RESET_THROTTLED_MESSAGE = "Too many password reset requests from your network. Please wait {wait} and try again."
+RESET_SENT_MESSAGE = (
+    "If an account uses {email}, we have sent it a link to choose a new password. "
+    "The link works once, for an hour. Check your spam folder if it doesn't arrive."
+)
 SIGNUP_THROTTLED_MESSAGE = "Too many accounts were created from your network. Please wait {wait} and try again."
 
 
@@ -70,7 +80,11 @@ def signup():
             form.name.errors.append(str(err))
         else:
             sign_in(user)
-            flash(f"Welcome, {user.name}! Your account is ready.", "success")
+            account_mail.queue_verification(user)
+            flash(
+                f"Welcome, {user.name}! Your account is ready. We sent you a link to confirm your email address.",
+                "success",
+            )
             return redirect(_next_target())
     status = 400 if form.is_submitted() else 200
     return render_template("auth/signup.html", form=form, next=safe_next_url(request.args.get("next"))), status
@@ -189,3 +203,87 @@ def logout():
         sign_out()
         flash("You have been logged out.", "info")
     return redirect(url_for("shop.index"))
+
+
+# --------------------------------------------------------------------------- mailed links
+def _link_page(template: str, status: int = 200, **context):
+    """A page reached through a mailed link (its token in the URL): never cached, never sent
+    on as a Referer."""
+    response = current_app.make_response((render_template(template, **context), status))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _link_invalid(err: accounts.AccountError):
+    return _link_page("auth/link_invalid.html", 400, message=str(err))
+
+
+def _reset_limits(email: str) -> tuple[tuple[RateLimitItem, str, str], tuple[RateLimitItem, str, str]]:
+    config = current_app.config
+    return (
+        (parse(config["PASSWORD_RESET_LIMIT_PER_IP"]), "reset-ip", get_remote_address() or "-"),
+        (parse(config["PASSWORD_RESET_LIMIT_PER_ACCOUNT"]), "reset-account", email),
+    )
+
+
+def _owe_reset(email: str) -> None:
+    """Queue the look-up for every request, known address or not, so the answer and its timing
+    are the same; the worker owes a mail only to an account (``account_mail``)."""
+    try:
+        jobs.enqueue(jobs.tasks.request_password_reset, email)
+    except Exception:  # the queue is down: do it here (the answer still says the same)
+        current_app.logger.warning("password reset: queue unavailable, handled in the request", exc_info=True)
+        account_mail.request_password_reset(email)
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+def forgot_password():
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        email = normalize_email(form.email.data)
+        per_ip, per_account = _reset_limits(email)
+        wait = _wait_for([per_ip])
+        if wait is not None:
+            flash(RESET_THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
+            return _throttled_response("auth/forgot_password.html", form, wait)
+        _hit(*per_ip)
+        if _wait_for([per_account]) is None:  # over it: silently no more mail to that address
+            _hit(*per_account)
+            _owe_reset(email)
+        flash(RESET_SENT_MESSAGE.format(email=email), "info")
+        return redirect(url_for("auth.login"))
+    status = 400 if form.is_submitted() else 200
+    return render_template("auth/forgot_password.html", form=form, next=None), status
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    try:
+        user = account_mail.user_for_reset(token)
+    except account_mail.LinkInvalid as err:
+        return _link_invalid(err)
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            user = account_mail.reset_password(token, form.password.data)
+        except account_mail.LinkInvalid as err:
+            return _link_invalid(err)
+        except accounts.WeakPassword as err:
+            form.password.errors.append(str(err))
+        else:
+            sign_in(user)
+            flash("Your password has been changed and every other device signed out. You are logged in.", "success")
+            return redirect(url_for("account.profile"))
+    status = 400 if form.is_submitted() else 200
+    return _link_page("auth/reset_password.html", status, form=form, token=token, email=user.email)
+
+
+@bp.get("/verify-email/<token>")
+def verify_email(token: str):
+    try:
+        account_mail.verify_email(token)
+    except account_mail.LinkInvalid as err:
+        return _link_invalid(err)
+    flash("Thank you: your email address is confirmed.", "success")
+    return redirect(url_for("account.profile" if current_user.is_authenticated else "auth.login"))

@@ -121,3 +121,39 @@ class ChangePasswordForm(StoreForm):
 
 class PostForm(StoreForm):
     """A form with nothing but the CSRF token (log out, buy buttons)."""
+
+
+def _email_field(label: str, required: str) -> EmailField:
+    return EmailField(
+        label,
+        filters=[_strip],
+        validators=[
+            DataRequired(required),
+            NoControlCharacters("The email address", allow_joiners=False),
+            Email("Enter a valid email address."),
+            Length(max=254),
+        ],
+    )
+
+
+class ForgotPasswordForm(StoreForm):
+    email = _email_field("Email", "Enter the email address of your account.")
+
+
+class ResetPasswordForm(StoreForm):
+    password = PasswordField("New password", validators=[DataRequired("Choose a new password."), StrongPassword()])
+    confirm = PasswordField(
+        "Confirm new password",
+        validators=[
+            DataRequired("Type your new password again."),
+            EqualTo("password", message="The two passwords don't match."),
+        ],
+    )
+
+
+class ChangeEmailForm(StoreForm):
+    new_email = _email_field("New email address", "Enter the new email address.")
+    current_password = PasswordField(
+        "Current password",
+        validators=[DataRequired("Enter your current password."), Length(max=MAX_PASSWORD_LENGTH)],
+    )
