@@ -2,8 +2,10 @@
 # THE run command: bash scripts/run.sh
 # Creates .venv if needed, migrates the SQLite DB in instance/, starts the Stripe sandbox
 # (unless STRIPE_SECRET_KEY is set), syncs the catalog, seeds the demo users, starts a queue
-# worker (`flask worker`: webhook events and the scheduled jobs; SQLite queue in instance/ unless
+# worker (`flask worker`: webhook events, mail and the scheduled jobs; SQLite queue in instance/ unless
 # QUEUE_URL or REDIS_URL is set) and serves the store on http://127.0.0.1:${PORT:-5000}.
+# Mail: with the sandbox, `flask mail-catcher` (SMTP on 127.0.0.1:${MAIL_CATCHER_PORT:-8025}) catches
+# every message into instance/mail/ -- shown at /dev/mail -- unless you set MAIL_SERVER yourself.
 # SECRET_KEY: with the sandbox, a random key is made once and kept in instance/secret_key (not in
 # git); with real Stripe keys (test or live mode) you must export your own (32+ random bytes).
 set -euo pipefail
@@ -13,14 +15,16 @@ export FLASK_APP=storefront
 PORT="${PORT:-5000}"
 HOST="${HOST:-127.0.0.1}"
 SANDBOX_PORT="${SANDBOX_PORT:-12111}"
+MAIL_CATCHER_PORT="${MAIL_CATCHER_PORT:-8025}"
 mkdir -p instance
 
 SANDBOX_PID=""
 WORKER_PID=""
 SERVER_PID=""
+MAIL_PID=""
 cleanup() {
   trap - EXIT INT TERM
-  for pid in $SERVER_PID $WORKER_PID $SANDBOX_PID; do
+  for pid in $SERVER_PID $WORKER_PID $MAIL_PID $SANDBOX_PID; do
     if kill -0 "$pid" 2>/dev/null; then
       kill "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
@@ -74,6 +78,39 @@ elif [ -z "${STRIPE_WEBHOOK_SECRET:-}" ]; then
   echo "   'flask stripe register-webhook URL') and set the signing secret." >&2
 fi
 
+# Links in mail point at this store (STORE_URL; EXTERNAL_URL when that is set instead).
+if [ -z "${STORE_URL:-}" ] && [ -z "${EXTERNAL_URL:-}" ]; then
+  case "$HOST" in 0.0.0.0 | ::) STORE_URL="http://127.0.0.1:$PORT" ;; *) STORE_URL="http://$HOST:$PORT" ;; esac
+  export STORE_URL
+fi
+# Mail: in sandbox mode it never leaves this machine. The catcher starts before the worker that sends.
+if [ -n "$SANDBOX_PID" ] && [ -z "${MAIL_SERVER:-}" ]; then
+  export MAIL_SERVER=127.0.0.1 MAIL_PORT="$MAIL_CATCHER_PORT"
+  export MAIL_CATCHER_DIR="${MAIL_CATCHER_DIR:-$PWD/instance/mail}"
+  echo "==> starting the mail catcher on smtp://127.0.0.1:$MAIL_CATCHER_PORT (log: instance/mail-catcher.log)"
+  rm -f instance/mail-catcher.log
+  PYTHONUNBUFFERED=1 flask mail-catcher --port "$MAIL_CATCHER_PORT" --dir "$MAIL_CATCHER_DIR" \
+    > instance/mail-catcher.log 2>&1 &
+  MAIL_PID=$!
+  for _ in $(seq 1 100); do
+    if grep -q '^Mail catcher:' instance/mail-catcher.log 2>/dev/null; then
+      break  # it says so once it listens
+    fi
+    if ! kill -0 "$MAIL_PID" 2>/dev/null; then
+      echo "!! the mail catcher did not start (port $MAIL_CATCHER_PORT taken? set MAIL_CATCHER_PORT);" \
+        "see instance/mail-catcher.log" >&2
+      tail -n 20 instance/mail-catcher.log >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
+elif [ -n "${MAIL_SERVER:-}" ]; then
+  echo "==> mail goes to your SMTP server $MAIL_SERVER:${MAIL_PORT:-25}"
+else
+  echo "!! MAIL_SERVER is not set: the store's mail (receipts, password resets) stays unsent" >&2
+  echo "   until you set MAIL_SERVER, MAIL_PORT and MAIL_DEFAULT_SENDER (README \"Email\")." >&2
+fi
+
 # Metrics of the store's processes (gunicorn workers, the queue worker) add up in one directory,
 # emptied before they start (README "Operations"); the commands above are not counted.
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/instance/prometheus}"
@@ -87,6 +124,9 @@ WORKER_PID=$!
 
 echo
 echo "==> Storefront: http://$HOST:$PORT   (Ctrl-C stops the store, its worker and the sandbox)"
+if [ -n "$MAIL_PID" ]; then
+  echo "==> Caught mail: http://127.0.0.1:$PORT/dev/mail   (from this machine only; files in $MAIL_CATCHER_DIR)"
+fi
 echo
 # The server runs in the background so a signal to this script stops it, the worker and the sandbox.
 if [ "${USE_GUNICORN:-0}" = "1" ]; then
