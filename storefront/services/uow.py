@@ -80,10 +80,15 @@ def discard_after_commit() -> None:
 
 
 @contextmanager
-def unit_of_work() -> Iterator[None]:
+def unit_of_work(*, joins_open: bool = False) -> Iterator[None]:
     """``with unit_of_work():`` one transaction; commits, or rolls back on any error. What the
-    block registered with :func:`after_commit` runs after the commit, outside the transaction."""
-    db.session.commit()  # end any implicit read: the block's first statement (a lock) comes first
+    block registered with :func:`after_commit` runs after the commit, outside the transaction.
+
+    ``joins_open``: the block goes on with the transaction its caller opened with a write (a
+    webhook worker's claim of its event row: that lock is the unit's first statement), instead
+    of ending it first."""
+    if not joins_open:
+        db.session.commit()  # end any implicit read: the block's first statement (a lock) comes first
     try:
         yield
         db.session.commit()

@@ -180,13 +180,17 @@ def _build_statement(postgres: bool, column: str | None) -> Executable:
 
 
 def process_stored(event_row_id: int) -> Outcome | None:
-    """Process a stored event if it is due: claim it (one short UPDATE: its next attempt moves
-    a lease ahead and the attempt is counted, so the sweeper and other workers leave it alone),
-    fetch, then apply and mark it processed in one unit of work. None: not due (processed,
-    given up, not yet time to retry, or another worker holds it). A worker killed mid-event
-    leaves the row due again when its lease ends."""
-    config = current_app.config
+    """Process a stored event if it is due. None: not due (processed, given up, not yet time to
+    retry, or another worker holds it).
+
+    The claim is one UPDATE of the row (its attempt counted, its next attempt moved a lease
+    ahead). An event whose handler asks Stripe nothing (a payment's events carry their object)
+    is then applied and marked processed in that same transaction: the row's lock keeps other
+    workers out, and a worker killed mid-event rolls it all back, leaving the row due. One whose
+    handler fetches commits the claim first -- the lease keeps the sweeper and other workers
+    away while it asks Stripe with no transaction open -- and applies in a unit of work after."""
     now = utcnow()
+    lease = timedelta(seconds=float(current_app.config["WEBHOOK_LEASE_SECONDS"]))
     claimed = db.session.execute(
         update(StripeEvent)
         .where(
@@ -194,17 +198,18 @@ def process_stored(event_row_id: int) -> Outcome | None:
             StripeEvent.processed_at.is_(None),
             StripeEvent.next_attempt_at <= now,
         )
-        .values(
-            next_attempt_at=now + timedelta(seconds=float(config["WEBHOOK_LEASE_SECONDS"])),
-            attempts=StripeEvent.attempts + 1,
-        )
-        .returning(StripeEvent.payload)
+        .values(next_attempt_at=now + lease, attempts=StripeEvent.attempts + 1)
+        .returning(StripeEvent.type, StripeEvent.payload)
         .execution_options(synchronize_session=False)
     ).first()
-    db.session.commit()
     if claimed is None:
+        db.session.commit()
         return None
-    return _process_payload(claimed.payload, source_prefix="event", counted=True)
+    registered = events.registration(claimed.type)
+    in_claim = registered is None or not registered.fetches
+    if not in_claim:
+        db.session.commit()
+    return _process_payload(claimed.payload, source_prefix="event", counted=True, in_claim=in_claim)
 
 
 def process(event_row_id: int, *, source_prefix: str = "event") -> Outcome:
@@ -247,23 +252,28 @@ def process_due(seconds: float = 50.0) -> str:
     return f"{done} processed, {failed} failed"
 
 
-def _process_payload(text: str, *, source_prefix: str, counted: bool) -> Outcome:
-    read_then_release()
+def _process_payload(text: str, *, source_prefix: str, counted: bool, in_claim: bool = False) -> Outcome:
+    """``in_claim``: the caller's claim of the row is still open (:func:`process_stored`)."""
+    if not in_claim:
+        read_then_release()
     event = json.loads(text)
     try:
         check_event(event)
     except WebhookPayloadInvalid as err:  # stored before events were checked on arrival
-        _record_failure(event.get("id"), err, counted=counted, give_up=True)
+        db.session.rollback()
+        _record_failure(event.get("id"), err, counted=counted and not in_claim, give_up=True)
         return Outcome(400, {"received": True, "processed": False, "error": err.user_message})
-    return _run(event, source=f"{source_prefix}:{event['id']}", counted=counted)
+    return _run(event, source=f"{source_prefix}:{event['id']}", counted=counted, in_claim=in_claim)
 
 
-def _run(event: dict[str, Any], *, source: str, counted: bool) -> Outcome:
+def _run(event: dict[str, Any], *, source: str, counted: bool, in_claim: bool = False) -> Outcome:
     """Fetch (no transaction open: the handler), then apply and mark processed in one unit of
     work; what the change owes Stripe is sent after its commit (:func:`.uow.after_commit`).
-    ``counted``: the attempt was counted when the row was claimed."""
+    ``counted``: the attempt was counted when the row was claimed. ``in_claim``: the claim's
+    transaction is still open (the handler asks Stripe nothing) and the unit goes on with it."""
     log_setup.bind(stripe_event_id=event["id"], stripe_event_type=event["type"])
-    read_then_release()
+    if not in_claim:
+        read_then_release()
     registered = events.registration(event["type"])
     try:
         apply = registered.handler(event) if registered is not None else None
@@ -273,15 +283,15 @@ def _run(event: dict[str, Any], *, source: str, counted: bool) -> Outcome:
             log.warning("webhook %s (%s): fetch failed: %s", event["id"], event["type"], err.code)
         else:
             log.exception("webhook %s (%s): fetch failed", event["id"], event["type"])
-        _record_failure(event["id"], err, counted=counted)
+        _record_failure(event["id"], err, counted=counted and not in_claim)
         return Outcome(503 if isinstance(err, GatewayError) else 500, {"received": True, "processed": False})
     try:
-        with unit_of_work():
+        with unit_of_work(joins_open=in_claim):
             claimed = _claim(event["id"], counted=counted)
             result = apply(source) if claimed and apply is not None else None
     except Exception as err:
         log.exception("webhook %s (%s) failed", event["id"], event["type"])
-        _record_failure(event["id"], err, counted=counted)
+        _record_failure(event["id"], err, counted=counted and not in_claim)  # a rolled-back claim counted nothing
         return Outcome(500, {"received": True, "processed": False})
     if not claimed:
         return Outcome(200, {"received": True, "duplicate": True})
