@@ -179,6 +179,9 @@ class StripeGateway:
         params = {"email": email, "name": name, "metadata": dict(metadata)}
         return self._call(self.v1.customers.create, params, self._opts(idempotency_key))
 
+    def update_customer_email(self, customer_id: str, email: str, *, idempotency_key: str) -> dict[str, Any]:
+        return self._call(self.v1.customers.update, customer_id, {"email": email}, self._opts(idempotency_key))
+
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
         return self._call(self.v1.customers.retrieve, customer_id)
 

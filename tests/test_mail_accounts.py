@@ -5,17 +5,19 @@ the mail that arrived, with the test client."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from storefront.extensions import db
 from storefront.models import OutboundMail, User, UserSession
-from storefront.services import account_mail
+from storefront.services import account_mail, mail
+from storefront.services.uow import unit_of_work
 
 from .conftest import TEST_PASSWORD, AuthActions, csrf_token_from, found
-from .queue_worker import settle
+from .queue_worker import queue_down, settle
 
 NEW_PASSWORD = "a-fresh-start-2026"
 
@@ -272,6 +274,28 @@ def test_forgot_password_is_rate_limited(app, client, auth, sandbox, mail_sink, 
     assert len(_outbox(app, "password_reset")) == 2  # the address's own cap holds from anywhere
 
 
+def test_forgot_password_with_the_queue_down_is_sent_by_the_sweeper(app, client, auth, sandbox, mail_sink):
+    auth.signup(email="down@example.com")
+    auth.logout()
+    mail_sink.wait_for(to="down@example.com", kind="verify_email")
+    settle()  # nothing running when the queue goes away
+    with queue_down(app):
+        assert _forgot(client, "down@example.com").status_code == 302  # the same answer
+    [row] = _outbox(app, "password_reset")
+    assert row.sent_at is None and row.attempts == 0
+    with app.app_context():
+        with unit_of_work():  # a minute later, as far as the sweeper can tell
+            db.session.execute(
+                update(OutboundMail)
+                .where(OutboundMail.id == row.id)
+                .values(created_at=row.created_at - timedelta(minutes=2))
+            )
+        assert mail.send_due() == 1
+        db.session.remove()
+    message = mail_sink.wait_for(to="down@example.com", kind="password_reset")
+    assert client.get(mail_sink.link(message, "/reset-password/")).status_code == 200
+
+
 # --------------------------------------------------------------------------- email change
 def _change(client, new_email: str, password: str = TEST_PASSWORD):
     return client.post("/account/email", data={"new_email": new_email, "current_password": password})
@@ -309,6 +333,8 @@ def test_email_change_confirms_at_the_new_address_and_notifies_the_old(app, clie
     assert done.status_code == 303
     user = _user(app, "new@example.net")
     assert user.email_verified
+    # Stripe's customer has the new address too (its invoices and Checkout use it)
+    assert [c.id for c in sandbox.customers(email="new@example.net")] == [user.stripe_customer_id]
     assert elsewhere.post(link).status_code == 400  # used
     auth.logout()
     assert auth.login(email="old@example.com").status_code == 401

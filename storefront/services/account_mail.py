@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,8 +39,11 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import User, UserSession, utcnow
 from ..models.user import normalize_email
+from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
 from . import accounts, mail
-from .uow import unit_of_work
+from .uow import read_then_release, unit_of_work
+
+log = logging.getLogger(__name__)
 
 VERIFY_MAX_AGE = timedelta(hours=48)
 RESET_MAX_AGE = timedelta(hours=1)
@@ -302,4 +306,19 @@ def confirm_email_change(token: str) -> User:
             user.email_verified_at = utcnow()
     except IntegrityError:  # another account took it a moment ago
         raise accounts.EmailTaken() from None
+    _tell_stripe(user)
     return user
+
+
+def _tell_stripe(user: User) -> None:
+    """Best effort, after the commit: the Stripe customer gets the new address too (Stripe's
+    invoices and Checkout use it). A failure is logged; the store's own mails use ours."""
+    user_id, customer_id, email = user.id, user.stripe_customer_id, user.email
+    read_then_release()
+    if not customer_id:
+        return
+    key = idempotency_key("customer-email", user_id, secrets.token_hex(8))  # A -> B -> A is two writes
+    try:
+        get_gateway().update_customer_email(customer_id, email, idempotency_key=key)
+    except GatewayError as err:
+        log.warning("email change: Stripe customer %s keeps the old address: %s", customer_id, err.code)
