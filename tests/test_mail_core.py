@@ -19,9 +19,9 @@ KIND = account_mail.CHANGE_NOTICE_KIND  # any registered kind would do
 
 def _context() -> dict:
     return {
-        "name": "Bea",
+        "name": "Bea <b>B</b>",
         "old_email": "bea@example.com",
-        "new_email": "n***@example.net",
+        "new_email": "new@example.net",
         "forgot_url": "http://localhost/forgot-password",
     }
 
@@ -44,7 +44,10 @@ def test_queued_mail_arrives_once_with_text_and_html(app, mail_sink):
     assert message["Subject"] == "Your email address at Storefront is changing"
     assert "Storefront" in message["From"]
     assert mail_sink.link(message, "/forgot-password") == "http://localhost/forgot-password"
-    assert "n***@example.net" in mail_sink.text(message)
+    assert "new@example.net" in mail_sink.text(message)
+    # the context is text: as is in the plain part, escaped in the HTML part
+    assert "Hello Bea <b>B</b>," in mail_sink.text(message)
+    assert "Bea &lt;b&gt;B&lt;/b&gt;" in mail_sink.html(message) and "<b>B</b>" not in mail_sink.html(message)
     assert "http://localhost" in mail_sink.html(message)  # the store's link in the layout
     with app.app_context():
         row = db.session.scalars(select(OutboundMail)).one()
