@@ -162,7 +162,11 @@ class CaughtMail:
         body = self.message.get_body(preferencelist=(subtype,))
         if body is None or body.get_content_type() != f"text/{subtype}":
             return None
-        content = body.get_content()
+        try:
+            content = body.get_content()
+        except (LookupError, ValueError):  # a charset Python doesn't know: show it as UTF-8
+            raw = body.get_payload(decode=True)
+            return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else None
         return content if isinstance(content, str) else None
 
     def headers(self) -> list[tuple[str, str]]:

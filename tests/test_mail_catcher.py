@@ -201,6 +201,22 @@ def test_dev_mail_lists_and_shows_caught_mail(client, caught):
     assert "This message has no HTML part." in plain
 
 
+def test_dev_mail_shows_a_malformed_message(client, caught):
+    """Whatever arrived is shown, never a 500: an unknown charset, undecodable header bytes."""
+    raw = (
+        b"Subject: =?x-unknown?q?odd?=\r\nTo: \xff\xfe someone\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="zz"\r\n\r\n'
+        b"--zz\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\nplain \xff http://x.test/a\r\n"
+        b"--zz\r\nContent-Type: text/html; charset=bogus\r\n\r\n<b>bold</b>\r\n--zz--\r\n"
+    )
+    name = write_message(caught.directory, raw).name
+    assert client.get("/dev/mail/").status_code == 200
+    shown = client.get(f"/dev/mail/{name}")
+    assert shown.status_code == 200
+    assert '<a href="http://x.test/a"' in shown.get_data(as_text=True)
+    assert client.get(f"/dev/mail/{name}/html").get_data(as_text=True) == '<base target="_top"><b>bold</b>'
+
+
 def test_dev_mail_refuses_unknown_names_and_other_machines(client, caught):
     _send(caught.port, _mail("eve@example.com", "Hello", "receipt", "hi"))
     name = list_messages(caught.directory)[0].name
