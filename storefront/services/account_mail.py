@@ -88,6 +88,22 @@ def _fingerprint(user: User) -> str:
     return digest.hexdigest()[:24]
 
 
+USED_OR_STALE = "This link was used already or is no longer valid. Ask for a new one."
+
+
+def _check_fingerprint(payload: dict[str, Any], user: User | None) -> User:
+    """``user``, if the link's fingerprint is still the account's (else :class:`LinkInvalid`)."""
+    if user is None or not hmac.compare_digest(str(payload.get("f", "")), _fingerprint(user)):
+        raise LinkInvalid(USED_OR_STALE)
+    return user
+
+
+def _locked(user_id: int) -> User | None:
+    """The user's row, read afresh and locked for the rest of the unit (PostgreSQL): two uses of
+    one link at once run one after the other, and the second sees the first's change."""
+    return db.session.get(User, user_id, with_for_update=True, populate_existing=True)
+
+
 def make_token(kind: str, payload: dict[str, Any]) -> str:
     return _serializer(kind).dumps(payload)
 
@@ -223,11 +239,10 @@ def request_password_reset(email: str) -> bool:
 def user_for_reset(token: str) -> User:
     """The account a reset link is for, if the link is still good (valid, unexpired, unused)."""
     payload = _load(RESET_KIND, token, RESET_MAX_AGE)
-    user = db.session.get(User, payload["u"])
-    if user is None or not hmac.compare_digest(str(payload.get("f", "")), _fingerprint(user)):
-        db.session.rollback()
-        raise LinkInvalid("This link was used already or is no longer valid. Ask for a new one.")
-    return user
+    try:
+        return _check_fingerprint(payload, db.session.get(User, payload["u"]))
+    finally:
+        read_then_release()  # the read ends; what it read stays loaded
 
 
 def reset_password(token: str, new_password: str) -> User:
@@ -239,10 +254,8 @@ def reset_password(token: str, new_password: str) -> User:
     if problems:
         db.session.rollback()
         raise accounts.WeakPassword(" ".join(problems))
-    with unit_of_work():  # the row locked (PostgreSQL): two submissions of one link, one wins
-        user = db.session.get(User, user.id, with_for_update=True, populate_existing=True) or user
-        if not hmac.compare_digest(str(_load(RESET_KIND, token, RESET_MAX_AGE).get("f")), _fingerprint(user)):
-            raise LinkInvalid("This link was used already or is no longer valid. Ask for a new one.")
+    with unit_of_work():
+        user = _check_fingerprint(_load(RESET_KIND, token, RESET_MAX_AGE), _locked(user.id))
         user.set_password(new_password)
         if user.email_verified_at is None:
             user.email_verified_at = utcnow()
@@ -284,11 +297,13 @@ def request_email_change(user: User, password: str, new_email: str) -> ChangeReq
 def pending_email_change(token: str) -> tuple[User, str]:
     """(the account, its new address) of a confirmation link that is still good."""
     payload = _load(CHANGE_CONFIRM_KIND, token, EMAIL_CHANGE_MAX_AGE)
-    user = db.session.get(User, payload["u"])
     new_email = normalize_email(str(payload.get("n") or ""))
-    if user is None or not new_email or not hmac.compare_digest(str(payload.get("f", "")), _fingerprint(user)):
-        db.session.rollback()
-        raise LinkInvalid("This link was used already or is no longer valid. Ask for a new one.")
+    try:
+        user = _check_fingerprint(payload, db.session.get(User, payload["u"]))
+    finally:
+        read_then_release()  # the read ends; what it read stays loaded
+    if not new_email:
+        raise LinkInvalid(USED_OR_STALE)
     return user, new_email
 
 
@@ -300,8 +315,8 @@ def confirm_email_change(token: str) -> User:
         db.session.rollback()
         raise accounts.EmailTaken()
     try:
-        with unit_of_work():
-            user = db.session.get(User, user.id) or user
+        with unit_of_work():  # checked again on the locked row: one use, even when clicked twice at once
+            user = _check_fingerprint(_load(CHANGE_CONFIRM_KIND, token, EMAIL_CHANGE_MAX_AGE), _locked(user.id))
             user.email = new_email
             user.email_verified_at = utcnow()
     except IntegrityError:  # another account took it a moment ago
