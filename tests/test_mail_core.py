@@ -111,3 +111,24 @@ def test_unknown_kind_and_bad_address_are_refused(app_ctx):
 def test_store_link_uses_store_url_not_the_request_host(app, client):
     with app.test_request_context("/", base_url="http://evil.example"):
         assert mail.store_link("auth.login") == "http://localhost/login"
+
+
+def test_old_sent_mails_are_pruned_and_unsent_ones_kept(app, mail_sink):
+    from datetime import timedelta
+
+    with app.app_context():
+        with unit_of_work():
+            mail.queue_mail(KIND, to="a@example.com", about="old-sent", context=_context())
+            mail.queue_mail(KIND, to="a@example.com", about="old-unsent", context=_context())
+        queue_worker.settle()
+        mail_sink.wait_for(to="a@example.com", kind=KIND, count=2)
+        queue_worker.settle()
+        with unit_of_work():
+            rows = db.session.scalars(select(OutboundMail)).all()
+            for row in rows:
+                row.created_at = row.created_at - timedelta(days=91)
+            unsent = next(row for row in rows if row.about == "old-unsent")
+            unsent.sent_at, unsent.next_attempt_at = None, unsent.created_at
+        assert mail.prune() == 1
+        assert [row.about for row in db.session.scalars(select(OutboundMail))] == ["old-unsent"]
+        db.session.remove()

@@ -32,8 +32,10 @@ def send_mail(row_id: int) -> None:
 @periodic_task(crontab(minute="*"), every="every minute")
 def sweep_mails() -> None:
     """Send the owed mails that are due and older than a minute: queued while the queue was
-    down, lost with a killed worker, or failed and waiting for their next attempt."""
+    down, lost with a killed worker, or failed and waiting for their next attempt; and forget
+    the mails sent more than 90 days ago."""
     mail.send_due()
+    mail.prune()
 
 
 @task()

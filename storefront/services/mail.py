@@ -31,7 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import mailer
@@ -50,6 +50,9 @@ SEND_TASK = "storefront.jobs.tasks.send_mail"
 QUEUE_EXTENSION = "storefront.queue"
 #: the sweeper leaves a mail this young to the job queued after its commit
 SWEEP_AFTER = timedelta(minutes=1)
+#: how long a sent (or given-up) mail's row is kept: it is what makes a late repeat (a webhook
+#: Stripe retries for days) send nothing; after that its addresses and names go
+KEEP_SENT = timedelta(days=90)
 ERROR_CHARS = 2000
 
 Build = Callable[[dict[str, Any]], dict[str, Any]]
@@ -280,3 +283,19 @@ def send_due(seconds: float = 50.0, limit: int = 500) -> int:
             break
         sent += send_stored(row_id)
     return sent
+
+
+def prune(older_than: timedelta = KEEP_SENT, limit: int = 1000) -> int:
+    """Delete the rows of mails sent (or given up) more than ``older_than`` ago, at most
+    ``limit`` per call. Returns how many went."""
+    cutoff = utcnow() - older_than
+    with unit_of_work():
+        ids = db.session.scalars(
+            select(OutboundMail.id)
+            .where(OutboundMail.next_attempt_at.is_(None), OutboundMail.created_at < cutoff)
+            .order_by(OutboundMail.id)
+            .limit(limit)
+        ).all()
+        if ids:
+            db.session.execute(delete(OutboundMail).where(OutboundMail.id.in_(ids)))
+    return len(ids)
