@@ -136,8 +136,9 @@ def register_errorhandlers(app: Flask) -> None:
 def register_wsgi_layers(app: Flask) -> None:
     """The WSGI layers around Flask, innermost first: the anonymous catalog cache (replays
     Flask's finished response), the status poll's fast path (its token, no sync due), Stripe's
-    webhook deliveries (acknowledged without Flask), the host guard (an untrusted Host never reaches the others), and outermost the request log (request
-    id, metrics and one log line for every answer, the guard's refusals included)."""
+    webhook deliveries (acknowledged without Flask), the host guard (an untrusted Host never
+    reaches the others), and outermost the request log (request id, metrics and one log line for
+    every answer, the guard's refusals included)."""
     from .services.catalog import catalog_rows
     from .web import page_cache, request_log, security, status_fast_path, webhooks
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -36,21 +36,14 @@ def lock_order(order_id: int) -> Order:
 
 
 def lock_where(column: InstrumentedAttribute[Any], value: object) -> Order | None:
-    """Lock the order whose ``column`` is ``value`` and load it: one UPDATE … RETURNING (a row
-    lock on PostgreSQL, the write lock on SQLite), then the fresh row."""
-    order_id = db.session.execute(
-        update(Order)
-        .where(column == value)
-        .values(lock_version=Order.lock_version + 1)
-        .returning(Order.id)
-        .execution_options(synchronize_session=False)
-    ).scalar()
-    if order_id is None:
-        return None
-    order = db.session.execute(
-        select(Order).where(Order.id == order_id).execution_options(populate_existing=True)
-    ).scalar_one()
-    log_setup.bind(order_id=order.public_id)  # the request's or job's log line names the order
+    """Lock the order whose ``column`` is ``value`` and load it fresh, in one statement: an
+    UPDATE … RETURNING the row (a row lock on PostgreSQL, the write lock on SQLite)."""
+    order = db.session.scalars(
+        update(Order).where(column == value).values(lock_version=Order.lock_version + 1).returning(Order),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).first()
+    if order is not None:
+        log_setup.bind(order_id=order.public_id)  # the request's or job's log line names the order
     return order
 
 
