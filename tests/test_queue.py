@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from flask import Flask
 from sqlalchemy import func, select, update
 
 from storefront import ConfigError, create_app, jobs
 from storefront.extensions import db
+from storefront.jobs.queue import init_app, make_huey
 from storefront.models import Order, PointsEntry, StripeEvent, User
 from storefront.models.base import utcnow
 from storefront.services import fulfilment
@@ -207,6 +209,36 @@ def test_a_queue_url_that_is_not_redis_is_refused_at_start():
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
+@pytest.mark.parametrize("storage", ["sqlite", "redis"])
+def test_waiting_payment_events_run_before_the_mail_queued_earlier(tmp_path, storage):
+    """Task priorities are kept by both storages: after a burst, a worker takes the payments'
+    events first and the mails (queued earlier, by events already processed) after them."""
+    if storage == "redis":
+        try:
+            redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1).ping()
+        except redis.RedisError:
+            pytest.skip(f"no Redis at {TEST_REDIS_URL}")
+        settings = {"QUEUE_URL": TEST_REDIS_URL, "QUEUE_NAME": f"storefront-test-{secrets.token_hex(4)}"}
+    else:
+        settings = {"QUEUE_SQLITE_PATH": str(tmp_path / "queue.sqlite3")}
+    huey = make_huey(settings)
+    queue = init_app(Flask(__name__), huey)
+    try:
+        queue.tasks["storefront.jobs.tasks.send_mail"](1)
+        queue.tasks["storefront.jobs.tasks.request_password_reset"]("someone@example.com")
+        queue.tasks["storefront.jobs.tasks.process_event"](7)
+        queue.tasks["storefront.jobs.tasks.process_event"](8)
+        taken = [huey.dequeue() for _ in range(4)]
+        assert [(task.name.rsplit(".", 1)[1], task.args) for task in taken] == [
+            ("process_event", (7,)),
+            ("process_event", (8,)),
+            ("send_mail", (1,)),
+            ("request_password_reset", ("someone@example.com",)),
+        ]
+    finally:
+        huey.storage.flush_queue()
+
+
 def test_on_redis_the_view_queues_and_a_worker_of_another_app_processes(
     app, buyer, sandbox, database_url, sandbox_server
 ):
@@ -227,7 +259,7 @@ def test_on_redis_the_view_queues_and_a_worker_of_another_app_processes(
     event = sandbox.stripe.v1.events.list(params={"type": "payment_intent.succeeded", "limit": 1}).data[0]
     assert post_event(web.test_client(), event.to_dict(), secret).status_code == 200
     with web.app_context():
-        assert type(jobs.get_huey().storage).__name__ == "RedisStorage" and jobs.queue_depth() == 1
+        assert type(jobs.get_huey().storage).__name__ == "PriorityRedisStorage" and jobs.queue_depth() == 1
         jobs.ping()
     worker = Worker(machine, workers=1)
     try:

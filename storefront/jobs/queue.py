@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
-from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 from huey.consumer import Consumer
 from redis import ConnectionPool
@@ -49,6 +49,7 @@ class Declared:
     func: Callable[..., Any]
     schedule: Schedule | None = None
     every: str | None = None
+    priority: int = 0
 
 
 _declared: dict[str, Declared] = {}
@@ -65,11 +66,12 @@ def _name(func: Callable[..., Any]) -> str:
     return f"{func.__module__}.{func.__qualname__}"
 
 
-def task() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare the decorated function a task (enqueue it with :func:`enqueue`)."""
+def task(priority: int = 0) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare the decorated function a task (enqueue it with :func:`enqueue`). Waiting tasks of
+    a higher ``priority`` run first (a burst of payments before the mail it owes)."""
 
     def declare(func: Callable[..., Any]) -> Callable[..., Any]:
-        _register(Declared(_name(func), func))
+        _register(Declared(_name(func), func, priority=priority))
         return func
 
     return declare
@@ -105,7 +107,8 @@ class Queue:
 
 def make_huey(config: dict[str, Any]) -> Huey:
     """The Huey instance the settings ask for: Redis (``QUEUE_URL`` or ``REDIS_URL``, a
-    ``redis://`` URL; workers block on the list instead of polling) or a SQLite file.
+    ``redis://`` URL; a sorted set, for the tasks' priorities, on which workers block instead of
+    polling) or a SQLite file (priorities too).
     ``QUEUE_NAME`` keeps two stores (or test runs) on one Redis apart."""
     name = str(config.get("QUEUE_NAME") or "storefront")
     url = config.get("QUEUE_URL") or config.get("REDIS_URL")
@@ -115,7 +118,7 @@ def make_huey(config: dict[str, Any]) -> Huey:
         # a Redis that doesn't answer fails fast (the webhook view must still answer Stripe);
         # the socket timeout outlasts the workers' 1 s blocking pop
         pool = ConnectionPool.from_url(url, socket_connect_timeout=1, socket_timeout=5)
-        return RedisHuey(name, connection_pool=pool, blocking=True, read_timeout=1, results=False, utc=True)
+        return PriorityRedisHuey(name, connection_pool=pool, blocking=True, read_timeout=1, results=False, utc=True)
     path = Path(config["QUEUE_SQLITE_PATH"])
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(name, filename=str(path), results=False, utc=True, timeout=30)
@@ -129,7 +132,7 @@ def init_app(app: Flask, huey: Huey | None = None) -> Queue:
     for declaration in _declared.values():
         runner = _in_app_context(app, declaration.func)
         if declaration.schedule is None:
-            wrappers[declaration.name] = huey.task(name=declaration.name)(runner)
+            wrappers[declaration.name] = huey.task(name=declaration.name, priority=declaration.priority)(runner)
         else:
             wrappers[declaration.name] = huey.periodic_task(declaration.schedule, name=declaration.name)(runner)
     queue = Queue(huey, wrappers)

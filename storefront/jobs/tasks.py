@@ -5,8 +5,11 @@ from __future__ import annotations
 from ..services import account_mail, mail, maintenance, webhooks
 from .queue import crontab, periodic_task, task
 
+#: waiting payments' events run before other tasks (the mails they owe, a reset request)
+EVENT_PRIORITY = 10
 
-@task()
+
+@task(priority=EVENT_PRIORITY)
 def process_event(event_row_id: int) -> None:
     """Process one stored Stripe event (queued by the webhook view after its commit); does
     nothing when the event is not due (processed, or held by another worker)."""
