@@ -10,8 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..services import maintenance
+from ..services import maintenance, notifications
 from .queue import crontab, periodic_task, task
+
+#: issue 13's reminder: a subscription set to cancel at period end, 3 days before that end
+maintenance.register(
+    maintenance.Job(
+        "renewal_reminders",
+        "Remind buyers whose subscription ends in 3 days",
+        "every hour",
+        {"minute": "35"},
+        lambda: maintenance.Outcome(notifications.remind_renewals_ending()),
+    )
+)
 
 
 def _every(name: str) -> dict[str, Any]:
@@ -36,6 +47,12 @@ def expire_orders() -> None:
 def retry_owed_cancels() -> None:
     """The Stripe writes owed after a commit (Lifetime ends a subscription), sent again."""
     maintenance.run_job("retry_owed_cancels", trigger="schedule")
+
+
+@periodic_task(**_every("renewal_reminders"))
+def renewal_reminders() -> None:
+    """A mail to each buyer whose subscription is set to end within 3 days (once per period)."""
+    maintenance.run_job("renewal_reminders", trigger="schedule")
 
 
 @task()

@@ -30,7 +30,7 @@ from ..extensions import db
 from ..models import Order, PointsEntry, User
 from ..models.base import utcnow
 from ..models.order import OrderStatus
-from . import points
+from . import notifications, points
 from .orders import lock_matching, move, stale
 from .stripe_objects import StripeObject, status_of_checkout_session, status_of_payment_intent, stripe_id
 from .subscription_sync import end_subscriptions_for_lifetime, subscription_paid
@@ -46,6 +46,8 @@ def advance(order: Order, status: str, *, source: str, reason: str | None = None
     moved = move(order, status, source=source, reason=reason)
     if moved and status == OrderStatus.PAID:
         _deliver(order, source)
+    if moved:
+        notifications.order_moved(order)  # a receipt, or "action needed" (once: the outbox is unique)
     return moved
 
 
@@ -179,14 +181,16 @@ def apply_refund(charge: StripeObject, *, source: str, event_created: int | None
     refunded = min(int(charge.get("amount_refunded") or 0), order.amount)
     if refunded <= order.amount_refunded:
         return order  # an older or repeated refund event
-    order.amount_refunded = refunded
+    refunded_now, order.amount_refunded = refunded - order.amount_refunded, refunded
     status = OrderStatus.REFUNDED if refunded >= order.amount else OrderStatus.PARTIALLY_REFUNDED
     advance(order, status, source=source, reason=f"{refunded} of {order.amount} {order.currency} refunded")
-    _claw_back(order, refunded)
+    taken = _claw_back(order, refunded)
+    notifications.refund_issued(order, refunded_now=refunded_now, points_taken=taken)
     return order
 
 
-def _claw_back(order: Order, refunded: int) -> None:
+def _claw_back(order: Order, refunded: int) -> int:
+    """Take back the points due for ``refunded``; returns how many were taken now."""
     target = -(order.points * refunded // order.amount)  # total taken back for this refund level
     already = -sum(e.amount for e in _entries(order) if e.reason in ("refund", "dispute"))
     due = target + already
@@ -201,6 +205,8 @@ def _claw_back(order: Order, refunded: int) -> None:
             f"{money.format_or_raw(order.amount, order.currency)} refunded, points "
             "taken back in proportion",
         )
+        return -due
+    return 0
 
 
 def _entries(order: Order) -> list[PointsEntry]:
@@ -228,4 +234,5 @@ def apply_dispute(dispute: StripeObject, *, source: str, event_created: int | No
                 order_id=order.id,
                 note=f"Points frozen while the payment is disputed ({dispute.get('id')})",
             )
+        notifications.dispute_opened(order, dispute, points_frozen=max(remaining, 0))
     return order

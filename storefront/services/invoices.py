@@ -22,7 +22,7 @@ from ..extensions import db
 from ..models import Order, OrderTransition, Price
 from ..models.base import insert_or_ignore, utcnow
 from ..models.order import OrderStatus, new_order_id
-from . import points
+from . import notifications, points
 from .fulfilment import advance, invoice_points_key
 from .orders import lock_order
 from .stripe_objects import (
@@ -127,7 +127,9 @@ def apply_invoice(invoice: StripeObject, *, source: str, event_created: int | No
         return None
     if invoice.get("status") != "paid":
         found = _order_id_of(invoice)
-        return lock_order(found) if found is not None else None
+        order = lock_order(found) if found is not None else None
+        notifications.invoice_unpaid(invoice)  # a failed renewal: "action needed", once per invoice
+        return order
     if int(invoice.get("amount_paid") or 0) <= 0:  # paid from credit: the month is still paid
         _credit_free_invoice(invoice, source)
         return None
