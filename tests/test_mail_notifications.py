@@ -9,16 +9,18 @@ subscription set to cancel ends (the scheduled job, once per period).
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import pytest
 from sqlalchemy import select
 
 from storefront.extensions import db
 from storefront.jobs import scheduled
 from storefront.models import JobRun, Order, OutboundMail
-from storefront.services import maintenance, notifications, reconcile
+from storefront.services import mail, maintenance, notifications, reconcile
 
 from .conftest import AuthActions, browser_confirm, found
 from .queue_worker import settle
@@ -44,6 +46,23 @@ def outbox(app, kind: str) -> list[tuple[str, str, bool]]:
         ).all()
         db.session.remove()
     return [(to, about, sent is not None) for to, about, sent in rows]
+
+
+def render_stored(app, kind: str, about: str):
+    """Render the stored mail ``kind`` about ``about`` as the worker would send it now."""
+    with app.app_context():
+        row = found(
+            db.session.execute(
+                select(OutboundMail.recipient, OutboundMail.context).where(
+                    OutboundMail.kind == kind, OutboundMail.about == about
+                )
+            ).first(),
+            f"{kind} mail about {about}",
+        )
+        try:
+            return mail.render(kind, row.recipient, json.loads(row.context))
+        finally:
+            db.session.remove()
 
 
 def no_secrets(text: str) -> None:
@@ -89,6 +108,15 @@ def test_one_receipt_when_the_poll_three_webhooks_and_reconcile_all_apply_the_pa
     link = mail_sink.link(receipt, f"/orders/{order.public_id}")
     page = page_of(buyer, link)
     assert page.status_code == 200 and order.product_name in page.get_data(as_text=True)
+
+
+def test_a_lifetime_receipt_names_what_it_includes_even_without_webhooks(app, buyer, sandbox, mail_sink):
+    order = bought(buyer, app, "lifetime")
+    browser_confirm(sandbox, order.stripe_payment_intent_id)
+    assert poll_with_sync(buyer, order.public_id)["order_status"] == "paid"
+    settle()
+    text = mail_sink.text(mail_sink.wait_for(to=BUYER, kind="receipt"))
+    assert "Lifetime Plan" in text and "$400.00" in text and "Includes: Professional features forever" in text
 
 
 def test_a_plan_and_each_renewal_get_a_receipt(app, buyer, sandbox, webhooks, mail_sink):
@@ -180,8 +208,11 @@ def test_3ds_needed_sends_one_mail_whose_link_opens_the_pay_page(app, buyer, san
     flush(sandbox)
     mail_sink.wait_for(to=BUYER, kind="receipt")
     assert len(mail_sink.messages(kind="action_needed")) == 1
-    # once paid, the same link leads to the order (nothing left to pay)
+    # once paid, the same link leads to the order (nothing left to pay), and the mail, were it
+    # still waiting to be sent (a backlog, an SMTP retry), is dropped rather than sent late
     assert page_of(buyer, link).headers["Location"] == f"/orders/{order.public_id}"
+    with pytest.raises(mail.Drop):
+        render_stored(app, "action_needed", f"order:{order.public_id}:requires_action")
 
 
 def test_a_declined_payment_sends_a_try_again_mail(app, buyer, sandbox, webhooks, mail_sink):
@@ -218,6 +249,17 @@ def test_a_failed_renewal_mails_a_link_to_the_billing_page_once(app, buyer, sand
     assert len(mail_sink.messages(kind="action_needed")) == 1
     [(_, about, _)] = outbox(app, "action_needed")
     assert re.fullmatch(r"invoice:in_\w+:payment_failed", about)
+    # paid on our pay page with another card: a receipt, and the mail is no longer owed
+    response = buyer.post(f"/account/subscription/{sub_row(app).public_id}/pay")
+    order_id = found(re.fullmatch(r"/orders/(ord_[\w-]+)/pay", response.headers["Location"]), "pay URL").group(1)
+    good = save_card(app, sandbox, "pm_card_mastercard")
+    assert pay_saved(buyer, order_id, good.id).get_json()["order_status"] == "paid"
+    flush(sandbox)
+    receipt = mail_sink.wait_for(to=BUYER, kind="receipt", count=2)
+    assert order_id in mail_sink.text(receipt)
+    with pytest.raises(mail.Drop):
+        render_stored(app, "action_needed", about)
+    assert len(mail_sink.messages(kind="action_needed")) == 1
 
 
 # --- the reminder before a canceled subscription ends --------------------------------------------------
@@ -261,6 +303,13 @@ def test_the_reminder_job_mails_once_three_days_before_a_canceling_plan_ends(
     text = mail_sink.text(message)
     assert "Starter" in text and ends.strftime("%-d %B %Y") in text and "will not renew" in text
     assert page_of(buyer, mail_sink.link(message, "/account/billing")).status_code == 200
+    [(_, about, _)] = outbox(app, "renewal_ending")
+    assert about == f"subscription:{row.public_id}:ends:{int(ends.timestamp())}"
+    assert render_stored(app, "renewal_ending", about).subject.startswith("Your Starter Plan subscription ends on")
+    # the buyer resumes: a reminder still waiting to be sent is dropped
+    assert buyer.post(f"/account/subscription/{row.public_id}/resume", data={"attempt": "r1"}).status_code == 303
+    with pytest.raises(mail.Drop):
+        render_stored(app, "renewal_ending", about)
     # after the period's end (or a month before the next one) nothing more is owed
     monkeypatch.setattr(notifications, "utcnow", lambda: ends + timedelta(hours=1))
     with app.app_context():

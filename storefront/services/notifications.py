@@ -42,8 +42,8 @@ from .. import money
 from ..extensions import db
 from ..models import Order, Price, Product, Subscription, User
 from ..models.base import utcnow
-from ..models.order import OrderStatus
-from .mail import queue_mail, register_kind, store_link
+from ..models.order import COLLECTED, OrderStatus
+from .mail import Drop, queue_mail, register_kind, store_link
 from .stripe_objects import StripeObject, plan_price_ids, stripe_id
 from .uow import unit_of_work
 
@@ -55,18 +55,53 @@ DISPUTE = "dispute"
 ACTION_NEEDED = "action_needed"
 RENEWAL_ENDING = "renewal_ending"
 
-register_kind(RECEIPT, "Your receipt for {product}", "receipt")
-register_kind(REFUND, "Refund of {refunded} for {product}", "refund")
-register_kind(DISPUTE, "Your payment for {product} is disputed", "dispute")
-register_kind(ACTION_NEEDED, "Action needed: {headline}", "action_needed")
-register_kind(RENEWAL_ENDING, "Your {plan} subscription ends on {ends_on}", "renewal_ending")
-
 #: how long before its end a subscription set to cancel gets its reminder
 REMIND_BEFORE = timedelta(days=3)
 #: statuses of a subscription that still runs to its period's end
 _RUNNING = ("active", "trialing", "past_due")
 #: the billing reason of a renewal's invoice
 _RENEWAL = "subscription_cycle"
+
+
+# --- at send time: a mail asking the buyer to act is dropped once there is nothing left to do ---------------
+
+
+def _still_needed(context: dict[str, Any]) -> dict[str, Any]:
+    """An "action needed" mail still owed when the worker sends it (a queue backlog, an SMTP
+    retry an hour later): the order is still in the state the mail is about, the renewal's
+    invoice still unpaid here."""
+    if context.get("reason") == "renewal_failed":
+        paid = db.session.scalar(
+            select(Order.id).where(Order.stripe_invoice_id == context.get("invoice_id"), Order.status.in_(COLLECTED))
+        )
+        if paid is not None:
+            raise Drop("the invoice has been paid since")
+        return {}
+    status = db.session.scalar(select(Order.status).where(Order.public_id == context.get("order_id")))
+    if status != context.get("state"):
+        raise Drop(f"the order is {status} now")
+    return {}
+
+
+def _still_ending(context: dict[str, Any]) -> dict[str, Any]:
+    """A reminder still owed: the subscription is still set to end at that period's end."""
+    row = db.session.execute(
+        select(Subscription.cancel_at_period_end, Subscription.status, Subscription.current_period_end).where(
+            Subscription.public_id == context.get("subscription_id")
+        )
+    ).first()
+    if row is None or not row.cancel_at_period_end or row.status not in _RUNNING:
+        raise Drop("the subscription is no longer set to end")
+    if row.current_period_end is None or int(row.current_period_end.timestamp()) != context.get("ends_ts"):
+        raise Drop("the subscription's period has changed")
+    return {}
+
+
+register_kind(RECEIPT, "Your receipt for {product}", "receipt")
+register_kind(REFUND, "Refund of {refunded} for {product}", "refund")
+register_kind(DISPUTE, "Your payment for {product} is disputed", "dispute")
+register_kind(ACTION_NEEDED, "Action needed: {headline}", "action_needed", _still_needed)
+register_kind(RENEWAL_ENDING, "Your {plan} subscription ends on {ends_on}", "renewal_ending", _still_ending)
 
 
 def _email(user_id: int | None) -> str | None:
@@ -116,6 +151,7 @@ def _receipt(order: Order) -> None:
     context = _order_facts(order) | {
         "points": order.points,
         "points_text": f"{order.points:,}",
+        "entitlement": f"{order.entitlement.title()} features forever" if order.entitlement else None,
         "paid_on": _day(paid_at),
         "paid_at": paid_at.isoformat(),
         "invoice_id": order.stripe_invoice_id,
@@ -130,6 +166,7 @@ def _order_needs_action(order: Order) -> None:
     authenticate = order.status == OrderStatus.REQUIRES_ACTION
     context = _order_facts(order) | {
         "reason": "authenticate" if authenticate else "failed",
+        "state": order.status,
         "headline": "confirm your payment" if authenticate else "your payment did not go through",
         "message": None if authenticate else order.failure_message,
         "link": store_link("pay.page", public_id=order.public_id),
@@ -198,6 +235,7 @@ def invoice_unpaid(invoice: StripeObject) -> None:
     amount = int(invoice.get("amount_due") or 0)
     context = {
         "reason": "renewal_failed",
+        "invoice_id": invoice["id"],
         "headline": f"the renewal of your {plan} subscription failed",
         "plan": plan,
         "product": plan,
@@ -253,11 +291,13 @@ def remind_renewals_ending(now: datetime | None = None) -> str:
 
 def _reminder(public_id: str, ends_at: datetime, user_id: int, email: str, plan: str | None) -> bool:
     context = {
+        "subscription_id": public_id,
         "plan": plan or "subscription",
         "ends_on": _day(ends_at),
         "ends_at": ends_at.isoformat(),
+        "ends_ts": int(ends_at.timestamp()),
         "ends_at_text": _moment(ends_at),
         "link": store_link("billing.index"),
     }
-    about = f"subscription:{public_id}:ends:{int(ends_at.timestamp())}"
+    about = f"subscription:{public_id}:ends:{context['ends_ts']}"
     return queue_mail(RENEWAL_ENDING, to=email, about=about, context=context, user_id=user_id)
