@@ -119,3 +119,28 @@ def test_other_methods_still_reach_flask(doors):
     fast, _ = doors
     assert fast.get(PATH).status_code == 405
     assert fast.put(PATH, data=b"{}").status_code == 405
+
+
+def test_a_delivery_after_the_database_dropped_the_connection_is_stored(app, doors):
+    """PostgreSQL stores on a pool of its own that skips the pre-ping (services/webhooks
+    .autocommit_engine): a connection the server closed meanwhile (a restart, an idle timeout)
+    fails the statement, and the store is retried on a fresh one -- the delivery is stored."""
+    from sqlalchemy import text
+
+    from storefront.services.webhooks import autocommit_engine
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite stores through the app's own engine: no second pool to lose a connection")
+        fast, _ = doors
+        first = _event("before_drop")
+        assert _post(fast, first, sign_payload(first, SECRET)).status_code == 200
+        with autocommit_engine().connect() as conn:  # the pooled connection the next store takes
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        second = _event("after_drop")
+        assert _post(fast, second, sign_payload(second, SECRET)).get_json() == {"received": True}
+        stored = db.session.scalars(select(StripeEvent.stripe_id).order_by(StripeEvent.id)).all()
+        db.session.rollback()
+    assert stored == ["evt_before_drop", "evt_after_drop"]

