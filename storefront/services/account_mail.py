@@ -191,15 +191,7 @@ def queue_verification(user: User) -> bool:
     """Owe ``user`` a verification link (its own unit of work); False if verified already."""
     if user.email_verified:
         return False
-    user_id, email, name = user.id, user.email, user.name
-    with unit_of_work():
-        return mail.queue_mail(
-            VERIFY_KIND,
-            to=email,
-            about=f"user:{user_id}:verify:{_nonce()}",
-            context={"user_id": user_id, "email": email, "name": name},
-            user_id=user_id,
-        )
+    return _owe_link(VERIFY_KIND, "verify", user)
 
 
 def verify_email(token: str) -> User:
@@ -225,12 +217,18 @@ def request_password_reset(email: str) -> bool:
     if user is None:
         db.session.rollback()
         return False
+    return _owe_link(RESET_KIND, "reset", user)
+
+
+def _owe_link(kind: str, purpose: str, user: User) -> bool:
+    """Owe ``user`` a mail of ``kind`` carrying a link (signed when it is sent), in its own
+    unit of work; each request is a new mail (a nonce in its ``about``)."""
     user_id, address, name = user.id, user.email, user.name
     with unit_of_work():
         return mail.queue_mail(
-            RESET_KIND,
+            kind,
             to=address,
-            about=f"user:{user_id}:reset:{_nonce()}",
+            about=f"user:{user_id}:{purpose}:{_nonce()}",
             context={"user_id": user_id, "email": address, "name": name},
             user_id=user_id,
         )
