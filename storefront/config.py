@@ -60,6 +60,7 @@ MAIL_ENV_NAMES = (
     "MAIL_PASSWORD",
     "MAIL_DEFAULT_SENDER",
     "MAIL_TIMEOUT",
+    "MAIL_ACTION_DELAY_SECONDS",
     "STORE_NAME",
     "STORE_URL",
     "MAIL_CATCHER_DIR",
@@ -213,6 +214,9 @@ def _mail_defaults() -> dict[str, Any]:
         "MAIL_RETRY_SECONDS": 60.0,
         "MAIL_MAX_ATTEMPTS": 8,
         "MAIL_LEASE_SECONDS": 120.0,
+        # an "action needed" mail about an order waits this long: the buyer is usually on the pay
+        # page, finishing 3-D Secure or trying another card; done by then, it is dropped unsent
+        "MAIL_ACTION_DELAY_SECONDS": 600.0,
     }
 
 
@@ -224,7 +228,7 @@ def _coerce(name: str, value: Any) -> Any:
         return str(value).strip().lower() in _TRUE
     if name == "MAIL_PORT":
         return int(value)
-    if name == "MAIL_TIMEOUT":
+    if name in ("MAIL_TIMEOUT", "MAIL_ACTION_DELAY_SECONDS"):
         return float(value)
     if name in ("STRIPE_TIMEOUT", "READYZ_STRIPE_CACHE_SECONDS"):
         return float(value)

@@ -157,6 +157,9 @@ def make_config(database_url: str, sandbox_url: str, **extra) -> dict:
         "MAIL_SERVER": mail_sink_module.session_sink().host,
         "MAIL_PORT": mail_sink_module.session_sink().port,
         "STORE_URL": "http://localhost",
+        # "action needed" mails go at once (the delay that spares a buyer still on the pay page is
+        # tested with its own value: test_mail_notifications)
+        "MAIL_ACTION_DELAY_SECONDS": 0.0,
     }
     config.update(extra)
     return config

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -213,6 +214,49 @@ def test_3ds_needed_sends_one_mail_whose_link_opens_the_pay_page(app, buyer, san
     assert page_of(buyer, link).headers["Location"] == f"/orders/{order.public_id}"
     with pytest.raises(mail.Drop):
         render_stored(app, "action_needed", f"order:{order.public_id}:requires_action")
+
+
+def test_a_buyer_who_finishes_3ds_on_the_page_within_the_delay_gets_only_the_receipt(
+    app, buyer, sandbox, webhooks, mail_sink
+):
+    """The "action needed" mail about an order waits ``MAIL_ACTION_DELAY_SECONDS`` (the buyer is
+    usually on the pay page); paid by then, it is dropped when its time comes, never sent."""
+    card = save_card(app, sandbox, "pm_card_authenticationRequired")
+    order = bought(buyer, app)
+    app.config["MAIL_ACTION_DELAY_SECONDS"] = 2.0
+    try:
+        reply = buyer.post(
+            f"/orders/{order.public_id}/pay/saved-card",
+            data={"payment_method": card.id, "attempt": "a1"},
+            headers={"Accept": "application/json"},
+        ).get_json()
+        assert reply["order_status"] == "requires_action"
+        sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}", {"outcome": "complete"})
+        flush(sandbox)
+        mail_sink.wait_for(to=BUYER, kind="receipt")
+        about = f"order:{order.public_id}:requires_action"
+        deadline = time.monotonic() + 15
+        while not _finished(app, about) and time.monotonic() < deadline:  # the delayed send's turn
+            time.sleep(0.2)
+    finally:
+        app.config["MAIL_ACTION_DELAY_SECONDS"] = 0.0
+    assert _finished(app, about) == "dropped:"
+    assert mail_sink.messages(kind="action_needed") == []
+
+
+def _finished(app, about: str) -> str | None:
+    """How the stored mail ``about`` ended: the start of its error ("dropped:"), "sent", or
+    None while it waits."""
+    with app.app_context():
+        row = db.session.execute(
+            select(OutboundMail.sent_at, OutboundMail.next_attempt_at, OutboundMail.last_error).where(
+                OutboundMail.about == about
+            )
+        ).one()
+        db.session.remove()
+    if row.sent_at is not None:
+        return "sent"
+    return None if row.next_attempt_at is not None else (row.last_error or "")[:8]
 
 
 def test_a_declined_payment_sends_a_try_again_mail(app, buyer, sandbox, webhooks, mail_sink):

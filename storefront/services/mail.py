@@ -98,15 +98,25 @@ def store_link(endpoint: str, **values: Any) -> str:
 # --- queueing ---------------------------------------------------------------------------------------
 
 
-def queue_mail(kind: str, *, to: str, about: str, context: dict[str, Any], user_id: int | None = None) -> bool:
+def queue_mail(
+    kind: str,
+    *,
+    to: str,
+    about: str,
+    context: dict[str, Any],
+    user_id: int | None = None,
+    delay: float = 0.0,
+) -> bool:
     """Owe mail ``kind`` to ``to`` about object ``about``; call INSIDE a unit of work. True if
-    this call stored it (False: owed already -- nothing more is sent). Queued after the commit."""
+    this call stored it (False: owed already -- nothing more is sent). Queued after the commit,
+    to be sent ``delay`` seconds from now (its kind's build step may then find it no longer owed)."""
     if kind not in MAIL_KINDS:
         raise ValueError(f"unknown mail kind {kind!r} (register_kind first)")
     recipient = normalize_email(to)
     if not recipient or "@" not in recipient:
         raise ValueError("a mail needs a recipient address")
     now = utcnow()
+    due = now + timedelta(seconds=delay)
     table = OutboundMail.__table__
     dialect = db.session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
@@ -119,7 +129,7 @@ def queue_mail(kind: str, *, to: str, about: str, context: dict[str, Any], user_
             context=json.dumps(context, sort_keys=True),
             user_id=user_id,
             created_at=now,
-            next_attempt_at=now,
+            next_attempt_at=due,
             attempts=0,
         )
         .on_conflict_do_nothing(index_elements=["recipient", "kind", "about"])
@@ -128,7 +138,7 @@ def queue_mail(kind: str, *, to: str, about: str, context: dict[str, Any], user_
     row_id = db.session.execute(statement).scalar()
     if row_id is None:
         return False
-    after_commit(_Enqueue(int(row_id)))
+    after_commit(_Enqueue(int(row_id), delay))
     return True
 
 
@@ -138,10 +148,15 @@ class _Enqueue:
     sweeper)."""
 
     row_id: int
+    delay: float = 0.0
 
     def __call__(self) -> None:
         try:
-            current_app.extensions[QUEUE_EXTENSION].tasks[SEND_TASK](self.row_id)
+            send = current_app.extensions[QUEUE_EXTENSION].tasks[SEND_TASK]
+            if self.delay > 0:
+                send.schedule(args=(self.row_id,), delay=self.delay)
+            else:
+                send(self.row_id)
         except Exception:
             log.warning("could not queue mail %s; the sweeper will send it", self.row_id, exc_info=True)
 

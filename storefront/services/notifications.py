@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from babel.dates import format_date, format_datetime
+from flask import current_app
 from sqlalchemy import select
 
 from .. import money
@@ -110,6 +111,11 @@ def _email(user_id: int | None) -> str | None:
     return db.session.scalar(select(User.email).where(User.id == user_id))
 
 
+def _recipient(order: Order) -> str | None:
+    """Who hears about ``order``: its account, or the address Checkout collected for a guest."""
+    return _email(order.user_id) or order.buyer_email
+
+
 def _day(when: datetime | None) -> str:
     """``29 November 2026`` (UTC)."""
     return format_date((when or utcnow()).astimezone(UTC).date(), format="long", locale="en")
@@ -127,8 +133,16 @@ def _order_facts(order: Order) -> dict[str, Any]:
         "product": order.product_name,
         "amount": money.format_or_raw(order.amount, order.currency),
         "subscription": order.method == "subscription_invoice",
-        "order_url": store_link("orders.show", public_id=order.public_id),
+        "order_url": _order_url(order),
     }
+
+
+def _order_url(order: Order) -> str:
+    """The account's order page; an unclaimed guest order's page is the public status page of
+    its Checkout Session (its id is the buyer's capability, as in the API)."""
+    if order.user_id is None and order.stripe_checkout_session_id:
+        return store_link("guest.status", session_id=order.stripe_checkout_session_id)
+    return store_link("orders.show", public_id=order.public_id)
 
 
 # --- orders: paid, or waiting for the buyer ----------------------------------------------------------
@@ -144,11 +158,14 @@ def order_moved(order: Order) -> None:
 
 
 def _receipt(order: Order) -> None:
-    to = _email(order.user_id)
+    to = _recipient(order)
     if to is None:
         return
     paid_at = order.paid_at or utcnow()
     context = _order_facts(order) | {
+        # a guest order nobody has claimed yet: how to get what it grants
+        "claim": order.user_id is None,
+        "signup_url": store_link("auth.signup"),
         "points": order.points,
         "points_text": f"{order.points:,}",
         "entitlement": f"{order.entitlement.title()} features forever" if order.entitlement else None,
@@ -172,12 +189,13 @@ def _order_needs_action(order: Order) -> None:
         "link": store_link("pay.page", public_id=order.public_id),
         "link_label": "Finish authentication" if authenticate else "Try another card",
     }
-    queue_mail(
+    queue_mail(  # delayed: the buyer is usually still on the pay page (MAIL_ACTION_DELAY_SECONDS)
         ACTION_NEEDED,
         to=to,
         about=f"order:{order.public_id}:{order.status}",
         context=context,
         user_id=order.user_id,
+        delay=float(current_app.config["MAIL_ACTION_DELAY_SECONDS"]),
     )
 
 
@@ -187,7 +205,7 @@ def _order_needs_action(order: Order) -> None:
 def refund_issued(order: Order, *, refunded_now: int, points_taken: int) -> None:
     """Stripe confirmed a refund of ``order`` (:func:`.fulfilment.apply_refund`): its total
     refunded is now ``order.amount_refunded``, of which ``refunded_now`` is new."""
-    to = _email(order.user_id)
+    to = _recipient(order)
     if to is None or refunded_now <= 0:
         return
     context = _order_facts(order) | {
@@ -204,7 +222,7 @@ def refund_issued(order: Order, *, refunded_now: int, points_taken: int) -> None
 
 def dispute_opened(order: Order, dispute: StripeObject, *, points_frozen: int) -> None:
     """A dispute moved ``order`` to ``disputed`` and froze ``points_frozen`` of its points."""
-    to = _email(order.user_id)
+    to = _recipient(order)
     if to is None:
         return
     context = _order_facts(order) | {
