@@ -91,11 +91,16 @@ class Order(Model):
         Index("ix_orders_paid_at", "paid_at"),
         # covers the purchases totals (count, collected, refunded per currency) by status
         Index("ix_orders_status_totals", "status", "currency", "amount", "amount_refunded"),
+        Index("ix_orders_buyer_email", "buyer_email"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(40), unique=True, default=new_order_id)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    #: None for a guest order (API checkout with no session) until an account with its
+    #: ``buyer_email``, verified, claims it (services/guest_orders.py)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    #: the address Stripe Checkout collected for a guest order (None for an account's own order)
+    buyer_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     price_id: Mapped[int] = mapped_column(ForeignKey("prices.id"))
     # what was bought, copied from the catalog at purchase time
     lookup_key: Mapped[str] = mapped_column(String(64))

@@ -30,6 +30,7 @@ from ..extensions import db
 from ..models import Order, PointsEntry, User
 from ..models.base import utcnow
 from ..models.order import OrderStatus
+from ..models.user import normalize_email
 from . import notifications, points
 from .orders import lock_matching, move, stale
 from .stripe_objects import StripeObject, status_of_checkout_session, status_of_payment_intent, stripe_id
@@ -57,9 +58,14 @@ def invoice_points_key(invoice_id: str) -> str:
 
 
 def _deliver(order: Order, source: str) -> None:
-    """What a paid order grants: its points (once) and, for Lifetime, the entitlement."""
+    """What a paid order grants: its points (once) and, for Lifetime, the entitlement. A guest
+    order goes to the account with its buyer's VERIFIED address, or waits for one (:func:`claim`)."""
     order.paid_at = order.paid_at or utcnow()
     order.failure_code = order.failure_message = None
+    if order.user_id is None:
+        order.user_id = verified_owner(order.buyer_email)
+    if order.user_id is None:
+        return
     if order.stripe_invoice_id:  # a subscription invoice: one month of the plan's points
         points.record(
             order.user_id,
@@ -144,6 +150,8 @@ def apply_checkout_session(
             order.stripe_invoice_id = stripe_id(session["invoice"])
         if session.get("subscription") and order.stripe_subscription_id is None:
             order.stripe_subscription_id = stripe_id(session["subscription"])
+    if order.user_id is None:
+        _note_guest_buyer(order, session, source)
     status = status_of_checkout_session(session, event_type)
     if status == OrderStatus.PAID and not _amount_matches(order, session.get("amount_total"), session.get("currency")):
         return order
@@ -191,6 +199,8 @@ def apply_refund(charge: StripeObject, *, source: str, event_created: int | None
 
 def _claw_back(order: Order, refunded: int) -> int:
     """Take back the points due for ``refunded``; returns how many were taken now."""
+    if order.user_id is None:  # an unclaimed guest order granted nothing
+        return 0
     target = -(order.points * refunded // order.amount)  # total taken back for this refund level
     already = -sum(e.amount for e in _entries(order) if e.reason in ("refund", "dispute"))
     due = target + already
@@ -225,7 +235,7 @@ def apply_dispute(dispute: StripeObject, *, source: str, event_created: int | No
         order, OrderStatus.DISPUTED, source=source, reason=f"Dispute {dispute.get('id')}: {dispute.get('reason')}"
     ):
         remaining = points.total_for_order(order.id)
-        if remaining > 0:
+        if remaining > 0 and order.user_id is not None:  # an unclaimed order granted nothing
             points.record(
                 order.user_id,
                 -remaining,
@@ -236,3 +246,52 @@ def apply_dispute(dispute: StripeObject, *, source: str, event_created: int | No
             )
         notifications.dispute_opened(order, dispute, points_frozen=max(remaining, 0))
     return order
+
+
+# --- guest orders (issue 14): an order that belongs to an email, not (yet) to an account ------------
+
+#: a guest order claimed in one of these states grants what it was paid for (less any refund);
+#: claimed fully refunded or disputed it is only attached to the account (its history)
+_CLAIM_DELIVERS = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
+
+
+def verified_owner(email: str | None) -> int | None:
+    """The id of the account whose VERIFIED address is ``email`` (an unverified one never gets a
+    guest order). Its row is locked (PostgreSQL): a verification committing meanwhile is seen
+    here, or this payment commits first and the verification's claim sees the order
+    (:func:`.guest_orders.claim_for` runs after the verification's commit)."""
+    if not email:
+        return None
+    row = db.session.execute(
+        select(User.id, User.email_verified_at).where(User.email == email).with_for_update()
+    ).first()
+    return row.id if row is not None and row.email_verified_at is not None else None
+
+
+def _note_guest_buyer(order: Order, session: StripeObject, source: str) -> None:
+    """Checkout tells who paid a guest order (``customer_details.email``): noted once. An order
+    its PaymentIntent's event paid before this is delivered (and receipted) now."""
+    email = normalize_email(str((session.get("customer_details") or {}).get("email") or ""))
+    if order.buyer_email or "@" not in email:
+        return
+    order.buyer_email = email
+    if order.status in _CLAIM_DELIVERS:
+        owner = verified_owner(email)
+        if owner is not None:
+            claim(order, owner, source=source)
+        notifications.order_moved(order)  # the receipt it could not have before (once: the outbox)
+
+
+def claim(order: Order, user_id: int, *, source: str) -> bool:
+    """Give the unowned, locked guest ``order`` to account ``user_id`` (its buyer's verified
+    address): a paid one delivers now what it grants, less what was refunded meanwhile; the
+    ledger keys make a second delivery nothing. Returns False if it had an owner already."""
+    if order.user_id is not None:
+        return False
+    order.user_id = user_id
+    if order.status in _CLAIM_DELIVERS:
+        _deliver(order, source)
+        if order.amount_refunded:
+            _claw_back(order, order.amount_refunded)
+    log.info("order %s claimed by user %s (%s)", order.public_id, user_id, source)
+    return True

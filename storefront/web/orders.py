@@ -112,7 +112,7 @@ def show(public_id: str):
     order = purchase.sync_if_due(order)
     token = (
         None
-        if sign_in_id is None or order.settled
+        if sign_in_id is None or order.settled or order.user_id is None
         else order_status.tokens(current_app).issue(order.public_id, order.user_id, sign_in_id)
     )
     return render_template("orders/show.html", order=order, status=status_payload(order), status_token=token)
