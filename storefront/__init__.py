@@ -137,16 +137,18 @@ def register_wsgi_layers(app: Flask) -> None:
     """The WSGI layers around Flask, innermost first: the anonymous catalog cache (replays
     Flask's finished response), the status poll's fast path (its token, no sync due), Stripe's
     webhook deliveries (acknowledged without Flask), the host guard (an untrusted Host never
-    reaches the others), and outermost the request log (request id, metrics and one log line for
-    every answer, the guard's refusals included)."""
+    reaches the others), the request log (request id, metrics and one log line for every answer,
+    the guard's refusals included), and outermost, behind ``TRUSTED_PROXY_COUNT`` proxies,
+    werkzeug's ProxyFix (every layer sees the client's address)."""
     from .services.catalog import catalog_rows
-    from .web import page_cache, request_log, security, status_fast_path, webhooks
+    from .web import page_cache, proxies, request_log, security, status_fast_path, webhooks
 
     page_cache.install(app, catalog_rows)
     status_fast_path.install(app)
     webhooks.install(app)
     security.install_host_guard(app)
     request_log.install(app)
+    proxies.install(app)
 
 
 def register_commands(app: Flask) -> None:

@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from ..services.errors import ServiceError
 from ..stripe_gateway import GatewayError
+from .api_guard import retry_after_seconds
 from .helpers import wants_json
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(err: RateLimitExceeded):
-        return error_response(429, "rate_limit_exceeded", None, "rate_limit_error")
+        body, status = error_response(429, "rate_limit_exceeded", None, "rate_limit_error")
+        return body, status, {"Retry-After": str(retry_after_seconds())}
 
     @app.errorhandler(GatewayError)
     def gateway_error(err: GatewayError):
