@@ -112,6 +112,9 @@ def register_blueprints(app: Flask) -> None:
     from .web import dev_mail  # /dev/mail: the caught mail, in sandbox mode only
 
     dev_mail.init_app(app)
+    from .web import api_docs  # /api/openapi.json and /api/docs: the API's contract
+
+    api_docs.init_app(app)
 
 
 def register_template_helpers(app: Flask) -> None:

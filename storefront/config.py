@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .api_settings import API_ENV_NAMES, api_defaults, api_settings
+
 SANDBOX_API_BASE = "http://127.0.0.1:12111"
 SANDBOX_SECRET_KEY = "sk_test_sandbox"  # noqa: S105 - the sandbox accepts any sk_test_ key
 SANDBOX_PUBLISHABLE_KEY = "pk_test_sandbox"
@@ -107,6 +109,7 @@ ENV_NAMES = (
     "REDIS_URL",
     "CACHE_REDIS_URL",
     *MAIL_ENV_NAMES,
+    *API_ENV_NAMES,
 )
 
 
@@ -126,7 +129,7 @@ def _defaults(instance_path: str) -> dict[str, Any]:
         "STRIPE_API_BASE": None,
         "STRIPE_TIMEOUT": 10.0,
         "STRIPE_MAX_NETWORK_RETRIES": 2,
-        "RATELIMIT_STORAGE_URI": "memory://",
+        **api_defaults(),  # the JSON API's CORS origins, rate limit, proxies; RATELIMIT_STORAGE_URI
         "RATELIMIT_HEADERS_ENABLED": False,
         # failed log-ins per (account, IP): an attacker elsewhere can't lock the owner out
         "LOGIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
@@ -307,6 +310,7 @@ def load_settings(
     _check(settings)  # before mail_settings: live mode must name its sender, not get a made-up one
     mail_settings(settings)
     _check_secret_key(settings, instance_path)
+    api_settings(settings, ConfigError)
     _check_limits(settings)
     _ops_settings(settings)
     cache_settings(settings)

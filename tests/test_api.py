@@ -104,12 +104,16 @@ def test_check_payment_status_of_an_expired_session(app, buyer, sandbox):
     assert buyer.get(f"/api/check-payment-status/{session_id}").get_json() == {"status": "expired"}
 
 
-def test_check_payment_status_of_someone_elses_session_is_404(app, client, auth, catalog, sandbox):
+def test_check_payment_status_answers_whoever_holds_the_session_id(app, client, auth, catalog, sandbox):
+    """The session id is the capability (issue 14): another buyer, or nobody signed in, gets the
+    status and nothing else; an unknown id is 404."""
     auth.signup(email="owner@example.com")
     session_id = _create(client, {"priceId": _price_id(app, "points_medium")}).get_json()["sessionId"]
     auth.logout()
     auth.signup(email="other@example.com")
-    response = client.get(f"/api/check-payment-status/{session_id}")
+    assert client.get(f"/api/check-payment-status/{session_id}").get_json() == {"status": "unpaid"}
+    assert app.test_client().get(f"/api/check-payment-status/{session_id}").get_json() == {"status": "unpaid"}
+    response = client.get(f"/api/check-payment-status/{session_id}x")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "session_not_found"
 

@@ -1,5 +1,7 @@
-"""JSON API for external front ends (the seed contract). Session auth; POSTs need the CSRF
-token in ``X-CSRFToken``. Errors answer ``{"error": {"code", "message", "type"}}``."""
+"""JSON API for front ends, ours or on another origin (the seed contract). A call carrying our
+session cookie needs the CSRF token in ``X-CSRFToken`` on a POST; CORS for ``API_CORS_ORIGINS``,
+one rate limit for the whole API (``web/api_guard.py``). Errors answer
+``{"error": {"code", "message", "type"}}``."""
 
 from __future__ import annotations
 
@@ -9,20 +11,37 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..extensions import db, limiter
+from ..extensions import db
 from ..models import Order
 from ..services import purchase
+from ..services.catalog import active_prices
+from . import api_guard
 from .errors import error_response
-from .orders import BUYER_STATUS, checkout_return_urls
+from .orders import checkout_return_urls
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+api_guard.protect(bp)  # one rate limit for every route here, CSRF where our cookie is, CORS
 
-#: the seed contract's seven statuses; a refunded or disputed session was paid (as Stripe's
-#: ``payment_status`` still says), and a payment waiting for 3-D Secure is unpaid
-API_STATUS = {**BUYER_STATUS, "requires_action": "unpaid", "refunded": "paid"}
+#: the seed contract's seven statuses from our order states: a refunded (even in part) or
+#: disputed session was paid (as Stripe's ``payment_status`` still says), and a payment waiting
+#: for 3-D Secure is unpaid. ``no_payment_required`` never comes: every price costs something.
+API_STATUS = {
+    "pending": "unpaid",
+    "requires_action": "unpaid",
+    "processing": "processing",
+    "paid": "paid",
+    "failed": "failed",
+    "canceled": "canceled",
+    "expired": "expired",
+    "refunded": "paid",
+    "partially_refunded": "paid",
+    "disputed": "paid",
+}
+SEED_STATUSES = frozenset({"paid", "unpaid", "processing", "expired", "failed", "canceled", "no_payment_required"})
 #: matched with ``fullmatch``: ``$`` alone would let ``price_123\n`` through
 PRICE_ID = re.compile(r"price_[A-Za-z0-9]{1,100}")
-API_LIMIT = "100 per minute"
+#: how long a browser or a shared cache may reuse the price list without asking
+PRICES_MAX_AGE = 60
 
 
 @bp.get("/config")
@@ -42,7 +61,6 @@ def _login_required():
 
 
 @bp.post("/create-checkout-session")
-@limiter.limit(API_LIMIT)
 def create_checkout_session():
     """``{"priceId": "price_…"}`` -> ``{"url", "sessionId"}``; the amount is our catalog's."""
     if (denied := _login_required()) is not None:
@@ -57,13 +75,43 @@ def create_checkout_session():
 
 
 @bp.get("/check-payment-status/<session_id>")
-@limiter.limit(API_LIMIT)
 def check_payment_status(session_id: str):
-    """``{"status"}``: paid, unpaid, processing, expired, failed, canceled, no_payment_required."""
-    if (denied := _login_required()) is not None:
-        return denied
-    order = db.session.scalar(select(Order).where(Order.stripe_checkout_session_id == session_id))
-    if order is None or (order.user_id != current_user.id and not current_user.is_admin):
+    """``{"status"}``: paid, unpaid, processing, expired, failed, canceled, no_payment_required.
+
+    For anyone holding the session id (an unguessable capability, as in the seed's flow: the
+    front end's success page has it from Stripe's return URL); nothing else about the order."""
+    order = None
+    if len(session_id) <= 255:
+        order = db.session.scalar(select(Order).where(Order.stripe_checkout_session_id == session_id))
+    if order is None:
         return error_response(404, "session_not_found", "No such checkout session.")
     order = purchase.sync_if_due(order)
-    return jsonify(status=API_STATUS[order.status])
+    response = jsonify(status=API_STATUS[order.status])
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/prices")
+def prices():
+    """What a front end can sell through create-checkout-session: every one-time price on sale
+    at Stripe (its ``priceId`` is the Stripe price id to send). Plans billed by the month or year
+    are subscribed to on the store's own pages, so they are not listed (``interval`` is there
+    for the day they are). Cacheable: the same list has the same ETag, and ``If-None-Match``
+    with it answers 304."""
+    listed = [
+        {
+            "priceId": price.stripe_price_id,
+            "lookupKey": price.lookup_key,
+            "productName": price.product.name,
+            "amount": price.unit_amount,
+            "currency": price.currency,
+            "interval": price.interval,
+            "points": price.product.points,
+        }
+        for price in active_prices()
+        if price.stripe_price_id and not price.interval
+    ]
+    response = jsonify(prices=listed)
+    response.headers["Cache-Control"] = f"public, max-age={PRICES_MAX_AGE}"
+    response.add_etag()
+    return response.make_conditional(request)

@@ -143,7 +143,10 @@ def register(app: Flask) -> None:
         code, message = MESSAGES.get(status, ("error", err.description))
         if status < 500 and err.description and err.description != type(err).description:
             message = err.description  # a message written for this case (abort(400, "…"))
-        return error_response(status, code, message)
+        # the exception's own headers go along (a 405's ``Allow``, RFC 9110), not its HTML type
+        headers = [(name, value) for name, value in err.get_headers() if name.lower() != "content-type"]
+        body, status = error_response(status, code, message)
+        return body, status, headers
 
     @app.errorhandler(Exception)
     def unhandled(err: Exception):
