@@ -99,9 +99,9 @@ def register_stripe(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .web import account, admin, api, auth, orders, pay, shop, webhooks
+    from .web import account, admin, api, auth, guest, orders, pay, shop, webhooks
 
-    for blueprint in (shop.bp, auth.bp, account.bp, orders.bp, pay.bp, api.bp, webhooks.bp, admin.bp):
+    for blueprint in (shop.bp, auth.bp, account.bp, orders.bp, guest.bp, pay.bp, api.bp, webhooks.bp, admin.bp):
         app.register_blueprint(blueprint)
     from .web import account_billing  # saved cards, subscriptions, invoices
 

@@ -17,6 +17,7 @@ from . import errors
 from .cards import all_cards
 from .expand import expand
 from .primitives import public
+from .resources.checkout import customer_details
 from .resources.checkout_completion import complete_session
 from .resources.three_d_secure import complete_authentication
 from .runtime import page_context, sandbox_of
@@ -142,22 +143,30 @@ def conformance():
 
 @control.post("/checkout/<session_id>/pay")
 def checkout_pay(session_id):
-    """Pay a Checkout Session as its hosted page would: JSON ``{"payment_method": "pm_…"}``.
+    """Pay a Checkout Session as its hosted page would: JSON ``{"payment_method": "pm_…",
+    "email"?}`` (``email``: what the buyer typed on the page when the session has no customer
+    and no ``customer_email``; it becomes the session's ``customer_details.email``).
 
     Answers the session after the attempt (200), or ``{"error", "session"}`` with Stripe's status
     (402 for a decline, 400 for an expired or complete session, 404 for an unknown one).
     """
     sandbox = sandbox_of()
     store = sandbox.store
-    payment_method = (request.get_json(silent=True) or {}).get("payment_method")
+    payload = request.get_json(silent=True) or {}
+    payment_method, email = payload.get("payment_method"), payload.get("email")
     if not payment_method:
         return _bad("payment_method is required")
+    if email is not None and (not isinstance(email, str) or "@" not in email):
+        return _bad("email must be an email address")
     ctx = page_context()
     with store.transaction():
         session = store.get(session_id)
         if session is None or session.get("object") != "checkout.session":
             body, status = errors.no_such("checkout.session", session_id).body(), 404
         else:
+            if email and not session.get("customer_details") and not session.get("customer"):
+                session["customer_details"] = customer_details(email.strip())
+                store.put(session)
             try:
                 body, status = public(complete_session(ctx, session, payment_method)), 200
             except errors.StripeError as exc:

@@ -72,10 +72,12 @@ def test_amount_and_currency_rules_come_from_the_catalog(app, buyer, sandbox):
     assert _create(buyer, {"priceId": _price_id(app, "points_small")}).get_json()["error"]["code"] == "amount_too_large"
 
 
-def test_api_needs_a_login(app, client, catalog, sandbox):
+def test_without_a_session_it_is_a_guest_checkout_not_a_401(app, client, catalog, sandbox):
+    """No login needed any more (issue 14): a call with no session is a guest checkout
+    (tests/test_api_guest.py); an unknown price is still refused."""
     response = _create(client, {"priceId": "price_abc"})
-    assert response.status_code == 401
-    assert response.get_json()["error"]["code"] == "authentication_required"
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "price_not_found"
 
 
 def test_api_post_needs_the_csrf_token_when_csrf_is_on(app, buyer, sandbox):

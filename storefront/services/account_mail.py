@@ -40,7 +40,7 @@ from ..extensions import db
 from ..models import User, UserSession, utcnow
 from ..models.user import normalize_email
 from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
-from . import accounts, mail
+from . import accounts, guest_orders, mail
 from .uow import read_then_release, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,7 @@ def verify_email(token: str) -> User:
             raise LinkInvalid("This link is for an address that is no longer the account's. Ask for a new one.")
         if user.email_verified_at is None:
             user.email_verified_at = utcnow()
+    guest_orders.claim_for(user.id)  # after the commit: paid guest orders of the address are the account's now
     return user
 
 
@@ -259,6 +260,7 @@ def reset_password(token: str, new_password: str) -> User:
             user.email_verified_at = utcnow()
         db.session.execute(delete(UserSession).where(UserSession.user_id == user.id))
     user.sign_in = None
+    guest_orders.claim_for(user.id)  # the link reached the address: it is verified
     return user
 
 
@@ -319,6 +321,7 @@ def confirm_email_change(token: str) -> User:
             user.email_verified_at = utcnow()
     except IntegrityError:  # another account took it a moment ago
         raise accounts.EmailTaken() from None
+    guest_orders.claim_for(user.id)  # paid guest orders of the new (verified) address
     _tell_stripe(user)
     return user
 

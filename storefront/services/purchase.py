@@ -103,13 +103,14 @@ def _check_buyer(user: User, price: Price) -> str:
 
 
 def new_order(
-    user: User, price: Price, public_id: str, method: str, *, reason: str | None = None, **stripe_ids: str
+    user: User | None, price: Price, public_id: str, method: str, *, reason: str | None = None, **stripe_ids: str
 ) -> Order:
-    """The order row for a purchase Stripe has already accepted, with its first transition."""
+    """The order row for a purchase Stripe has already accepted, with its first transition
+    (``user`` None: a guest's Checkout order, :mod:`.guest_orders`)."""
     product = price.product
     order = Order(
         public_id=public_id,
-        user_id=user.id,
+        user_id=user.id if user is not None else None,
         price_id=price.id,
         lookup_key=price.lookup_key,
         product_name=product.name,

@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Order
-from ..services import purchase
+from ..services import guest_orders, purchase
 from ..services.catalog import active_prices
 from . import api_guard
 from .errors import error_response
-from .orders import checkout_return_urls
+from .guest import front_end_url
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 api_guard.protect(bp)  # one rate limit for every route here, CSRF where our cookie is, CORS
@@ -54,23 +54,30 @@ def config():
     )
 
 
-def _login_required():
-    if not current_user.is_authenticated:
-        return error_response(401, "authentication_required", "Log in to buy.", "authentication_error")
-    return None
-
-
 @bp.post("/create-checkout-session")
 def create_checkout_session():
-    """``{"priceId": "price_…"}`` -> ``{"url", "sessionId"}``; the amount is our catalog's."""
-    if (denied := _login_required()) is not None:
-        return denied
+    """``{"priceId": "price_…", "successUrl"?, "cancelUrl"?}`` -> ``{"url", "sessionId"}``; the
+    amount is our catalog's. Signed in (our session cookie, its CSRF token checked before this
+    runs): the account buys. No session: a guest checkout (``services/guest_orders.py``: one-time
+    prices only, Checkout collects the email, the order belongs to it). A return URL whose origin
+    is not in ``API_CORS_ORIGINS`` is not used: the store's own page instead (on ``STORE_URL``)."""
     body = request.get_json(silent=True)
-    price_id = body.get("priceId") if isinstance(body, dict) else None
+    body = body if isinstance(body, dict) else {}
+    price_id = body.get("priceId")
     if not isinstance(price_id, str) or not PRICE_ID.fullmatch(price_id):
         return error_response(400, "invalid_price_id", "priceId must be a Stripe price id such as price_123.")
+    for field in ("successUrl", "cancelUrl"):
+        if body.get(field) is not None and not isinstance(body[field], str):
+            return error_response(400, "invalid_return_url", f"{field} must be a URL (a string).")
     price = purchase.price_for_stripe_id(price_id)  # a refusal answers through web/errors.py
-    order, url = purchase.start_checkout(current_user, price, return_urls=checkout_return_urls)
+    guest = not current_user.is_authenticated
+    urls = guest_orders.return_urls(
+        guest=guest, success_url=front_end_url(body.get("successUrl")), cancel_url=front_end_url(body.get("cancelUrl"))
+    )
+    if guest:
+        order, url = guest_orders.start_guest_checkout(price, return_urls=urls)
+    else:
+        order, url = purchase.start_checkout(current_user, price, return_urls=urls)
     return jsonify(url=url, sessionId=order.stripe_checkout_session_id)
 
 
