@@ -28,10 +28,13 @@ def prices(client):
     return {"one_time": one_time, "monthly": monthly}
 
 
-def pay(sandbox, session_id: str, payment_method: str) -> tuple[int, dict]:
+def pay(sandbox, session_id: str, payment_method: str, email: str | None = None) -> tuple[int, dict]:
+    body: dict[str, Any] = {"payment_method": payment_method}
+    if email is not None:
+        body["email"] = email  # what the buyer types on the hosted page
     request = urllib.request.Request(
         f"{sandbox.url}/_sandbox/checkout/{session_id}/pay",
-        data=json.dumps({"payment_method": payment_method}).encode(),
+        data=json.dumps(body).encode(),
         method="POST",
         headers={"Content-Type": "application/json"},
     )
@@ -379,3 +382,24 @@ def test_the_default_merchant_name(client, sandbox, prices):
         }
     )
     assert client.v1.invoices.retrieve(str(sub.latest_invoice)).account_name == "Stripe Sandbox"
+
+
+def test_a_session_without_customer_or_email_takes_the_email_the_buyer_types(client, sandbox, prices):
+    """Guest checkout: no customer, no customer_email -- Checkout asks; the address becomes the
+    session's customer_details.email, and no customer is created for a one-time payment
+    (customer_creation defaults to if_required)."""
+    session = payment_session(client, prices)
+    assert session.customer is None and session.customer_email is None and session.customer_creation == "if_required"
+    status, body = pay(sandbox, session.id, "pm_card_visa", email="not-an-address")
+    assert status == 400
+    status, body = pay(sandbox, session.id, "pm_card_visa", email="guest@shop.test")
+    assert status == 200 and body["status"] == "complete" and body["payment_status"] == "paid"
+    paid = client.v1.checkout.sessions.retrieve(session.id)
+    assert paid.customer is None and paid.customer_details is not None
+    assert paid.customer_details.email == "guest@shop.test"
+    completed = [
+        event
+        for event in client.v1.events.list(params={"type": "checkout.session.completed"}).data
+        if event.data.object["id"] == session.id
+    ]
+    assert completed and completed[0].data.object["customer_details"]["email"] == "guest@shop.test"
