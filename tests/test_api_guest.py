@@ -302,3 +302,19 @@ def test_a_signed_in_call_with_the_session_cookie_needs_the_csrf_token(app, clie
     assert session.success_url.startswith(f"http://localhost/orders/{mine.public_id}") and success == {
         "session_id": ["{CHECKOUT_SESSION_ID}"]
     }
+
+
+def test_the_admin_sees_an_unclaimed_guest_order_with_its_address(app, admin, sandbox, webhooks):
+    created = _guest_checkout(app, "points_small")
+    _pay(sandbox, created["sessionId"])
+    flush(sandbox)
+    order = _order(app, created["sessionId"])
+    assert order.status == "paid" and order.user_id is None
+    page = admin.get(f"/admin/purchases?q={GUEST}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert order.public_id in html and GUEST in html and "data-guest" in html
+    page = admin.get(f"/admin/orders/{order.public_id}")
+    assert page.status_code == 200 and GUEST in page.get_data(as_text=True)
+    assert admin.get("/admin/purchases.csv").status_code == 200
+    assert admin.get("/admin/").status_code == 200

@@ -98,8 +98,8 @@ def search_condition(q: str) -> ColumnElement[bool]:
         return Order.stripe_invoice_id == term
     if term.startswith("sub_"):
         return Order.stripe_subscription_id == term
-    if "@" in term:  # an email: the unique index on users.email, then orders by user
-        return Order.user_id.in_(select(User.id).where(User.email == lowered))
+    if "@" in term:  # an email: the unique index on users.email, then orders by user; a guest's orders too
+        return or_(Order.user_id.in_(select(User.id).where(User.email == lowered)), Order.buyer_email == lowered)
     # part of an email or a name: the (small) users table, then orders by user
     escaped = lowered.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return Order.user_id.in_(
@@ -161,10 +161,10 @@ def _rows_query(f: PurchaseFilters) -> Select[*tuple[Any, ...]]:
             Order.stripe_payment_intent_id,
             Order.stripe_checkout_session_id,
             Order.stripe_invoice_id,
-            User.email.label("email"),
+            func.coalesce(User.email, Order.buyer_email).label("email"),  # an unclaimed guest order: its address
             User.public_id.label("user_public_id"),
         )
-        .join(User, User.id == Order.user_id)
+        .outerjoin(User, User.id == Order.user_id)
         .where(*conditions(f))
     )
 
@@ -363,8 +363,15 @@ def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
     ).one()
     paid, failed, refunded = (int(counts[0] or 0), int(counts[1] or 0), int(counts[2] or 0))
     disputes = db.session.execute(
-        select(Order.public_id, Order.product_name, Order.amount, Order.currency, Order.updated_at, User.email)
-        .join(User, User.id == Order.user_id)
+        select(
+            Order.public_id,
+            Order.product_name,
+            Order.amount,
+            Order.currency,
+            Order.updated_at,
+            func.coalesce(User.email, Order.buyer_email).label("email"),
+        )
+        .outerjoin(User, User.id == Order.user_id)
         .where(Order.status == OrderStatus.DISPUTED)
         .order_by(Order.created_at.desc())
         .limit(50)
