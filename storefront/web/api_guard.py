@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import ipaddress
-import math
 import time
 
 from flask import Blueprint, current_app, request
@@ -80,7 +79,7 @@ def retry_after_seconds() -> int:
         reset_at = limit.reset_at
     except Exception:  # noqa: BLE001 - the limiter's storage went away: say the window
         return FALLBACK_RETRY_AFTER
-    return max(1, math.ceil(reset_at - time.time()))
+    return max(1, int(reset_at - time.time()))  # reset_at is already rounded up
 
 
 def protect(bp: Blueprint) -> None:
