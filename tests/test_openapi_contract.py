@@ -12,8 +12,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.core.result import Ok
+from sqlalchemy import func, select
 
-from storefront.extensions import limiter
+from storefront.extensions import db, limiter
+from storefront.models import Order
 from storefront.web.api import API_STATUS
 from storefront.web.api_docs import DOCUMENT_PATH, METHODS, load_document
 
@@ -130,3 +132,33 @@ def test_the_api_answers_as_documented(case, app, live_server):
         # make: every generated one is refused (400), as documented
         excluded.append(schemathesis.checks.positive_data_acceptance)
     case.call_and_validate(base_url=live_server.url, timeout=10, excluded_checks=excluded)
+
+
+@pytest.mark.usefixtures("catalog")
+def test_the_documented_links_work_as_a_workflow(app, live_server):
+    """Stateful: schemathesis follows the document's links with real answers -- a price from
+    ``GET /api/prices`` bought through create-checkout-session, whose ``sessionId`` is polled at
+    check-payment-status -- so the successful answers are checked too, not only the refusals."""
+    base_url = live_server.url
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self):
+            with app.app_context():
+                limiter.reset()
+
+        def get_call_kwargs(self, case):
+            return {"base_url": base_url, "timeout": 10}
+
+        def validate_response(self, response, case, **kwargs):
+            if case.operation.path == "/api/stripe/webhook":
+                kwargs["excluded_checks"] = [schemathesis.checks.positive_data_acceptance]
+            super().validate_response(response, case, **kwargs)
+
+    Workflow.run(
+        settings=settings(
+            max_examples=15, stateful_step_count=4, deadline=None, suppress_health_check=list(HealthCheck)
+        )
+    )
+    with app.app_context():  # the links were followed: guests' Checkout Sessions were made
+        assert (db.session.scalar(select(func.count(Order.id)).where(Order.user_id.is_(None))) or 0) > 0
+        db.session.remove()
