@@ -215,6 +215,22 @@ def test_an_email_change_confirmed_to_the_guests_address_claims_the_order(
     assert _order(app, created["sessionId"]).user_id == user.id and user.points_balance == 200
 
 
+def test_a_password_reset_proves_the_address_and_claims(app, client, catalog, sandbox, webhooks, mail_sink):
+    AuthActions(client).signup(email=GUEST)  # never clicked the verification link
+    AuthActions(client).logout()
+    created = _guest_checkout(app, "points_small")
+    _pay(sandbox, created["sessionId"])
+    flush(sandbox)
+    assert _order(app, created["sessionId"]).user_id is None
+    client.post("/forgot-password", data={"email": GUEST})
+    link = mail_sink.link(mail_sink.wait_for(to=GUEST, kind="password_reset"), "/reset-password/")
+    done = client.post(link, data={"password": "a-fresh-start-2026", "confirm": "a-fresh-start-2026"})
+    assert done.status_code in (302, 303)
+    user = _user(app, GUEST)
+    assert user.email_verified and user.points_balance == 200
+    assert _order(app, created["sessionId"]).user_id == user.id
+
+
 def test_a_refund_before_the_claim_takes_back_nothing_and_the_claim_grants_what_was_kept(
     app, client, catalog, sandbox, webhooks, mail_sink
 ):
