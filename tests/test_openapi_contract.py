@@ -162,3 +162,20 @@ def test_the_documented_links_work_as_a_workflow(app, live_server):
     with app.app_context():  # the links were followed: guests' Checkout Sessions were made
         assert (db.session.scalar(select(func.count(Order.id)).where(Order.user_id.is_(None))) or 0) > 0
         db.session.remove()
+
+
+def test_the_429_is_as_documented(app, live_server, sandbox):
+    """Over the limit: 429 ``rate_limit_exceeded`` with ``Retry-After``, as the document says."""
+    import requests
+
+    with app.app_context():
+        limiter.reset()
+    url = f"{live_server.url}/api/check-payment-status/cs_test_nope"
+    with requests.Session() as http:
+        statuses = [http.get(url, timeout=10).status_code for _ in range(100)]
+        response = http.get(url, timeout=10)
+    assert statuses == [404] * 100 and response.status_code == 429
+    assert response.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    case = schema["/api/check-payment-status/{sessionId}"]["GET"].Case(path_parameters={"sessionId": "cs_test_nope"})
+    case.validate_response(response)

@@ -11,7 +11,9 @@ to work; the store knows the site only through ``API_CORS_ORIGINS``.
 
 Headless Chromium pays on the sandbox's hosted Checkout page with 4242 4242 4242 4242 as a guest
 (Checkout asks for the email) and must come back to the static site's page, which must end on
-``paid``; a second buyer leaves Checkout with "Back" and the page must end on ``canceled``.
+``paid``; a second buyer leaves Checkout with "Back" and the page must end on ``canceled``; a
+third never comes back from Checkout, and the page left polling ``unpaid`` ends on ``expired``
+when the session does (the sandbox's clock moved a day on).
 """
 
 from __future__ import annotations
@@ -157,3 +159,17 @@ def test_the_seed_client_cancels_and_sees_canceled(page, seed_site, sandbox, app
     # the session is over at Stripe too: its page can't be paid any more
     page.goto(f"{sandbox.url}/c/pay/{session_id}")
     expect(page.get_by_text("This Checkout Session has expired")).to_be_visible()
+
+
+def test_the_seed_client_waits_while_unpaid_and_sees_expired(page, seed_site, sandbox, app):
+    """The buyer leaves Checkout without paying or pressing Back (closes it, goes back in the
+    browser's history): the page says unpaid and keeps polling; 24 hours later Stripe expires
+    the session and the same page ends on expired."""
+    session_id = start_checkout(page, seed_site, sandbox, "points_small")
+    page.goto(f"{seed_site.origin}/status.html?outcome=success&session_id={session_id}")
+    expect(page.locator("#status")).to_have_attribute("data-status", "unpaid")
+    expect(page.locator("#message")).to_have_text("We are waiting for your payment…")
+    sandbox.control("POST", "/_sandbox/clock/advance", {"seconds": 24 * 3600 + 60})
+    expect_final_status(page, seed_site, session_id, "expired", "success")
+    expect(page.locator("#message")).to_have_text("This checkout expired before it was paid. Nothing was charged.")
+    assert order_of(app, session_id).status == "expired"
