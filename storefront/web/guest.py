@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request
 
+from ..models import Order
 from ..models.order import SETTLED
 from ..services import guest_orders
 from .cors import origin_allowed
@@ -51,7 +52,7 @@ def status():
     )
 
 
-def _message(order) -> str:
+def _message(order: Order) -> str:
     if order.status == "paid" and order.user_id is None:
         return (
             "Thank you: your payment went through and a receipt is on its way to the email address you "
