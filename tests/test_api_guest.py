@@ -17,6 +17,7 @@ another origin calling ``fetch`` without credentials.
 
 from __future__ import annotations
 
+import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -24,6 +25,7 @@ from sqlalchemy import func, select, update
 
 from storefront.extensions import db
 from storefront.models import Order, PointsEntry, Price, User
+from storefront.services import guest_orders
 
 from .conftest import AuthActions, csrf_token_from, found
 from .queue_worker import settle
@@ -334,3 +336,37 @@ def test_the_admin_sees_an_unclaimed_guest_order_with_its_address(app, admin, sa
     assert page.status_code == 200 and GUEST in page.get_data(as_text=True)
     assert admin.get("/admin/purchases.csv").status_code == 200
     assert admin.get("/admin/").status_code == 200
+
+
+def test_two_claims_at_once_claim_once(app, client, catalog, sandbox, webhooks, mail_sink):
+    """Two verifications of the address finishing together (two tabs, a mail scanner): each runs
+    claim_for; the order's lock and the ledger key make it one claim and one credit."""
+    created = _guest_checkout(app, "points_medium")
+    _pay(sandbox, created["sessionId"])
+    flush(sandbox)
+    _signup_and_verify(app, client, mail_sink, GUEST)  # the first claim
+    user = _user(app, GUEST)
+    with app.app_context():  # as if the claim had not happened yet: unclaimed again, no credit
+        order = _order(app, created["sessionId"])
+        db.session.execute(update(Order).where(Order.id == order.id).values(user_id=None))
+        db.session.execute(update(User).where(User.id == user.id).values(points_balance=0))
+        db.session.execute(PointsEntry.__table__.delete().where(PointsEntry.order_id == order.id))
+        db.session.commit()
+        db.session.remove()
+    results: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def claim() -> None:
+        with app.app_context():
+            barrier.wait()
+            results.append(guest_orders.claim_for(user.id))
+            db.session.remove()
+
+    threads = [threading.Thread(target=claim) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert sorted(results) == [0, 1]
+    assert _user(app, GUEST).points_balance == 550
+    assert _entries(app, order.id) == [(user.id, 550, f"order:{order.public_id}:purchase")]
