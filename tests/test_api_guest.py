@@ -158,6 +158,7 @@ def test_a_guest_without_an_account_claims_the_order_by_signing_up_and_verifying
     status_link = mail_sink.link(receipt, "/checkout/status?session_id=")
     page = app.test_client().get(urlsplit(status_link).path + "?" + urlsplit(status_link).query)
     assert page.status_code == 200 and 'data-status="paid"' in page.get_data(as_text=True)
+    assert page.headers["Cache-Control"] == "no-store"
     assert GUEST not in page.get_data(as_text=True)
 
     signup_link = mail_sink.link(receipt, "/signup")

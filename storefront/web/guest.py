@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request
+from flask import Blueprint, Response, abort, make_response, redirect, render_template, request
 
 from ..models import Order
 from ..models.order import SETTLED
 from ..services import guest_orders
 from .cors import origin_allowed
 from .order_status import BUYER_STATUS, buyer_message
+from .security import NO_STORE
 
 bp = Blueprint("guest", __name__, url_prefix="/checkout")
 
@@ -43,13 +44,22 @@ def status():
     order = guest_orders.order_for_session(session_id) if session_id else None
     if order is None:
         abort(404)
-    return render_template(
-        "guest/status.html",
-        order=order,
-        status=BUYER_STATUS[order.status],
-        message=_message(order),
-        settled=order.status in SETTLED,
+    return _no_store(
+        render_template(
+            "guest/status.html",
+            order=order,
+            status=BUYER_STATUS[order.status],
+            message=_message(order),
+            settled=order.status in SETTLED,
+        )
     )
+
+
+def _no_store(page: str) -> Response:
+    """The page names a capability (the session id) and a live status: no cache keeps it."""
+    response = make_response(page)
+    response.headers["Cache-Control"] = NO_STORE
+    return response
 
 
 def _message(order: Order) -> str:
@@ -72,12 +82,14 @@ def canceled(public_id: str):
     target = front_end_url(request.args.get("return_to"))
     if target and order.stripe_checkout_session_id:
         return redirect(guest_orders.with_query(target, "session_id", order.stripe_checkout_session_id), code=303)
-    return render_template(
-        "guest/status.html",
-        order=order,
-        status=BUYER_STATUS[order.status],
-        message=_message(order)
-        if order.status != "canceled"
-        else "You left Checkout: nothing was charged and the order is canceled.",
-        settled=True,
+    return _no_store(
+        render_template(
+            "guest/status.html",
+            order=order,
+            status=BUYER_STATUS[order.status],
+            message=_message(order)
+            if order.status != "canceled"
+            else "You left Checkout: nothing was charged and the order is canceled.",
+            settled=True,
+        )
     )
