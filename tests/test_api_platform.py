@@ -361,24 +361,29 @@ WORKER = textwrap.dedent(
     """
     import json, sys
     from storefront import create_app
-    db_url, redis_url, count, addr, instance = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-    app = create_app({"TESTING": True, "SECRET_KEY": "%s", "SQLALCHEMY_DATABASE_URI": db_url,
+    from storefront.extensions import db
+    redis_url, count, addr, instance, method, path = sys.argv[1:7]
+    app = create_app({"TESTING": True, "SECRET_KEY": "%s", "WTF_CSRF_ENABLED": False,
+                      "SQLALCHEMY_DATABASE_URI": "sqlite:///" + instance + "/store.sqlite3",
                       "INSTANCE_PATH": instance, "QUEUE_SQLITE_PATH": instance + "/queue.sqlite3",
                       "RATELIMIT_STORAGE_URI": redis_url, "API_RATE_LIMIT": "100 per minute"})
+    with app.app_context():
+        db.create_all()
     client = app.test_client()
-    answers = [client.get("/api/config", environ_base={"REMOTE_ADDR": addr}) for _ in range(count)]
+    form = {"email": "nobody@example.com", "password": "not-the-password"} if method == "POST" else None
+    answers = [client.open(path, method=method, data=form, environ_base={"REMOTE_ADDR": addr})
+               for _ in range(int(count))]
     print(json.dumps([[r.status_code, r.headers.get("Retry-After")] for r in answers]))
     """
 )
 
 
-def _worker(tmp_path, redis_url: str, count: int, addr: str) -> list:
+def _worker(tmp_path, redis_url: str, count: int, addr: str, method: str = "GET", path: str = "/api/config") -> list:
+    """``count`` requests to a store running in a process of its own (a gunicorn worker's view)."""
     from .conftest import TEST_SECRET_KEY
 
-    script = WORKER % TEST_SECRET_KEY
-    db_url = "sqlite:///" + str(tmp_path / "unused.sqlite3")
     done = subprocess.run(
-        [sys.executable, "-c", script, db_url, redis_url, str(count), addr, str(tmp_path)],
+        [sys.executable, "-c", WORKER % TEST_SECRET_KEY, redis_url, str(count), addr, str(tmp_path), method, path],
         capture_output=True,
         text=True,
         timeout=120,
@@ -411,10 +416,13 @@ def test_worker_processes_share_the_limit_through_redis(tmp_path, redis_db):
     assert [status for status, _ in _worker(tmp_path, redis_db, 1, "198.51.100.78")] == [200]
 
 
-def test_with_redis_down_the_api_still_answers(tmp_path):
-    """The limiter counts in memory while its Redis is unreachable, instead of failing the call."""
+def test_with_redis_down_the_api_and_the_log_in_still_answer(tmp_path):
+    """The limiter counts in memory while its Redis is unreachable, instead of failing the call:
+    the API's limit (Flask-Limiter's fallback) and the log-in throttle (``web/throttle.py``)."""
     answers = _worker(tmp_path, "redis://127.0.0.1:1/0", 3, "198.51.100.79")
     assert [status for status, _ in answers] == [200, 200, 200]
+    logins = _worker(tmp_path, "redis://127.0.0.1:1/0", 6, "198.51.100.79", "POST", "/login")
+    assert [status for status, _ in logins] == [401] * 5 + [429]  # LOGIN_LIMIT_PER_ACCOUNT, counted in memory
 
 
 # --------------------------------------------------------------------------- GET /api/prices

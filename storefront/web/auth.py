@@ -12,6 +12,7 @@ from ..extensions import limiter
 from ..models.user import normalize_email
 from ..services import account_mail, accounts
 from ..stripe_gateway import GatewayError
+from . import throttle
 from .forms import ForgotPasswordForm, LoginForm, PostForm, ResetPasswordForm, SignupForm
 from .helpers import safe_next_url
 
@@ -112,17 +113,16 @@ def _wait_for(checks: list[tuple[RateLimitItem, str, str]]) -> int | None:
     """Seconds to wait if any of ``checks`` (limit, namespace, key) is used up, else None."""
     if not limiter.enabled:
         return None
-    strategy = limiter.limiter
-    for item, namespace, ident in checks:
-        if not strategy.test(item, namespace, ident):
-            reset_at = strategy.get_window_stats(item, namespace, ident).reset_time
+    for item, namespace, ident in checks:  # throttle.call: counted in memory if Redis is down
+        if not throttle.call("test", item, namespace, ident):
+            reset_at = throttle.call("get_window_stats", item, namespace, ident).reset_time
             return max(1, int(reset_at - time.time()))
     return None
 
 
 def _hit(item: RateLimitItem, namespace: str, ident: str) -> None:
     if limiter.enabled:
-        limiter.limiter.hit(item, namespace, ident)
+        throttle.call("hit", item, namespace, ident)
 
 
 def _throttled(email: str) -> int | None:
