@@ -322,6 +322,23 @@ class Dashboard:
     subscriptions: list[dict[str, Any]]
 
 
+#: the dashboard's open disputes, newest first; an unclaimed guest order shows its address
+_OPEN_DISPUTES = (
+    select(
+        Order.public_id,
+        Order.product_name,
+        Order.amount,
+        Order.currency,
+        Order.updated_at,
+        func.coalesce(User.email, Order.buyer_email).label("email"),
+    )
+    .outerjoin(User, User.id == Order.user_id)
+    .where(Order.status == OrderStatus.DISPUTED)
+    .order_by(Order.created_at.desc())
+    .limit(50)
+)
+
+
 def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
     now = now or utcnow()
     today = now.date()
@@ -362,20 +379,7 @@ def dashboard(now: datetime | None = None, days: int = 30) -> Dashboard:
         ).where(created)
     ).one()
     paid, failed, refunded = (int(counts[0] or 0), int(counts[1] or 0), int(counts[2] or 0))
-    disputes = db.session.execute(
-        select(
-            Order.public_id,
-            Order.product_name,
-            Order.amount,
-            Order.currency,
-            Order.updated_at,
-            func.coalesce(User.email, Order.buyer_email).label("email"),
-        )
-        .outerjoin(User, User.id == Order.user_id)
-        .where(Order.status == OrderStatus.DISPUTED)
-        .order_by(Order.created_at.desc())
-        .limit(50)
-    ).all()
+    disputes = db.session.execute(_OPEN_DISPUTES).all()
     return Dashboard(
         days=chart,
         currency=currency,
