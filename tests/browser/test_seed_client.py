@@ -173,3 +173,16 @@ def test_the_seed_client_waits_while_unpaid_and_sees_expired(page, seed_site, sa
     expect_final_status(page, seed_site, session_id, "expired", "success")
     expect(page.locator("#message")).to_have_text("This checkout expired before it was paid. Nothing was charged.")
     assert order_of(app, session_id).status == "expired"
+
+
+def test_the_api_docs_page_a_front_end_developer_reads(page, live_server):
+    """``/api/docs`` in a browser: every operation, under the store's CSP (the ``page`` fixture
+    fails the test on a violation), and the document it is made from one link away."""
+    page.goto(live_server.url + "/api/docs")
+    expect(page.get_by_role("heading", name=re.compile("Storefront JSON API"))).to_be_visible()
+    for operation in ("createCheckoutSession", "checkPaymentStatus", "listPrices"):
+        expect(page.locator(f"[data-operation={operation}]")).to_be_visible()
+    expect(page.locator("#checkPaymentStatus [data-response='429']")).to_contain_text("Retry-After")
+    page.get_by_role("link", name="/api/openapi.json", exact=True).click()
+    page.wait_for_url(live_server.url + "/api/openapi.json")
+    assert json.loads(page.locator("body").inner_text())["openapi"].startswith("3.1")
