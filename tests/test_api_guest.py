@@ -25,7 +25,8 @@ from sqlalchemy import func, select, update
 
 from storefront.extensions import db
 from storefront.models import Order, PointsEntry, Price, User
-from storefront.services import guest_orders
+from storefront.services import fulfilment, guest_orders
+from storefront.services.uow import unit_of_work
 
 from .conftest import AuthActions, csrf_token_from, found
 from .queue_worker import settle
@@ -371,3 +372,22 @@ def test_two_claims_at_once_claim_once(app, client, catalog, sandbox, webhooks, 
     assert sorted(results) == [0, 1]
     assert _user(app, GUEST).points_balance == 550
     assert _entries(app, order.id) == [(user.id, 550, f"order:{order.public_id}:purchase")]
+
+
+def test_the_buyers_address_is_noted_even_from_a_stale_session_event(app, client, catalog, sandbox, mail_sink):
+    """A newer event about the order applied first (say a refund's) makes the session's
+    ``checkout.session.completed`` stale: its status changes nothing, but who paid is still news."""
+    created = _guest_checkout(app, "points_small")
+    _pay(sandbox, created["sessionId"])  # no webhook endpoint: nothing applied yet
+    session = sandbox.stripe.v1.checkout.sessions.retrieve(created["sessionId"]).to_dict()
+    with app.app_context():
+        db.session.execute(update(Order).values(last_event_created=session["created"] + 3600))
+        db.session.commit()
+        with unit_of_work():
+            fulfilment.apply_checkout_session(session, source="event:evt_old", event_created=session["created"])
+        db.session.remove()
+    order = _order(app, created["sessionId"])
+    assert order.buyer_email == GUEST and order.status == "pending"  # noted; the stale status not applied
+    _signup_and_verify(app, client, mail_sink, GUEST)
+    assert _poll(app, created["sessionId"]) == "paid"  # the status poll's sync applies the payment
+    assert _user(app, GUEST).points_balance == 200

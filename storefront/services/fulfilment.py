@@ -141,6 +141,8 @@ def apply_checkout_session(
     if order is None:
         log.info("no order for Checkout Session %s (%s)", session.get("id"), source)
         return None
+    if order.user_id is None:  # who paid a guest order never goes stale (a later event came first)
+        _note_guest_buyer(order, session, source)
     if stale(order, event_created):
         return order
     if session.get("payment_intent") and order.stripe_payment_intent_id is None:
@@ -150,8 +152,6 @@ def apply_checkout_session(
             order.stripe_invoice_id = stripe_id(session["invoice"])
         if session.get("subscription") and order.stripe_subscription_id is None:
             order.stripe_subscription_id = stripe_id(session["subscription"])
-    if order.user_id is None:
-        _note_guest_buyer(order, session, source)
     status = status_of_checkout_session(session, event_type)
     if status == OrderStatus.PAID and not _amount_matches(order, session.get("amount_total"), session.get("currency")):
         return order
