@@ -21,7 +21,7 @@ import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from storefront.extensions import db
 from storefront.models import Order, PointsEntry, Price, User
@@ -81,7 +81,7 @@ def _entries(app, order_id: int) -> list[tuple[int, int, str]]:
             select(PointsEntry.user_id, PointsEntry.amount, PointsEntry.key).where(PointsEntry.order_id == order_id)
         ).all()
         db.session.remove()
-    return [tuple(row) for row in rows]
+    return [(int(user_id), int(amount), str(key)) for user_id, amount, key in rows]
 
 
 def _poll(app, session_id: str) -> str:
@@ -352,7 +352,7 @@ def test_two_claims_at_once_claim_once(app, client, catalog, sandbox, webhooks, 
         order = _order(app, created["sessionId"])
         db.session.execute(update(Order).where(Order.id == order.id).values(user_id=None))
         db.session.execute(update(User).where(User.id == user.id).values(points_balance=0))
-        db.session.execute(PointsEntry.__table__.delete().where(PointsEntry.order_id == order.id))
+        db.session.execute(delete(PointsEntry).where(PointsEntry.order_id == order.id))
         db.session.commit()
         db.session.remove()
     results: list[int] = []
