@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from storefront import ConfigError, create_app
-from storefront.config import load_settings
+from storefront.config import ENV_NAMES, load_settings
 from storefront.extensions import db, limiter
 from storefront.models import Order, Price
 from storefront.models.base import utcnow
@@ -388,6 +388,7 @@ def _worker(tmp_path, redis_url: str, count: int, addr: str, method: str = "GET"
         text=True,
         timeout=120,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        env={name: value for name, value in os.environ.items() if name not in ENV_NAMES},  # the script's settings only
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
