@@ -391,3 +391,22 @@ def test_the_buyers_address_is_noted_even_from_a_stale_session_event(app, client
     _signup_and_verify(app, client, mail_sink, GUEST)
     assert _poll(app, created["sessionId"]) == "paid"  # the status poll's sync applies the payment
     assert _user(app, GUEST).points_balance == 200
+
+
+def test_a_second_lifetime_bought_as_a_guest_is_flagged_for_a_refund(
+    app, client, catalog, sandbox, webhooks, mail_sink, caplog
+):
+    """A signed-in buyer can't buy Lifetime twice (the store refuses before Stripe); a guest's
+    address is only known once paid, so the second purchase is credited and logged for the admin."""
+    _signup_and_verify(app, client, mail_sink, GUEST)
+    first, second = _guest_checkout(app, "lifetime"), _guest_checkout(app, "lifetime")
+    _pay(sandbox, first["sessionId"])
+    flush(sandbox)
+    since = _user(app, GUEST).lifetime_since
+    assert since is not None and "owns the Lifetime plan already" not in caplog.text
+    _pay(sandbox, second["sessionId"])
+    flush(sandbox)
+    order = _order(app, second["sessionId"])
+    assert order.status == "paid" and order.user_id == _user(app, GUEST).id
+    assert _user(app, GUEST).lifetime_since == since
+    assert f"order {order.public_id}: user {order.user_id} owns the Lifetime plan already" in caplog.text

@@ -87,9 +87,14 @@ def _deliver(order: Order, source: str) -> None:
     if order.stripe_subscription_id:
         subscription_paid(order)
     if order.entitlement:  # a one-time plan: its features forever (the Lifetime plan)
-        db.session.execute(
-            update(User).where(User.id == order.user_id, User.lifetime_since.is_(None)).values(lifetime_since=utcnow())
-        )
+        granted = db.session.execute(
+            update(User)
+            .where(User.id == order.user_id, User.lifetime_since.is_(None))
+            .values(lifetime_since=utcnow())
+            .returning(User.id)
+        ).first()
+        if granted is None and order.buyer_email:  # only a guest checkout can buy it twice (the store refuses)
+            log.warning("order %s: user %s owns the Lifetime plan already: refund it?", order.public_id, order.user_id)
         end_subscriptions_for_lifetime(order.user_id, reason=order.public_id)
 
 
