@@ -18,7 +18,11 @@
   customer, plan changes and the billing portal act on that customer, and one account has one
   customer. A guest subscription would make a second customer that a later account would have
   to adopt, with renewals (and failed renewals) owed to nobody in between. A front end sells
-  plans to signed-in buyers (same origin, session cookie + CSRF) or links to the store.
+  plans to signed-in buyers (same origin, session cookie + CSRF) or links to the store. The
+  Lifetime plan is a one-time price and is sold to guests: the account gets it when paid or
+  claimed (its subscription ended, as for a signed-in purchase). The store refuses a second
+  Lifetime before Stripe for a signed-in buyer; a guest's address is only known once paid, so a
+  second one is credited as paid and logged as a warning naming the order to refund.
 * **Where Checkout sends the buyer back** -- :func:`return_urls`: a front end's own URLs when
   the web layer found their origin in ``API_CORS_ORIGINS``; else the store's pages, on
   ``STORE_URL`` (:func:`.mail.store_link`), never on a request's Host header.
