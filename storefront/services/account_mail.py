@@ -101,7 +101,7 @@ def _check_fingerprint(payload: dict[str, Any], user: User | None) -> User:
 def _locked(user_id: int) -> User | None:
     """The user's row, read afresh and locked for the rest of the unit (PostgreSQL): two uses of
     one link at once run one after the other, and the second sees the first's change."""
-    return db.session.get(User, user_id, with_for_update=True, populate_existing=True)
+    return db.session.get(User, user_id, with_for_update={"of": User}, populate_existing=True)
 
 
 def make_token(kind: str, payload: dict[str, Any]) -> str:
