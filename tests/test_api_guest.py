@@ -18,6 +18,7 @@ another origin calling ``fetch`` without credentials.
 from __future__ import annotations
 
 import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -25,6 +26,7 @@ from sqlalchemy import delete, func, select, update
 
 from storefront.extensions import db
 from storefront.models import Order, PointsEntry, Price, User
+from storefront.models.base import utcnow
 from storefront.services import fulfilment, guest_orders
 from storefront.services.uow import unit_of_work
 
@@ -410,3 +412,48 @@ def test_a_second_lifetime_bought_as_a_guest_is_flagged_for_a_refund(
     assert order.status == "paid" and order.user_id == _user(app, GUEST).id
     assert _user(app, GUEST).lifetime_since == since
     assert f"order {order.public_id}: user {order.user_id} owns the Lifetime plan already" in caplog.text
+
+
+def test_a_payment_applied_while_the_address_is_being_verified_is_credited_once(
+    app, client, catalog, sandbox, mail_sink
+):
+    """The payment (webhook or poll) and the verification commit at the same moment: the payment
+    waits for the user row the verification holds (PostgreSQL: FOR UPDATE; SQLite: its one
+    writer), then sees the address verified; the verification's claim finds nothing left."""
+    AuthActions(client).signup(email=GUEST)  # not verified yet
+    created = _guest_checkout(app, "points_small")
+    _pay(sandbox, created["sessionId"])  # no webhook endpoint: nothing applied yet
+    session = sandbox.stripe.v1.checkout.sessions.retrieve(created["sessionId"]).to_dict()
+    user = _user(app, GUEST)
+    holding, release = threading.Event(), threading.Event()
+    claimed: list[int] = []
+
+    def verify() -> None:
+        with app.app_context():
+            db.session.execute(update(User).where(User.id == user.id).values(email_verified_at=utcnow()))
+            holding.set()
+            release.wait(10)
+            db.session.commit()
+            claimed.append(guest_orders.claim_for(user.id))
+            db.session.remove()
+
+    def apply_payment() -> None:
+        with app.app_context():
+            holding.wait(10)
+            with unit_of_work():
+                fulfilment.apply_checkout_session(session, source="sync")
+            db.session.remove()
+
+    threads = [threading.Thread(target=verify), threading.Thread(target=apply_payment)]
+    for thread in threads:
+        thread.start()
+    holding.wait(10)
+    time.sleep(0.3)  # the payment is waiting for the verification's lock by now
+    release.set()
+    for thread in threads:
+        thread.join(timeout=20)
+    order = _order(app, created["sessionId"])
+    assert order.status == "paid" and order.user_id == user.id
+    assert _user(app, GUEST).points_balance == 200
+    assert _entries(app, order.id) == [(user.id, 200, f"order:{order.public_id}:purchase")]
+    assert claimed == [0]
