@@ -13,7 +13,8 @@ Headless Chromium pays on the sandbox's hosted Checkout page with 4242 4242 4242
 (Checkout asks for the email) and must come back to the static site's page, which must end on
 ``paid``; a second buyer leaves Checkout with "Back" and the page must end on ``canceled``; a
 third never comes back from Checkout, and the page left polling ``unpaid`` ends on ``expired``
-when the session does (the sandbox's clock moved a day on).
+when the session does (the sandbox's clock moved a day on). The seed's call unchanged (``{priceId}``
+only, ``?returns=store``) ends on the store's own status page instead.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def fill_card(page, number: str) -> None:
     page.get_by_label("ZIP").fill("94107")
 
 
-def start_checkout(page, seed_site, sandbox, lookup_key: str) -> str:
+def start_checkout(page, seed_site, sandbox, lookup_key: str, query: str = "") -> str:
     """On the static site: the catalog from the API, "Buy", and off to the hosted Checkout.
     Returns the Checkout Session id. Every answer of 400 or more is kept in
     ``page.failed_responses`` (but the browsers' own favicon requests)."""
@@ -109,7 +110,16 @@ def start_checkout(page, seed_site, sandbox, lookup_key: str) -> str:
             else None
         ),
     )
-    page.goto(seed_site.origin + "/index.html")
+    page.checkout_bodies = []
+    page.on(
+        "request",
+        lambda r: (
+            page.checkout_bodies.append(r.post_data_json)
+            if r.method == "POST" and r.url.endswith("/api/create-checkout-session")
+            else None
+        ),
+    )
+    page.goto(seed_site.origin + "/index.html" + query)
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     page.locator(f"button[data-lookup-key={lookup_key}]").click()
     page.wait_for_url(re.compile(re.escape(sandbox.url) + r"/c/pay/cs_"))
@@ -146,8 +156,22 @@ def test_the_seed_client_pays_with_4242_and_sees_paid(page, seed_site, sandbox, 
     page.get_by_role("button", name="Pay").click()
     expect_final_status(page, seed_site, session_id, "paid", "success")
     expect(page.locator("#message")).to_have_text("Payment received. Thank you!")
+    assert page.checkout_bodies[0]["successUrl"] == f"{seed_site.origin}/status.html?outcome=success"
     order = order_of(app, session_id)
     assert order.status == "paid" and order.buyer_email == GUEST and order.user_id is None
+
+
+def test_the_seeds_exact_call_comes_back_to_the_stores_own_page(page, seed_site, sandbox, live_server, app):
+    """The seed's client unchanged -- ``{priceId}`` and nothing else: Checkout sends the guest
+    back to the store's own status page (on ``STORE_URL``), which ends on paid."""
+    session_id = start_checkout(page, seed_site, sandbox, "points_small", query="?returns=store")
+    assert page.checkout_bodies == [{"priceId": page.checkout_bodies[0]["priceId"]}]
+    page.get_by_label("Email").fill(GUEST)
+    fill_card(page, "4242 4242 4242 4242")
+    page.get_by_role("button", name="Pay").click()
+    page.wait_for_url(f"{live_server.url}/checkout/status?session_id={session_id}")
+    expect(page.locator("[data-guest-status]")).to_have_attribute("data-status", "paid", timeout=15_000)
+    assert order_of(app, session_id).buyer_email == GUEST
 
 
 def test_the_seed_client_cancels_and_sees_canceled(page, seed_site, sandbox, app):

@@ -5,7 +5,9 @@ function formatAmount(amount, currency) {
 
 async function buy(priceId) {
   try {
-    const {url, sessionId} = await createCheckoutSession(priceId);
+    // ?returns=store: the seed's call unchanged, no return URLs of ours
+    const ownPages = new URLSearchParams(window.location.search).get('returns') !== 'store';
+    const {url, sessionId} = await createCheckoutSession(priceId, {ownPages});
     window.sessionStorage.setItem('sessionId', sessionId);
     window.location.href = url;
   } catch (error) {
