@@ -351,7 +351,7 @@ def gate(monkeypatch):
 def runs_of(app, name: str) -> list[tuple[str, str]]:
     with app.app_context():
         rows = db.session.execute(select(JobRun.outcome, JobRun.trigger).where(JobRun.job == name).order_by(JobRun.id))
-        result = [tuple(r) for r in rows]
+        result = [(str(outcome), str(trigger)) for outcome, trigger in rows]
         db.session.remove()
     return result
 

@@ -74,8 +74,8 @@ def test_a_stored_delivery_is_answered_alike_and_stored_once(app, doors):
         answers.append((first, again))
     for fast_answer, view_answer in zip(answers[0], answers[1], strict=True):
         same(fast_answer, view_answer)
-    (status, body, headers), _ = answers[0]
-    assert (status, body) == (200, {"received": True})
+    (status, answer, headers), _ = answers[0]
+    assert (status, answer) == (200, {"received": True})
     assert headers["content-type"] == "application/json"
     assert headers["x-content-type-options"] == "nosniff" and "content-security-policy" in headers
     with app.app_context():
