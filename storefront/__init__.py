@@ -26,6 +26,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_settings(instance_path=app.instance_path, overrides=config))
     register_logging(app)
     register_extensions(app)
+    register_i18n(app)
     register_queue(app)
     register_security(app)
     register_stripe(app)
@@ -62,7 +63,10 @@ def register_extensions(app: Flask) -> None:
 
     mailer.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please log in to continue."
+    from flask_babel import lazy_gettext
+
+    login_manager.login_message = lazy_gettext("Please log in to continue.")
+    login_manager.localize_callback = str  # the lazy string, in the request's language
     login_manager.login_message_category = "info"
     # "strong": a session cookie replayed from another address or browser is dropped, with
     # the remember-me cookie of that request.
@@ -76,6 +80,13 @@ def register_extensions(app: Flask) -> None:
         user = user_for_session(user_id, sign_in_max_age(app.config))
         read_then_release()  # the view starts with no transaction open (it may call Stripe)
         return user
+
+
+def register_i18n(app: Flask) -> None:
+    """Flask-Babel: ``_``/``{% trans %}`` in templates, the catalogs in ``translations/``."""
+    from . import i18n
+
+    i18n.init_app(app)
 
 
 def register_queue(app: Flask) -> None:
