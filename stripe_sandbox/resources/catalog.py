@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .. import errors
 from ..api import Context, apply_metadata, endpoint, list_endpoint, retrieve_endpoint
-from ..primitives import new_id
+from ..primitives import PRIVATE, new_id
+from .price_currencies import check_currency_param, parse_currency_options
 
 _PRODUCT_FIELDS = ["name", "description", "active", "metadata", "default_price"]
 
@@ -124,6 +125,7 @@ def _release_lookup_key(ctx: Context, lookup_key: str, transfer: bool) -> None:
     params="PriceCreateParams",
     supported=[
         "currency",
+        "currency_options",
         "unit_amount",
         "product",
         "product_data[name]",
@@ -150,9 +152,8 @@ def create_price(ctx: Context, params: dict) -> dict:
         ctx.emit("product.created", product)
     else:
         raise errors.missing_param("product")
-    currency = params["currency"].lower()
-    if len(currency) != 3:
-        raise errors.invalid_request(f"Invalid currency: {currency}.", param="currency")
+    currency = check_currency_param(params["currency"], "currency")
+    options = parse_currency_options(params["currency_options"], currency) if "currency_options" in params else {}
     if params.get("lookup_key"):
         _release_lookup_key(ctx, params["lookup_key"], params.get("transfer_lookup_key", False))
     recurring = None
@@ -190,6 +191,8 @@ def create_price(ctx: Context, params: dict) -> dict:
         "unit_amount": params["unit_amount"],
         "unit_amount_decimal": str(params["unit_amount"]),
     }
+    if options:
+        price[PRIVATE] = {"currency_options": options}
     apply_metadata(price, params.get("metadata"))
     ctx.store.put(price)
     ctx.emit("price.created", price)

@@ -15,6 +15,7 @@ from ..jobs import job
 from ..primitives import new_id
 from . import payment_intents
 from .billing import inline_price, load_price_param, product_name
+from .price_currencies import in_currency, lock_customer_currency, requested_currency
 
 MIN_EXPIRY = 30 * 60
 MAX_EXPIRY = 24 * 3600
@@ -74,7 +75,8 @@ def _line_item(ctx: Context, price: dict, quantity: int) -> dict:
     }
 
 
-def _resolve_line_items(ctx: Context, mode: str, specs: list[dict]) -> list[dict]:
+def _resolve_line_items(ctx: Context, mode: str, specs: list[dict], currency: str | None) -> list[dict]:
+    """The session's line items; with ``currency`` each price as charged in it."""
     items = []
     for n, spec in enumerate(specs):
         where = f"line_items[{n}]"
@@ -101,6 +103,7 @@ def _resolve_line_items(ctx: Context, mode: str, specs: list[dict]) -> list[dict
             )
         if price["unit_amount"] is None:
             raise _fail("The price has no unit amount.", param)
+        price = in_currency(price, currency, param)
         items.append(_line_item(ctx, price, quantity))
     if mode == "subscription" and not any(i["price"]["type"] == "recurring" for i in items):
         raise _fail(
@@ -134,6 +137,8 @@ def create_session(ctx: Context, params: dict) -> dict:
         if params.get("customer_email"):
             raise _fail("You may only specify one of these parameters: customer, customer_email.", "customer_email")
     items = _session_items(ctx, mode, params)
+    if customer is not None and mode == "subscription" and customer.get("currency"):
+        lock_customer_currency(ctx, customer, items[0]["currency"])
     for key, kind in (("payment_intent_data", "payment"), ("subscription_data", "subscription")):
         if params.get(key) and mode != kind:
             raise _fail(f"You can not pass `{key}` in `{mode}` mode.", key)
@@ -155,7 +160,7 @@ def _session_items(ctx: Context, mode: str, params: dict) -> list[dict]:
         return []
     if not params.get("line_items"):
         raise errors.missing_param("line_items")
-    return _resolve_line_items(ctx, mode, params["line_items"])
+    return _resolve_line_items(ctx, mode, params["line_items"], requested_currency(params))
 
 
 def _expires_at(ctx: Context, params: dict) -> int:

@@ -46,6 +46,7 @@ from .invoice_payments import (
     void,
 )
 from .invoices import create_invoice, open_invoices
+from .price_currencies import in_currency, lock_customer_currency, requested_currency
 from .renewals import cancel_subscription_internal, schedule_renewal
 
 INCOMPLETE_EXPIRY = 23 * 3600
@@ -115,6 +116,7 @@ def create_subscription_internal(
         checkout_session=checkout_session,
     )
     apply_metadata(sub, metadata)
+    lock_customer_currency(ctx, customer, sub["currency"])
     invoice = _first_invoice(ctx, sub, customer, extra_lines, checkout_session)
     sub = ctx.store.require(sub_id)
     if sub["status"] == "incomplete":
@@ -294,6 +296,7 @@ _SUB_CREATE = [
     "description",
     "cancel_at_period_end",
     "payment_settings[save_default_payment_method]",
+    "currency",
 ]
 
 
@@ -310,7 +313,12 @@ def create_subscription(ctx: Context, params: dict) -> dict:
         raise errors.invalid_request(
             "payment_behavior=pending_if_incomplete is only for updates.", param="payment_behavior"
         )
-    items = resolve_items(ctx, params["items"])
+    currency = requested_currency(params)
+    items = [
+        (in_currency(price, currency, f"items[{n}][price]"), quantity, item_metadata)
+        for n, (price, quantity, item_metadata) in enumerate(resolve_items(ctx, params["items"]))
+    ]
+    lock_customer_currency(ctx, customer, items[0][0]["currency"])
     pm = None
     if params.get("default_payment_method"):
         pm = attach_payment_method(ctx, params["default_payment_method"], customer["id"], "default_payment_method")
