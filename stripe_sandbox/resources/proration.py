@@ -24,6 +24,7 @@ from .billing import (
     resolve_items,
 )
 from .invoices import new_invoice
+from .price_currencies import in_currency, options_of
 
 
 def plan_change(ctx: Context, sub: dict, item_specs: list[dict], param: str = "items") -> list[tuple[dict, dict, int]]:
@@ -62,6 +63,8 @@ def plan_change(ctx: Context, sub: dict, item_specs: list[dict], param: str = "i
                 "prices with `type=recurring`.",
                 param=f"{where}[price]",
             )
+        if price["currency"] != sub["currency"] and sub["currency"] in options_of(price):
+            price = in_currency(price, sub["currency"], f"{where}[price]")  # its currency_options amount
         if price["currency"] != sub["currency"]:
             raise errors.invalid_request(
                 "The price specified does not match the subscription's currency.", param=f"{where}[price]"

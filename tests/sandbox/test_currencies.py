@@ -220,3 +220,51 @@ def test_checkout_subscription_in_ron_and_the_lock_at_checkout(client, sandbox, 
         params={"amount": 500, "currency": "usd", "customer": customer.id, "payment_method": "pm_card_visa"}
     )
     assert pi.currency == "usd"
+
+
+def test_plan_change_in_eur_prorates_with_the_options(client, sandbox, plan):
+    advanced = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 2500,
+            "currency_options": {"eur": {"unit_amount": 2200}},
+            "product_data": {"name": "Advanced"},
+            "recurring": {"interval": "month"},
+        }
+    )
+    customer = client.v1.customers.create(params={"email": "de2@example.com"})
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "currency": "eur",
+            "items": [{"price": plan.id}],
+            "default_payment_method": "pm_card_visa",
+        }
+    )
+    item = sub["items"].data[0]
+    updated = client.v1.subscriptions.update(
+        sub.id,
+        params={"items": [{"id": item.id, "price": advanced.id}], "proration_behavior": "always_invoice"},
+    )
+    assert updated.currency == "eur"
+    latest = updated.latest_invoice
+    assert isinstance(latest, str)
+    invoice = client.v1.invoices.retrieve(latest)
+    assert invoice.currency == "eur" and invoice.status == "paid"
+    share = (item.current_period_end - sandbox_now(sandbox)) / (item.current_period_end - item.current_period_start)
+    assert abs(invoice.amount_paid - (2200 - 900) * share) <= 2
+    plain = client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": 3000,
+            "product_data": {"name": "Pro"},
+            "recurring": {"interval": "month"},
+        }
+    )
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.subscriptions.update(sub.id, params={"items": [{"id": item.id, "price": plain.id}]})
+    assert "does not match the subscription's currency" in str(caught.value.user_message)
+
+
+def sandbox_now(sandbox) -> int:
+    return int(sandbox.control("GET", "clock")["now"])
