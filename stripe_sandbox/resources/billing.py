@@ -40,6 +40,7 @@ from ..money import format_invoice_amount
 from ..primitives import new_id, public
 from .catalog import new_product
 from .payment_methods import attach_to_customer
+from .price_currencies import in_currency
 
 
 def add_interval(anchor: int, interval: str, count: int, n: int) -> int:
@@ -298,7 +299,8 @@ def item_line(
     price: dict | None = None,
     quantity: int | None = None,
 ) -> dict:
-    price = price or item["price"]
+    # a subscription in another currency than the price's own bills its currency_options amount
+    price = in_currency(price or item["price"], sub["currency"] if sub else None, "price")
     quantity = item["quantity"] if quantity is None else quantity
     recurring = price["recurring"] or {}
     every = recurring.get("interval", "month")

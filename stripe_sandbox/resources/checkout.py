@@ -55,8 +55,10 @@ def _fail(message: str, param: str | None = None) -> errors.StripeError:
     return errors.invalid_request(message, param=param)
 
 
-def _line_item(ctx: Context, price: dict, quantity: int) -> dict:
-    amount = price["unit_amount"] * quantity
+def _line_item(ctx: Context, price: dict, charged: dict, quantity: int) -> dict:
+    """A line item showing ``price`` as it is, charged at ``charged`` (the price in the session's
+    currency: the same, or the copy with its currency_options amount)."""
+    amount = charged["unit_amount"] * quantity
     return {
         "id": new_id("li"),
         "object": "item",
@@ -65,7 +67,7 @@ def _line_item(ctx: Context, price: dict, quantity: int) -> dict:
         "amount_subtotal": amount,
         "amount_tax": 0,
         "amount_total": amount,
-        "currency": price["currency"],
+        "currency": charged["currency"],
         "description": product_name(ctx, price),
         "discounts": [],
         "metadata": {},
@@ -103,8 +105,7 @@ def _resolve_line_items(ctx: Context, mode: str, specs: list[dict], currency: st
             )
         if price["unit_amount"] is None:
             raise _fail("The price has no unit amount.", param)
-        price = in_currency(price, currency, param)
-        items.append(_line_item(ctx, price, quantity))
+        items.append(_line_item(ctx, price, in_currency(price, currency, param), quantity))
     if mode == "subscription" and not any(i["price"]["type"] == "recurring" for i in items):
         raise _fail(
             "You must provide at least one recurring price in `subscription` mode when using prices.", "line_items"

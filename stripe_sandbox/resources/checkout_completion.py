@@ -129,6 +129,7 @@ def _complete_subscription(ctx: Context, session: dict, pm: str) -> dict:
             description=data.get("description"),
             extra_lines=one_time,
             checkout_session=session["id"],
+            currency=session["currency"],
         )
         session = ctx.store.get(session["id"]) or session
         session["customer"] = customer["id"]

@@ -63,9 +63,7 @@ def plan_change(ctx: Context, sub: dict, item_specs: list[dict], param: str = "i
                 "prices with `type=recurring`.",
                 param=f"{where}[price]",
             )
-        if price["currency"] != sub["currency"] and sub["currency"] in options_of(price):
-            price = in_currency(price, sub["currency"], f"{where}[price]")  # its currency_options amount
-        if price["currency"] != sub["currency"]:
+        if sub["currency"] not in options_of(price):  # its own currency or one of its currency_options
             raise errors.invalid_request(
                 "The price specified does not match the subscription's currency.", param=f"{where}[price]"
             )
@@ -101,7 +99,8 @@ def proration_lines(ctx: Context, sub: dict, item: dict, new_price: dict, new_qu
     if not start <= at < end:
         return []
     share = (end - at) / (end - start)
-    old_price, old_quantity = item["price"], item["quantity"]
+    old_price, old_quantity = in_currency(item["price"], sub["currency"], "price"), item["quantity"]
+    new_price = in_currency(new_price, sub["currency"], "price")
     credit = -round(old_price["unit_amount"] * old_quantity * share)
     charge = round(new_price["unit_amount"] * new_quantity * share)
     when = format_date(at)

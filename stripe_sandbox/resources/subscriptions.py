@@ -89,6 +89,7 @@ def create_subscription_internal(
     save_default_payment_method: str | None = None,
     extra_lines: Sequence[tuple[dict, int]] = (),
     checkout_session: str | None = None,
+    currency: str | None = None,
 ) -> dict:
     """Create a subscription and its first invoice (finalized, with its PaymentIntent). For
     ``allow_incomplete`` / ``error_if_incomplete`` the invoice is charged now with the default
@@ -106,7 +107,7 @@ def create_subscription_internal(
         sub_id,
         sub_items,
         customer=customer,
-        currency=first_price["currency"],
+        currency=currency or first_price["currency"],
         now=now,
         end=end,
         default_payment_method=default_payment_method,
@@ -238,7 +239,8 @@ def _first_invoice(
     end = period_of(sub)[1]
     invoice_id = new_id("in")
     lines = [item_line(ctx, invoice_id, sub, item, now, end) for item in items_of(sub)]
-    for price, quantity in extra_lines:  # one-time prices bought with the subscription
+    for one_time, quantity in extra_lines:  # one-time prices bought with the subscription
+        price = in_currency(one_time, sub["currency"], "price")
         lines.append(
             new_line(
                 ctx,
@@ -313,12 +315,11 @@ def create_subscription(ctx: Context, params: dict) -> dict:
         raise errors.invalid_request(
             "payment_behavior=pending_if_incomplete is only for updates.", param="payment_behavior"
         )
-    currency = requested_currency(params)
-    items = [
-        (in_currency(price, currency, f"items[{n}][price]"), quantity, item_metadata)
-        for n, (price, quantity, item_metadata) in enumerate(resolve_items(ctx, params["items"]))
-    ]
-    lock_customer_currency(ctx, customer, items[0][0]["currency"])
+    items = resolve_items(ctx, params["items"])
+    currency = requested_currency(params) or items[0][0]["currency"]
+    for n, (price, _, _) in enumerate(items):
+        in_currency(price, currency, f"items[{n}][price]")  # each price must have an amount in it
+    lock_customer_currency(ctx, customer, currency)
     pm = None
     if params.get("default_payment_method"):
         pm = attach_payment_method(ctx, params["default_payment_method"], customer["id"], "default_payment_method")
@@ -334,6 +335,7 @@ def create_subscription(ctx: Context, params: dict) -> dict:
         description=params.get("description"),
         cancel_at_period_end=params.get("cancel_at_period_end", False),
         save_default_payment_method=(params.get("payment_settings") or {}).get("save_default_payment_method"),
+        currency=currency,
     )
 
 

@@ -141,6 +141,13 @@ def test_checkout_in_eur_charges_the_option(client, sandbox, pack):
         }
     )
     assert (session.currency, session.amount_total, session.amount_subtotal) == ("eur", 900, 900)
+    (line,) = client.v1.checkout.sessions.line_items.list(session.id).data
+    assert (line.currency, line.amount_total, line.quantity) == ("eur", 900, 2)
+    assert (present(line.price).id, present(line.price).currency, present(line.price).unit_amount) == (
+        pack.id,
+        "usd",
+        500,
+    )
     status, paid = pay(sandbox, session.id, "pm_card_visa", email="ann@example.com")
     assert status == 200, paid
     pi = client.v1.payment_intents.retrieve(present(paid["payment_intent"]))
@@ -178,6 +185,8 @@ def test_subscription_in_eur_renews_in_eur_and_locks_the_customer(client, sandbo
         }
     )
     assert (sub.status, sub.currency) == ("active", "eur")
+    shown = sub["items"].data[0].price  # the Price as it is, as Stripe shows it
+    assert (shown.id, shown.currency, shown.unit_amount) == (plan.id, "usd", 1000)
     invoice = sub.latest_invoice
     assert isinstance(invoice, stripe.Invoice)
     assert (invoice.currency, invoice.amount_paid) == ("eur", 900)
@@ -253,6 +262,11 @@ def test_plan_change_in_eur_prorates_with_the_options(client, sandbox, plan):
     assert invoice.currency == "eur" and invoice.status == "paid"
     share = (item.current_period_end - sandbox_now(sandbox)) / (item.current_period_end - item.current_period_start)
     assert abs(invoice.amount_paid - (2200 - 900) * share) <= 2
+    assert all(ln.currency == "eur" for ln in invoice.lines.data)
+    assert updated["items"].data[0].price.currency == "usd"
+    sandbox.control("POST", "clock/advance", {"seconds": 32 * 24 * 3600})
+    renewal = client.v1.invoices.list(params={"subscription": sub.id}).data[0]
+    assert (renewal.billing_reason, renewal.currency, renewal.amount_paid) == ("subscription_cycle", "eur", 2200)
     plain = client.v1.prices.create(
         params={
             "currency": "usd",
