@@ -166,7 +166,7 @@ def _check_fields(obj: dict, cls, path: str, errors: list, depth: int = 0) -> No
 def shape_errors(obj: dict) -> list[str]:
     """``[]`` when ``obj`` fits the SDK's model of its ``object`` type, else the problems."""
     name = obj.get("object")
-    if name == "list":
+    if name in ("list", "search_result"):
         errors: list = []
         for i, item in enumerate(obj.get("data", [])):
             errors.extend(shape_errors(item) if isinstance(item, dict) else [f"list.data[{i}]: not an object"])

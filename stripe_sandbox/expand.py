@@ -47,7 +47,7 @@ def expand(store: Store, obj: dict, paths: list[str]) -> dict:
             raise errors.invalid_request(
                 f"You cannot expand more than {MAX_DEPTH} levels of a property. Property: {path}", param="expand"
             )
-        if obj.get("object") == "list":
+        if obj.get("object") in ("list", "search_result"):
             if parts[0] != "data":
                 raise _not_expandable(path)
             for item in obj["data"]:

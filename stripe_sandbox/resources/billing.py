@@ -40,7 +40,7 @@ from ..money import format_invoice_amount
 from ..primitives import new_id, public
 from .catalog import new_product
 from .payment_methods import attach_to_customer
-from .price_currencies import in_currency
+from .price_currencies import check_currency_param, in_currency
 
 
 def add_interval(anchor: int, interval: str, count: int, n: int) -> int:
@@ -123,7 +123,7 @@ def inline_price(ctx: Context, data: dict, param: str, *, product_data_ok: bool 
         "active": False,
         "billing_scheme": "per_unit",
         "created": now,
-        "currency": data["currency"].lower(),
+        "currency": check_currency_param(data["currency"], f"{param}[currency]"),
         "custom_unit_amount": None,
         "livemode": False,
         "lookup_key": None,

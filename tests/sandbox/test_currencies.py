@@ -66,6 +66,19 @@ def test_lookup_key_list_and_search_keep_working(client, plan, pack):
     assert all("currency_options" not in p for p in plain.data)
 
 
+def test_search_by_lookup_key(client, plan, pack):
+    found = client.v1.prices.search(params={"query": "lookup_key:'points_100'", "expand": ["data.currency_options"]})
+    assert [p.id for p in found.data] == [pack.id] and not found.has_more
+    assert present(found.data[0].currency_options)["eur"].unit_amount == 450
+    both = client.v1.prices.search(params={"query": "active:'true' AND currency:'usd'", "limit": 1})
+    assert len(both.data) == 1 and both.has_more
+    rest = client.v1.prices.search(params={"query": "active:'true' AND currency:'usd'", "page": both.next_page})
+    assert {p.id for p in both.data + rest.data} == {plan.id, pack.id} and not rest.has_more
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.prices.search(params={"query": "nickname:'x'"})
+    assert "unsupported search field" in str(caught.value.user_message)
+
+
 @pytest.mark.parametrize(
     ("params", "param", "message"),
     [
@@ -282,3 +295,21 @@ def test_plan_change_in_eur_prorates_with_the_options(client, sandbox, plan):
 
 def sandbox_now(sandbox) -> int:
     return int(sandbox.control("GET", "clock")["now"])
+
+
+def test_price_data_currency_is_checked(client):
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.checkout.sessions.create(
+            params={
+                "mode": "payment",
+                "line_items": [
+                    {
+                        "price_data": {"currency": "xyz", "unit_amount": 500, "product_data": {"name": "X"}},
+                        "quantity": 1,
+                    }
+                ],
+                "success_url": "https://x.test",
+            }
+        )
+    assert caught.value.param == "line_items[0][price_data][currency]"
+    assert str(caught.value.user_message).startswith("Invalid currency: xyz.")
