@@ -9,6 +9,7 @@ from flask import Blueprint, abort, render_template
 
 from .money import format_invoice_amount
 from .resources.billing import format_date
+from .resources.price_currencies import options_of
 from .runtime import sandbox_of
 
 billing_pages = Blueprint("sandbox_billing_pages", __name__)
@@ -51,7 +52,7 @@ def portal_page(session_id: str):
         subscriptions.append(
             {
                 "name": (store.get(item["price"]["product"]) or {}).get("name", ""),
-                "amount": format_invoice_amount(item["price"]["unit_amount"], sub["currency"]),
+                "amount": format_invoice_amount(options_of(item["price"])[sub["currency"]], sub["currency"]),
                 "status": sub["status"],
                 "cancels": sub["cancel_at_period_end"],
                 "renews": format_date(item["current_period_end"]),

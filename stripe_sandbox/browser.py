@@ -33,6 +33,7 @@ from . import errors
 from .money import format_money
 from .resources.checkout import customer_details
 from .resources.checkout_completion import complete_session
+from .resources.price_currencies import options_of
 from .runtime import page_context, sandbox_of
 
 browser = Blueprint("sandbox_browser", __name__)
@@ -175,7 +176,8 @@ def _line_items(session: dict) -> list[dict]:
             {
                 "description": item.get("description") or price.get("nickname") or "Item",
                 "quantity": item.get("quantity") or 1,
-                "unit": format_money(price.get("unit_amount"), item.get("currency")),
+                # the unit amount charged (a price's currency_options amount in another currency)
+                "unit": format_money(options_of(price).get(item["currency"]) if price else None, item.get("currency")),
                 "total": format_money(item.get("amount_total"), item.get("currency")),
                 "interval": interval,
             }

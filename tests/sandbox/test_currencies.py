@@ -5,6 +5,8 @@ billing currency."""
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 import stripe
 
@@ -313,3 +315,32 @@ def test_price_data_currency_is_checked(client):
         )
     assert caught.value.param == "line_items[0][price_data][currency]"
     assert str(caught.value.user_message).startswith("Invalid currency: xyz.")
+
+
+def _page(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read().decode()
+
+
+def test_hosted_pages_show_the_charged_currency(client, sandbox, pack, plan):
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "payment",
+            "currency": "eur",
+            "line_items": [{"price": pack.id, "quantity": 2}],
+            "success_url": "https://x.test",
+        }
+    )
+    page = _page(present(session.url))
+    assert "€4.50" in page and "€9.00" in page and "$5.00" not in page
+    customer = client.v1.customers.create(params={"email": "ro2@example.com"})
+    client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "currency": "ron",
+            "items": [{"price": plan.id}],
+            "default_payment_method": "pm_card_visa",
+        }
+    )
+    portal = client.v1.billing_portal.sessions.create(params={"customer": customer.id, "return_url": "https://x.test"})
+    assert "45.00 RON" in _page(portal.url)
