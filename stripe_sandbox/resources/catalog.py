@@ -206,7 +206,7 @@ retrieve_price = retrieve_endpoint("/v1/prices/<price_id>", "price", params="Pri
     "POST",
     "/v1/prices/<price_id>",
     params="PriceUpdateParams",
-    supported=["active", "lookup_key", "transfer_lookup_key", "nickname", "metadata"],
+    supported=["active", "lookup_key", "transfer_lookup_key", "nickname", "metadata", "currency_options"],
 )
 def update_price(ctx: Context, params: dict, price_id: str) -> dict:
     ctx.require_secret_key()
@@ -221,6 +221,10 @@ def update_price(ctx: Context, params: dict, price_id: str) -> dict:
     if "metadata" in params:
         previous["metadata"] = dict(price["metadata"])
         apply_metadata(price, params["metadata"])
+    if "currency_options" in params:  # amounts in other currencies may change ('' removes them all)
+        private = price.setdefault(PRIVATE, {})
+        changed = parse_currency_options(params["currency_options"], price["currency"])
+        private["currency_options"] = {**private.get("currency_options", {}), **changed} if changed else {}
     ctx.store.put(price)
     ctx.emit("price.updated", price, previous)
     return price

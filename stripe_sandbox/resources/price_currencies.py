@@ -26,7 +26,9 @@ _OPTION_FIELDS = ("unit_amount",)
 
 
 def parse_currency_options(raw: Any, currency: str) -> dict[str, int]:
-    """``currency_options[eur][unit_amount]=…`` params -> ``{"eur": 1900}``, checked."""
+    """``currency_options[eur][unit_amount]=…`` params -> ``{"eur": 1900}``, checked ('' -> {})."""
+    if raw == "":
+        return {}
     if not isinstance(raw, dict):
         raise errors.invalid_request("Invalid object", param="currency_options", code="parameter_invalid")
     options: dict[str, int] = {}

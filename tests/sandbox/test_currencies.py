@@ -344,3 +344,14 @@ def test_hosted_pages_show_the_charged_currency(client, sandbox, pack, plan):
     )
     portal = client.v1.billing_portal.sessions.create(params={"customer": customer.id, "return_url": "https://x.test"})
     assert "45.00 RON" in _page(portal.url)
+
+
+def test_update_currency_options(client, pack):
+    updated = client.v1.prices.update(
+        pack.id, params={"currency_options": {"eur": {"unit_amount": 470}}, "expand": ["currency_options"]}
+    )
+    options = present(updated.currency_options)
+    assert (options["eur"].unit_amount, options["ron"].unit_amount, options["usd"].unit_amount) == (470, 2300, 500)
+    assert updated.unit_amount == 500
+    cleared = client.v1.prices.update(pack.id, params={"currency_options": "", "expand": ["currency_options"]})
+    assert sorted(cleared.to_dict()["currency_options"]) == ["usd"]
