@@ -355,3 +355,36 @@ def test_update_currency_options(client, pack):
     assert updated.unit_amount == 500
     cleared = client.v1.prices.update(pack.id, params={"currency_options": "", "expand": ["currency_options"]})
     assert sorted(cleared.to_dict()["currency_options"]) == ["usd"]
+
+
+def test_sepa_checkout_in_eur_on_a_usd_price(client, sandbox, pack):
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "payment",
+            "currency": "eur",
+            "allowed_payment_method_types": ["card", "sepa_debit"],
+            "line_items": [{"price": pack.id, "quantity": 1}],
+            "success_url": "https://x.test",
+        }
+    )
+    pm = client.v1.payment_methods.create(
+        params={
+            "type": "sepa_debit",
+            "sepa_debit": {"iban": "DE89370400440532013000"},
+            "billing_details": {"name": "Jenny Rosen", "email": "jenny@shop.test"},
+        }
+    )
+    status, body = pay(sandbox, session.id, pm.id)
+    assert status == 200, body
+    assert (body["status"], body["payment_status"]) == ("complete", "unpaid")
+    sandbox.advance_clock(3600)
+    session = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["payment_intent"]})
+    assert session.payment_status == "paid"
+    pi = session.payment_intent
+    assert isinstance(pi, stripe.PaymentIntent)
+    assert (pi.currency, pi.amount, pi.status, pi.payment_method_types) == (
+        "eur",
+        450,
+        "succeeded",
+        ["card", "sepa_debit"],
+    )
