@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from limits import parse
 
@@ -12,7 +14,7 @@ from .params import arg_id
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 
-MAIL_THROTTLED_MESSAGE = "We sent you several mails already. Please wait {wait} before asking for another."
+MAIL_THROTTLED_MESSAGE = _l("We sent you several mails already. Please wait %(wait)s before asking for another.")
 
 
 def _profile(status: int = 200, *, form=None, email_form=None):
@@ -46,13 +48,16 @@ def resend_verification():
     form = PostForm()
     if form.validate_on_submit():
         if current_user.email_verified:
-            flash("Your email address is confirmed already.", "info")
+            flash(_("Your email address is confirmed already."), "info")
         elif (wait := _mail_throttled()) is not None:
-            flash(MAIL_THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
+            flash(MAIL_THROTTLED_MESSAGE % {"wait": _wait_words(wait)}, "error")
             return redirect(url_for("account.profile"), 303)
         else:
             account_mail.queue_verification(current_user._get_current_object())
-            flash(f"We sent a new confirmation link to {current_user.email}. It works for 48 hours.", "success")
+            flash(
+                _("We sent a new confirmation link to %(email)s. It works for 48 hours.", email=current_user.email),
+                "success",
+            )
     return redirect(url_for("account.profile"), 303)
 
 
@@ -63,7 +68,7 @@ def change_email():
     if not form.validate_on_submit():
         return _profile(400, email_form=form)
     if (wait := _mail_throttled()) is not None:
-        flash(MAIL_THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
+        flash(MAIL_THROTTLED_MESSAGE % {"wait": _wait_words(wait)}, "error")
         return _profile(429, email_form=form)
     user = current_user._get_current_object()
     try:
@@ -79,8 +84,11 @@ def change_email():
         field.errors.append(str(err))
         return _profile(400, email_form=form)
     flash(
-        f"We sent a confirmation link to {requested.new_email}. Your address changes when you click it "
-        "(within 48 hours); until then you keep using the current one.",
+        _(
+            "We sent a confirmation link to %(email)s. Your address changes when you click it "
+            "(within 48 hours); until then you keep using the current one.",
+            email=requested.new_email,
+        ),
         "success",
     )
     return redirect(url_for("account.profile"), 303)
@@ -100,7 +108,7 @@ def confirm_email_change(token: str):
             account_mail.confirm_email_change(token)
         except (account_mail.LinkInvalid, accounts.EmailTaken) as err:
             return _link_invalid(err)
-        flash(f"Your email address is now {new_email}.", "success")
+        flash(_("Your email address is now %(email)s.", email=new_email), "success")
         return redirect(url_for("account.profile" if current_user.is_authenticated else "auth.login"), 303)
     status = 400 if form.is_submitted() else 200
     return _link_page("account/confirm_email_change.html", status, form=form, new_email=new_email, old_email=user.email)
@@ -121,7 +129,7 @@ def change_password():
             # Every sign-in of the user ended; this device carries on with a new one.
             remember = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
             sign_in(current_user._get_current_object(), remember=remember)
-            flash("Your password has been changed. Every other device has been signed out.", "success")
+            flash(_("Your password has been changed. Every other device has been signed out."), "success")
             return redirect(url_for("account.profile"))
     return _profile(400, form=form)
 

@@ -5,6 +5,7 @@ invoice), invoices and the billing portal. Thin views over ``services.cards`` an
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from ..services import cards, plan_changes, subscriptions
@@ -104,21 +105,26 @@ def change(public_id: str):
     if result.unpaid_order is not None:
         order = result.unpaid_order
         flash(
-            f"Your plan has changed. The difference of {format_money(order.amount, order.currency)} "
-            "still needs to be paid: confirm it with your bank or use another card.",
+            _(
+                "Your plan has changed. The difference of %(amount)s "
+                "still needs to be paid: confirm it with your bank or use another card.",
+                amount=format_money(order.amount, order.currency),
+            ),
             "warning",
         )
         return redirect(url_for("pay.page", public_id=order.public_id), code=303)
     if result.charged:
         flash(
-            f"Your plan has changed. {format_money(result.charged, result.currency)} was "
-            "charged now; your next invoice is the new plan's usual price.",
+            _(
+                "Your plan has changed. %(amount)s was charged now; your next invoice is the new plan's usual price.",
+                amount=format_money(result.charged, result.currency),
+            ),
             "success",
         )
     elif result.upgrade:
-        flash("Your plan has changed. The difference is invoiced now; it shows under your invoices.", "success")
+        flash(_("Your plan has changed. The difference is invoiced now; it shows under your invoices."), "success")
     else:
-        flash("Your plan has changed. The credit for unused time is on your next invoice.", "success")
+        flash(_("Your plan has changed. The credit for unused time is on your next invoice."), "success")
     return redirect(url_for("billing.index"), code=303)
 
 
@@ -140,8 +146,8 @@ def cancel(public_id: str):
     sub = subscriptions.cancel_at_period_end(
         _own(public_id), attempt=request.form.get("attempt") or subscriptions.new_attempt_nonce()
     )
-    when = sub.current_period_end.strftime("%Y-%m-%d") if sub.current_period_end else "the period end"
-    flash(f"Your subscription will end on {when}. You can resume it until then.", "info")
+    when = sub.current_period_end.strftime("%Y-%m-%d") if sub.current_period_end else _("the period end")
+    flash(_("Your subscription will end on %(when)s. You can resume it until then.", when=when), "info")
     return redirect(url_for("billing.index"), code=303)
 
 
@@ -150,7 +156,7 @@ def cancel(public_id: str):
 @redirect_on_error("billing.index")
 def resume(public_id: str):
     subscriptions.resume(_own(public_id), attempt=request.form.get("attempt") or subscriptions.new_attempt_nonce())
-    flash("Your subscription will renew as usual.", "success")
+    flash(_("Your subscription will renew as usual."), "success")
     return redirect(url_for("billing.index"), code=303)
 
 
@@ -162,7 +168,7 @@ def cancel_now(public_id: str):
     if not current_user.is_admin:
         abort(404)
     subscriptions.admin_cancel_now(current_user, _own(public_id))
-    flash("The subscription was canceled now.", "success")
+    flash(_("The subscription was canceled now."), "success")
     return redirect(
         request.referrer
         if request.referrer and request.referrer.startswith(request.host_url)
@@ -222,11 +228,11 @@ def card_added():
     """Where ``stripe.confirmSetup`` returns (``setup_intent`` in the query)."""
     status, card = cards.finish_setup(current_user, request.args.get("setup_intent", ""))
     if status == "succeeded":
-        flash(f"{card.label if card else 'Your card'} was saved.", "success")
+        flash(_("%(card)s was saved.", card=card.label) if card else _("Your card was saved."), "success")
     elif status == "processing":
-        flash("Your card is being checked; it will show here shortly.", "info")
+        flash(_("Your card is being checked; it will show here shortly."), "info")
     else:
-        flash("Your card was not saved. Please try again or use another card.", "error")
+        flash(_("Your card was not saved. Please try again or use another card."), "error")
     return redirect(url_for("billing.cards_page"), code=303)
 
 
@@ -235,7 +241,7 @@ def card_added():
 @redirect_on_error("billing.cards_page")
 def default_card(payment_method: str):
     cards.set_default(current_user, payment_method)
-    flash("Your default card was changed.", "success")
+    flash(_("Your default card was changed."), "success")
     return redirect(url_for("billing.cards_page"), code=303)
 
 
@@ -244,5 +250,5 @@ def default_card(payment_method: str):
 @redirect_on_error("billing.cards_page")
 def remove_card(payment_method: str):
     cards.remove(current_user, payment_method)
-    flash("The card was removed.", "success")
+    flash(_("The card was removed."), "success")
     return redirect(url_for("billing.cards_page"), code=303)

@@ -3,6 +3,9 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from limits import RateLimitItem, parse
@@ -18,18 +21,19 @@ from .helpers import safe_next_url
 
 bp = Blueprint("auth", __name__)
 
-OFFSITE_NEXT_MESSAGE = "That link pointed outside this site, so we brought you to the home page instead."
-THROTTLED_MESSAGE = (
-    "Too many login attempts. For your security, please wait {wait} and try again, "
+# Translated when shown (lazy); %(wait)s / %(email)s are filled in with ``%``.
+OFFSITE_NEXT_MESSAGE = _l("That link pointed outside this site, so we brought you to the home page instead.")
+THROTTLED_MESSAGE = _l(
+    "Too many login attempts. For your security, please wait %(wait)s and try again, "
     "or reset your password by email (Forgot password? below)."
 )
-VERIFY_SENT_MESSAGE = "We sent you a link to confirm your email address."
-RESET_THROTTLED_MESSAGE = "Too many password reset requests from your network. Please wait {wait} and try again."
-RESET_SENT_MESSAGE = (
-    "If an account uses {email}, we have sent it a link to choose a new password. "
+VERIFY_SENT_MESSAGE = _l("We sent you a link to confirm your email address.")
+RESET_THROTTLED_MESSAGE = _l("Too many password reset requests from your network. Please wait %(wait)s and try again.")
+RESET_SENT_MESSAGE = _l(
+    "If an account uses %(email)s, we have sent it a link to choose a new password. "
     "The link works once, for an hour. Check your spam folder if it doesn't arrive."
 )
-SIGNUP_THROTTLED_MESSAGE = "Too many accounts were created from your network. Please wait {wait} and try again."
+SIGNUP_THROTTLED_MESSAGE = _l("Too many accounts were created from your network. Please wait %(wait)s and try again.")
 
 
 def sign_in(user, *, remember: bool = False) -> None:
@@ -56,7 +60,7 @@ def _next_target() -> str:
     raw = request.args.get("next") or request.form.get("next")
     target = safe_next_url(raw)
     if raw and target is None:
-        flash(OFFSITE_NEXT_MESSAGE, "warning")
+        flash(str(OFFSITE_NEXT_MESSAGE), "warning")
     return target or url_for("shop.index")
 
 
@@ -68,7 +72,7 @@ def signup():
     if form.validate_on_submit():
         wait = _signup_throttled()
         if wait is not None:
-            flash(SIGNUP_THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
+            flash(SIGNUP_THROTTLED_MESSAGE % {"wait": _wait_words(wait)}, "error")
             return _throttled_response("auth/signup.html", form, wait)
         _hit(_signup_limit(), "signup-ip", get_remote_address() or "-")
         try:
@@ -83,7 +87,10 @@ def signup():
             sign_in(user)
             account_mail.queue_verification(user)
             flash(
-                f"Welcome, {user.name}! Your account is ready. We sent you a link to confirm your email address.",
+                _(
+                    "Welcome, %(name)s! Your account is ready. We sent you a link to confirm your email address.",
+                    name=user.name,
+                ),
                 "success",
             )
             return redirect(_next_target())
@@ -155,8 +162,9 @@ def _throttled_response(template: str, form, wait: int):
 
 def _wait_words(seconds: int) -> str:
     if seconds < 90:
-        return f"{seconds} seconds"
-    return f"{round(seconds / 60)} minutes"
+        return ngettext("%(num)d seconds", "%(num)d seconds", seconds)  # English says "1 seconds" (unchanged)
+    minutes = round(seconds / 60)
+    return ngettext("%(num)d minutes", "%(num)d minutes", minutes)
 
 
 def _heal_stripe_customer(user) -> None:
@@ -179,16 +187,16 @@ def login():
         email = normalize_email(form.email.data)
         wait = _throttled(email)
         if wait is not None:
-            flash(THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
+            flash(THROTTLED_MESSAGE % {"wait": _wait_words(wait)}, "error")
             return _throttled_response("auth/login.html", form, wait)
         user = accounts.authenticate(email, form.password.data)
         _record_attempt(email, failed=user is None)
         if user is not None:
             sign_in(user, remember=bool(form.remember.data))
             _heal_stripe_customer(user)
-            flash(f"Welcome back, {user.name}.", "success")
+            flash(_("Welcome back, %(name)s.", name=user.name), "success")
             return redirect(_next_target())
-        form.password.errors.append("That email and password don't match an account.")
+        form.password.errors.append(_("That email and password don't match an account."))
         status = 401
     elif form.is_submitted():
         status = 400
@@ -201,7 +209,7 @@ def logout():
     form = PostForm()
     if form.validate_on_submit():
         sign_out()
-        flash("You have been logged out.", "info")
+        flash(_("You have been logged out."), "info")
     return redirect(url_for("shop.index"))
 
 
@@ -245,13 +253,13 @@ def forgot_password():
         per_ip, per_account = _reset_limits(email)
         wait = _wait_for([per_ip])
         if wait is not None:
-            flash(RESET_THROTTLED_MESSAGE.format(wait=_wait_words(wait)), "error")
+            flash(RESET_THROTTLED_MESSAGE % {"wait": _wait_words(wait)}, "error")
             return _throttled_response("auth/forgot_password.html", form, wait)
         _hit(*per_ip)
         if _wait_for([per_account]) is None:  # over it: silently no more mail to that address
             _hit(*per_account)
             _owe_reset(email)
-        flash(RESET_SENT_MESSAGE.format(email=email), "info")
+        flash(RESET_SENT_MESSAGE % {"email": email}, "info")
         return redirect(url_for("auth.login"))
     status = 400 if form.is_submitted() else 200
     return render_template("auth/forgot_password.html", form=form, next=None), status
@@ -273,7 +281,7 @@ def reset_password(token: str):
             form.password.errors.append(str(err))
         else:
             sign_in(user)
-            flash("Your password has been changed and every other device signed out. You are logged in.", "success")
+            flash(_("Your password has been changed and every other device signed out. You are logged in."), "success")
             return redirect(url_for("account.profile"))
     status = 400 if form.is_submitted() else 200
     return _link_page("auth/reset_password.html", status, form=form, token=token, email=user.email)
@@ -285,5 +293,5 @@ def verify_email(token: str):
         account_mail.verify_email(token)
     except account_mail.LinkInvalid as err:
         return _link_invalid(err)
-    flash("Thank you: your email address is confirmed.", "success")
+    flash(_("Thank you: your email address is confirmed."), "success")
     return redirect(url_for("account.profile" if current_user.is_authenticated else "auth.login"))

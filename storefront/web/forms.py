@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from flask import request
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import ImmutableMultiDict
 from wtforms import BooleanField, EmailField, PasswordField, StringField, ValidationError
@@ -17,7 +19,7 @@ def _strip(value):
 class NoControlCharacters:
     """Refuses invisible and control characters (a reusable WTForms validator)."""
 
-    def __init__(self, what: str = "This field", *, allow_joiners: bool = True) -> None:
+    def __init__(self, what: str = _l("This field"), *, allow_joiners: bool = True) -> None:
         self.what = what
         self.allow_joiners = allow_joiners
 
@@ -25,7 +27,11 @@ class NoControlCharacters:
         found = control_character(field.data if isinstance(field.data, str) else None, allow_joiners=self.allow_joiners)
         if found:
             raise ValidationError(
-                f"{self.what} contains an invisible or control character ({found}); please retype it."
+                gettext(
+                    "%(what)s contains an invisible or control character (%(found)s); please retype it.",
+                    what=self.what,
+                    found=found,
+                )
             )
 
 
@@ -63,58 +69,62 @@ class StoreForm(FlaskForm):
 
 class SignupForm(StoreForm):
     email = EmailField(
-        "Email",
+        _l("Email"),
         filters=[_strip],
         validators=[
-            DataRequired("Enter your email address."),
-            NoControlCharacters("Your email address", allow_joiners=False),
-            Email("Enter a valid email address."),
+            DataRequired(_l("Enter your email address.")),
+            NoControlCharacters(_l("Your email address"), allow_joiners=False),
+            Email(_l("Enter a valid email address.")),
             Length(max=254),
         ],
     )
     name = StringField(
-        "Name",
+        _l("Name"),
         filters=[_strip],
         validators=[
-            DataRequired("Tell us your name."),
-            NoControlCharacters("Your name"),
-            Length(max=100, message="Keep your name under 100 characters."),
+            DataRequired(_l("Tell us your name.")),
+            NoControlCharacters(_l("Your name")),
+            Length(max=100, message=_l("Keep your name under 100 characters.")),
         ],
     )
-    password = PasswordField("Password", validators=[DataRequired("Choose a password."), StrongPassword()])
+    password = PasswordField(_l("Password"), validators=[DataRequired(_l("Choose a password.")), StrongPassword()])
     confirm = PasswordField(
-        "Confirm password",
+        _l("Confirm password"),
         validators=[
-            DataRequired("Type your password again."),
-            EqualTo("password", message="The two passwords don't match."),
+            DataRequired(_l("Type your password again.")),
+            EqualTo("password", message=_l("The two passwords don't match.")),
         ],
     )
 
 
 class LoginForm(StoreForm):
     email = EmailField(
-        "Email",
+        _l("Email"),
         filters=[_strip],
         validators=[
-            DataRequired("Enter your email address."),
-            NoControlCharacters("Your email address", allow_joiners=False),
+            DataRequired(_l("Enter your email address.")),
+            NoControlCharacters(_l("Your email address"), allow_joiners=False),
             Length(max=254),
         ],
     )
     password = PasswordField(
-        "Password", validators=[DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)]
+        _l("Password"), validators=[DataRequired(_l("Enter your password.")), Length(max=MAX_PASSWORD_LENGTH)]
     )
-    remember = BooleanField("Keep me logged in on this device")
+    remember = BooleanField(_l("Keep me logged in on this device"))
 
 
 class ChangePasswordForm(StoreForm):
-    current_password = PasswordField("Current password", validators=[DataRequired("Enter your current password.")])
-    password = PasswordField("New password", validators=[DataRequired("Choose a new password."), StrongPassword()])
+    current_password = PasswordField(
+        _l("Current password"), validators=[DataRequired(_l("Enter your current password."))]
+    )
+    password = PasswordField(
+        _l("New password"), validators=[DataRequired(_l("Choose a new password.")), StrongPassword()]
+    )
     confirm = PasswordField(
-        "Confirm new password",
+        _l("Confirm new password"),
         validators=[
-            DataRequired("Type your new password again."),
-            EqualTo("password", message="The two passwords don't match."),
+            DataRequired(_l("Type your new password again.")),
+            EqualTo("password", message=_l("The two passwords don't match.")),
         ],
     )
 
@@ -129,31 +139,33 @@ def _email_field(label: str, required: str) -> EmailField:
         filters=[_strip],
         validators=[
             DataRequired(required),
-            NoControlCharacters("The email address", allow_joiners=False),
-            Email("Enter a valid email address."),
+            NoControlCharacters(_l("The email address"), allow_joiners=False),
+            Email(_l("Enter a valid email address.")),
             Length(max=254),
         ],
     )
 
 
 class ForgotPasswordForm(StoreForm):
-    email = _email_field("Email", "Enter the email address of your account.")
+    email = _email_field(_l("Email"), _l("Enter the email address of your account."))
 
 
 class ResetPasswordForm(StoreForm):
-    password = PasswordField("New password", validators=[DataRequired("Choose a new password."), StrongPassword()])
+    password = PasswordField(
+        _l("New password"), validators=[DataRequired(_l("Choose a new password.")), StrongPassword()]
+    )
     confirm = PasswordField(
-        "Confirm new password",
+        _l("Confirm new password"),
         validators=[
-            DataRequired("Type your new password again."),
-            EqualTo("password", message="The two passwords don't match."),
+            DataRequired(_l("Type your new password again.")),
+            EqualTo("password", message=_l("The two passwords don't match.")),
         ],
     )
 
 
 class ChangeEmailForm(StoreForm):
-    new_email = _email_field("New email address", "Enter the new email address.")
+    new_email = _email_field(_l("New email address"), _l("Enter the new email address."))
     current_password = PasswordField(
-        "Current password",
-        validators=[DataRequired("Enter your current password."), Length(max=MAX_PASSWORD_LENGTH)],
+        _l("Current password"),
+        validators=[DataRequired(_l("Enter your current password.")), Length(max=MAX_PASSWORD_LENGTH)],
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request
+from flask_babel import gettext as _
 
 from ..models import Order
 from ..models.order import SETTLED
@@ -64,13 +65,13 @@ def _no_store(page: str) -> Response:
 
 def _message(order: Order) -> str:
     if order.status == "paid" and order.user_id is None:
-        return (
+        return _(
             "Thank you: your payment went through and a receipt is on its way to the email address you "
             "gave at checkout. To get what you bought, sign in to (or create) the account with that "
             "address and confirm the address: it is added then."
         )
     if order.status == "paid":
-        return "Thank you: your payment went through, and what you bought is in the account with your email address."
+        return _("Thank you: your payment went through, and what you bought is in the account with your email address.")
     return buyer_message(order)
 
 
@@ -89,7 +90,7 @@ def canceled(public_id: str):
             status=BUYER_STATUS[order.status],
             message=_message(order)
             if order.status != "canceled"
-            else "You left Checkout: nothing was charged and the order is canceled.",
+            else _("You left Checkout: nothing was charged and the order is canceled."),
             settled=True,
         )
     )

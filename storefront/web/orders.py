@@ -13,6 +13,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import Row, select
 from sqlalchemy.orm.attributes import set_committed_value
@@ -170,6 +171,6 @@ def cancel(public_id: str):
     """Cancel an unpaid Checkout order: the session is expired at Stripe, the order canceled."""
     order = purchase.cancel_checkout(own_order(public_id))
     if order.status == "canceled":
-        flash("Checkout canceled. You have not been charged.", "info")
+        flash(_("Checkout canceled. You have not been charged."), "info")
         return redirect(url_for("shop.review", lookup_key=order.lookup_key))
     return redirect(url_for("orders.show", public_id=public_id))
