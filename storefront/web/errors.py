@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -26,38 +28,39 @@ from .helpers import wants_json
 
 log = logging.getLogger(__name__)
 
+# Translated when shown (lazy): the page's title and message, and the JSON error's message.
 MESSAGES = {
-    400: ("bad_request", "The request could not be understood."),
-    401: ("unauthorized", "Please log in to continue."),
-    403: ("forbidden", "You don't have access to this page."),
-    404: ("not_found", "We couldn't find that page."),
-    405: ("method_not_allowed", "That action isn't allowed here."),
-    413: ("payload_too_large", "That request is too large."),
-    429: ("rate_limit_exceeded", "Too many requests. Please slow down and try again in a minute."),
-    500: ("internal_error", "Something went wrong on our side. We've been notified; please try again."),
+    400: ("bad_request", _l("The request could not be understood.")),
+    401: ("unauthorized", _l("Please log in to continue.")),
+    403: ("forbidden", _l("You don't have access to this page.")),
+    404: ("not_found", _l("We couldn't find that page.")),
+    405: ("method_not_allowed", _l("That action isn't allowed here.")),
+    413: ("payload_too_large", _l("That request is too large.")),
+    429: ("rate_limit_exceeded", _l("Too many requests. Please slow down and try again in a minute.")),
+    500: ("internal_error", _l("Something went wrong on our side. We've been notified; please try again.")),
 }
 TITLES = {
-    400: "Bad request",
-    401: "Log in required",
-    403: "Forbidden",
-    404: "Page not found",
-    405: "Not allowed",
-    413: "Too large",
-    429: "Too many requests",
-    500: "Something went wrong",
-    503: "Temporarily unavailable",
+    400: _l("Bad request"),
+    401: _l("Log in required"),
+    403: _l("Forbidden"),
+    404: _l("Page not found"),
+    405: _l("Not allowed"),
+    413: _l("Too large"),
+    429: _l("Too many requests"),
+    500: _l("Something went wrong"),
+    503: _l("Temporarily unavailable"),
 }
 
 
 def error_response(status: int, code: str | None = None, message: str | None = None, error_type: str | None = None):
-    default_code, default_message = MESSAGES.get(status, ("error", "Something went wrong."))
+    default_code, default_message = MESSAGES.get(status, ("error", _l("Something went wrong.")))
     code = code or default_code
-    message = message or default_message
+    message = str(message or default_message)
     error_type = error_type or ("api_error" if status >= 500 else "invalid_request_error")
     if wants_json():
         return jsonify(error={"code": code, "message": message, "type": error_type}), status
     return render_template(
-        "errors/error.html", status=status, title=TITLES.get(status, "Error"), message=message
+        "errors/error.html", status=status, title=str(TITLES.get(status) or _("Error")), message=message
     ), status
 
 
@@ -123,7 +126,7 @@ def register(app: Flask) -> None:
         return error_response(
             400,
             "csrf_failed",
-            "Your form expired or was sent from another site. Please go back, reload the page and try again.",
+            _("Your form expired or was sent from another site. Please go back, reload the page and try again."),
         )
 
     @app.errorhandler(RateLimitExceeded)
