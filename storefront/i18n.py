@@ -24,6 +24,12 @@ DEFAULT_LOCALE = "en"
 babel = Babel()
 
 
+def N_(message: str) -> str:
+    """Marks ``message`` for extraction only; it is translated where it is shown (a mail's
+    subject, registered at import time, is translated when the mail is rendered)."""
+    return message
+
+
 def select_locale() -> str:
     """The request's language: English for now (the buyer's choice, then Accept-Language,
     come with the other catalogs)."""

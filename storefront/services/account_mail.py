@@ -37,6 +37,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
+from ..i18n import N_
 from ..models import User, UserSession, utcnow
 from ..models.user import normalize_email
 from ..stripe_gateway import GatewayError, get_gateway, idempotency_key
@@ -171,16 +172,19 @@ def _build_change_notice(context: dict[str, Any]) -> dict[str, Any]:
     return {"forgot_url": mail.store_link("auth.forgot_password")}
 
 
-mail.register_kind(VERIFY_KIND, "Confirm your email address for {store_name}", "verify_email", _build_verify)
-mail.register_kind(RESET_KIND, "Reset your {store_name} password", "password_reset", _build_reset)
+mail.register_kind(VERIFY_KIND, N_("Confirm your email address for {store_name}"), "verify_email", _build_verify)
+mail.register_kind(RESET_KIND, N_("Reset your {store_name} password"), "password_reset", _build_reset)
 mail.register_kind(
     CHANGE_CONFIRM_KIND,
-    "Confirm your new email address for {store_name}",
+    N_("Confirm your new email address for {store_name}"),
     "email_change_confirm",
     _build_change_confirm,
 )
 mail.register_kind(
-    CHANGE_NOTICE_KIND, "Your email address at {store_name} is changing", "email_change_notice", _build_change_notice
+    CHANGE_NOTICE_KIND,
+    N_("Your email address at {store_name} is changing"),
+    "email_change_notice",
+    _build_change_notice,
 )
 
 

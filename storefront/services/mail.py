@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -207,9 +208,9 @@ def render(kind: str, to: str, context: dict[str, Any]) -> mailer.Rendered:
     if spec.build is not None:
         values.update(spec.build(dict(context)))
     try:
-        subject = spec.subject.format(**values)
+        subject = gettext(spec.subject).format(**values)  # marked with N_ where the kind is registered
     except (KeyError, IndexError, ValueError):
-        subject = spec.subject
+        subject = gettext(spec.subject)
     return mailer.Rendered(
         kind=kind,
         to=to,

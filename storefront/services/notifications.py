@@ -41,6 +41,7 @@ from sqlalchemy import select
 
 from .. import money
 from ..extensions import db
+from ..i18n import N_
 from ..models import Order, Price, Product, Subscription, User
 from ..models.base import utcnow
 from ..models.order import COLLECTED, OrderStatus
@@ -98,11 +99,11 @@ def _still_ending(context: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-register_kind(RECEIPT, "Your receipt for {product}", "receipt")
-register_kind(REFUND, "Refund of {refunded} for {product}", "refund")
-register_kind(DISPUTE, "Your payment for {product} is disputed", "dispute")
-register_kind(ACTION_NEEDED, "Action needed: {headline}", "action_needed", _still_needed)
-register_kind(RENEWAL_ENDING, "Your {plan} subscription ends on {ends_on}", "renewal_ending", _still_ending)
+register_kind(RECEIPT, N_("Your receipt for {product}"), "receipt")
+register_kind(REFUND, N_("Refund of {refunded} for {product}"), "refund")
+register_kind(DISPUTE, N_("Your payment for {product} is disputed"), "dispute")
+register_kind(ACTION_NEEDED, N_("Action needed: {headline}"), "action_needed", _still_needed)
+register_kind(RENEWAL_ENDING, N_("Your {plan} subscription ends on {ends_on}"), "renewal_ending", _still_ending)
 
 
 def _email(user_id: int | None) -> str | None:
