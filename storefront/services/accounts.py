@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -66,7 +67,7 @@ class EmailTaken(AccountError, Conflict):
     code = "email_taken"
 
     def __init__(self) -> None:
-        super().__init__("An account with this email already exists. Try logging in instead.")
+        super().__init__(_("An account with this email already exists. Try logging in instead."))
 
 
 class WeakPassword(AccountError):
@@ -77,21 +78,21 @@ def password_problems(password: str, *, email: str = "", name: str = "") -> list
     """Plain-words reasons why a password is too weak (empty list = fine)."""
     problems: list[str] = []
     if len(password) < MIN_PASSWORD_LENGTH:
-        problems.append(f"Use at least {MIN_PASSWORD_LENGTH} characters.")
+        problems.append(_("Use at least %(num)d characters.", num=MIN_PASSWORD_LENGTH))
     if len(password) > MAX_PASSWORD_LENGTH:
-        problems.append(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
+        problems.append(_("Use at most %(num)d characters.", num=MAX_PASSWORD_LENGTH))
     if password.isdigit():
-        problems.append("Don't use only digits; add some letters or symbols.")
+        problems.append(_("Don't use only digits; add some letters or symbols."))
     if password and len(set(password)) < 4:
-        problems.append("Use more than a few different characters.")
+        problems.append(_("Use more than a few different characters."))
     lowered = password.lower()
     if lowered in COMMON_PASSWORDS or re.fullmatch(r"(.)\1+|(0123456789|1234567890)+", lowered):
-        problems.append("This password is too common; choose something less guessable.")
+        problems.append(_("This password is too common; choose something less guessable."))
     local = normalize_email(email).split("@")[0]
     if local and len(local) >= 4 and lowered == local:
-        problems.append("Don't use your email address as your password.")
+        problems.append(_("Don't use your email address as your password."))
     if name and lowered == name.strip().lower():
-        problems.append("Don't use your name as your password.")
+        problems.append(_("Don't use your name as your password."))
     return problems
 
 
@@ -99,7 +100,9 @@ def check_identity_text(email: str, name: str | None) -> None:
     """Names and emails are shown to admins and sent to Stripe: no invisible characters."""
     found = control_character(email, allow_joiners=False) or control_character(name)
     if found:
-        raise AccountError(f"Names and email addresses can't contain invisible or control characters ({found}).")
+        raise AccountError(
+            _("Names and email addresses can't contain invisible or control characters (%(found)s).", found=found)
+        )
 
 
 def email_exists(email: str) -> bool:
@@ -170,7 +173,7 @@ def ensure_stripe_customer(user: User) -> str:
             )
             stored = db.session.scalar(select(User.stripe_customer_id).where(User.id == user_id))
     if stored is None:  # pragma: no cover - the row was deleted meanwhile
-        raise AccountError("This account no longer exists.")
+        raise AccountError(_("This account no longer exists."))
     set_committed_value(user, "stripe_customer_id", stored)  # known now: no reload, no write
     return stored
 
@@ -199,12 +202,12 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     """Set the new password and end every sign-in of the user, this one too: the caller signs
     this device in again (a new token, so a stolen copy of its cookies dies as well)."""
     if not user.check_password(current_password):
-        raise AccountError("Your current password is not correct.")
+        raise AccountError(_("Your current password is not correct."))
     problems = password_problems(new_password, email=user.email, name=user.name)
     if problems:
         raise WeakPassword(" ".join(problems))
     if current_password == new_password:
-        raise WeakPassword("Choose a password different from your current one.")
+        raise WeakPassword(_("Choose a password different from your current one."))
     user.set_password(new_password)
     db.session.execute(delete(UserSession).where(UserSession.user_id == user.id))
     db.session.commit()
@@ -310,6 +313,6 @@ def create_or_promote_admin(email: str, password: str | None, name: str | None) 
         db.session.commit()
         return user, False
     if not password:
-        raise AccountError("A password is required to create a new admin.")
+        raise AccountError(_("A password is required to create a new admin."))
     user = register_user(email, name or email.split("@")[0], password, is_admin=True)
     return user, True
