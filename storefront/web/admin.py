@@ -21,6 +21,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import or_, select
 
@@ -185,9 +186,9 @@ def refund_confirm(public_id: str):
     order = _order(public_id)
     result = refunds.confirm_refund(order, request.form.get("confirmation"), admin=current_user)
     if result.duplicate:
-        flash("That refund was already submitted; nothing more was refunded.", "info")
+        flash(_("That refund was already submitted; nothing more was refunded."), "info")
     else:
-        flash("Refund sent to Stripe. The order changes when Stripe confirms it.", "success")
+        flash(_("Refund sent to Stripe. The order changes when Stripe confirms it."), "success")
     return redirect(url_for("admin.order", public_id=public_id))
 
 
@@ -198,12 +199,16 @@ def sync(public_id: str):
     try:
         order = refunds.sync_order(order.id)
     except GatewayError as err:
-        flash(f"Stripe could not be asked: {err.user_message}", "error")
+        flash(_("Stripe could not be asked: %(message)s", message=err.user_message), "error")
     else:
         flash(
-            f"Synced with Stripe: {before.replace('_', ' ')} → {order.status.replace('_', ' ')}."
+            _(
+                "Synced with Stripe: %(before)s → %(after)s.",
+                before=before.replace("_", " "),
+                after=order.status.replace("_", " "),
+            )
             if before != order.status
-            else "Synced with Stripe: nothing changed.",
+            else _("Synced with Stripe: nothing changed."),
             "success",
         )
     return redirect(url_for("admin.order", public_id=public_id))
@@ -243,7 +248,7 @@ def adjust_points(public_id: str):
         admin=current_user,
     )
     flash(
-        "Points adjusted." if recorded else "That adjustment was already recorded; nothing changed.",
+        _("Points adjusted.") if recorded else _("That adjustment was already recorded; nothing changed."),
         "success" if recorded else "info",
     )
     return redirect(url_for("admin.buyer", public_id=public_id))
@@ -257,7 +262,7 @@ def end_sessions(public_id: str):
     user = buyers.buyer_by_public_id(public_id) or abort(404)
     accounts.end_sessions(user)
     current_app.logger.info("admin %s ended every session of user %s", current_user.id, user.id)
-    flash(f"{user.email} is signed out on every device.", "success")
+    flash(_("%(email)s is signed out on every device.", email=user.email), "success")
     return redirect(url_for("admin.buyer", public_id=public_id))
 
 
@@ -320,9 +325,9 @@ def replay(event_id: int):
     row = db.session.get(StripeEvent, event_id) or abort(404)
     outcome = webhooks.process(row.id, source_prefix="replay")
     if outcome.status == 200:
-        flash(f"Replayed {row.stripe_id}: the handler ran again.", "success")
+        flash(_("Replayed %(id)s: the handler ran again.", id=row.stripe_id), "success")
     else:
-        flash(f"Replaying {row.stripe_id} failed; the error is recorded below.", "error")
+        flash(_("Replaying %(id)s failed; the error is recorded below.", id=row.stripe_id), "error")
     return redirect(url_for("admin.event", event_id=event_id))
 
 
@@ -367,7 +372,15 @@ def job_run(name: str):
         abort(404)
     holder = maintenance.running(name)
     if holder is not None:
-        flash(f"{name} is already running (started {holder.started_at:%H:%M:%S} UTC by {holder.trigger}).", "info")
+        flash(
+            _(
+                "%(job)s is already running (started %(at)s UTC by %(by)s).",
+                job=name,
+                at=f"{holder.started_at:%H:%M:%S}",
+                by=holder.trigger,
+            ),
+            "info",
+        )
         return redirect(url_for("admin.jobs"))
     trigger = f"admin:{current_user.email}"
     try:
@@ -375,13 +388,13 @@ def job_run(name: str):
     except Exception:  # the queue's storage is down (Redis stopped): the run must not be lost
         current_app.logger.exception("job %s could not be queued; running it in the request", name)
     else:
-        flash(f"{name} is queued: a worker runs it in a moment (reload to see its result).", "info")
+        flash(_("%(job)s is queued: a worker runs it in a moment (reload to see its result).", job=name), "info")
         return redirect(url_for("admin.jobs"))
     run = maintenance.run_job(name, trigger=trigger)
     if run.outcome == "ok":
-        flash(f"{name}: {run.summary}", "success")
+        flash(_("%(job)s: %(summary)s", job=name, summary=run.summary), "success")
     elif run.outcome == "skipped":
-        flash(f"{name} is already running: {run.summary}", "info")
+        flash(_("%(job)s is already running: %(summary)s", job=name, summary=run.summary), "info")
     else:
-        flash(f"{name} failed: {run.summary or run.error}", "error")
+        flash(_("%(job)s failed: %(error)s", job=name, error=run.summary or run.error), "error")
     return redirect(url_for("admin.jobs"))
