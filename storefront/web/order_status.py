@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from flask import Flask
+from flask_babel import gettext
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import Connection, Row, bindparam, select
 
@@ -191,33 +192,44 @@ class StatusFacts(OrderFacts, Protocol):
 
 
 def buyer_message(order: OrderFacts) -> str:
+    """The status in the buyer's words (also answered by the fast path, outside any request:
+    there gettext answers in English)."""
     amount = format_money(order.amount, order.currency)
     status = order.status
     if status == "pending":
-        return f"We're waiting for your payment of {amount}."
+        return gettext("We're waiting for your payment of %(amount)s.", amount=amount)
     if status == "requires_action":
-        return "Your bank asks you to confirm this payment. Finish authentication to continue."
+        return gettext("Your bank asks you to confirm this payment. Finish authentication to continue.")
     if status == "processing":
-        return (
-            f"Your payment of {amount} is processing. Bank debits can take a while; "
-            "we'll add your points as soon as it clears."
+        return gettext(
+            "Your payment of %(amount)s is processing. Bank debits can take a while; "
+            "we'll add your points as soon as it clears.",
+            amount=amount,
         )
     if status == "paid":
-        granted = f" {order.points:,} points were added to your balance." if order.points else ""
-        lifetime = f" {order.entitlement.title()} features are yours forever." if order.entitlement else ""
-        return f"Payment of {amount} received.{granted}{lifetime}"
+        return _paid_message(order, amount)
     if status == "failed":
-        reason = order.failure_message or "The payment was declined."
-        return f"{reason} You have not been charged. You can try again with another card."
+        reason = order.failure_message or gettext("The payment was declined.")
+        return gettext("%(reason)s You have not been charged. You can try again with another card.", reason=reason)
     if status == "canceled":
-        return "This order was canceled. You have not been charged."
+        return gettext("This order was canceled. You have not been charged.")
     if status == "expired":
-        return "This checkout expired before it was paid. You have not been charged."
+        return gettext("This checkout expired before it was paid. You have not been charged.")
     if status in ("refunded", "partially_refunded"):
-        return f"{format_money(order.amount_refunded, order.currency)} of {amount} was refunded."
+        refunded = format_money(order.amount_refunded, order.currency)
+        return gettext("%(refunded)s of %(amount)s was refunded.", refunded=refunded, amount=amount)
     if status == "disputed":
-        return "This payment is disputed with your bank; its points are on hold."
+        return gettext("This payment is disputed with your bank; its points are on hold.")
     return status
+
+
+def _paid_message(order: OrderFacts, amount: str) -> str:
+    message = gettext("Payment of %(amount)s received.", amount=amount)
+    if order.points:
+        message += " " + gettext("%(points)s points were added to your balance.", points=f"{order.points:,}")
+    if order.entitlement:
+        message += " " + gettext("%(entitlement)s features are yours forever.", entitlement=order.entitlement.title())
+    return message
 
 
 def status_payload(order: StatusFacts, pay_url: Callable[[str], str]) -> dict[str, Any]:
