@@ -9,7 +9,9 @@ unchanged until the other catalogs are complete.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import flask_babel
 from flask import Flask
 from flask_babel import Babel
 
@@ -22,6 +24,11 @@ LANGUAGES = ["en"]
 DEFAULT_LOCALE = "en"
 
 babel = Babel()
+
+
+def gettext(message: str, **values: Any) -> str:
+    """Flask-Babel's ``gettext``, typed (for the strictly typed services)."""
+    return str(flask_babel.gettext(message, **values))
 
 
 def N_(message: str) -> str:

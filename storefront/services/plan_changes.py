@@ -17,6 +17,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from ..extensions import db
+from ..i18n import gettext as _
 from ..models import Order, Price, Subscription
 from ..stripe_gateway import GatewayError, StripeRequestInvalid, get_gateway
 from . import stripe_objects
@@ -68,7 +69,8 @@ class PreviewStale(Conflict):
     """The confirmed preview is not what Stripe would charge now (expired, tampered with, or
     prices / the plan changed): the buyer must review a fresh one."""
 
-    def __init__(self, message: str = "Prices changed since you looked: please review the change again."):
+    def __init__(self, message: str | None = None):
+        message = message or _("Prices changed since you looked: please review the change again.")
         super().__init__(message, code="preview_stale", status=409)
 
 
@@ -83,13 +85,15 @@ def _stripe_sub(row: Subscription) -> dict[str, Any]:
 
 def _changeable(row: Subscription, price: Price) -> None:
     if row.status not in ("active", "trialing"):
-        raise ServiceError("Only an active subscription can change plan.", code="subscription_not_active", status=409)
+        raise ServiceError(
+            _("Only an active subscription can change plan."), code="subscription_not_active", status=409
+        )
     if row.cancel_at_period_end:
         raise ServiceError(
-            "Resume your subscription before changing its plan.", code="subscription_canceling", status=409
+            _("Resume your subscription before changing its plan."), code="subscription_canceling", status=409
         )
     if row.price_id == price.id:
-        raise ServiceError("You are already on that plan.", code="same_plan", status=409)
+        raise ServiceError(_("You are already on that plan."), code="same_plan", status=409)
 
 
 def _behavior(row: Subscription, price: Price) -> str:
@@ -175,7 +179,7 @@ def _verified(row: Subscription, token: str | None) -> dict[str, Any]:
     try:
         claims = _serializer().loads(token, max_age=PREVIEW_MAX_AGE)
     except SignatureExpired as err:
-        raise PreviewStale("That preview has expired: please review the change again.") from err
+        raise PreviewStale(_("That preview has expired: please review the change again.")) from err
     except BadSignature as err:
         raise PreviewStale() from err
     if (

@@ -27,6 +27,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, or_, select, update
 
 from ..extensions import db
+from ..i18n import gettext as _
 from ..models import Order, OrderTransition, Price, User
 from ..models.base import utcnow
 from ..models.order import PAYABLE as PAYABLE  # re-exported: views still read these here
@@ -61,10 +62,10 @@ class PaymentStep:
 
 def _one_time_price(price: Price | None) -> Price:
     if price is None or not price.active or not price.product.active:
-        raise ServiceError("That product is not for sale.", code="price_not_found", status=404)
+        raise ServiceError(_("That product is not for sale."), code="price_not_found", status=404)
     if price.interval:
         raise ServiceError(
-            "Plans are subscriptions; choose a plan from your account page.",
+            _("Plans are subscriptions; choose a plan from your account page."),
             code="subscription_not_supported",
             status=400,
         )
@@ -77,9 +78,9 @@ def check_amount(price: Price) -> None:
     if price.currency not in SUPPORTED_CURRENCIES:
         raise ServiceError(f"{price.currency.upper()} is not a supported currency.", code="currency_not_supported")
     if price.unit_amount < MIN_AMOUNT.get(price.currency, 50):
-        raise ServiceError("That amount is below the minimum we can charge.", code="amount_too_small")
+        raise ServiceError(_("That amount is below the minimum we can charge."), code="amount_too_small")
     if price.unit_amount > MAX_AMOUNT:
-        raise ServiceError("That amount is above the maximum we can charge.", code="amount_too_large")
+        raise ServiceError(_("That amount is above the maximum we can charge."), code="amount_too_large")
 
 
 def price_for_lookup_key(lookup_key: str) -> Price:
@@ -94,7 +95,7 @@ def _check_buyer(user: User, price: Price) -> str:
     """Refuse a second Lifetime; the buyer's Stripe customer (created on first need). Ends the
     read: the caller has read everything else it sends to Stripe before this."""
     if price.product.entitlement and user.lifetime_since is not None:
-        raise ServiceError("You already own the Lifetime plan.", code="already_owned", status=409)
+        raise ServiceError(_("You already own the Lifetime plan."), code="already_owned", status=409)
     read_then_release()
     try:
         return accounts.ensure_stripe_customer(user)
@@ -285,10 +286,12 @@ def _after_failed_confirm(pi_id: str, err: GatewayError) -> PaymentStep:
 def _not_payable_message(order: Order) -> str:
     """Why an order can't be paid (again), in the buyer's words."""
     if order.status == "paid":
-        return "This order is already paid (perhaps in another tab); nothing more was charged."
+        return _("This order is already paid (perhaps in another tab); nothing more was charged.")
     if order.status == "processing":
-        return "The payment for this order is already processing (perhaps from another tab); nothing more was charged."
-    return f"This order can no longer be paid (it is {order.status.replace('_', ' ')})."
+        return _(
+            "The payment for this order is already processing (perhaps from another tab); nothing more was charged."
+        )
+    return _("This order can no longer be paid (it is %(status)s).", status=order.status.replace("_", " "))
 
 
 # --- Checkout redirect ------------------------------------------------------------------------------
@@ -303,7 +306,7 @@ def start_checkout(user: User, price: Price, *, return_urls: Callable[[str], tup
     price = _one_time_price(price)
     stripe_price_id = price.stripe_price_id
     if not stripe_price_id:
-        raise ServiceError("That product is not available for Checkout yet.", code="price_not_found", status=404)
+        raise ServiceError(_("That product is not available for Checkout yet."), code="price_not_found", status=404)
     public_id = new_order_id()
     metadata = order_metadata(user, price, public_id)
     customer = _check_buyer(user, price)  # the read ends there: Stripe next

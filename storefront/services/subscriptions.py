@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from ..cache import due
 from ..extensions import db
+from ..i18n import gettext as _
 from ..models import Order, Price, Product, Subscription, User
 from ..models.base import utcnow
 from ..models.order import COLLECTED, PAYABLE, new_order_id
@@ -69,7 +70,7 @@ def plan_price(lookup_key: str) -> Price:
         .where(Price.lookup_key == lookup_key, Price.active.is_(True), Product.active.is_(True))
     )
     if price is None or not price.interval or not price.stripe_price_id:
-        raise ServiceError("That plan is not available.", code="price_not_found", status=404)
+        raise ServiceError(_("That plan is not available."), code="price_not_found", status=404)
     check_amount(price)
     return price
 
@@ -212,12 +213,12 @@ def _check_buyer(user: User, price: Price) -> tuple[str, Subscription | None]:
     unpaid subscription to replace or resume)."""
     if user.lifetime_since is not None:
         raise ServiceError(
-            "You own the Lifetime plan: there is nothing to subscribe to.", code="already_owned", status=409
+            _("You own the Lifetime plan: there is nothing to subscribe to."), code="already_owned", status=409
         )
     existing = live_subscription(user.id)
     if existing is not None and existing.status != "incomplete":
         raise ServiceError(
-            "You already have a subscription. Change its plan instead.", code="already_subscribed", status=409
+            _("You already have a subscription. Change its plan instead."), code="already_subscribed", status=409
         )
     read_then_release()
     try:
@@ -254,7 +255,7 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
     price = plan_price(lookup_key)
     stripe_price_id, price_key = price.stripe_price_id, price.lookup_key
     if stripe_price_id is None:  # plan_price refuses such a price; this tells mypy
-        raise ServiceError("That plan is not available.", code="price_not_found", status=404)
+        raise ServiceError(_("That plan is not available."), code="price_not_found", status=404)
     metadata = {"user_id": str(user.id), "lookup_key": price_key}
     key = idempotency_key("subscription", user.public_id, price_key, attempt)
     customer, unpaid = _check_buyer(user, price)
@@ -275,13 +276,15 @@ def subscribe(user: User, lookup_key: str, *, attempt: str) -> Order:
     invoice = sub.get("latest_invoice") or {}
     if not isinstance(invoice, dict) or not invoice.get("id"):
         raise ServiceError(
-            "Our payment provider did not return an invoice. Nothing was charged.", code="invoice_missing", status=502
+            _("Our payment provider did not return an invoice. Nothing was charged."),
+            code="invoice_missing",
+            status=502,
         )
     with unit_of_work():
         subscription_sync.apply_subscription(sub, source="buyer", fetched_at=received)
         order_id = ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
-        raise ServiceError("That plan is not available.", code="price_not_found", status=404)
+        raise ServiceError(_("That plan is not available."), code="price_not_found", status=404)
     return db.session.get_one(Order, order_id, populate_existing=True)
 
 
@@ -329,17 +332,17 @@ def update_at_stripe(row: Subscription, params: dict[str, Any], *key_parts: str)
 
 def cancel_at_period_end(row: Subscription, *, attempt: str) -> Subscription:
     if row.status not in ("active", "trialing", "past_due"):
-        raise ServiceError("This subscription is not active.", code="subscription_not_active", status=409)
+        raise ServiceError(_("This subscription is not active."), code="subscription_not_active", status=409)
     return update_at_stripe(row, {"cancel_at_period_end": True}, "cancel", _attempt(attempt))
 
 
 def resume(row: Subscription, *, attempt: str) -> Subscription:
     if not row.cancel_at_period_end or row.status not in ("active", "trialing", "past_due"):
-        raise ServiceError("This subscription is not set to end.", code="not_canceling", status=409)
+        raise ServiceError(_("This subscription is not set to end."), code="not_canceling", status=409)
     user = db.session.get(User, row.user_id)
     if user is not None and user.lifetime_since is not None:
         raise ServiceError(
-            "You own the Lifetime plan: this subscription is no longer needed.", code="already_owned", status=409
+            _("You own the Lifetime plan: this subscription is no longer needed."), code="already_owned", status=409
         )
     return update_at_stripe(row, {"cancel_at_period_end": False}, "resume", _attempt(attempt))
 
@@ -347,7 +350,7 @@ def resume(row: Subscription, *, attempt: str) -> Subscription:
 def cancel_now(row: Subscription, *, by: str, reason: str = "admin") -> Subscription:
     """End the subscription immediately (admins; also an unpaid one being replaced)."""
     if row.status not in LIVE_STATUSES:
-        raise ServiceError("This subscription has already ended.", code="subscription_ended", status=409)
+        raise ServiceError(_("This subscription has already ended."), code="subscription_ended", status=409)
     stripe_id = row.stripe_subscription_id
     read_then_release()
     try:
@@ -388,11 +391,13 @@ def open_invoice_order(row: Subscription) -> Order:
         raise unavailable(err) from err
     if invoice is None or invoice.get("status") != "open":
         _apply(sub, source="buyer", fetched_at=received, asked_at=asked)
-        raise ServiceError("There is nothing to pay: your subscription is up to date.", code="nothing_due", status=409)
+        raise ServiceError(
+            _("There is nothing to pay: your subscription is up to date."), code="nothing_due", status=409
+        )
     with unit_of_work():
         order_id = ensure_invoice_order(invoice, source="buyer")
     if order_id is None:
-        raise ServiceError("We couldn't find that invoice.", code="invoice_not_found", status=404)
+        raise ServiceError(_("We couldn't find that invoice."), code="invoice_not_found", status=404)
     return db.session.get_one(Order, order_id, populate_existing=True)
 
 
@@ -475,6 +480,6 @@ def _attempt(attempt: str | None) -> str:
     """A form's nonce goes into an Idempotency-Key: ASCII letters, digits, ``-`` and ``_``."""
     if not attempt or not _ATTEMPT.fullmatch(attempt):
         raise ServiceError(
-            "The form is missing its token; reload the page and try again.", code="invalid_attempt", status=400
+            _("The form is missing its token; reload the page and try again."), code="invalid_attempt", status=400
         )
     return attempt
