@@ -14,23 +14,13 @@ import threading
 import time
 from collections.abc import Iterator
 
-from huey import RedisHuey, signals
+from huey import RedisHuey
 from huey.consumer import Consumer
 from sqlalchemy import func, select
 
 from storefront import jobs
 from storefront.extensions import db
 from storefront.models import StripeEvent
-
-_ENDED = (
-    signals.SIGNAL_COMPLETE,
-    signals.SIGNAL_ERROR,
-    signals.SIGNAL_CANCELED,
-    signals.SIGNAL_INTERRUPTED,
-    signals.SIGNAL_LOCKED,
-    signals.SIGNAL_RATE_LIMITED,
-    signals.SIGNAL_TIMEOUT,
-)
 
 
 class _ThreadConsumer(Consumer):
@@ -47,8 +37,7 @@ class Worker:
         self.huey = jobs.get_huey(app)
         self._running = 0
         self._changed = threading.Condition()
-        self.huey.signal(signals.SIGNAL_EXECUTING)(self._started)
-        self.huey.signal(*_ENDED)(self._ended)
+        self._count_executions()
         self.consumer = _ThreadConsumer(
             self.huey,
             workers=workers,
@@ -62,14 +51,23 @@ class Worker:
         )
         self.consumer.start()
 
-    def _started(self, signal, task, *args) -> None:
-        with self._changed:
-            self._running += 1
+    def _count_executions(self) -> None:
+        """Count the tasks running by wrapping Huey's ``execute`` (what a consumer's worker calls
+        for each task), not by its signals: a task whose bookkeeping after the run fails (the
+        storage became unreachable while it ran: ``queue_down``) never signals its end."""
+        execute = self.huey.execute
 
-    def _ended(self, signal, task, *args) -> None:
-        with self._changed:
-            self._running -= 1
-            self._changed.notify_all()
+        def counted(task, timestamp=None):
+            with self._changed:
+                self._running += 1
+            try:
+                return execute(task, timestamp)
+            finally:
+                with self._changed:
+                    self._running -= 1
+                    self._changed.notify_all()
+
+        self.huey.execute = counted
 
     def wait_idle(self, timeout: float = 20.0) -> None:
         """Drop what is still queued or scheduled, then wait until no task runs (twice in a row,
