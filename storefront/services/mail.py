@@ -187,16 +187,12 @@ def _claim(row_id: int) -> tuple[str, str, dict[str, Any], int] | None:
                 OutboundMail.next_attempt_at <= now,
             )
             .values(next_attempt_at=now + lease, attempts=OutboundMail.attempts + 1)
+            .returning(OutboundMail.kind, OutboundMail.recipient, OutboundMail.context, OutboundMail.attempts)
             .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            return None
-        row = db.session.execute(
-            select(OutboundMail.kind, OutboundMail.recipient, OutboundMail.context, OutboundMail.attempts).where(
-                OutboundMail.id == row_id
-            )
-        ).one()
-    return row.kind, row.recipient, json.loads(row.context), row.attempts
+        ).first()
+    if claimed is None:
+        return None
+    return claimed.kind, claimed.recipient, json.loads(claimed.context), claimed.attempts
 
 
 def render(kind: str, to: str, context: dict[str, Any]) -> mailer.Rendered:
