@@ -186,7 +186,8 @@ def test_a_dispute_tells_the_buyer_their_points_are_frozen(app, buyer, sandbox, 
 # --- action needed -----------------------------------------------------------------------------------
 
 
-def test_3ds_needed_sends_one_mail_whose_link_opens_the_pay_page(app, buyer, sandbox, webhooks, mail_sink):
+def waiting_for_3ds(app, buyer, sandbox):
+    """An order paid with a saved card that asks for 3-D Secure: it waits for the buyer."""
     card = save_card(app, sandbox, "pm_card_authenticationRequired")
     order = bought(buyer, app)
     reply = buyer.post(
@@ -195,6 +196,11 @@ def test_3ds_needed_sends_one_mail_whose_link_opens_the_pay_page(app, buyer, san
         headers={"Accept": "application/json"},
     ).get_json()
     assert reply["order_status"] == "requires_action"
+    return order
+
+
+def test_3ds_needed_sends_one_mail_whose_link_opens_the_pay_page(app, buyer, sandbox, webhooks, mail_sink):
+    order = waiting_for_3ds(app, buyer, sandbox)
     flush(sandbox)  # payment_intent.requires_action arrives too: no second mail
     message = mail_sink.wait_for(to=BUYER, kind="action_needed")
     assert message["Subject"] == "Action needed: confirm your payment"
@@ -221,16 +227,9 @@ def test_a_buyer_who_finishes_3ds_on_the_page_within_the_delay_gets_only_the_rec
 ):
     """The "action needed" mail about an order waits ``MAIL_ACTION_DELAY_SECONDS`` (the buyer is
     usually on the pay page); paid by then, it is dropped when its time comes, never sent."""
-    card = save_card(app, sandbox, "pm_card_authenticationRequired")
-    order = bought(buyer, app)
     app.config["MAIL_ACTION_DELAY_SECONDS"] = 2.0
     try:
-        reply = buyer.post(
-            f"/orders/{order.public_id}/pay/saved-card",
-            data={"payment_method": card.id, "attempt": "a1"},
-            headers={"Accept": "application/json"},
-        ).get_json()
-        assert reply["order_status"] == "requires_action"
+        order = waiting_for_3ds(app, buyer, sandbox)
         sandbox.control("POST", f"/_sandbox/authenticate/{order.stripe_payment_intent_id}", {"outcome": "complete"})
         flush(sandbox)
         mail_sink.wait_for(to=BUYER, kind="receipt")
